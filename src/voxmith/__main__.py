@@ -1,0 +1,3 @@
+from voxmith.cli.main import main
+
+main()

@@ -1,0 +1,156 @@
+"""Reading and writing audio files.
+
+`load_audio` reads WAV (any integer or float subtype, any rate, any channel count), FLAC, MP3 and
+OGG through libsndfile, and everything else (M4A/AAC, Opus, WMA, video containers...) through
+ffmpeg when it is installed. Every failure becomes an `AudioError` naming the file and the problem.
+`save_audio` writes atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+
+from voxmith.audio.dsp import resample, to_mono
+from voxmith.errors import AudioError
+from voxmith.fsutil import atomic_path
+
+# Read without ffmpeg (libsndfile >= 1.1 decodes MP3).
+SUPPORTED_NATIVE_FORMATS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".aif")
+# Common formats that only ffmpeg decodes here.
+FFMPEG_FORMATS = (".m4a", ".aac", ".mp4", ".opus", ".wma", ".webm", ".mkv", ".mov", ".amr", ".3gp")
+AUDIO_EXTENSIONS = SUPPORTED_NATIVE_FORMATS + FFMPEG_FORMATS
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: float32 samples in [-1, 1], shape (frames,) for mono or (frames, channels)."""
+
+    samples: np.ndarray
+    sample_rate_hz: int
+    source: Optional[str] = None
+    # What the file on disk was, before any downmix or resampling.
+    source_info: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else self.samples.shape[1]
+
+    @property
+    def frames(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate_hz
+
+    @property
+    def label(self) -> str:
+        return Path(self.source).name if self.source else "audio"
+
+
+def _ffmpeg_missing_message(path: Path) -> str:
+    return (
+        f"Cannot read '{path}': {path.suffix or 'this'} files need ffmpeg, which is not installed. "
+        "Install ffmpeg (Debian/Ubuntu: 'sudo apt install ffmpeg', macOS: 'brew install ffmpeg', "
+        "Windows: 'winget install ffmpeg') or convert the clip to WAV or FLAC."
+    )
+
+
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Decode through ffmpeg into a temporary float WAV and read that back."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(_ffmpeg_missing_message(path))
+    with tempfile.TemporaryDirectory(prefix="voxmith-ffmpeg-") as tmp:
+        out = Path(tmp) / "decoded.wav"
+        cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn",
+               "-acodec", "pcm_f32le", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists():
+            detail = (proc.stderr or "").strip().splitlines()
+            reason = detail[-1] if detail else f"ffmpeg exited with code {proc.returncode}"
+            raise AudioError(f"Cannot read '{path}': ffmpeg could not decode it ({reason}). "
+                             "The file may be corrupt or not contain audio.")
+        samples, rate = sf.read(out, dtype="float32", always_2d=True)
+    return samples, rate
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
+    suffix = path.suffix.lower()
+    if suffix in FFMPEG_FORMATS:
+        samples, rate = _decode_with_ffmpeg(path)
+        return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
+    try:
+        info = sf.info(str(path))
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        return samples, rate, {"format": info.format, "subtype": info.subtype}
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        native_error = str(err)
+    # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, explain.
+    if shutil.which("ffmpeg"):
+        samples, rate = _decode_with_ffmpeg(path)
+        return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
+    if suffix in SUPPORTED_NATIVE_FORMATS:
+        raise AudioError(
+            f"Cannot read '{path}': it is not a valid {suffix.lstrip('.').upper()} file "
+            f"(corrupt or truncated header: {native_error}). Re-export or re-download the clip."
+        )
+    known = ", ".join(e.lstrip(".").upper() for e in SUPPORTED_NATIVE_FORMATS[:4])
+    raise AudioError(
+        f"Cannot read '{path}': unsupported or unrecognised format '{suffix or '(no extension)'}'. "
+        f"voxmith reads {known} directly; other formats need ffmpeg, which is not installed."
+    )
+
+
+def load_audio(path: str | os.PathLike, *, sample_rate_hz: Optional[int] = None,
+               mono: bool = True) -> Audio:
+    """Read an audio file as float32, optionally downmixed to mono and resampled.
+
+    Raises `AudioError` for a missing, empty, zero-length, corrupt or unsupported file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"Cannot read '{path}': file not found.")
+    if path.is_dir():
+        raise AudioError(f"Cannot read '{path}': it is a folder, not an audio file.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"Cannot read '{path}': the file is empty (0 bytes).")
+    samples, rate, info = _read_file(path)
+    if samples.shape[0] == 0:
+        raise AudioError(f"Cannot read '{path}': it contains no audio (zero length).")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"Cannot read '{path}': it contains invalid samples (NaN or infinity).")
+    source_info = {**info, "sample_rate_hz": int(rate), "channels": int(samples.shape[1]),
+                   "frames": int(samples.shape[0])}
+    samples = to_mono(samples) if mono else (samples[:, 0] if samples.shape[1] == 1 else samples)
+    if sample_rate_hz is not None and sample_rate_hz != rate:
+        samples = resample(samples, rate, sample_rate_hz)
+        rate = sample_rate_hz
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), str(path), source_info)
+
+
+def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int,
+               subtype: Optional[str] = None) -> Path:
+    """Write audio atomically; the format follows the extension (WAV 16-bit by default)."""
+    path = Path(path)
+    samples = np.asarray(samples, dtype=np.float32)
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"Cannot write '{path}': use a .wav, .flac, .ogg or .mp3 file name.")
+    if subtype is None:
+        subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+    if not subtype.startswith("FLOAT") and not subtype.startswith("DOUBLE"):
+        # libsndfile wraps around instead of clipping when converting float to int.
+        samples = np.clip(samples, -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), samples, sample_rate_hz, subtype=subtype, format=fmt)
+    return path

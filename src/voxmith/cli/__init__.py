@@ -1,0 +1,1 @@
+"""The `voxmith` command: a thin shell over `voxmith.Studio`."""

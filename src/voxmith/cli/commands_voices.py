@@ -1,0 +1,84 @@
+"""`voxmith voices ...`: add, list, show and remove voices."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def format_report(report) -> str:
+    """The `voices show` table and advice as text."""
+    lines = [f"Voice '{report.name}': {len(report.clips)} clip(s), {report.total_duration_s:.1f} s total, "
+             f"{report.total_speech_s:.1f} s of speech", ""]
+    header = f"{'clip':<28} {'dur s':>6} {'rate':>6} {'ch':>2} {'LUFS':>6} {'peak':>6} {'clip%':>6} " \
+             f"{'SNR':>5} {'speech':>6} {'consist':>7}"
+    lines += [header, "-" * len(header)]
+    for clip in report.clips:
+        s = clip.stats
+        consistency = "-" if clip.consistency is None else f"{clip.consistency:.3f}"
+        lines.append(
+            f"{clip.file[:28]:<28} {s.duration_s:>6.2f} {s.sample_rate_hz:>6} {s.channels:>2} "
+            f"{s.loudness_lufs:>6.1f} {s.peak_dbfs:>6.1f} {100 * s.clipped_fraction:>6.2f} "
+            f"{s.snr_db:>5.0f} {s.speech_ratio:>6.0%} {consistency:>7}")
+        for flag in clip.flags:
+            lines.append(f"    ! {flag}")
+    lines.append("")
+    lines += [f"* {line}" for line in report.advice]
+    return "\n".join(lines)
+
+
+@click.group()
+def voices():
+    """Manage voices: folders of clips of one speaker."""
+
+
+@voices.command("add")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing voice of this name.")
+@click.option("--append", is_flag=True, help="Add the clips to an existing voice.")
+@click.pass_obj
+def add(obj, name, files, force, append):
+    """Create voice NAME from copies of FILES (your files are never changed)."""
+    progress = obj.progress()
+    voice = obj.studio.voices.add(name, files, force=force, append=append, progress=progress)
+    progress.close()
+    click.echo(f"Voice '{voice.name}' has {len(voice.clip_paths)} clip(s) in {voice.path}")
+
+
+@voices.command("list")
+@click.pass_obj
+def list_voices(obj):
+    """List voices in the workspace."""
+    items = obj.studio.voices.list()
+    if not items:
+        click.echo("No voices yet. Add one with 'voxmith voices add NAME CLIP...' or run 'voxmith demo'.")
+        return
+    for voice in items:
+        click.echo(f"{voice.name:<24} {len(voice.clip_paths):>3} clip(s)")
+
+
+@voices.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@click.pass_obj
+def show(obj, name, as_json):
+    """Analyse a voice's clips: levels, noise, speech, speaker consistency, advice."""
+    progress = obj.progress()
+    report = obj.studio.analyse_voice(name, progress=progress)
+    progress.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+
+
+@voices.command("remove")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def remove(obj, name, yes):
+    """Delete voice NAME and its copies of the clips (your originals are untouched)."""
+    voice = obj.studio.voices.get(name)
+    if not yes:
+        click.confirm(f"Delete voice '{name}' ({len(voice.clip_paths)} clips in {voice.path})?", abort=True)
+    obj.studio.voices.remove(name)
+    click.echo(f"Removed voice '{name}'.")

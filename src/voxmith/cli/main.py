@@ -1,0 +1,91 @@
+"""Entry point of the `voxmith` command and its global options.
+
+Every `VoxmithError` is printed as 'Error: <message>' with exit code 1; an unexpected exception
+is summarised in one line (with --debug for the traceback); Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import warnings
+
+import click
+
+from voxmith import __version__
+from voxmith.errors import VoxmithError
+
+
+class StudioContext:
+    """What every sub-command needs: the options, and a lazily opened Studio."""
+
+    def __init__(self, home, device, debug, quiet):
+        self.home, self.device_request, self.debug, self.quiet = home, device, debug, quiet
+        self._studio = None
+
+    @property
+    def studio(self):
+        if self._studio is None:
+            from voxmith.studio import Studio
+
+            self._studio = Studio(self.home, self.device_request)
+        return self._studio
+
+    def progress(self):
+        from voxmith.cli.progress import TqdmProgress
+
+        return TqdmProgress(enabled=not self.quiet)
+
+
+class FriendlyGroup(click.Group):
+    """Turns errors into messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VoxmithError as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as err:  # a bug: say so briefly unless debugging
+            if ctx.obj is not None and getattr(ctx.obj, "debug", False):
+                traceback.print_exc()
+            raise click.ClickException(
+                f"Unexpected {type(err).__name__}: {err}. This is a bug in voxmith; re-run with "
+                "--debug to see the details and please report them."
+            ) from None
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voxmith")
+@click.option("--home", type=click.Path(file_okay=False), envvar="VOXMITH_HOME",
+              help="Workspace folder (default: $VOXMITH_HOME or ~/.local/share/voxmith).")
+@click.option("--device", default="auto", show_default=True,
+              help="Compute device: auto, cpu, cuda, cuda:N or mps.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def cli(ctx, home, device, debug, quiet):
+    """voxmith: clone a voice from a few clips and make it say anything, locally."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    ctx.obj = StudioContext(home, device, debug, quiet)
+
+
+def _register_commands() -> None:
+    from voxmith.cli import commands_misc, commands_voices
+
+    cli.add_command(commands_voices.voices)
+    for command in commands_misc.COMMANDS:
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="voxmith")

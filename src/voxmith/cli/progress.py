@@ -1,0 +1,39 @@
+"""Adapt core `Progress` events to tqdm bars on stderr (one bar per stage)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Dict
+
+from tqdm import tqdm
+
+from voxmith.progress import Progress
+
+
+class TqdmProgress:
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bars: Dict[str, tqdm] = {}
+
+    def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        bar = self._bars.get(event.stage)
+        if bar is None:
+            bar = tqdm(total=event.total, desc=event.stage, unit="", file=sys.stderr, leave=False,
+                       dynamic_ncols=True)
+            self._bars[event.stage] = bar
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        if event.detail:
+            bar.set_postfix_str(event.detail, refresh=False)
+        bar.refresh()
+        if event.total is not None and event.done >= event.total:
+            bar.close()
+            del self._bars[event.stage]
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()

@@ -1,0 +1,21 @@
+"""Synthesis engines behind one small interface, plus device selection and the engine registry.
+
+Each engine lives in its own subpackage (one file per model) and is imported only when used.
+"""
+
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings
+from voxmith.engines.device import resolve_device
+from voxmith.engines.registry import available_engines, create_engine, engine_class, register_engine
+
+__all__ = [
+    "Candidate",
+    "Conditioning",
+    "DeviceNeeds",
+    "Engine",
+    "EngineSettings",
+    "resolve_device",
+    "available_engines",
+    "create_engine",
+    "engine_class",
+    "register_engine",
+]

@@ -1,0 +1,131 @@
+"""The interface every synthesis engine implements.
+
+An engine does two things:
+1. `prepare_conditioning(clips)`: turn a voice's clips into whatever it conditions on
+   (embeddings, statistics, latents) as a dict of numpy arrays. The studio caches the result per
+   voice, keyed by the clips' fingerprint and `cache_key()`, so engines never manage caches.
+2. `synthesize(text, conditioning, settings, seed=..., candidates=...)`: return candidates,
+   best first.
+
+Engines never touch the workspace, the CLI or the UI; they receive audio and return audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Type
+
+import numpy as np
+
+from voxmith.audio.io import Audio
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback
+
+Conditioning = Dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class DeviceNeeds:
+    """What hardware an engine needs; shown to users before they pick it."""
+
+    runs_on_cpu: bool = True
+    gpu_recommended: bool = False
+    min_gpu_memory_gb: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class EngineSettings:
+    """Base class for an engine's settings dataclass. Subclasses add typed fields with defaults."""
+
+    @classmethod
+    def from_dict(cls, values: Optional[dict]) -> "EngineSettings":
+        """Build settings from user input, naming unknown keys and bad values clearly."""
+        values = dict(values or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise VoxmithError(
+                f"Unknown setting(s) {', '.join(unknown)} for {cls.__name__}. "
+                f"Known settings: {', '.join(sorted(known)) or 'none'}."
+            )
+        converted = {}
+        for name, value in values.items():
+            default = getattr(cls, name, None) if known[name].default is not dataclasses.MISSING else None
+            converted[name] = _coerce(name, value, default)
+        settings = cls(**converted)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise `VoxmithError` for values out of range. Subclasses override."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert strings from the CLI/UI into the type of the default value."""
+    if default is None or not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            lowered = value.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return lowered in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise VoxmithError(f"Setting '{name}' must be a {type(default).__name__}, got '{value}'.") from None
+    return value
+
+
+@dataclass
+class Candidate:
+    """One synthesised take. `scores` holds whatever ranking measured (higher is better unless
+    the name says otherwise, e.g. 'wer')."""
+
+    samples: np.ndarray  # float32 mono
+    sample_rate_hz: int
+    seed: int
+    scores: Dict[str, float] = field(default_factory=dict)
+    details: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate_hz
+
+
+class Engine(ABC):
+    """Base class for engines. Subclasses set the class attributes and implement two methods."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]  # bump when conditioning or output for the same inputs changes
+    description: ClassVar[str] = ""
+    sample_rate_hz: ClassVar[int]
+    device_needs: ClassVar[DeviceNeeds] = DeviceNeeds()
+    settings_class: ClassVar[Type[EngineSettings]] = EngineSettings
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+
+    def cache_key(self) -> str:
+        """Identifies the conditioning this engine computes; part of the cache key."""
+        return f"{self.name}-{self.version}"
+
+    @abstractmethod
+    def prepare_conditioning(self, clips: Sequence[Audio],
+                             progress: Optional[ProgressCallback] = None) -> Conditioning:
+        """Compute what synthesis needs from a voice's clips (all of every clip)."""
+
+    @abstractmethod
+    def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                   seed: int, candidates: int = 1,
+                   progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        """Speak `text` in the conditioned voice; return `candidates` takes, best first.
+        The same inputs and seed must give the same audio."""

@@ -1,0 +1,66 @@
+"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+
+Everything is written to a temporary file in the destination folder and moved into place with
+`os.replace`, which is atomic on POSIX and Windows when both paths are on one file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `destination`; move it into place if the block succeeds.
+
+    The temporary file keeps the destination's suffix (or `suffix`) so that writers which pick a
+    format from the extension (soundfile, numpy) behave as they would for the real name.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=(suffix or destination.suffix) + ".part",
+        dir=destination.parent,
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    # mkstemp's ".part" tail would confuse extension-sniffing writers: hand out a clean name.
+    clean_tmp = tmp.with_name(tmp.name[: -len(".part")])
+    tmp.rename(clean_tmp)
+    try:
+        yield clean_tmp
+        os.replace(clean_tmp, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            clean_tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(destination: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(destination) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(destination: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(destination, text.encode("utf-8"))
+
+
+def atomic_write_json(destination: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(destination, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """Read a JSON file, or return `default` when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default

@@ -1,0 +1,137 @@
+"""`voices show`: is this voice good cloning material?
+
+Per clip: the `ClipStats` measurements, a speaker-consistency score (cosine of the clip's GE2E
+embedding to the voice's mean embedding) and plain-words flags. For the voice: total speech and
+advice. Embeddings go through the conditioning cache, so a second report does not recompute them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from voxmith.audio import analyse_audio, load_audio
+from voxmith.audio.analysis import ClipStats
+from voxmith.progress import ProgressCallback, report
+from voxmith.speaker import ENCODER_ID, cosine_similarity, get_speaker_encoder, mean_embedding
+from voxmith.studio.conditioning import CacheKey
+from voxmith.studio.voices import Voice
+
+SPEAKER_NAMESPACE = "speaker"
+# Same-speaker clips typically score 0.80-0.95 against their voice's mean; a clip well below its
+# siblings is likely another speaker, a different microphone/room, or mostly noise or music.
+OUTLIER_ABSOLUTE = 0.70
+OUTLIER_MARGIN = 0.12  # below the median of the other clips by this much
+NOISY_SNR_DB = 15.0
+CLIPPING_FRACTION = 0.001
+WEAK_SPEECH_S = 10.0
+GOOD_SPEECH_S = 30.0
+
+
+@dataclass
+class ClipReport:
+    file: str
+    stats: ClipStats
+    consistency: Optional[float]
+    flags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class VoiceReport:
+    name: str
+    clips: List[ClipReport]
+    total_duration_s: float
+    total_speech_s: float
+    similarity_matrix: np.ndarray  # clip-to-clip cosine similarity
+    advice: List[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "total_duration_s": round(self.total_duration_s, 3),
+            "total_speech_s": round(self.total_speech_s, 3),
+            "advice": self.advice,
+            "clips": [{"file": c.file, **c.stats.to_dict(),
+                       "consistency": None if c.consistency is None else round(c.consistency, 4),
+                       "flags": c.flags} for c in self.clips],
+            "similarity_matrix": np.round(self.similarity_matrix, 4).tolist(),
+        }
+
+
+def voice_embeddings(voice: Voice, device: str = "cpu",
+                     progress: Optional[ProgressCallback] = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(per-clip embeddings in clip order, speaker embedding, was_cached), cached per clip set."""
+    paths = voice.clip_paths
+    key = CacheKey(SPEAKER_NAMESPACE, ENCODER_ID, voice.fingerprint())
+
+    def compute():
+        encoder = get_speaker_encoder(device)
+        embeddings = []
+        for i, path in enumerate(paths):
+            report(progress, "embedding clips", i, len(paths), path.name)
+            audio = load_audio(path)
+            embeddings.append(encoder.embed(audio.samples, audio.sample_rate_hz))
+        report(progress, "embedding clips", len(paths), len(paths))
+        return {"clip_embeddings": np.stack(embeddings), "speaker_embedding": mean_embedding(embeddings)}
+
+    arrays, cached = voice.cache.get_or_compute(key, compute, {"clips": [p.name for p in paths]})
+    return arrays["clip_embeddings"], arrays["speaker_embedding"], cached
+
+
+def _flags(stats: ClipStats, consistency: Optional[float], others_median: Optional[float]) -> List[str]:
+    flags = []
+    if stats.clipped_fraction >= CLIPPING_FRACTION:
+        flags.append(f"clipping ({stats.clipped_fraction:.2%} of samples at full scale)")
+    if stats.snr_db < NOISY_SNR_DB:
+        flags.append(f"noisy (SNR about {stats.snr_db:.0f} dB)")
+    if stats.speech_ratio < 0.3:
+        flags.append(f"mostly non-speech ({stats.speech_ratio:.0%} speech)")
+    if consistency is not None and (consistency < OUTLIER_ABSOLUTE or
+                                    (others_median is not None and consistency < others_median - OUTLIER_MARGIN)):
+        flags.append("outlier: sounds unlike the other clips (another speaker, room or microphone?)")
+    return flags
+
+
+def _advice(total_speech_s: float, clips: List[ClipReport]) -> List[str]:
+    advice = []
+    if total_speech_s < WEAK_SPEECH_S:
+        advice.append(f"Only {total_speech_s:.1f} s of speech: under {WEAK_SPEECH_S:.0f} s cloning will be "
+                      "weak. Add more clips of this speaker.")
+    elif total_speech_s < GOOD_SPEECH_S:
+        advice.append(f"{total_speech_s:.1f} s of speech: enough for zero-shot cloning; "
+                      f"{GOOD_SPEECH_S:.0f} s or more gives steadier results.")
+    else:
+        advice.append(f"{total_speech_s:.1f} s of speech: good for zero-shot cloning. For fine-tuning, "
+                      "prepare a dataset from 10+ minutes of recordings.")
+    flagged = [c.file for c in clips if c.flags]
+    if flagged:
+        advice.append("Check or remove the flagged clip(s): " + ", ".join(flagged) + ".")
+    return advice
+
+
+def analyse_voice(voice: Voice, device: str = "cpu",
+                  progress: Optional[ProgressCallback] = None) -> VoiceReport:
+    paths = voice.clip_paths
+    stats = []
+    for i, path in enumerate(paths):
+        report(progress, "analysing clips", i, len(paths), path.name)
+        stats.append(analyse_audio(load_audio(path, mono=False)))
+    report(progress, "analysing clips", len(paths), len(paths))
+
+    if paths:
+        clip_embeddings, speaker_embedding, _ = voice_embeddings(voice, device, progress)
+        similarity = np.clip(clip_embeddings @ clip_embeddings.T, -1.0, 1.0)
+        consistency = [cosine_similarity(e, speaker_embedding) for e in clip_embeddings]
+    else:
+        similarity, consistency = np.zeros((0, 0)), []
+    clips = []
+    for i, (path, s) in enumerate(zip(paths, stats)):
+        others = [c for j, c in enumerate(consistency) if j != i]
+        median = float(np.median(others)) if len(others) >= 2 else None
+        c = consistency[i] if len(paths) >= 2 else None  # one clip is trivially consistent
+        clips.append(ClipReport(path.name, s, c, _flags(s, c, median)))
+    total_speech = sum(s.speech_s for s in stats)
+    return VoiceReport(voice.name, clips, sum(s.duration_s for s in stats), total_speech, similarity,
+                       _advice(total_speech, clips))

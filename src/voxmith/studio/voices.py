@@ -1,0 +1,170 @@
+"""The voice library: `voices/NAME/` folders holding copies of a speaker's clips.
+
+The clips on disk are the truth (users of ai-voice-cloning drop files into voice folders by hand,
+and that works here too); `voice.json` keeps where each clip came from and voice settings.
+The user's original files are only ever read. Adding is all-or-nothing: every clip is decoded and
+checked before anything is copied, and the new folder appears in one rename.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from voxmith.audio import check_usable, load_audio
+from voxmith.audio.io import AUDIO_EXTENSIONS, Audio
+from voxmith.errors import AudioError, VoiceError
+from voxmith.fsutil import atomic_write_json, read_json
+from voxmith.progress import ProgressCallback, report
+from voxmith.studio.conditioning import ConditioningCache, fingerprint_files
+from voxmith.studio.names import sanitize_filename, validate_name
+from voxmith.studio.workspace import contained_path
+
+VOICE_FILE = "voice.json"
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str
+    path: Path
+
+    @property
+    def clip_paths(self) -> List[Path]:
+        return sorted(p for p in self.path.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+    def fingerprint(self) -> str:
+        """Changes whenever a clip is added, removed, renamed or edited."""
+        return fingerprint_files(self.clip_paths)
+
+    @property
+    def cache(self) -> ConditioningCache:
+        return ConditioningCache(self.path)
+
+    @property
+    def metadata(self) -> dict:
+        return read_json(self.path / VOICE_FILE, default={}) or {}
+
+    def update_metadata(self, **changes) -> None:
+        meta = self.metadata
+        meta.update(changes)
+        atomic_write_json(self.path / VOICE_FILE, meta)
+
+    def load_clips(self, sample_rate_hz: Optional[int] = None) -> List[Audio]:
+        """Decode every clip (mono), raising `VoiceError` if the voice has none."""
+        paths = self.clip_paths
+        if not paths:
+            raise VoiceError(f"Voice '{self.name}' has no audio clips in '{self.path}'. "
+                             f"Add some with 'voxmith voices add {self.name} FILE... --append'.")
+        return [load_audio(p, sample_rate_hz=sample_rate_hz) for p in paths]
+
+
+def _unique_name(wanted: str, taken: set[str]) -> str:
+    stem, dot, ext = wanted.rpartition(".")
+    if not dot:
+        stem, ext = wanted, ""
+    candidate, n = wanted, 2
+    while candidate.lower() in taken:
+        candidate = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+        n += 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+class VoiceLibrary:
+    def __init__(self, voices_dir: Path):
+        self.root = voices_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, name: str) -> Path:
+        return contained_path(self.root, validate_name(name, "voice"))
+
+    def names(self) -> List[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def list(self) -> List[Voice]:
+        return [Voice(n, self.root / n) for n in self.names()]
+
+    def exists(self, name: str) -> bool:
+        return self._dir(name).is_dir()
+
+    def get(self, name: str) -> Voice:
+        path = self._dir(name)
+        if not path.is_dir():
+            known = ", ".join(self.names()) or "none yet"
+            raise VoiceError(f"No voice named '{name}'. Voices: {known}. "
+                             f"Create it with 'voxmith voices add {name} CLIP...'.")
+        return Voice(name, path)
+
+    def add(self, name: str, files: Iterable[str | Path], *, force: bool = False, append: bool = False,
+            progress: Optional[ProgressCallback] = None) -> Voice:
+        """Create voice `name` from copies of `files` (or add them with `append`, or replace the
+        voice with `force`). Nothing changes unless every file is a usable clip."""
+        target = self._dir(name)
+        files = [Path(f) for f in files]
+        if not files:
+            raise VoiceError("No clips given. Pass one or more audio files.")
+        if force and append:
+            raise VoiceError("Use either --force (replace the voice) or --append (add clips), not both.")
+        if target.exists() and not (force or append):
+            count = len(Voice(name, target).clip_paths)
+            raise VoiceError(f"Voice '{name}' already exists ({count} clips). Use --append to add "
+                             "these clips to it, or --force to replace it.")
+
+        problems = []
+        for i, path in enumerate(files):
+            report(progress, "checking clips", i, len(files), path.name)
+            try:
+                check_usable(load_audio(path))
+            except AudioError as err:
+                problems.append(str(err))
+        report(progress, "checking clips", len(files), len(files))
+        if problems:
+            raise VoiceError(f"Voice '{name}' was not changed because {len(problems)} of "
+                             f"{len(files)} clip(s) cannot be used:\n  - " + "\n  - ".join(problems))
+
+        appending = append and target.exists()
+        existing = Voice(name, target)
+        taken = {p.name.lower() for p in existing.clip_paths} if appending else set()
+        meta = existing.metadata if appending else {"name": name, "created": _now(), "clips": {}}
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.root))
+        try:
+            for path in files:
+                stored = _unique_name(sanitize_filename(path.name), taken)
+                shutil.copy2(path, staging / stored)
+                meta.setdefault("clips", {})[stored] = {"original": str(path.resolve()), "added": _now()}
+            meta["updated"] = _now()
+            if appending:
+                for staged in staging.iterdir():
+                    staged.replace(target / staged.name)
+                atomic_write_json(target / VOICE_FILE, meta)
+            else:
+                atomic_write_json(staging / VOICE_FILE, meta)
+                self._swap_in(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return Voice(name, target)
+
+    def _swap_in(self, staging: Path, target: Path) -> None:
+        """Move the staged folder to `target`, replacing an old voice only once the new is ready."""
+        if not target.exists():
+            staging.rename(target)
+            return
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{target.name}-", dir=self.root))
+        target.rename(trash / target.name)
+        staging.rename(target)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def remove(self, name: str) -> None:
+        voice = self.get(name)
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{name}-", dir=self.root))
+        voice.path.rename(trash / name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
