@@ -1,0 +1,43 @@
+"""Shared fixtures: the package's demo clips, the optional ../shared/voices recordings, workspaces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxmith.audio import load_audio
+from voxmith.studio import Studio, demo_voice_files
+
+SHARED_VOICES = Path(os.environ.get("VOXMITH_SHARED_VOICES",
+                                    Path(__file__).resolve().parents[1].parent / "shared" / "voices"))
+
+
+@pytest.fixture(scope="session")
+def demo_files() -> list[Path]:
+    return demo_voice_files()
+
+
+@pytest.fixture(scope="session")
+def demo_audio(demo_files):
+    """The first demo clip, decoded (real LJ Speech audio, 22.05 kHz mono)."""
+    return load_audio(demo_files[0])
+
+
+@pytest.fixture(scope="session")
+def shared_voices() -> Path:
+    if not SHARED_VOICES.is_dir():
+        pytest.skip(f"shared recordings not found at {SHARED_VOICES}")
+    return SHARED_VOICES
+
+
+@pytest.fixture
+def studio(tmp_path) -> Studio:
+    return Studio(tmp_path / "workspace", device="cpu")
+
+
+def tone(seconds: float, rate: int = 22050, freq: float = 220.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)

@@ -1,0 +1,180 @@
+"""Reading every kind of clip users have, and a clear error for each bad one."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxmith.audio import check_usable, load_audio, save_audio
+from voxmith.errors import AudioError
+from tests.conftest import tone
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_wav_subtypes_and_channels_load_to_same_signal(tmp_path, demo_audio, subtype, channels):
+    original = demo_audio.samples
+    data = original if channels == 1 else np.stack([original, original], axis=1)
+    path = tmp_path / f"clip_{subtype}_{channels}.wav"
+    sf.write(path, data, demo_audio.sample_rate_hz, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert audio.source_info["channels"] == channels
+    assert audio.source_info["subtype"] == subtype
+    np.testing.assert_allclose(audio.samples, original, atol=1e-4)
+
+
+@pytest.mark.parametrize("ext,subtype", [(".flac", "PCM_16"), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")])
+def test_compressed_formats_load(tmp_path, demo_audio, ext, subtype):
+    path = tmp_path / f"clip{ext}"
+    sf.write(path, demo_audio.samples, demo_audio.sample_rate_hz, subtype=subtype)
+    audio = load_audio(path)
+    # Lossy codecs add delay/padding: compare duration and level, not samples.
+    assert abs(audio.duration_s - demo_audio.duration_s) < 0.1
+    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    assert rms(audio.samples) == pytest.approx(rms(demo_audio.samples), rel=0.15)
+
+
+def test_resampling_keeps_pitch(tmp_path):
+    rate = 48000
+    path = tmp_path / "tone48k.wav"
+    sf.write(path, tone(2.0, rate, freq=440.0), rate)
+    audio = load_audio(path, sample_rate_hz=16000)
+    assert audio.sample_rate_hz == 16000
+    assert audio.frames == 32000
+    spectrum = np.abs(np.fft.rfft(audio.samples))
+    peak_hz = np.argmax(spectrum) * 16000 / audio.frames
+    assert abs(peak_hz - 440.0) < 1.0
+
+
+def test_stereo_kept_when_asked(tmp_path, demo_audio):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([demo_audio.samples, -demo_audio.samples], axis=1), demo_audio.sample_rate_hz)
+    assert load_audio(path, mono=False).channels == 2
+    # The two channels cancel when averaged: downmixing really averages them.
+    assert np.max(np.abs(load_audio(path).samples)) < 1e-6
+
+
+def test_every_shared_recording_loads(shared_voices):
+    files = sorted(p for p in shared_voices.glob("*/*") if p.suffix in (".wav", ".mp3"))
+    assert len(files) >= 20
+    subtypes = set()
+    for path in files:
+        audio = load_audio(path, sample_rate_hz=16000)
+        check_usable(audio)
+        subtypes.add(audio.source_info["subtype"])
+        assert audio.duration_s > 1.0
+        assert np.max(np.abs(audio.samples)) > 0.01
+    assert {"PCM_16", "FLOAT", "MPEG_LAYER_III"} <= subtypes
+
+
+# --- bad input: each case names the file and the problem -------------------------------------
+
+def _expect_error(path, *words):
+    with pytest.raises(AudioError) as info:
+        check_usable(load_audio(path))
+    message = str(info.value)
+    assert path.name in message
+    for word in words:
+        assert word in message.lower()
+    return message
+
+
+def test_missing_file(tmp_path):
+    _expect_error(tmp_path / "nope.wav", "not found")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    _expect_error(path, "empty")
+
+
+def test_zero_length_wav(tmp_path):
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, dtype=np.float32), 22050)
+    _expect_error(path, "zero length")
+
+
+def test_all_silence(tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(22050 * 3, dtype=np.float32), 22050)
+    _expect_error(path, "silent")
+
+
+def test_too_short(tmp_path, demo_audio):
+    path = tmp_path / "short.wav"
+    clip = np.concatenate([np.zeros(22050), demo_audio.samples[30000:30000 + 22050 // 3], np.zeros(22050)])
+    sf.write(path, clip, 22050)
+    _expect_error(path, "too short")
+
+
+def test_corrupt_header(tmp_path, demo_files):
+    path = tmp_path / "corrupt.wav"
+    data = bytearray(demo_files[0].read_bytes())
+    data[:12] = b"GARBAGEHEAD!"
+    path.write_bytes(bytes(data))
+    if shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg installed: it may still decode a damaged file")
+    _expect_error(path, "corrupt")
+
+
+def test_text_file_with_audio_extension(tmp_path):
+    path = tmp_path / "notes.mp3"
+    path.write_text("this is not audio at all\n" * 50)
+    with pytest.raises(AudioError, match="notes.mp3"):
+        load_audio(path)
+
+
+def test_unsupported_format(tmp_path):
+    path = tmp_path / "clip.xyz"
+    path.write_bytes(b"\x00\x01" * 1000)
+    message = _expect_error(path, "unsupported")
+    assert "ffmpeg" in message
+
+
+def test_m4a_without_ffmpeg_names_ffmpeg(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # a PATH where no ffmpeg exists
+    path = tmp_path / "phone.m4a"
+    path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 100)
+    _expect_error(path, "ffmpeg", "install")
+
+
+def test_folder_is_not_a_file(tmp_path):
+    folder = tmp_path / "clips.wav"
+    folder.mkdir()
+    _expect_error(folder, "folder")
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def test_save_is_atomic_and_roundtrips(tmp_path, demo_audio):
+    out = tmp_path / "out" / "result.wav"
+    save_audio(out, demo_audio.samples, demo_audio.sample_rate_hz)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["result.wav"]  # no temp files left
+    np.testing.assert_allclose(load_audio(out).samples, demo_audio.samples, atol=1e-4)
+
+
+def test_failed_save_keeps_previous_file(tmp_path, demo_audio):
+    out = tmp_path / "keep.wav"
+    save_audio(out, demo_audio.samples, demo_audio.sample_rate_hz)
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    with pytest.raises(Exception):
+        save_audio(out, demo_audio.samples, -5)  # invalid rate: the writer fails midway
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.wav"]
+
+
+def test_save_clips_instead_of_wrapping(tmp_path):
+    out = tmp_path / "loud.wav"
+    save_audio(out, np.full(1000, 1.7, dtype=np.float32), 16000)
+    assert np.all(load_audio(out).samples > 0.99)
+
+
+def test_save_rejects_unknown_extension(tmp_path):
+    with pytest.raises(AudioError, match=r"\.wav"):
+        save_audio(tmp_path / "x.aiffz", np.zeros(100, np.float32), 16000)

@@ -1,0 +1,113 @@
+"""The engine interface, the registry, settings validation and device selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from voxmith.engines import Candidate, Engine, EngineSettings, create_engine, register_engine, resolve_device
+from voxmith.engines import device as device_module
+from voxmith.engines.registry import available_engines
+from voxmith.errors import DeviceError, EngineError, VoxmithError
+
+
+@dataclass
+class ToneSettings(EngineSettings):
+    pitch_scale: float = 1.0
+    vibrato: bool = False
+    repeats: int = 1
+
+    def validate(self):
+        if not 0.25 <= self.pitch_scale <= 4.0:
+            raise VoxmithError("pitch_scale must be between 0.25 and 4.")
+
+
+class ToneEngine(Engine):
+    """A minimal real engine: conditions on the clips' loudness, 'speaks' a tone per word."""
+
+    name = "tone"
+    version = "1"
+    sample_rate_hz = 16000
+    settings_class = ToneSettings
+
+    def prepare_conditioning(self, clips, progress=None):
+        return {"rms": np.array(np.mean([np.sqrt(np.mean(c.samples ** 2)) for c in clips]))}
+
+    def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+        out = []
+        for i in range(candidates):
+            rng = np.random.default_rng(seed + i)
+            freq = 200 * settings.pitch_scale * rng.uniform(0.9, 1.1)
+            t = np.arange(int(0.2 * self.sample_rate_hz * len(text.split()))) / self.sample_rate_hz
+            out.append(Candidate((float(conditioning["rms"]) * np.sin(2 * np.pi * freq * t)).astype(np.float32),
+                                 self.sample_rate_hz, seed + i, details={"freq": freq}))
+        return out
+
+
+def test_registered_engine_plugs_into_studio(studio, demo_files):
+    register_engine("tone", ToneEngine)
+    assert "tone" in available_engines()
+    studio.voices.add("v", demo_files)
+    engine = studio.engine("tone")
+    cond, cached = studio.conditioning("v", engine)
+    assert not cached and float(cond["rms"]) > 0.01
+    _, cached = studio.conditioning("v", engine)
+    assert cached
+    settings = ToneSettings.from_dict({"pitch_scale": "1.5"})
+    takes = engine.synthesize("three short words", cond, settings, seed=7, candidates=2)
+    assert len(takes) == 2 and takes[0].duration_s == pytest.approx(0.6)
+    again = engine.synthesize("three short words", cond, settings, seed=7, candidates=2)
+    assert np.array_equal(takes[1].samples, again[1].samples)
+
+
+def test_unknown_engine_lists_known():
+    register_engine("tone", ToneEngine)
+    with pytest.raises(EngineError, match="Unknown engine 'nope'.*tone"):
+        create_engine("nope")
+
+
+def test_settings_from_dict_coerces_and_validates():
+    s = ToneSettings.from_dict({"pitch_scale": "2", "vibrato": "yes", "repeats": "3"})
+    assert (s.pitch_scale, s.vibrato, s.repeats) == (2.0, True, 3)
+    with pytest.raises(VoxmithError, match="Unknown setting.*pitchscale.*pitch_scale"):
+        ToneSettings.from_dict({"pitchscale": 2})
+    with pytest.raises(VoxmithError, match="repeats.*int.*many"):
+        ToneSettings.from_dict({"repeats": "many"})
+    with pytest.raises(VoxmithError, match="between"):
+        ToneSettings.from_dict({"pitch_scale": 10})
+
+
+def test_device_cpu_and_auto_here():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") in ("cpu", "mps")
+
+
+def test_missing_cuda_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="CPU-only build|no CUDA GPU") as info:
+        resolve_device("cuda:0")
+    assert "--device cpu" in str(info.value)
+
+
+def test_unknown_device():
+    with pytest.raises(DeviceError, match="auto, cpu, cuda"):
+        resolve_device("tpu")
+
+
+def test_cpu_fallback_with_gpu_present_warns(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    # No GPU here: pretend the NVIDIA driver exists, as on a machine with a CPU-only torch.
+    monkeypatch.setattr(device_module, "nvidia_gpu_present", lambda: True)
+    with pytest.warns(device_module.CpuFallbackWarning, match="cannot use it"):
+        assert resolve_device("auto") in ("cpu", "mps")
