@@ -14,22 +14,29 @@ class TqdmProgress:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self._bars: Dict[str, tqdm] = {}
+        self._last_line = ""
 
     def __call__(self, event: Progress) -> None:
         if not self.enabled:
+            return
+        if event.total is None:  # open-ended work: one line per step, no bar
+            line = f"{event.stage}: {event.detail}" if event.detail else event.stage
+            if line != self._last_line:
+                tqdm.write(line, file=sys.stderr)
+                self._last_line = line
             return
         bar = self._bars.get(event.stage)
         if bar is None:
             bar = tqdm(total=event.total, desc=event.stage, unit="", file=sys.stderr, leave=False,
                        dynamic_ncols=True)
             self._bars[event.stage] = bar
-        if event.total is not None and bar.total != event.total:
+        if bar.total != event.total:
             bar.total = event.total
         bar.n = event.done
         if event.detail:
             bar.set_postfix_str(event.detail, refresh=False)
         bar.refresh()
-        if event.total is not None and event.done >= event.total:
+        if event.done >= event.total:
             bar.close()
             del self._bars[event.stage]
 

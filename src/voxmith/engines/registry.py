@@ -17,7 +17,9 @@ from voxmith.errors import EngineError
 DEFAULT_ENGINE = "piper-vc"
 
 # name -> "module:Class". Engines of later milestones add themselves here.
-_BUILTIN: Dict[str, str] = {}
+_BUILTIN: Dict[str, str] = {
+    "piper-vc": "voxmith.engines.piper_vc.engine:PiperVCEngine",
+}
 _registered: Dict[str, str | Type[Engine]] = {}
 
 

@@ -9,15 +9,21 @@
 from __future__ import annotations
 
 import os
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.progress import ProgressCallback
-from voxmith.studio.conditioning import CacheKey
-from voxmith.studio.voice_report import VoiceReport, analyse_voice
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import read_json
+from voxmith.progress import ProgressCallback, report
+from voxmith.studio.conditioning import CacheKey, ConditioningCache, fingerprint_files
+from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.speech import (SpeakRequest, SpeakResult, slugify, load_reference_clips, reference_embedding,
+                                   run_speak)
+from voxmith.studio.voice_report import VoiceReport, analyse_voice, voice_embeddings
 from voxmith.studio.voices import Voice, VoiceLibrary
 from voxmith.studio.workspace import Workspace
 
@@ -72,3 +78,103 @@ class Studio:
         if self.voices.exists(name):
             return self.voices.get(name)
         return self.voices.add(name, demo_voice_files(), progress=progress)
+
+    # --- speaking -------------------------------------------------------------------------------
+
+    def _output_path(self, request: SpeakRequest, folder_name: str) -> Path:
+        if request.output is not None:
+            output = Path(request.output).expanduser()
+            if output.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
+                raise VoxmithError(f"Output '{output}' needs a .wav, .flac, .ogg or .mp3 extension.")
+            if output.exists() and not request.overwrite:
+                raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
+            return output.resolve()
+        folder = self.workspace.results_dir / folder_name
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(request.text)}"
+        output, n = folder / f"{stem}.wav", 2
+        while output.exists() or output.with_suffix(".json").exists():
+            output, n = folder / f"{stem}-{n}.wav", n + 1
+        return output
+
+    def speak(self, request: SpeakRequest, progress: Optional[ProgressCallback] = None) -> SpeakResult:
+        """Speak `request.text` in a library voice or reference clips; see `voxmith.studio.speech`."""
+        request.validate()
+        engine = self.engine(request.engine or DEFAULT_ENGINE)
+        if request.voice:
+            voice = self.voices.get(request.voice)
+            report(progress, f"preparing voice '{voice.name}' for {engine.name}", 0, None,
+                   "first use: enrolling" if not self._is_prepared(voice, engine) else "cached")
+            conditioning, _ = self.conditioning(voice, engine, progress)
+            _, embedding, _ = voice_embeddings(voice, "cpu", progress)
+            source = {"voice": {"name": voice.name, "fingerprint": voice.fingerprint(),
+                                "clips": [p.name for p in voice.clip_paths]}}
+            folder = voice.name
+        else:
+            clips = load_reference_clips(request.refs)
+            paths = [Path(r).resolve() for r in request.refs]
+            fingerprint = fingerprint_files(paths)
+            # Reference clips are not a library voice, but re-enrolling them on every run would be
+            # slow: their conditioning is cached in the workspace by content fingerprint.
+            cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
+            conditioning, _ = cache.get_or_compute(CacheKey(engine.name, engine.cache_key(), fingerprint),
+                                                   lambda: engine.prepare_conditioning(clips, progress))
+            embedding = reference_embedding(clips)
+            source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
+            folder = "_refs"
+        output = self._output_path(request, folder)
+        return run_speak(engine, conditioning, embedding, request, output, source, self.device, progress)
+
+    def _is_prepared(self, voice: Voice, engine: Engine) -> bool:
+        return voice.cache.load(CacheKey(engine.name, engine.cache_key(), voice.fingerprint())) is not None
+
+    def reproduce(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None, overwrite: bool = False,
+                  progress: Optional[ProgressCallback] = None) -> SpeakResult:
+        """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed."""
+        sidecar = read_json(sidecar_path)
+        if not sidecar or "text" not in sidecar:
+            raise VoxmithError(f"'{sidecar_path}' is not a voxmith result sidecar.")
+        voice = sidecar.get("voice", {})
+        if voice and self.voices.exists(voice["name"]) and \
+                self.voices.get(voice["name"]).fingerprint() != voice["fingerprint"]:
+            raise VoxmithError(f"Voice '{voice['name']}' has changed since this result was made "
+                               "(its clips differ), so it cannot be reproduced exactly.")
+        ranking = {k: v for k, v in sidecar.get("ranking", {}).items() if k != "enabled"}
+        request = SpeakRequest(
+            text=sidecar["text"], voice=voice.get("name"), refs=sidecar.get("refs", {}).get("files", ()),
+            engine=sidecar["engine"]["name"], settings=sidecar.get("settings", {}), seed=sidecar["seed"],
+            candidates=sidecar.get("candidates", 1), ranking=RankingSettings(**ranking),
+            rank=sidecar.get("ranking", {}).get("enabled", True), output=output, overwrite=overwrite,
+        )
+        if request.engine and sidecar["engine"]["version"] != self.engine(request.engine).version:
+            raise VoxmithError(f"This result was made with {request.engine} version {sidecar['engine']['version']}; "
+                               f"version {self.engine(request.engine).version} is installed.")
+        return self.speak(request, progress)
+
+    def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
+        """Speaker similarity (to a voice or reference clips), WER and duration of any audio files.
+        Without `text`, a file's own sidecar text is used when it has one."""
+        from voxmith.asr import get_transcriber
+        from voxmith.audio import load_audio
+        from voxmith.speaker import get_speaker_encoder
+        from voxmith.studio.ranking import score_take
+
+        if bool(voice) == bool(references):
+            raise VoxmithError("Compare with --voice NAME or --reference CLIP... (one of them).")
+        if voice:
+            _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu")
+        else:
+            embedding = reference_embedding(load_reference_clips(references))
+        encoder, transcriber = get_speaker_encoder("cpu"), get_transcriber()
+        rows = []
+        for file in files:
+            audio = load_audio(file)
+            expected = text
+            if expected is None:
+                expected = (read_json(Path(file).with_suffix(".json"), default={}) or {}).get("text")
+            scores = score_take(audio.samples, audio.sample_rate_hz, expected, embedding, encoder, transcriber)
+            transcript = scores.transcript or transcriber.transcribe(audio.samples, audio.sample_rate_hz).text
+            rows.append({"file": str(file), "duration_s": round(audio.duration_s, 3),
+                         "similarity": round(scores.similarity, 4),
+                         "wer": None if scores.wer is None else round(scores.wer, 4),
+                         "expected_text": expected, "transcript": transcript})
+        return rows

@@ -55,12 +55,24 @@ class Voice:
         atomic_write_json(self.path / VOICE_FILE, meta)
 
     def load_clips(self, sample_rate_hz: Optional[int] = None) -> List[Audio]:
-        """Decode every clip (mono), raising `VoiceError` if the voice has none."""
+        """Decode every clip (mono), raising `VoiceError` if the voice has none or if any clip is
+        unusable (clips dropped into the folder by hand were never checked)."""
         paths = self.clip_paths
         if not paths:
             raise VoiceError(f"Voice '{self.name}' has no audio clips in '{self.path}'. "
                              f"Add some with 'voxmith voices add {self.name} FILE... --append'.")
-        return [load_audio(p, sample_rate_hz=sample_rate_hz) for p in paths]
+        clips, problems = [], []
+        for path in paths:
+            try:
+                audio = load_audio(path, sample_rate_hz=sample_rate_hz)
+                check_usable(audio)
+                clips.append(audio)
+            except AudioError as err:
+                problems.append(str(err))
+        if problems:
+            raise VoiceError(f"Voice '{self.name}' has clips that cannot be used; remove or replace them "
+                             f"in '{self.path}':\n  - " + "\n  - ".join(problems))
+        return clips
 
 
 def _unique_name(wanted: str, taken: set[str]) -> str:

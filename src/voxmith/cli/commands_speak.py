@@ -1,0 +1,114 @@
+"""`voxmith speak`, `voxmith reproduce`, `voxmith eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from voxmith.errors import VoxmithError
+
+
+def _parse_settings(pairs) -> dict:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise VoxmithError(f"--set expects KEY=VALUE, got '{pair}'.")
+        settings[key.strip().replace("-", "_")] = value.strip()
+    return settings
+
+
+def _print_result(result, play: bool) -> None:
+    for i, sentence in enumerate(result.sidecar["sentences"]):
+        chosen = sentence["takes"][sentence["chosen_take"]]
+        scores = chosen.get("scores")
+        if scores and (len(sentence["takes"]) > 1 or scores.get("wer")):
+            click.echo(f"  sentence {i + 1}: take {sentence['chosen_take'] + 1}/{len(sentence['takes'])} "
+                       f"similarity {scores['similarity']:.3f}, WER {scores['wer']:.0%}", err=True)
+    timing = result.sidecar["timing"]
+    click.echo(f"{result.duration_s:.1f} s of speech in {timing['total_s']:.1f} s "
+               f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
+    click.echo(str(result.path))
+    if play:
+        from voxmith.cli.playback import play as play_file
+
+        problem = play_file(result.path)
+        if problem:
+            click.echo(problem, err=True)
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--voice", "-v", help="Voice from the library.")
+@click.option("--ref", "refs", multiple=True, type=click.Path(dir_okay=False),
+              help="Clone straight from this clip (repeatable) instead of a library voice.")
+@click.option("--text-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file.")
+@click.option("--engine", "-e", default=None, help="Synthesis engine (default: piper-vc).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: results/VOICE/...).")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: random, saved in the sidecar).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
+@click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; no re-generation).")
+@click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
+@click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
+@click.option("--play", is_flag=True, help="Play the result.")
+@click.pass_obj
+def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, no_rank,
+          max_wer, retries, play):
+    """Say TEXT in a voice. Long text is split into sentences and joined with natural pauses."""
+    from voxmith.studio.ranking import RankingSettings
+    from voxmith.studio.speech import SpeakRequest
+
+    if text_file is not None:
+        if text:
+            raise VoxmithError("Give the text either as an argument or with --text-file, not both.")
+        text = text_file.read()
+    request = SpeakRequest(
+        text=text or "", voice=voice, refs=refs, engine=engine, settings=_parse_settings(settings), seed=seed,
+        candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries),
+        rank=not no_rank, output=Path(output) if output else None, overwrite=force,
+    )
+    progress = obj.progress()
+    result = obj.studio.speak(request, progress=progress)
+    progress.close()
+    _print_result(result, play)
+
+
+@click.command()
+@click.argument("sidecar", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: results/...).")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@click.pass_obj
+def reproduce(obj, sidecar, output, force):
+    """Make a result again from its JSON sidecar (same seed and settings: the same audio)."""
+    progress = obj.progress()
+    result = obj.studio.reproduce(sidecar, Path(output) if output else None, force, progress)
+    progress.close()
+    _print_result(result, False)
+
+
+@click.command("eval")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--voice", "-v", help="Compare with this library voice.")
+@click.option("--reference", "references", multiple=True, type=click.Path(dir_okay=False),
+              help="Compare with this clip (repeatable) instead of a voice.")
+@click.option("--text", help="What the files should say (default: the text in each file's sidecar, if any).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def evaluate(obj, files, voice, references, text, as_json):
+    """Score audio files: speaker similarity to a voice, WER against the text, duration."""
+    rows = obj.studio.evaluate(files, voice=voice, references=references, text=text)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6}  transcript")
+    for row in rows:
+        wer = "-" if row["wer"] is None else f"{row['wer']:.0%}"
+        click.echo(f"{Path(row['file']).name[:40]:<40} {row['duration_s']:>6.2f} {row['similarity']:>10.3f} "
+                   f"{wer:>6}  {row['transcript']}")
+
+
+COMMANDS = [speak, reproduce, evaluate]

@@ -1,0 +1,207 @@
+"""Speaking: text in, a ranked, reproducible WAV with a JSON sidecar out.
+
+Long text is split into sentences; each sentence gets `candidates` takes from the engine, scored
+for speaker similarity and intelligibility; a best take that misses words is re-generated (up to a
+limit); the chosen takes are joined with natural pauses. The sidecar records everything needed to
+make the same file again: text, voice fingerprint, engine and version, settings, seed, scores.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from voxmith import __version__
+from voxmith.audio import check_usable, load_audio, save_audio
+from voxmith.audio.dsp import trim_silence
+from voxmith.engines import Candidate, Engine
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_write_json
+from voxmith.progress import ProgressCallback, report
+from voxmith.speaker import get_speaker_encoder, mean_embedding
+from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration, score_take
+from voxmith.text import normalize_text, split_paragraphs, words_for_scoring
+
+SENTENCE_PAUSE_MS = 350
+PARAGRAPH_PAUSE_MS = 700
+SEED_STRIDE = 1000  # sentence i uses seeds seed + i * SEED_STRIDE + take
+
+
+@dataclass
+class SpeakRequest:
+    text: str
+    voice: Optional[str] = None  # a voice in the library...
+    refs: Sequence[str | Path] = ()  # ...or reference clips used directly
+    engine: Optional[str] = None
+    settings: Dict[str, object] = field(default_factory=dict)
+    seed: Optional[int] = None  # None: a random seed, recorded in the sidecar
+    candidates: int = 1
+    ranking: RankingSettings = field(default_factory=RankingSettings)
+    rank: bool = True  # score takes with the speaker encoder and Whisper
+    output: Optional[Path] = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.text or not words_for_scoring(self.text):
+            raise VoxmithError("There is no text to speak. Pass the text, or --text-file with some words in it.")
+        if bool(self.voice) == bool(self.refs):
+            raise VoxmithError("Say whose voice to use: --voice NAME or --ref CLIP... (one of them).")
+        if not 1 <= self.candidates <= 16:
+            raise VoxmithError("--candidates must be between 1 and 16.")
+
+
+@dataclass
+class SentenceResult:
+    text: str
+    normalized: str
+    takes: List[dict]
+    chosen: int
+
+
+@dataclass
+class SpeakResult:
+    path: Path
+    sidecar_path: Path
+    samples: np.ndarray
+    sample_rate_hz: int
+    sidecar: dict
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate_hz
+
+
+def slugify(text: str, words: int = 6) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:words])[:48] or "speech"
+
+
+def join_takes(takes: List[np.ndarray], sample_rate_hz: int, paragraph_ends: List[bool]) -> np.ndarray:
+    """Trim each take's edge silence and join them with sentence or paragraph pauses."""
+    pieces = []
+    for i, take in enumerate(takes):
+        pieces.append(trim_silence(take, sample_rate_hz, pad_ms=60) if take.size else take)
+        if i < len(takes) - 1:
+            pause_ms = PARAGRAPH_PAUSE_MS if paragraph_ends[i] else SENTENCE_PAUSE_MS
+            pieces.append(np.zeros(int(sample_rate_hz * pause_ms / 1000), np.float32))
+    return np.concatenate(pieces).astype(np.float32)
+
+
+class Speaker:
+    """Runs one `SpeakRequest` against an engine with a voice's conditioning."""
+
+    def __init__(self, engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
+                 progress: Optional[ProgressCallback] = None):
+        self.engine, self.conditioning, self.embedding = engine, conditioning, speaker_embedding
+        self.request, self.progress = request, progress
+        self.settings = engine.settings_class.from_dict(request.settings)
+        self.encoder = get_speaker_encoder("cpu") if request.rank else None
+        self.transcriber = None
+        if request.rank:
+            from voxmith.asr import get_transcriber
+
+            self.transcriber = get_transcriber()
+
+    def _score(self, take: Candidate, text: str) -> TakeScores:
+        return score_take(take.samples, take.sample_rate_hz, text, self.embedding, self.encoder,
+                          self.transcriber, self.request.ranking.intelligibility_weight)
+
+    def speak_sentence(self, text: str, seed: int) -> tuple[List[Candidate], List[Optional[TakeScores]], int]:
+        """All takes of one sentence, their scores, and the index of the chosen one."""
+        normalized = normalize_text(text)
+        takes = self.engine.synthesize(normalized, self.conditioning, self.settings, seed=seed,
+                                       candidates=self.request.candidates)
+        if not self.request.rank:
+            return takes, [None] * len(takes), 0
+        scores = [self._score(t, text) for t in takes]
+        best = int(np.argmax([s.score for s in scores]))
+        ranking = self.request.ranking
+        extra = 0
+        while needs_regeneration(scores[best], ranking) and extra < ranking.regenerate_limit:
+            retry_seed = seed + len(takes)
+            take = self.engine.synthesize(normalized, self.conditioning, self.settings, seed=retry_seed, candidates=1)[0]
+            takes.append(take)
+            scores.append(self._score(take, text))
+            extra += 1
+            best = int(np.argmax([s.score for s in scores]))
+        return takes, scores, best
+
+
+def run_speak(engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
+              output: Path, source: dict, device: str,
+              progress: Optional[ProgressCallback] = None) -> SpeakResult:
+    """Synthesise `request.text` to `output` (+ sidecar and the other takes beside it)."""
+    started = time.perf_counter()
+    seed = request.seed if request.seed is not None else secrets.randbelow(2 ** 31)
+    paragraphs = split_paragraphs(request.text)
+    sentences = [s for paragraph in paragraphs for s in paragraph]
+    paragraph_ends = [k == len(p) - 1 for p in paragraphs for k in range(len(p))]
+    speaker = Speaker(engine, conditioning, speaker_embedding, request, progress)
+    takes_dir = output.with_name(output.stem + ".takes")
+    chosen_audio, sentence_records = [], []
+    for i, sentence in enumerate(sentences):
+        report(progress, "speaking sentences", i, len(sentences), sentence[:40])
+        sentence_started = time.perf_counter()
+        takes, scores, best = speaker.speak_sentence(sentence, seed + i * SEED_STRIDE)
+        chosen_audio.append(takes[best].samples)
+        records = []
+        for k, (take, score) in enumerate(zip(takes, scores)):
+            record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
+                      "scores": score.to_dict() if score else None}
+            if len(takes) > 1:
+                take_path = takes_dir / f"s{i + 1:03d}-take{k + 1}.wav"
+                save_audio(take_path, take.samples, take.sample_rate_hz)
+                record["file"] = str(take_path.relative_to(output.parent))
+            records.append(record)
+        sentence_records.append({"text": sentence, "normalized": normalize_text(sentence), "chosen_take": best,
+                                 "seconds": round(time.perf_counter() - sentence_started, 3), "takes": records})
+    report(progress, "speaking sentences", len(sentences), len(sentences))
+
+    samples = join_takes(chosen_audio, engine.sample_rate_hz, paragraph_ends)
+    save_audio(output, samples, engine.sample_rate_hz)
+    elapsed = time.perf_counter() - started
+    sidecar = {
+        "voxmith_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "text": request.text,
+        **source,
+        "engine": {"name": engine.name, "version": engine.version},
+        "settings": speaker.settings.to_dict(),
+        "seed": seed,
+        "candidates": request.candidates,
+        "ranking": {**asdict(request.ranking), "enabled": request.rank},
+        "device": device,
+        "output": {"file": output.name, "duration_s": round(samples.shape[0] / engine.sample_rate_hz, 3),
+                   "sample_rate_hz": engine.sample_rate_hz},
+        "timing": {"total_s": round(elapsed, 3),
+                   "real_time_factor": round(elapsed / max(samples.shape[0] / engine.sample_rate_hz, 1e-6), 3)},
+        "sentences": sentence_records,
+    }
+    sidecar_path = output.with_suffix(".json")
+    atomic_write_json(sidecar_path, sidecar)
+    return SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
+
+
+def load_reference_clips(paths: Sequence[str | Path]):
+    """Decode and check `--ref` clips; all problems are reported together."""
+    clips, problems = [], []
+    for path in paths:
+        try:
+            audio = load_audio(path)
+            check_usable(audio)
+            clips.append(audio)
+        except VoxmithError as err:
+            problems.append(str(err))
+    if problems:
+        raise VoxmithError("Reference clip(s) cannot be used:\n  - " + "\n  - ".join(problems))
+    return clips
+
+
+def reference_embedding(clips) -> np.ndarray:
+    encoder = get_speaker_encoder("cpu")
+    return mean_embedding([encoder.embed(c.samples, c.sample_rate_hz) for c in clips])

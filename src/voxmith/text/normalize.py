@@ -1,0 +1,92 @@
+"""Turn written English into the words a speaker would say.
+
+Numbers (cardinals, ordinals, decimals, years, times, money, percentages), common abbreviations
+and symbols are spelled out, so every engine reads them the same way and so that Whisper
+transcripts can be compared with the input. Number words come from `num2words`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from num2words import num2words
+
+ABBREVIATIONS = {
+    "mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "prof": "professor", "st": "saint",
+    "jr": "junior", "sr": "senior", "mt": "mount", "vs": "versus", "etc": "et cetera", "approx": "approximately",
+    "no": "number", "dept": "department", "est": "established", "govt": "government", "inc": "incorporated",
+    "ltd": "limited", "co": "company", "corp": "corporation", "jan": "january", "feb": "february",
+    "aug": "august", "sept": "september", "oct": "october", "nov": "november", "dec": "december",
+}
+# Expanded only when followed by a period (so "no" and "co" as words are left alone).
+_ABBREV_RE = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
+_LATIN = [(re.compile(r"\be\.g\.", re.I), "for example"), (re.compile(r"\bi\.e\.", re.I), "that is"),
+          (re.compile(r"\ba\.m\.", re.I), "a m"), (re.compile(r"\bp\.m\.", re.I), "p m")]
+SYMBOLS = {"&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "%": " percent ", "#": " number ",
+           "°": " degrees ", "×": " times ", "/": " slash "}
+CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
+              "€": ("euro", "euros", "cent", "cents")}
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{num2words(n)} {one if n == 1 else many}"
+
+
+def _money(match: re.Match) -> str:
+    symbol, whole, frac, scale = match.group(1), match.group(2).replace(",", ""), match.group(3), match.group(4)
+    one, many, sub_one, sub_many = CURRENCIES[symbol]
+    if scale:  # "$5 million" -> "five million dollars"
+        return f"{_number(whole + ('.' + frac if frac else ''))} {scale} {many}"
+    parts = [_plural(int(whole), one, many)] if int(whole) or not frac else []
+    if frac and int(frac[:2].ljust(2, "0")):
+        parts.append(_plural(int(frac[:2].ljust(2, "0")), sub_one, sub_many))
+    return " and ".join(parts) or f"zero {many}"
+
+
+def _number(text: str) -> str:
+    text = text.replace(",", "")
+    if "." in text:
+        whole, frac = text.split(".", 1)
+        return f"{num2words(int(whole or 0))} point " + " ".join(num2words(int(d)) for d in frac)
+    return num2words(int(text))
+
+
+def _year_or_number(match: re.Match) -> str:
+    value = match.group(0)
+    n = int(value)
+    # Four-digit numbers from 1100 to 2099 without separators read as years ("nineteen ninety").
+    if len(value) == 4 and 1100 <= n <= 2099 and not (2000 <= n <= 2009):
+        return num2words(n, to="year")
+    return num2words(n)
+
+
+def _time(match: re.Match) -> str:
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes == 0:
+        return f"{num2words(hours)} o'clock" if not match.group(3) else num2words(hours)
+    if minutes < 10:
+        return f"{num2words(hours)} oh {num2words(minutes)}"
+    return f"{num2words(hours)} {num2words(minutes)}"
+
+
+def normalize_text(text: str) -> str:
+    """Spell out numbers, abbreviations and symbols; collapse whitespace. Keeps punctuation that
+    shapes prosody (. , ; : ! ? and quotes)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    text = re.sub(r"[\u2013\u2014]", ", ", text)  # dashes are pauses
+    for pattern, words in _LATIN:
+        text = pattern.sub(words, text)
+    text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
+    text = re.sub(r"([$£€])\s?(\d[\d,]*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?", _money, text)
+    text = re.sub(r"\b(\d{1,2}):(\d{2})(?:\s?(am|pm|a m|p m))?\b",
+                  lambda m: _time(m) + (f" {m.group(3)}" if m.group(3) else ""), text, flags=re.I)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: num2words(int(m.group(1)), to="ordinal"), text, flags=re.I)
+    text = re.sub(r"(\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+)", lambda m: _number(m.group(0)), text)
+    text = re.sub(r"(?<!\d)-(\d)", r"minus \1", text)
+    text = re.sub(r"\d+", _year_or_number, text)
+    for symbol, words in SYMBOLS.items():
+        text = text.replace(symbol, words)
+    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
