@@ -69,12 +69,22 @@ def test_device_option_is_checked(run):
 
 
 def test_console_script_demo_end_to_end(tmp_path):
-    """`python -m voxmith demo` in a fresh workspace imports and analyses the demo voice."""
+    """`python -m voxmith demo` in a fresh workspace imports the demo voice and speaks."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from voxmith.audio import load_audio
+
     env = {**os.environ, "VOXMITH_HOME": str(tmp_path / "ws")}
     proc = subprocess.run([sys.executable, "-m", "voxmith", "-q", "demo"], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "Demo voice 'demo'" in proc.stdout
     for sub in ("voices", "datasets", "training", "results", "models"):
         assert (tmp_path / "ws" / sub).is_dir()
-    assert (tmp_path / "ws" / "voices" / "demo" / "lj_1.flac").exists()
+    wav = Path(proc.stdout.strip().splitlines()[-1])
+    assert wav.parent == tmp_path / "ws" / "results" / "demo" and wav.suffix == ".wav"
+    audio = load_audio(wav)
+    assert audio.duration_s > 2.0 and np.sqrt(np.mean(audio.samples ** 2)) > 0.01
+    assert wav.with_suffix(".json").exists()

@@ -7,17 +7,29 @@ import click
 from voxmith.cli.commands_voices import format_report
 
 
+DEMO_TEXT = ("Hello! This is voxmith, speaking in a voice cloned from two short clips, "
+             "on your own computer.")
+
+
 @click.command()
+@click.option("--text", default=DEMO_TEXT, show_default=False, help="What the demo voice should say.")
 @click.pass_obj
-def demo(obj):
-    """Import the bundled demo voice, analyse it and (once an engine is installed) speak."""
+def demo(obj, text):
+    """Import the bundled demo voice, analyse it and speak a sentence with it."""
+    from voxmith.studio.speech import SpeakRequest
+
     studio = obj.studio
     progress = obj.progress()
     voice = studio.import_demo_voice(progress=progress)
     click.echo(f"Demo voice '{voice.name}' is in {voice.path}")
     report = studio.analyse_voice(voice.name, progress=progress)
-    progress.close()
     click.echo(format_report(report))
+    click.echo("")
+    result = studio.speak(SpeakRequest(text, voice=voice.name, seed=0), progress=progress)
+    progress.close()
+    click.echo(f"Spoke {result.duration_s:.1f} s in {result.sidecar['timing']['total_s']:.1f} s "
+               f"(first run includes enrolling the voice). Result and its JSON sidecar:")
+    click.echo(str(result.path))
 
 
 @click.command()
