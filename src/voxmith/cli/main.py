@@ -77,9 +77,10 @@ def cli(ctx, home, device, debug, quiet):
 
 
 def _register_commands() -> None:
-    from voxmith.cli import commands_misc, commands_speak, commands_voices
+    from voxmith.cli import commands_dataset, commands_misc, commands_speak, commands_voices
 
     cli.add_command(commands_voices.voices)
+    cli.add_command(commands_dataset.dataset)
     for command in commands_speak.COMMANDS + commands_misc.COMMANDS:
         cli.add_command(command)
 

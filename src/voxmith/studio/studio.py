@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
@@ -40,6 +41,7 @@ class Studio:
     def __init__(self, home: Optional[str | os.PathLike] = None, device: str = "auto"):
         self.workspace = Workspace.open(home)
         self.voices = VoiceLibrary(self.workspace.voices_dir)
+        self.datasets = DatasetLibrary(self.workspace.datasets_dir)
         self._device_request = device
         self._device: Optional[str] = None
         self._engines: Dict[str, Engine] = {}
@@ -178,3 +180,34 @@ class Studio:
                          "wer": None if scores.wer is None else round(scores.wer, 4),
                          "expected_text": expected, "transcript": transcript})
         return rows
+
+    # --- datasets -------------------------------------------------------------------------------
+
+    def resolve_recordings(self, items) -> List[Path]:
+        """`--from` items: library voices (their clips), audio files, or folders of audio files."""
+        from voxmith.audio.io import AUDIO_EXTENSIONS
+
+        paths: List[Path] = []
+        for item in items:
+            item_path = Path(item).expanduser()
+            if item_path.is_file():
+                paths.append(item_path)
+            elif item_path.is_dir():
+                found = sorted(p for p in item_path.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+                if not found:
+                    raise VoxmithError(f"Folder '{item_path}' contains no audio files.")
+                paths.extend(found)
+            elif "/" not in str(item) and self.voices.exists(str(item)):
+                paths.extend(self.voices.get(str(item)).clip_paths)
+            else:
+                raise VoxmithError(f"'{item}' is neither a voice in the library nor an existing file or folder.")
+        return paths
+
+    def prepare_dataset(self, name: str, sources, settings: Optional[PrepareSettings] = None,
+                        redo: bool = False, progress: Optional[ProgressCallback] = None) -> dict:
+        """Slice, transcribe and write dataset `name`; resumes an interrupted run. Returns its summary."""
+        from voxmith.datasets.store import Dataset
+
+        path = self.datasets.path_for(name)
+        return prepare_dataset(Dataset(name, path), self.resolve_recordings(sources),
+                               settings or PrepareSettings(), redo=redo, progress=progress)

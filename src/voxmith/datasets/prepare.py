@@ -1,0 +1,210 @@
+"""`dataset prepare`: long recordings in, a transcribed LJSpeech dataset out, resumably.
+
+1. Every source is decoded and checked, and the plan (where to cut) is computed; nothing is
+   written until all sources are readable.
+2. Segment audio is written (22.05 kHz mono, loudness-normalised) and recorded in segments.json.
+3. Segments are transcribed one by one; segments.json and the lists are rewritten after each, so
+   Ctrl-C leaves a consistent dataset and a re-run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from voxmith.audio import Audio, load_audio, loudness_normalize, resample, save_audio
+from voxmith.audio.analysis import CLIP_LEVEL
+from voxmith.datasets.slicing import VAD_RATE_HZ, plan_segments
+from voxmith.datasets.store import Dataset
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback, report
+from voxmith.studio.conditioning import fingerprint_files
+
+LOW_LOGPROB = -1.0  # Whisper's average log-probability below this: shaky transcript
+HIGH_NO_SPEECH = 0.6
+OTHER_SPEAKER_COSINE = 0.6  # a segment this unlike the recording's speaker is suspect
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    language: str = "en"  # a Whisper language code, or "auto"
+    model: Optional[str] = None  # faster-whisper model name or folder; None: the bundled base model
+    validation_ratio: float = 0.05
+    min_seconds: float = 2.0
+    max_seconds: float = 12.0
+    pad_seconds: float = 0.15
+    sample_rate_hz: int = 22050
+    target_lufs: float = -20.0
+
+    def validate(self) -> None:
+        if not 0.5 <= self.min_seconds < self.max_seconds:
+            raise VoxmithError("--min-seconds must be at least 0.5 and below --max-seconds.")
+        if self.max_seconds > 30:
+            raise VoxmithError("--max-seconds above 30 is longer than Whisper's window; use 30 or less.")
+        if not 0 <= self.validation_ratio < 0.5:
+            raise VoxmithError("--validation-ratio must be between 0 and 0.5.")
+        if self.language != "auto":
+            from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+            if self.language not in _LANGUAGE_CODES:
+                raise VoxmithError(f"Unknown language code '{self.language}'. Use 'auto' or a Whisper code "
+                                   f"such as en, de, fr, es, it, ja, zh ({len(_LANGUAGE_CODES)} in all).")
+
+    def slicing_key(self) -> dict:
+        """The settings that decide the segments; resuming requires them unchanged."""
+        return {k: getattr(self, k) for k in ("min_seconds", "max_seconds", "pad_seconds", "sample_rate_hz",
+                                               "target_lufs")}
+
+
+def _load_sources(paths: Sequence[Path], progress) -> List[Audio]:
+    sources, problems = [], []
+    for i, path in enumerate(paths):
+        report(progress, "reading recordings", i, len(paths), path.name)
+        try:
+            sources.append(load_audio(path))
+        except VoxmithError as err:
+            problems.append(str(err))
+    if problems:
+        raise VoxmithError("Nothing was prepared because some recordings cannot be read:\n  - "
+                           + "\n  - ".join(problems))
+    return sources
+
+
+def _plan(sources: List[Audio], paths: Sequence[Path], settings: PrepareSettings, progress) -> List[list]:
+    """Cut plans for every source; refuses recordings with no usable speech before writing anything."""
+    plans = []
+    for index, (audio, path) in enumerate(zip(sources, paths)):
+        report(progress, "finding pauses", index, len(sources), path.name)
+        plans.append(plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
+                                   settings.min_seconds, settings.max_seconds, settings.pad_seconds))
+    report(progress, "finding pauses", len(sources), len(sources))
+    spans = [span for plan in plans for span in plan]
+    if not spans:
+        raise VoxmithError("No speech was found in the recordings (they are silent or contain only noise).")
+    if all("too short" in span.flags for span in spans):
+        speech = sum(span.duration_s for span in spans)
+        raise VoxmithError(f"The recordings are too short to make a dataset: {speech:.1f} s of speech in all, "
+                           f"and every segment needs at least {settings.min_seconds:g} s. Add longer recordings "
+                           "or lower --min-seconds.")
+    return plans
+
+
+def _write_segments(dataset: Dataset, sources: List[Audio], paths: Sequence[Path], plans: List[list],
+                    settings: PrepareSettings, progress) -> List[dict]:
+    """Write segment audio; return segment records (untranscribed)."""
+    audio_dir = dataset.path / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    segments: List[dict] = []
+    total = sum(len(plan) for plan in plans)
+    for audio, path, plan in zip(sources, paths, plans):
+        for span in plan:
+            report(progress, "writing segments", len(segments), total, path.name)
+            number = len(segments) + 1
+            segment_id = f"{dataset.name}_{number:05d}"
+            start, end = int(span.start_s * audio.sample_rate_hz), int(span.end_s * audio.sample_rate_hz)
+            piece = audio.samples[start:end]
+            flags = list(span.flags)
+            if piece.size and float(np.max(np.abs(piece))) >= CLIP_LEVEL:
+                flags.append("clipped")
+            out = resample(piece, audio.sample_rate_hz, settings.sample_rate_hz)
+            save_audio(audio_dir / f"{segment_id}.wav",
+                       loudness_normalize(out, settings.sample_rate_hz, settings.target_lufs),
+                       settings.sample_rate_hz)
+            segments.append({
+                "id": segment_id, "file": f"audio/{segment_id}.wav", "source": str(path),
+                "start_s": round(span.start_s, 3), "end_s": round(span.end_s, 3),
+                "duration_s": round(span.duration_s, 3), "transcript": None, "language": None,
+                "avg_logprob": None, "no_speech_prob": None, "flags": flags, "edited": False, "dropped": False,
+            })
+    report(progress, "writing segments", total, total)
+    return segments
+
+
+def _flag_other_speakers(dataset: Dataset, segments: List[dict]) -> None:
+    """Mark segments whose voice is far from the recording's typical voice (GE2E)."""
+    from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
+
+    usable = [s for s in segments if s["duration_s"] >= 1.0]
+    if len(usable) < 3:
+        return
+    encoder = get_speaker_encoder("cpu")
+    embeddings = []
+    for s in usable:
+        audio = load_audio(dataset.path / s["file"])
+        embeddings.append(encoder.embed(audio.samples, audio.sample_rate_hz))
+    center = mean_embedding(embeddings)
+    for s, e in zip(usable, embeddings):
+        s["speaker_similarity"] = round(cosine_similarity(e, center), 4)
+        if s["speaker_similarity"] < OTHER_SPEAKER_COSINE:
+            s["flags"].append("unlike the main speaker (music, overlap or another speaker?)")
+
+
+def _transcribe(dataset: Dataset, record: dict, settings: PrepareSettings, redo: bool, progress) -> int:
+    from voxmith.asr import get_transcriber
+
+    todo = [s for s in record["segments"]
+            if not s.get("dropped") and not s.get("edited") and (redo or s["transcript"] is None)]
+    if not todo:
+        return 0
+    transcriber = get_transcriber(settings.model, "cpu")
+    language = None if settings.language == "auto" else settings.language
+    for i, segment in enumerate(todo):
+        report(progress, "transcribing", i, len(todo), segment["id"])
+        audio = load_audio(dataset.path / segment["file"])
+        result = transcriber.transcribe(audio.samples, audio.sample_rate_hz, language=language, beam_size=5)
+        flags = [f for f in segment["flags"] if f not in ("low confidence", "empty transcript")]
+        logprobs = [s.avg_logprob for s in result.segments]
+        segment.update(transcript=result.text, language=result.language,
+                       avg_logprob=round(float(np.mean(logprobs)), 4) if logprobs else None,
+                       no_speech_prob=round(max((s.no_speech_prob for s in result.segments), default=1.0), 4))
+        if not result.text.strip():
+            flags.append("empty transcript")
+        elif (segment["avg_logprob"] is not None and segment["avg_logprob"] < LOW_LOGPROB) \
+                or segment["no_speech_prob"] > HIGH_NO_SPEECH:
+            flags.append("low confidence")
+        segment["flags"] = flags
+        dataset.save(record)  # after every segment: an interruption loses at most one
+    report(progress, "transcribing", len(todo), len(todo))
+    return len(todo)
+
+
+def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: PrepareSettings, redo: bool = False,
+                    progress: Optional[ProgressCallback] = None) -> dict:
+    """Build or resume `dataset` from `sources`; returns the dataset summary."""
+    settings.validate()
+    paths = [Path(p) for p in sources]
+    if not paths:
+        raise VoxmithError("No recordings given: pass voices or audio files with --from.")
+    fingerprint = fingerprint_files(paths)
+    existing = dataset.load() if dataset.record_path.exists() else None
+    resumable = (existing is not None and not redo and existing.get("fingerprint") == fingerprint
+                 and existing.get("slicing") == settings.slicing_key())
+    if existing is not None and not resumable and not redo:
+        raise VoxmithError(f"Dataset '{dataset.name}' already exists from other recordings or slicing settings. "
+                           "Pass --redo to rebuild it (edited transcripts are lost), or choose another name.")
+    if resumable:
+        record = existing
+        record["settings"] = asdict(settings)  # language/model/ratio may change on resume
+    else:
+        sources_audio = _load_sources(paths, progress)
+        plans = _plan(sources_audio, paths, settings, progress)
+        if redo and (dataset.path / "audio").exists():
+            for old in (dataset.path / "audio").glob("*.wav"):
+                old.unlink()
+        segments = _write_segments(dataset, sources_audio, paths, plans, settings, progress)
+        _flag_other_speakers(dataset, segments)
+        record = {"name": dataset.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "fingerprint": fingerprint, "slicing": settings.slicing_key(), "settings": asdict(settings),
+                  "sources": [{"path": str(p.resolve()), "duration_s": round(a.duration_s, 3)}
+                              for p, a in zip(paths, sources_audio)],
+                  "sample_rate_hz": settings.sample_rate_hz, "segments": segments}
+        dataset.save(record)
+    try:
+        transcribed = _transcribe(dataset, record, settings, redo, progress)
+    finally:
+        dataset.save(record)
+    return {**dataset.summary(), "transcribed_now": transcribed}

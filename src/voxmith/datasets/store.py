@@ -1,0 +1,132 @@
+"""A prepared dataset on disk: `segments.json` is the record, the list files are derived from it.
+
+Every change (a transcript, an edit, a drop) rewrites `segments.json` atomically and then the
+LJSpeech lists, so an interrupted job or an edit always leaves files that agree.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_write_json, read_json
+from voxmith.studio.names import validate_name
+from voxmith.studio.workspace import contained_path
+
+SEGMENTS_FILE = "segments.json"
+# Segments with these flags are kept in segments.json (for review) but not put in the lists.
+EXCLUDING_FLAGS = ("too short", "too long", "empty transcript")
+
+
+def is_usable(segment: dict) -> bool:
+    return (not segment.get("dropped") and segment.get("transcript") is not None
+            and bool(segment["transcript"].strip())
+            and not any(flag.startswith(EXCLUDING_FLAGS) for flag in segment.get("flags", [])))
+
+
+@dataclass
+class Dataset:
+    name: str
+    path: Path
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / SEGMENTS_FILE
+
+    def load(self) -> dict:
+        record = read_json(self.record_path)
+        if record is None:
+            raise VoxmithError(f"Dataset '{self.name}' has no {SEGMENTS_FILE}; prepare it again.")
+        return record
+
+    def save(self, record: dict) -> None:
+        """Write the record, then the train/validation lists derived from it."""
+        usable = [s for s in record["segments"] if is_usable(s)]
+        train, validation, note = split_train_validation([s["id"] for s in usable],
+                                                         record["settings"]["validation_ratio"])
+        in_validation = set(validation)
+        for segment in record["segments"]:
+            segment["split"] = ("validation" if segment["id"] in in_validation else "train") \
+                if is_usable(segment) else None
+        record["split_note"] = note
+        atomic_write_json(self.record_path, record)
+        by_id = {s["id"]: s for s in usable}
+        write_list(self.path / "train.txt", [format_line(by_id[i]["file"], by_id[i]["transcript"]) for i in train])
+        write_list(self.path / "validation.txt",
+                   [format_line(by_id[i]["file"], by_id[i]["transcript"]) for i in validation])
+
+    def find_segment(self, record: dict, segment: str) -> dict:
+        """A segment by id ('NAME_00012') or number ('12')."""
+        wanted = f"{self.name}_{int(segment):05d}" if segment.isdigit() else segment
+        for entry in record["segments"]:
+            if entry["id"] == wanted:
+                return entry
+        raise VoxmithError(f"Dataset '{self.name}' has no segment '{segment}' "
+                           f"(segments are {record['segments'][0]['id']} to {record['segments'][-1]['id']})."
+                           if record["segments"] else f"Dataset '{self.name}' has no segments.")
+
+    def edit(self, segment: str, text: Optional[str] = None, drop: bool = False, restore: bool = False) -> dict:
+        record = self.load()
+        entry = self.find_segment(record, segment)
+        if text is not None:
+            if not text.strip():
+                raise VoxmithError("The new transcript is empty; use --drop to remove a segment.")
+            entry["transcript"], entry["edited"] = " ".join(text.split()), True
+            entry["flags"] = [f for f in entry.get("flags", []) if f != "empty transcript"]
+        if drop:
+            entry["dropped"] = True
+        if restore:
+            entry["dropped"] = False
+        self.save(record)
+        return entry
+
+    def summary(self) -> dict:
+        record = self.load()
+        segments = record["segments"]
+        usable = [s for s in segments if is_usable(s)]
+        durations = np.array([s["duration_s"] for s in usable]) if usable else np.zeros(0)
+        edges = [0, 2, 4, 6, 8, 10, 12, 15, 20, 30]
+        histogram = np.histogram(durations, bins=edges + [max(edges[-1], float(durations.max(initial=0))) + 1])[0]
+        return {
+            "name": self.name, "path": str(self.path), "sources": len(record["sources"]),
+            "segments": len(segments), "usable": len(usable),
+            "train": sum(s["split"] == "train" for s in segments),
+            "validation": sum(s["split"] == "validation" for s in segments),
+            "untranscribed": sum(s.get("transcript") is None and not s.get("dropped") for s in segments),
+            "dropped": sum(bool(s.get("dropped")) for s in segments),
+            "total_duration_s": float(durations.sum()),
+            "histogram": [{"from_s": lo, "to_s": hi, "count": int(n)}
+                          for lo, hi, n in zip(edges, edges[1:] + [None], histogram) if n],
+            "flagged": [{"id": s["id"], "flags": s["flags"], "transcript": s.get("transcript")}
+                        for s in segments if s.get("flags") and not s.get("dropped")],
+            "note": record.get("split_note", ""),
+        }
+
+
+class DatasetLibrary:
+    def __init__(self, datasets_dir: Path):
+        self.root = datasets_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, name: str) -> Path:
+        return contained_path(self.root, validate_name(name, "dataset"))
+
+    def names(self) -> List[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists())
+
+    def get(self, name: str) -> Dataset:
+        path = self.path_for(name)
+        if not (path / SEGMENTS_FILE).exists():
+            known = ", ".join(self.names()) or "none yet"
+            raise VoxmithError(f"No dataset named '{name}'. Datasets: {known}. "
+                               f"Create it with 'voxmith dataset prepare {name} --from VOICE_OR_FILES'.")
+        return Dataset(name, path)
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self.get(name).path)

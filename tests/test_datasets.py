@@ -1,0 +1,203 @@
+"""Dataset preparation on real speech: cuts in pauses, LJSpeech output, resume, edits, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from voxmith.audio import load_audio
+from voxmith.audio.dsp import frame_rms_db
+from voxmith.cli.main import cli
+from voxmith.datasets import PrepareSettings
+from voxmith.datasets.ljspeech import read_list, split_train_validation
+from voxmith.errors import VoxmithError
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory, demo_files):
+    """~47 s of real speech: the demo clips back to back (no added gaps) and repeated, with one
+    long pause in the middle, so the slicer must find natural pauses to stay under 12 s."""
+    clips = [load_audio(p) for p in demo_files]
+    rate = clips[0].sample_rate_hz
+    parts = [clips[0].samples, clips[1].samples, np.zeros(int(1.5 * rate), np.float32),
+             clips[1].samples, clips[0].samples, clips[1].samples[: int(4 * rate)]]
+    path = tmp_path_factory.mktemp("rec") / "long recording.wav"
+    sf.write(path, np.concatenate(parts), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, long_recording):
+    from voxmith.studio import Studio
+
+    studio = Studio(tmp_path_factory.mktemp("ds") / "ws", device="cpu")
+    summary = studio.prepare_dataset("lj", [long_recording])
+    return studio, summary
+
+
+def test_segments_are_within_bounds_and_cut_in_pauses(prepared, long_recording):
+    studio, summary = prepared
+    record = studio.datasets.get("lj").load()
+    source = load_audio(long_recording)
+    rate = source.sample_rate_hz
+    levels = frame_rms_db(source.samples, rate, 10)
+    speech_level = np.percentile(levels, 90)
+    assert len(record["segments"]) >= 4
+    for segment in record["segments"]:
+        assert 2.0 <= segment["duration_s"] <= 12.0 + 2 * 0.15 + 1e-6, segment
+        assert "forced cut (no pause found)" not in segment["flags"]
+    cuts = [s["end_s"] for s in record["segments"][:-1]] + [s["start_s"] for s in record["segments"][1:]]
+    for cut in cuts:
+        # The 30 ms around every cut is far below speech level: it lies in a pause, not a word.
+        frame = int(cut * 100)
+        assert levels[max(0, frame - 1): frame + 2].max() < speech_level - 20, cut
+    assert summary["usable"] == len(record["segments"])
+
+
+def test_ljspeech_files_parse_and_match_audio(prepared):
+    studio, _ = prepared
+    dataset = studio.datasets.get("lj")
+    train, validation = read_list(dataset.path / "train.txt"), read_list(dataset.path / "validation.txt")
+    assert train, "train.txt must never be empty"
+    assert not set(train) & set(validation)
+    for audio_file, text in {**train, **validation}.items():
+        assert audio_file.startswith("audio/lj_") and audio_file.endswith(".wav")
+        info = sf.info(dataset.path / audio_file)
+        assert info.samplerate == 22050 and info.channels == 1
+        assert len(text.split()) >= 3 and "|" not in text
+    all_text = " ".join(train.values()).lower()
+    assert "lowercase" in all_text or "lower case" in all_text  # words of the LJ clip were heard
+
+
+def test_small_dataset_goes_to_train_and_says_so(prepared):
+    studio, summary = prepared
+    assert summary["validation"] == 0 and "everything is in train.txt" in summary["note"]
+
+
+def test_split_is_deterministic_and_never_empties_train():
+    ids = [f"x_{i:05d}" for i in range(100)]
+    train, validation, note = split_train_validation(ids, 0.05)
+    assert len(validation) == 5 and len(train) == 95 and not note
+    assert split_train_validation(ids, 0.05)[1] == validation
+    # Adding segments does not move existing ones between lists.
+    more_train, more_validation, _ = split_train_validation(ids + [f"x_{i:05d}" for i in range(100, 120)], 0.05)
+    assert set(validation) - set(more_validation) <= set(more_train) and len(more_validation) == 6
+    assert split_train_validation(ids[:12], 0.45)[0]
+
+
+def test_resume_transcribes_only_what_is_missing(prepared, long_recording):
+    studio, _ = prepared
+    dataset = studio.datasets.get("lj")
+    record = dataset.load()
+    before = {s["id"]: s["transcript"] for s in record["segments"]}
+    record["segments"][1]["transcript"] = None  # as if interrupted before this one
+    dataset.save(record)
+    summary = studio.prepare_dataset("lj", [long_recording])
+    assert summary["transcribed_now"] == 1
+    after = {s["id"]: s["transcript"] for s in dataset.load()["segments"]}
+    assert after == before
+    assert studio.prepare_dataset("lj", [long_recording])["transcribed_now"] == 0
+
+
+def test_interrupted_run_leaves_consistent_dataset(tmp_path, long_recording):
+    from voxmith.studio import Studio
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+
+    def interrupt_after_two(event):
+        if event.stage == "transcribing" and event.done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        studio.prepare_dataset("cut", [long_recording], progress=interrupt_after_two)
+    dataset = studio.datasets.get("cut")
+    record = dataset.load()
+    done = [s for s in record["segments"] if s["transcript"] is not None]
+    assert len(done) == 2
+    listed = {**read_list(dataset.path / "train.txt"), **read_list(dataset.path / "validation.txt")}
+    assert set(listed) == {s["file"] for s in done}
+    summary = studio.prepare_dataset("cut", [long_recording])
+    assert summary["transcribed_now"] == len(record["segments"]) - 2 and summary["untranscribed"] == 0
+
+
+def test_edit_and_drop_persist(prepared):
+    studio, _ = prepared
+    dataset = studio.datasets.get("lj")
+    first = dataset.load()["segments"][0]
+    dataset.edit("1", text="A corrected   transcript.")
+    assert read_list(dataset.path / "train.txt")[first["file"]] == "A corrected transcript."
+    assert studio.datasets.get("lj").load()["segments"][0]["edited"] is True
+    dataset.edit(first["id"], drop=True)
+    assert first["file"] not in read_list(dataset.path / "train.txt")
+    dataset.edit("1", restore=True)
+    assert first["file"] in read_list(dataset.path / "train.txt")
+    with pytest.raises(VoxmithError, match="no segment '999'"):
+        dataset.edit("999", text="x")
+
+
+def test_cli_prepare_show_edit(tmp_path, demo_files):
+    home = str(tmp_path / "ws")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", home, "-q", "voices", "add", "lj", *map(str, demo_files)])
+    assert result.exit_code == 0
+    result = runner.invoke(cli, ["--home", home, "-q", "dataset", "prepare", "mini", "--from", "lj"])
+    assert result.exit_code == 0, result.output
+    assert "Dataset 'mini'" in result.output and "segment lengths" in result.output
+    shown = json.loads(runner.invoke(cli, ["--home", home, "dataset", "show", "mini", "--json"]).output)
+    assert shown["usable"] >= 2 and shown["untranscribed"] == 0
+    edited = runner.invoke(cli, ["--home", home, "dataset", "edit", "mini", "1", "--text", "Hello world."])
+    assert edited.exit_code == 0 and "Hello world." in edited.output
+    again = runner.invoke(cli, ["--home", home, "-q", "dataset", "prepare", "mini", "--from", str(demo_files[0])])
+    assert again.exit_code == 1 and "--redo" in again.output
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def _prepare(tmp_path, files, **settings):
+    from voxmith.studio import Studio
+
+    return Studio(tmp_path / "ws", device="cpu").prepare_dataset("bad", files, PrepareSettings(**settings))
+
+
+def test_silence_only_recording(tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(22050 * 20, np.float32), 22050)
+    with pytest.raises(VoxmithError, match="No speech was found"):
+        _prepare(tmp_path, [path])
+    assert not (tmp_path / "ws" / "datasets" / "bad" / "segments.json").exists()
+
+
+def test_one_second_file(tmp_path, demo_audio):
+    path = tmp_path / "one.wav"
+    rate = demo_audio.sample_rate_hz
+    sf.write(path, demo_audio.samples[rate: 2 * rate], rate)
+    with pytest.raises(VoxmithError, match="too short to make a dataset"):
+        _prepare(tmp_path, [path])
+
+
+def test_corrupt_file_changes_nothing(tmp_path, demo_files):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    with pytest.raises(VoxmithError, match="broken.wav"):
+        _prepare(tmp_path, [demo_files[0], bad])
+    assert not (tmp_path / "ws" / "datasets" / "bad").exists()
+
+
+def test_unknown_language_code(tmp_path, demo_files):
+    with pytest.raises(VoxmithError, match="Unknown language code 'klingon'"):
+        _prepare(tmp_path, demo_files, language="klingon")
+
+
+def test_model_that_needs_a_download_fails_fast(tmp_path, demo_files, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(VoxmithError, match="not on this machine"):
+        _prepare(tmp_path, demo_files, model="large-v3")
+
+
+def test_unknown_source(tmp_path):
+    with pytest.raises(VoxmithError, match="neither a voice"):
+        _prepare(tmp_path, ["no-such-voice-or-file"])
