@@ -83,6 +83,18 @@ def quiet_mask(samples16k: np.ndarray) -> np.ndarray:
     return levels < max(loud - 30.0, floor + 6.0)
 
 
+def pause_mask(samples16k: np.ndarray) -> np.ndarray:
+    """Frames that belong to a pause: quiet by energy, or marked non-speech by Silero while
+    clearly (15 dB) below the loudest speech within half a second. The level condition keeps
+    Silero's occasional dips inside loud words from becoming cut points."""
+    from scipy.ndimage import maximum_filter1d
+
+    levels = frame_rms_db(samples16k, VAD_RATE_HZ, FRAME_MS)
+    local_peak = maximum_filter1d(levels, size=int(1000 / FRAME_MS) + 1, mode="nearest")
+    not_speech = ~silero_speech_mask(samples16k)[: levels.shape[0]]
+    return quiet_mask(samples16k) | (not_speech & (levels < local_peak - 15.0))
+
+
 def find_pauses(silent: np.ndarray, min_pause_ms: float = MIN_PAUSE_MS) -> List[Pause]:
     """Runs of silent frames at least `min_pause_ms` long."""
     pauses, frame_s = [], FRAME_MS / 1000
@@ -106,7 +118,7 @@ def plan_segments(samples16k: np.ndarray, min_s: float = 2.0, max_s: float = 12.
     """Cut points for one recording, as padded spans in seconds."""
     if samples16k.size == 0:
         return []
-    silent = quiet_mask(samples16k) | ~silero_speech_mask(samples16k)
+    silent = pause_mask(samples16k)
     bounds = speech_bounds(silent)
     if bounds is None:
         return []
