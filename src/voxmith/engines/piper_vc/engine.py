@@ -1,0 +1,118 @@
+"""`PiperVCEngine`: Piper (joe) speaks, WORLD features are converted to the enrolled voice.
+
+Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.*", the target
+GE2E embedding and the warp-search record. Synthesis is deterministic: Piper runs noise-free
+by default (see base_voice) and every per-candidate variation is drawn from
+`numpy.random.default_rng(seed + i)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from voxmith.audio import Audio, peak_normalize, to_mono
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback, report
+from voxmith.engines.piper_vc import conversion, world
+
+
+@dataclass
+class PiperVCSettings(EngineSettings):
+    # Piper's own sampling noise. 0 (default) is fast and reproducible with one shared ONNX
+    # session; > 0 costs ~1.6 s per call because the session must be rebuilt to seed it.
+    noise_scale: float = 0.0
+    noise_w: float = 0.0
+    length_scale: float = 1.0  # > 1 speaks slower
+    # How far candidates may stray from the seed's base take (uniform +- these amounts).
+    length_jitter: float = 0.04  # relative
+    warp_jitter: float = 0.01  # all-pass alpha units
+    f0_jitter: float = 0.03  # relative F0 scale
+    f0_scale: float = 1.0  # manual pitch multiplier on top of the learned mapping
+    # Strength of the parallel-data ridge correction (0 = statistics + warp only).
+    ridge_mix: float = 0.3
+    # Follow the target's speaking rate measured at enrollment (multiplies length_scale).
+    match_rate: bool = True
+
+    def validate(self) -> None:
+        checks = [
+            ("noise_scale", 0.0, 1.5), ("noise_w", 0.0, 1.5), ("length_scale", 0.5, 2.0),
+            ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
+            ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0),
+        ]
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if not (low <= float(value) <= high):
+                raise VoxmithError(f"Setting '{name}' must be between {low} and {high}, got {value}.")
+
+
+class PiperVCEngine(Engine):
+    name = "piper-vc"
+    version = "2"
+    description = ("Piper's joe voice converted to the target speaker with WORLD: frequency warp, "
+                   "spectral/pitch statistics and a ridge correction learnt from the clips.")
+    sample_rate_hz = world.SAMPLE_RATE_HZ
+    device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
+                               note="CPU only; about 0.23x real time on 2 cores.")
+    settings_class = PiperVCSettings
+
+    def prepare_conditioning(self, clips: Sequence[Audio],
+                             progress: Optional[ProgressCallback] = None) -> Conditioning:
+        from voxmith.engines.piper_vc.enrollment import enroll
+
+        if not clips:
+            raise VoxmithError("piper-vc needs at least one clip of the voice.")
+        pairs = [(to_mono(c.samples), c.sample_rate_hz) for c in clips]
+        result = enroll(pairs, ridge_mix=1.0,
+                        progress=lambda stage, done, total: report(progress, stage, done, total))
+        cond = result.params.to_arrays(prefix="conv.")
+        cond["target_embedding"] = result.target_embedding.astype(np.float32)
+        cond["warp_grid"] = result.warp_grid
+        cond["warp_scores"] = result.warp_scores
+        cond["rate"] = np.asarray(result.rate, dtype=np.float64)
+        return cond
+
+    def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                   seed: int, candidates: int = 1,
+                   progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        from voxmith.engines.piper_vc.base_voice import get_base_voice
+
+        if not isinstance(settings, PiperVCSettings):
+            settings = PiperVCSettings.from_dict(settings.to_dict() if settings else None)
+        settings.validate()
+        if not text or not text.strip():
+            raise VoxmithError("Nothing to say: the text is empty.")
+        params = conversion.ConversionParams.from_arrays(conditioning, prefix="conv.")
+        # The ridge was fitted at full strength; the setting scales it at synthesis time.
+        params.ridge_mix = float(settings.ridge_mix) if params.ridge.any() else 0.0
+        rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
+        voice = get_base_voice()
+        out: List[Candidate] = []
+        for i in range(max(1, int(candidates))):
+            cand_seed = int(seed) + i
+            rng = np.random.default_rng(cand_seed)
+            u = rng.uniform(-1.0, 1.0, size=3)
+            details = {
+                "noise_scale": float(settings.noise_scale),
+                "noise_w": float(settings.noise_w),
+                "length_scale": float(settings.length_scale * rate * (1.0 + settings.length_jitter * u[0])),
+                "warp": float(params.warp + settings.warp_jitter * u[1]),
+                "warp_jitter": float(settings.warp_jitter * u[1]),
+                "f0_scale": float(settings.f0_scale * np.exp(settings.f0_jitter * u[2])),
+                "ridge_mix": float(params.ridge_mix),
+            }
+            report(progress, "synthesising", i, candidates)
+            spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
+                                 length_scale=details["length_scale"], noise_w=details["noise_w"])
+            feats = world.analyse(spoken.samples)
+            converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
+                                           f0_scale=details["f0_scale"])
+            samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
+            details["phonemes"] = "".join(spoken.phonemes)
+            out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,
+                                 seed=cand_seed, details=details))
+        report(progress, "synthesising", len(out), candidates)
+        return out
