@@ -63,4 +63,19 @@ def info(obj):
     click.echo(f"torch:     {describe_torch()}")
 
 
-COMMANDS = [demo, engines, info]
+@click.command()
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Address to serve on (default 127.0.0.1:7860). Other than loopback needs a token.")
+@click.option("--share-token", envvar="VOXMITH_WEBUI_TOKEN", default=None,
+              help="Password required by the page (needed when listening beyond this machine).")
+@click.pass_obj
+def webui(obj, listen, share_token):
+    """Open the studio in the browser (Gradio)."""
+    from voxmith.webui.server import check_access, launch, parse_listen
+
+    check_access(parse_listen(listen), share_token)  # refuse before loading anything heavy
+    click.echo("Starting the voxmith web UI (Ctrl-C stops it)...")
+    launch(obj.studio, listen, share_token, block=True)
+
+
+COMMANDS = [demo, engines, info, webui]

@@ -1,0 +1,23 @@
+"""Assembles the web UI's tabs around one Studio."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from voxmith import __version__
+from voxmith.webui import tab_dataset, tab_generate, tab_settings, tab_voices
+
+
+def build_app(studio) -> gr.Blocks:
+    voice_choices = studio.voices.names  # read from disk every time: new voices appear without restart
+    with gr.Blocks(title="voxmith studio") as app:
+        gr.Markdown(f"## voxmith studio <small>v{__version__} · workspace `{studio.workspace.home}`</small>")
+        with gr.Tabs():
+            generate_voice = tab_generate.build(studio, voice_choices)
+            voices_select = tab_voices.build(studio, voice_choices)
+            dataset_voices, _ = tab_dataset.build(studio, voice_choices)
+            tab_settings.build(studio)
+        # A second browser tab (or a CLI run) may have changed the workspace: refresh on load.
+        app.load(lambda: [gr.update(choices=voice_choices())] * 3, None,
+                 [generate_voice, voices_select, dataset_voices])
+    return app

@@ -1,0 +1,133 @@
+"""Generate tab: text, voice, engine, candidates, seed and engine settings in; ranked takes out;
+a history of past results that can be replayed and re-run with the same settings."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from voxmith.engines import available_engines, engine_class
+from voxmith.engines.registry import DEFAULT_ENGINE
+from voxmith.errors import VoxmithError
+from voxmith.studio.results import list_results
+from voxmith.studio.speech import SpeakRequest
+from voxmith.webui.progress import friendly, to_gradio
+
+MAX_TAKES_SHOWN = 8
+HISTORY_HEADERS = ["created", "voice", "engine", "seed", "takes", "duration s", "text", "file"]
+
+
+def default_settings_json(engine: str) -> str:
+    try:
+        return json.dumps(engine_class(engine).settings_class().to_dict(), indent=2)
+    except VoxmithError as err:
+        return json.dumps({"error": str(err)})
+
+
+def _history_rows(studio):
+    rows = []
+    for entry in list_results(studio.workspace.results_dir):
+        s = entry.sidecar
+        rows.append([s.get("created", ""), entry.voice, s["engine"]["name"], s.get("seed"),
+                     sum(len(x["takes"]) for x in s.get("sentences", [])), s["output"]["duration_s"],
+                     s["text"][:80], str(entry.audio_path)])
+    return rows or [[""] * len(HISTORY_HEADERS)]
+
+
+def _takes_table(result):
+    rows = []
+    for i, sentence in enumerate(result.sidecar["sentences"], 1):
+        for k, take in enumerate(sentence["takes"], 1):
+            scores = take.get("scores") or {}
+            rows.append([i, k, "yes" if k - 1 == sentence["chosen_take"] else "",
+                         scores.get("similarity"), scores.get("wer"), scores.get("transcript", ""), take["seed"]])
+    return rows
+
+
+def build(studio, voice_choices):
+    with gr.Tab("Generate", id="generate") as tab:
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Text", lines=5, elem_id="gen-text",
+                                  placeholder="Type what the voice should say. Long text is split into sentences.")
+                with gr.Row():
+                    voice = gr.Dropdown(choices=voice_choices(), label="Voice", elem_id="gen-voice", scale=3)
+                    refresh = gr.Button("↻ voices", scale=1, size="sm", elem_id="gen-refresh")
+                with gr.Row():
+                    engine = gr.Dropdown(choices=available_engines(), value=DEFAULT_ENGINE, label="Engine")
+                    candidates = gr.Slider(1, MAX_TAKES_SHOWN, value=1, step=1, label="Candidates per sentence")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                with gr.Accordion("Advanced engine settings (JSON)", open=False):
+                    settings = gr.Code(value=default_settings_json(DEFAULT_ENGINE), language="json",
+                                       label="Settings")
+                    rank = gr.Checkbox(value=True, label="Rank takes (speaker similarity + Whisper) and "
+                                                          "re-generate takes that miss words")
+                go = gr.Button("Generate", variant="primary", elem_id="gen-go")
+            with gr.Column(scale=2):
+                output = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="gen-output")
+                download = gr.File(label="Download", interactive=False)
+                summary = gr.Markdown()
+        takes = gr.Dataframe(headers=["sentence", "take", "chosen", "similarity", "WER", "transcript", "seed"],
+                             label="Takes, ranked", interactive=False)
+        with gr.Row():
+            take_players = [gr.Audio(label=f"take {i + 1}", type="filepath", visible=False, interactive=False)
+                            for i in range(MAX_TAKES_SHOWN)]
+        with gr.Accordion("History", open=False):
+            history = gr.Dataframe(headers=HISTORY_HEADERS, value=lambda: _history_rows(studio),
+                                   interactive=False, label="Past results (click a row to load it)")
+            with gr.Row():
+                replay = gr.Audio(label="Selected result", type="filepath", interactive=False)
+                rerun = gr.Button("Re-run with these settings")
+            selected_sidecar = gr.State(None)
+
+    @friendly
+    def generate(text_value, voice_value, engine_value, n, seed_value, settings_json, rank_value,
+                 progress=gr.Progress()):
+        if not voice_value:
+            raise VoxmithError("Pick a voice first (create one in the Voices tab).")
+        try:
+            settings_dict = json.loads(settings_json or "{}")
+        except json.JSONDecodeError as err:
+            raise VoxmithError(f"The advanced settings are not valid JSON: {err.msg} (line {err.lineno}).")
+        request = SpeakRequest(text=text_value or "", voice=voice_value, engine=engine_value,
+                               settings=settings_dict, candidates=int(n),
+                               seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
+                               rank=bool(rank_value))
+        result = studio.speak(request, progress=to_gradio(progress))
+        take_files = [result.path.parent / t["file"] for s in result.sidecar["sentences"] for t in s["takes"]
+                      if "file" in t][:MAX_TAKES_SHOWN]
+        players = [gr.update(value=str(f), visible=True, label=f.stem) for f in take_files]
+        players += [gr.update(value=None, visible=False)] * (MAX_TAKES_SHOWN - len(players))
+        timing = result.sidecar["timing"]
+        note = (f"**{result.duration_s:.1f} s** of speech in {timing['total_s']:.1f} s, seed {result.sidecar['seed']}. "
+                f"Saved to `{result.path}`.")
+        return [str(result.path), str(result.path), note, _takes_table(result), _history_rows(studio), *players]
+
+    go.click(generate, [text, voice, engine, candidates, seed, settings, rank],
+             [output, download, summary, takes, history, *take_players])
+    refresh.click(lambda: gr.update(choices=voice_choices()), None, voice)
+    tab.select(lambda: (gr.update(choices=voice_choices()), _history_rows(studio)), None, [voice, history])
+    engine.change(default_settings_json, engine, settings)
+
+    def select_history(event: gr.SelectData):
+        rows = list_results(studio.workspace.results_dir)
+        if event.index[0] >= len(rows):
+            return None, None, gr.update(), gr.update(), gr.update(), gr.update()
+        entry = rows[event.index[0]]
+        s = entry.sidecar
+        return (str(entry.audio_path), str(entry.sidecar_path), s["text"], s.get("voice", {}).get("name"),
+                s.get("seed", -1), json.dumps(s.get("settings", {}), indent=2))
+
+    history.select(select_history, None, [replay, selected_sidecar, text, voice, seed, settings])
+
+    @friendly
+    def rerun_selected(sidecar_path, progress=gr.Progress()):
+        if not sidecar_path:
+            raise VoxmithError("Click a row of the history first.")
+        result = studio.reproduce(sidecar_path, progress=to_gradio(progress))
+        return str(result.path), str(result.path), f"Re-made `{result.path}` from `{sidecar_path}`.", \
+            _takes_table(result), _history_rows(studio)
+
+    rerun.click(rerun_selected, selected_sidecar, [output, download, summary, takes, history])
+    return voice
