@@ -42,7 +42,7 @@ class Studio:
         self.workspace = Workspace.open(home)
         self.voices = VoiceLibrary(self.workspace.voices_dir)
         self.datasets = DatasetLibrary(self.workspace.datasets_dir)
-        self._device_request = device
+        self.device_request = device
         self._device: Optional[str] = None
         self._engines: Dict[str, Engine] = {}
 
@@ -50,7 +50,7 @@ class Studio:
     def device(self) -> str:
         """The resolved compute device (resolved on first use; errors if unavailable)."""
         if self._device is None:
-            self._device = resolve_device(self._device_request)
+            self._device = resolve_device(self.device_request)
         return self._device
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:

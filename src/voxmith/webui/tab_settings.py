@@ -45,7 +45,7 @@ def build(studio):
         gr.Markdown(
             f"### Workspace\n`{studio.workspace.home}` (voices, datasets, training, results, models). "
             "Start the studio with `--home DIR` or set `VOXMITH_HOME` to use another.\n\n"
-            f"### Device\n**{studio.device}** (requested: {studio._device_request}); {describe_torch()}\n\n"
+            f"### Device\n**{studio.device}** (requested: {studio.device_request}); {describe_torch()}\n\n"
             f"### Default engine\n**{DEFAULT_ENGINE}**", elem_id="settings-info")
         gr.Dataframe(value=_engines_table(), headers=["engine", "version", "hardware", "notes"],
                      label="Engines", interactive=False)
