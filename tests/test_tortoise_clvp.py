@@ -18,7 +18,7 @@ from voxmith.engines.tortoise.clvp import CLVP, CLVPConfig
 from voxmith.engines.tortoise.cvvp import CVVP, CVVPConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tortoise"
-KEYS = Path(__file__).resolve().parents[2] / "shared" / "tortoise"
+KEYS = Path(__file__).resolve().parent / "fixtures" / "tortoise" / "keys"
 TOL = 1e-4
 CASES = ("random", "pipeline")
 
