@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Type
 
@@ -111,8 +112,11 @@ class Engine(ABC):
     device_needs: ClassVar[DeviceNeeds] = DeviceNeeds()
     settings_class: ClassVar[Type[EngineSettings]] = EngineSettings
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", models_dir: Optional[Path] = None):
         self.device = device
+        # Where downloaded weights go (the workspace's models/ folder); engines that ship their
+        # weights in packages ignore it.
+        self.models_dir = models_dir
 
     def cache_key(self) -> str:
         """Identifies the conditioning this engine computes; part of the cache key."""

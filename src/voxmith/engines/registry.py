@@ -60,9 +60,9 @@ def engine_class(name: str) -> Type[Engine]:
     return getattr(module, class_name)
 
 
-def create_engine(name: str, device: str = "cpu") -> Engine:
+def create_engine(name: str, device: str = "cpu", models_dir=None) -> Engine:
     """Instantiate engine `name` on an already resolved device string."""
     cls = engine_class(name)
     if device == "cpu" and not cls.device_needs.runs_on_cpu:
         raise EngineError(f"Engine '{name}' needs a GPU and cannot run on the CPU.")
-    return cls(device=device)
+    return cls(device=device, models_dir=models_dir)

@@ -55,7 +55,7 @@ class Studio:
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:
         if name not in self._engines:
-            self._engines[name] = create_engine(name, self.device)
+            self._engines[name] = create_engine(name, self.device, self.workspace.models_dir)
         return self._engines[name]
 
     def conditioning(self, voice: Voice | str, engine: Engine,
