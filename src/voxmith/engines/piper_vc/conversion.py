@@ -4,6 +4,11 @@ Pipeline per frame (mel-cepstrum c, F0):
 1. all-pass frequency warp of c by `warp` (vocal-tract-length-like shift of formants);
 2. per-dimension mean/variance mapping of c[1:] from the (warped) joe statistics to the target
    statistics, separately for voiced and unvoiced frames; c[0] (energy) keeps joe's contour;
+   blended (weight `cov_mix`) with a full-covariance affine map, the optimal-transport map
+   between the two Gaussians: of all maps that give joe's frames the target's covariance it
+   moves them least, so it keeps phonetic content better than the symmetric whitening map
+   (8 voices: SECS +0.03 for both, but WER 8.7% for OT vs 11.5-12.5%; the engine leaves it off
+   by default, see PiperVCSettings.cov_mix);
 3. optional ridge-regression correction of c[1:] learnt on DTW-aligned parallel frames (joe
    saying the target's own transcribed words), mixed in with weight `ridge_mix`, followed by
    a variance restore because regression shrinks towards the mean and muffles the voice;
@@ -43,6 +48,9 @@ class ConversionParams:
     tgt_lf0: Stats  # log-F0 of the target
     ridge: np.ndarray  # (D, D) residual regression on [c[1:] standardised, 1]; zeros = off
     ridge_mix: float  # 0 = statistics only, 1 = full ridge correction
+    ot_voiced: np.ndarray  # (D, D) optimal-transport matrix for voiced c[1:] (see ot_map)
+    ot_unvoiced: np.ndarray
+    cov_mix: float  # 0 = per-dimension statistics only, 1 = full OT map
 
     def to_arrays(self, prefix: str = "") -> Dict[str, np.ndarray]:
         out: Dict[str, np.ndarray] = {}
@@ -90,11 +98,32 @@ def log_f0_stats(feats: Sequence[WorldFeatures]) -> Stats:
     return Stats(np.asarray(lf0.mean()), np.asarray(max(lf0.std(), 1e-3)))
 
 
+def _sqrtm(c: np.ndarray, power: float = 0.5) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    return (v * np.maximum(w, 1e-8) ** power) @ v.T
+
+
+def ot_map(src: np.ndarray, tgt: np.ndarray, shrink: float = 0.1) -> np.ndarray:
+    """Matrix A with (x - mean_src) @ A.T + mean_tgt carrying N(src) onto N(tgt) with the least
+    mean squared displacement: A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2. Covariances are shrunk
+    toward their diagonals because a clip or two gives only a few thousand frames for 34 dims."""
+    def cov(x: np.ndarray) -> np.ndarray:
+        c = np.cov(x.T)
+        return (1 - shrink) * c + shrink * np.diag(np.diag(c))
+    s, t = cov(src), cov(tgt)
+    root, inv_root = _sqrtm(s), _sqrtm(s, -0.5)
+    return inv_root @ _sqrtm(root @ t @ root) @ inv_root
+
+
 def _map_stats(c: np.ndarray, voiced: np.ndarray, p: ConversionParams) -> np.ndarray:
     out = c.copy()
-    for mask, src, tgt in ((voiced, p.src_voiced, p.tgt_voiced),
-                           (~voiced, p.src_unvoiced, p.tgt_unvoiced)):
-        out[mask, 1:] = (c[mask, 1:] - src.mean) / src.std * tgt.std + tgt.mean
+    for mask, src, tgt, a in ((voiced, p.src_voiced, p.tgt_voiced, p.ot_voiced),
+                              (~voiced, p.src_unvoiced, p.tgt_unvoiced, p.ot_unvoiced)):
+        x = c[mask, 1:]
+        out[mask, 1:] = (x - src.mean) / src.std * tgt.std + tgt.mean
+        if p.cov_mix > 0:
+            full = (x - src.mean) @ a.T + tgt.mean
+            out[mask, 1:] += p.cov_mix * (full - out[mask, 1:])
     return out
 
 
@@ -106,10 +135,12 @@ def _design(c1: np.ndarray, p: ConversionParams) -> np.ndarray:
 
 def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], *, warp: float,
         pairs: Optional[Sequence[Tuple[WorldFeatures, WorldFeatures, np.ndarray]]] = None,
-        ridge_lambda: float = 30.0, ridge_mix: float = 0.0) -> ConversionParams:
+        ridge_lambda: float = 30.0, ridge_mix: float = 0.0, cov_mix: float = 0.0,
+        ) -> ConversionParams:
     """Fit a model for one warp. `src_feats` are joe's utterances, `tgt_feats` the target's.
     `pairs` are (joe, target, path) with path[i] = target frame aligned to joe frame i; when
-    given and `ridge_mix` > 0, the ridge correction is fitted on them."""
+    given and `ridge_mix` > 0, the ridge correction is fitted on them, on top of the mapping at
+    `cov_mix` (the OT matrices are always stored; synthesis may change cov_mix)."""
     warped = [WorldFeatures(f.f0, warp_mcep(f.mcep, warp), f.ap) for f in src_feats]
     sc, sv = frame_groups(warped)
     tc, tv = frame_groups(tgt_feats)
@@ -120,6 +151,8 @@ def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], 
         tgt_voiced=Stats.of(tc[tv, 1:]), tgt_unvoiced=Stats.of(tc[~tv, 1:]),
         src_lf0=log_f0_stats(src_feats), tgt_lf0=log_f0_stats(tgt_feats),
         ridge=np.zeros((d + 1, d)), ridge_mix=0.0,
+        ot_voiced=ot_map(sc[sv, 1:], tc[tv, 1:]), ot_unvoiced=ot_map(sc[~sv, 1:], tc[~tv, 1:]),
+        cov_mix=float(cov_mix),
     )
     if pairs and ridge_mix > 0:
         xs, ys = [], []
