@@ -55,7 +55,7 @@ class EngineSettings:
         converted = {}
         for name, value in values.items():
             default = getattr(cls, name, None) if known[name].default is not dataclasses.MISSING else None
-            converted[name] = _coerce(name, value, default)
+            converted[name] = coerce_setting(name, value, default)
         settings = cls(**converted)
         settings.validate()
         return settings
@@ -67,7 +67,7 @@ class EngineSettings:
         return dataclasses.asdict(self)
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def coerce_setting(name: str, value: Any, default: Any) -> Any:
     """Convert strings from the CLI/UI into the type of the default value."""
     if default is None or not isinstance(value, str):
         return value

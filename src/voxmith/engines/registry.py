@@ -19,6 +19,7 @@ DEFAULT_ENGINE = "piper-vc"
 # name -> "module:Class". Engines of later milestones add themselves here.
 _BUILTIN: Dict[str, str] = {
     "piper-vc": "voxmith.engines.piper_vc.engine:PiperVCEngine",
+    "tortoise": "voxmith.engines.tortoise.engine:TortoiseEngine",
 }
 _registered: Dict[str, str | Type[Engine]] = {}
 

@@ -1,0 +1,302 @@
+"""`TortoiseEngine`: TorToiSe TTS 3.0.0 (voxmith's own implementation) behind voxmith's engine interface.
+
+Conditioning (`prepare_conditioning`) uses ALL of a voice's audio by default: the clips are joined,
+cut into equal chunks of at most 6 s, and the autoregressive and diffusion conditioning latents are
+the averages over the chunks (official TorToiSe looks at one random 6 s crop and the first 4.3 s of
+each clip). The cached dict also keeps the clips at 22.05 kHz, so `conditioning="official"` can
+redo the official crops at synthesis time, where they depend on the seed as they do officially.
+
+`synthesize` runs `pipeline.tts` for one sentence and returns its k best takes (k = `candidates`)
+with their CLVP (and CVVP) scores. Weights are the official checkpoint files, found or downloaded by
+`checkpoints.ensure_checkpoints` on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from voxmith.audio import Audio, to_mono
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, coerce_setting
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback, report
+
+from .presets import DEFAULT_PRESET, PRESETS, SAMPLERS, TtsOptions, auto_batch_size, preset_options
+
+CONDITIONING_MODES = ("whole", "official")
+CVVP_MAX_CHUNKS = 4  # CVVP scores every take against each mel; a few chunks spread over the voice suffice
+
+# Knobs that default to None ("take the preset's value") and their types, for CLI/UI strings.
+_KNOB_TYPES = {
+    "num_autoregressive_samples": int, "autoregressive_batch_size": int, "temperature": float,
+    "top_p": float, "repetition_penalty": float, "length_penalty": float, "max_mel_tokens": int,
+    "diffusion_iterations": int, "cond_free": bool, "cond_free_k": float, "diffusion_temperature": float,
+    "cvvp_amount": float,
+}
+# name -> (low, high, low is exclusive)
+_RANGES = {
+    "num_autoregressive_samples": (1, 4096, False), "autoregressive_batch_size": (1, 256, False),
+    "temperature": (0.0, 10.0, True), "top_p": (0.0, 1.0, True), "repetition_penalty": (0.0, 20.0, True),
+    "length_penalty": (-10.0, 10.0, False), "max_mel_tokens": (4, 600, False),
+    "diffusion_iterations": (1, 4000, False), "cond_free_k": (0.0, 20.0, False),
+    "diffusion_temperature": (0.0, 2.0, False), "cvvp_amount": (0.0, 1.0, False),
+}
+
+
+@dataclass
+class TortoiseSettings(EngineSettings):
+    """TorToiSe knobs. A knob left at None takes its value from `preset`, exactly as official
+    `tts_with_preset` does: the tuned base values (temperature .8, top_p .8, repetition_penalty 2,
+    length_penalty 1, cond_free_k 2, diffusion_temperature 1), then the preset's sample count,
+    diffusion steps and cond_free, then every knob set here. max_mel_tokens defaults to 500,
+    cvvp_amount to 0 and the AR batch size to the official choice from free GPU memory (1 on CPU).
+    The number of takes returned (official `k`) and the seed are `synthesize`'s arguments."""
+
+    preset: str = DEFAULT_PRESET  # ultra_fast | fast | standard | high_quality
+    conditioning: str = "whole"  # whole: all of every clip; official: official crops (seeded)
+    num_autoregressive_samples: Optional[int] = None
+    autoregressive_batch_size: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+    length_penalty: Optional[float] = None  # no effect, as officially (HF applies it to beam search only)
+    max_mel_tokens: Optional[int] = None  # longest take in codes (~21.5 per second)
+    diffusion_iterations: Optional[int] = None
+    sampler: str = "p"  # p: official ancestral sampler; ddim: deterministic DDIM steps
+    cond_free: Optional[bool] = None
+    cond_free_k: Optional[float] = None
+    diffusion_temperature: Optional[float] = None
+    cvvp_amount: Optional[float] = None  # weight of CVVP (voice match) against CLVP (text match)
+    # The official kv-cache path (do_tts.py, read.py) feeds codes at off-by-one positions; True
+    # reproduces it, False gives the official no-cache positions (what the model was trained with).
+    official_positions: bool = False
+    half: bool = False  # fp16 autocast for the AR model and the rankers; CUDA only, ignored elsewhere
+
+    @classmethod
+    def from_dict(cls, values: Optional[dict]) -> "TortoiseSettings":
+        values = dict(values or {})
+        for name, kind in _KNOB_TYPES.items():
+            value = values.get(name)
+            if isinstance(value, str):
+                if value.strip().lower() in ("", "none", "preset", "auto"):
+                    values[name] = None
+                else:
+                    values[name] = coerce_setting(name, value, False if kind is bool else kind(0))
+        return super().from_dict(values)  # type: ignore[return-value]
+
+    def validate(self) -> None:
+        for name, allowed in (("preset", tuple(PRESETS)), ("conditioning", CONDITIONING_MODES),
+                              ("sampler", SAMPLERS)):
+            if getattr(self, name) not in allowed:
+                raise VoxmithError(f"Setting '{name}' must be one of {', '.join(allowed)}, "
+                                   f"got '{getattr(self, name)}'.")
+        for name in ("official_positions", "half"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise VoxmithError(f"Setting '{name}' must be true or false, got {getattr(self, name)!r}.")
+        for name, kind in _KNOB_TYPES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if kind is bool:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise VoxmithError(f"Setting '{name}' must be true or false, got {value!r}.")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    (kind is int and not float(value).is_integer()) or not math.isfinite(value):
+                raise VoxmithError(f"Setting '{name}' must be {'a whole number' if kind is int else 'a number'}, "
+                                   f"got {value!r}.")
+            low, high, exclusive = _RANGES[name]
+            if not ((low < value) if exclusive else (low <= value)) or value > high:
+                lower = f"above {low}" if exclusive else f"at least {low}"
+                raise VoxmithError(f"Setting '{name}' must be {lower} and at most {high}, got {value}.")
+        samples, batch = self.num_autoregressive_samples, self.autoregressive_batch_size
+        if samples is None:
+            samples = PRESETS[self.preset]["num_autoregressive_samples"]
+        if batch is not None and samples < batch:
+            raise VoxmithError(f"num_autoregressive_samples ({samples}) is smaller than autoregressive_batch_size "
+                               f"({batch}): no batch would run. Lower the batch size or raise the samples.")
+
+    def options(self, candidates: int = 1) -> TtsOptions:
+        """The resolved options for one run returning `candidates` takes."""
+        knobs = {name: getattr(self, name) for name in _KNOB_TYPES if getattr(self, name) is not None}
+        for name in ("num_autoregressive_samples", "autoregressive_batch_size", "max_mel_tokens",
+                     "diffusion_iterations"):
+            if name in knobs:
+                knobs[name] = int(knobs[name])
+        return preset_options(self.preset, **knobs, sampler=self.sampler, k=int(candidates),
+                              official_positions=bool(self.official_positions), half=bool(self.half))
+
+
+class TortoiseEngine(Engine):
+    name = "tortoise"
+    version = "1"
+    description = ("TorToiSe TTS 3.0.0 (voxmith's implementation of the official models): autoregressive "
+                   "speech codes ranked by CLVP/CVVP, then a diffusion decoder and the UnivNet vocoder.")
+    sample_rate_hz = 24000
+    device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=True, min_gpu_memory_gb=6.0,
+                               note="Runs on the CPU, very slowly (minutes to hours per sentence with "
+                                    "the presets); an NVIDIA GPU with about 6 GB is recommended. "
+                                    "Downloads ~4.3 GB of weights on first use.")
+    settings_class = TortoiseSettings
+
+    def __init__(self, device: str = "cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self._models = None
+        self._tokenizer = None
+        # file name -> model config overriding the official sizes (tests load tiny checkpoints)
+        self.model_configs: Optional[dict] = None
+
+    @classmethod
+    def with_models(cls, models, device: Optional[str] = None) -> "TortoiseEngine":
+        """An engine around already-built `pipeline.TortoiseModels` (no checkpoint files)."""
+        engine = cls(device or str(models.device))
+        engine._models = models
+        return engine
+
+    @classmethod
+    def tiny(cls, seed: int = 0, device: str = "cpu") -> "TortoiseEngine":
+        """An engine with tiny random-weight models: for tests; its audio is noise."""
+        from .pipeline import TortoiseModels
+
+        return cls.with_models(TortoiseModels.tiny(seed, device=device), device)
+
+    def models(self, progress: Optional[ProgressCallback] = None):
+        """The models, loaded on first use (missing checkpoint files are downloaded)."""
+        if self._models is None:
+            from . import checkpoints
+            from .pipeline import TortoiseModels
+
+            paths = checkpoints.ensure_checkpoints(checkpoints.REQUIRED_NAMES, workspace_models=self.models_dir,
+                                                   progress=progress)
+
+            def resolve(name: str):
+                return checkpoints.ensure_checkpoints([name], workspace_models=self.models_dir,
+                                                      progress=progress)[name]
+
+            report(progress, "loading TorToiSe models", 0, None)
+            self._models = TortoiseModels.from_checkpoints(paths, self.device, resolve, self.model_configs)
+            report(progress, "loading TorToiSe models", 1, 1)
+        return self._models
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from .tokenizer import TortoiseTokenizer
+
+            self._tokenizer = TortoiseTokenizer()
+        return self._tokenizer
+
+    def prepare_conditioning(self, clips: Sequence[Audio],
+                             progress: Optional[ProgressCallback] = None) -> Conditioning:
+        import torch
+
+        from .audio import chunk_conditioning_mels, whole_clip_chunks
+
+        if not clips:
+            raise VoxmithError("tortoise needs at least one clip of the voice.")
+        waves = [_clip_22k(clip) for clip in clips]
+        models = self.models(progress)
+        report(progress, "tortoise: conditioning latents", 0, 2)
+        chunks = whole_clip_chunks(waves)
+        ar_mels, diff_mels = chunk_conditioning_mels(chunks)
+        with torch.no_grad():
+            auto = models.use(models.ar).get_conditioning(ar_mels.to(models.device))
+            report(progress, "tortoise: conditioning latents", 1, 2)
+            diff = models.use(models.diffusion).get_conditioning(diff_mels.to(models.device))
+        report(progress, "tortoise: conditioning latents", 2, 2)
+        n = ar_mels.shape[1]
+        picks = sorted({round(i * (n - 1) / max(1, CVVP_MAX_CHUNKS - 1)) for i in range(min(n, CVVP_MAX_CHUNKS))})
+        return {
+            "auto_latent": auto.float().cpu().numpy(),
+            "diffusion_latent": diff.float().cpu().numpy(),
+            "cvvp_mels": ar_mels[0, picks].float().numpy(),
+            "chunks": np.asarray(n, dtype=np.int64),
+            "clips_22k": torch.cat([w.reshape(-1) for w in waves]).numpy().astype(np.float32),
+            "clip_lengths": np.asarray([w.shape[-1] for w in waves], dtype=np.int64),
+        }
+
+    def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                   seed: int, candidates: int = 1,
+                   progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        import torch
+
+        from .pipeline import tts
+        from .tokenizer import TextTooLongError
+
+        if not isinstance(settings, TortoiseSettings):
+            settings = TortoiseSettings.from_dict(settings.to_dict() if settings else None)
+        settings.validate()
+        if not text or not text.strip():
+            raise VoxmithError("Nothing to say: the text is empty.")
+        if int(candidates) < 1:
+            raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
+        missing = [key for key in ("auto_latent", "diffusion_latent", "clips_22k", "clip_lengths")
+                   if key not in conditioning]
+        if missing:
+            raise VoxmithError(f"The voice's tortoise conditioning lacks {', '.join(missing)}; prepare it again.")
+        try:
+            tokens = self.tokenizer().text_tokens_for_tts(text)
+        except TextTooLongError as err:
+            raise VoxmithError(f"{err}.") from None
+        models = self.models(progress)
+        options = settings.options(candidates)
+        if options.autoregressive_batch_size is None:  # the official choice, but never above the samples
+            options = options.replace(autoregressive_batch_size=min(
+                auto_batch_size(str(models.device)), options.num_autoregressive_samples))
+        drawn = (options.num_autoregressive_samples // options.autoregressive_batch_size) * \
+            options.autoregressive_batch_size
+        if drawn < options.k:
+            raise VoxmithError(f"{options.k} takes were asked for but only {drawn} autoregressive samples "
+                               "are drawn; raise num_autoregressive_samples.")
+        if options.cvvp_amount > 0 and models.cvvp is None and models.cvvp_builder is not None:
+            # Official builds CVVP inside its first seeded run, so that run's noise differs from all
+            # later ones with the same seed. Building it beforehand gives every run the later result.
+            with torch.random.fork_rng(devices=[]):
+                models.cvvp = models.cvvp_builder()
+        if settings.conditioning == "official":
+            lengths = [int(n) for n in np.asarray(conditioning["clip_lengths"]).reshape(-1)]
+            flat = torch.from_numpy(np.asarray(conditioning["clips_22k"], dtype=np.float32))
+            voice = dict(voice_clips=[c.reshape(1, -1) for c in torch.split(flat, lengths)])
+        else:
+            latents = (torch.from_numpy(np.asarray(conditioning["auto_latent"], dtype=np.float32)),
+                       torch.from_numpy(np.asarray(conditioning["diffusion_latent"], dtype=np.float32)))
+            mels = conditioning.get("cvvp_mels")
+            voice = dict(latents=latents,
+                         cvvp_mels=None if mels is None else torch.from_numpy(np.asarray(mels, np.float32))[None])
+        result = tts(models, tokens, options, int(seed), progress=progress, **voice)
+        resolved = dataclasses.asdict(options)
+        takes = []
+        for rank, cand in enumerate(result.candidates):
+            scores = {"rank_score": cand.score}
+            if cand.clvp is not None:
+                scores["clvp"] = cand.clvp
+            if cand.cvvp is not None:
+                scores["cvvp"] = cand.cvvp
+            details: dict[str, Any] = {
+                "rank": rank, "sample_index": cand.sample_index, "codes": cand.latent_length,
+                "autoregressive_samples": int(result.sampled.shape[0]), "conditioning": settings.conditioning,
+                "options": resolved,
+            }
+            takes.append(Candidate(samples=cand.wav.numpy().astype(np.float32), sample_rate_hz=self.sample_rate_hz,
+                                   seed=int(seed), scores=scores, details=details))
+        return takes
+
+
+def _clip_22k(clip: Audio):
+    """A clip as official `load_audio(path, 22050)` gives it: mono, 22.05 kHz (torchaudio-style
+    resampling), clipped to [-1, 1], shape (1, T)."""
+    import torch
+
+    from .audio import INPUT_SAMPLE_RATE, resample
+
+    wave = torch.from_numpy(np.ascontiguousarray(to_mono(clip.samples), dtype=np.float32))
+    wave = resample(wave, int(clip.sample_rate_hz), INPUT_SAMPLE_RATE)
+    if wave.numel() == 0:
+        raise VoxmithError(f"Clip {clip.label} is empty.")
+    return wave.clamp(-1, 1).reshape(1, -1)
+
+
+__all__ = ["TortoiseEngine", "TortoiseSettings", "CONDITIONING_MODES"]
