@@ -51,12 +51,14 @@ def _print_result(result, play: bool) -> None:
 @click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: random, saved in the sidecar).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
+@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default=None,
+              help="tortoise: the official quality/speed preset (same as --set preset=...).")
 @click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; no re-generation).")
 @click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
 @click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
 @click.option("--play", is_flag=True, help="Play the result.")
 @click.pass_obj
-def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, no_rank,
+def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, preset, no_rank,
           max_wer, retries, play):
     """Say TEXT in a voice. Long text is split into sentences and joined with natural pauses."""
     from voxmith.studio.ranking import RankingSettings
@@ -66,8 +68,11 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
         if text:
             raise VoxmithError("Give the text either as an argument or with --text-file, not both.")
         text = text_file.read()
+    engine_settings = _parse_settings(settings)
+    if preset:
+        engine_settings["preset"] = preset
     request = SpeakRequest(
-        text=text or "", voice=voice, refs=refs, engine=engine, settings=_parse_settings(settings), seed=seed,
+        text=text or "", voice=voice, refs=refs, engine=engine, settings=engine_settings, seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries),
         rank=not no_rank, output=Path(output) if output else None, overwrite=force,
     )
