@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 
-import pytest
 
 
 def test_demo_voice_report(studio):

