@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN := $(VENV)/torch-constraint.txt
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test install install-test screenshots clean
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/voxmith demo
@@ -41,8 +41,8 @@ $(VENV)/.installed-test: pyproject.toml $(TORCH_PIN)
 	$(PIP) install -c $(TORCH_PIN) -e ".[test]"
 	touch $@ $(VENV)/.installed
 
-bench: $(VENV)/.installed-test
-	$(PY) -m benchmarks
+screenshots: $(VENV)/.installed-test
+	VOXMITH_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_webui.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

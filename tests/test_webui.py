@@ -19,7 +19,9 @@ import pytest
 import soundfile as sf
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# `make screenshots` (VOXMITH_UPDATE_SCREENSHOTS=1) refreshes the README's pictures in docs/;
+# ordinary runs keep theirs in a temporary folder so a test run never dirties the checkout.
+DOC_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
@@ -72,9 +74,19 @@ def expect(locator):
     return playwright_expect(locator)
 
 
-def shot(page, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    import os
+
+    if os.environ.get("VOXMITH_UPDATE_SCREENSHOTS") == "1":
+        DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOC_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def shot(page, folder, name):
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    assert (folder / f"{name}.png").stat().st_size > 10_000  # a real picture, not a blank page
 
 
 def choose(page, dropdown_id, option):
@@ -82,7 +94,7 @@ def choose(page, dropdown_id, option):
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_create_voice_by_uploading(page, studio, demo_files):
+def test_create_voice_by_uploading(page, screenshots, studio, demo_files):
     page.get_by_role("tab", name="Voices").click()
     page.locator("#voice-name textarea, #voice-name input").first.fill("alice")
     page.locator("#voice-files input[type=file]").set_input_files([str(p) for p in demo_files])
@@ -94,10 +106,10 @@ def test_create_voice_by_uploading(page, studio, demo_files):
     expect(page.locator("#voice-clips [data-testid='cell-0-0']")).to_contain_text("lj_1.flac", timeout=120_000)
     expect(page.locator("#voice-advice")).to_contain_text("of speech")
     page.wait_for_timeout(1500)  # let the plots render
-    shot(page, "voices")
+    shot(page, screenshots, "voices")
 
 
-def test_generate_speech(page, studio):
+def test_generate_speech(page, screenshots, studio):
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-refresh").click()
     choose(page, "gen-voice", "alice")
@@ -120,10 +132,10 @@ def test_generate_speech(page, studio):
     assert np.sqrt(np.mean(samples ** 2)) > 0.01  # not silence
     assert len(list((studio.workspace.results_dir / "alice").glob("*.json"))) == 1
     page.wait_for_timeout(500)
-    shot(page, "generate")
+    shot(page, screenshots, "generate")
 
 
-def test_prepare_dataset_and_edit_transcript(page, studio):
+def test_prepare_dataset_and_edit_transcript(page, screenshots, studio):
     page.get_by_role("tab", name="Dataset").click()
     page.locator("#ds-name textarea, #ds-name input").first.fill("mini")
     choose(page, "ds-voices", "alice")
@@ -138,13 +150,13 @@ def test_prepare_dataset_and_edit_transcript(page, studio):
     expect(page.locator("#ds-status")).to_contain_text("saved", timeout=30_000)
     train = (studio.datasets.get("mini").path / "train.txt").read_text()
     assert "An edited transcript from the browser." in train
-    shot(page, "dataset")
+    shot(page, screenshots, "dataset")
 
 
-def test_settings_tab(page, studio):
+def test_settings_tab(page, screenshots, studio):
     page.get_by_role("tab", name="Settings").click()
     expect(page.locator("#settings-info")).to_contain_text(str(studio.workspace.home))
-    shot(page, "settings")
+    shot(page, screenshots, "settings")
 
 
 def test_second_tab_sees_the_same_state(page, server):
