@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-VOICES_DIR = Path("/work/shared/voices")
+VOICES_DIR = Path(__file__).resolve().parents[2] / "shared" / "voices"
 RESULTS = Path(__file__).resolve().parent / "results" / "clone_quality.json"
 AUDIO_EXT = {".wav", ".mp3", ".flac", ".ogg"}
 SENTENCES = [
@@ -51,17 +50,12 @@ print(time.perf_counter() - t0)
 """
 
 
-def words(text: str) -> list:
-    return re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(errors, reference words), with the studio's own normalisation and alignment."""
+    from voxmith.text import word_error_rate
 
-
-def word_errors(ref: list, hyp: list) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
+    errors = word_error_rate(reference, hypothesis)
+    return errors.substitutions + errors.deletions + errors.insertions, errors.reference_words
 
 
 def main() -> int:
@@ -118,9 +112,9 @@ def main() -> int:
                 synth_s += time.perf_counter() - t
                 audio_s += cand.duration_s
                 secs.append(cosine_similarity(encoder.embed(cand.samples, cand.sample_rate_hz), held_out))
-                ref = words(sentence)
-                errors += word_errors(ref, words(transcribe_clip(cand.samples, cand.sample_rate_hz)))
-                n_words += len(ref)
+                wrong, count = word_errors(sentence, transcribe_clip(cand.samples, cand.sample_rate_hz))
+                errors += wrong
+                n_words += count
             row = {"voice": name, "ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc,
                    "enrolled_nucleus": float(cond.get("conv.cov_nucleus", -1.0)), "secs": float(np.mean(secs)),
                    "wer": errors / max(n_words, 1), "rtf": synth_s / max(audio_s, 1e-9),

@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Dict
-
 import click
-from tqdm import tqdm
 
-from voxmith.progress import Progress
+from voxmith.cli.progress import TqdmProgress
 
 MODELS_DIR_HELP = ("Folder holding the TorToiSe checkpoints (default: $VOXMITH_TORTOISE_MODELS, "
                    "$TORTOISE_MODELS_DIR, else the workspace's models/tortoise/).")
-
-
-class ByteProgressBars:
-    """One tqdm bar per file, counting bytes (the shared TqdmProgress counts plain units)."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._bars: Dict[str, tqdm] = {}
-
-    def __call__(self, event: Progress) -> None:
-        if not self.enabled:
-            return
-        bar = self._bars.get(event.stage)
-        if bar is None:
-            bar = tqdm(total=event.total, desc=event.stage, unit="B", unit_scale=True, file=sys.stderr,
-                       dynamic_ncols=True, initial=event.done)
-            self._bars[event.stage] = bar
-        bar.n = event.done
-        bar.refresh()
-        if event.total is not None and event.done >= event.total:
-            bar.close()
-            del self._bars[event.stage]
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
 
 
 @click.group()
@@ -104,7 +73,7 @@ def download(obj, engine, models_dir, only, everything):
     target = ckpt.download_dir(models_dir, workspace_models)
     click.echo(f"Downloading {len(missing)} file(s), about {size_text(ckpt.estimated_bytes(missing))}, "
                f"to {target} (an interrupted download resumes where it stopped).")
-    bars = ByteProgressBars(enabled=not obj.quiet)
+    bars = TqdmProgress(enabled=not obj.quiet, unit="B")
     try:
         paths = ckpt.download_checkpoints(missing, target, progress=bars)
     finally:

@@ -11,8 +11,9 @@ from voxmith.progress import Progress
 
 
 class TqdmProgress:
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, unit: str = ""):
         self.enabled = enabled
+        self.unit = unit  # "B" shows bytes with K/M/G prefixes (downloads)
         self._bars: Dict[str, tqdm] = {}
         self._last_line = ""
 
@@ -27,8 +28,8 @@ class TqdmProgress:
             return
         bar = self._bars.get(event.stage)
         if bar is None:
-            bar = tqdm(total=event.total, desc=event.stage, unit="", file=sys.stderr, leave=False,
-                       dynamic_ncols=True)
+            bar = tqdm(total=event.total, desc=event.stage, unit=self.unit, unit_scale=self.unit == "B",
+                       file=sys.stderr, leave=self.unit == "B", dynamic_ncols=True)
             self._bars[event.stage] = bar
         if bar.total != event.total:
             bar.total = event.total

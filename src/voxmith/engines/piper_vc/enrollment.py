@@ -99,17 +99,10 @@ def _secs(feats: Sequence[world.WorldFeatures], params: conversion.ConversionPar
 
 
 def _word_errors(ref: str, hyp: str) -> int:
-    import re
+    from voxmith.text import word_error_rate
 
-    def words(text: str) -> List[str]:
-        return re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
-    r, h = words(ref), words(hyp)
-    row = list(range(len(h) + 1))
-    for i, a in enumerate(r, 1):
-        prev, row[0] = row[0], i
-        for j, b in enumerate(h, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (a != b))
-    return row[-1]
+    errors = word_error_rate(ref, hyp)
+    return errors.substitutions + errors.deletions + errors.insertions
 
 
 def _choose_nucleus(calib, calib_nuc, params: conversion.ConversionParams, tick) -> float:
