@@ -118,9 +118,7 @@ def test_corrupt_header(tmp_path, demo_files):
     data = bytearray(demo_files[0].read_bytes())
     data[:12] = b"GARBAGEHEAD!"
     path.write_bytes(bytes(data))
-    if shutil.which("ffmpeg"):
-        pytest.skip("ffmpeg installed: it may still decode a damaged file")
-    _expect_error(path, "corrupt")
+    _expect_error(path, "corrupt")  # from libsndfile, or from ffmpeg when it is installed
 
 
 def test_text_file_with_audio_extension(tmp_path):
@@ -178,3 +176,25 @@ def test_save_clips_instead_of_wrapping(tmp_path):
 def test_save_rejects_unknown_extension(tmp_path):
     with pytest.raises(AudioError, match=r"\.wav"):
         save_audio(tmp_path / "x.aiffz", np.zeros(100, np.float32), 16000)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+@pytest.mark.parametrize("ext,codec", [(".m4a", "aac"), (".opus", "libopus")])
+def test_ffmpeg_formats_decode(tmp_path, demo_files, demo_audio, ext, codec):
+    import subprocess
+
+    path = tmp_path / f"phone{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(demo_files[0]), "-c:a", codec, str(path)], check=True)
+    audio = load_audio(path, sample_rate_hz=demo_audio.sample_rate_hz)
+    assert audio.source_info["subtype"] == "ffmpeg"
+    assert abs(audio.duration_s - demo_audio.duration_s) < 0.15
+    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    assert rms(audio.samples) == pytest.approx(rms(demo_audio.samples), rel=0.2)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_ffmpeg_failure_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.m4a"
+    path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x13" * 500)
+    with pytest.raises(AudioError, match="broken.m4a.*ffmpeg could not decode"):
+        load_audio(path)
