@@ -1,0 +1,293 @@
+"""Training settings: a typed, sectioned config stored as commented YAML in each run folder.
+
+`TrainingConfig` holds everything that decides how a run trains; `defaults_for` picks sensible
+values from the dataset size, and `validate` lists problems in plain words before any work starts.
+This module does no training and knows nothing about any engine's model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_write_text
+from voxmith.studio.names import validate_name
+
+# ai-voice-cloning's learning-rate milestones (in epochs), tuned for runs of about this many epochs.
+AIVC_MILESTONES_EPOCHS = (2, 4, 9, 18, 25, 33, 50, 59)
+AIVC_SCHEDULE_EPOCHS = 60
+SCHEDULERS = ("multistep", "cosine")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+def scaled_milestones(epochs: int) -> list[int]:
+    """The ai-voice-cloning milestones stretched or squeezed to a run of `epochs` epochs."""
+    scale = epochs / AIVC_SCHEDULE_EPOCHS
+    scaled = {max(1, round(m * scale)) for m in AIVC_MILESTONES_EPOCHS}
+    return sorted(m for m in scaled if m < epochs)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = field(default="", metadata=_help("name of the dataset folder under datasets/"))
+    engine: str = field(default="tortoise", metadata=_help("engine whose model is fine-tuned"))
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = field(default=60, metadata=_help("passes over the training lines"))
+    batch_size: int = field(default=16, metadata=_help("lines per batch"))
+    grad_accumulation: int = field(
+        default=1, metadata=_help("batches whose gradients are summed before each optimizer step"))
+    learning_rate: float = field(default=1e-5, metadata=_help("peak learning rate of the AdamW optimizer"))
+    scheduler: str = field(
+        default="multistep", metadata=_help("learning-rate schedule: multistep or cosine"))
+    milestones: list[int] = field(
+        default_factory=lambda: scaled_milestones(60),
+        metadata=_help("epochs at which multistep multiplies the learning rate by gamma"))
+    warmup_steps: int = field(
+        default=0, metadata=_help("optimizer steps over which the learning rate ramps up from 0"))
+    gamma: float = field(default=0.5, metadata=_help("multistep factor applied at each milestone"))
+
+
+@dataclass
+class LossConfig:
+    text_weight: float = field(default=0.01, metadata=_help("weight of the text-prediction loss"))
+    mel_weight: float = field(default=1.0, metadata=_help("weight of the mel-prediction loss"))
+
+
+@dataclass
+class CheckpointConfig:
+    save_every_steps: int = field(default=500, metadata=_help("optimizer steps between checkpoints"))
+    validate_every_steps: int = field(
+        default=500, metadata=_help("optimizer steps between validation passes (0 = never)"))
+    keep_last: int = field(
+        default=2, metadata=_help("checkpoints kept besides the best one; older ones are deleted"))
+
+
+@dataclass
+class MiscConfig:
+    mixed_precision: bool = field(
+        default=False, metadata=_help("compute in bfloat16 where safe (faster, less memory)"))
+    seed: int = field(default=0, metadata=_help("random seed, for reproducible runs"))
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = field(default=False, metadata=_help("train small LoRA adapters instead of all weights"))
+    rank: int = field(default=16, metadata=_help("rank of each adapter (higher = more capacity)"))
+    alpha: float = field(default=32.0, metadata=_help("adapter scaling; the update is scaled by alpha/rank"))
+    target_modules: list[str] = field(
+        default_factory=lambda: ["attn", "mlp"],
+        metadata=_help("name fragments of the layers that get adapters"))
+
+
+@dataclass
+class TrainingConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    misc: MiscConfig = field(default_factory=MiscConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the training config") -> "TrainingConfig":
+        """Build from plain data (e.g. parsed YAML); missing fields keep their defaults."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise VoxmithError(f"{source} must be a mapping of sections, not {type(data).__name__}.")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise VoxmithError(f"{source} has unknown section(s) {', '.join(unknown)}; "
+                               f"known sections are {', '.join(sections)}.")
+        built = {name: _section_from_dict(f.default_factory, data.get(name), f"{source}, section '{name}'")
+                 for name, f in sections.items()}
+        return cls(**built)
+
+
+def _section_from_dict(section_type: Any, data: Any, where: str) -> Any:
+    default = section_type()
+    if data is None:
+        return default
+    if not isinstance(data, dict):
+        raise VoxmithError(f"{where} must be a mapping of settings.")
+    names = [f.name for f in dataclasses.fields(default)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise VoxmithError(f"{where} has unknown setting(s) {', '.join(unknown)}; "
+                           f"known settings are {', '.join(names)}.")
+    values = {name: _coerce(data[name], getattr(default, name), f"{where}: '{name}'")
+              for name in names if name in data}
+    return dataclasses.replace(default, **values)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Check `value` against the type of the field's default (the config's only types)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # a list: its items must match the default's item type
+        item_type = int if all(isinstance(x, int) for x in default) and default else str
+        ok = isinstance(value, list) and all(
+            isinstance(x, item_type) and not isinstance(x, bool) for x in value)
+        if ok:
+            value = list(value)
+    if not ok:
+        raise VoxmithError(f"{where} should be {_kind(default)}, not {value!r}.")
+    return value
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "text"
+    return "a list like [2, 4, 9]" if default and isinstance(default[0], int) else "a list like [attn, mlp]"
+
+
+def to_yaml(config: TrainingConfig) -> str:
+    """The config as YAML with a comment above every setting saying what it does."""
+    lines = ["# voxmith training config. Edit and resume; see each comment for what a setting does.", ""]
+    for section in dataclasses.fields(config):
+        lines.append(f"{section.name}:")
+        values = getattr(config, section.name)
+        for f in dataclasses.fields(values):
+            lines.append(f"  # {f.metadata.get('help', '')}")
+            dumped = yaml.safe_dump({f.name: getattr(values, f.name)}, default_flow_style=False,
+                                    sort_keys=False)
+            lines.extend(f"  {line}" for line in dumped.splitlines())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def from_yaml(text: str, source: str = "the training config") -> TrainingConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise VoxmithError(f"{source} is not valid YAML: {err}. Fix the file or delete it.") from None
+    return TrainingConfig.from_dict(data, source)
+
+
+def save_config(config: TrainingConfig, path: str | Path) -> None:
+    atomic_write_text(path, to_yaml(config))
+
+
+def load_config(path: str | Path) -> TrainingConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VoxmithError(f"No training config at '{path}'.") from None
+    return from_yaml(text, source=f"'{path}'")
+
+
+def steps_per_epoch(train_lines: int, batch_size: int, grad_accumulation: int) -> int:
+    """Optimizer steps in one epoch (the last, partial batch and accumulation group count)."""
+    batches = math.ceil(train_lines / max(1, batch_size))
+    return max(1, math.ceil(batches / max(1, grad_accumulation)))
+
+
+def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str = "tortoise") -> TrainingConfig:
+    """Sensible settings for a dataset of `dataset_lines` training lines trained for `epochs`.
+
+    Batches hold up to 16 lines (never more than the dataset); small batches are accumulated to an
+    effective batch of about 16; checkpoints and validation land about ten times per run.
+    """
+    lines = max(1, dataset_lines)
+    epochs = max(1, epochs)
+    batch_size = min(16, lines)
+    grad_accumulation = max(1, min(4, 16 // batch_size))
+    total_steps = epochs * steps_per_epoch(lines, batch_size, grad_accumulation)
+    every = max(1, total_steps // 10)
+    return TrainingConfig(
+        data=DataConfig(dataset=dataset, engine=engine),
+        schedule=ScheduleConfig(epochs=epochs, batch_size=batch_size, grad_accumulation=grad_accumulation,
+                                milestones=scaled_milestones(epochs),
+                                warmup_steps=min(100, total_steps // 20)),
+        checkpoints=CheckpointConfig(save_every_steps=every, validate_every_steps=every),
+    )
+
+
+def validate(config: TrainingConfig, train_lines: int, validation_lines: int) -> list[str]:
+    """Everything wrong with `config` for this dataset, one plain sentence each (empty = fine)."""
+    problems: list[str] = []
+    s, c, losses, lora = config.schedule, config.checkpoints, config.losses, config.lora
+    if config.data.dataset:
+        try:
+            validate_name(config.data.dataset, "dataset")
+        except VoxmithError as err:
+            problems.append(str(err))
+    else:
+        problems.append("No dataset is set; put the dataset's name under data: dataset.")
+    if train_lines < 1:
+        problems.append("The dataset has no training lines; transcribe some clips first.")
+    if s.epochs < 1:
+        problems.append(f"epochs is {s.epochs}; train for at least 1 epoch.")
+    if s.batch_size < 1:
+        problems.append(f"batch size is {s.batch_size}; use at least 1.")
+    elif train_lines >= 1 and s.batch_size > train_lines:
+        problems.append(f"batch size {s.batch_size} is larger than the {train_lines} training lines; "
+                        f"use {train_lines} or fewer.")
+    if s.grad_accumulation < 1:
+        problems.append(f"gradient accumulation is {s.grad_accumulation}; use 1 or more.")
+    if not s.learning_rate > 0:
+        problems.append(f"learning rate is {s.learning_rate}; it must be above 0 (try 1e-5).")
+    elif s.learning_rate > 1e-2:
+        problems.append(f"learning rate {s.learning_rate} is far too high for fine-tuning; try 1e-5.")
+    if s.scheduler not in SCHEDULERS:
+        problems.append(f"scheduler '{s.scheduler}' is unknown; use {' or '.join(SCHEDULERS)}.")
+    if s.milestones != sorted(set(s.milestones)):
+        problems.append(f"milestones {s.milestones} must be increasing without repeats.")
+    late = [m for m in s.milestones if m < 1 or m >= s.epochs]
+    if s.scheduler == "multistep" and late:
+        problems.append(f"milestone(s) {late} fall outside the run's {s.epochs} epochs and never apply.")
+    if s.warmup_steps < 0:
+        problems.append(f"warmup steps is {s.warmup_steps}; use 0 or more.")
+    if not 0 < s.gamma <= 1:
+        problems.append(f"gamma {s.gamma} must be above 0 and at most 1 (0.5 halves the rate).")
+    if losses.text_weight < 0 or losses.mel_weight < 0:
+        problems.append("loss weights must not be negative.")
+    if losses.text_weight == 0 and losses.mel_weight == 0:
+        problems.append("both loss weights are 0, so nothing would be learned.")
+    if c.save_every_steps < 1:
+        problems.append(f"save every {c.save_every_steps} steps is not possible; use 1 or more.")
+    if c.validate_every_steps < 0:
+        problems.append("validate every steps must be 0 (never) or more.")
+    elif c.validate_every_steps > 0 and validation_lines < 1:
+        problems.append(f"validation is set every {c.validate_every_steps} steps but the dataset has no "
+                        "validation lines; set validate_every_steps to 0 or add validation lines.")
+    if c.keep_last < 1:
+        problems.append(f"keep last {c.keep_last} checkpoints would delete every checkpoint; use 1 or more.")
+    if lora.enabled:
+        if lora.rank < 1:
+            problems.append(f"LoRA rank {lora.rank} must be 1 or more.")
+        if not lora.alpha > 0:
+            problems.append(f"LoRA alpha {lora.alpha} must be above 0.")
+        if not lora.target_modules:
+            problems.append("LoRA is enabled but target_modules is empty; name the layers to adapt.")
+    return problems

@@ -1,0 +1,260 @@
+"""Training-run infrastructure with a tiny real torch model (regression on synthetic data)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+
+import pytest
+import torch
+
+from voxmith.errors import VoxmithError
+from voxmith.training import (CheckpointStore, TrainingConfig, TrainingRun, defaults_for, load_config,
+                              lr_factor, save_config, seed_everything, train_loop, validate)
+from voxmith.training.config import ScheduleConfig, from_yaml, scaled_milestones, to_yaml
+
+
+class TinyTask:
+    """y = x @ w + noise, learned by a small net with dropout (so RNG restore matters)."""
+
+    def __init__(self, seed: int = 0, lines: int = 48, batch_size: int = 8):
+        gen = torch.Generator().manual_seed(1234)
+        self.x = torch.randn(lines, 4, generator=gen)
+        self.y = self.x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]]) + 0.01 * torch.randn(lines, 1, generator=gen)
+        self.val_x = torch.randn(16, 4, generator=gen)
+        self.val_y = self.val_x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
+        self.batch_size = batch_size
+        torch.manual_seed(seed)
+        self.model = torch.nn.Sequential(torch.nn.Dropout(0.02), torch.nn.Linear(4, 1))
+
+    def batches(self, epoch):
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def training_step(self, idx):
+        pred = self.model(self.x[idx])
+        return {"mel": torch.nn.functional.mse_loss(pred, self.y[idx]),
+                "text": pred.abs().mean() * 0.0 + torch.rand(()) * 0.0}
+
+    def validation_loss(self):
+        return float(torch.nn.functional.mse_loss(self.model(self.val_x), self.val_y))
+
+
+def make_config(epochs=6, **checkpoints) -> TrainingConfig:
+    config = defaults_for(48, epochs, dataset="tiny")
+    config.schedule.batch_size = 8
+    config.schedule.grad_accumulation = 2  # 6 batches -> 3 optimizer steps per epoch
+    config.schedule.learning_rate = 0.05
+    config.schedule.warmup_steps = 2
+    config.checkpoints.save_every_steps = checkpoints.get("save", 100)
+    config.checkpoints.validate_every_steps = checkpoints.get("validate", 3)
+    config.checkpoints.keep_last = checkpoints.get("keep", 2)
+    return config
+
+
+def new_run(tmp_path, name, config):
+    return TrainingRun.create(tmp_path / "training", name, config)
+
+
+def test_loss_decreases_and_files_are_written(tmp_path):
+    config = make_config(epochs=10)
+    config.schedule.learning_rate, config.schedule.milestones = 0.3, [5]
+    run = new_run(tmp_path, "tiny", config)
+    events = []
+    result = train_loop(TinyTask(), run, progress=events.append)
+    assert result.stopped == "finished" and result.step == 30 and result.resumed_from is None
+    rows = run.read_metrics()
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert rows[-1]["total_loss"] < 0.2 * rows[0]["total_loss"], [r["total_loss"] for r in rows]
+    vals = [r["val_loss"] for r in rows if r["val_loss"] == r["val_loss"]]
+    assert len(vals) == 10 and vals[-1] < 0.1 * vals[0], vals
+    assert (run.folder / "loss.png").stat().st_size > 1000 and (run.folder / "lr.png").stat().st_size > 1000
+    assert list((run.folder / "starts").glob("*.yaml"))
+    assert run.checkpoints.latest().step == 30
+    assert any(e.stage == "training" and e.done == 30 and e.total == 30 for e in events)
+    # a finished run resumed does nothing more
+    again = train_loop(TinyTask(), run)
+    assert again.step == 30 and again.resumed_from == 30 and len(run.read_metrics()) == 30
+
+
+def _state(task, run):
+    ckpt = run.checkpoints.load(run.checkpoints.latest())
+    return task.model.state_dict(), ckpt["optimizer"], ckpt["scheduler"]
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("stop_at", [4, 6])  # mid-epoch and at an epoch boundary
+def test_quit_and_resume_matches_uninterrupted_run(tmp_path, stop_at):
+    straight_task = TinyTask()
+    straight = new_run(tmp_path, "straight", make_config())
+    train_loop(straight_task, straight)
+
+    run = new_run(tmp_path, "stopped", make_config())
+    commands: queue.Queue[str] = queue.Queue()
+
+    def on_progress(event):
+        if event.stage == "training" and event.done == stop_at:
+            commands.put("quit")
+
+    first = train_loop(TinyTask(), run, commands=commands, progress=on_progress)
+    assert first.stopped == "quit" and first.step == stop_at and first.checkpoint.step == stop_at
+
+    torch.manual_seed(999)  # a different RNG state and fresh weights: the checkpoint must restore all
+    resumed_task = TinyTask(seed=7)
+    second = train_loop(resumed_task, run)
+    assert second.resumed_from == stop_at and second.step == 18 and second.stopped == "finished"
+    _assert_same(_state(resumed_task, run), _state(straight_task, straight))
+    assert [r["step"] for r in run.read_metrics()] == list(range(1, 19))
+    assert [r["total_loss"] for r in run.read_metrics()] == [r["total_loss"] for r in straight.read_metrics()]
+
+
+def test_ctrl_c_saves_and_stops(tmp_path):
+    run = new_run(tmp_path, "interrupted", make_config())
+
+    def on_progress(event):
+        if event.stage == "training" and event.done == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    result = train_loop(TinyTask(), run, progress=on_progress)
+    assert result.stopped == "interrupted" and result.step == 2
+    assert run.checkpoints.latest().step == 2
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_save_eval_commands_and_unknown_command(tmp_path):
+    run = new_run(tmp_path, "commands", make_config(epochs=2, validate=0))
+    script = {1: ["save", "eval", "dance"], 3: ["quit"]}
+    steps = iter(range(1, 100))
+    events = []
+    result = train_loop(TinyTask(), run, commands=lambda: script.get(next(steps), []), progress=events.append)
+    assert result.stopped == "quit" and result.step == 3
+    assert [info.step for info in run.checkpoints.list()] == [1, 3]
+    rows = run.read_metrics()
+    assert rows[0]["val_loss"] == rows[0]["val_loss"]  # "eval" validated step 1
+    assert rows[1]["val_loss"] != rows[1]["val_loss"]  # NaN: not validated
+    assert any("unknown command 'dance'" in e.detail for e in events)
+
+
+def test_force_restart_starts_over(tmp_path):
+    run = new_run(tmp_path, "again", make_config(epochs=1))
+    train_loop(TinyTask(), run)
+    result = train_loop(TinyTask(), run, force_restart=True)
+    assert result.resumed_from is None and result.step == 3
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+
+
+def test_changed_batch_settings_refuse_to_resume(tmp_path):
+    run = new_run(tmp_path, "changed", make_config(epochs=1))
+    train_loop(TinyTask(), run)
+    config = run.load_config()
+    config.schedule.grad_accumulation = 1
+    with pytest.raises(VoxmithError, match="batch settings changed"):
+        train_loop(TinyTask(), run, config=config)
+
+
+def test_keep_last_pruning_keeps_the_best(tmp_path):
+    store = CheckpointStore(tmp_path / "ckpt")
+    for step, val in [(1, 0.5), (2, 0.1), (3, 0.9), (4, None), (5, 0.7)]:
+        store.save({"model": {}}, step, 0, val)
+    deleted = store.prune(keep_last=2)
+    assert sorted(p.name for p in deleted) == ["step_00000001.pt", "step_00000003.pt"]
+    assert [i.step for i in store.list()] == [2, 4, 5]
+    assert store.latest().step == 5 and store.best().step == 2
+    assert not list((tmp_path / "ckpt").glob(".*"))  # no temporary files left
+    assert store.load(store.best())["val_loss"] == 0.1
+
+
+def test_checkpoint_restores_rng_and_rejects_garbage(tmp_path):
+    store = CheckpointStore(tmp_path)
+    seed_everything(3)
+    info = store.save({}, 1, 0)
+    expected = torch.rand(3)
+    from voxmith.training.checkpoints import restore_rng_state
+    restore_rng_state(store.load(info)["rng"])
+    assert torch.equal(torch.rand(3), expected)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(VoxmithError, match="cannot be read"):
+        store.load(tmp_path / "bad.pt")
+
+
+def test_config_yaml_round_trip_with_comments(tmp_path):
+    config = defaults_for(37, 30, dataset="alice")
+    config.lora.enabled = True
+    config.lora.target_modules = ["attn.c_attn"]
+    text = to_yaml(config)
+    assert "# weight of the text-prediction loss" in text and "# lines per batch" in text
+    assert from_yaml(text) == config
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert TrainingConfig.from_dict({"schedule": {"epochs": 3}}).schedule.epochs == 3
+    with pytest.raises(VoxmithError, match="unknown setting"):
+        from_yaml("schedule:\n  epoch: 3\n")
+    with pytest.raises(VoxmithError, match="should be a whole number"):
+        from_yaml("schedule:\n  batch_size: lots\n")
+    with pytest.raises(VoxmithError, match="not valid YAML"):
+        from_yaml("schedule: [\n")
+
+
+def test_defaults_and_milestones():
+    assert scaled_milestones(60) == [2, 4, 9, 18, 25, 33, 50, 59]
+    assert scaled_milestones(30) == [1, 2, 4, 9, 12, 16, 25]  # 59 -> 30 falls at the very end: dropped
+    assert all(m < 10 for m in scaled_milestones(10))
+    small = defaults_for(5, 20, dataset="tiny")
+    assert small.schedule.batch_size == 5 and small.schedule.grad_accumulation == 3
+    assert validate(small, 5, 1) == []
+    big = defaults_for(1000, 50, dataset="big")
+    assert big.schedule.batch_size == 16 and validate(big, 1000, 20) == []
+
+
+def test_validation_messages_are_in_words():
+    config = defaults_for(100, 10, dataset="alice")
+    config.schedule.batch_size = 64
+    config.schedule.scheduler = "linear"
+    config.schedule.learning_rate = 0
+    config.checkpoints.keep_last = 0
+    config.lora.enabled, config.lora.target_modules = True, []
+    problems = validate(config, 37, 0)
+    text = "\n".join(problems)
+    assert "batch size 64 is larger than the 37 training lines" in text
+    assert "scheduler 'linear' is unknown" in text
+    assert "learning rate is 0" in text
+    assert "no validation lines" in text
+    assert "keep last 0" in text
+    assert "target_modules is empty" in text
+    bad_name = defaults_for(10, 5, dataset="../etc")
+    assert any("dataset name" in p for p in validate(bad_name, 10, 2))
+
+
+def test_lr_schedules():
+    multistep = ScheduleConfig(epochs=10, milestones=[2, 5], gamma=0.5, warmup_steps=0)
+    assert [lr_factor(s, multistep, 3, 30) for s in (0, 5, 6, 14, 15)] == [1, 1, 0.5, 0.5, 0.25]
+    warm = ScheduleConfig(epochs=10, scheduler="cosine", warmup_steps=4)
+    assert lr_factor(0, warm, 3, 30) == 0.25 and lr_factor(4, warm, 3, 30) == 1.0
+    assert lr_factor(29, warm, 3, 30) < 0.01
+
+
+def test_run_names_are_checked(tmp_path):
+    with pytest.raises(VoxmithError):
+        TrainingRun.create(tmp_path, "../escape", TrainingConfig())
+    TrainingRun.create(tmp_path, "ok", TrainingConfig())
+    with pytest.raises(VoxmithError, match="already exists"):
+        TrainingRun.create(tmp_path, "ok", TrainingConfig())
+    assert TrainingRun.open(tmp_path, "ok").load_config() == TrainingConfig()
+    with pytest.raises(VoxmithError, match="No training run"):
+        TrainingRun.open(tmp_path, "missing")
