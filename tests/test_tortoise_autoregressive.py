@@ -8,18 +8,18 @@ weights; the same weights are rebuilt here from our own state_dict (identical ke
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.fixtures.tortoise.golden import FIXTURES_DIR, KEYS_DIR
 from tests.fixtures.tortoise.golden import max_abs_diff, randomized_state
 from voxmith.engines.tortoise.autoregressive import UnifiedVoice, UnifiedVoiceConfig
 from voxmith.engines.tortoise.blocks import AttentionBlock, group_count
 from voxmith.engines.tortoise.random_latents import RandomLatentConfig, RandomLatentConverter
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tortoise"
-KEYS = Path(__file__).resolve().parent / "fixtures" / "tortoise" / "keys"
+FIXTURES = FIXTURES_DIR
+KEYS = KEYS_DIR
 TOL = 1e-4
 SAMPLE_CASES = ("pair", "quad", "two_prompts", "long")
 

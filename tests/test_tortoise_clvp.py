@@ -8,17 +8,17 @@ rebuilt here from our own state_dict (identical keys, so identical tensors).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.fixtures.tortoise.golden import FIXTURES_DIR, KEYS_DIR
 from tests.fixtures.tortoise.golden import max_abs_diff, randomized_state
 from voxmith.engines.tortoise.clvp import CLVP, CLVPConfig
 from voxmith.engines.tortoise.cvvp import CVVP, CVVPConfig
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tortoise"
-KEYS = Path(__file__).resolve().parent / "fixtures" / "tortoise" / "keys"
+FIXTURES = FIXTURES_DIR
+KEYS = KEYS_DIR
 TOL = 1e-4
 CASES = ("random", "pipeline")
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.tortoise.golden import FIXTURES_DIR, KEYS_DIR
 from tests.fixtures.tortoise.golden import max_abs_diff, randomized_state
 from tests.fixtures.tortoise.make_diffusion_fixtures import ORACLE_RUNS, OracleDenoiser
 from voxmith.engines.tortoise.diffusion import DiffusionConfig, DiffusionTts, timestep_embedding
 from voxmith.engines.tortoise.diffusion_sampler import (SpacedDiffusionSampler, load_discrete_vocoder_diffuser,
                                                         space_timesteps)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tortoise"
-KEYS = Path(__file__).resolve().parent / "fixtures" / "tortoise" / "keys"
+FIXTURES = FIXTURES_DIR
+KEYS = KEYS_DIR
 TOL = 1e-4
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.tortoise.golden import FIXTURES_DIR
 from tests.fixtures.tortoise.golden import max_abs_diff, randomized_state
 from voxmith.engines.tortoise.autoregressive import UnifiedVoice, UnifiedVoiceConfig
 from voxmith.engines.tortoise.clvp import CLVP, CLVPConfig
@@ -28,7 +28,7 @@ from voxmith.engines.tortoise.presets import TtsOptions, estimate_seconds, prese
 from voxmith.engines.tortoise.tokenizer import TortoiseTokenizer
 from voxmith.engines.tortoise.vocoder import UnivNetConfig, UnivNetGenerator, load_model_g, to_weight_norm_form
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tortoise"
+FIXTURES = FIXTURES_DIR
 CASES = ["kv_clvp", "kv_cvvp", "nokv_plain"]  # see make_e2e_fixtures.CASES
 CLIP_SEED = 9
 TOL = 1e-4

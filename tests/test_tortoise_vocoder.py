@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.fixtures.tortoise.golden import FIXTURES_DIR, KEYS_DIR
 from tests.fixtures.tortoise.golden import max_abs_diff, randomized_state
 from voxmith.engines.tortoise.vocoder import (UnivNetConfig, UnivNetGenerator, fold_weight_norm, load_model_g,
                                               to_weight_norm_form)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tortoise"
-KEYS = Path(__file__).resolve().parent / "fixtures" / "tortoise" / "keys"
+FIXTURES = FIXTURES_DIR
+KEYS = KEYS_DIR
 TOL = 1e-4
 
 
