@@ -3,7 +3,8 @@
 Each engine lives in its own subpackage (one file per model) and is imported only when used.
 """
 
-from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings
+from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
+                                  FinetuneSpec, LoraSpec, TrainingLine)
 from voxmith.engines.device import resolve_device
 from voxmith.engines.registry import available_engines, create_engine, engine_class, register_engine
 
@@ -13,6 +14,10 @@ __all__ = [
     "DeviceNeeds",
     "Engine",
     "EngineSettings",
+    "Finetune",
+    "FinetuneSpec",
+    "LoraSpec",
+    "TrainingLine",
     "resolve_device",
     "available_engines",
     "create_engine",

@@ -16,7 +16,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -102,6 +102,47 @@ class Candidate:
         return self.samples.shape[0] / self.sample_rate_hz
 
 
+@dataclass(frozen=True)
+class TrainingLine:
+    """One transcribed clip of a dataset: the engine's parallel data for fine-tuning."""
+
+    audio_path: Path
+    text: str
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int
+    alpha: float
+    target_modules: Tuple[str, ...]  # name fragments of the layers that get adapters
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """What an engine needs to build a training task (the run's loop does the rest)."""
+
+    train: Tuple[TrainingLine, ...]
+    validation: Tuple[TrainingLine, ...]
+    batch_size: int
+    seed: int
+    # Per-dataset folder where the engine may keep features it computes once (codes, alignments);
+    # keyed by the engine's own cache key inside, so a changed engine recomputes.
+    cache_dir: Path
+    lora: Optional[LoraSpec] = None
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """Fine-tuned weights a voice uses: `load_state()` returns the checkpoint's model state dict
+    (the `model.state_dict()` of the engine's own training task); `config` is the run's training
+    config as a plain dict (LoRA settings etc.); `key` changes whenever the weights do."""
+
+    key: str
+    description: str  # e.g. "run 'alice-ft', step 120" (shown to users)
+    load_state: Callable[[], Dict[str, Any]]
+    config: Dict[str, Any] = field(default_factory=dict)
+
+
 class Engine(ABC):
     """Base class for engines. Subclasses set the class attributes and implement two methods."""
 
@@ -126,6 +167,20 @@ class Engine(ABC):
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
         """Compute what synthesis needs from a voice's clips (all of every clip)."""
+
+    # --- fine-tuning (optional) ------------------------------------------------------------------
+    supports_training: ClassVar[bool] = False
+
+    def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
+        """A `voxmith.training.TrainingTask` (model, batches, training_step, validation_loss) that
+        fine-tunes this engine's model on `spec`'s lines. Engines that train override this."""
+        raise VoxmithError(f"The {self.name} engine cannot be fine-tuned.")
+
+    def use_finetune(self, finetune: Optional[Finetune]) -> None:
+        """Synthesise with `finetune`'s weights from now on (None: the stock weights). Called by the
+        studio before each synthesis; must be cheap when `finetune.key` is already in use."""
+        if finetune is not None:
+            raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
 
     @abstractmethod
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
