@@ -27,6 +27,10 @@ def _print_result(result, play: bool) -> None:
         if scores and (len(sentence["takes"]) > 1 or scores.get("wer")):
             click.echo(f"  sentence {i + 1}: take {sentence['chosen_take'] + 1}/{len(sentence['takes'])} "
                        f"similarity {scores['similarity']:.3f}, WER {scores['wer']:.0%}", err=True)
+    finetune = result.sidecar.get("finetune")
+    weights = f"fine-tuned weights of run '{finetune['run']}', step {finetune['step']}" if finetune \
+        else "stock weights"
+    click.echo(f"{result.sidecar['engine']['name']} with {weights}", err=True)
     timing = result.sidecar["timing"]
     click.echo(f"{result.duration_s:.1f} s of speech in {timing['total_s']:.1f} s "
                f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
@@ -57,9 +61,12 @@ def _print_result(result, play: bool) -> None:
 @click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
 @click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
 @click.option("--play", is_flag=True, help="Play the result.")
+@click.option("--run", "run", help="Speak with this training run's weights (default: what the voice uses).")
+@click.option("--checkpoint", default="latest", show_default=True, help="With --run: latest, best or a step.")
+@click.option("--stock", is_flag=True, help="Speak with the engine's stock weights even if the voice is fine-tuned.")
 @click.pass_obj
 def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, preset, no_rank,
-          max_wer, retries, play):
+          max_wer, retries, play, run, checkpoint, stock):
     """Say TEXT in a voice. Long text is split into sentences and joined with natural pauses."""
     from voxmith.studio.ranking import RankingSettings
     from voxmith.studio.speech import SpeakRequest
@@ -68,13 +75,16 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
         if text:
             raise VoxmithError("Give the text either as an argument or with --text-file, not both.")
         text = text_file.read()
+    if run and stock:
+        raise VoxmithError("--run and --stock contradict each other; pick one.")
+    finetune = {"run": run, "checkpoint": checkpoint} if run else ({} if stock else None)
     engine_settings = _parse_settings(settings)
     if preset:
         engine_settings["preset"] = preset
     request = SpeakRequest(
         text=text or "", voice=voice, refs=refs, engine=engine, settings=engine_settings, seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries),
-        rank=not no_rank, output=Path(output) if output else None, overwrite=force,
+        rank=not no_rank, output=Path(output) if output else None, overwrite=force, finetune=finetune,
     )
     progress = obj.progress()
     result = obj.studio.speak(request, progress=progress)

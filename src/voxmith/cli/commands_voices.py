@@ -56,7 +56,31 @@ def list_voices(obj):
         click.echo("No voices yet. Add one with 'voxmith voices add NAME CLIP...' or run 'voxmith demo'.")
         return
     for voice in items:
-        click.echo(f"{voice.name:<24} {len(voice.clip_paths):>3} clip(s)")
+        finetune = voice.metadata.get("finetune")
+        uses = f"  fine-tuned: run '{finetune['run']}' ({finetune['checkpoint']}, {finetune['engine']})" \
+            if finetune else ""
+        click.echo(f"{voice.name:<24} {len(voice.clip_paths):>3} clip(s){uses}")
+
+
+@voices.command("use")
+@click.argument("name")
+@click.option("--run", "run", help="Training run whose weights the voice speaks with.")
+@click.option("--checkpoint", default="latest", show_default=True,
+              help="latest, best (lowest validation loss) or a step number.")
+@click.option("--stock", is_flag=True, help="Go back to the engine's stock weights.")
+@click.pass_obj
+def use(obj, name, run, checkpoint, stock):
+    """Make voice NAME speak with a fine-tuned run's weights (or --stock ones) from now on."""
+    from voxmith.errors import VoxmithError
+
+    if bool(run) == stock:
+        raise VoxmithError("Say which weights to use: --run RUN [--checkpoint latest|best|STEP], or --stock.")
+    choice = obj.studio.training.use(name, None if stock else run, checkpoint)
+    if choice is None:
+        click.echo(f"Voice '{name}' speaks with the stock weights again.")
+    else:
+        click.echo(f"Voice '{name}' now speaks with run '{run}' ({checkpoint}: step {choice['step']} now) "
+                   f"when the {choice['engine']} engine is used.")
 
 
 @voices.command("show")

@@ -170,6 +170,9 @@ class Engine(ABC):
 
     # --- fine-tuning (optional) ------------------------------------------------------------------
     supports_training: ClassVar[bool] = False
+    # Training-config values that suit this engine's model better than the generic defaults, as
+    # {section: {setting: value}} (e.g. a higher learning rate for a small model); `train init` applies them.
+    training_defaults: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """A `voxmith.training.TrainingTask` (model, batches, training_step, validation_loss) that

@@ -46,6 +46,9 @@ class SpeakRequest:
     rank: bool = True  # score takes with the speaker encoder and Whisper
     output: Optional[Path] = None
     overwrite: bool = False
+    # Fine-tuned weights: None = what the voice is set to use (`voices use`); {} = the stock weights;
+    # {"run": RUN, "checkpoint": "latest" | "best" | STEP} = that training run's checkpoint.
+    finetune: Optional[Dict[str, object]] = None
 
     def validate(self) -> None:
         if not self.text or not words_for_scoring(self.text):

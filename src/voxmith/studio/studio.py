@@ -12,7 +12,7 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
@@ -27,6 +27,9 @@ from voxmith.studio.speech import (SpeakRequest, SpeakResult, slugify, load_refe
 from voxmith.studio.voice_report import VoiceReport, analyse_voice, voice_embeddings
 from voxmith.studio.voices import Voice, VoiceLibrary
 from voxmith.studio.workspace import Workspace
+
+if TYPE_CHECKING:
+    from voxmith.studio.training_runs import TrainingRuns
 
 DEMO_VOICE_NAME = "demo"
 
@@ -52,6 +55,13 @@ class Studio:
         if self._device is None:
             self._device = resolve_device(self.device_request)
         return self._device
+
+    @property
+    def training(self) -> "TrainingRuns":
+        """The workspace's training runs (create, train, describe, use)."""
+        from voxmith.studio.training_runs import TrainingRuns  # imports torch-heavy training code
+
+        return TrainingRuns(self)
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:
         if name not in self._engines:
@@ -102,8 +112,10 @@ class Studio:
         """Speak `request.text` in a library voice or reference clips; see `voxmith.studio.speech`."""
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
-        if request.voice:
-            voice = self.voices.get(request.voice)
+        voice = self.voices.get(request.voice) if request.voice else None
+        finetune, finetune_record = self._finetune_for(request, voice, engine)
+        engine.use_finetune(finetune)
+        if voice is not None:
             report(progress, f"preparing voice '{voice.name}' for {engine.name}", 0, None,
                    "first use: enrolling" if not self._is_prepared(voice, engine) else "cached")
             conditioning, _ = self.conditioning(voice, engine, progress)
@@ -123,8 +135,35 @@ class Studio:
             embedding = reference_embedding(clips)
             source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
             folder = "_refs"
+        if finetune_record:
+            source["finetune"] = finetune_record
+            report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         output = self._output_path(request, folder)
         return run_speak(engine, conditioning, embedding, request, output, source, self.device, progress)
+
+    def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
+        """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""
+        choice = request.finetune
+        if choice is None:  # what the voice was set to use, if it was trained for this engine
+            choice = (voice.metadata.get("finetune") if voice is not None else None) or {}
+            if choice and choice.get("engine") != engine.name:
+                return None, None
+        if not choice:
+            return None, None
+        run, which = str(choice["run"]), choice.get("checkpoint", "latest")
+        try:
+            finetune, run_engine = self.training.finetune(run, which)
+        except VoxmithError as err:
+            owner = f"Voice '{voice.name}' is set to use training run '{run}', but: " if request.finetune is None \
+                else ""
+            hint = (f"\nChoose another checkpoint with 'voxmith voices use {voice.name} --run RUN', or go back "
+                    f"to the stock weights with 'voxmith voices use {voice.name} --stock'.") if owner else ""
+            raise VoxmithError(f"{owner}{err}{hint}") from None
+        if run_engine != engine.name:
+            raise VoxmithError(f"Training run '{run}' fine-tuned the {run_engine} engine, not {engine.name}; "
+                               f"speak with --engine {run_engine}.")
+        step = self.training.find_checkpoint(run, which).step
+        return finetune, {"run": run, "checkpoint": which, "step": step}
 
     def _is_prepared(self, voice: Voice, engine: Engine) -> bool:
         return voice.cache.load(CacheKey(engine.name, engine.cache_key(), voice.fingerprint())) is not None
@@ -146,6 +185,9 @@ class Studio:
             engine=sidecar["engine"]["name"], settings=sidecar.get("settings", {}), seed=sidecar["seed"],
             candidates=sidecar.get("candidates", 1), ranking=RankingSettings(**ranking),
             rank=sidecar.get("ranking", {}).get("enabled", True), output=output, overwrite=overwrite,
+            # the exact checkpoint step that made it (or stock weights), whatever the voice uses now
+            finetune={"run": sidecar["finetune"]["run"], "checkpoint": sidecar["finetune"]["step"]}
+            if sidecar.get("finetune") else {},
         )
         if request.engine and sidecar["engine"]["version"] != self.engine(request.engine).version:
             raise VoxmithError(f"This result was made with {request.engine} version {sidecar['engine']['version']}; "

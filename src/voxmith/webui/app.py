@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from voxmith import __version__
-from voxmith.webui import tab_dataset, tab_generate, tab_settings, tab_voices
+from voxmith.webui import tab_dataset, tab_generate, tab_settings, tab_training, tab_voices
 
 
 def build_app(studio) -> gr.Blocks:
@@ -16,8 +16,9 @@ def build_app(studio) -> gr.Blocks:
             generate_voice = tab_generate.build(studio, voice_choices)
             voices_select = tab_voices.build(studio, voice_choices)
             dataset_voices, _ = tab_dataset.build(studio, voice_choices)
+            training_voice = tab_training.build(studio, voice_choices)
             tab_settings.build(studio)
         # A second browser tab (or a CLI run) may have changed the workspace: refresh on load.
-        app.load(lambda: [gr.update(choices=voice_choices())] * 3, None,
-                 [generate_voice, voices_select, dataset_voices])
+        app.load(lambda: [gr.update(choices=voice_choices())] * 4, None,
+                 [generate_voice, voices_select, dataset_voices, training_voice])
     return app

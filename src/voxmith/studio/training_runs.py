@@ -1,0 +1,254 @@
+"""Training runs in the workspace: create a run for a dataset, check it, train it, describe it, and
+turn its checkpoints into the fine-tuned weights a voice speaks with.
+
+The loop, checkpoints and run folders are `voxmith.training`; the model being trained is the
+engine's (`Engine.training_task`). This module connects the two to the workspace's datasets and
+voices, and is what the CLI and web UI call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from voxmith.engines import Finetune, FinetuneSpec, LoraSpec, TrainingLine, create_engine, engine_class
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback
+from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, TrainingRun, defaults_for,
+                              train_loop, validate)
+from voxmith.training.config import steps_per_epoch
+
+if TYPE_CHECKING:
+    from voxmith.studio.studio import Studio
+
+# Epochs `train init` proposes when none are given: piper-vc's small conversion model converges in
+# a few passes; the GPT of tortoise needs many (ai-voice-cloning's schedule is built for ~60).
+DEFAULT_EPOCHS = {"piper-vc": 20, "tortoise": 60}
+CHECKPOINT_CHOICES = ("latest", "best")
+
+
+@dataclass
+class RunSummary:
+    """What `train list` / `train show` print about a run."""
+
+    name: str
+    dataset: str
+    engine: str
+    step: int  # optimizer steps done (last metrics row)
+    total_steps: Optional[int]  # None when the dataset is gone
+    epochs: int
+    lora: bool
+    latest: Optional[CheckpointInfo]
+    best: Optional[CheckpointInfo]
+    checkpoints: List[CheckpointInfo] = field(default_factory=list)
+    last_loss: Optional[float] = None
+    plots: List[Path] = field(default_factory=list)
+    voices: List[str] = field(default_factory=list)  # voices that speak with this run
+    folder: Optional[Path] = None
+
+    @property
+    def progress_text(self) -> str:
+        if self.total_steps:
+            return f"step {self.step}/{self.total_steps} ({100 * self.step / self.total_steps:.0f} %)"
+        return f"step {self.step}"
+
+
+class TrainingRuns:
+    """The workspace's `training/` folder, seen through the studio (datasets, engines, voices)."""
+
+    def __init__(self, studio: "Studio"):
+        self.studio = studio
+        self.root = studio.workspace.training_dir
+
+    # --- creating and checking ------------------------------------------------------------------
+
+    def names(self) -> List[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "config.yaml").is_file())
+
+    def open(self, name: str) -> TrainingRun:
+        try:
+            return TrainingRun.open(self.root, name)
+        except VoxmithError:
+            known = ", ".join(self.names()) or "none yet"
+            raise VoxmithError(f"No training run named '{name}'. Runs: {known}. "
+                               f"Create one with 'voxmith train init {name} --dataset NAME'.") from None
+
+    def lines(self, dataset: str) -> tuple[tuple[TrainingLine, ...], tuple[TrainingLine, ...]]:
+        """The dataset's (train, validation) lines, as its lists say."""
+        data = self.studio.datasets.get(dataset)
+        record = data.load()
+        split: Dict[str, List[TrainingLine]] = {"train": [], "validation": []}
+        for segment in record["segments"]:
+            if segment.get("split") in split:
+                split[segment["split"]].append(TrainingLine(data.path / segment["file"], segment["transcript"]))
+        return tuple(split["train"]), tuple(split["validation"])
+
+    def init(self, name: str, dataset: str, engine: str = "tortoise", epochs: Optional[int] = None,
+             changes: Optional[Dict[str, Dict[str, Any]]] = None) -> TrainingRun:
+        """Create run `name` with defaults computed from the dataset, then `changes` applied
+        ({section: {setting: value}}, as in config.yaml). Refuses invalid settings."""
+        cls = engine_class(engine)
+        if not cls.supports_training:
+            raise VoxmithError(f"The {engine} engine cannot be fine-tuned.")
+        train, validation = self.lines(dataset)
+        config = defaults_for(len(train), epochs or DEFAULT_EPOCHS.get(engine, 20), dataset=dataset, engine=engine)
+        if not validation:
+            config.checkpoints.validate_every_steps = 0
+        merged = config.to_dict()
+        for layer in (cls.training_defaults, changes or {}):  # the engine's defaults, then the user's
+            for section, values in layer.items():
+                merged.setdefault(section, {}).update(values)
+        config = TrainingConfig.from_dict(merged, "the settings given")
+        problems = validate(config, len(train), len(validation))
+        if problems:
+            raise VoxmithError("The training settings have problems:\n  - " + "\n  - ".join(problems))
+        return TrainingRun.create(self.root, name, config)
+
+    def check(self, name: str) -> List[str]:
+        """Every problem with run `name`'s config for its dataset and engine, in words."""
+        run = self.open(name)
+        config = run.load_config()
+        try:
+            train, validation = self.lines(config.data.dataset)
+        except VoxmithError as err:
+            return [str(err)]
+        problems = validate(config, len(train), len(validation))
+        try:
+            if not engine_class(config.data.engine).supports_training:
+                problems.append(f"The {config.data.engine} engine cannot be fine-tuned.")
+        except VoxmithError as err:
+            problems.append(str(err))
+        return problems
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self, name: str, force_restart: bool = False, commands: Any = None,
+              progress: Optional[ProgressCallback] = None, handle_sigint: bool = True) -> TrainingResult:
+        """Train run `name`, resuming from its latest checkpoint unless `force_restart`."""
+        run = self.open(name)
+        problems = self.check(name)
+        if problems:
+            raise VoxmithError(f"Run '{name}' cannot start:\n  - " + "\n  - ".join(problems)
+                               + f"\nEdit {run.config_path} and try again.")
+        config = run.load_config()
+        train, validation = self.lines(config.data.dataset)
+        device = _rank_device(self.studio.device)
+        engine = create_engine(config.data.engine, device, self.studio.workspace.models_dir)
+        lora = config.lora
+        spec = FinetuneSpec(
+            train=train, validation=validation, batch_size=config.schedule.batch_size, seed=config.misc.seed,
+            cache_dir=self.studio.datasets.get(config.data.dataset).path / ".cache" / "training",
+            lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None)
+        task = engine.training_task(spec, progress)
+        return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
+                          progress=progress, handle_sigint=handle_sigint)
+
+    # --- describing -----------------------------------------------------------------------------
+
+    def summary(self, name: str) -> RunSummary:
+        run = self.open(name)
+        config = run.load_config()
+        rows = run.read_metrics()
+        try:
+            train, _ = self.lines(config.data.dataset)
+            total = config.schedule.epochs * steps_per_epoch(len(train), config.schedule.batch_size,
+                                                             config.schedule.grad_accumulation)
+        except VoxmithError:
+            total = None
+        store = run.checkpoints
+        loss = rows[-1]["total_loss"] if rows else None
+        return RunSummary(
+            name=name, dataset=config.data.dataset, engine=config.data.engine,
+            step=int(rows[-1]["step"]) if rows else 0, total_steps=total, epochs=config.schedule.epochs,
+            lora=config.lora.enabled, latest=store.latest(), best=store.best(), checkpoints=store.list(),
+            last_loss=None if loss is None or math.isnan(loss) else loss,
+            plots=[p for p in (run.folder / "loss.png", run.folder / "lr.png") if p.exists()],
+            voices=[v.name for v in self.studio.voices.list()
+                    if (v.metadata.get("finetune") or {}).get("run") == name],
+            folder=run.folder)
+
+    def summaries(self) -> List[RunSummary]:
+        return [self.summary(name) for name in self.names()]
+
+    # --- using ----------------------------------------------------------------------------------
+
+    def find_checkpoint(self, name: str, which: str | int = "latest") -> CheckpointInfo:
+        """Checkpoint `which` of run `name`: "latest", "best" (lowest validation loss) or a step."""
+        store = self.open(name).checkpoints
+        if str(which) == "latest":
+            found = store.latest()
+        elif str(which) == "best":
+            found = store.best()
+            if found is None and store.latest() is not None:
+                raise VoxmithError(f"Run '{name}' has no validated checkpoint, so there is no best one; "
+                                   "use --checkpoint latest or a step number.")
+        else:
+            step = _parse_step(which)
+            found = next((info for info in store.list() if info.step == step), None)
+            if found is None:
+                steps = ", ".join(str(info.step) for info in store.list()) or "none"
+                raise VoxmithError(f"Run '{name}' has no checkpoint at step {step}; it has: {steps}.")
+        if found is None:
+            raise VoxmithError(f"Run '{name}' has no checkpoint yet; train it first with "
+                               f"'voxmith train run {name}'.")
+        return found
+
+    def finetune(self, name: str, which: str | int = "latest") -> tuple[Finetune, str]:
+        """The fine-tuned weights of run `name` at checkpoint `which`, and the run's engine."""
+        config = self.open(name).load_config()
+        info = self.find_checkpoint(name, which)
+        stat = info.path.stat()
+        return Finetune(
+            key=f"{self.root / name}:{info.step}:{stat.st_mtime_ns}:{stat.st_size}",
+            description=f"run '{name}', step {info.step}" + (f" ({which})" if str(which) in CHECKPOINT_CHOICES else ""),
+            load_state=lambda: _load_model_state(info.path),
+            config=config.to_dict(),
+        ), config.data.engine
+
+    def use(self, voice: str, run: Optional[str], which: str | int = "latest") -> Optional[dict]:
+        """Make `voice` speak with run `run`'s weights (checked now), or stock weights if `run` is None."""
+        target = self.studio.voices.get(voice)
+        if run is None:
+            target.update_metadata(finetune=None)
+            return None
+        if str(which) not in CHECKPOINT_CHOICES:
+            which = _parse_step(which)
+        info = self.find_checkpoint(run, which)
+        engine = self.open(run).load_config().data.engine
+        choice = {"run": run, "checkpoint": which, "engine": engine}
+        target.update_metadata(finetune=choice)
+        return {**choice, "step": info.step}
+
+
+def _parse_step(which: str | int) -> int:
+    try:
+        step = int(which)
+    except (TypeError, ValueError):
+        raise VoxmithError(f"Checkpoint '{which}' is not latest, best or a step number.") from None
+    if step < 1:
+        raise VoxmithError(f"Checkpoint step {step} must be 1 or more.")
+    return step
+
+
+def _load_model_state(path: Path) -> Dict[str, Any]:
+    import torch
+
+    # mmap: a full tortoise checkpoint also holds GBs of optimizer state that is never read here.
+    try:
+        payload = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:
+        raise VoxmithError(f"Checkpoint '{path}' cannot be read ({err}).") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise VoxmithError(f"'{path}' is not a voxmith training checkpoint.")
+    return payload["model"]
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun each process trains on its own GPU (cuda:LOCAL_RANK)."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device.startswith("cuda") and local_rank is not None and ":" not in device:
+        return f"cuda:{int(local_rank)}"
+    return device
