@@ -119,40 +119,77 @@ def _choose_nucleus(calib, calib_nuc, params: conversion.ConversionParams, tick)
     return float(next(w for w in NUCLEUS_GRID if errors[w] <= floor + NUCLEUS_WER_TOL))
 
 
+def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[str, int, int], None]:
+    return progress if progress is not None else (lambda stage, done, total: None)
+
+
+@dataclass
+class ParallelUtterance:
+    """One target clip and joe saying its words: the unit of parallel data."""
+
+    target: world.WorldFeatures  # Harvest F0: the target side of every map
+    text: str
+    joe: Optional[world.WorldFeatures] = None  # None when the transcript is too short to say
+    path: Optional[np.ndarray] = None  # path[i] = target frame aligned to joe frame i
+
+    @property
+    def rate(self) -> Optional[float]:
+        # Voiced frames only: pauses and background noise in real clips would otherwise make
+        # every target look slow (an energy-based count hit the 1.25 clip for all 8 voices).
+        if self.joe is None:
+            return None
+        return float(self.target.voiced.sum() / max(self.joe.voiced.sum(), 1))
+
+
+def parallel_utterance(prepared: np.ndarray, text: str, voice=None) -> ParallelUtterance:
+    """Analyse a prepared clip (see prepare_clip) and let joe say `text` for it."""
+    voice = voice or get_base_voice()
+    tf = world.analyse(prepared, accurate_f0=True)
+    if len(text.split()) < 2:
+        return ParallelUtterance(tf, text)  # nothing usable to say; still counts for statistics
+    joe = world.analyse(trim_silence(voice.speak(text, seed=0).samples, world.SAMPLE_RATE_HZ))
+    return ParallelUtterance(tf, text, joe, dtw_path(joe.mcep[:, 1:], tf.mcep[:, 1:]))
+
+
 def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
            ridge_lambda: float = 30.0, cov_mix: float = 0.0, choose_nucleus: bool = False,
            progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
-    """Learn the conversion toward the speaker of `clips` ((samples, rate) pairs). The warp is
-    searched with the per-dimension mapping only (cov_mix 0): with the OT map in the loop the
-    search drifts to extreme warps (daniel -0.3, WER 97%); the ridge is then fitted on top of the
-    mapping at `cov_mix`."""
+    """Learn the conversion toward the speaker of `clips` ((samples, rate) pairs), transcribing
+    each clip with Whisper for the parallel data (see fit_parallel for the rest)."""
     from voxmith.speaker import get_speaker_encoder, mean_embedding
 
-    def tick(stage: str, done: int, total: int) -> None:
-        if progress is not None:
-            progress(stage, done, total)
-
-    voice = get_base_voice()
+    tick = _ticker(progress)
     encoder = get_speaker_encoder("cpu")
     prepared = [prepare_clip(s, r) for s, r in clips]
     target_embedding = mean_embedding([encoder.embed(x, world.SAMPLE_RATE_HZ) for x in prepared])
-
-    tgt_feats, joe_feats, pairs, transcripts, rates = [], [], [], [], []
+    utterances = []
     for k, x in enumerate(prepared):
         tick("analysing clips", k, len(prepared))
-        tf = world.analyse(x, accurate_f0=True)
-        tgt_feats.append(tf)
-        text = transcribe_clip(x, world.SAMPLE_RATE_HZ)
-        transcripts.append(text)
-        if len(text.split()) < 2:
-            continue  # nothing usable to say in parallel; the clip still counts for statistics
-        joe = world.analyse(trim_silence(voice.speak(text, seed=0).samples, world.SAMPLE_RATE_HZ))
-        joe_feats.append(joe)
-        pairs.append((joe, tf, dtw_path(joe.mcep[:, 1:], tf.mcep[:, 1:])))
-        # Voiced frames only: pauses and background noise in real clips would otherwise make
-        # every target look slow (an energy-based count hit the 1.25 clip for all 8 voices).
-        rates.append(tf.voiced.sum() / max(joe.voiced.sum(), 1))
+        utterances.append(parallel_utterance(x, transcribe_clip(x, world.SAMPLE_RATE_HZ)))
     tick("analysing clips", len(prepared), len(prepared))
+    return fit_parallel(utterances, target_embedding, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda,
+                        cov_mix=cov_mix, choose_nucleus=choose_nucleus, progress=progress)
+
+
+def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.ndarray, *,
+                 ridge_mix: float = 0.5, ridge_lambda: float = 30.0, cov_mix: float = 0.0,
+                 choose_nucleus: bool = False,
+                 progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
+    """Pick the warp and fit the conversion from analysed parallel utterances. The warp is
+    searched with the per-dimension mapping only (cov_mix 0): with the OT map in the loop the
+    search drifts to extreme warps (daniel -0.3, WER 97%); the ridge is then fitted on top of the
+    mapping at `cov_mix`."""
+    from voxmith.speaker import get_speaker_encoder
+
+    tick = _ticker(progress)
+    voice = get_base_voice()
+    encoder = get_speaker_encoder("cpu")
+    tgt_feats = [u.target for u in utterances]
+    said = [u for u in utterances if u.joe is not None]
+    joe_feats = [u.joe for u in said]
+    pairs = [(u.joe, u.target, u.path) for u in said]
+    rates = [u.rate for u in said]
+    transcripts = [u.text for u in utterances]
 
     calib_out = [voice.speak(s, seed=0) for s in CALIBRATION_SENTENCES]
     calib = [world.analyse(o.samples) for o in calib_out]
