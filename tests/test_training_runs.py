@@ -1,4 +1,4 @@
-"""Training-run infrastructure with a tiny real torch model (regression on synthetic data)."""
+"""Training-run infrastructure with a tiny real torch model (regression on synthetic data, see tiny_training)."""
 
 from __future__ import annotations
 
@@ -13,44 +13,7 @@ from voxmith.errors import VoxmithError
 from voxmith.training import (CheckpointStore, TrainingConfig, TrainingRun, defaults_for, load_config,
                               lr_factor, save_config, seed_everything, train_loop, validate)
 from voxmith.training.config import ScheduleConfig, from_yaml, scaled_milestones, to_yaml
-
-
-class TinyTask:
-    """y = x @ w + noise, learned by a small net with dropout (so RNG restore matters)."""
-
-    def __init__(self, seed: int = 0, lines: int = 48, batch_size: int = 8):
-        gen = torch.Generator().manual_seed(1234)
-        self.x = torch.randn(lines, 4, generator=gen)
-        self.y = self.x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]]) + 0.01 * torch.randn(lines, 1, generator=gen)
-        self.val_x = torch.randn(16, 4, generator=gen)
-        self.val_y = self.val_x @ torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
-        self.batch_size = batch_size
-        torch.manual_seed(seed)
-        self.model = torch.nn.Sequential(torch.nn.Dropout(0.02), torch.nn.Linear(4, 1))
-
-    def batches(self, epoch):
-        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-    def training_step(self, idx):
-        pred = self.model(self.x[idx])
-        return {"mel": torch.nn.functional.mse_loss(pred, self.y[idx]),
-                "text": pred.abs().mean() * 0.0 + torch.rand(()) * 0.0}
-
-    def validation_loss(self):
-        return float(torch.nn.functional.mse_loss(self.model(self.val_x), self.val_y))
-
-
-def make_config(epochs=6, **checkpoints) -> TrainingConfig:
-    config = defaults_for(48, epochs, dataset="tiny")
-    config.schedule.batch_size = 8
-    config.schedule.grad_accumulation = 2  # 6 batches -> 3 optimizer steps per epoch
-    config.schedule.learning_rate = 0.05
-    config.schedule.warmup_steps = 2
-    config.checkpoints.save_every_steps = checkpoints.get("save", 100)
-    config.checkpoints.validate_every_steps = checkpoints.get("validate", 3)
-    config.checkpoints.keep_last = checkpoints.get("keep", 2)
-    return config
+from tests.tiny_training import TinyTask, tiny_config
 
 
 def new_run(tmp_path, name, config):
@@ -58,7 +21,7 @@ def new_run(tmp_path, name, config):
 
 
 def test_loss_decreases_and_files_are_written(tmp_path):
-    config = make_config(epochs=10)
+    config = tiny_config(epochs=10)
     config.schedule.learning_rate, config.schedule.milestones = 0.3, [5]
     run = new_run(tmp_path, "tiny", config)
     events = []
@@ -101,10 +64,10 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("stop_at", [4, 6])  # mid-epoch and at an epoch boundary
 def test_quit_and_resume_matches_uninterrupted_run(tmp_path, stop_at):
     straight_task = TinyTask()
-    straight = new_run(tmp_path, "straight", make_config())
+    straight = new_run(tmp_path, "straight", tiny_config())
     train_loop(straight_task, straight)
 
-    run = new_run(tmp_path, "stopped", make_config())
+    run = new_run(tmp_path, "stopped", tiny_config())
     commands: queue.Queue[str] = queue.Queue()
 
     def on_progress(event):
@@ -124,7 +87,7 @@ def test_quit_and_resume_matches_uninterrupted_run(tmp_path, stop_at):
 
 
 def test_ctrl_c_saves_and_stops(tmp_path):
-    run = new_run(tmp_path, "interrupted", make_config())
+    run = new_run(tmp_path, "interrupted", tiny_config())
 
     def on_progress(event):
         if event.stage == "training" and event.done == 2:
@@ -138,7 +101,7 @@ def test_ctrl_c_saves_and_stops(tmp_path):
 
 
 def test_save_eval_commands_and_unknown_command(tmp_path):
-    run = new_run(tmp_path, "commands", make_config(epochs=2, validate=0))
+    run = new_run(tmp_path, "commands", tiny_config(epochs=2, validate=0))
     script = {1: ["save", "eval", "dance"], 3: ["quit"]}
     steps = iter(range(1, 100))
     events = []
@@ -152,7 +115,7 @@ def test_save_eval_commands_and_unknown_command(tmp_path):
 
 
 def test_force_restart_starts_over(tmp_path):
-    run = new_run(tmp_path, "again", make_config(epochs=1))
+    run = new_run(tmp_path, "again", tiny_config(epochs=1))
     train_loop(TinyTask(), run)
     result = train_loop(TinyTask(), run, force_restart=True)
     assert result.resumed_from is None and result.step == 3
@@ -160,7 +123,7 @@ def test_force_restart_starts_over(tmp_path):
 
 
 def test_changed_batch_settings_refuse_to_resume(tmp_path):
-    run = new_run(tmp_path, "changed", make_config(epochs=1))
+    run = new_run(tmp_path, "changed", tiny_config(epochs=1))
     train_loop(TinyTask(), run)
     config = run.load_config()
     config.schedule.grad_accumulation = 1

@@ -11,13 +11,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+import torch
 import yaml
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_text
 from voxmith.studio.names import validate_name
+from voxmith.training.optimizers import optimizer_problems
 
 # ai-voice-cloning's learning-rate milestones (in epochs), tuned for runs of about this many epochs.
 AIVC_MILESTONES_EPOCHS = (2, 4, 9, 18, 25, 33, 50, 59)
@@ -79,6 +81,10 @@ class MiscConfig:
     mixed_precision: bool = field(
         default=False, metadata=_help("compute in bfloat16 where safe (faster, less memory)"))
     seed: int = field(default=0, metadata=_help("random seed, for reproducible runs"))
+    optimizer: str = field(
+        default="adamw",
+        metadata=_help("adamw, or adamw8bit: 8-bit AdamW from bitsandbytes, less GPU memory "
+                       "(CUDA only; install voxmith[cuda])"))
 
 
 @dataclass
@@ -206,10 +212,11 @@ def load_config(path: str | Path) -> TrainingConfig:
     return from_yaml(text, source=f"'{path}'")
 
 
-def steps_per_epoch(train_lines: int, batch_size: int, grad_accumulation: int) -> int:
-    """Optimizer steps in one epoch (the last, partial batch and accumulation group count)."""
+def steps_per_epoch(train_lines: int, batch_size: int, grad_accumulation: int, world_size: int = 1) -> int:
+    """Optimizer steps in one epoch (the last, partial batch and accumulation group count).
+    Each step takes world_size × grad_accumulation batches (see `distributed.plan_step`)."""
     batches = math.ceil(train_lines / max(1, batch_size))
-    return max(1, math.ceil(batches / max(1, grad_accumulation)))
+    return max(1, math.ceil(batches / (max(1, grad_accumulation) * max(1, world_size))))
 
 
 def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str = "tortoise") -> TrainingConfig:
@@ -233,8 +240,11 @@ def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str
     )
 
 
-def validate(config: TrainingConfig, train_lines: int, validation_lines: int) -> list[str]:
-    """Everything wrong with `config` for this dataset, one plain sentence each (empty = fine)."""
+def validate(config: TrainingConfig, train_lines: int, validation_lines: int, *, world_size: int = 1,
+             device: Union[str, torch.device, None] = None) -> list[str]:
+    """Everything wrong with `config` for this dataset, one plain sentence each (empty = fine).
+    `world_size`: processes that will train together (torchrun's --nproc-per-node × nodes);
+    `device`: where training will run (None: the best device of this machine)."""
     problems: list[str] = []
     s, c, losses, lora = config.schedule, config.checkpoints, config.losses, config.lora
     if config.data.dataset:
@@ -255,6 +265,11 @@ def validate(config: TrainingConfig, train_lines: int, validation_lines: int) ->
                         f"use {train_lines} or fewer.")
     if s.grad_accumulation < 1:
         problems.append(f"gradient accumulation is {s.grad_accumulation}; use 1 or more.")
+    batches = math.ceil(train_lines / s.batch_size) if s.batch_size >= 1 and train_lines >= 1 else 0
+    if world_size > 1 and 0 < batches < world_size:
+        problems.append(f"an epoch has only {batches} batch(es) for {world_size} training processes, so some "
+                        f"would only wait; use a batch size of {max(1, train_lines // world_size)} or less, "
+                        "or fewer processes.")
     if not s.learning_rate > 0:
         problems.append(f"learning rate is {s.learning_rate}; it must be above 0 (try 1e-5).")
     elif s.learning_rate > 1e-2:
@@ -283,6 +298,7 @@ def validate(config: TrainingConfig, train_lines: int, validation_lines: int) ->
                         "validation lines; set validate_every_steps to 0 or add validation lines.")
     if c.keep_last < 1:
         problems.append(f"keep last {c.keep_last} checkpoints would delete every checkpoint; use 1 or more.")
+    problems.extend(optimizer_problems(config.misc.optimizer, device))
     if lora.enabled:
         if lora.rank < 1:
             problems.append(f"LoRA rank {lora.rank} must be 1 or more.")

@@ -1,55 +1,71 @@
 """The engine-independent training loop: resume, schedule, metrics, checkpoints, commands, Ctrl+C.
 
-An engine plugs in through `TrainingTask` (a model, its batches, one training step, a validation
-loss); everything else (optimizer, learning-rate schedule, gradient accumulation, logging, saving,
-resuming exactly where a run stopped) is done here, the same way for every engine.
-Commands ("save", "eval", "quit") arrive through a queue or a callable, so a CLI can feed it stdin
-lines from a thread and a web UI can feed it button presses; this module never reads stdin itself.
+An engine plugs in through `TrainingTask` (a model whose forward returns losses, its batches, a
+validation loss); everything else (optimizer, learning-rate schedule, gradient accumulation,
+logging, saving, resuming exactly where a run stopped) is done here, the same way for every engine.
+
+The same `train_loop` runs in one process or, started by `torchrun --nproc-per-node N`, in N
+processes that train one model together with DistributedDataParallel (see `distributed.py` for how
+an optimizer step's batches are shared). Then only rank 0 writes files, reports progress and
+listens for commands; its decisions are broadcast so every process acts at the same step.
+Commands ("save", "eval", "quit") arrive through a queue or a callable (see `commands.py`); this
+module never reads stdin itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import queue
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence, Union
+from typing import Any, Optional, Protocol, Sequence
 
 import torch
 
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
+from voxmith.training import distributed
 from voxmith.training.checkpoints import CheckpointInfo, capture_rng_state, restore_rng_state, seed_everything
+from voxmith.training.commands import COMMANDS, CommandSource, drain
 from voxmith.training.config import ScheduleConfig, TrainingConfig
+from voxmith.training.distributed import DeviceLike, Distributed
+from voxmith.training.optimizers import build_optimizer
 from voxmith.training.run import TrainingRun
+from voxmith.training.tensorboard_log import TensorBoardLog
 
-COMMANDS = ("save", "eval", "quit")
-WEIGHT_DECAY = 0.01  # AdamW's default in the DLAS/ai-voice-cloning fine-tuning recipes
-CommandSource = Union["queue.Queue[str]", Callable[[], Iterable[str]], None]
+__all__ = ["COMMANDS", "TrainingResult", "TrainingTask", "lr_factor", "train_loop"]
+
+LOSS_NAMES = ("text", "mel")
 
 
 class TrainingTask(Protocol):
     """What an engine provides to be trained by `train_loop`."""
 
-    model: torch.nn.Module  # trainable parameters are those with requires_grad
+    model: torch.nn.Module
+    """Trainable parameters are those with requires_grad. `model(batch)` (its forward) runs one
+    training batch and returns a dict of scalar losses under "text" and/or "mel" (the loop weights
+    them by the config). The loop always calls the model itself, never a method of the task,
+    because under torchrun it calls it through DistributedDataParallel, which only synchronises
+    gradients for passes made through its own forward. So the forward must: take a batch exactly
+    as `batches` gives it, move what it needs to the model's device, and use every trainable
+    parameter in each pass (freeze the rest), as DDP requires."""
 
     def batches(self, epoch: int) -> Sequence[Any]:
-        """One epoch of training batches. Must be the same for the same epoch (shuffle with a
-        generator seeded from the epoch, not the global RNG) so a resumed run sees the same data."""
-
-    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Forward one batch; return scalar losses under "text" and/or "mel" (weighted by the config)."""
+        """One epoch of training batches. Must be the same for the same epoch, in every process
+        (shuffle with a generator seeded from the epoch, not the global RNG), so that a resumed run
+        sees the same data and the processes of a distributed run agree on which batch is whose."""
 
     def validation_loss(self) -> float:
-        """Mean loss over the validation lines (called in eval mode, without gradients)."""
+        """Mean loss over the validation lines, computed with `model` directly (the loop calls it
+        in eval mode, without gradients, on rank 0 only)."""
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     step: int  # optimizer steps done in total
     stopped: str  # "finished", "quit" (command) or "interrupted" (Ctrl+C)
-    checkpoint: Optional[CheckpointInfo]  # the newest checkpoint
+    checkpoint: Optional[CheckpointInfo]  # the newest checkpoint (the same on every rank)
     resumed_from: Optional[int]  # step resumed from, None for a fresh start
 
 
@@ -67,161 +83,241 @@ def lr_factor(step: int, schedule: ScheduleConfig, steps_per_epoch: int, total_s
 
 def train_loop(task: TrainingTask, run: TrainingRun, *, config: Optional[TrainingConfig] = None,
                force_restart: bool = False, commands: CommandSource = None,
-               progress: Optional[ProgressCallback] = None, handle_sigint: bool = True) -> TrainingResult:
+               progress: Optional[ProgressCallback] = None, handle_sigint: bool = True,
+               device: DeviceLike = None) -> TrainingResult:
     """Train `task` in `run`, resuming from its latest checkpoint unless `force_restart`
-    (which deletes the run's checkpoints and metrics first). Returns when the schedule is done,
-    on a "quit" command or on Ctrl+C, in the last two cases after saving a checkpoint."""
+    (which deletes the run's checkpoints, metrics and TensorBoard log first). Returns when the
+    schedule is done, on a "quit" command or on Ctrl+C, in the last two cases after saving a
+    checkpoint.
+
+    `device`: where to train (None: where the model is; under torchrun each process's
+    cuda:LOCAL_RANK, or the CPU without CUDA). Under torchrun, `commands` and `progress` are used
+    on rank 0 only, and the process group torchrun prepared is joined here and left at the end.
+    """
     config = config or run.load_config()
-    s, c = config.schedule, config.checkpoints
-    model = task.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise VoxmithError("The model has no trainable parameters; nothing to train.")
-    device = params[0].device
-    optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=WEIGHT_DECAY)
-    steps_per_epoch = math.ceil(len(task.batches(0)) / s.grad_accumulation)
-    if steps_per_epoch < 1:
-        raise VoxmithError("The training data gave no batches; check the dataset.")
-    total_steps = s.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, s, steps_per_epoch, total_steps))
+    ctx = distributed.start(device, _model_device(task.model))
+    try:
+        training = _Training(task, run, config, ctx, commands, progress)
+        training.begin(force_restart)
+        return training.train(handle_sigint)
+    finally:
+        distributed.stop(ctx)
 
-    store = run.checkpoints
-    step, epoch, batches_done, resumed_from = 0, 0, 0, None
-    latest = None if force_restart else store.latest()
-    if force_restart:
-        store.clear()
-        run.clear_metrics()
-    if latest is None:
-        seed_everything(config.misc.seed)
-    else:
-        state = store.load(latest, map_location=device)
-        if state["steps_per_epoch"] != steps_per_epoch:
-            raise VoxmithError(f"The run's batch settings changed since step {latest.step} "
-                               f"({state['steps_per_epoch']} steps per epoch then, {steps_per_epoch} now); "
-                               "restore them or restart the run.")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
-        step, epoch, batches_done, resumed_from = state["step"], state["epoch"], state["batches_done"], latest.step
-        run.truncate_metrics(step)  # rows after the checkpoint are about to be redone
-    run.record_start(config, resumed_from)
 
-    def validate() -> float:
+def _model_device(model: torch.nn.Module) -> torch.device:
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+class _Training:
+    """One call of `train_loop`: the model, optimizer, schedule and position in the run."""
+
+    def __init__(self, task: TrainingTask, run: TrainingRun, config: TrainingConfig, ctx: Distributed,
+                 commands: CommandSource, progress: Optional[ProgressCallback]):
+        self.task, self.run, self.config, self.ctx = task, run, config, ctx
+        self.commands = commands if ctx.is_main else None  # rank 0 decides for everyone
+        self.progress = progress if ctx.is_main else None  # one report per step, not one per process
+        s = config.schedule
+        self.model = task.model.to(ctx.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise VoxmithError("The model has no trainable parameters; nothing to train.")
+        self.optimizer = build_optimizer(params, config.misc.optimizer, s.learning_rate, ctx.device)
+        self.steps_per_epoch = distributed.steps_per_epoch(len(task.batches(0)), s.grad_accumulation,
+                                                           ctx.world_size)
+        if self.steps_per_epoch < 1:
+            raise VoxmithError("The training data gave no batches; check the dataset.")
+        self.total_steps = s.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, s, self.steps_per_epoch, self.total_steps))
+        self.step, self.epoch, self.batches_done = 0, 0, 0
+        self.resumed_from: Optional[int] = None
+        self.checkpoint: Optional[CheckpointInfo] = None
+        self.tensorboard: Optional[TensorBoardLog] = None
+
+    # --- start and resume ---------------------------------------------------------------------
+
+    def begin(self, force_restart: bool) -> None:
+        store = self.run.checkpoints
+        latest = None
+        if self.ctx.is_main:
+            if force_restart:
+                store.clear()
+                self.run.clear_metrics()
+            latest = None if force_restart else store.latest()
+        # Rank 0 picks the checkpoint for all: each listing the folder could disagree with it.
+        latest = distributed.broadcast_object(latest, self.ctx)
+        if latest is None:
+            seed_everything(self.config.misc.seed + self.ctx.rank)  # each process its own dropout masks
+        else:
+            self._resume(latest)
+        self.checkpoint = latest
+        if self.ctx.is_main:
+            self.run.truncate_metrics(self.step)  # rows after the checkpoint are about to be redone
+            self.run.record_start(self.config, self.resumed_from)
+            self.tensorboard = TensorBoardLog(self.run.tensorboard_dir, first_step=self.step + 1)
+
+    def _resume(self, latest: CheckpointInfo) -> None:
+        state = self.run.checkpoints.load(latest, map_location=self.ctx.device)
+        if state["steps_per_epoch"] != self.steps_per_epoch:
+            s = self.config.schedule
+            raise VoxmithError(
+                f"The run's batch settings changed since step {latest.step} ({state['steps_per_epoch']} "
+                f"steps per epoch then, {self.steps_per_epoch} now with batch size {s.batch_size}, "
+                f"gradient accumulation {s.grad_accumulation} and {self.ctx.world_size} process(es)); "
+                "restore them or restart the run.")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        per_rank = state.get("rng_by_rank")
+        if per_rank is not None and len(per_rank) == self.ctx.world_size:
+            restore_rng_state(per_rank[self.ctx.rank])
+        else:  # saved by another number of processes: rank 0 continues the saved stream
+            restore_rng_state(state["rng"])
+            if self.ctx.rank > 0:
+                seed_everything(self.config.misc.seed + self.ctx.rank)
+        self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done"]
+        self.resumed_from = latest.step
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self, handle_sigint: bool) -> TrainingResult:
+        forward = distributed.wrap(self.model, self.ctx)
+        stopped = "finished"
+        self.model.train()
+        try:
+            with _InterruptFlag(handle_sigint, under_torchrun=self.ctx.enabled) as interrupt:
+                while self.epoch < self.config.schedule.epochs and stopped == "finished":
+                    batches = self.task.batches(self.epoch)
+                    while self.batches_done < len(batches) and stopped == "finished":
+                        stopped = self._step(forward, batches, interrupt)
+                    if stopped == "finished":
+                        self.epoch, self.batches_done = self.epoch + 1, 0
+            # Rank 0 may still be writing its last checkpoint: wait for it and agree on the result.
+            checkpoint = distributed.broadcast_object(self.checkpoint, self.ctx)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        return TrainingResult(self.step, stopped, checkpoint, self.resumed_from)
+
+    def _step(self, forward: torch.nn.Module, batches: Sequence[Any], interrupt: "_InterruptFlag") -> str:
+        """One optimizer step, then metrics, commands, validation and saving; returns how to go on."""
+        s, c = self.config.schedule, self.config.checkpoints
+        plan = distributed.plan_step(self.batches_done, len(batches), s.grad_accumulation,
+                                     self.ctx.world_size, self.ctx.rank)
+        losses, lr = self._optimizer_step(forward, [batches[i] for i in plan.batches], plan.weights)
+        self.scheduler.step()
+        self.step += 1
+        self.batches_done += plan.group_size
+        report(self.progress, "training", self.step, self.total_steps,
+               detail=f"epoch {self.epoch + 1}/{s.epochs}, loss {losses['total_loss']:.4g}")
+        wanted = drain(self.commands, self.progress, self.step, self.total_steps)
+        save, evaluate, quit_, interrupted = distributed.broadcast_flags(
+            ["save" in wanted, "eval" in wanted, "quit" in wanted, interrupt.triggered], self.ctx)
+        val_loss = None
+        if evaluate or (c.validate_every_steps > 0 and self.step % c.validate_every_steps == 0):
+            val_loss = self._validate()
+        if self.ctx.is_main:
+            row = {"step": self.step, "epoch": self.epoch + self.batches_done / len(batches),
+                   **losses, "val_loss": val_loss, "lr": lr}
+            self.run.append_metrics(row)
+            self.tensorboard.log(row)
+        stopped = "quit" if quit_ else "interrupted" if interrupted else "finished"
+        if (stopped != "finished" or save or self.step % c.save_every_steps == 0
+                or self.step == self.total_steps):
+            self._save(val_loss)
+        return stopped
+
+    def _optimizer_step(self, forward: torch.nn.Module, batches: list[Any],
+                        weights: list[float]) -> tuple[dict[str, Optional[float]], float]:
+        """Accumulate this process's passes, take one optimizer step; return the step's mean
+        losses (over all processes' real batches) and the learning rate used."""
+        loss_weights = {"text": self.config.losses.text_weight, "mel": self.config.losses.mel_weight}
+        device = self.ctx.device
+        # [text, mel, total, text seen, mel seen]: this process's share of the step's mean losses
+        sums = [0.0] * 5
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (batch, weight) in enumerate(zip(batches, weights)):
+            # DDP all-reduces gradients in every backward unless told not to; one all-reduce, after
+            # the step's last pass, gives the same sum for less traffic.
+            last = i == len(batches) - 1
+            sync = forward.no_sync() if self.ctx.enabled and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.misc.mixed_precision):
+                    losses = forward(batch)
+                if not isinstance(losses, dict) or not losses or set(losses) - set(LOSS_NAMES):
+                    found = sorted(losses) if isinstance(losses, dict) else type(losses).__name__
+                    raise VoxmithError(f"The model's forward returned {found}; expected a dict of "
+                                       "losses under 'text' and/or 'mel'.")
+                total = sum(loss_weights[name] * loss.float() for name, loss in losses.items())
+                (total * weight).backward()
+            if weight == 0:
+                continue  # a filler pass (see distributed.plan_step): not part of the mean
+            share = weight / self.ctx.world_size  # this batch's part of the mean over the whole group
+            for k, name in enumerate(LOSS_NAMES):
+                if name in losses:
+                    sums[k] += float(losses[name].detach()) * share
+                    sums[3 + k] = 1.0
+            sums[2] += float(total.detach()) * share
+        text, mel, total_loss, text_seen, mel_seen = distributed.sum_over_ranks(sums, self.ctx)
+        # Checked on the summed value, so every process sees the same verdict and stops together.
+        if not math.isfinite(total_loss):
+            raise VoxmithError(f"The loss became {total_loss} at step {self.step + 1}; lower the learning rate "
+                               "and resume from the last checkpoint.")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        return {"text_loss": text if text_seen else None, "mel_loss": mel if mel_seen else None,
+                "total_loss": total_loss}, lr
+
+    def _validate(self) -> Optional[float]:
+        """The validation loss on rank 0 (None elsewhere: the others go on to the next step and
+        wait for rank 0 in its first collective)."""
+        if not self.ctx.is_main:
+            return None
         rng = capture_rng_state()  # validation must not change the training's random stream
-        model.eval()
+        self.model.eval()
         try:
             with torch.no_grad():
-                return float(task.validation_loss())
+                val_loss = float(self.task.validation_loss())
         finally:
-            model.train()
+            self.model.train()
             restore_rng_state(rng)
+        report(self.progress, "validation", self.step, self.total_steps, detail=f"validation loss {val_loss:.4g}")
+        return val_loss
 
-    def save(val_loss: Optional[float]) -> CheckpointInfo:
-        info = store.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "batches_done": batches_done,
-                           "steps_per_epoch": steps_per_epoch}, step, epoch, val_loss)
-        store.prune(c.keep_last)
-        run.render_plots()
-        report(progress, "saved checkpoint", step, total_steps, detail=info.path.name)
-        return info
-
-    stopped, checkpoint = "finished", latest
-    model.train()
-    with _InterruptFlag(handle_sigint) as interrupt:
-        while epoch < s.epochs and stopped == "finished":
-            batches = task.batches(epoch)
-            batch_iter = iter(batches)
-            for _ in range(batches_done):  # resume mid-epoch: pass over the batches already used
-                next(batch_iter)
-            while batches_done < len(batches):
-                group = min(s.grad_accumulation, len(batches) - batches_done)
-                losses, lr = _optimizer_step(task, config, optimizer, [next(batch_iter) for _ in range(group)],
-                                             device, step)
-                scheduler.step()
-                step += 1
-                batches_done += group
-                report(progress, "training", step, total_steps,
-                       detail=f"epoch {epoch + 1}/{s.epochs}, loss {losses['total_loss']:.4g}")
-                wanted = _drain(commands, progress, step, total_steps)
-                val_loss = None
-                if "eval" in wanted or (c.validate_every_steps > 0 and step % c.validate_every_steps == 0):
-                    val_loss = validate()
-                    report(progress, "validation", step, total_steps, detail=f"validation loss {val_loss:.4g}")
-                run.append_metrics({"step": step, "epoch": epoch + batches_done / len(batches),
-                                    **losses, "val_loss": val_loss, "lr": lr})
-                if "quit" in wanted:
-                    stopped = "quit"
-                elif interrupt.triggered:
-                    stopped = "interrupted"
-                if (stopped != "finished" or "save" in wanted or step % c.save_every_steps == 0
-                        or step == total_steps):
-                    checkpoint = save(val_loss)
-                if stopped != "finished":
-                    break
-            else:
-                epoch, batches_done = epoch + 1, 0
-    return TrainingResult(step, stopped, checkpoint, resumed_from)
-
-
-def _optimizer_step(task: TrainingTask, config: TrainingConfig, optimizer: torch.optim.Optimizer,
-                    batches: list[Any], device: torch.device, step: int) -> tuple[dict[str, float], float]:
-    """Accumulate gradients over `batches`, take one optimizer step; return mean losses and the lr used."""
-    weights = {"text": config.losses.text_weight, "mel": config.losses.mel_weight}
-    sums = {"text_loss": 0.0, "mel_loss": 0.0, "total_loss": 0.0}
-    seen: set[str] = set()
-    optimizer.zero_grad(set_to_none=True)
-    for batch in batches:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.misc.mixed_precision):
-            losses = task.training_step(batch)
-        unknown = set(losses) - set(weights)
-        if unknown or not losses:
-            raise VoxmithError(f"training_step returned losses {sorted(losses)}; expected 'text' and/or 'mel'.")
-        total = sum(weights[name] * loss.float() for name, loss in losses.items())
-        if not torch.isfinite(total):
-            raise VoxmithError(f"The loss became {float(total.detach())} at step {step + 1}; lower the learning rate "
-                               "and resume from the last checkpoint.")
-        (total / len(batches)).backward()  # mean over the group, as one big batch would give
-        for name, loss in losses.items():
-            sums[f"{name}_loss"] += float(loss.detach()) / len(batches)
-            seen.add(f"{name}_loss")
-        sums["total_loss"] += float(total.detach()) / len(batches)
-    lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
-    return {k: (v if k in seen or k == "total_loss" else None) for k, v in sums.items()}, lr
-
-
-def _drain(commands: CommandSource, progress: Optional[ProgressCallback], step: int, total: int) -> set[str]:
-    """All commands waiting now, lower-cased; unknown ones are reported and dropped."""
-    if commands is None:
-        return set()
-    if hasattr(commands, "get_nowait"):
-        raw = []
-        while True:
-            try:
-                raw.append(commands.get_nowait())
-            except queue.Empty:
-                break
-    else:
-        raw = list(commands() or [])
-    wanted = set()
-    for command in raw:
-        word = str(command).strip().lower()
-        if word in COMMANDS:
-            wanted.add(word)
-        elif word:
-            report(progress, "training", step, total,
-                   detail=f"unknown command '{word}'; use {', '.join(COMMANDS)}")
-    return wanted
+    def _save(self, val_loss: Optional[float]) -> None:
+        """Rank 0 writes a checkpoint; every process contributes its RNG state for an exact resume."""
+        rng_by_rank = distributed.gather_to_main(capture_rng_state(), self.ctx)
+        if not self.ctx.is_main:
+            return
+        # self.model is the unwrapped module, so the keys carry no DDP "module." prefix and a
+        # checkpoint from N processes loads in any number of them.
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "batches_done": self.batches_done,
+                 "steps_per_epoch": self.steps_per_epoch}
+        if self.ctx.enabled:
+            state["rng_by_rank"] = rng_by_rank
+        store = self.run.checkpoints
+        info = store.save(state, self.step, self.epoch, val_loss)
+        store.prune(self.config.checkpoints.keep_last)
+        self.run.render_plots()
+        self.tensorboard.flush()
+        report(self.progress, "saved checkpoint", self.step, self.total_steps, detail=info.path.name)
+        self.checkpoint = info
 
 
 class _InterruptFlag:
-    """Turns the first Ctrl+C into a flag the loop checks after each step (it then saves and
-    stops); a second Ctrl+C behaves as usual. Only the main thread may install signal handlers."""
+    """Turns Ctrl+C into a flag the loop checks after each step (it then saves and stops).
 
-    def __init__(self, enabled: bool):
+    In one process a second Ctrl+C behaves as usual. Under torchrun every SIGINT only sets the
+    flag: torchrun passes the terminal's Ctrl+C on to its workers a second time, so a repeat is
+    no sign of impatience; torchrun's own kill after its shutdown timeout (30 s) is the hard stop.
+    Only the main thread may install signal handlers.
+    """
+
+    def __init__(self, enabled: bool, under_torchrun: bool = False):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.under_torchrun = under_torchrun
         self.triggered = False
         self.previous: Any = None
 
@@ -232,7 +328,8 @@ class _InterruptFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.triggered = True
-        signal.signal(signal.SIGINT, self._previous_handler())
+        if not self.under_torchrun:
+            signal.signal(signal.SIGINT, self._previous_handler())
 
     def _previous_handler(self) -> Any:
         return self.previous if self.previous is not None else signal.default_int_handler

@@ -5,6 +5,7 @@
     training/<run>/checkpoints/     see `checkpoints.py`
     training/<run>/metrics.csv      one row per optimizer step
     training/<run>/loss.png, lr.png curves rendered from metrics.csv
+    training/<run>/tensorboard/     the same values for TensorBoard (see `tensorboard_log.py`)
 
 This module only manages files; the loop that trains lives in `loop.py`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -65,6 +67,10 @@ class TrainingRun:
     @property
     def metrics_path(self) -> Path:
         return self.folder / "metrics.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.folder / "tensorboard"
 
     @property
     def checkpoints(self) -> CheckpointStore:
@@ -124,7 +130,9 @@ class TrainingRun:
         atomic_write_text(self.metrics_path, buf.getvalue())
 
     def clear_metrics(self) -> None:
+        """Delete metrics.csv and the TensorBoard log (for a forced restart)."""
         self.metrics_path.unlink(missing_ok=True)
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
 
     def render_plots(self) -> list[Path]:
         """Write loss.png (train losses and validation) and lr.png from metrics.csv."""

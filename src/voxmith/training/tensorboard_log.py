@@ -1,0 +1,39 @@
+"""A run's TensorBoard log (training/<run>/tensorboard/): losses, validation loss and learning rate.
+
+metrics.csv stays the record voxmith itself reads; this log is for watching a run live with
+`tensorboard --logdir <workspace>/training`. Each start of a run writes a new event file; a resumed
+run marks its first step as the purge step, so TensorBoard drops the older file's values for steps
+the resume redoes instead of showing them twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+# metrics.csv column -> TensorBoard tag; the losses share the "loss/" section so they plot together.
+TAGS = {"text_loss": "loss/text", "mel_loss": "loss/mel", "total_loss": "loss/total",
+        "val_loss": "loss/validation", "lr": "learning_rate"}
+
+
+class TensorBoardLog:
+    def __init__(self, folder: Path, first_step: int):
+        """Log steps `first_step` and later into `folder`, superseding any logged before."""
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
+
+        # purge_step: readers discard earlier events at this step or later (a resume redoes them).
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=first_step)
+
+    def log(self, row: dict[str, Optional[float]]) -> None:
+        """One metrics row (as appended to metrics.csv); empty values are skipped."""
+        step = int(row["step"])
+        for column, tag in TAGS.items():
+            value = row.get(column)
+            if value is not None:
+                self.writer.add_scalar(tag, value, global_step=step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
