@@ -4,17 +4,24 @@ Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.
 GE2E embedding and the warp-search record. Synthesis is deterministic: Piper runs noise-free
 by default (see base_voice) and every per-candidate variation is drawn from
 `numpy.random.default_rng(seed + i)`.
+
+Fine-tuning (`training_task`, `use_finetune`; see training.py and postnet.py): a checkpoint holds
+the conversion it was trained on plus a residual network, so with a fine-tune in use the warp,
+spectral and pitch statistics, ridge and OT matrices all come from the checkpoint, and the
+network refines the converted features. Still taken from the voice's conditioning: the speaking
+rate (`rate`, when match_rate is on); the settings apply as usual (ridge_mix, cov_mix, jitter...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from voxmith.audio import Audio, peak_normalize, to_mono
-from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings
+from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
+                                  FinetuneSpec)
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 from voxmith.engines.piper_vc import conversion, phones, world
@@ -79,6 +86,38 @@ class PiperVCEngine(Engine):
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
                                note="CPU only; about 0.23x real time on 2 cores.")
     settings_class = PiperVCSettings
+    supports_training = True
+    # The residual network is small and starts at zero: it needs a far higher rate than the
+    # generic 1e-5 meant for large pretrained models (benchmarks/piper_vc_finetune.py).
+    training_defaults = {"schedule": {"learning_rate": 1e-3, "scheduler": "cosine"}}
+
+    def __init__(self, device: str = "cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self._finetune_key: Optional[str] = None
+        self._finetuned = None  # postnet.FinetunedConversion in use, or None for the stock conversion
+
+    def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
+        """Parallel data from the dataset's lines (cached under spec.cache_dir), the enrolled
+        conversion of the training lines as the start, a residual network to train (CPU)."""
+        from voxmith.engines.piper_vc.training import build_task
+
+        return build_task(spec, self.cache_key(), progress)
+
+    def use_finetune(self, finetune: Optional[Finetune]) -> None:
+        if finetune is None:
+            self._finetune_key, self._finetuned = None, None
+            return
+        if finetune.key == self._finetune_key:
+            return
+        from voxmith.engines.piper_vc.postnet import FinetunedConversion
+
+        state: Dict[str, Any] = finetune.load_state()
+        try:
+            model = FinetunedConversion.from_state_dict(state)
+        except (ValueError, RuntimeError, KeyError) as err:
+            raise VoxmithError(f"The fine-tuned weights {finetune.description} do not fit the piper-vc "
+                               f"engine ({err}); were they trained with another engine?") from None
+        self._finetune_key, self._finetuned = finetune.key, model
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
@@ -107,7 +146,11 @@ class PiperVCEngine(Engine):
         settings.validate()
         if not text or not text.strip():
             raise VoxmithError("Nothing to say: the text is empty.")
-        params = conversion.ConversionParams.from_arrays(conditioning, prefix="conv.")
+        finetuned = self._finetuned
+        if finetuned is not None:
+            params = finetuned.base.params()
+        else:
+            params = conversion.ConversionParams.from_arrays(conditioning, prefix="conv.")
         # The ridge was fitted at full strength; the setting scales it at synthesis time.
         params.ridge_mix = float(settings.ridge_mix) if params.ridge.any() else 0.0
         params.cov_mix = float(settings.cov_mix)
@@ -139,6 +182,10 @@ class PiperVCEngine(Engine):
                                              world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
+            if finetuned is not None:
+                from voxmith.engines.piper_vc.postnet import refine  # torch only when fine-tuned
+
+                converted = refine(finetuned, converted, params)
             samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,
