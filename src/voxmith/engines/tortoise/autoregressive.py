@@ -4,7 +4,9 @@ A GPT-2 decoder runs over `[voice latent, text tokens, mel codes]`. The module p
 * `get_conditioning(mels)`: voice clips -> one conditioning latent per batch row,
 * `inference_speech(...)`: sampling of mel codes with a kv-cache (our own loop reproducing the
   HuggingFace `generate` semantics the official code relies on, see `sample_codes`),
-* `forward(..., return_latent=True)` / `latents(...)`: the "latent pass" feeding the diffusion decoder.
+* `forward(..., return_latent=True)` / `latents(...)`: the "latent pass" feeding the diffusion decoder,
+* `forward(..., return_latent=False)` / `training_losses(...)`: the official training objective (text and
+  mel cross-entropy), which fine-tuning optimises.
 
 Attribute names reproduce the official state_dict keys (GPT-2 weights under `gpt.h.{i}.*` in the HF
 Conv1D layout, `[in, out]`), so the official checkpoint loads with `load_state_dict(strict=True)`;
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from voxmith.engines.tortoise.blocks import AttentionBlock
 
@@ -162,10 +165,17 @@ class GPT2Stack(nn.Module):
         super().__init__()
         self.h = nn.ModuleList(GPT2Block(dim, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(dim, eps=1e-5)
+        # Recompute each block's activations in the backward pass instead of keeping them: training
+        # the full-size model on a GPU then fits far larger batches (DLAS trains with it on).
+        self.checkpointing = False
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        recompute = self.checkpointing and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x, cache, i)
         if cache is not None:
             cache.length += x.shape[1]
         return self.ln_f(x)
@@ -250,39 +260,77 @@ class UnifiedVoice(nn.Module):
         """`[cond latent (no position), text embeddings]`: the prefix the sampler conditions on."""
         return torch.cat([cond_latent.unsqueeze(1), self._text_embeddings(text_tokens)], dim=1)
 
-    # ---------------------------------------------------------------- latent pass
+    # ---------------------------------------------------------------- full-sequence passes
+    def stop_padded(self, mel_codes: torch.Tensor, wav_lengths: torch.Tensor | None) -> torch.Tensor:
+        """Official `set_mel_padding` without the in-place write: codes from index
+        `wav_length // 1024 + 1` on (past the audio's end, plus one code the convolutional DVAE
+        still fills) become the stop token."""
+        if wav_lengths is None:
+            return mel_codes
+        ends = torch.div(wav_lengths, self.config.mel_length_compression, rounding_mode="trunc") + 1
+        past_end = torch.arange(mel_codes.shape[-1], device=mel_codes.device)[None] >= ends.to(mel_codes.device)[:, None]
+        return mel_codes.masked_fill(past_end, self.config.stop_mel_token)
+
+    def _hidden(self, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
+                codes: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """Final-normed GPT states over `[cond, start_text, text, stop_text, start_mel, codes, stop_mel]`
+        with the cond position's output dropped; also the text and mel part lengths (n+2, m+2).
+        Output i predicts input i+1, so the text part's outputs predict `[text, stop, stop]` and the
+        mel part's `[codes, stop, stop]`."""
+        c = self.config
+        mel = F.pad(F.pad(codes, (0, 1), value=c.stop_mel_token), (1, 0), value=c.start_mel_token)
+        mel_emb = self.mel_embedding(mel) + self.mel_pos_embedding(mel.shape[1])
+        emb = torch.cat([self._prompt(cond_latent, text_tokens), mel_emb], dim=1)
+        return self.final_norm(self.gpt(emb)[:, 1:]), text_tokens.shape[1] + 2, mel.shape[1]
+
     def latents(self, cond_latent: torch.Tensor, text_tokens: torch.Tensor, mel_codes: torch.Tensor,
                 wav_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Final-normed GPT states aligned with `mel_codes`: (B, M, dim) for codes (B, M).
 
-        Latent i is the state at the input token that predicts code i (the start token for i=0). The
-        sequence is `[cond, start_text, text, stop_text, start_mel, codes, stop_mel]`; the first output
-        (at the cond position) is dropped, `final_norm` is applied on top of `ln_f`, the last M+2
-        positions are the mel part, and its last two are stripped.
+        Latent i is the state at the input token that predicts code i (the start token for i=0): the
+        mel part of `_hidden` without its last two positions. Codes past each row's audio end
+        (`wav_lengths`) become stop tokens first.
+        """
+        enc, _, n_mel = self._hidden(cond_latent, text_tokens, self.stop_padded(mel_codes, wav_lengths))
+        return enc[:, -n_mel:][:, :-2]
+
+    def training_losses(self, cond_latent: torch.Tensor, text_inputs: torch.Tensor, text_lengths: torch.Tensor,
+                        mel_codes: torch.Tensor, wav_lengths: torch.Tensor, clip_inputs: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The official training objective: (text cross-entropy, mel cross-entropy, mel logits
+        (B, codes, M+2)).
+
+        As officially: with `clip_inputs` the batch padding is cut to the longest text and to
+        `max(wav_lengths) // 1024` codes; codes past each row's end become stop tokens; text padding
+        (0 = the stop token) stays and counts in the text loss; both losses are means over every
+        position of every row, padding included, and targets end with two stop tokens.
         """
         c = self.config
-        codes = mel_codes.clone()
-        if wav_lengths is not None:  # codes past the audio's end become stop tokens
-            ends = torch.div(wav_lengths, c.mel_length_compression, rounding_mode="trunc") + 1
-            for b, end in enumerate(ends.tolist()):
-                if end < codes.shape[-1]:
-                    codes[b, end:] = c.stop_mel_token
-        codes = F.pad(F.pad(codes, (0, 1), value=c.stop_mel_token), (1, 0), value=c.start_mel_token)
-        mel_emb = self.mel_embedding(codes) + self.mel_pos_embedding(codes.shape[1])
-        emb = torch.cat([self._prompt(cond_latent, text_tokens), mel_emb], dim=1)
-        enc = self.final_norm(self.gpt(emb)[:, 1:])
-        return enc[:, -codes.shape[1]:][:, :-2]
+        if clip_inputs:
+            text_inputs = text_inputs[:, :int(text_lengths.max())]
+            mel_codes = mel_codes[:, :int(wav_lengths.max()) // c.mel_length_compression]
+        codes = self.stop_padded(mel_codes, wav_lengths)
+        enc, n_text, n_mel = self._hidden(cond_latent, text_inputs, codes)
+        text_targets = F.pad(text_inputs, (0, 2), value=c.stop_text_token)
+        mel_targets = F.pad(codes, (0, 2), value=c.stop_mel_token)
+        text_logits = self.text_head(enc[:, :n_text]).permute(0, 2, 1)
+        mel_logits = self.mel_head(enc[:, -n_mel:]).permute(0, 2, 1)
+        loss_text = F.cross_entropy(text_logits, text_targets.long())
+        loss_mel = F.cross_entropy(mel_logits, mel_targets.long())
+        return loss_text, loss_mel, mel_logits
 
     def forward(self, speech_conditioning_latent: torch.Tensor, text_inputs: torch.Tensor,
                 text_lengths: torch.Tensor, mel_codes: torch.Tensor, wav_lengths: torch.Tensor,
-                return_latent: bool = True, clip_inputs: bool = True) -> torch.Tensor:
-        """Official-signature latent pass (the training losses are not implemented)."""
-        if not return_latent:
-            raise NotImplementedError("only the latent pass (return_latent=True) is implemented")
-        if clip_inputs:  # trim batch padding to the longest real input
+                return_latent: bool = False, clip_inputs: bool = True):
+        """The official signature: the latent pass with `return_latent=True` (as api.py calls it, with
+        clip_inputs=False), otherwise `training_losses`' (loss_text, loss_mel, mel_logits)."""
+        if clip_inputs and return_latent:  # trim batch padding to the longest real input
             text_inputs = text_inputs[:, :int(text_lengths.max())]
             mel_codes = mel_codes[:, :int(wav_lengths.max()) // self.config.mel_length_compression]
-        return self.latents(speech_conditioning_latent, text_inputs, mel_codes, wav_lengths)
+        if return_latent:
+            return self.latents(speech_conditioning_latent, text_inputs, mel_codes, wav_lengths)
+        return self.training_losses(speech_conditioning_latent, text_inputs, text_lengths, mel_codes, wav_lengths,
+                                    clip_inputs=clip_inputs)
 
     # ---------------------------------------------------------------- sampling
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,10 @@ Each folder may hold the files flat (`<dir>/autoregressive.pth`) or in the Huggi
 layout (`<dir>/models--Manmay--tortoise-tts/snapshots/<rev>/autoregressive.pth`), which is what
 the official code writes. New downloads go, flat, to the first of 1-3 that applies.
 The download source is `$VOXMITH_TORTOISE_BASE_URL/<name>` when set (a mirror, or a test server).
+
+`dvae.pth` (only for fine-tuning) is not in that repository: as DLAS / ai-voice-cloning do, it comes from
+`jbetker/tortoise-tts-v2` at a pinned revision, file `.models/dvae.pth`, and is checked against its
+known sha256. It is found flat in the same folders, or in that repository's Hugging Face cache layout.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ class Checkpoint:
     approx_bytes: int  # for the up-front estimate only; the server's size is what gets checked
     required: bool  # needed for every synthesis, vs only for some options
     purpose: str
+    # A file from another Hugging Face repository: (repo id, pinned revision, path in the repo).
+    # None: `REPO_ID` at `revision()`, path = name.
+    source: Optional[Tuple[str, str, str]] = None
+    sha256: Optional[str] = None  # known content hash, checked after download when given
+
+    @property
+    def repo_id(self) -> str:
+        return self.source[0] if self.source else REPO_ID
 
 
 CHECKPOINTS: Tuple[Checkpoint, ...] = (
@@ -48,6 +60,9 @@ CHECKPOINTS: Tuple[Checkpoint, ...] = (
     Checkpoint("cvvp.pth", 150_000_000, False, "CVVP (ranks takes by voice; only when cvvp_amount > 0)"),
     Checkpoint("rlg_auto.pth", 25_000_000, False, "random-voice latents for the autoregressive model"),
     Checkpoint("rlg_diffuser.pth", 101_000_000, False, "random-voice latents for the diffusion model"),
+    Checkpoint("dvae.pth", 243_000_000, False, "discrete VAE (speech to codes; only for fine-tuning)",
+               source=("jbetker/tortoise-tts-v2", "3704aea61678e7e468a06d8eea121dba368a798e", ".models/dvae.pth"),
+               sha256="a990825371506c16bcf0e8167bf24ccf82f65bb6a1dbcbfcf058d76f9b197e35"),
 )
 BY_NAME: Dict[str, Checkpoint] = {c.name: c for c in CHECKPOINTS}
 REQUIRED_NAMES: Tuple[str, ...] = tuple(c.name for c in CHECKPOINTS if c.required)
@@ -130,22 +145,25 @@ def _find_in(folder: Path, name: str) -> Optional[Path]:
     flat = folder / name
     if flat.is_file():
         return flat
-    return _find_in_hf_layout(folder / HF_CACHE_FOLDER, name)
+    entry = BY_NAME[name]
+    if entry.source is None:
+        return _find_in_hf_layout(folder / HF_CACHE_FOLDER, name, _ref_commit(folder / HF_CACHE_FOLDER, revision()))
+    repo, pinned, path = entry.source
+    return _find_in_hf_layout(folder / ("models--" + repo.replace("/", "--")), path, pinned)
 
 
-def _find_in_hf_layout(repo_cache: Path, name: str) -> Optional[Path]:
-    """`<repo_cache>/snapshots/<rev>/<name>`: the snapshot that refs/<revision> names first, then
-    the newest. Snapshot entries are symlinks into blobs/; a dangling one (a half-finished
-    download) does not count."""
+def _find_in_hf_layout(repo_cache: Path, path: str, preferred: Optional[str]) -> Optional[Path]:
+    """`<repo_cache>/snapshots/<rev>/<path>`: the snapshot named `preferred` first, then the
+    newest. Snapshot entries are symlinks into blobs/; a dangling one (a half-finished download)
+    does not count."""
     snapshots = repo_cache / "snapshots"
     if not snapshots.is_dir():
         return None
-    preferred = _ref_commit(repo_cache, revision())
     candidates = sorted((p for p in snapshots.iterdir() if p.is_dir()),
                         key=lambda p: (p.name != preferred, -_mtime(p)))
     for snapshot in candidates:
-        if (snapshot / name).is_file():
-            return snapshot / name
+        if (snapshot / path).is_file():
+            return snapshot / path
     return None
 
 
@@ -193,7 +211,15 @@ def default_base_url(rev: Optional[str] = None) -> str:
 
 
 def checkpoint_url(name: str, base: Optional[str] = None) -> str:
+    """`<base>/<name>` for an explicit base or $VOXMITH_TORTOISE_BASE_URL (mirrors hold every file
+    flat); otherwise the file's own repository URL."""
     _check_names([name])
+    base = base or os.environ.get("VOXMITH_TORTOISE_BASE_URL")
+    entry = BY_NAME[name]
+    if base is None and entry.source is not None:
+        repo, pinned, path = entry.source
+        endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        return f"{endpoint}/{repo}/resolve/{pinned}/{path}"
     return f"{(base or default_base_url()).rstrip('/')}/{name}"
 
 
@@ -212,12 +238,13 @@ def download_checkpoints(names: Sequence[str], models_dir: os.PathLike, base_url
     folder = Path(models_dir).expanduser()
     _make_folder(folder)
     _check_room_for(names, folder)
-    base = base_url or default_base_url()
-    hint = offline_hint(folder)
-    return {name: download_file(checkpoint_url(name, base), folder / name, progress=progress,
-                                stage=f"downloading {name}", headers=_auth_headers(base),
-                                offline_hint=hint)
-            for name in names}
+    paths = {}
+    for name in names:
+        url = checkpoint_url(name, base_url)
+        paths[name] = download_file(url, folder / name, expected_sha256=BY_NAME[name].sha256, progress=progress,
+                                    stage=f"downloading {name}", headers=_auth_headers(url),
+                                    offline_hint=offline_hint(folder, BY_NAME[name].repo_id))
+    return paths
 
 
 def ensure_checkpoints(names: Sequence[str] = REQUIRED_NAMES, models_dir: Optional[os.PathLike] = None,
@@ -239,8 +266,8 @@ def ensure_checkpoints(names: Sequence[str] = REQUIRED_NAMES, models_dir: Option
     return {name: paths[name] for name in names}
 
 
-def offline_hint(folder: Path) -> str:
-    return (f"download the files elsewhere (from https://huggingface.co/{REPO_ID}) and put them in "
+def offline_hint(folder: Path, repo_id: str = REPO_ID) -> str:
+    return (f"download the files elsewhere (from https://huggingface.co/{repo_id}) and put them in "
             f"{folder}, or set VOXMITH_TORTOISE_MODELS to the folder that holds them")
 
 
