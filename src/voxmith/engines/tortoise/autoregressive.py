@@ -50,6 +50,9 @@ class UnifiedVoiceConfig:
     stop_mel_token: int = 8193
     mel_channels: int = 80
     conditioning_blocks: int = 6
+    # GPT-2's default dropout (embeddings, attention weights, both residual branches), which the
+    # official model was trained with; active only in training mode, so inference is unaffected.
+    dropout: float = 0.1
 
     @classmethod
     def tiny(cls) -> "UnifiedVoiceConfig":
@@ -69,6 +72,15 @@ class Conv1D(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_in, n_out))
         self.bias = nn.Parameter(torch.zeros(n_out))
         nn.init.normal_(self.weight, std=0.02)
+
+    # Read by peft to size LoRA adapters for this layer type (see lora.py).
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
@@ -96,12 +108,14 @@ class KVCache:
 
 
 class GPT2Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
         self.c_attn = Conv1D(dim, 3 * dim)
         self.c_proj = Conv1D(dim, dim)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # load_state_dict hands us its own copy of the dict, so dropping keys here is safe.
@@ -128,30 +142,31 @@ class GPT2Attention(nn.Module):
             total = past + length
             allowed = torch.ones(total, total, dtype=torch.bool, device=x.device).tril()[past:]
             scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1).to(v.dtype)
+        weights = self.attn_dropout(torch.softmax(scores, dim=-1).to(v.dtype))
         out = torch.matmul(weights, v).permute(0, 2, 1, 3).reshape(batch, length, dim)
-        return self.c_proj(out)
+        return self.resid_dropout(self.c_proj(out))
 
 
 class GPT2MLP(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, dropout: float = 0.0):
         super().__init__()
         self.c_fc = Conv1D(dim, 4 * dim)
         self.c_proj = Conv1D(4 * dim, dim)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(gelu_new(self.c_fc(x)))
+        return self.dropout(self.c_proj(gelu_new(self.c_fc(x))))
 
 
 class GPT2Block(nn.Module):
     """Pre-LayerNorm transformer block."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim, eps=1e-5)
-        self.attn = GPT2Attention(dim, heads)
+        self.attn = GPT2Attention(dim, heads, dropout)
         self.ln_2 = nn.LayerNorm(dim, eps=1e-5)
-        self.mlp = GPT2MLP(dim)
+        self.mlp = GPT2MLP(dim, dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
@@ -161,9 +176,10 @@ class GPT2Block(nn.Module):
 class GPT2Stack(nn.Module):
     """GPT-2 body on input embeddings only: no token or position tables (UnifiedVoice adds its own)."""
 
-    def __init__(self, layers: int, dim: int, heads: int):
+    def __init__(self, layers: int, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
-        self.h = nn.ModuleList(GPT2Block(dim, heads) for _ in range(layers))
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(GPT2Block(dim, heads, dropout) for _ in range(layers))
         self.ln_f = nn.LayerNorm(dim, eps=1e-5)
         # Recompute each block's activations in the backward pass instead of keeping them: training
         # the full-size model on a GPU then fits far larger batches (DLAS trains with it on).
@@ -171,6 +187,7 @@ class GPT2Stack(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         recompute = self.checkpointing and cache is None and torch.is_grad_enabled()
+        x = self.drop(x)
         for i, block in enumerate(self.h):
             if recompute:
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
@@ -234,7 +251,7 @@ class UnifiedVoice(nn.Module):
         self.conditioning_encoder = ConditioningEncoder(c.mel_channels, dim, c.conditioning_blocks, c.heads)
         self.text_embedding = nn.Embedding(c.number_text_tokens * c.types + 1, dim)
         self.mel_embedding = nn.Embedding(c.number_mel_codes, dim)
-        self.gpt = GPT2Stack(c.layers, dim, c.heads)
+        self.gpt = GPT2Stack(c.layers, dim, c.heads, c.dropout)
         self.mel_pos_embedding = LearnedPositionEmbeddings(c.max_mel_tokens + 2 + c.max_conditioning_inputs, dim)
         self.text_pos_embedding = LearnedPositionEmbeddings(c.max_text_tokens + 2, dim)
         self.final_norm = nn.LayerNorm(dim)

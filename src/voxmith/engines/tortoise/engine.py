@@ -9,19 +9,24 @@ redo the official crops at synthesis time, where they depend on the seed as they
 `synthesize` runs `pipeline.tts` for one sentence and returns its k best takes (k = `candidates`)
 with their CLVP (and CVVP) scores. Weights are the official checkpoint files, found or downloaded by
 `checkpoints.ensure_checkpoints` on first use.
+
+Fine-tuning (`training_task`, see `training.py`) trains a copy of the autoregressive model;
+`use_finetune` swaps its weights (or merged LoRA adapters) into the synthesis model and back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import hashlib
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from voxmith.audio import Audio, to_mono
-from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, coerce_setting
+from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
+                                  FinetuneSpec, coerce_setting)
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -142,6 +147,7 @@ class TortoiseEngine(Engine):
                                     "the presets); an NVIDIA GPU with about 6 GB is recommended. "
                                     "Downloads ~4.3 GB of weights on first use.")
     settings_class = TortoiseSettings
+    supports_training = True
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
@@ -149,6 +155,11 @@ class TortoiseEngine(Engine):
         self._tokenizer = None
         # file name -> model config overriding the official sizes (tests load tiny checkpoints)
         self.model_configs: Optional[dict] = None
+        # The DVAE for fine-tuning: None loads dvae.pth (downloaded on first use); tests inject one.
+        self.dvae = None
+        self._finetune_key: Optional[str] = None
+        self._finetune_changes_conditioning = False
+        self._stock_ar: Optional[dict] = None  # CPU copy of the stock AR weights once a finetune is used
 
     @classmethod
     def with_models(cls, models, device: Optional[str] = None) -> "TortoiseEngine":
@@ -160,9 +171,24 @@ class TortoiseEngine(Engine):
     @classmethod
     def tiny(cls, seed: int = 0, device: str = "cpu") -> "TortoiseEngine":
         """An engine with tiny random-weight models: for tests; its audio is noise."""
+        import torch
+
+        from .dvae import DiscreteVAE, DiscreteVAEConfig
         from .pipeline import TortoiseModels
 
-        return cls.with_models(TortoiseModels.tiny(seed, device=device), device)
+        engine = cls.with_models(TortoiseModels.tiny(seed, device=device), device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            engine.dvae = DiscreteVAE(DiscreteVAEConfig.tiny()).eval()
+        return engine
+
+    def cache_key(self) -> str:
+        # A full fine-tune changes the conditioning encoder, so voice latents cached with the stock
+        # weights (or another fine-tune) must not be reused.
+        key = super().cache_key()
+        if self._finetune_changes_conditioning and self._finetune_key:
+            key += "-ft-" + hashlib.sha256(self._finetune_key.encode()).hexdigest()[:12]
+        return key
 
     def models(self, progress: Optional[ProgressCallback] = None):
         """The models, loaded on first use (missing checkpoint files are downloaded)."""
@@ -181,6 +207,83 @@ class TortoiseEngine(Engine):
             self._models = TortoiseModels.from_checkpoints(paths, self.device, resolve, self.model_configs)
             report(progress, "loading TorToiSe models", 1, 1)
         return self._models
+
+    # --- fine-tuning -------------------------------------------------------------------------------
+
+    def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None):
+        """A task training a copy of the autoregressive model (stock weights) on `spec`'s lines."""
+        from .training import TortoiseTrainingTask
+        from .training_data import CACHE_FORMAT
+
+        dvae_id, dvae = self._dvae_source(progress)
+        return TortoiseTrainingTask(self._stock_ar_copy(progress), spec, dvae=dvae, dvae_id=dvae_id,
+                                    encode_text=self.tokenizer().encode,
+                                    cache_key=f"{self.name}-{self.version}-codes{CACHE_FORMAT}", progress=progress)
+
+    def _stock_ar_copy(self, progress: Optional[ProgressCallback]):
+        """A private, stock-weight copy of the AR on this engine's device: copied from the loaded
+        models, or (so training does not load the other 2.5 GB of models) read from its file."""
+        import copy
+
+        if self._models is not None:
+            ar = copy.deepcopy(self._models.ar)
+            if self._stock_ar is not None:  # a fine-tune is in use for synthesis; train from stock
+                ar.load_state_dict(self._stock_ar)
+            return ar.to(self.device)
+        from . import checkpoints
+        from .autoregressive import UnifiedVoice, UnifiedVoiceConfig
+        from .pipeline import _build_loaded
+
+        path = checkpoints.ensure_checkpoints(["autoregressive.pth"], workspace_models=self.models_dir,
+                                              progress=progress)["autoregressive.pth"]
+        config = (self.model_configs or {}).get("autoregressive.pth", UnifiedVoiceConfig())
+        return _build_loaded(UnifiedVoice, config, path, "autoregressive").to(self.device)
+
+    def _dvae_source(self, progress: Optional[ProgressCallback]) -> Tuple[str, Callable[[], Any]]:
+        """(identity of the DVAE's weights, function giving the DVAE on this engine's device); the
+        file is only found, downloaded and loaded when the function is called."""
+        from .dvae import DiscreteVAE, DiscreteVAEConfig
+        from .training_data import dvae_fingerprint
+
+        if self.dvae is not None:
+            return dvae_fingerprint(self.dvae), lambda: self.dvae.to(self.device).eval()
+        from . import checkpoints
+        from .pipeline import _build_loaded
+
+        loaded: list = []
+
+        def load():
+            if not loaded:
+                path = checkpoints.ensure_checkpoints(["dvae.pth"], workspace_models=self.models_dir,
+                                                      progress=progress)["dvae.pth"]
+                loaded.append(_build_loaded(DiscreteVAE, DiscreteVAEConfig(), path, "DVAE").to(self.device))
+            return loaded[0]
+
+        # Only the official file is supported (it loads strictly), so its hash names it.
+        return checkpoints.BY_NAME["dvae.pth"].sha256[:16], load
+
+    def use_finetune(self, finetune: Optional[Finetune]) -> None:
+        """Synthesise with `finetune`'s AR weights (full, or LoRA merged in); None: stock weights.
+        Nothing happens when `finetune.key` is already in use."""
+        key = None if finetune is None else finetune.key
+        if key == self._finetune_key:
+            return
+        from .training import apply_finetune_state
+
+        ar = self.models().ar
+        if self._stock_ar is None:
+            self._stock_ar = {k: v.detach().to("cpu", copy=True) for k, v in ar.state_dict().items()}
+        else:
+            ar.load_state_dict(self._stock_ar)  # undo the previous fine-tune exactly
+        self._finetune_key, self._finetune_changes_conditioning = None, False
+        if finetune is None:
+            return
+        try:
+            changes_conditioning = apply_finetune_state(ar, finetune.load_state(), finetune.config)
+        except BaseException:
+            ar.load_state_dict(self._stock_ar)
+            raise
+        self._finetune_key, self._finetune_changes_conditioning = key, changes_conditioning
 
     def tokenizer(self):
         if self._tokenizer is None:
