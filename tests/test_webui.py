@@ -153,6 +153,26 @@ def test_prepare_dataset_and_edit_transcript(page, screenshots, studio):
     shot(page, screenshots, "dataset")
 
 
+def test_train_a_run_and_give_it_to_a_voice(page, screenshots, studio):
+    page.get_by_role("tab", name="Training").click()
+    page.locator("#tr-name textarea, #tr-name input").first.fill("mini-ft")
+    choose(page, "tr-dataset", "mini")
+    page.locator("#tr-epochs input").fill("2")
+    page.locator("#tr-create").click()
+    expect(page.locator("#tr-create-status")).to_contain_text("Created", timeout=30_000)
+    page.locator("#tr-start").click()
+    # The timer polls the background job; the loss curve appears with the first checkpoint.
+    expect(page.locator("#tr-status")).to_contain_text("finished at step", timeout=LONG)
+    expect(page.locator("#tr-plot img")).to_be_visible(timeout=10_000)
+    expect(page.locator("#tr-table")).to_contain_text("mini-ft")
+    assert studio.training.summary("mini-ft").latest is not None
+    choose(page, "tr-voice", "alice")
+    page.locator("#tr-use").click()
+    expect(page.locator("#tr-use-status")).to_contain_text("now speaks with run", timeout=30_000)
+    assert studio.voices.get("alice").metadata["finetune"]["run"] == "mini-ft"
+    shot(page, screenshots, "training")
+
+
 def test_settings_tab(page, screenshots, studio):
     page.get_by_role("tab", name="Settings").click()
     expect(page.locator("#settings-info")).to_contain_text(str(studio.workspace.home))
