@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import signal
@@ -200,6 +201,8 @@ def test_validation_messages_are_in_words():
     assert "no validation lines" in text
     assert "keep last 0" in text
     assert "target_modules is empty" in text
+    assert "only 3 batch(es) for 4 training processes" in "\n".join(validate(defaults_for(37, 5, "a"), 37, 4,
+                                                                              world_size=4))
     bad_name = defaults_for(10, 5, dataset="../etc")
     assert any("dataset name" in p for p in validate(bad_name, 10, 2))
 
@@ -221,3 +224,74 @@ def test_run_names_are_checked(tmp_path):
     assert TrainingRun.open(tmp_path, "ok").load_config() == TrainingConfig()
     with pytest.raises(VoxmithError, match="No training run"):
         TrainingRun.open(tmp_path, "missing")
+
+
+def test_tensorboard_log_has_each_step_once_after_a_crash_and_resume(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = new_run(tmp_path, "tb", tiny_config(epochs=2, save=2))  # 6 steps, checkpoints at 2, 4, 6
+
+    def crash_in_step_6(event):  # step 5 is logged but not saved
+        if event.stage == "training" and event.done == 6:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_loop(TinyTask(), run, progress=crash_in_step_6)
+    assert run.checkpoints.latest().step == 4
+    train_loop(TinyTask(), run)  # redoes steps 5 and 6
+
+    files = sorted(run.tensorboard_dir.glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    raw_steps = [EventAccumulator(str(f)).Reload().Scalars("loss/total") for f in files]
+    assert [e.step for e in raw_steps[0]] == [1, 2, 3, 4, 5]  # the crashed start's step 5 is still on disk
+    log = EventAccumulator(str(run.tensorboard_dir)).Reload()
+    rows = run.read_metrics()
+    for tag, column in (("loss/total", "total_loss"), ("loss/mel", "mel_loss"), ("loss/text", "text_loss"),
+                        ("learning_rate", "lr")):
+        events = log.Scalars(tag)
+        assert [e.step for e in events] == [1, 2, 3, 4, 5, 6], tag  # purge_step hid the stale step 5
+        assert [e.value for e in events] == pytest.approx([r[column] for r in rows], rel=1e-6), tag
+    validated = [r for r in rows if r["val_loss"] == r["val_loss"]]
+    assert [e.step for e in log.Scalars("loss/validation")] == [3, 6] == [r["step"] for r in validated]
+    assert [e.value for e in log.Scalars("loss/validation")] == pytest.approx([r["val_loss"] for r in validated])
+
+
+def test_adamw8bit_is_explained_when_it_cannot_run(tmp_path):
+    import importlib.util
+
+    config = tiny_config()
+    assert "# adamw, or adamw8bit" in to_yaml(config) and config.misc.optimizer == "adamw"
+    config.misc.optimizer = "adamw8bit"
+    problems = "\n".join(validate(config, 48, 16, device="cpu"))
+    assert "adamw8bit runs only on a CUDA GPU, but this run trains on cpu" in problems
+    if importlib.util.find_spec("bitsandbytes") is None:
+        assert "needs the bitsandbytes package, which is not installed; install voxmith[cuda]" in problems
+    with pytest.raises(VoxmithError, match="runs only on a CUDA GPU"):
+        train_loop(TinyTask(), new_run(tmp_path, "8bit", config))
+    config.misc.optimizer = "sgd"
+    assert "optimizer 'sgd' is unknown; use adamw or adamw8bit." in validate(config, 48, 16)
+
+
+def test_stdin_commands_feed_the_loop_through_a_pipe(tmp_path, monkeypatch):
+    import threading
+
+    from voxmith.training import stdin_commands
+
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, encoding="utf-8") as reader, os.fdopen(write_fd, "w", encoding="utf-8") as writer:
+        commands = stdin_commands(reader)
+        writer.write("  EVAL \nquit\n")
+        writer.flush()
+        assert [commands.get(timeout=10), commands.get(timeout=10)] == ["EVAL", "quit"]
+        writer.write("quit\n")
+        writer.close()  # end of input: the reader thread just ends
+        assert commands.get(timeout=10) == "quit"
+        for thread in threading.enumerate():
+            if thread.name == "voxmith-training-commands":
+                thread.join(timeout=10)
+                assert not thread.is_alive()
+        commands.put("quit")
+        result = train_loop(TinyTask(), new_run(tmp_path, "piped", tiny_config()), commands=commands)
+        assert result.stopped == "quit" and result.step == 1
+    monkeypatch.setenv("RANK", "1")  # torchrun's other processes leave the terminal to rank 0
+    assert stdin_commands(io.StringIO("quit\n")).empty()

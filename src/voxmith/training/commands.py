@@ -43,6 +43,12 @@ def drain(commands: CommandSource, progress: Optional[ProgressCallback], step: i
     return wanted
 
 
+def is_main_process() -> bool:
+    """True unless this is one of torchrun's processes other than rank 0 (which alone talks to
+    the user: it reads commands, reports progress and writes the run's files)."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 def stdin_commands(stream: Optional[TextIO] = None) -> "queue.Queue[str]":
     """A queue that receives each line typed on `stream` (default stdin), for `train_loop(commands=)`.
 
@@ -52,7 +58,7 @@ def stdin_commands(stream: Optional[TextIO] = None) -> "queue.Queue[str]":
     lines between them; the other ranks get a queue that stays empty (rank 0 decides for all).
     """
     lines: queue.Queue[str] = queue.Queue()
-    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+    if not is_main_process():
         return lines
     source = stream if stream is not None else sys.stdin
     if source is None:  # e.g. pythonw, or a service started without a stdin

@@ -66,14 +66,15 @@ def resolve_device(requested: DeviceLike, model_device: torch.device, world_size
                    local_rank: int) -> torch.device:
     """The device this process trains on.
 
-    One process: the requested device, else wherever the model already is. Several processes:
-    each takes its own GPU, cuda:LOCAL_RANK (when CUDA is there and the CPU was not asked for),
-    because two processes sharing one GPU is not supported by nccl.
+    The requested device, else wherever the model already is; except that with several
+    processes a CUDA device always means each process's own GPU, cuda:LOCAL_RANK, because nccl
+    does not support two processes sharing one GPU.
     """
     if requested is None:
-        if world_size == 1:
-            return model_device
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        if world_size == 1 or model_device.type != "cuda":
+            requested = model_device
+        else:  # an engine built for "cuda" sits on cuda:0 in every process: give each its own GPU
+            requested = "cuda"
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
