@@ -18,6 +18,7 @@ alpha / rank, peft's own merge for fan_in_fan_out layers, so the inference model
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Mapping
 
 import torch
@@ -62,7 +63,10 @@ def add_lora(ar: UnifiedVoice, spec: LoraSpec) -> None:
     config._register_custom_module({Conv1D: _conv1d_lora_class()})
     for param in ar.parameters():
         param.requires_grad_(False)
-    inject_adapter_in_model(config, ar, adapter_name=ADAPTER)
+    with warnings.catch_warnings():
+        # peft warns about every custom layer type; ours is registered on purpose (see above).
+        warnings.filterwarnings("ignore", message="Unsupported layer type")
+        inject_adapter_in_model(config, ar, adapter_name=ADAPTER)
     for name, param in ar.named_parameters():
         param.requires_grad_(LORA_KEY in name)
 
