@@ -34,7 +34,8 @@ from .clvp import CLVP, CLVPConfig
 from .cvvp import CVVP, CVVPConfig
 from .diffusion import DiffusionConfig, DiffusionTts
 from .diffusion_sampler import load_discrete_vocoder_diffuser
-from .presets import SAMPLERS, TtsOptions, auto_batch_size, estimate_seconds
+from .precision import DecoderCache, resolve_ar_precision
+from .presets import AR_PRECISIONS, SAMPLERS, TtsOptions, auto_batch_size, estimate_seconds
 from .random_latents import RandomLatentConfig, RandomLatentConverter
 from .vocoder import UnivNetConfig, UnivNetGenerator, fold_weight_norm
 
@@ -98,6 +99,9 @@ class TortoiseModels:
     cvvp_builder: Optional[Callable[[], CVVP]] = None
     rlg_builder: Optional[Callable[[], Tuple[RandomLatentConverter, RandomLatentConverter]]] = None
     low_memory_bytes: int = LOW_MEMORY_BYTES
+    # Reduced-precision copies of `ar` for sampling (precision.py), made on first use and rebuilt
+    # when the AR weights change (a fine-tune swapped in).
+    decoders: DecoderCache = field(default_factory=DecoderCache, repr=False)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -167,6 +171,10 @@ class TortoiseModels:
     # model waits on the CPU (official moves every model back after each use, which is slower).
     def use(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device)
+
+    def ar_decoder(self, precision: str) -> UnifiedVoice:
+        """The AR model to sample codes with at `precision` (`ar` itself for float32), on `device`."""
+        return self.decoders.get(self.use(self.ar), precision)
 
     def release(self, *models: Optional[torch.nn.Module]) -> None:
         if self.device.type != "cuda":
@@ -254,6 +262,8 @@ def check_options(options: TtsOptions) -> None:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {options.sampler!r}")
     if options.k < 1 or options.num_autoregressive_samples < 1 or options.max_mel_tokens < 4:
         raise ValueError("k and num_autoregressive_samples must be at least 1, max_mel_tokens at least 4")
+    if options.ar_precision not in AR_PRECISIONS:
+        raise ValueError(f"ar_precision must be one of {', '.join(AR_PRECISIONS)}, got {options.ar_precision!r}")
 
 
 @torch.no_grad()
@@ -273,6 +283,7 @@ def tts(models: TortoiseModels, text_tokens: torch.Tensor, options: TtsOptions, 
     batch = options.autoregressive_batch_size or auto_batch_size(str(device))
     options = options.replace(autoregressive_batch_size=batch)
     check_options(options)
+    resolve_ar_precision(options.ar_precision, device)  # int8 is CPU-only: a clear error elsewhere
     num_batches = options.num_autoregressive_samples // batch  # floor, as official: extra samples dropped
     if num_batches * batch < options.k:
         raise ValueError(f"{num_batches * batch} autoregressive samples cannot give k={options.k} candidates")
@@ -299,13 +310,14 @@ def tts(models: TortoiseModels, text_tokens: torch.Tensor, options: TtsOptions, 
             auto_latent = models.rlg_auto(torch.tensor([0.0])).to(device)
             diffusion_latent = models.rlg_diffusion(torch.tensor([0.0])).to(device)
 
-        # -- autoregressive sampling (§5.4)
+        # -- autoregressive sampling (§5.4); the latent pass below always uses the fp32 model
         ar = models.use(models.ar)
+        decoder = models.ar_decoder(options.ar_precision)
         sampled = []
         report(progress, "sampling speech codes", 0, num_batches)
         for b in range(num_batches):
             with _autocast(device, options.half):
-                codes = ar.inference_speech(auto_latent, text, num_return_sequences=batch,
+                codes = decoder.inference_speech(auto_latent, text, num_return_sequences=batch,
                                             max_generate_length=max_mel, do_sample=True,
                                             temperature=options.temperature, top_p=options.top_p,
                                             repetition_penalty=options.repetition_penalty,

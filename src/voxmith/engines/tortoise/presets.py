@@ -23,6 +23,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 DEFAULT_PRESET = "fast"
 SAMPLERS = ("p", "ddim")
+# Weights of the AR model while it samples codes (see precision.py); "auto" is resolved per device.
+AR_PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 @dataclass
@@ -48,6 +50,9 @@ class TtsOptions:
     # do_tts.py/read.py produce; False: the positions of the official no-cache path.
     official_positions: bool = False
     half: bool = False  # fp16 autocast for the AR model and CLVP/CVVP, as official; CUDA only
+    # Weights of the AR model while sampling codes (precision.py): float32 (as official), bfloat16 or
+    # int8 (CPU only). The latent pass and the rankers stay fp32 either way.
+    ar_precision: str = "float32"
 
     def replace(self, **changes: Any) -> "TtsOptions":
         return dataclasses.replace(self, **changes)
@@ -103,5 +108,5 @@ def estimate_seconds(options: TtsOptions, device: str = "cpu", clips: int = 1) -
     return seconds + _COSTS["fixed"][gpu]
 
 
-__all__ = ["TtsOptions", "PRESETS", "PRESET_BASE", "DEFAULT_PRESET", "SAMPLERS", "preset_options",
+__all__ = ["TtsOptions", "PRESETS", "PRESET_BASE", "DEFAULT_PRESET", "SAMPLERS", "AR_PRECISIONS", "preset_options",
            "auto_batch_size", "estimate_seconds"]
