@@ -6,9 +6,10 @@ ridge; `enrollment.fit_parallel`) is the starting point; joe's frames are then r
 to the target's *after* that conversion (two different voices align worse than a voice and its
 converted imitation), and `postnet.FinetunedConversion` learns the residual on the aligned frames.
 
-Everything expensive is cached under `FinetuneSpec.cache_dir/<engine cache version>/`:
+Everything expensive is cached under `FinetuneSpec.cache_dir/piper-vc-<version>-ft<CACHE_VERSION>/`:
 `lines/<hash>.npz` per line (keyed by the audio bytes and the text) and `base-<hash>.npz` per set
-of training lines (the fitted base conversion and the alignments). Writes are atomic, so an
+of training lines (the fitted base conversion, warp search included). The DTW on converted
+features is redone on each start (well under a second per line). Writes are atomic, so an
 interrupted preparation resumes with the lines already done.
 
 What the trained model does *not* learn: F0 (log-F0 mean and spread come from the base
