@@ -24,9 +24,11 @@ from voxmith.training.config import steps_per_epoch
 if TYPE_CHECKING:
     from voxmith.studio.studio import Studio
 
-# Epochs `train init` proposes when none are given: piper-vc's small conversion model converges in
-# a few passes; the GPT of tortoise needs many (ai-voice-cloning's schedule is built for ~60).
-DEFAULT_EPOCHS = {"piper-vc": 20, "tortoise": 60}
+# What `train init` proposes when no epochs are given. piper-vc's residual conversion net needs
+# about 150 optimizer steps whatever the dataset's size (benchmarks/piper_vc_finetune.py), so its
+# epochs follow from the steps per epoch; tortoise follows ai-voice-cloning's ~60-epoch schedule.
+DEFAULT_STEPS = {"piper-vc": 150}
+DEFAULT_EPOCHS = {"tortoise": 60}
 CHECKPOINT_CHOICES = ("latest", "best")
 
 
@@ -94,7 +96,8 @@ class TrainingRuns:
         if not cls.supports_training:
             raise VoxmithError(f"The {engine} engine cannot be fine-tuned.")
         train, validation = self.lines(dataset)
-        config = defaults_for(len(train), epochs or DEFAULT_EPOCHS.get(engine, 20), dataset=dataset, engine=engine)
+        config = defaults_for(len(train), epochs or _default_epochs(engine, len(train)), dataset=dataset,
+                              engine=engine)
         if not validation:
             config.checkpoints.validate_every_steps = 0
         merged = config.to_dict()
@@ -221,6 +224,14 @@ class TrainingRuns:
         choice = {"run": run, "checkpoint": which, "engine": engine}
         target.update_metadata(finetune=choice)
         return {**choice, "step": info.step}
+
+
+def _default_epochs(engine: str, train_lines: int) -> int:
+    if engine in DEFAULT_STEPS:
+        batches = defaults_for(train_lines, 1).schedule
+        per_epoch = steps_per_epoch(train_lines, batches.batch_size, batches.grad_accumulation)
+        return max(1, math.ceil(DEFAULT_STEPS[engine] / per_epoch))
+    return DEFAULT_EPOCHS.get(engine, 60)
 
 
 def _parse_step(which: str | int) -> int:
