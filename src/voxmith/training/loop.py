@@ -92,16 +92,18 @@ def train_loop(task: TrainingTask, run: TrainingRun, *, config: Optional[Trainin
 
     `device`: where to train (None: where the model is; under torchrun each process's
     cuda:LOCAL_RANK, or the CPU without CUDA). Under torchrun, `commands` and `progress` are used
-    on rank 0 only, and the process group torchrun prepared is joined here and left at the end.
+    on rank 0 only, and the process group torchrun prepared is joined here and left when training
+    returns (not after an error: the process is then expected to exit, and torchrun stops the rest).
     """
     config = config or run.load_config()
     ctx = distributed.start(device, _model_device(task.model))
-    try:
-        training = _Training(task, run, config, ctx, commands, progress)
-        training.begin(force_restart)
-        return training.train(handle_sigint)
-    finally:
-        distributed.stop(ctx)
+    training = _Training(task, run, config, ctx, commands, progress)
+    training.begin(force_restart)
+    result = training.train(handle_sigint)
+    # Only after success: leaving the group waits for the other processes, and after an error
+    # they may never come (torchrun stops them all once one process fails).
+    distributed.stop(ctx)
+    return result
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
