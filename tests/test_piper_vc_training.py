@@ -102,7 +102,7 @@ def test_batches_are_seeded_per_epoch_and_cover_every_line(trained, dataset_line
     assert all(torch.equal(x["inputs"], y["inputs"]) for x, y in zip(a, b))
     frames = lambda bs: sorted(int(row.sum()) for batch in bs for row in batch["speech"])  # noqa: E731
     assert frames(a) == frames(c) and len(frames(a)) == len(dataset_lines[0])
-    assert task.training_step(a[0])["mel"].ndim == 0
+    assert task.model(a[0])["mel"].ndim == 0
 
 
 def test_features_are_cached_and_reused(engine, dataset_lines, cache_dir, trained, monkeypatch):

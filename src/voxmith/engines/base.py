@@ -175,8 +175,9 @@ class Engine(ABC):
     training_defaults: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
-        """A `voxmith.training.TrainingTask` (model, batches, training_step, validation_loss) that
-        fine-tunes this engine's model on `spec`'s lines. Engines that train override this."""
+        """A `voxmith.training.TrainingTask` that fine-tunes this engine's model on `spec`'s lines: a
+        `model` whose forward(batch) returns the losses, `batches(epoch)` and `validation_loss()`.
+        Engines that train override this."""
         raise VoxmithError(f"The {self.name} engine cannot be fine-tuned.")
 
     def use_finetune(self, finetune: Optional[Finetune]) -> None:

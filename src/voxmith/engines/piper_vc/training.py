@@ -189,9 +189,6 @@ class PiperVCTrainingTask:
         return [collate([self.train_lines[i] for i in order[k:k + self.batch_size]])
                 for k in range(0, len(order), self.batch_size)]
 
-    def training_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return self.model(batch)
-
     def validation_loss(self) -> float:
         """Frame-weighted mean loss over the validation lines (the unwrapped model, no grad)."""
         was_training = self.model.training

@@ -98,9 +98,6 @@ class TortoiseTrainingTask:
     def batches(self, epoch: int) -> Sequence[TortoiseBatch]:
         return epoch_batches(self.train_lines, self.spec.batch_size, self.spec.seed, epoch)
 
-    def training_step(self, batch: TortoiseBatch) -> dict[str, torch.Tensor]:
-        return self.model(batch)  # for loops that call the task rather than the model
-
     def validation_loss(self) -> float:
         """Mean over the validation lines of mel CE + 0.01 x text CE (the training lines when the
         dataset has no validation lines). Called by the loop in eval mode without gradients."""
