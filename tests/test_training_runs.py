@@ -295,3 +295,20 @@ def test_stdin_commands_feed_the_loop_through_a_pipe(tmp_path, monkeypatch):
         assert result.stopped == "quit" and result.step == 1
     monkeypatch.setenv("RANK", "1")  # torchrun's other processes leave the terminal to rank 0
     assert stdin_commands(io.StringIO("quit\n")).empty()
+
+
+def test_gradient_clipping_limits_the_update(tmp_path):
+    # AdamW normalises the gradient's scale away, except against its eps (1e-8): a gradient
+    # clipped to a norm of 1e-12 gives steps ~1e-4 of the unclipped ones, so the loss stays put.
+    losses = {}
+    for name, clip in (("free", 0.0), ("clipped", 1e-12)):
+        config = tiny_config(epochs=4)
+        config.schedule.learning_rate, config.schedule.max_grad_norm = 0.3, clip
+        run = new_run(tmp_path, name, config)
+        train_loop(TinyTask(dropout=0.0), run)
+        losses[name] = [r["total_loss"] for r in run.read_metrics()]
+    assert losses["free"][-1] < 0.3 * losses["free"][0]
+    assert losses["clipped"][-1] > 0.95 * losses["clipped"][0]
+    config = tiny_config()
+    config.schedule.max_grad_norm = -1.0
+    assert any("max grad norm -1.0 must be 0" in p for p in validate(config, 48, 16))

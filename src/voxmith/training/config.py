@@ -59,6 +59,8 @@ class ScheduleConfig:
     warmup_steps: int = field(
         default=0, metadata=_help("optimizer steps over which the learning rate ramps up from 0"))
     gamma: float = field(default=0.5, metadata=_help("multistep factor applied at each milestone"))
+    max_grad_norm: float = field(
+        default=0.0, metadata=_help("clip the gradient's norm to this before each step (0 = no clipping)"))
 
 
 @dataclass
@@ -285,6 +287,8 @@ def validate(config: TrainingConfig, train_lines: int, validation_lines: int, *,
         problems.append(f"warmup steps is {s.warmup_steps}; use 0 or more.")
     if not 0 < s.gamma <= 1:
         problems.append(f"gamma {s.gamma} must be above 0 and at most 1 (0.5 halves the rate).")
+    if s.max_grad_norm < 0:
+        problems.append(f"max grad norm {s.max_grad_norm} must be 0 (no clipping) or more.")
     if losses.text_weight < 0 or losses.mel_weight < 0:
         problems.append("loss weights must not be negative.")
     if losses.text_weight == 0 and losses.mel_weight == 0:

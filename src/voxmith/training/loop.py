@@ -267,6 +267,10 @@ class _Training:
             raise VoxmithError(f"The loss became {total_loss} at step {self.step + 1}; lower the learning rate "
                                "and resume from the last checkpoint.")
         lr = self.optimizer.param_groups[0]["lr"]
+        if self.config.schedule.max_grad_norm > 0:  # after DDP's all-reduce: the same on every process
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in self.optimizer.param_groups for p in group["params"]],
+                self.config.schedule.max_grad_norm)
         self.optimizer.step()
         return {"text_loss": text if text_seen else None, "mel_loss": mel if mel_seen else None,
                 "total_loss": total_loss}, lr

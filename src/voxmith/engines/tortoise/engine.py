@@ -153,6 +153,8 @@ class TortoiseEngine(Engine):
                                     "Downloads ~4.3 GB of weights on first use.")
     settings_class = TortoiseSettings
     supports_training = True
+    # The GPT fine-tuning recipes around TorToiSe clip the gradient norm at 4.
+    training_defaults = {"schedule": {"max_grad_norm": 4.0}}
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
