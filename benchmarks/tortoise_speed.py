@@ -11,7 +11,15 @@ sizes (AR 421.5M, diffusion 292.3M, CLVP 243.8M, vocoder 14.9M parameters):
 * one diffusion p_sample step at 174 frames (40 AR latents) with conditioning-free guidance, i.e. two
   DiffusionTts forwards (plus the once-per-clip conditioning and `timestep_independent`, timed once);
 * CLVP scoring of 16 candidates (25 text tokens + the trailing 0, 500 codes);
-* the vocoder on 100 mel frames.
+* the vocoder on 100 mel frames;
+* voxmith's AR sampling again with reduced-precision copies of the same weights (`--ar-precisions`,
+  default int8,bfloat16; see src/voxmith/engines/tortoise/precision.py) at the same batch sizes. The
+  official code has fp32 only, so those rows compare voxmith at that precision with official fp32
+  ("ar_b1_int8": voxmith int8 vs official fp32). The fp32 rows (same precision on both sides) stay;
+* `ar_quality` (voxmith only, once): how closely each reduced precision follows voxmith's fp32 model
+  on these weights (teacher-forced next-code logits along fp32-sampled rows: top-1 agreement, KL,
+  nucleus mass; the step where a same-seed sample first differs). `--ar-checkpoint autoregressive.pth`
+  runs it on the real weights instead (`--tasks ar_quality --update` keeps the other rows).
 
 How: `benchmarks/tortoise_speed_worker.py` does the work in one process per (model, side, repetition):
 voxmith's side in this interpreter, the official side in the reference venv
@@ -28,6 +36,7 @@ compared between the sides as a check that both did the same work.
 
     .venv/bin/python benchmarks/tortoise_speed.py                 # default: 3 reps (CLVP 2), --tokens 12
     .venv/bin/python benchmarks/tortoise_speed.py --tokens 50 --reps 5 --tasks autoregressive
+    .venv/bin/python benchmarks/tortoise_speed.py --tasks autoregressive,ar_quality --update  # AR rows only
 
 Results: benchmarks/results/tortoise_speed.json. With CUDA and voxmith's pipeline.py the script also
 times the `ultra_fast` and `fast` presets end to end on both sides (`--presets`); without them that part
@@ -54,7 +63,8 @@ WORKER = HERE / "tortoise_speed_worker.py"
 RESULTS = HERE / "results" / "tortoise_speed.json"
 REF_PYTHON = Path("/tmp/tortoise_ref/venv/bin/python")
 REF_SRC = Path("/tmp/tortoise_ref/tortoise-tts-3.0.0")
-TASKS = ("autoregressive", "diffusion", "clvp", "vocoder")
+TASKS = ("autoregressive", "diffusion", "clvp", "vocoder", "ar_quality")
+OURS_ONLY_TASKS = ("ar_quality",)
 SIDES = ("ours", "official")
 
 # (metric, unit, label) in table order; "tokens_per_s" metrics are rates (bigger is better).
@@ -62,6 +72,10 @@ ROWS = [
     ("ar_conditioning", "s", "AR get_conditioning, 2 clips x 517 frames"),
     ("ar_b1", "tok/s", "AR sampling, batch 1"),
     ("ar_b16", "tok/s", "AR sampling, batch 16"),
+    ("ar_b1_int8", "tok/s", "AR sampling, batch 1, voxmith int8 vs official fp32"),
+    ("ar_b16_int8", "tok/s", "AR sampling, batch 16, voxmith int8 vs official fp32"),
+    ("ar_b1_bfloat16", "tok/s", "AR sampling, batch 1, voxmith bf16 vs official fp32"),
+    ("ar_b16_bfloat16", "tok/s", "AR sampling, batch 16, voxmith bf16 vs official fp32"),
     ("diffusion_conditioning", "s", "diffusion get_conditioning (401 frames)"),
     ("diffusion_timestep_independent", "s", "diffusion timestep_independent (40 latents)"),
     ("diffusion_step", "s", "diffusion p_sample step, 174 frames, 2 forwards"),
@@ -85,6 +99,10 @@ def run_worker(side: str, task: str, args: argparse.Namespace, extra: list[str] 
     command += ["--side", side, "--task", task, "--state-dir", str(args.state_dir), "--result", str(result),
                 "--tokens", str(args.tokens), "--batches", ",".join(map(str, args.batches)),
                 "--threads", str(args.threads), "--inner", str(args.inner)] + (extra or [])
+    if side == "ours":
+        command += ["--ar-precisions", ",".join(args.ar_precisions)]
+        if args.ar_checkpoint and task == "ar_quality":
+            command += ["--ar-checkpoint", str(args.ar_checkpoint)]
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -106,8 +124,9 @@ def measure(args: argparse.Namespace) -> tuple[dict, list]:
     samples: dict = {}
     log = []
     for task in args.tasks:
-        for rep in range(min(args.reps, args.clvp_reps) if task == "clvp" else args.reps):
-            order = SIDES if rep % 2 == 0 else SIDES[::-1]
+        reps = 1 if task in OURS_ONLY_TASKS else min(args.reps, args.clvp_reps) if task == "clvp" else args.reps
+        for rep in range(reps):
+            order = ("ours",) if task in OURS_ONLY_TASKS else SIDES if rep % 2 == 0 else SIDES[::-1]
             for side in order:
                 load = os.getloadavg()[0]
                 out = run_worker(side, task, args)
@@ -122,24 +141,34 @@ def measure(args: argparse.Namespace) -> tuple[dict, list]:
     return samples, log
 
 
+def reference_metric(metric: str) -> str:
+    """The official metric a voxmith metric is compared with: official has fp32 only, so voxmith's
+    reduced-precision AR rows (ar_b1_int8, ...) compare with official's fp32 row (ar_b1)."""
+    return "_".join(metric.split("_")[:2]) if metric.startswith("ar_b") else metric
+
+
 def summarise(samples: dict) -> dict:
     table = {}
     for metric, unit, label in ROWS:
-        if metric not in samples or any(side not in samples[metric] for side in SIDES):
+        reference = reference_metric(metric)
+        if "ours" not in samples.get(metric, {}) or "official" not in samples.get(reference, {}):
             continue
-        ours = statistics.median(samples[metric]["ours"])
-        official = statistics.median(samples[metric]["official"])
+        ours_samples, official_samples = samples[metric]["ours"], samples[reference]["official"]
+        ours, official = statistics.median(ours_samples), statistics.median(official_samples)
         # Best run per side: other users' load only ever slows a run down, so on a shared machine the
         # best of n is the steadier estimate; both are reported.
         pick = max if unit == "tok/s" else min
-        ours_best, official_best = pick(samples[metric]["ours"]), pick(samples[metric]["official"])
+        ours_best, official_best = pick(ours_samples), pick(official_samples)
         # Ratio > 1 means voxmith is faster, for times and for rates alike.
         def speedup(o: float, ref: float) -> float:
             return o / ref if unit == "tok/s" else ref / o
         table[metric] = {"label": label, "unit": unit, "ours": ours, "official": official,
                          "speedup_ours_vs_official": speedup(ours, official),
                          "ours_best": ours_best, "official_best": official_best,
-                         "speedup_best": speedup(ours_best, official_best), "samples": samples[metric]}
+                         "speedup_best": speedup(ours_best, official_best),
+                         "samples": {"ours": ours_samples, "official": official_samples}}
+        if reference != metric:
+            table[metric]["official_metric"] = reference
     return table
 
 
@@ -149,7 +178,7 @@ def same_work_checks(log: list) -> dict:
     for out in log:
         side = out["_meta"]["side"]
         for metric, entry in out.items():
-            if not metric.startswith("_"):
+            if not metric.startswith("_") and isinstance(entry, dict):
                 first.setdefault(metric, {}).setdefault(side, entry)
     checks = {}
     for metric, by_side in first.items():
@@ -194,6 +223,21 @@ def print_table(table: dict, args: argparse.Namespace) -> None:
               f"{row['speedup_best']:7.2f}x")
 
 
+def print_quality(quality: dict | None) -> None:
+    if not quality:
+        return
+    print(f"\nAR precision vs voxmith fp32 ({quality.get('weights', 'shared random weights')}): "
+          f"{quality['rows']} rows x {quality['tokens']} "
+          f"codes teacher-forced; fp32 entropy {quality['reference_entropy_nats']:.2f} nats at T=.8, "
+          f"top-1 prob {quality['reference_top1_prob']:.3f}")
+    for name, entry in quality.items():
+        if isinstance(entry, dict):
+            print(f"  {name:9s} top-1 agreement {entry['top1_agreement']:.3f}  KL mean {entry['kl_mean']:.5f} "
+                  f"max {entry['kl_max']:.5f} nats  nucleus mass ratio {entry['nucleus_mass_ratio']:.4f}  "
+                  f"max logit error {entry['max_logit_error_rel']:.4f} std  "
+                  f"same-seed codes equal for {entry['same_seed_codes_equal_until']} steps")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=12, help="codes generated per AR row (fixed length)")
@@ -211,6 +255,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--merge", action="store_true",
                    help="add these runs to the samples already in --out (same --tokens/--threads/--batches)")
+    p.add_argument("--update", action="store_true",
+                   help="replace the metrics measured now in --out, keep its others (same --tokens/--threads/--batches)")
+    p.add_argument("--ar-precisions", type=lambda s: [x for x in s.split(",") if x], default=["int8", "bfloat16"],
+                   help="voxmith's reduced AR precisions to time next to fp32 and to check in ar_quality")
+    p.add_argument("--ar-checkpoint", type=Path,
+                   help="ar_quality on this real autoregressive.pth instead of the shared random weights")
     args = p.parse_args()
     unknown = set(args.tasks) - set(TASKS)
     if unknown:
@@ -233,17 +283,27 @@ def main() -> None:
             shutil.rmtree(args.state_dir, ignore_errors=True)
 
     previous = None
-    if args.merge and args.out.exists():
+    if (args.merge or args.update) and args.out.exists():
         previous = json.loads(args.out.read_text())
         old = previous["settings"]
         if (old["tokens"], old["threads"], old["batches"]) != (args.tokens, args.threads, args.batches):
-            sys.exit(f"--merge: {args.out} was made with other --tokens/--threads/--batches")
-        for metric, row in previous["table"].items():
-            for side, values in row["samples"].items():
-                samples.setdefault(metric, {}).setdefault(side, [])[:0] = values
-        log = previous["runs"] + log
+            sys.exit(f"--merge/--update: {args.out} was made with other --tokens/--threads/--batches")
+        if args.update:  # metrics measured now replace the old ones; the rest are kept
+            for metric, row in previous["table"].items():
+                if metric not in samples and reference_metric(metric) == metric:
+                    samples[metric] = {side: list(values) for side, values in row["samples"].items()}
+            log = [out for out in previous["runs"] if out["_meta"]["task"] not in args.tasks] + log
+        else:
+            for metric, row in previous["table"].items():
+                for side, values in row["samples"].items():
+                    samples.setdefault(metric, {}).setdefault(side, [])[:0] = values
+            log = previous["runs"] + log
     table = summarise(samples)
     print_table(table, args)
+    quality = next((out["ar_quality"] for out in reversed(log) if "ar_quality" in out), None)
+    if quality is None and previous is not None:
+        quality = previous.get("ar_quality")
+    print_quality(quality)
     if "skipped" in presets:
         print(f"\nend-to-end presets: skipped ({presets['skipped']})")
     checks = same_work_checks(log)
@@ -255,11 +315,12 @@ def main() -> None:
                      "sampling": "temperature .8, top_p .8, repetition_penalty 2.0, top_k 50 (HF default), kv-cache",
                      "fixed_length": "mel_head.bias[stop]=-1e4 in the shared weights + max_generate_length=tokens"},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "table": table, "same_work_checks": checks, "presets_cuda": presets, "runs": log,
+        "table": table, "ar_quality": quality, "same_work_checks": checks, "presets_cuda": presets, "runs": log,
         "total_wall_s": time.perf_counter() - started,
     }
     if previous is not None:
         report["settings"]["merged_from"] = previous["settings"].get("merged_from", []) + [previous["settings"]]
+        report["settings"]["merge_mode"] = "update" if args.update else "merge"
         report["total_wall_s"] += previous["total_wall_s"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

@@ -18,6 +18,9 @@ and both samplers run exactly `max_generate_length` steps (checked: the returned
 length and contain no stop token). The start code (8192) gets the same bias: a trained model never
 samples it, and CLVP (end-to-end presets path) cannot embed it.
 
+voxmith's side also times its reduced-precision AR decoders (`--ar-precisions`, precision.py) built from
+the same loaded weights, and `--task ar_quality` measures how closely they follow its fp32 model.
+
 Inputs are drawn from seeded torch generators; the torch versions of both venvs are the same, so the
 inputs are identical and the outputs can be compared as a sanity check that both sides did the same work.
 """
@@ -84,8 +87,9 @@ def build_official(task: str):
     raise ValueError(task)
 
 
-def load_model(side: str, task: str, state_dir: Path):
-    state = torch.load(state_dir / f"{task}.pt", map_location="cpu", weights_only=True, mmap=True)
+def load_model(side: str, task: str, state_dir: Path, path: Path | None = None):
+    path = path or state_dir / f"{task}.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     model = build_ours(task) if side == "ours" else build_official(task)
     if side == "ours" and task == "vocoder":
         from voxmith.engines.tortoise.vocoder import load_model_g
@@ -151,20 +155,68 @@ def bench_autoregressive(model, side: str, args) -> dict:
     res["ar_conditioning"] = summary(times)
     extra = {"official_positions": True} if side == "ours" else {}
 
-    def generate(rows: int, steps: int) -> torch.Tensor:
-        return model.inference_speech(cond, text, num_return_sequences=rows, max_generate_length=steps,
-                                      **SAMPLING, **extra)
+    # voxmith also samples with reduced-precision copies of the same model (precision.py); the
+    # official side has fp32 only. Metric names: ar_b{batch} (fp32), ar_b{batch}_{precision}.
+    decoders = {"float32": model}
+    if side == "ours":
+        from voxmith.engines.tortoise.precision import decoder_for
+        for name in args.ar_precisions:
+            decoders[name] = decoder_for(model, name)
+
+    def generate(decoder, rows: int, steps: int) -> torch.Tensor:
+        return decoder.inference_speech(cond, text, num_return_sequences=rows, max_generate_length=steps,
+                                        **SAMPLING, **extra)
 
     for batch in args.batches:
-        generate(batch, 1)  # warm-up (allocator, kernels)
-        times, codes = timed(lambda: generate(batch, args.tokens), args.inner)
-        if tuple(codes.shape) != (batch, args.tokens) or bool((codes == STOP_MEL_TOKEN).any()):
-            raise RuntimeError(f"generation length not fixed: shape {tuple(codes.shape)}")
-        entry = summary(times)
-        entry.update(rows=batch, tokens_per_row=args.tokens,
-                     tokens_per_s=batch * args.tokens / entry["median_s"],
-                     codes_head=codes[:2, :12].tolist())
-        res[f"ar_b{batch}"] = entry
+        for name, decoder in decoders.items():
+            generate(decoder, batch, 1)  # warm-up (allocator, kernels)
+            times, codes = timed(lambda: generate(decoder, batch, args.tokens), args.inner)
+            if tuple(codes.shape) != (batch, args.tokens) or bool((codes == STOP_MEL_TOKEN).any()):
+                raise RuntimeError(f"generation length not fixed: shape {tuple(codes.shape)}")
+            entry = summary(times)
+            entry.update(rows=batch, tokens_per_row=args.tokens, precision=name,
+                         tokens_per_s=batch * args.tokens / entry["median_s"],
+                         codes_head=codes[:2, :12].tolist())
+            res[f"ar_b{batch}" + ("" if name == "float32" else f"_{name}")] = entry
+    return res
+
+
+QUALITY_ROWS, QUALITY_TOKENS = 4, 40
+
+
+def bench_ar_quality(model, side: str, args) -> dict:
+    """How closely each reduced precision follows fp32 on these full-size weights: 4 code rows sampled
+    by the fp32 model (api.py settings) are fed back through each decoder's KV cache, and the next-code
+    logits are compared (precision.logit_agreement). Also: the step at which a same-seed sample first
+    differs from the fp32 one. Random weights give flat-topped distributions (entropy ~6.9 nats at
+    temperature .8), so top-1 agreement is a pessimistic figure; KL and nucleus mass matter more."""
+    from voxmith.engines.tortoise.precision import decoder_for, logit_agreement, teacher_forced_logits
+    if side != "ours":
+        raise ValueError("ar_quality compares voxmith's precisions with voxmith's fp32 model")
+    g = torch.Generator().manual_seed(7)
+    mels = torch.randn(1, 2, 80, COND_FRAMES, generator=g)
+    text = torch.cat([torch.randint(1, 255, (1, TEXT_TOKENS), generator=g), torch.zeros(1, 1, dtype=torch.long)], 1)
+    cond = model.get_conditioning(mels)
+    torch.manual_seed(0)
+    codes = model.inference_speech(cond, text, num_return_sequences=QUALITY_ROWS,
+                                   max_generate_length=QUALITY_TOKENS, official_positions=True, **SAMPLING)
+    reference = teacher_forced_logits(model, cond, text, codes, official_positions=True)
+    probs = torch.softmax(reference.double() / SAMPLING["temperature"], dim=-1)
+    res = {"ar_quality": {"rows": QUALITY_ROWS, "tokens": QUALITY_TOKENS,
+                          "reference_entropy_nats": float(-(probs * probs.clamp_min(1e-300).log()).sum(-1).mean()),
+                          "reference_top1_prob": float(probs.amax(-1).mean()),
+                          "weights": str(args.ar_checkpoint) if args.ar_checkpoint else "shared random weights"}}
+    for name in args.ar_precisions:
+        decoder = decoder_for(model, name)
+        entry = logit_agreement(reference, teacher_forced_logits(decoder, cond, text, codes, official_positions=True))
+        torch.manual_seed(1)
+        ours = model.inference_speech(cond, text, max_generate_length=QUALITY_TOKENS, official_positions=True, **SAMPLING)
+        torch.manual_seed(1)
+        other = decoder.inference_speech(cond, text, max_generate_length=QUALITY_TOKENS, official_positions=True,
+                                         **SAMPLING)
+        differs = (ours != other)[0].nonzero()
+        entry["same_seed_codes_equal_until"] = int(differs[0]) if len(differs) else QUALITY_TOKENS
+        res["ar_quality"][name] = entry
     return res
 
 
@@ -290,7 +342,7 @@ def bench_presets_cuda(side: str, args) -> dict:
 
 
 BENCHES = {"autoregressive": bench_autoregressive, "diffusion": bench_diffusion, "clvp": bench_clvp,
-           "vocoder": bench_vocoder}
+           "vocoder": bench_vocoder, "ar_quality": bench_ar_quality}
 
 
 def main() -> None:
@@ -304,6 +356,9 @@ def main() -> None:
     p.add_argument("--inner", type=int, default=1, help="timed repetitions inside this process")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--presets", type=lambda s: s.split(","), default=["ultra_fast", "fast"])
+    p.add_argument("--ar-precisions", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="voxmith's reduced AR precisions to time next to fp32 (ours only)")
+    p.add_argument("--ar-checkpoint", type=Path, help="ar_quality: an autoregressive.pth to use instead")
     args = p.parse_args()
 
     import warnings
@@ -315,7 +370,10 @@ def main() -> None:
         out = bench_presets_cuda(args.side, args)
     else:
         start = time.perf_counter()
-        model = load_model(args.side, args.task, args.state_dir)
+        if args.task == "ar_quality":  # the shared random weights, or a real checkpoint when given
+            model = load_model(args.side, "autoregressive", args.state_dir, args.ar_checkpoint)
+        else:
+            model = load_model(args.side, args.task, args.state_dir)
         load_s = time.perf_counter() - start
         with torch.no_grad():
             out = BENCHES[args.task](model, args.side, args)

@@ -142,6 +142,14 @@ def test_precision_setting_is_validated():
     assert resolve_ar_precision("bfloat16", "cpu") == "bfloat16"
 
 
+def test_time_estimate_counts_the_faster_cpu_sampling():
+    from voxmith.engines.tortoise.presets import TtsOptions, estimate_seconds
+
+    fp32, int8 = TtsOptions(num_autoregressive_samples=16), TtsOptions(num_autoregressive_samples=16, ar_precision="int8")
+    assert estimate_seconds(int8, "cpu") < estimate_seconds(fp32, "cpu")
+    assert estimate_seconds(int8, "cuda") == estimate_seconds(fp32, "cuda")
+
+
 @needs_int8
 def test_pipeline_samples_with_the_chosen_precision(monkeypatch):
     """tts() samples with the converted decoder and keeps the fp32 model for the latent pass."""

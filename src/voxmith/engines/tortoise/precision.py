@@ -6,8 +6,7 @@ precision)` returns a view of a `UnifiedVoice` whose 120 GPT linear layers read 
 
 * ``int8``: weights rounded to int8 per output channel (symmetric); each call quantises its input on
   the fly (one range per call: per token at batch 1; 8-bit with AVX-512 VNNI, else 7-bit) and
-  multiplies in integers (fbgemm's dynamic-quantised linear, x86 only). A quarter of the bytes:
-  about 3x faster than fp32 for the GPT's matrix-vector products on a 2-core AVX-512 VNNI CPU.
+  multiplies in integers (fbgemm's dynamic-quantised linear, x86 only). A quarter of the bytes.
 * ``bfloat16``: weights stored in bf16, inputs cast to bf16 for the product; results go back to fp32.
 * ``float32``: `ar` itself, untouched (bit-identical to the golden path).
 
@@ -16,6 +15,20 @@ and the KV cache, the `mel_head` (the logits the sampler draws from), and the co
 The latent pass feeding the diffusion decoder keeps using the fp32 model. Checkpoints load as
 before; the conversion happens at inference time and is redone when the weights change (see
 `weights_signature`, e.g. after a fine-tune is swapped in).
+
+Measured at full size with the speed benchmark's random weights (benchmarks/tortoise_speed.py, 2 cores of
+an AVX-512 BF16/VNNI Xeon, 2 threads, best of 3; quality = 4 fp32-sampled rows x 40 codes fed back):
+
+    precision  tok/s b1  tok/s b16  top-1 agree  KL(fp32||x) nats  same-seed codes equal
+    float32      12.5      96          -             -                 -
+    int8         27.7     223         0.906        0.0046            0 steps (prompt pass differs)
+    bfloat16     11.4      96         0.981        0.0003            all 40
+
+so `auto` picks int8 on such a CPU: bf16 halves the bytes but torch's bf16 matrix-vector kernel is no
+faster than fp32 there. The random-weight model has flat-topped next-code distributions (entropy 6.9
+nats), which makes top-1 agreement a pessimistic figure; the probability mass int8 gives the fp32
+top-p nucleus is 0.999 of fp32's. Not yet checked on the real checkpoint (see the benchmark's
+`ar_quality` task, which can be pointed at it).
 
 `teacher_forced_logits` and `logit_agreement` measure how closely a converted decoder follows the
 fp32 one along the same code sequence; the tests and `benchmarks/tortoise_speed.py` use them.

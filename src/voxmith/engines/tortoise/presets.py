@@ -89,6 +89,9 @@ _COSTS = {
     "fixed": (15.0, 2.0),           # latents, vocoder, setup
 }
 TYPICAL_CODES = 200  # AR rows usually stop well before max_mel_tokens (~9 s of speech)
+# CPU sampling speed-up over fp32 by ar_precision (benchmarks/results/tortoise_speed.json, 2 cores:
+# int8 2.2x at batch 1 and about 2x at batch 16; bf16 is no faster there).
+_AR_PRECISION_SPEEDUP_CPU = {"float32": 1.0, "bfloat16": 1.0, "int8": 2.0}
 
 
 def estimate_seconds(options: TtsOptions, device: str = "cpu", clips: int = 1) -> float:
@@ -98,6 +101,8 @@ def estimate_seconds(options: TtsOptions, device: str = "cpu", clips: int = 1) -
     batches = max(1, options.num_autoregressive_samples // batch)
     steps = min(options.max_mel_tokens, TYPICAL_CODES)
     per_step = _COSTS["ar_step"][gpu] * (1 + 0.5 * (batch - 1) if not gpu else 1)
+    if not gpu:
+        per_step /= _AR_PRECISION_SPEEDUP_CPU.get(options.ar_precision, 1.0)
     seconds = batches * steps * per_step
     samples = batches * batch
     seconds += samples * _COSTS["clvp_sample"][gpu]
