@@ -312,3 +312,39 @@ def test_gradient_clipping_limits_the_update(tmp_path):
     config = tiny_config()
     config.schedule.max_grad_norm = -1.0
     assert any("max grad norm -1.0 must be 0" in p for p in validate(config, 48, 16))
+
+
+KILLED_CHILD = """
+import os, signal, sys
+from voxmith.training import TrainingRun, train_loop
+from tests.tiny_training import TinyTask
+
+def on_progress(event):
+    if event.stage == "training" and event.done == 5:
+        os.kill(os.getpid(), signal.SIGKILL)  # no handler, no cleanup: as a crash or an OOM kill
+
+train_loop(TinyTask(), TrainingRun(sys.argv[1]), progress=on_progress)
+"""
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    straight_task = TinyTask()
+    straight = new_run(tmp_path, "straight", tiny_config(save=2))
+    train_loop(straight_task, straight)
+
+    run = new_run(tmp_path, "killed", tiny_config(save=2))
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(run.folder)], cwd=root, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert run.checkpoints.latest().step == 4  # at most one save interval (2 steps) is lost
+    assert [p.name for p in run.checkpoints.folder.iterdir() if p.name.startswith(".")] == []  # no temp files
+
+    resumed_task = TinyTask(seed=7)
+    result = train_loop(resumed_task, run)
+    assert result.resumed_from == 4 and result.step == 18
+    _assert_same(_state(resumed_task, run), _state(straight_task, straight))
+    assert [r["step"] for r in run.read_metrics()] == list(range(1, 19))
