@@ -79,7 +79,7 @@ def build(studio, voice_choices):
                                 {"lora": {"enabled": bool(lora_value)}})
         s = created.load_config().schedule
         text = (f"Created **{name_value}**: {s.epochs} epochs, batch {s.batch_size} x {s.grad_accumulation}, "
-                f"lr {s.learning_rate:g}. Settings in `{created.config_path}`.")
+                f"lr {s.learning_rate:g}. Settings in `{created.config_path}`")
         return text, gr.update(choices=training.names(), value=name_value), _runs_table(training)
 
     def describe(run_value):
