@@ -14,6 +14,7 @@ Prints a table and writes benchmarks/results/clone_quality.json.
         [--ridge-mix 0,0.5] [--cov-mix 0,0.5,1]   # several values = several rows per voice
         [--cov-nucleus 0,1]                       # (every combination) from one enrollment;
                                                   # cov_nucleus -1 = the enrolled value
+        [--postnet-mix 0,1]                       # enrollment-time residual network strength
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> int:
     ap.add_argument("--ridge-mix", default="", help="comma-separated ridge_mix values to compare")
     ap.add_argument("--cov-mix", default="", help="comma-separated cov_mix values to compare")
     ap.add_argument("--cov-nucleus", default="", help="comma-separated cov_nucleus values")
+    ap.add_argument("--postnet-mix", default="", help="comma-separated postnet_mix values")
     ap.add_argument("--no-cold-start", action="store_true")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -82,10 +84,11 @@ def main() -> int:
 
     engine = PiperVCEngine(device="cpu")
     base = engine.settings_class()
-    mixes = [(float(m), float(c), float(n))
+    mixes = [(float(m), float(c), float(n), float(q))
              for m in ([x for x in args.ridge_mix.split(",") if x] or [base.ridge_mix])
              for c in ([x for x in args.cov_mix.split(",") if x] or [base.cov_mix])
-             for n in ([x for x in args.cov_nucleus.split(",") if x] or [base.cov_nucleus])]
+             for n in ([x for x in args.cov_nucleus.split(",") if x] or [base.cov_nucleus])
+             for q in ([x for x in args.postnet_mix.split(",") if x] or [base.postnet_mix])]
     encoder = get_speaker_encoder("cpu")
     rows, cold_start_s, cond_file = [], None, None
     for name in names:
@@ -102,9 +105,9 @@ def main() -> int:
             cond_file = Path(tempfile.mkdtemp()) / "cond.npz"
             np.savez(cond_file, **cond)
         engine.synthesize("Warm up.", cond, base, seed=0)  # untimed: warm caches
-        for mix, cov, nuc in mixes:
-            settings = engine.settings_class.from_dict({**base.to_dict(), "ridge_mix": mix,
-                                                        "cov_mix": cov, "cov_nucleus": nuc})
+        for mix, cov, nuc, post in mixes:
+            settings = engine.settings_class.from_dict({**base.to_dict(), "ridge_mix": mix, "cov_mix": cov,
+                                                        "cov_nucleus": nuc, "postnet_mix": post})
             secs, errors, n_words, synth_s, audio_s = [], 0, 0, 0.0, 0.0
             for k, sentence in enumerate(sentences):
                 t = time.perf_counter()
@@ -115,13 +118,13 @@ def main() -> int:
                 wrong, count = word_errors(sentence, transcribe_clip(cand.samples, cand.sample_rate_hz))
                 errors += wrong
                 n_words += count
-            row = {"voice": name, "ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc,
+            row = {"voice": name, "ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc, "postnet_mix": post,
                    "enrolled_nucleus": float(cond.get("conv.cov_nucleus", -1.0)), "secs": float(np.mean(secs)),
                    "wer": errors / max(n_words, 1), "rtf": synth_s / max(audio_s, 1e-9),
                    "enroll_s": enroll_s, "warp": float(cond["conv.warp"]), "rate": float(cond["rate"]),
                    "enroll_clips": len(clips) - 1}
             rows.append(row)
-            print(f"{name:16s} mix={mix:.2f} cov={cov:.2f} nuc={nuc:.2f} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
+            print(f"{name:16s} mix={mix:.2f} cov={cov:.2f} nuc={nuc:.2f} post={post:.2f} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
                   f"RTF={row['rtf']:.3f} enroll={enroll_s:5.1f}s warp={row['warp']:+.3f}", flush=True)
     if not args.no_cold_start and cond_file is not None:
         out = subprocess.run([sys.executable, "-c", COLD_START, str(cond_file)],
@@ -131,21 +134,21 @@ def main() -> int:
         except (ValueError, IndexError):
             print(out.stderr[-2000:])
     summary = []
-    print(f"\n{'ridge_mix':>9s} {'cov_mix':>7s} {'cov_nuc':>7s} {'voices':>6s} {'SECS':>6s} {'WER%':>6s} {'RTF':>6s} {'enroll_s':>8s}")
-    for mix, cov, nuc in mixes:
-        sel = [r for r in rows
-               if r["ridge_mix"] == mix and r["cov_mix"] == cov and r["cov_nucleus"] == nuc]
+    print(f"\n{'ridge_mix':>9s} {'cov_mix':>7s} {'cov_nuc':>7s} {'postnet':>7s} {'voices':>6s} {'SECS':>6s} {'WER%':>6s} {'RTF':>6s} {'enroll_s':>8s}")
+    for mix, cov, nuc, post in mixes:
+        sel = [r for r in rows if r["ridge_mix"] == mix and r["cov_mix"] == cov and r["cov_nucleus"] == nuc
+               and r["postnet_mix"] == post]
         if not sel:
             continue
         # Means over voices; every voice says the same sentences, so per-voice WERs weigh equally.
-        s = {"ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc, "voices": len(sel),
+        s = {"ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc, "postnet_mix": post, "voices": len(sel),
              "secs": float(np.mean([r["secs"] for r in sel])),
              "wer": float(np.mean([r["wer"] for r in sel])),
              "worst_wer": float(np.max([r["wer"] for r in sel])),
              "rtf": float(np.mean([r["rtf"] for r in sel])),
              "enroll_s": float(np.mean([r["enroll_s"] for r in sel]))}
         summary.append(s)
-        print(f"{mix:9.2f} {cov:7.2f} {nuc:7.2f} {s['voices']:6d} {s['secs']:6.3f} {s['wer']*100:6.1f} {s['rtf']:6.3f} "
+        print(f"{mix:9.2f} {cov:7.2f} {nuc:7.2f} {post:7.2f} {s['voices']:6d} {s['secs']:6.3f} {s['wer']*100:6.1f} {s['rtf']:6.3f} "
               f"{s['enroll_s']:8.1f}")
     if cold_start_s is not None:
         print(f"cold start (fresh process, cached conditioning, one sentence): {cold_start_s:.2f} s")

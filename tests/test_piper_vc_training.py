@@ -165,3 +165,102 @@ def test_bad_weights_and_bad_specs_are_refused(engine, dataset_lines, cache_dir,
     missing = (TrainingLine(tmp_path / "gone.wav", "some words here"),)
     with pytest.raises(VoxmithError, match="cannot be read"):
         engine.training_task(FinetuneSpec(train=missing, validation=(), batch_size=1, seed=0, cache_dir=cache_dir))
+
+
+# Enrollment-time adaptation: the same residual network trained on the voice's own clips.
+
+@pytest.fixture(scope="module")
+def enrolled_demo(engine, demo_files):
+    """(enrollment result, conditioning) for the demo clips, through the engine's own path."""
+    from voxmith.audio import load_audio, to_mono
+    from voxmith.engines.piper_vc.engine import CHOOSE_NUCLEUS, DEFAULT_COV_MIX
+    from voxmith.engines.piper_vc.enrollment import enroll
+
+    clips = [load_audio(p) for p in demo_files]
+    result = enroll([(to_mono(c.samples), c.sample_rate_hz) for c in clips], ridge_mix=1.0,
+                    cov_mix=DEFAULT_COV_MIX, choose_nucleus=CHOOSE_NUCLEUS)
+    events = []
+    cond = engine.conditioning_from(result, progress=events.append)
+    assert "adapting" in {e.stage for e in events}
+    return result, cond
+
+
+def speak_with(engine, cond, **settings):
+    return engine.synthesize(TEXT, cond, engine.settings_class.from_dict(settings), seed=3)[0].samples
+
+
+def test_enrollment_trains_the_residual_network(enrolled_demo):
+    from voxmith.engines.piper_vc import adaptation
+
+    result, cond = enrolled_demo
+    assert cond[adaptation.ARCH_KEY].tolist() == [96, 3, 5]
+    assert float(cond[adaptation.SCALE_KEY]) in adaptation.SCALE_GRID  # the intelligibility check ran
+    out = cond[adaptation.PREFIX + "out.weight"]
+    assert out.dtype == np.float32 and np.abs(out).max() > 0  # moved from its zero start
+    # It fits the voice's own aligned frames better than the analytic conversion (step 0).
+    lines = adaptation.aligned_lines(result.utterances, result.params)
+    assert lines
+    batch = vc_training.collate(lines)
+    trained = adaptation.from_conditioning(cond, result.params)
+    untrained = adaptation.train_residual(result.utterances, result.params, adaptation.AdaptConfig(steps=1,
+                                                                                                 learning_rate=0.0))
+    with torch.no_grad():
+        assert float(trained.loss(batch)) < 0.95 * float(untrained.loss(batch))
+
+
+def test_postnet_mix_scales_the_network_and_zero_is_the_analytic_conversion(engine, enrolled_demo, tmp_path):
+    _, enrolled = enrolled_demo
+    engine.use_finetune(None)
+    analytic = {k: v for k, v in enrolled.items() if not k.startswith("postnet")}
+    stock = speak_with(engine, analytic)
+    assert np.array_equal(speak_with(engine, enrolled, postnet_mix=0.0), stock)
+    # A voice whose check refused the network speaks the analytic conversion.
+    assert np.array_equal(speak_with(engine, dict(enrolled, postnet_scale=np.asarray(0.0))), stock)
+    cond = dict(enrolled, postnet_scale=np.asarray(1.0))  # whatever the demo voice's check chose
+    adapted = speak_with(engine, cond)
+    half = speak_with(engine, cond, postnet_mix=0.5)
+    assert adapted.shape == stock.shape and not np.allclose(adapted, stock, atol=1e-3)
+    assert not np.allclose(half, adapted, atol=1e-3)
+    assert np.array_equal(speak_with(engine, cond), adapted)  # deterministic
+    # The studio caches conditioning as npz: the reloaded arrays speak the same samples.
+    np.savez(tmp_path / "cond.npz", **cond)
+    with np.load(tmp_path / "cond.npz") as data:
+        assert np.array_equal(speak_with(engine, {k: data[k] for k in data.files}), adapted)
+    cand = engine.synthesize(TEXT, cond, engine.settings_class(), seed=3)[0]
+    assert cand.details["postnet_mix"] == 1.0
+    with pytest.raises(VoxmithError, match="postnet_mix"):
+        engine.settings_class.from_dict({"postnet_mix": 3.0}).validate()
+
+
+def test_intelligibility_check_picks_the_strongest_allowed_scale(enrolled_demo):
+    from voxmith.engines.piper_vc import adaptation
+    from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES
+
+    result, cond = enrolled_demo
+    model = adaptation.from_conditioning(cond, result.params)
+    check = lambda grid, tol: adaptation.choose_scale(model, result.params, result.calibration,  # noqa: E731
+                                                     CALIBRATION_SENTENCES, grid=grid, tolerance=tol)
+    assert check((1.0, 0.0), 1000) == 1.0  # any number of errors allowed: the strongest
+    assert check((1.0, 0.0), -1) == 0.0  # fewer errors than the analytic conversion: impossible
+
+
+def test_no_adaptation_without_parallel_data(enrolled_demo):
+    from voxmith.engines.piper_vc import adaptation
+    from voxmith.engines.piper_vc.enrollment import ParallelUtterance
+
+    result, _ = enrolled_demo
+    unsaid = [ParallelUtterance(u.target, u.text) for u in result.utterances]  # as for one-word clips
+    assert adaptation.train_residual(unsaid, result.params) is None
+    assert adaptation.from_conditioning({}, result.params) is None
+
+
+def test_dataset_finetune_replaces_the_enrollment_network(engine, enrolled_demo, trained):
+    _, enrolled = enrolled_demo
+    cond = dict(enrolled, postnet_scale=np.asarray(1.0))
+    analytic = {k: v for k, v in cond.items() if not k.startswith("postnet")}
+    run = trained[1]
+    engine.use_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "latest"))
+    try:
+        assert np.array_equal(speak_with(engine, cond), speak_with(engine, analytic))
+    finally:
+        engine.use_finetune(None)

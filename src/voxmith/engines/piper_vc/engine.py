@@ -1,9 +1,10 @@
 """`PiperVCEngine`: Piper (joe) speaks, WORLD features are converted to the enrolled voice.
 
 Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.*", the target
-GE2E embedding and the warp-search record. Synthesis is deterministic: Piper runs noise-free
-by default (see base_voice) and every per-candidate variation is drawn from
-`numpy.random.default_rng(seed + i)`.
+GE2E embedding, the warp-search record, and the weights of the residual network trained at
+enrollment on the voice's own clips under "postnet.*" (adaptation.py; `postnet_mix` scales it).
+Synthesis is deterministic: Piper runs noise-free by default (see base_voice) and every
+per-candidate variation is drawn from `numpy.random.default_rng(seed + i)`.
 
 Fine-tuning (`training_task`, `use_finetune`; see training.py and postnet.py): a checkpoint holds
 the conversion it was trained on plus a residual network, so with a fine-tune in use the warp,
@@ -62,13 +63,18 @@ class PiperVCSettings(EngineSettings):
     cov_nucleus: float = 0.0
     # Follow the target's speaking rate measured at enrollment (multiplies length_scale).
     match_rate: bool = True
+    # Strength of the residual network trained at enrollment on the voice's own clips
+    # (adaptation.py), relative to the scale enrollment chose for the voice (its intelligibility
+    # check): 0 = the analytic conversion only, 1 = as enrolled. Ignored while a dataset
+    # fine-tune is in use (its network replaces this one).
+    postnet_mix: float = 1.0
 
     def validate(self) -> None:
         checks = [
             ("noise_scale", 0.0, 1.5), ("noise_w", 0.0, 1.5), ("length_scale", 0.5, 2.0),
             ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
             ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0), ("cov_mix", 0.0, 1.0),
-            ("cov_nucleus", -1.0, 2.0),
+            ("cov_nucleus", -1.0, 2.0), ("postnet_mix", 0.0, 2.0),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -78,10 +84,10 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
-    version = "4"  # 4: phone-aware OT weight (cov_nucleus) in the conditioning
+    version = "5"  # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     description = ("Piper's joe voice converted to the target speaker with WORLD: frequency warp, "
                    "spectral/pitch statistics (per-dimension + full-covariance OT map) and a "
-                   "ridge correction learnt from the clips.")
+                   "ridge correction and a small residual network learnt from the clips.")
     sample_rate_hz = world.SAMPLE_RATE_HZ
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
                                note="CPU only; about 0.23x real time on 2 cores.")
@@ -90,6 +96,10 @@ class PiperVCEngine(Engine):
     # The residual network is small and starts at zero: it needs a far higher rate than the
     # generic 1e-5 meant for large pretrained models (benchmarks/piper_vc_finetune.py).
     training_defaults = {"schedule": {"learning_rate": 1e-3, "scheduler": "cosine"}}
+
+    # The enrollment-time network's training (steps, rate, loss weights); changing the defaults
+    # changes the conditioning, so bump `version` with them. Benchmarks may set it per instance.
+    adapt_config = None  # None: adaptation.AdaptConfig()
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
@@ -129,11 +139,38 @@ class PiperVCEngine(Engine):
         result = enroll(pairs, ridge_mix=1.0, cov_mix=DEFAULT_COV_MIX,
                         choose_nucleus=CHOOSE_NUCLEUS,
                         progress=lambda stage, done, total: report(progress, stage, done, total))
+        return self.conditioning_from(result, progress)
+
+    def conditioning_from(self, result, progress: Optional[ProgressCallback] = None) -> Conditioning:
+        """The conditioning arrays of an `enrollment.EnrollmentResult` (enrolled at ridge_mix 1
+        and DEFAULT_COV_MIX, as prepare_conditioning does): the conversion, the embedding, the
+        warp search record, the rate and the residual network trained on its utterances."""
         cond = result.params.to_arrays(prefix="conv.")
         cond["target_embedding"] = result.target_embedding.astype(np.float32)
         cond["warp_grid"] = result.warp_grid
         cond["warp_scores"] = result.warp_scores
         cond["rate"] = np.asarray(result.rate, dtype=np.float64)
+        cond.update(self._adapt(result, progress))
+        return cond
+
+    def _adapt(self, result, progress: Optional[ProgressCallback]) -> Conditioning:
+        """The residual network trained on the enrollment's parallel utterances, as arrays
+        (empty when no clip had a transcript joe could say)."""
+        from voxmith.engines.piper_vc import adaptation
+
+        from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES
+
+        config = self.adapt_config or adaptation.AdaptConfig()
+        tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
+        model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
+        if model is None:
+            return {}
+        cond = adaptation.to_conditioning(model)
+        scale = 1.0
+        if config.check_intelligibility and result.calibration:
+            scale = adaptation.choose_scale(model, result.params, result.calibration, CALIBRATION_SENTENCES,
+                                            progress=tick)
+        cond[adaptation.SCALE_KEY] = np.asarray(scale, dtype=np.float64)
         return cond
 
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
@@ -156,6 +193,13 @@ class PiperVCEngine(Engine):
         params.cov_mix = float(settings.cov_mix)
         if settings.cov_nucleus >= 0:
             params.cov_nucleus = float(settings.cov_nucleus)
+        refiner, refine_scale = finetuned, 1.0
+        # The enrollment's network, at the scale its intelligibility check allowed times the setting.
+        enrolled_scale = float(settings.postnet_mix) * float(conditioning.get("postnet_scale", 1.0))
+        if finetuned is None and enrolled_scale > 0 and "postnet_arch" in conditioning:
+            from voxmith.engines.piper_vc.adaptation import from_conditioning  # torch only when needed
+
+            refiner, refine_scale = from_conditioning(conditioning, params), enrolled_scale
         rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
         voice = get_base_voice()
         out: List[Candidate] = []
@@ -173,6 +217,7 @@ class PiperVCEngine(Engine):
                 "ridge_mix": float(params.ridge_mix),
                 "cov_mix": float(params.cov_mix),
                 "cov_nucleus": float(params.cov_nucleus),
+                "postnet_mix": float(refine_scale) if refiner is not None else 0.0,
             }
             report(progress, "synthesising", i, candidates)
             spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
@@ -182,10 +227,10 @@ class PiperVCEngine(Engine):
                                              world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
-            if finetuned is not None:
-                from voxmith.engines.piper_vc.postnet import refine  # torch only when fine-tuned
+            if refiner is not None:
+                from voxmith.engines.piper_vc.postnet import refine
 
-                converted = refine(finetuned, converted, params)
+                converted = refine(refiner, converted, params, scale=refine_scale)
             samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,

@@ -88,6 +88,11 @@ class EnrollmentResult:
     warp_scores: np.ndarray  # calibration SECS for each
     rate: float  # target/joe duration ratio for the same words: Piper's length_scale multiplier
     transcripts: List[str] = field(default_factory=list)
+    # The analysed parallel data, kept so the engine can train its residual network on it
+    # (adaptation.py) without analysing the clips again; not part of the conditioning.
+    utterances: List["ParallelUtterance"] = field(default_factory=list)
+    # Joe's analysed CALIBRATION_SENTENCES, for checks of the finished conversion (adaptation.py).
+    calibration: List[world.WorldFeatures] = field(default_factory=list)
 
 
 def _secs(feats: Sequence[world.WorldFeatures], params: conversion.ConversionParams,
@@ -218,4 +223,4 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     grid = np.array(list(tried.keys()), dtype=np.float64)
     rate = float(np.clip(np.median(rates), *RATE_RANGE)) if rates else 1.0
     return EnrollmentResult(params, target_embedding, grid,
-                            np.array([tried[w] for w in tried]), rate, transcripts)
+                            np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib)

@@ -210,14 +210,17 @@ def _log_std_gap(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
     return ((log_std(pred) - log_std(target)) ** 2).mean()
 
 
-def refine(model: FinetunedConversion, converted: world.WorldFeatures, params: Optional[ConversionParams] = None
-           ) -> world.WorldFeatures:
-    """Apply the learnt residual to features the analytic conversion produced (one utterance)."""
+def refine(model: FinetunedConversion, converted: world.WorldFeatures, params: Optional[ConversionParams] = None,
+           scale: float = 1.0) -> world.WorldFeatures:
+    """Apply the learnt residual to features the analytic conversion produced (one utterance),
+    times `scale` (1: as trained; 0: the analytic conversion unchanged)."""
     params = params or model.base.params()
     speech = speech_frames(converted.mcep)
     x = torch.from_numpy(net_inputs(converted.mcep, converted.voiced, ap_bands_db(converted.ap), params))[None]
     with torch.no_grad():
         dz, dap = model.residuals(x, torch.from_numpy(speech.astype(np.float32))[None])
+    if scale != 1.0:
+        dz, dap = dz * scale, dap * scale
     mcep = converted.mcep.copy()
     mcep[:, 1:] += dz[0].double().numpy().T * params.tgt_voiced.std
     delta = dap[0].double().numpy().T * converted.voiced[:, None]
