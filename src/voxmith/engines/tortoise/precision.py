@@ -37,7 +37,7 @@ fp32 one along the same code sequence; the tests and `benchmarks/tortoise_speed.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
