@@ -186,6 +186,15 @@ class Engine(ABC):
         if finetune is not None:
             raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
 
+    def checked_request(self, text: str, settings: Optional[EngineSettings]) -> EngineSettings:
+        """`settings` as this engine's validated settings class; refuses empty text. For synthesize."""
+        if not isinstance(settings, self.settings_class):
+            settings = self.settings_class.from_dict(settings.to_dict() if settings else None)
+        settings.validate()
+        if not text or not text.strip():
+            raise VoxmithError("Nothing to say: the text is empty.")
+        return settings
+
     @abstractmethod
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,

@@ -152,7 +152,7 @@ class Studio:
             return None, None
         run, which = str(choice["run"]), choice.get("checkpoint", "latest")
         try:
-            finetune, run_engine = self.training.finetune(run, which)
+            finetune, run_engine, checkpoint = self.training.finetune(run, which)
         except VoxmithError as err:
             owner = f"Voice '{voice.name}' is set to use training run '{run}', but: " if request.finetune is None \
                 else ""
@@ -162,8 +162,7 @@ class Studio:
         if run_engine != engine.name:
             raise VoxmithError(f"Training run '{run}' fine-tuned the {run_engine} engine, not {engine.name}; "
                                f"speak with --engine {run_engine}.")
-        step = self.training.find_checkpoint(run, which).step
-        return finetune, {"run": run, "checkpoint": which, "step": step}
+        return finetune, {"run": run, "checkpoint": which, "step": checkpoint.step}
 
     def _is_prepared(self, voice: Voice, engine: Engine) -> bool:
         return voice.cache.load(CacheKey(engine.name, engine.cache_key(), voice.fingerprint())) is not None

@@ -112,12 +112,15 @@ class TrainingRuns:
 
     def check(self, name: str) -> List[str]:
         """Every problem with run `name`'s config for its dataset and engine, in words."""
-        run = self.open(name)
-        config = run.load_config()
+        config = self.open(name).load_config()
         try:
             train, validation = self.lines(config.data.dataset)
         except VoxmithError as err:
             return [str(err)]
+        return self._problems(config, train, validation)
+
+    @staticmethod
+    def _problems(config: TrainingConfig, train, validation) -> List[str]:
         problems = validate(config, len(train), len(validation))
         try:
             if not engine_class(config.data.engine).supports_training:
@@ -132,12 +135,12 @@ class TrainingRuns:
               progress: Optional[ProgressCallback] = None, handle_sigint: bool = True) -> TrainingResult:
         """Train run `name`, resuming from its latest checkpoint unless `force_restart`."""
         run = self.open(name)
-        problems = self.check(name)
+        config = run.load_config()
+        train, validation = self.lines(config.data.dataset)
+        problems = self._problems(config, train, validation)
         if problems:
             raise VoxmithError(f"Run '{name}' cannot start:\n  - " + "\n  - ".join(problems)
                                + f"\nEdit {run.config_path} and try again.")
-        config = run.load_config()
-        train, validation = self.lines(config.data.dataset)
         device = _rank_device(self.studio.device)
         engine = create_engine(config.data.engine, device, self.studio.workspace.models_dir)
         lora = config.lora
@@ -199,8 +202,8 @@ class TrainingRuns:
                                f"'voxmith train run {name}'.")
         return found
 
-    def finetune(self, name: str, which: str | int = "latest") -> tuple[Finetune, str]:
-        """The fine-tuned weights of run `name` at checkpoint `which`, and the run's engine."""
+    def finetune(self, name: str, which: str | int = "latest") -> tuple[Finetune, str, CheckpointInfo]:
+        """The fine-tuned weights of run `name` at checkpoint `which`, the run's engine, and the checkpoint."""
         config = self.open(name).load_config()
         info = self.find_checkpoint(name, which)
         stat = info.path.stat()
@@ -209,7 +212,7 @@ class TrainingRuns:
             description=f"run '{name}', step {info.step}" + (f" ({which})" if str(which) in CHECKPOINT_CHOICES else ""),
             load_state=lambda: _load_model_state(info.path),
             config=config.to_dict(),
-        ), config.data.engine
+        ), config.data.engine, info
 
     def use(self, voice: str, run: Optional[str], which: str | int = "latest") -> Optional[dict]:
         """Make `voice` speak with run `run`'s weights (checked now), or stock weights if `run` is None."""

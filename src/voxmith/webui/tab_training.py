@@ -13,19 +13,17 @@ RUN_HEADERS = ["run", "engine", "dataset", "progress", "last loss", "best valida
 POLL_SECONDS = 2.0
 
 
-def _runs_table(training):
+def _runs_table(training, summaries=None):
     rows = []
-    for s in training.summaries():
+    for s in training.summaries() if summaries is None else summaries:
         best = f"{s.best.val_loss:.4g} (step {s.best.step})" if s.best else "-"
         rows.append([s.name, s.engine + (" + LoRA" if s.lora else ""), s.dataset, s.progress_text,
                      "-" if s.last_loss is None else f"{s.last_loss:.4g}", best])
     return rows or [[""] * len(RUN_HEADERS)]
 
 
-def _checkpoint_choices(training, run):
-    if not run:
-        return ["latest", "best"]
-    return ["latest", "best"] + [str(c.step) for c in training.open(run).checkpoints.list()]
+def _checkpoint_choices(summary):
+    return ["latest", "best"] + [str(c.step) for c in summary.checkpoints]
 
 
 def build(studio, voice_choices):
@@ -82,17 +80,17 @@ def build(studio, voice_choices):
                 f"lr {s.learning_rate:g}. Settings in `{created.config_path}`")
         return text, gr.update(choices=training.names(), value=name_value), _runs_table(training)
 
-    def describe(run_value):
+    def describe(run_value, summary=None):
         """Status line, loss plot and checkpoint choices of the selected run."""
         if not run_value:
             return "Pick or create a run.", None, gr.update()
         job = jobs.get(run_value)
-        summary = training.summary(run_value)
+        summary = summary or training.summary(run_value)
         line = job.state().text if job else f"{run_value}: not running"
         best = f"; best validation loss {summary.best.val_loss:.4g} at step {summary.best.step}" if summary.best else ""
         text = f"**{line}**  \n{summary.progress_text}{best}"
         plot_path = next((str(p) for p in summary.plots if p.name == "loss.png"), None)
-        return text, plot_path, gr.update(choices=_checkpoint_choices(training, run_value))
+        return text, plot_path, gr.update(choices=_checkpoint_choices(summary))
 
     @friendly
     def start_run(run_value, restart_value):
@@ -112,8 +110,10 @@ def build(studio, voice_choices):
         return send
 
     def poll(run_value):
-        text, plot_path, choices = describe(run_value)
-        return text, plot_path, choices, _runs_table(training)
+        summaries = training.summaries()  # read once per tick for both the status and the table
+        current = next((s for s in summaries if s.name == run_value), None)
+        text, plot_path, choices = describe(run_value, current)
+        return text, plot_path, choices, _runs_table(training, summaries)
 
     @friendly
     def use_run(voice_value, run_value, checkpoint_value):

@@ -178,11 +178,7 @@ class PiperVCEngine(Engine):
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
         from voxmith.engines.piper_vc.base_voice import get_base_voice
 
-        if not isinstance(settings, PiperVCSettings):
-            settings = PiperVCSettings.from_dict(settings.to_dict() if settings else None)
-        settings.validate()
-        if not text or not text.strip():
-            raise VoxmithError("Nothing to say: the text is empty.")
+        settings = self.checked_request(text, settings)
         finetuned = self._finetuned
         if finetuned is not None:
             params = finetuned.base.params()

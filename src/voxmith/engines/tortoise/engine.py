@@ -337,11 +337,7 @@ class TortoiseEngine(Engine):
         from .precision import resolve_ar_precision
         from .tokenizer import TextTooLongError
 
-        if not isinstance(settings, TortoiseSettings):
-            settings = TortoiseSettings.from_dict(settings.to_dict() if settings else None)
-        settings.validate()
-        if not text or not text.strip():
-            raise VoxmithError("Nothing to say: the text is empty.")
+        settings = self.checked_request(text, settings)
         if int(candidates) < 1:
             raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
         missing = [key for key in ("auto_latent", "diffusion_latent", "clips_22k", "clip_lengths")
