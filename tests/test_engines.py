@@ -9,7 +9,7 @@ import pytest
 
 from voxmith.engines import Candidate, Engine, EngineSettings, create_engine, register_engine, resolve_device
 from voxmith.engines import device as device_module
-from voxmith.engines.registry import available_engines
+from voxmith.engines.registry import available_engines, unregister_engine
 from voxmith.errors import DeviceError, EngineError, VoxmithError
 
 
@@ -46,8 +46,15 @@ class ToneEngine(Engine):
         return out
 
 
-def test_registered_engine_plugs_into_studio(studio, demo_files):
+@pytest.fixture
+def tone_engine():
+    """The tone engine, registered for one test only (the registry is process-wide)."""
     register_engine("tone", ToneEngine)
+    yield ToneEngine
+    unregister_engine("tone")
+
+
+def test_registered_engine_plugs_into_studio(studio, demo_files, tone_engine):
     assert "tone" in available_engines()
     studio.voices.add("v", demo_files)
     engine = studio.engine("tone")
@@ -62,10 +69,18 @@ def test_registered_engine_plugs_into_studio(studio, demo_files):
     assert np.array_equal(takes[1].samples, again[1].samples)
 
 
-def test_unknown_engine_lists_known():
-    register_engine("tone", ToneEngine)
+def test_unknown_engine_lists_known(tone_engine):
     with pytest.raises(EngineError, match="Unknown engine 'nope'.*tone"):
         create_engine("nope")
+
+
+def test_unregister_engine_forgets_it():
+    """What the tone_engine fixture relies on to leave no engine behind for later tests."""
+    register_engine("tone", ToneEngine)
+    unregister_engine("tone")
+    assert "tone" not in available_engines()
+    with pytest.raises(EngineError, match="Unknown engine 'tone'"):
+        create_engine("tone")
 
 
 def test_settings_from_dict_coerces_and_validates():

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from shlex import quote
 
 import click
+
+from voxmith.engines.registry import DEFAULT_ENGINE
 
 
 def format_run(summary, detailed: bool = False) -> str:
@@ -30,7 +34,7 @@ def format_run(summary, detailed: bool = False) -> str:
     for plot in summary.plots:
         lines.append(f"  plot: {plot}")
     lines.append(f"  metrics: {summary.folder / 'metrics.csv'}; TensorBoard: "
-                 f"tensorboard --logdir {summary.folder / 'tensorboard'}")
+                 f"tensorboard --logdir {quote(str(summary.folder / 'tensorboard'))}")
     if summary.voices:
         lines.append(f"  voices using it: {', '.join(summary.voices)}")
     return "\n".join(lines)
@@ -48,6 +52,10 @@ def summary_dict(summary) -> dict:
             "plots": [str(p) for p in summary.plots], "voices": summary.voices, "folder": str(summary.folder)}
 
 
+# The engines' own defaults (`Engine.training_defaults`, else `ScheduleConfig`); a test keeps them in step.
+LR_HELP = "Peak learning rate (default: 1e-3 for piper-vc, 1e-5 for tortoise)."
+
+
 @click.group()
 def train():
     """Fine-tune an engine on a dataset: init, validate, run, list, show."""
@@ -56,11 +64,11 @@ def train():
 @train.command()
 @click.argument("name")
 @click.option("--dataset", required=True, help="Dataset to train on (see 'voxmith dataset list').")
-@click.option("--engine", default="tortoise", show_default=True, help="Engine to fine-tune: tortoise or piper-vc.")
+@click.option("--engine", default=DEFAULT_ENGINE, show_default=True, help="Engine to fine-tune: piper-vc or tortoise.")
 @click.option("--epochs", type=int, help="Passes over the training lines (default depends on the engine).")
 @click.option("--batch-size", type=int, help="Lines per batch (default: from the dataset size).")
 @click.option("--grad-accumulation", type=int, help="Batches per optimizer step.")
-@click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default 1e-5).")
+@click.option("--lr", "learning_rate", type=float, help=LR_HELP)
 @click.option("--scheduler", type=click.Choice(["multistep", "cosine"]), help="Learning-rate schedule.")
 @click.option("--text-weight", type=float, help="Text-loss weight (0.01 for English; use 1 for other languages).")
 @click.option("--mel-weight", type=float, help="Mel-loss weight (default 1).")
@@ -85,8 +93,8 @@ def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, lear
     s = config.schedule
     click.echo(f"Created run '{name}': {engine} on dataset '{dataset}', {s.epochs} epochs, batch {s.batch_size} "
                f"x {s.grad_accumulation}, lr {s.learning_rate:g} ({s.scheduler}).")
-    click.echo(f"Settings: {run.config_path} (edit it, then 'voxmith train validate {name}').")
-    click.echo(f"Start with: voxmith train run {name}")
+    click.echo(f"Settings: {run.config_path} (edit it, then `voxmith train validate {quote(name)}`).")
+    click.echo(f"Start with: voxmith train run {quote(name)}")
 
 
 @train.command("validate")
@@ -134,9 +142,11 @@ def run_training(obj, name, force_restart, yes):
     saved = f"; checkpoint {result.checkpoint.path}" if result.checkpoint else ""
     click.echo(f"Run '{name}' {result.stopped} at step {result.step} ({where}){saved}.")
     if result.stopped != "finished":
-        click.echo(f"Resume with: voxmith train run {name}")
+        click.echo(f"Resume with: voxmith train run {quote(name)}")
     else:
-        click.echo(f"Use it: voxmith voices use VOICE --run {name} [--checkpoint best]")
+        click.echo(f"Use it: voxmith voices use VOICE --run {quote(name)} [--checkpoint best]")
+    if result.stopped == "interrupted":
+        sys.exit(130)  # as every other command stopped by Ctrl+C (the checkpoint is saved)
 
 
 @train.command("list")

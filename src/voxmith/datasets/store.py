@@ -7,6 +7,7 @@ LJSpeech lists, so an interrupted job or an edit always leaves files that agree.
 from __future__ import annotations
 
 import shutil
+from shlex import quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -125,7 +126,7 @@ class DatasetLibrary:
         if not (path / SEGMENTS_FILE).exists():
             known = ", ".join(self.names()) or "none yet"
             raise VoxmithError(f"No dataset named '{name}'. Datasets: {known}. "
-                               f"Create it with 'voxmith dataset prepare {name} --from VOICE_OR_FILES'.")
+                               f"Create it with `voxmith dataset prepare {quote(name)} --from VOICE_OR_FILES`.")
         return Dataset(name, path)
 
     def remove(self, name: str) -> None:

@@ -29,6 +29,11 @@ def register_engine(name: str, target: "str | Type[Engine]") -> None:
     _registered[name] = target
 
 
+def unregister_engine(name: str) -> None:
+    """Forget an engine added with `register_engine` (built-in and entry-point engines stay)."""
+    _registered.pop(name, None)
+
+
 def _all_targets() -> Dict[str, "str | Type[Engine]"]:
     targets: Dict[str, str | Type[Engine]] = dict(_BUILTIN)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from shlex import quote
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
@@ -156,8 +157,8 @@ class Studio:
         except VoxmithError as err:
             owner = f"Voice '{voice.name}' is set to use training run '{run}', but: " if request.finetune is None \
                 else ""
-            hint = (f"\nChoose another checkpoint with 'voxmith voices use {voice.name} --run RUN', or go back "
-                    f"to the stock weights with 'voxmith voices use {voice.name} --stock'.") if owner else ""
+            hint = (f"\nChoose another checkpoint with `voxmith voices use {quote(voice.name)} --run RUN`, or go "
+                    f"back to the stock weights with `voxmith voices use {quote(voice.name)} --stock`.") if owner else ""
             raise VoxmithError(f"{owner}{err}{hint}") from None
         if run_engine != engine.name:
             raise VoxmithError(f"Training run '{run}' fine-tuned the {run_engine} engine, not {engine.name}; "

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from voxmith.engines import Finetune, FinetuneSpec, LoraSpec, TrainingLine, create_engine, engine_class
+from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, TrainingRun, defaults_for,
@@ -76,7 +78,7 @@ class TrainingRuns:
         except VoxmithError:
             known = ", ".join(self.names()) or "none yet"
             raise VoxmithError(f"No training run named '{name}'. Runs: {known}. "
-                               f"Create one with 'voxmith train init {name} --dataset NAME'.") from None
+                               f"Create one with `voxmith train init {quote(name)} --dataset NAME`.") from None
 
     def lines(self, dataset: str) -> tuple[tuple[TrainingLine, ...], tuple[TrainingLine, ...]]:
         """The dataset's (train, validation) lines, as its lists say."""
@@ -88,7 +90,7 @@ class TrainingRuns:
                 split[segment["split"]].append(TrainingLine(data.path / segment["file"], segment["transcript"]))
         return tuple(split["train"]), tuple(split["validation"])
 
-    def init(self, name: str, dataset: str, engine: str = "tortoise", epochs: Optional[int] = None,
+    def init(self, name: str, dataset: str, engine: str = DEFAULT_ENGINE, epochs: Optional[int] = None,
              changes: Optional[Dict[str, Dict[str, Any]]] = None) -> TrainingRun:
         """Create run `name` with defaults computed from the dataset, then `changes` applied
         ({section: {setting: value}}, as in config.yaml). Refuses invalid settings."""
@@ -199,7 +201,7 @@ class TrainingRuns:
                 raise VoxmithError(f"Run '{name}' has no checkpoint at step {step}; it has: {steps}.")
         if found is None:
             raise VoxmithError(f"Run '{name}' has no checkpoint yet; train it first with "
-                               f"'voxmith train run {name}'.")
+                               f"`voxmith train run {quote(name)}`.")
         return found
 
     def finetune(self, name: str, which: str | int = "latest") -> tuple[Finetune, str, CheckpointInfo]:

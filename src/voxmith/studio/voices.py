@@ -9,6 +9,7 @@ checked before anything is copied, and the new folder appears in one rename.
 from __future__ import annotations
 
 import shutil
+from shlex import quote
 import tempfile
 import time
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class Voice:
         paths = self.clip_paths
         if not paths:
             raise VoiceError(f"Voice '{self.name}' has no audio clips in '{self.path}'. "
-                             f"Add some with 'voxmith voices add {self.name} FILE... --append'.")
+                             f"Add some with `voxmith voices add {quote(self.name)} FILE... --append`.")
         clips, problems = [], []
         for path in paths:
             try:
@@ -109,7 +110,7 @@ class VoiceLibrary:
         if not path.is_dir():
             known = ", ".join(self.names()) or "none yet"
             raise VoiceError(f"No voice named '{name}'. Voices: {known}. "
-                             f"Create it with 'voxmith voices add {name} CLIP...'.")
+                             f"Create it with `voxmith voices add {quote(name)} CLIP...`.")
         return Voice(name, path)
 
     def add(self, name: str, files: Iterable[str | Path], *, force: bool = False, append: bool = False,
