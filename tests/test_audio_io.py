@@ -135,11 +135,23 @@ def test_unsupported_format(tmp_path):
     assert "ffmpeg" in message
 
 
-def test_m4a_without_ffmpeg_names_ffmpeg(tmp_path, monkeypatch):
+def test_corrupt_m4a_without_ffmpeg_names_ffmpeg(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # a PATH where no ffmpeg exists
     path = tmp_path / "phone.m4a"
     path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 100)
     _expect_error(path, "ffmpeg", "install")
+
+
+@pytest.mark.parametrize("ext", [".opus", ".aac", ".mp3"])
+def test_encoded_formats_roundtrip_without_ffmpeg(tmp_path, monkeypatch, demo_audio, ext):
+    """save_audio encodes through PyAV; load_audio reads Opus/AAC through PyAV when ffmpeg is absent."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    path = save_audio(tmp_path / f"clip{ext}", demo_audio.samples, demo_audio.sample_rate_hz)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [path.name]
+    audio = load_audio(path)
+    assert abs(audio.duration_s - demo_audio.duration_s) < 0.1  # codec delay/padding only
+    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    assert rms(audio.samples) == pytest.approx(rms(demo_audio.samples), rel=0.15)
 
 
 def test_folder_is_not_a_file(tmp_path):

@@ -179,6 +179,18 @@ def test_cli_speak_and_eval(enrolled, tmp_path):
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
 
 
+@pytest.mark.parametrize("ext", [".mp3", ".opus"])
+def test_cli_speak_to_compressed_file(enrolled, tmp_path, ext):
+    """-o x.mp3 / x.opus is encoded in-process (PyAV): it decodes to the sidecar's duration."""
+    out = tmp_path / f"cli{ext}"
+    result = CliRunner().invoke(cli, ["--home", str(enrolled.workspace.home), "-q", "speak", "-v", "demo", "--seed",
+                                      "3", "--no-rank", "-o", str(out), "Compressed files work too."])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["output"]["file"] == out.name
+    assert load_audio(out).duration_s == pytest.approx(sidecar["output"]["duration_s"], abs=0.1)
+
+
 def test_speaker_similarity_beats_unconverted_piper(enrolled):
     """The conversion moves the voice toward the target: the converted take is closer to the demo
     voice than Piper's own joe voice saying the same sentence."""

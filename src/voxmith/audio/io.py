@@ -2,8 +2,9 @@
 
 `load_audio` reads WAV (any integer or float subtype, any rate, any channel count), FLAC, MP3 and
 OGG through libsndfile, and everything else (M4A/AAC, Opus, WMA, video containers...) through
-ffmpeg when it is installed. Every failure becomes an `AudioError` naming the file and the problem.
-`save_audio` writes atomically.
+ffmpeg when it is installed, else through PyAV (FFmpeg's libraries in the `av` wheel). Every
+failure becomes an `AudioError` naming the file and the problem. `save_audio` writes atomically;
+MP3, Opus and AAC are encoded by `voxmith.audio.encode`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ SUPPORTED_NATIVE_FORMATS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".
 # Common formats that only ffmpeg decodes here.
 FFMPEG_FORMATS = (".m4a", ".aac", ".mp4", ".opus", ".wma", ".webm", ".mkv", ".mov", ".amr", ".3gp")
 AUDIO_EXTENSIONS = SUPPORTED_NATIVE_FORMATS + FFMPEG_FORMATS
+# Written through PyAV (voxmith.audio.encode, mono); the rest through libsndfile.
+ENCODED_EXTENSIONS = (".mp3", ".opus", ".aac")
+WRITABLE_EXTENSIONS = (".wav", ".flac", ".ogg") + ENCODED_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,40 @@ def _ffmpeg_missing_message(path: Path) -> str:
     )
 
 
+def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
+    """Decode with PyAV's bundled FFmpeg libraries (None when PyAV is missing)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(f"Cannot read '{path}': it contains no audio stream.")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None)
+            frames = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
+            frames += [f.to_ndarray() for f in resampler.resample(None)]
+            rate = stream.codec_context.sample_rate
+    except AudioError:
+        raise
+    except Exception as err:  # FFmpeg reports through many exception types
+        raise AudioError(f"Cannot read '{path}': it could not be decoded ({err}). The file may be corrupt or "
+                         "not contain audio; if it plays elsewhere, install ffmpeg (voxmith then uses it) "
+                         "or convert the clip to WAV or FLAC.") from err
+    if not frames:
+        return np.zeros((0, 1), np.float32), rate
+    return np.concatenate(frames, axis=1).T.astype(np.float32), rate  # packed flt: (1, n*ch) per frame
+
+
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """Decode through ffmpeg into a temporary float WAV and read that back."""
+    """Decode through ffmpeg into a temporary float WAV and read that back (PyAV without ffmpeg)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError(_ffmpeg_missing_message(path))
+        decoded = _decode_with_pyav(path)
+        if decoded is None:
+            raise AudioError(_ffmpeg_missing_message(path))
+        return decoded
     with tempfile.TemporaryDirectory(prefix="voxmith-ffmpeg-") as tmp:
         out = Path(tmp) / "decoded.wav"
         cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn",
@@ -96,7 +129,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         native_error = str(err)
     # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, explain.
-    if shutil.which("ffmpeg"):
+    if shutil.which("ffmpeg") or suffix in FFMPEG_FORMATS:
         samples, rate = _decode_with_ffmpeg(path)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
     if suffix in SUPPORTED_NATIVE_FORMATS:
@@ -143,11 +176,19 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int
     """Write audio atomically; the format follows the extension (WAV 16-bit by default)."""
     path = Path(path)
     samples = np.asarray(samples, dtype=np.float32)
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}.get(path.suffix.lower())
+    if path.suffix.lower() in ENCODED_EXTENSIONS:
+        from voxmith.audio.encode import encode_audio
+
+        data = encode_audio(samples if samples.ndim == 1 else samples.mean(axis=1), sample_rate_hz,
+                            path.suffix.lower().lstrip("."))
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+        return path
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
-        raise AudioError(f"Cannot write '{path}': use a .wav, .flac, .ogg or .mp3 file name.")
+        raise AudioError(f"Cannot write '{path}': use a {', '.join(WRITABLE_EXTENSIONS)} file name.")
     if subtype is None:
-        subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+        subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     if not subtype.startswith("FLOAT") and not subtype.startswith("DOUBLE"):
         # libsndfile wraps around instead of clipping when converting float to int.
         samples = np.clip(samples, -1.0, 1.0)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from voxmith.audio.io import WRITABLE_EXTENSIONS
 from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
@@ -97,8 +98,8 @@ class Studio:
     def _output_path(self, request: SpeakRequest, folder_name: str) -> Path:
         if request.output is not None:
             output = Path(request.output).expanduser()
-            if output.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
-                raise VoxmithError(f"Output '{output}' needs a .wav, .flac, .ogg or .mp3 extension.")
+            if output.suffix.lower() not in WRITABLE_EXTENSIONS:
+                raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
             if output.exists() and not request.overwrite:
                 raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
             return output.resolve()
