@@ -76,14 +76,18 @@ def info(obj):
               help="Address to serve on (default 127.0.0.1:7860). Other than loopback needs a token.")
 @click.option("--share-token", envvar="VOXMITH_WEBUI_TOKEN", default=None,
               help="Password required by the page (needed when listening beyond this machine).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another host name the page may be opened by (a LAN name, a reverse proxy); repeatable. "
+                   "Other names are refused (DNS rebinding).")
+@click.option("--max-upload-mb", default=1024, show_default=True, help="Largest upload accepted, in MB.")
 @click.pass_obj
-def webui(obj, listen, share_token):
+def webui(obj, listen, share_token, allowed_hosts, max_upload_mb):
     """Open the studio in the browser (Gradio)."""
     from voxmith.webui.server import check_access, launch, parse_listen
 
     check_access(parse_listen(listen), share_token)  # refuse before loading anything heavy
     click.echo("Starting the voxmith web UI (Ctrl-C stops it)...")
-    launch(obj.studio, listen, share_token, block=True)
+    launch(obj.studio, listen, share_token, block=True, allowed_hosts=allowed_hosts, max_upload_mb=max_upload_mb)
 
 
 COMMANDS = [demo, engines, info, webui]

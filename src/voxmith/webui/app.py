@@ -8,9 +8,10 @@ from voxmith import __version__
 from voxmith.webui import tab_dataset, tab_generate, tab_settings, tab_training, tab_voices
 
 
-def build_app(studio) -> gr.Blocks:
+def build_app(studio, delete_cache=None) -> gr.Blocks:
+    """`delete_cache`: Gradio's (every_s, older_than_s) sweep of uploaded and cached temp files."""
     voice_choices = studio.voices.names  # read from disk every time: new voices appear without restart
-    with gr.Blocks(title="voxmith studio") as app:
+    with gr.Blocks(title="voxmith studio", delete_cache=delete_cache) as app:
         gr.Markdown(f"## voxmith studio <small>v{__version__} · workspace `{studio.workspace.home}`</small>")
         with gr.Tabs():
             generate_voice = tab_generate.build(studio, voice_choices)

@@ -1,18 +1,31 @@
-"""Starting the web UI safely: loopback by default; any other address needs a token."""
+"""Starting the web UI safely: loopback by default; any other address needs a token.
+
+Every request passes `voxmith.http_access` (Host names against DNS rebinding, Origin on
+state-changing requests). Uploads need the page's session cookie, are limited in size, and land
+in a private temporary folder whose files are deleted after an hour and when the server stops.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 from voxmith.errors import VoxmithError
+from voxmith.http_access import HostOriginGuard, is_loopback_name, send_plain
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 TOKEN_USER = "voxmith"
+DEFAULT_MAX_UPLOAD_MB = 1024  # an hour of 44.1 kHz stereo WAV is ~640 MB
+SESSION_COOKIE = "voxmith-session"
+UPLOAD_PATH_SUFFIX = "/gradio_api/upload"
+# Uploads are copied into the workspace at once; the temporary copies are swept this often/this old.
+TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S = 600, 3600
 
 
 @dataclass(frozen=True)
@@ -22,12 +35,7 @@ class ListenAddress:
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
-        except ValueError:
-            return False  # a host name: it may resolve to anything
+        return is_loopback_name(self.host)  # another host name may resolve to anything
 
 
 def parse_listen(value: Optional[str]) -> ListenAddress:
@@ -66,17 +74,79 @@ def token_checker(token: str):
     return check
 
 
-def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, block: bool = True):
-    """Build and start the app; returns (app, url). With block=False it runs in a thread."""
+class UploadGuard:
+    """ASGI middleware: hands every page a random session cookie (SameSite=Strict, so other sites'
+    pages never send it) and refuses uploads without it or larger than `max_bytes`."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+        self.session = secrets.token_urlsafe(32)
+
+    def _has_session(self, headers) -> bool:
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and secrets.compare_digest(value.encode(), self.session.encode()):
+                return True
+        return False
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        has_session = self._has_session(headers)
+        if scope["method"] == "POST" and scope["path"].rstrip("/").endswith(UPLOAD_PATH_SUFFIX):
+            if not has_session:
+                return await send_plain(send, 403, "Upload refused: no studio session. Open the studio page "
+                                                   "in the browser and upload from there.\n")
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_bytes:
+                return await send_plain(send, 413, f"Upload refused: larger than the limit of "
+                                                   f"{self.max_bytes // 2 ** 20} MB (voxmith webui --max-upload-mb).\n")
+        if has_session:
+            return await self.app(scope, receive, send)
+        cookie = f"{SESSION_COOKIE}={self.session}; Path=/; HttpOnly; SameSite=Strict".encode()
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+        await self.app(scope, receive, send_with_cookie)
+
+
+_private_temp_dir: Optional[str] = None
+
+
+def private_upload_folder() -> str:
+    """A temporary folder only this user can read, for Gradio's uploads and file cache (the
+    default /tmp/gradio is shared by every user of the machine). One per process, removed at exit."""
+    global _private_temp_dir
+    if _private_temp_dir is None:
+        _private_temp_dir = tempfile.mkdtemp(prefix="voxmith-webui-")  # mode 0700
+        atexit.register(shutil.rmtree, _private_temp_dir, True)
+    return _private_temp_dir
+
+
+def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, block: bool = True,
+           allowed_hosts: Iterable[str] = (), max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB):
+    """Build and start the app; returns (app, url). With block=False it runs in a thread.
+    `allowed_hosts`: extra host names the page may be reached by (a reverse proxy, a LAN name)."""
     address = parse_listen(listen)
     token = check_access(address, token)
+    if max_upload_mb < 1:
+        raise VoxmithError("--max-upload-mb must be at least 1.")
     # Nothing in the studio should phone home.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Read by Gradio when the app and its components are built, and again when it checks paths.
+    os.environ["GRADIO_TEMP_DIR"] = private_upload_folder()
+    from starlette.middleware import Middleware
+
     from voxmith.webui.app import build_app
 
-    app = build_app(studio)
+    app = build_app(studio, delete_cache=(TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S))
     app.queue(default_concurrency_limit=1)  # long jobs run one at a time in the background
+    middleware = [Middleware(HostOriginGuard, bind_host=address.host, allowed_hosts=tuple(allowed_hosts)),
+                  Middleware(UploadGuard, max_bytes=max_upload_mb * 2 ** 20)]
     _, url, _ = app.launch(
         server_name=address.host.strip("[]"), server_port=address.port, prevent_thread_lock=not block,
         auth=token_checker(token) if token else None,
@@ -84,5 +154,6 @@ def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, bl
         if token else None,
         show_error=True, quiet=not block, ssr_mode=False, inbrowser=False,
         allowed_paths=[str(studio.workspace.home)], footer_links=[],
+        max_file_size=max_upload_mb * 2 ** 20, app_kwargs={"middleware": middleware},
     )
     return app, url
