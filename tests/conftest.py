@@ -41,3 +41,16 @@ def studio(tmp_path) -> Studio:
 def tone(seconds: float, rate: int = 22050, freq: float = 220.0, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def tone_engine():
+    """The instant `tone` test engine (tests/tone_engine.py), registered for one test only: the
+    engine registry is process-wide, and a later test must not find it."""
+    from tests.tone_engine import ToneEngine
+    from voxmith.engines import register_engine
+    from voxmith.engines.registry import unregister_engine
+
+    register_engine("tone", ToneEngine)
+    yield ToneEngine
+    unregister_engine("tone")

@@ -105,3 +105,132 @@ def test_suggested_commands_quote_names_with_spaces(run):
     assert result.exit_code == 1 and "voxmith train init 'my run' --dataset NAME" in result.output
     result = run("dataset", "show", "my data")
     assert result.exit_code == 1 and "voxmith dataset prepare 'my data' --from" in result.output
+
+
+# --- the five "Unexpected ... this is a bug" mistakes --------------------------------------------
+
+@pytest.fixture
+def tone_voice(run, tone_engine, demo_files):
+    """A workspace with voice 'v' and the instant tone engine (no enrollment to wait for)."""
+    assert run("voices", "add", "v", *map(str, demo_files)).exit_code == 0
+    return run
+
+
+def test_seed_minus_one_is_random_in_cli_and_api(tone_voice, tmp_path):
+    import json
+
+    from voxmith.studio import Studio
+    from voxmith.studio.speech import SpeakRequest
+
+    result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "--seed", "-1", "-o",
+                        str(tmp_path / "a.wav"), "three short words")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a.json").read_text())["seed"] >= 0
+
+    studio = Studio(tone_voice.home, device="cpu")
+    seeds = {studio.speak(SpeakRequest("three short words", voice="v", engine="tone", seed=-1,
+                                       rank=False)).sidecar["seed"] for _ in range(3)}
+    assert all(s >= 0 for s in seeds) and len(seeds) > 1  # random each time
+    huge = tone_voice("speak", "-e", "tone", "-v", "v", "--seed", str(2 ** 40), "hello")
+    assert huge.exit_code == 1 and "--seed must be below" in huge.output
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
+def test_text_file_in_other_encodings_is_read_with_a_note(tone_voice, tmp_path, encoding):
+    import json
+
+    text = "Caf\u00e9 na\u00efve, a gar\u00e7on's r\u00e9sum\u00e9." + \
+        (" \u201cQuoted\u201d \u2013 fine." if encoding == "cp1252" else "")
+    (tmp_path / "t.txt").write_bytes(text.encode(encoding))
+    result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "--seed", "1", "--text-file",
+                        str(tmp_path / "t.txt"), "-o", str(tmp_path / "t.wav"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "t.json").read_text())["text"] == text
+    if encoding == "utf-16":  # a byte-order mark says what it is: nothing to warn about
+        assert "is not UTF-8" not in result.output
+    else:
+        assert "is not UTF-8; read it as" in result.output
+
+
+def test_decode_text_prefers_utf8_and_never_fails():
+    from voxmith.text.files import decode_text
+
+    assert decode_text("na\u00efve \u2014 ok".encode("utf-8")) == ("na\u00efve \u2014 ok", "utf-8")
+    assert decode_text(b"\xef\xbb\xbfhi") == ("hi", "utf-8-sig")
+    assert decode_text("\u201chi\u201d".encode("cp1252")) == ("\u201chi\u201d", "cp1252")
+    assert decode_text(b"\x81\x8d") == ("\x81\x8d", "latin-1")  # undefined in cp1252
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'{"text": "hi"}', b"not json at all", b"RIFF\x00\xff\xfeWAVE",
+                                     b'{"text": "hi", "engine": {"name": "piper-vc", "version": "5"}, "seed": 1}'])
+def test_reproduce_refuses_what_is_not_a_sidecar(run, tmp_path, content):
+    path = tmp_path / "thing.json"
+    path.write_bytes(content)
+    result = run("reproduce", str(path))
+    assert result.exit_code == 1, result.output
+    assert "is not a voxmith result sidecar" in result.output and "Unexpected" not in result.output
+
+
+def test_read_only_voice_cache_still_speaks_to_a_writable_output(tone_voice, tmp_path, monkeypatch, caplog):
+    """As in a read-only workspace: every cache write fails (patched: the tests may run as root,
+    who can write anywhere); `speak -o` works anyway and says that nothing was cached."""
+    import errno
+
+    from voxmith.studio import conditioning
+
+    def refuse(path, data):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(conditioning, "atomic_write_bytes", refuse)
+    out = tmp_path / "out" / "x.wav"
+    result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "-o", str(out), "three short words")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and out.with_suffix(".json").exists()
+    # The CLI logs warnings to stderr (logging.basicConfig); under pytest the log is captured instead.
+    notes = [r.getMessage() for r in caplog.records if "cannot write the cache" in r.getMessage()]
+    assert len(notes) == 1 and "computed without caching" in notes[0]
+    assert not list((tone_voice.home / "voices" / "v" / ".cache").rglob("*.npz"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes to read-only folders")
+def test_read_only_voice_folder_really(tone_voice, tmp_path):
+    voice_dir = tone_voice.home / "voices" / "v"
+    for folder in (voice_dir, voice_dir / ".cache"):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o555)
+    try:
+        result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "-o", str(tmp_path / "x.wav"), "hi there")
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "x.wav").exists()
+    finally:
+        for folder in (voice_dir, voice_dir / ".cache"):
+            folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("err_no,advice", [(30, "read-only"), (13, "permissions"), (28, "disk is full")])
+def test_file_system_refusals_are_messages(run, monkeypatch, demo_files, err_no, advice):
+    from voxmith.studio.voices import VoiceLibrary
+
+    def refuse(self, name, files, **kwargs):
+        raise OSError(err_no, "refused", str(run.home / "voices" / name))
+
+    monkeypatch.setattr(VoiceLibrary, "add", refuse)
+    result = run("voices", "add", "v", str(demo_files[0]))
+    assert result.exit_code == 1
+    assert advice in result.output and "voices/v" in result.output
+    assert "Unexpected" not in result.output and "Traceback" not in result.output
+
+
+def test_webui_on_a_taken_port_suggests_another(run):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run("webui", "--listen", f"127.0.0.1:{port}")
+    assert result.exit_code == 1, result.output
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.output
+    suggested = int(re.search(r"--listen 127\.0\.0\.1:(\d+)", result.output).group(1))
+    assert suggested > port and "Unexpected" not in result.output

@@ -83,9 +83,12 @@ def info(obj):
 @click.pass_obj
 def webui(obj, listen, share_token, allowed_hosts, max_upload_mb):
     """Open the studio in the browser (Gradio)."""
+    from voxmith.webui.ports import ensure_port_free
     from voxmith.webui.server import check_access, launch, parse_listen
 
-    check_access(parse_listen(listen), share_token)  # refuse before loading anything heavy
+    address = parse_listen(listen)
+    check_access(address, share_token)  # refuse before loading anything heavy
+    ensure_port_free(address.host.strip("[]"), address.port)
     click.echo("Starting the voxmith web UI (Ctrl-C stops it)...")
     launch(obj.studio, listen, share_token, block=True, allowed_hosts=allowed_hosts, max_upload_mb=max_upload_mb)
 

@@ -20,6 +20,23 @@ def _parse_settings(pairs) -> dict:
     return settings
 
 
+def _read_text_file(path: str) -> str:
+    """The file's text, decoded as UTF-8 or, failing that, as Windows-1252/Latin-1 (with a note)."""
+    from voxmith.text.files import decode_text, describe_encoding
+
+    try:
+        data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+    except FileNotFoundError:
+        raise VoxmithError(f"--text-file '{path}' does not exist.") from None
+    except OSError as err:
+        raise VoxmithError(f"Cannot read --text-file '{path}': {err.strerror}.") from None
+    text, encoding = decode_text(data)
+    if encoding in ("cp1252", "latin-1"):  # a guess (a byte-order mark would have been certain)
+        click.echo(f"Note: '{path}' is not UTF-8; read it as {describe_encoding(encoding)}. If some letters "
+                   "come out wrong, save the file as UTF-8.", err=True)
+    return text
+
+
 def _print_result(result, play: bool) -> None:
     for i, sentence in enumerate(result.sidecar["sentences"]):
         chosen = sentence["takes"][sentence["chosen_take"]]
@@ -48,12 +65,14 @@ def _print_result(result, play: bool) -> None:
 @click.option("--voice", "-v", help="Voice from the library.")
 @click.option("--ref", "refs", multiple=True, type=click.Path(dir_okay=False),
               help="Clone straight from this clip (repeatable) instead of a library voice.")
-@click.option("--text-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file.")
+@click.option("--text-file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Read the text from a file ('-': standard input); UTF-8, or Windows-1252/Latin-1 with a note.")
 @click.option("--engine", "-e", default=None, help="Synthesis engine (default: piper-vc).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: results/VOICE/...).")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
-@click.option("--seed", type=int, default=None, help="Random seed (default: random, saved in the sidecar).")
+@click.option("--seed", type=int, default=None,
+              help="Random seed (default, or -1: random; the seed used is saved in the sidecar).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
 @click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default=None,
               help="tortoise: the official quality/speed preset (same as --set preset=...).")
@@ -74,7 +93,7 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
     if text_file is not None:
         if text:
             raise VoxmithError("Give the text either as an argument or with --text-file, not both.")
-        text = text_file.read()
+        text = _read_text_file(text_file)
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
     finetune = {"run": run, "checkpoint": checkpoint} if run else ({} if stock else None)

@@ -6,6 +6,7 @@ is summarised in one line (with --debug for the traceback); Ctrl-C exits with 13
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
@@ -51,13 +52,37 @@ class FriendlyGroup(click.Group):
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
-        except Exception as err:  # a bug: say so briefly unless debugging
+        except Exception as err:
+            problem = _file_system_problem(err) if isinstance(err, OSError) else None
+            if problem is not None:  # a read-only or full workspace: the user can act on it
+                raise click.ClickException(problem) from None
+            # a bug: say so briefly unless debugging
             if ctx.obj is not None and getattr(ctx.obj, "debug", False):
                 traceback.print_exc()
-            raise click.ClickException(
-                f"Unexpected {type(err).__name__}: {err}. This is a bug in voxmith; re-run with "
-                "--debug to see the details and please report them."
-            ) from None
+            raise click.ClickException(_bug_message(err)) from None
+
+
+def _bug_message(err: BaseException) -> str:
+    return (f"Unexpected {type(err).__name__}: {err}. This is a bug in voxmith; re-run with "
+            "--debug to see the details and please report them.")
+
+
+# What a user can do about a file system that refuses a write; other OSErrors remain bugs.
+_FILE_SYSTEM_ADVICE = {
+    errno.EACCES: "check the folder's permissions, or choose a writable workspace with --home",
+    errno.EPERM: "check the folder's permissions, or choose a writable workspace with --home",
+    errno.EROFS: "the file system is read-only; choose a writable workspace with --home",
+    errno.ENOSPC: "the disk is full; free some space and try again",
+    errno.EDQUOT: "the disk quota is used up; free some space and try again",
+}
+
+
+def _file_system_problem(err: OSError) -> str | None:
+    advice = _FILE_SYSTEM_ADVICE.get(err.errno)
+    if advice is None:
+        return None
+    where = f" '{err.filename}'" if err.filename else ""
+    return f"The file system refused{where}: {err.strerror or err}; {advice}."
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})

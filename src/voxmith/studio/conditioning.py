@@ -3,13 +3,15 @@
 Entries live in `voices/NAME/.cache/<namespace>/` as an `.npz` of arrays plus a `.json` sidecar.
 An entry is valid only for the exact clips (content fingerprint) and the exact producer version
 (e.g. `piper-vc-1`, `resemblyzer-ge2e-1`) it was computed with; anything else is a miss, and the
-stale entry is replaced when the new one is stored. Nothing is ever recomputed on a hit.
+stale entry is replaced when the new one is stored. Nothing is ever recomputed on a hit. A cache
+that cannot be written (a read-only workspace) is skipped with a warning: the result is still used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from voxmith.fsutil import atomic_write_bytes, atomic_write_json, read_json
 
 Arrays = Dict[str, np.ndarray]
 CACHE_FOLDER = ".cache"
+logger = logging.getLogger(__name__)
+_unwritable_roots: set = set()  # cache folders already reported as unwritable in this process
 
 
 @dataclass(frozen=True)
@@ -104,5 +108,11 @@ class ConditioningCache:
         if cached is not None:
             return cached, True
         arrays = compute()
-        self.store(key, arrays, info)
+        try:
+            self.store(key, arrays, info)
+        except OSError as err:  # a read-only workspace (or a full disk) must not stop the work itself
+            if self.root not in _unwritable_roots:  # said once per folder, not once per entry
+                _unwritable_roots.add(self.root)
+                logger.warning(f"Note: cannot write the cache in '{self.root}' ({err.strerror or err}); "
+                               "computed without caching, so the next run computes it again.")
         return arrays, False

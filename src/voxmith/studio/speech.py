@@ -31,6 +31,7 @@ from voxmith.text import normalize_text, split_paragraphs, words_for_scoring
 SENTENCE_PAUSE_MS = 350
 PARAGRAPH_PAUSE_MS = 700
 SEED_STRIDE = 1000  # sentence i uses seeds seed + i * SEED_STRIDE + take
+MAX_SEED = 2 ** 32  # seeds must fit the random generators of numpy and torch (plus the strides)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class SpeakRequest:
     refs: Sequence[str | Path] = ()  # ...or reference clips used directly
     engine: Optional[str] = None
     settings: Dict[str, object] = field(default_factory=dict)
-    seed: Optional[int] = None  # None: a random seed, recorded in the sidecar
+    seed: Optional[int] = None  # None or negative (the web UI's -1): a random seed, recorded in the sidecar
     candidates: int = 1
     ranking: RankingSettings = field(default_factory=RankingSettings)
     rank: bool = True  # score takes with the speaker encoder and Whisper
@@ -57,6 +58,8 @@ class SpeakRequest:
             raise VoxmithError("Say whose voice to use: --voice NAME or --ref CLIP... (one of them).")
         if not 1 <= self.candidates <= 16:
             raise VoxmithError("--candidates must be between 1 and 16.")
+        if self.seed is not None and self.seed >= MAX_SEED:
+            raise VoxmithError(f"--seed must be below {MAX_SEED} (or -1 for a random seed).")
 
 
 @dataclass
@@ -140,7 +143,7 @@ def run_speak(engine: Engine, conditioning, speaker_embedding: np.ndarray, reque
               progress: Optional[ProgressCallback] = None) -> SpeakResult:
     """Synthesise `request.text` to `output` (+ sidecar and the other takes beside it)."""
     started = time.perf_counter()
-    seed = request.seed if request.seed is not None else secrets.randbelow(2 ** 31)
+    seed = request.seed if request.seed is not None and request.seed >= 0 else secrets.randbelow(2 ** 31)
     paragraphs = split_paragraphs(request.text)
     sentences = [s for paragraph in paragraphs for s in paragraph]
     paragraph_ends = [k == len(p) - 1 for p in paragraphs for k in range(len(p))]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from shlex import quote
@@ -172,15 +173,14 @@ class Studio:
     def reproduce(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None, overwrite: bool = False,
                   progress: Optional[ProgressCallback] = None) -> SpeakResult:
         """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed."""
-        sidecar = read_json(sidecar_path)
-        if not sidecar or "text" not in sidecar:
-            raise VoxmithError(f"'{sidecar_path}' is not a voxmith result sidecar.")
+        sidecar = _read_sidecar(sidecar_path)
         voice = sidecar.get("voice", {})
         if voice and self.voices.exists(voice["name"]) and \
                 self.voices.get(voice["name"]).fingerprint() != voice["fingerprint"]:
             raise VoxmithError(f"Voice '{voice['name']}' has changed since this result was made "
                                "(its clips differ), so it cannot be reproduced exactly.")
-        ranking = {k: v for k, v in sidecar.get("ranking", {}).items() if k != "enabled"}
+        known = {f.name for f in dataclasses.fields(RankingSettings)}
+        ranking = {k: v for k, v in sidecar.get("ranking", {}).items() if k in known}
         request = SpeakRequest(
             text=sidecar["text"], voice=voice.get("name"), refs=sidecar.get("refs", {}).get("files", ()),
             engine=sidecar["engine"]["name"], settings=sidecar.get("settings", {}), seed=sidecar["seed"],
@@ -254,3 +254,25 @@ class Studio:
         path = self.datasets.path_for(name)
         return prepare_dataset(Dataset(name, path), self.resolve_recordings(sources),
                                settings or PrepareSettings(), redo=redo, progress=progress)
+
+
+def _read_sidecar(path: str | os.PathLike) -> dict:
+    """A result sidecar's contents, or an error saying why `path` is not one."""
+    what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
+    try:
+        sidecar = read_json(path)
+    except (ValueError, OSError) as err:  # not JSON, not text, or unreadable
+        raise VoxmithError(f"{what}: it cannot be read as JSON ({type(err).__name__}).") from None
+    if not isinstance(sidecar, dict):
+        raise VoxmithError(f"{what}: it holds a JSON {type(sidecar).__name__}, not a result record.")
+    engine = sidecar.get("engine")
+    missing = [key for key, ok in (
+        ("text", isinstance(sidecar.get("text"), str)),
+        ("engine", isinstance(engine, dict) and {"name", "version"} <= set(engine)),
+        ("seed", isinstance(sidecar.get("seed"), int)),
+        ("voice or refs", isinstance(sidecar.get("voice"), dict) and {"name", "fingerprint"} <= set(sidecar["voice"])
+         or isinstance(sidecar.get("refs"), dict) and isinstance(sidecar["refs"].get("files"), list)),
+    ) if not ok]
+    if missing:
+        raise VoxmithError(f"{what}: it has no valid {', '.join(missing)}.")
+    return sidecar
