@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from voxmith.errors import VoiceError, VoxmithError
+from voxmith.studio.voices import Voice
 
 
 def _digest(path):
@@ -110,3 +112,71 @@ def test_demo_voice_import_is_idempotent(studio):
     voice = studio.import_demo_voice()
     assert len(voice.clip_paths) == 2
     assert studio.import_demo_voice().path == voice.path
+
+
+def test_replace_moves_the_old_voice_to_the_trash(studio, demo_files):
+    """--force keeps a way back: the old folder, clips dropped in by hand included, goes to the trash."""
+    voice = studio.voices.add("fay", demo_files[:1])
+    shutil.copy(demo_files[1], voice.path / "by hand.flac")
+    assert [p.name for p in voice.hand_added_clips] == ["by hand.flac"]
+    (voice.path / ".cache").mkdir(exist_ok=True)  # derived data: dropped from the backup
+    studio.voices.add("fay", demo_files[1:], force=True)
+    backup = Path(studio.voices.get("fay").metadata["replaced"]["backup"])
+    assert backup.parent.parent == studio.workspace.home / "trash" / "voices"
+    assert sorted(p.name for p in backup.iterdir()) == sorted([demo_files[0].name, "by hand.flac", "voice.json"])
+    assert [p.name for p in studio.voices.get("fay").clip_paths] == [demo_files[1].name]
+    # A second replace in the same second gets its own backup folder.
+    studio.voices.add("fay", demo_files[:1], force=True)
+    second = Path(studio.voices.get("fay").metadata["replaced"]["backup"])
+    assert second != backup and backup.exists() and second.exists()
+
+
+def test_remove_moves_to_the_trash(studio, demo_files):
+    studio.voices.add("gil", demo_files[:1])
+    backup = studio.voices.remove("gil")
+    assert not studio.voices.exists("gil")
+    assert [p.name for p in Voice("gil", backup).clip_paths] == [demo_files[0].name]
+
+
+def test_failed_replace_leaves_no_empty_backup(studio, demo_files, tmp_path):
+    studio.voices.add("hal", demo_files[:1])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(44100, np.float32), 22050)
+    with pytest.raises(VoiceError):
+        studio.voices.add("hal", [silent], force=True)
+    trash = studio.workspace.home / "trash" / "voices"
+    assert not trash.exists() or not list(trash.iterdir())
+
+
+def test_cli_replace_asks_first(tmp_path, demo_files):
+    from click.testing import CliRunner
+
+    from voxmith.cli.main import cli
+
+    home = tmp_path / "home"
+
+    def run(*args, input=None):
+        return CliRunner().invoke(cli, ["--home", str(home), "-q", "voices", *args], input=input)
+
+    assert run("add", "ida", str(demo_files[0])).exit_code == 0
+    shutil.copy(demo_files[1], home / "voices" / "ida" / "mine.flac")
+    refused = run("add", "ida", "--force", str(demo_files[1]), input="n\n")
+    assert refused.exit_code == 1 and "1 of them added by hand" in refused.output
+    assert sorted(p.name for p in (home / "voices" / "ida").iterdir() if p.suffix == ".flac") == \
+        sorted([demo_files[0].name, "mine.flac"])
+    accepted = run("add", "ida", "--force", str(demo_files[1]), input="y\n")
+    assert accepted.exit_code == 0 and "move them back to undo" in accepted.output
+    assert run("add", "ida", "--force", "-y", str(demo_files[0])).exit_code == 0
+    assert len(list((home / "trash" / "voices").iterdir())) == 2
+
+
+def test_web_ui_replace_needs_confirmation(studio, demo_files):
+    pytest.importorskip("gradio")
+    from voxmith.webui.tab_voices import save_voice
+
+    save_voice(studio, "jo", demo_files[:1], "create", False)
+    with pytest.raises(VoxmithError, match="Tick 'Yes, replace it'"):
+        save_voice(studio, "jo", demo_files[1:], "replace", False)
+    assert [p.name for p in studio.voices.get("jo").clip_paths] == [demo_files[0].name]
+    _, note = save_voice(studio, "jo", demo_files[1:], "replace", True)
+    assert "trash" in note and [p.name for p in studio.voices.get("jo").clip_paths] == [demo_files[1].name]

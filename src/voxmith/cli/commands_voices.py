@@ -36,15 +36,27 @@ def voices():
 @voices.command("add")
 @click.argument("name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--force", is_flag=True, help="Replace an existing voice of this name.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing voice of this name (after asking; its clips move to the trash).")
 @click.option("--append", is_flag=True, help="Add the clips to an existing voice.")
+@click.option("-y", "--yes", is_flag=True, help="With --force: do not ask before replacing.")
 @click.pass_obj
-def add(obj, name, files, force, append):
+def add(obj, name, files, force, append, yes):
     """Create voice NAME from copies of FILES (your files are never changed)."""
+    library = obj.studio.voices
+    if force and not append and not yes and library.exists(name):
+        old = library.get(name)
+        by_hand = len(old.hand_added_clips)
+        extra = f", {by_hand} of them added by hand to the folder" if by_hand else ""
+        click.confirm(f"Replace voice '{name}' ({len(old.clip_paths)} clip(s){extra})? "
+                      f"Its clips will be moved to {library.trash_dir}.", abort=True)
     progress = obj.progress()
-    voice = obj.studio.voices.add(name, files, force=force, append=append, progress=progress)
+    voice = library.add(name, files, force=force, append=append, progress=progress)
     progress.close()
     click.echo(f"Voice '{voice.name}' has {len(voice.clip_paths)} clip(s) in {voice.path}")
+    replaced = voice.metadata.get("replaced") if force else None
+    if replaced:
+        click.echo(f"The clips it had before are in {replaced['backup']} (move them back to undo).")
 
 
 @voices.command("list")
@@ -100,9 +112,10 @@ def show(obj, name, as_json):
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def remove(obj, name, yes):
-    """Delete voice NAME and its copies of the clips (your originals are untouched)."""
+    """Remove voice NAME: its folder moves to the workspace's trash (your originals are untouched)."""
     voice = obj.studio.voices.get(name)
     if not yes:
-        click.confirm(f"Delete voice '{name}' ({len(voice.clip_paths)} clips in {voice.path})?", abort=True)
-    obj.studio.voices.remove(name)
-    click.echo(f"Removed voice '{name}'.")
+        click.confirm(f"Remove voice '{name}' ({len(voice.clip_paths)} clips in {voice.path})? "
+                      f"It will be moved to {obj.studio.voices.trash_dir}.", abort=True)
+    backup = obj.studio.voices.remove(name)
+    click.echo(f"Removed voice '{name}'; it is in {backup} (move it back to undo, delete it to free the space).")

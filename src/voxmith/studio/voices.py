@@ -3,11 +3,14 @@
 The clips on disk are the truth (users of ai-voice-cloning drop files into voice folders by hand,
 and that works here too); `voice.json` keeps where each clip came from and voice settings.
 The user's original files are only ever read. Adding is all-or-nothing: every clip is decoded and
-checked before anything is copied, and the new folder appears in one rename.
+checked before anything is copied, and the new folder appears in one rename. Nothing is deleted:
+a replaced or removed voice moves to `<home>/trash/voices/NAME-<time>/NAME/`, where it can be moved
+back by hand (its cache, which is recomputed anyway, is dropped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from shlex import quote
 import tempfile
@@ -21,11 +24,12 @@ from voxmith.audio.io import AUDIO_EXTENSIONS, Audio
 from voxmith.errors import AudioError, VoiceError
 from voxmith.fsutil import atomic_write_json, read_json
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.conditioning import ConditioningCache, fingerprint_files
+from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache, fingerprint_files
 from voxmith.studio.names import sanitize_filename, validate_name
 from voxmith.studio.workspace import contained_path
 
 VOICE_FILE = "voice.json"
+TRASH_FOLDER = "trash"  # in the workspace home, beside voices/
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class Voice:
     def clip_paths(self) -> List[Path]:
         return sorted(p for p in self.path.iterdir()
                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+    @property
+    def hand_added_clips(self) -> List[Path]:
+        """Clips in the folder that voxmith did not copy there (dropped in by hand)."""
+        known = set((self.metadata.get("clips") or {}))
+        return [p for p in self.clip_paths if p.name not in known]
 
     def fingerprint(self) -> str:
         """Changes whenever a clip is added, removed, renamed or edited."""
@@ -89,9 +99,10 @@ def _unique_name(wanted: str, taken: set[str]) -> str:
 
 
 class VoiceLibrary:
-    def __init__(self, voices_dir: Path):
+    def __init__(self, voices_dir: Path, trash_dir: Optional[Path] = None):
         self.root = voices_dir
         self.root.mkdir(parents=True, exist_ok=True)
+        self.trash_dir = trash_dir or voices_dir.parent / TRASH_FOLDER / "voices"
 
     def _dir(self, name: str) -> Path:
         return contained_path(self.root, validate_name(name, "voice"))
@@ -141,10 +152,12 @@ class VoiceLibrary:
                              f"{len(files)} clip(s) cannot be used:\n  - " + "\n  - ".join(problems))
 
         appending = append and target.exists()
+        replacing = target.exists() and not appending
         existing = Voice(name, target)
         taken = {p.name.lower() for p in existing.clip_paths} if appending else set()
         meta = existing.metadata if appending else {"name": name, "created": _now(), "clips": {}}
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.root))
+        backup_slot = self._reserve_backup(name) if replacing else None
         try:
             for path in files:
                 stored = _unique_name(sanitize_filename(path.name), taken)
@@ -156,27 +169,50 @@ class VoiceLibrary:
                     staged.replace(target / staged.name)
                 atomic_write_json(target / VOICE_FILE, meta)
             else:
+                if backup_slot is not None:  # where the old voice went: said by the CLI and the web UI
+                    meta["replaced"] = {"backup": str(backup_slot / name), "at": _now()}
                 atomic_write_json(staging / VOICE_FILE, meta)
-                self._swap_in(staging, target)
+                if backup_slot is not None:
+                    self._move_to_backup(target, backup_slot)
+                staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if backup_slot is not None:
+                with contextlib.suppress(OSError):
+                    backup_slot.rmdir()  # only if it stayed empty (a failure before the swap)
         return Voice(name, target)
 
-    def _swap_in(self, staging: Path, target: Path) -> None:
-        """Move the staged folder to `target`, replacing an old voice only once the new is ready."""
-        if not target.exists():
-            staging.rename(target)
-            return
-        trash = Path(tempfile.mkdtemp(prefix=f".trash-{target.name}-", dir=self.root))
-        target.rename(trash / target.name)
-        staging.rename(target)
-        shutil.rmtree(trash, ignore_errors=True)
+    def _reserve_backup(self, name: str) -> Path:
+        """A new, empty folder in the trash for voice `name` (`NAME-<time>`, made unique)."""
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for n in range(1, 1000):
+            slot = self.trash_dir / (stem if n == 1 else f"{stem}-{n}")
+            try:
+                slot.mkdir()  # exclusive: two processes never share a slot
+                return slot
+            except FileExistsError:
+                continue
+        raise VoiceError(f"Too many backups of voice '{name}' in '{self.trash_dir}'; empty it.")
 
-    def remove(self, name: str) -> None:
+    @staticmethod
+    def _move_to_backup(folder: Path, slot: Path) -> Path:
+        """Move a voice folder into its reserved trash slot; returns the backup's path."""
+        backup = slot / folder.name
+        shutil.move(str(folder), str(backup))  # a rename, unless the trash is on another disk
+        shutil.rmtree(backup / CACHE_FOLDER, ignore_errors=True)  # derived data, recomputed on use
+        return backup
+
+    def remove(self, name: str) -> Path:
+        """Move voice `name` to the workspace's trash; returns where it is now."""
         voice = self.get(name)
-        trash = Path(tempfile.mkdtemp(prefix=f".trash-{name}-", dir=self.root))
-        voice.path.rename(trash / name)
-        shutil.rmtree(trash, ignore_errors=True)
+        slot = self._reserve_backup(name)
+        try:
+            return self._move_to_backup(voice.path, slot)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                slot.rmdir()
+            raise
 
 
 def _now() -> str:

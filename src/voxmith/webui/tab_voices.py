@@ -27,6 +27,25 @@ def _analysis(studio, name, progress):
     return rows, advice, heatmap, plots.voices_map(voice_map(studio.voices), highlight=name)
 
 
+def save_voice(studio, name: str, paths, mode: str, confirmed: bool, progress=None):
+    """The Save button: create, extend or (only once confirmed) replace a voice. Returns the voice
+    and the note to show, which says where replaced clips went."""
+    name = (name or "").strip()
+    replacing = mode == "replace" and studio.voices.exists(name)
+    if replacing and not confirmed:
+        old = studio.voices.get(name)
+        by_hand = len(old.hand_added_clips)
+        raise VoxmithError(f"Voice '{name}' exists with {len(old.clip_paths)} clip(s)"
+                           + (f" ({by_hand} added by hand)" if by_hand else "")
+                           + ". Tick 'Yes, replace it' to replace them; they move to the workspace's trash.")
+    voice = studio.voices.add(name, paths, append=mode == "add clips", force=mode == "replace",
+                              progress=progress)
+    note = f"Voice **{voice.name}** now has {len(voice.clip_paths)} clip(s)."
+    if replacing:
+        note += f" The clips it had before are in `{voice.metadata['replaced']['backup']}`."
+    return voice, note
+
+
 def build(studio, voice_choices):
     with gr.Tab("Voices", id="voices") as tab:
         with gr.Row():
@@ -35,6 +54,8 @@ def build(studio, voice_choices):
                 files = gr.File(label="Clips (WAV, FLAC, MP3, OGG...)", file_count="multiple",
                                 elem_id="voice-files")
                 mode = gr.Radio(["create", "add clips", "replace"], value="create", label="If the voice exists")
+                confirm_replace = gr.Checkbox(value=False, elem_id="voice-confirm-replace",
+                                              label="Yes, replace it (its clips move to the workspace's trash)")
                 create = gr.Button("Save voice", variant="primary", elem_id="voice-save")
                 status = gr.Markdown(elem_id="voice-status")
             with gr.Column():
@@ -47,16 +68,14 @@ def build(studio, voice_choices):
             voices_plot = gr.Plot(label="All voices")
 
     @friendly
-    def save(name_value, uploaded, mode_value, progress=gr.Progress()):
+    def save(name_value, uploaded, mode_value, confirmed, progress=gr.Progress()):
         if not uploaded:
             raise VoxmithError("Upload one or more clips first.")
         paths = [Path(f if isinstance(f, str) else f.name) for f in uploaded]
-        voice = studio.voices.add((name_value or "").strip(), paths, append=mode_value == "add clips",
-                                  force=mode_value == "replace", progress=to_gradio(progress))
-        return (f"Voice **{voice.name}** now has {len(voice.clip_paths)} clip(s).",
-                gr.update(choices=voice_choices(), value=voice.name))
+        voice, note = save_voice(studio, name_value, paths, mode_value, confirmed, to_gradio(progress))
+        return note, gr.update(choices=voice_choices(), value=voice.name), gr.update(value=False)
 
-    create.click(save, [name, files, mode], [status, selected])
+    create.click(save, [name, files, mode, confirm_replace], [status, selected, confirm_replace])
     tab.select(lambda: gr.update(choices=voice_choices()), None, selected)
 
     @friendly
