@@ -65,6 +65,32 @@ def test_sidecar_reproduces_bit_for_bit(enrolled, tmp_path):
     assert not np.array_equal(first, sf.read(different.path, dtype="int16")[0])
 
 
+def test_stream_yields_each_sentence_and_adds_up_to_the_result(enrolled):
+    text = "First comes one sentence. Then a second one follows.\n\nA new paragraph ends it."
+    stream = enrolled.speak_stream(SpeakRequest(text, voice="demo", seed=4, rank=False,
+                                                origin={"api": "test"}))
+    assert (stream.sample_rate_hz, stream.sentence_count) == (22050, 3)
+    pieces = list(stream)
+    assert [p.index for p in pieces] == [0, 1, 2] and pieces[2].text == "A new paragraph ends it."
+    result = stream.result
+    assert np.array_equal(np.concatenate([p.samples for p in pieces]), result.samples)
+    assert result.sidecar["origin"] == {"api": "test"}
+    # Streamed or not, the same request makes the same file.
+    alone = enrolled.speak(SpeakRequest(text, voice="demo", seed=4, rank=False))
+    assert np.array_equal(alone.samples, result.samples) and alone.path != result.path
+
+
+def test_stream_closed_early_writes_nothing(enrolled):
+    folder = enrolled.workspace.results_dir / "demo"
+    before = sorted(folder.iterdir()) if folder.exists() else []
+    stream = enrolled.speak_stream(SpeakRequest("One. Two. Three. Four.", voice="demo", seed=1, candidates=2,
+                                                rank=False))
+    next(stream)
+    stream.close()
+    assert stream.result is None
+    assert (sorted(folder.iterdir()) if folder.exists() else []) == before  # no takes, no placeholder
+
+
 def test_candidates_are_ranked_and_kept(enrolled):
     result = enrolled.speak(SpeakRequest("Please call Stella and ask her to bring these things.",
                                          voice="demo", seed=21, candidates=3))

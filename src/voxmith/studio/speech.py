@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -50,6 +50,9 @@ class SpeakRequest:
     # Fine-tuned weights: None = what the voice is set to use (`voices use`); {} = the stock weights;
     # {"run": RUN, "checkpoint": "latest" | "best" | STEP} = that training run's checkpoint.
     finetune: Optional[Dict[str, object]] = None
+    # Where the request came from, recorded in the sidecar as is (e.g. the HTTP API's model and
+    # response format); it does not change the audio, so `reproduce` leaves it out.
+    origin: Dict[str, object] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.text or not words_for_scoring(self.text):
@@ -87,15 +90,35 @@ def slugify(text: str, words: int = 6) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:words])[:48] or "speech"
 
 
+def sentence_piece(take: np.ndarray, sample_rate_hz: int, pause_ms: int) -> np.ndarray:
+    """One sentence's share of the result: the take with its edge silence trimmed, then the pause."""
+    trimmed = trim_silence(take, sample_rate_hz, pad_ms=60) if take.size else take
+    pause = np.zeros(int(sample_rate_hz * pause_ms / 1000), np.float32)
+    return np.concatenate([trimmed, pause]).astype(np.float32)
+
+
+def pause_after_ms(index: int, paragraph_ends: List[bool]) -> int:
+    if index == len(paragraph_ends) - 1:
+        return 0
+    return PARAGRAPH_PAUSE_MS if paragraph_ends[index] else SENTENCE_PAUSE_MS
+
+
 def join_takes(takes: List[np.ndarray], sample_rate_hz: int, paragraph_ends: List[bool]) -> np.ndarray:
     """Trim each take's edge silence and join them with sentence or paragraph pauses."""
-    pieces = []
-    for i, take in enumerate(takes):
-        pieces.append(trim_silence(take, sample_rate_hz, pad_ms=60) if take.size else take)
-        if i < len(takes) - 1:
-            pause_ms = PARAGRAPH_PAUSE_MS if paragraph_ends[i] else SENTENCE_PAUSE_MS
-            pieces.append(np.zeros(int(sample_rate_hz * pause_ms / 1000), np.float32))
-    return np.concatenate(pieces).astype(np.float32)
+    return np.concatenate([sentence_piece(take, sample_rate_hz, pause_after_ms(i, paragraph_ends))
+                           for i, take in enumerate(takes)]).astype(np.float32)
+
+
+@dataclass
+class SentenceAudio:
+    """One finished sentence of a speech being made: its chosen take, edge silence trimmed, followed
+    by the pause before the next sentence. In order, the pieces add up to the result's samples."""
+
+    index: int
+    count: int
+    text: str
+    samples: np.ndarray
+    sample_rate_hz: int
 
 
 class Speaker:
@@ -138,10 +161,12 @@ class Speaker:
         return takes, scores, best
 
 
-def run_speak(engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
-              output: Path, source: dict, device: str,
-              progress: Optional[ProgressCallback] = None) -> SpeakResult:
-    """Synthesise `request.text` to `output` (+ sidecar and the other takes beside it)."""
+def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
+                    output: Path, source: dict, device: str,
+                    progress: Optional[ProgressCallback] = None) -> Generator[SentenceAudio, None, SpeakResult]:
+    """Synthesise `request.text` sentence by sentence, yielding each finished sentence; then write
+    `output` (+ sidecar and the other takes beside it) and return the result. Closing the generator
+    early stops after the current sentence and removes the take files it wrote."""
     started = time.perf_counter()
     seed = request.seed if request.seed is not None and request.seed >= 0 else secrets.randbelow(2 ** 31)
     paragraphs = split_paragraphs(request.text)
@@ -149,26 +174,34 @@ def run_speak(engine: Engine, conditioning, speaker_embedding: np.ndarray, reque
     paragraph_ends = [k == len(p) - 1 for p in paragraphs for k in range(len(p))]
     speaker = Speaker(engine, conditioning, speaker_embedding, request, progress)
     takes_dir = output.with_name(output.stem + ".takes")
-    chosen_audio, sentence_records = [], []
-    for i, sentence in enumerate(sentences):
-        report(progress, "speaking sentences", i, len(sentences), sentence[:40])
-        sentence_started = time.perf_counter()
-        takes, scores, best = speaker.speak_sentence(sentence, seed + i * SEED_STRIDE)
-        chosen_audio.append(takes[best].samples)
-        records = []
-        for k, (take, score) in enumerate(zip(takes, scores)):
-            record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
-                      "scores": score.to_dict() if score else None}
-            if len(takes) > 1:
-                take_path = takes_dir / f"s{i + 1:03d}-take{k + 1}.wav"
-                save_audio(take_path, take.samples, take.sample_rate_hz)
-                record["file"] = str(take_path.relative_to(output.parent))
-            records.append(record)
-        sentence_records.append({"text": sentence, "normalized": normalize_text(sentence), "chosen_take": best,
-                                 "seconds": round(time.perf_counter() - sentence_started, 3), "takes": records})
+    pieces, sentence_records, take_files = [], [], []
+    try:
+        for i, sentence in enumerate(sentences):
+            report(progress, "speaking sentences", i, len(sentences), sentence[:40])
+            sentence_started = time.perf_counter()
+            takes, scores, best = speaker.speak_sentence(sentence, seed + i * SEED_STRIDE)
+            records = []
+            for k, (take, score) in enumerate(zip(takes, scores)):
+                record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
+                          "scores": score.to_dict() if score else None}
+                if len(takes) > 1:
+                    take_path = takes_dir / f"s{i + 1:03d}-take{k + 1}.wav"
+                    take_files.append(save_audio(take_path, take.samples, take.sample_rate_hz))
+                    record["file"] = str(take_path.relative_to(output.parent))
+                records.append(record)
+            sentence_records.append({"text": sentence, "normalized": normalize_text(sentence), "chosen_take": best,
+                                     "seconds": round(time.perf_counter() - sentence_started, 3), "takes": records})
+            pieces.append(sentence_piece(takes[best].samples, engine.sample_rate_hz, pause_after_ms(i, paragraph_ends)))
+            yield SentenceAudio(i, len(sentences), sentence, pieces[-1], engine.sample_rate_hz)
+    except BaseException:  # the caller stopped listening, or synthesis failed: no half-made result
+        for path in take_files:
+            path.unlink(missing_ok=True)
+        if takes_dir.is_dir() and not any(takes_dir.iterdir()):
+            takes_dir.rmdir()
+        raise
     report(progress, "speaking sentences", len(sentences), len(sentences))
 
-    samples = join_takes(chosen_audio, engine.sample_rate_hz, paragraph_ends)
+    samples = np.concatenate(pieces).astype(np.float32)
     save_audio(output, samples, engine.sample_rate_hz)
     elapsed = time.perf_counter() - started
     sidecar = {
@@ -188,9 +221,52 @@ def run_speak(engine: Engine, conditioning, speaker_embedding: np.ndarray, reque
                    "real_time_factor": round(elapsed / max(samples.shape[0] / engine.sample_rate_hz, 1e-6), 3)},
         "sentences": sentence_records,
     }
+    if request.origin:
+        sidecar["origin"] = request.origin
     sidecar_path = output.with_suffix(".json")
     atomic_write_json(sidecar_path, sidecar)
     return SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
+
+
+class SpeechStream:
+    """A speech being made: iterate to get each `SentenceAudio` as soon as it is ready; when the
+    iteration ends the file and sidecar are written and `result` is set. `close()` (e.g. when a
+    listener goes away) stops after the current sentence and writes nothing.
+
+    `sample_rate_hz` and `sentence_count` are known before the first sentence is synthesised."""
+
+    def __init__(self, sentences: Generator[SentenceAudio, None, SpeakResult], sample_rate_hz: int,
+                 sentence_count: int, output: Path, on_close: Optional[Callable[[], None]] = None):
+        self._sentences, self._on_close = sentences, on_close
+        self.sample_rate_hz, self.sentence_count, self.output = sample_rate_hz, sentence_count, output
+        self.result: Optional[SpeakResult] = None
+
+    def __iter__(self) -> Iterator[SentenceAudio]:
+        return self
+
+    def __next__(self) -> SentenceAudio:
+        try:
+            return next(self._sentences)
+        except StopIteration as done:
+            self.result = done.value
+            raise StopIteration from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop early (a no-op once finished). The result's file is not written."""
+        self._sentences.close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def run(self) -> SpeakResult:
+        """Make the whole speech and return the result."""
+        for _ in self:
+            pass
+        self.close()
+        return self.result
 
 
 def load_reference_clips(paths: Sequence[str | Path]):

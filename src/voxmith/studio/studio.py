@@ -25,8 +25,9 @@ from voxmith.fsutil import read_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache, fingerprint_files
 from voxmith.studio.ranking import RankingSettings
-from voxmith.studio.speech import (SpeakRequest, SpeakResult, slugify, load_reference_clips, reference_embedding,
-                                   run_speak)
+from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
+                                   reference_embedding, speak_sentences)
+from voxmith.text import split_paragraphs
 from voxmith.studio.voice_report import VoiceReport, analyse_voice, voice_embeddings
 from voxmith.studio.voices import Voice, VoiceLibrary
 from voxmith.studio.workspace import Workspace
@@ -96,23 +97,39 @@ class Studio:
 
     # --- speaking -------------------------------------------------------------------------------
 
-    def _output_path(self, request: SpeakRequest, folder_name: str) -> Path:
+    def _output_path(self, request: SpeakRequest, folder_name: str) -> tuple[Path, bool]:
+        """Where the result goes, and whether the name was reserved here (an empty placeholder file
+        created exclusively, so two requests made in the same second never pick the same name)."""
         if request.output is not None:
             output = Path(request.output).expanduser()
             if output.suffix.lower() not in WRITABLE_EXTENSIONS:
                 raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
             if output.exists() and not request.overwrite:
                 raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
-            return output.resolve()
+            return output.resolve(), False
         folder = self.workspace.results_dir / folder_name
+        folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(request.text)}"
-        output, n = folder / f"{stem}.wav", 2
-        while output.exists() or output.with_suffix(".json").exists():
-            output, n = folder / f"{stem}-{n}.wav", n + 1
-        return output
+        n = 1
+        while True:
+            output = folder / (f"{stem}.wav" if n == 1 else f"{stem}-{n}.wav")
+            n += 1
+            if output.with_suffix(".json").exists():
+                continue
+            try:
+                os.close(os.open(output, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            return output, True
 
     def speak(self, request: SpeakRequest, progress: Optional[ProgressCallback] = None) -> SpeakResult:
         """Speak `request.text` in a library voice or reference clips; see `voxmith.studio.speech`."""
+        return self.speak_stream(request, progress).run()
+
+    def speak_stream(self, request: SpeakRequest, progress: Optional[ProgressCallback] = None) -> SpeechStream:
+        """Like `speak`, but yields each sentence's audio as soon as it is made (for streaming). The
+        voice is prepared (enrolled if needed) and the request checked before this returns; the
+        file and sidecar are written when the iteration ends, exactly as `speak` writes them."""
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
         voice = self.voices.get(request.voice) if request.voice else None
@@ -141,8 +158,14 @@ class Studio:
         if finetune_record:
             source["finetune"] = finetune_record
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
-        output = self._output_path(request, folder)
-        return run_speak(engine, conditioning, embedding, request, output, source, self.device, progress)
+        output, reserved = self._output_path(request, folder)
+        sentences = speak_sentences(engine, conditioning, embedding, request, output, source, self.device, progress)
+        count = sum(len(p) for p in split_paragraphs(request.text))
+
+        def release() -> None:  # stopped early: give the reserved name back
+            if reserved and output.exists() and output.stat().st_size == 0:
+                output.unlink(missing_ok=True)
+        return SpeechStream(sentences, engine.sample_rate_hz, count, output, on_close=release)
 
     def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""
