@@ -54,7 +54,9 @@ def engines():
             cls = engine_class(name)
             needs = cls.device_needs
             where = "GPU recommended" if needs.gpu_recommended else "runs well on CPU"
-            click.echo(f"{name:<12} v{cls.version:<6} {cls.sample_rate_hz} Hz  {where}  {cls.description}")
+            languages = ", ".join(cls.languages)
+            click.echo(f"{name:<12} v{cls.version:<6} {cls.sample_rate_hz} Hz  {where}  speaks {languages}  "
+                       f"{cls.description}")
         except EngineError as err:
             click.echo(f"{name:<12} unavailable: {err}")
 

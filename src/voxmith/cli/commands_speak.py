@@ -38,6 +38,8 @@ def _read_text_file(path: str) -> str:
 
 
 def _print_result(result, play: bool) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for i, sentence in enumerate(result.sidecar["sentences"]):
         chosen = sentence["takes"][sentence["chosen_take"]]
         scores = chosen.get("scores")

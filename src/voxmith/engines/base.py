@@ -152,6 +152,8 @@ class Engine(ABC):
     sample_rate_hz: ClassVar[int]
     device_needs: ClassVar[DeviceNeeds] = DeviceNeeds()
     settings_class: ClassVar[Type[EngineSettings]] = EngineSettings
+    # ISO 639-1 codes of the languages the engine can say (the studio refuses text in others).
+    languages: ClassVar[Tuple[str, ...]] = ("en",)
 
     def __init__(self, device: str = "cpu", models_dir: Optional[Path] = None):
         self.device = device

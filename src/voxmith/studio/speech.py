@@ -26,7 +26,7 @@ from voxmith.fsutil import atomic_write_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
 from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration, score_take
-from voxmith.text import normalize_text, split_paragraphs, words_for_scoring
+from voxmith.text import normalize_text, split_paragraphs
 
 SENTENCE_PAUSE_MS = 350
 PARAGRAPH_PAUSE_MS = 700
@@ -55,7 +55,7 @@ class SpeakRequest:
     origin: Dict[str, object] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not self.text or not words_for_scoring(self.text):
+        if not self.text or not any(c.isalnum() for c in self.text):
             raise VoxmithError("There is no text to speak. Pass the text, or --text-file with some words in it.")
         if bool(self.voice) == bool(self.refs):
             raise VoxmithError("Say whose voice to use: --voice NAME or --ref CLIP... (one of them).")
@@ -84,6 +84,11 @@ class SpeakResult:
     @property
     def duration_s(self) -> float:
         return self.samples.shape[0] / self.sample_rate_hz
+
+    @property
+    def warnings(self) -> List[str]:
+        """What the user should know about this result (e.g. words the engine could not say)."""
+        return list(self.sidecar.get("warnings", []))
 
 
 def slugify(text: str, words: int = 6) -> str:
@@ -163,7 +168,8 @@ class Speaker:
 
 def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
                     output: Path, source: dict, device: str,
-                    progress: Optional[ProgressCallback] = None) -> Generator[SentenceAudio, None, SpeakResult]:
+                    progress: Optional[ProgressCallback] = None,
+                    warnings: Sequence[str] = ()) -> Generator[SentenceAudio, None, SpeakResult]:
     """Synthesise `request.text` sentence by sentence, yielding each finished sentence; then write
     `output` (+ sidecar and the other takes beside it) and return the result. Closing the generator
     early stops after the current sentence and removes the take files it wrote."""
@@ -223,6 +229,8 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
     }
     if request.origin:
         sidecar["origin"] = request.origin
+    if warnings:
+        sidecar["warnings"] = list(warnings)
     sidecar_path = output.with_suffix(".json")
     atomic_write_json(sidecar_path, sidecar)
     return SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)

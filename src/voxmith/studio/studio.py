@@ -24,6 +24,7 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import read_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache, fingerprint_files
+from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
                                    reference_embedding, speak_sentences)
@@ -132,6 +133,7 @@ class Studio:
         file and sidecar are written when the iteration ends, exactly as `speak` writes them."""
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
+        warnings = check_text_language(request.text, engine.name, engine.languages, installed_engine_languages)
         voice = self.voices.get(request.voice) if request.voice else None
         finetune, finetune_record = self._finetune_for(request, voice, engine)
         engine.use_finetune(finetune)
@@ -159,7 +161,8 @@ class Studio:
             source["finetune"] = finetune_record
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         output, reserved = self._output_path(request, folder)
-        sentences = speak_sentences(engine, conditioning, embedding, request, output, source, self.device, progress)
+        sentences = speak_sentences(engine, conditioning, embedding, request, output, source, self.device, progress,
+                                    warnings)
         count = sum(len(p) for p in split_paragraphs(request.text))
 
         def release() -> None:  # stopped early: give the reserved name back

@@ -101,7 +101,7 @@ def build(studio, voice_choices):
         players += [gr.update(value=None, visible=False)] * (MAX_TAKES_SHOWN - len(players))
         timing = result.sidecar["timing"]
         note = (f"**{result.duration_s:.1f} s** of speech in {timing['total_s']:.1f} s, seed {result.sidecar['seed']}. "
-                f"Saved to `{result.path}`.")
+                f"Saved to `{result.path}`." + "".join(f"\n\n⚠ {w}" for w in result.warnings))
         return [str(result.path), str(result.path), note, _takes_table(result), _history_rows(studio), *players]
 
     go.click(generate, [text, voice, engine, candidates, seed, settings, rank],

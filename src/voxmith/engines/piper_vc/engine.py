@@ -92,6 +92,7 @@ class PiperVCEngine(Engine):
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
                                note="CPU only; about 0.23x real time on 2 cores.")
     settings_class = PiperVCSettings
+    languages = ("en",)  # Piper's joe voice is en_US
     supports_training = True
     # The residual network is small and starts at zero: it needs a far higher rate than the
     # generic 1e-5 meant for large pretrained models (benchmarks/piper_vc_finetune.py).

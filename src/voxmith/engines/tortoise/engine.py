@@ -152,6 +152,7 @@ class TortoiseEngine(Engine):
                                     "the presets); an NVIDIA GPU with about 6 GB is recommended. "
                                     "Downloads ~4.3 GB of weights on first use.")
     settings_class = TortoiseSettings
+    languages = ("en",)  # trained on English audiobooks; its tokenizer is English
     supports_training = True
     # The GPT fine-tuning recipes around TorToiSe clip the gradient norm at 4.
     training_defaults = {"schedule": {"max_grad_norm": 4.0}}
