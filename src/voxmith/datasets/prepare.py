@@ -26,7 +26,9 @@ from voxmith.studio.conditioning import fingerprint_files
 
 LOW_LOGPROB = -1.0  # Whisper's average log-probability below this: shaky transcript
 HIGH_NO_SPEECH = 0.6
-OTHER_SPEAKER_COSINE = 0.6  # a segment this unlike the recording's speaker is suspect
+# A segment less similar than this to the main speaker (GE2E cosine) is flagged: calibrated on the
+# shared recordings, same- vs other-speaker segments (benchmarks/speaker_flag_calibration.py).
+OTHER_SPEAKER_COSINE = 0.73
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def _write_segments(dataset: Dataset, sources: List[Audio], paths: Sequence[Path
 
 
 def _flag_other_speakers(dataset: Dataset, segments: List[dict]) -> None:
-    """Mark segments whose voice is far from the recording's typical voice (GE2E)."""
-    from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
+    """Mark segments whose voice is far from the main speaker's (GE2E; the majority speaker)."""
+    from voxmith.speaker import get_speaker_encoder
+    from voxmith.speaker.main_speaker import similarities_to_main_speaker
 
     usable = [s for s in segments if s["duration_s"] >= 1.0]
     if len(usable) < 3:
@@ -136,9 +139,8 @@ def _flag_other_speakers(dataset: Dataset, segments: List[dict]) -> None:
     for s in usable:
         audio = load_audio(dataset.path / s["file"])
         embeddings.append(encoder.embed(audio.samples, audio.sample_rate_hz))
-    center = mean_embedding(embeddings)
-    for s, e in zip(usable, embeddings):
-        s["speaker_similarity"] = round(cosine_similarity(e, center), 4)
+    for s, similarity in zip(usable, similarities_to_main_speaker(embeddings)):
+        s["speaker_similarity"] = round(float(similarity), 4)
         if s["speaker_similarity"] < OTHER_SPEAKER_COSINE:
             s["flags"].append("unlike the main speaker (music, overlap or another speaker?)")
 
