@@ -79,7 +79,7 @@ def main() -> int:
 
     from voxmith.audio import load_audio
     from voxmith.engines.piper_vc import PiperVCEngine
-    from voxmith.engines.piper_vc.enrollment import transcribe_clip
+    from voxmith.engines.piper_vc.intelligibility import transcribe_clip
     from voxmith.speaker import cosine_similarity, get_speaker_encoder
 
     engine = PiperVCEngine(device="cpu")

@@ -38,7 +38,7 @@ DEFAULT_VOICES = "tom,pat,daniel,emma"
 
 
 def score(engine, cond, sentences, held_out, encoder) -> dict:
-    from voxmith.engines.piper_vc.enrollment import transcribe_clip
+    from voxmith.engines.piper_vc.intelligibility import transcribe_clip
     from voxmith.speaker import cosine_similarity
 
     secs, errors, words = [], 0, 0

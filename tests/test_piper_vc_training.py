@@ -114,7 +114,7 @@ def test_features_are_cached_and_reused(engine, dataset_lines, cache_dir, traine
 
     def no_analysis(*args, **kwargs):
         raise AssertionError("cached features were recomputed")
-    monkeypatch.setattr(vc_training.enrollment, "parallel_utterance", no_analysis)
+    monkeypatch.setattr(vc_training.parallel, "parallel_utterance", no_analysis)
     monkeypatch.setattr(vc_training.enrollment, "fit_parallel", no_analysis)
     again = engine.training_task(spec_for(dataset_lines, cache_dir, seed=5))
     assert [p.stat().st_mtime_ns for p in lines] == mtimes
@@ -173,12 +173,12 @@ def test_bad_weights_and_bad_specs_are_refused(engine, dataset_lines, cache_dir,
 def enrolled_demo(engine, demo_files):
     """(enrollment result, conditioning) for the demo clips, through the engine's own path."""
     from voxmith.audio import load_audio, to_mono
-    from voxmith.engines.piper_vc.engine import CHOOSE_NUCLEUS, DEFAULT_COV_MIX
+    from voxmith.engines.piper_vc.conversion import DEFAULT_COV_MIX
     from voxmith.engines.piper_vc.enrollment import enroll
 
     clips = [load_audio(p) for p in demo_files]
     result = enroll([(to_mono(c.samples), c.sample_rate_hz) for c in clips], ridge_mix=1.0,
-                    cov_mix=DEFAULT_COV_MIX, choose_nucleus=CHOOSE_NUCLEUS)
+                    cov_mix=DEFAULT_COV_MIX)
     events = []
     cond = engine.conditioning_from(result, progress=events.append)
     assert "adapting" in {e.stage for e in events}
@@ -246,7 +246,7 @@ def test_intelligibility_check_picks_the_strongest_allowed_scale(enrolled_demo):
 
 def test_no_adaptation_without_parallel_data(enrolled_demo):
     from voxmith.engines.piper_vc import adaptation
-    from voxmith.engines.piper_vc.enrollment import ParallelUtterance
+    from voxmith.engines.piper_vc.parallel import ParallelUtterance
 
     result, _ = enrolled_demo
     unsaid = [ParallelUtterance(u.target, u.text) for u in result.utterances]  # as for one-word clips

@@ -75,8 +75,8 @@ def lr_factor(step: int, schedule: ScheduleConfig, steps_per_epoch: int, total_s
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup  # linear ramp; never 0, so the first step already learns
     if schedule.scheduler == "cosine":
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        span = max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
     passed = sum(1 for epoch in schedule.milestones if step >= epoch * steps_per_epoch)
     return schedule.gamma ** passed
 

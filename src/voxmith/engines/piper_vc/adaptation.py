@@ -1,7 +1,7 @@
 """Enrollment-time adaptation for piper-vc: the residual network trained on the voice's own clips.
 
 Enrollment already builds parallel data (each clip, its Whisper transcript, joe saying the same
-words: `enrollment.ParallelUtterance`). Dataset fine-tuning (training.py) showed that the
+words: `parallel.ParallelUtterance`). Dataset fine-tuning (training.py) showed that the
 zero-initialised residual network of postnet.py, trained on such data on top of the analytic
 conversion, raises speaker similarity. Here the same network is trained on the enrollment's
 utterances, with a fixed, small number of full-batch steps (every clip in every step: a voice
@@ -21,56 +21,44 @@ import numpy as np
 import torch
 
 from voxmith.engines.piper_vc import conversion, postnet, world
-from voxmith.engines.piper_vc.enrollment import ParallelUtterance
+from voxmith.engines.piper_vc.intelligibility import strongest_within_tolerance, transcribe_clip, word_errors
+from voxmith.engines.piper_vc.parallel import ParallelUtterance, align_utterance, collate, training_params
+from voxmith.training.config import ScheduleConfig
+from voxmith.training.loop import lr_factor
 
 PREFIX = "postnet."  # conditioning keys of the network weights
 ARCH_KEY = "postnet_arch"  # (hidden, layers, kernel)
 SCALE_KEY = "postnet_scale"  # the scale choose_scale picked; synthesis multiplies postnet_mix by it
 # Network scales tried at enrollment, strongest first, and the calibration word errors over the
-# analytic conversion's that still count as intelligible (2 sentences, 25 words).
-# 1.5 was tried too (8 voices: SECS .676, WER 6.7 %), but the calibration check let it through
-# for the demo voice, which then says "swans went solidly ... quietly" (tests/test_speak.py).
+# analytic conversion's that still count as intelligible (2 sentences, 25 words). No 1.5: the
+# check let it through for voices it garbled (docs/piper_vc_tuning.md).
 SCALE_GRID = (1.0, 0.5, 0.0)
 SCALE_WER_TOL = 1
 
 
-# Tuning (benchmarks/clone_quality.py protocol, 8 voices, 3 sentences, network at scale 1, no
-# intelligibility check; analytic conversion alone: SECS .632, WER 6.7 %):
-#   defaults                      .667 /  9.3 %   (scale 1.5: .680 / 9.9 %)
-#   delta_weight 3                .652 /  7.4 %   (scale 1.5: .663 / 8.3 %)
-#   gv_weight 0.3                 .669 /  9.0 %
-#   dropout 0.2                   .656 /  7.1 %   (scale 1.5: .668 / 10.3 %)
-#   dropout 0.2 + gv_weight 0.3   .660 /  8.7 %   (+ cov_nucleus 1: .677 / 9.9 %)
-#   ... + keep_quantile 0.8       .657 /  9.3 %
-# The word errors come mostly from one voice (daniel: 13 % analytic, 18-36 % with any of these),
-# so the defaults stay and choose_scale guards each voice instead: defaults + check .665 / 8.0 %.
 @dataclass(frozen=True)
 class AdaptConfig:
+    """How the enrollment-time network is trained. Changing a default changes every voice's
+    conditioning, so bump the engine's `version` with it. The defaults and the variants tried
+    against them: docs/piper_vc_tuning.md."""
+
     steps: int = 150
     learning_rate: float = 1e-3  # peak; cosine decay to 0 over `steps`
     weight_decay: float = 0.01  # as the fine-tuning runs (training/optimizers.py)
     seed: int = 0  # initial weights; the batches are the whole set, so nothing else is random
     # Share of trained frames kept, dropping those whose aligned target is furthest from the
-    # analytic conversion (meant for pairs DTW got wrong, e.g. around misheard names). 0.8 did
-    # not help (table above), so all frames are kept.
+    # analytic conversion (meant for pairs DTW got wrong, e.g. around misheard names); all are
+    # kept because dropping some did not help (docs/piper_vc_tuning.md).
     keep_quantile: float = 1.0
     check_intelligibility: bool = True  # choose_scale at enrollment (~4 Whisper passes)
     net: postnet.PostnetConfig = field(default_factory=postnet.PostnetConfig)
 
 
-def _banded(u: ParallelUtterance) -> ParallelUtterance:
-    """The utterance with aperiodicity as postnet bands (what training.align_line expects)."""
-    band = lambda f: world.WorldFeatures(f.f0, f.mcep, postnet.ap_bands_db(f.ap))  # noqa: E731
-    return ParallelUtterance(band(u.target), u.text, band(u.joe) if u.joe is not None else None, u.path)
-
-
 def aligned_lines(utterances: Sequence[ParallelUtterance], params: conversion.ConversionParams) -> list:
-    """Network tensors for every utterance joe said (training.AlignedLine), aligned after the
+    """Network tensors for every utterance joe said (parallel.AlignedLine), aligned after the
     analytic conversion at the settings the network is trained on top of."""
-    from voxmith.engines.piper_vc.training import LineFeatures, align_line, training_params
-
     base = training_params(params)
-    lines = [align_line(LineFeatures(_banded(u), np.zeros(0)), base) for u in utterances if u.joe is not None]
+    lines = [align_utterance(u.with_ap_bands(), base) for u in utterances if u.joe is not None]
     return [line for line in lines if line is not None and float(line.mask.sum()) > 0]
 
 
@@ -78,8 +66,6 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
                    config: AdaptConfig = AdaptConfig(), progress=None) -> Optional[postnet.FinetunedConversion]:
     """Train the residual network on the voice's parallel utterances; None when there is nothing
     to learn from (no clip with a transcript joe could say)."""
-    from voxmith.engines.piper_vc.training import collate
-
     lines = aligned_lines(utterances, params)
     if not lines or config.steps <= 0:
         return None
@@ -91,8 +77,10 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
         model = postnet.FinetunedConversion(params, config.net)
     optimizer = torch.optim.AdamW(model.net.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
+    # The training loop's cosine decay (no warm-up), over this fixed number of steps.
+    cosine = ScheduleConfig(scheduler="cosine", warmup_steps=0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+        optimizer, lambda step: lr_factor(step, cosine, steps_per_epoch=1, total_steps=config.steps))
     model.train()
     for step in range(config.steps):
         if progress is not None and step % 10 == 0:
@@ -112,11 +100,7 @@ def choose_scale(model: postnet.FinetunedConversion, params: conversion.Conversi
                  grid: Sequence[float] = SCALE_GRID, tolerance: int = SCALE_WER_TOL, progress=None) -> float:
     """Strongest network scale in `grid` whose Whisper word errors on joe's converted
     calibration sentences (not trained on) are within `tolerance` of the analytic conversion's.
-    Guards voices whose few clips teach the network to blur phones (daniel: held-out WER 13 ->
-    26 % at scale 1, with no SECS gain)."""
-    from voxmith.engines.piper_vc.enrollment import _word_errors, transcribe_clip
-    from voxmith.engines.piper_vc.training import training_params
-
+    Guards voices whose few clips teach the network to blur phones (docs/piper_vc_tuning.md)."""
     base = training_params(params)
     analytic = [conversion.convert(f, base) for f in calibration]
 
@@ -124,19 +108,10 @@ def choose_scale(model: postnet.FinetunedConversion, params: conversion.Conversi
         total = 0
         for text, feats in zip(texts, analytic):
             out = postnet.refine(model, feats, base, scale=scale) if scale > 0 else feats
-            total += _word_errors(text, transcribe_clip(world.synthesise(out), world.SAMPLE_RATE_HZ))
+            total += word_errors(text, transcribe_clip(world.synthesise(out), world.SAMPLE_RATE_HZ))
         return total
 
-    steps = sorted(grid, reverse=True)
-    if progress is not None:
-        progress("checking intelligibility", 0, len(steps))
-    floor = errors(0.0)
-    for k, scale in enumerate(s for s in steps if s > 0):
-        if progress is not None:
-            progress("checking intelligibility", k + 1, len(steps))
-        if errors(scale) <= floor + tolerance:
-            return float(scale)
-    return 0.0
+    return strongest_within_tolerance(grid, errors, tolerance, progress=progress)
 
 
 def drop_far_pairs(batch: Dict[str, torch.Tensor], keep_quantile: float) -> Dict[str, torch.Tensor]:

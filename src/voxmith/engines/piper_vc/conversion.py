@@ -7,8 +7,7 @@ Pipeline per frame (mel-cepstrum c, F0):
    blended (weight `cov_mix`) with a full-covariance affine map, the optimal-transport map
    between the two Gaussians: of all maps that give joe's frames the target's covariance it
    moves them least, so it keeps phonetic content better than the symmetric whitening map
-   (8 voices: SECS +0.03 for both, but WER 8.7% for OT vs 11.5-12.5%; the engine leaves it off
-   by default, see PiperVCSettings.cov_mix);
+   (docs/piper_vc_tuning.md; the engine leaves it off by default, see PiperVCSettings.cov_mix);
 3. optional ridge-regression correction of c[1:] learnt on DTW-aligned parallel frames (joe
    saying the target's own transcribed words), mixed in with weight `ridge_mix`, followed by
    a variance restore because regression shrinks towards the mean and muffles the voice;
@@ -25,6 +24,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from voxmith.engines.piper_vc.world import WorldFeatures, warp_mcep
+
+# The cov_mix enrollment fits the ridge correction on top of (the engine's default too). The OT
+# matrices are stored whatever it is, so cov_mix can still be raised per synthesis.
+DEFAULT_COV_MIX = 0.0
 
 
 @dataclass
@@ -79,7 +82,7 @@ class ConversionParams:
         return cls(**values)
 
 
-def _speech_mask(mcep: np.ndarray, floor_db: float = 40.0) -> np.ndarray:
+def speech_mask(mcep: np.ndarray, floor_db: float = 40.0) -> np.ndarray:
     """Frames within `floor_db` of the loudest one (c0 is log-amplitude in nepers)."""
     level = mcep[:, 0] * (20.0 / np.log(10.0))
     return level > level.max() - floor_db
@@ -89,7 +92,7 @@ def frame_groups(feats: Sequence[WorldFeatures]) -> Tuple[np.ndarray, np.ndarray
     """Stack c and a voicing flag over the speech frames of several utterances."""
     mceps, voiced = [], []
     for f in feats:
-        keep = _speech_mask(f.mcep)
+        keep = speech_mask(f.mcep)
         mceps.append(f.mcep[keep])
         voiced.append(f.voiced[keep])
     return np.concatenate(mceps), np.concatenate(voiced)
@@ -171,7 +174,7 @@ def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], 
     if pairs and ridge_mix > 0:
         xs, ys = [], []
         for joe, tgt, path in pairs:
-            keep = _speech_mask(joe.mcep) & _speech_mask(tgt.mcep)[path] & joe.voiced & tgt.voiced[path]
+            keep = speech_mask(joe.mcep) & speech_mask(tgt.mcep)[path] & joe.voiced & tgt.voiced[path]
             c = _map_stats(warp_mcep(joe.mcep, warp), joe.voiced, params)[keep, 1:]
             xs.append(c)
             ys.append(tgt.mcep[path][keep, 1:])

@@ -23,18 +23,12 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec)
+from voxmith.engines.piper_vc import adaptation, conversion, phones, postnet, world
+from voxmith.engines.piper_vc.base_voice import get_base_voice
+from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES, EnrollmentResult, enroll
+from voxmith.engines.piper_vc.training import build_task
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
-from voxmith.engines.piper_vc import conversion, phones, world
-
-
-# The ridge correction is fitted at enrollment on top of the spectral map at this cov_mix;
-# the OT matrices are stored whatever it is, so cov_mix can still be raised per synthesis.
-DEFAULT_COV_MIX = 0.0
-# Pick cov_nucleus per voice at enrollment with a Whisper check on the calibration sentences
-# (enrollment.NUCLEUS_GRID; ~10 s more). Off: the check is too noisy on 2 sentences (lj got 0,
-# the demo voice 1 and still failed the swans test); 8 voices: SECS ~.657 WER ~5.8%.
-CHOOSE_NUCLEUS = False
 
 
 @dataclass
@@ -52,14 +46,12 @@ class PiperVCSettings(EngineSettings):
     # Strength of the parallel-data ridge correction (0 = statistics + warp only).
     ridge_mix: float = 0.3
     # Weight of the full-covariance (optimal-transport) spectral map against the per-dimension
-    # one. 8 voices, ridge off: 0.5 -> SECS .649 WER 5.4%, 1 -> .659 / 8.7% (daniel 36%), vs
-    # .632 / 6.7% for the default. Off by default: at 0.5 the demo voice says "swan swan
-    # solidly" for "swans swam silently" (tests/test_speak.py), so the WER gain does not hold.
-    cov_mix: float = DEFAULT_COV_MIX
+    # one. Off by default: it raises similarity but costs words on some voices, the demo voice
+    # among them (tests/test_speak.py; figures in docs/piper_vc_tuning.md).
+    cov_mix: float = conversion.DEFAULT_COV_MIX
     # OT weight on vowel nuclei (phone-aware map: Piper's phone timings, cross-faded to cov_mix
-    # on consonants and transitions); < 0: the conditioning's value (cov_mix unless enrolled
-    # with CHOOSE_NUCLEUS). 8 voices at 1: SECS .661 WER 7.1% (daniel 23%) vs .632 / 6.7%; off
-    # by default because the demo voice then says "swan swan solidly" (tests/test_speak.py).
+    # on consonants and transitions); < 0: the conditioning's value (enrollment stores -1, which
+    # follows cov_mix). Off by default for the same reason as cov_mix.
     cov_nucleus: float = 0.0
     # Follow the target's speaking rate measured at enrollment (multiplies length_scale).
     match_rate: bool = True
@@ -98,10 +90,6 @@ class PiperVCEngine(Engine):
     # generic 1e-5 meant for large pretrained models (benchmarks/piper_vc_finetune.py).
     training_defaults = {"schedule": {"learning_rate": 1e-3, "scheduler": "cosine"}}
 
-    # The enrollment-time network's training (steps, rate, loss weights); changing the defaults
-    # changes the conditioning, so bump `version` with them. Benchmarks may set it per instance.
-    adapt_config = None  # None: adaptation.AdaptConfig()
-
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
         self._finetune_key: Optional[str] = None
@@ -110,8 +98,6 @@ class PiperVCEngine(Engine):
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """Parallel data from the dataset's lines (cached under spec.cache_dir), the enrolled
         conversion of the training lines as the start, a residual network to train (CPU)."""
-        from voxmith.engines.piper_vc.training import build_task
-
         return build_task(spec, self.cache_key(), progress)
 
     def use_finetune(self, finetune: Optional[Finetune]) -> None:
@@ -120,11 +106,9 @@ class PiperVCEngine(Engine):
             return
         if finetune.key == self._finetune_key:
             return
-        from voxmith.engines.piper_vc.postnet import FinetunedConversion
-
         state: Dict[str, Any] = finetune.load_state()
         try:
-            model = FinetunedConversion.from_state_dict(state)
+            model = postnet.FinetunedConversion.from_state_dict(state)
         except (ValueError, RuntimeError, KeyError) as err:
             raise VoxmithError(f"The fine-tuned weights {finetune.description} do not fit the piper-vc "
                                f"engine ({err}); were they trained with another engine?") from None
@@ -132,19 +116,17 @@ class PiperVCEngine(Engine):
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
-        from voxmith.engines.piper_vc.enrollment import enroll
-
         if not clips:
             raise VoxmithError("piper-vc needs at least one clip of the voice.")
         pairs = [(to_mono(c.samples), c.sample_rate_hz) for c in clips]
-        result = enroll(pairs, ridge_mix=1.0, cov_mix=DEFAULT_COV_MIX,
-                        choose_nucleus=CHOOSE_NUCLEUS,
+        result = enroll(pairs, ridge_mix=1.0, cov_mix=conversion.DEFAULT_COV_MIX,
                         progress=lambda stage, done, total: report(progress, stage, done, total))
         return self.conditioning_from(result, progress)
 
-    def conditioning_from(self, result, progress: Optional[ProgressCallback] = None) -> Conditioning:
-        """The conditioning arrays of an `enrollment.EnrollmentResult` (enrolled at ridge_mix 1
-        and DEFAULT_COV_MIX, as prepare_conditioning does): the conversion, the embedding, the
+    def conditioning_from(self, result: EnrollmentResult,
+                          progress: Optional[ProgressCallback] = None) -> Conditioning:
+        """The conditioning arrays of an enrollment (enrolled at ridge_mix 1 and
+        conversion.DEFAULT_COV_MIX, as prepare_conditioning does): the conversion, the embedding, the
         warp search record, the rate and the residual network trained on its utterances."""
         cond = result.params.to_arrays(prefix="conv.")
         cond["target_embedding"] = result.target_embedding.astype(np.float32)
@@ -154,14 +136,10 @@ class PiperVCEngine(Engine):
         cond.update(self._adapt(result, progress))
         return cond
 
-    def _adapt(self, result, progress: Optional[ProgressCallback]) -> Conditioning:
+    def _adapt(self, result: EnrollmentResult, progress: Optional[ProgressCallback]) -> Conditioning:
         """The residual network trained on the enrollment's parallel utterances, as arrays
         (empty when no clip had a transcript joe could say)."""
-        from voxmith.engines.piper_vc import adaptation
-
-        from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES
-
-        config = self.adapt_config or adaptation.AdaptConfig()
+        config = adaptation.AdaptConfig()
         tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
         model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
         if model is None:
@@ -177,8 +155,6 @@ class PiperVCEngine(Engine):
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
-        from voxmith.engines.piper_vc.base_voice import get_base_voice
-
         settings = self.checked_request(text, settings)
         finetuned = self._finetuned
         if finetuned is not None:
@@ -192,11 +168,9 @@ class PiperVCEngine(Engine):
             params.cov_nucleus = float(settings.cov_nucleus)
         refiner, refine_scale = finetuned, 1.0
         # The enrollment's network, at the scale its intelligibility check allowed times the setting.
-        enrolled_scale = float(settings.postnet_mix) * float(conditioning.get("postnet_scale", 1.0))
-        if finetuned is None and enrolled_scale > 0 and "postnet_arch" in conditioning:
-            from voxmith.engines.piper_vc.adaptation import from_conditioning  # torch only when needed
-
-            refiner, refine_scale = from_conditioning(conditioning, params), enrolled_scale
+        enrolled_scale = float(settings.postnet_mix) * float(conditioning.get(adaptation.SCALE_KEY, 1.0))
+        if finetuned is None and enrolled_scale > 0 and adaptation.ARCH_KEY in conditioning:
+            refiner, refine_scale = adaptation.from_conditioning(conditioning, params), enrolled_scale
         rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
         voice = get_base_voice()
         out: List[Candidate] = []
@@ -225,9 +199,7 @@ class PiperVCEngine(Engine):
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
             if refiner is not None:
-                from voxmith.engines.piper_vc.postnet import refine
-
-                converted = refine(refiner, converted, params, scale=refine_scale)
+                converted = postnet.refine(refiner, converted, params, scale=refine_scale)
             samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,

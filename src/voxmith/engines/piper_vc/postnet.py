@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from voxmith.engines.piper_vc import world
-from voxmith.engines.piper_vc.conversion import ConversionParams, Stats, _speech_mask
+from voxmith.engines.piper_vc.conversion import ConversionParams, Stats, speech_mask
 
 MCEP_DIMS = world.ORDER  # c[1:]; c[0] (energy) stays joe's, as in the analytic conversion
 # Aperiodicity bands (Hz). Finer than WORLD's own coding (2 bands at 22.05 kHz) because
@@ -48,10 +48,8 @@ class PostnetConfig:
     gv_weight: float = 1.0  # global-variance term (see module docstring)
     ap_weight: float = 0.3  # aperiodicity term next to the mel-cepstrum term
     # Penalty on the mean squared mel-cepstrum residual: a few clips are easy to memorise, and the
-    # further the output strays from the analytic map the more words Whisper misses. Without it
-    # (benchmarks/piper_vc_finetune.py, tom+emma, 150 steps) SECS rose .612 -> .660 but WER
-    # 5.7 -> 10.4 %; at 1.0 SECS .636, WER 3.8 %. The global-variance term is worth keeping:
-    # without it SECS .643 (tom .690 vs .714). The aperiodicity head changed little either way.
+    # further the output strays from the analytic map the more words Whisper misses
+    # (docs/piper_vc_tuning.md has the runs behind these weights).
     delta_weight: float = 1.0
     dropout: float = 0.0  # on the hidden layers, while training only
 
@@ -94,7 +92,7 @@ def net_inputs(mcep: np.ndarray, voiced: np.ndarray, ap_db: np.ndarray, params: 
 def speech_frames(mcep: np.ndarray) -> np.ndarray:
     """Frames the residual may change: within 40 dB of the loudest (same rule as the statistics),
     so pauses and digital silence stay as the analytic conversion made them."""
-    return _speech_mask(mcep)
+    return speech_mask(mcep)
 
 
 class ResidualNet(nn.Module):

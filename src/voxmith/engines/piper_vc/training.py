@@ -3,8 +3,7 @@
 For every `TrainingLine`, joe says the line's text and both recordings go through WORLD (the same
 analysis as enrollment). The enrolled conversion of the training lines (warp search, statistics,
 ridge; `enrollment.fit_parallel`) is the starting point; joe's frames are then re-aligned by DTW
-to the target's *after* that conversion (two different voices align worse than a voice and its
-converted imitation), and `postnet.FinetunedConversion` learns the residual on the aligned frames.
+to the target's *after* that conversion (`parallel.align_utterance`), and `postnet.FinetunedConversion` learns the residual on the aligned frames.
 
 Everything expensive is cached under `FinetuneSpec.cache_dir/piper-vc-<version>-ft<CACHE_VERSION>/`:
 `lines/<hash>.npz` per line (keyed by the audio bytes and the text) and `base-<hash>.npz` per set
@@ -28,18 +27,15 @@ import torch
 
 from voxmith.audio import load_audio
 from voxmith.engines.base import FinetuneSpec, TrainingLine
-from voxmith.engines.piper_vc import conversion, enrollment, postnet, world
+from voxmith.engines.piper_vc import conversion, enrollment, parallel, postnet, world
+from voxmith.engines.piper_vc.parallel import AlignedLine, collate
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path
 from voxmith.progress import ProgressCallback, report
+from voxmith.speaker import get_speaker_encoder, mean_embedding
 
 # Bump when the cached features or alignments would come out differently.
 CACHE_VERSION = "1"
-# The analytic conversion the network is trained on top of: the synthesis defaults
-# (PiperVCSettings: ridge_mix 0.3, cov_mix 0, cov_nucleus 0). Other settings at synthesis still
-# work, but move the network's inputs away from what it saw.
-TRAIN_RIDGE_MIX = 0.3
-TRAIN_COV_MIX = 0.0
 
 
 @dataclass
@@ -48,20 +44,8 @@ class LineFeatures:
 
     # Aperiodicity kept as its bands (postnet.ap_bands_db) on both sides: full D4C spectra take
     # ~8 MB per 10 s line, and training never resynthesises these lines.
-    utterance: enrollment.ParallelUtterance
+    utterance: parallel.ParallelUtterance
     embedding: np.ndarray  # GE2E of the prepared clip
-
-
-@dataclass
-class AlignedLine:
-    """Network tensors for one line (joe's frames; targets picked by the alignment)."""
-
-    inputs: torch.Tensor  # (C, T)
-    speech: torch.Tensor  # (T,)
-    target_z: torch.Tensor  # (D, T)
-    target_ap_db: torch.Tensor  # (AP_BANDS, T)
-    mask: torch.Tensor  # (T,)
-    voiced_mask: torch.Tensor  # (T,)
 
 
 def _digest(*parts: bytes) -> str:
@@ -85,11 +69,9 @@ def line_key(line: TrainingLine) -> str:
 
 
 def _analyse_line(line: TrainingLine) -> Dict[str, np.ndarray]:
-    from voxmith.speaker import get_speaker_encoder
-
     audio = load_audio(line.audio_path)
-    prepared = enrollment.prepare_clip(audio.samples, audio.sample_rate_hz)
-    u = enrollment.parallel_utterance(prepared, line.text)
+    prepared = parallel.prepare_clip(audio.samples, audio.sample_rate_hz)
+    u = parallel.parallel_utterance(prepared, line.text)
     arrays = {"tgt_f0": u.target.f0, "tgt_mcep": u.target.mcep, "tgt_ap": postnet.ap_bands_db(u.target.ap),
               "embedding": get_speaker_encoder("cpu").embed(prepared, world.SAMPLE_RATE_HZ)}
     if u.joe is not None:
@@ -106,7 +88,7 @@ def load_line(line: TrainingLine, folder: Path) -> LineFeatures:
         a = {k: data[k] for k in data.files}
     target = world.WorldFeatures(a["tgt_f0"], a["tgt_mcep"], a["tgt_ap"])
     joe = world.WorldFeatures(a["joe_f0"], a["joe_mcep"], a["joe_ap"]) if "joe_f0" in a else None
-    utt = enrollment.ParallelUtterance(target, line.text, joe, a.get("path"))
+    utt = parallel.ParallelUtterance(target, line.text, joe, a.get("path"))
     return LineFeatures(utt, a["embedding"])
 
 
@@ -114,59 +96,15 @@ def load_base(train: Sequence[LineFeatures], keys: Sequence[str], folder: Path,
               progress: Optional[ProgressCallback]) -> conversion.ConversionParams:
     """The enrolled conversion of the training lines, exactly as `prepare_conditioning` would fit
     it from those clips (warp search included); cached per set of lines."""
-    from voxmith.engines.piper_vc.engine import DEFAULT_COV_MIX
-    from voxmith.speaker import mean_embedding
-
     path = folder / f"base-{_digest(*(k.encode() for k in sorted(keys)))}.npz"
     if not path.is_file():
         result = enrollment.fit_parallel(
             [f.utterance for f in train], mean_embedding([f.embedding for f in train]),
-            ridge_mix=1.0, cov_mix=DEFAULT_COV_MIX,
+            ridge_mix=1.0, cov_mix=conversion.DEFAULT_COV_MIX,
             progress=lambda stage, done, total: report(progress, stage, done, total))
         _save_npz(path, result.params.to_arrays())
     with np.load(path) as data:
         return conversion.ConversionParams.from_arrays({k: data[k] for k in data.files})
-
-
-def training_params(base: conversion.ConversionParams) -> conversion.ConversionParams:
-    """The base conversion at the settings the network is trained on top of."""
-    p = conversion.ConversionParams.from_arrays(base.to_arrays())
-    p.ridge_mix = TRAIN_RIDGE_MIX if p.ridge.any() else 0.0
-    p.cov_mix = TRAIN_COV_MIX
-    p.cov_nucleus = 0.0
-    return p
-
-
-def align_line(features: LineFeatures, params: conversion.ConversionParams) -> Optional[AlignedLine]:
-    """Joe's converted frames and the target frames DTW puts against them (None without joe)."""
-    u = features.utterance
-    if u.joe is None:
-        return None
-    converted = conversion.convert(u.joe, params)  # passes joe's cached ap bands through
-    tgt = u.target
-    # Realign on the converted features: they are close to the target's, so DTW errs less than on
-    # joe's raw frames (enrollment's path).
-    path = enrollment.dtw_path(converted.mcep[:, 1:], tgt.mcep[:, 1:])
-    speech = postnet.speech_frames(converted.mcep)
-    agree = converted.voiced == tgt.voiced[path]
-    mask = speech & postnet.speech_frames(tgt.mcep)[path] & agree
-    target_z = (tgt.mcep[path, 1:] - params.tgt_voiced.mean) / params.tgt_voiced.std
-    as_tensor = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # noqa: E731
-    return AlignedLine(
-        inputs=torch.from_numpy(postnet.net_inputs(converted.mcep, converted.voiced, converted.ap, params)),
-        speech=as_tensor(speech), target_z=as_tensor(target_z.T), target_ap_db=as_tensor(tgt.ap[path].T),
-        mask=as_tensor(mask), voiced_mask=as_tensor(mask & converted.voiced))
-
-
-def collate(lines: Sequence[AlignedLine]) -> Dict[str, torch.Tensor]:
-    """Pad lines to the longest; padding has mask 0 and speech 0, so it neither trains nor counts."""
-    longest = max(line.speech.shape[0] for line in lines)
-
-    def stack(name: str) -> torch.Tensor:
-        items = [getattr(line, name) for line in lines]
-        return torch.stack([torch.nn.functional.pad(x, (0, longest - x.shape[-1])) for x in items])
-
-    return {name: stack(name) for name in ("inputs", "speech", "target_z", "target_ap_db", "mask", "voiced_mask")}
 
 
 class PiperVCTrainingTask:
@@ -231,11 +169,11 @@ def build_task(spec: FinetuneSpec, engine_cache_key: str, progress: Optional[Pro
         raise VoxmithError("No training line has two or more words of transcript; piper-vc needs "
                            "transcribed speech to learn from.")
     base = load_base(features[:n_train], keys[:n_train], folder, progress)
-    params = training_params(base)
+    params = parallel.training_params(base)
     aligned = []
     for k, f in enumerate(features):
         report(progress, "aligning lines", k, len(features))
-        aligned.append(align_line(f, params))
+        aligned.append(parallel.align_utterance(f.utterance, params))
     report(progress, "aligning lines", len(features), len(features))
     with torch.random.fork_rng():  # seeded initial weights without touching the caller's RNG
         torch.manual_seed(spec.seed)
