@@ -32,6 +32,9 @@ AUDIO_EXTENSIONS = SUPPORTED_NATIVE_FORMATS + FFMPEG_FORMATS
 # Written through PyAV (voxmith.audio.encode, mono); the rest through libsndfile.
 ENCODED_EXTENSIONS = (".mp3", ".opus", ".aac")
 WRITABLE_EXTENSIONS = (".wav", ".flac", ".ogg") + ENCODED_EXTENSIONS
+# libsndfile's format names -> the extension voxmith reads that format under.
+FORMAT_EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "MP3": ".mp3", "MPEG": ".mp3",
+                     "OGG": ".ogg", "AIFF": ".aiff"}
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,14 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
     if shutil.which("ffmpeg") or suffix in FFMPEG_FORMATS:
         samples, rate = _decode_with_ffmpeg(path)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
+    if suffix not in SUPPORTED_NATIVE_FORMATS:
+        # Perhaps a known format under an odd name ('memo.bin'): FFmpeg's libraries tell by content.
+        try:
+            decoded = _decode_with_pyav(path)
+        except AudioError:
+            decoded = None
+        if decoded is not None:
+            return decoded[0], decoded[1], {"format": "FFMPEG", "subtype": "pyav"}
     if suffix in SUPPORTED_NATIVE_FORMATS:
         raise AudioError(
             f"Cannot read '{path}': it is not a valid {suffix.lstrip('.').upper()} file "
@@ -169,6 +180,16 @@ def load_audio(path: str | os.PathLike, *, sample_rate_hz: Optional[int] = None,
         samples = resample(samples, rate, sample_rate_hz)
         rate = sample_rate_hz
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), str(path), source_info)
+
+
+def extension_for(path: str | os.PathLike, source_info: dict) -> Optional[str]:
+    """The extension a copy of the clip at `path` needs for voxmith to read it back: its own when
+    that is an audio extension, else the one of the format it decoded as (WAV data in 'take.txt'
+    -> '.wav'); None when that format has no extension of its own here (store a decoded copy)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in AUDIO_EXTENSIONS:
+        return suffix
+    return FORMAT_EXTENSIONS.get(str(source_info.get("format", "")).upper())
 
 
 def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int,

@@ -7,8 +7,11 @@ advice. Embeddings go through the conditioning cache, so a second report does no
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import List, Optional
+from pathlib import Path
+from shlex import quote
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -26,6 +29,9 @@ OUTLIER_ABSOLUTE = 0.70
 OUTLIER_MARGIN = 0.12  # below the median of the other clips by this much
 NOISY_SNR_DB = 15.0
 CLIPPING_FRACTION = 0.001
+# Speech through an 8 kHz telephone line keeps nothing above 4 kHz; wideband recordings of the shared
+# voices keep 99.9 % of their energy below 6.4 kHz or more (benchmarks/results/speaker_flag_calibration.json).
+NARROW_BAND_HZ = 4500.0
 WEAK_SPEECH_S = 10.0
 GOOD_SPEECH_S = 30.0
 
@@ -46,6 +52,8 @@ class VoiceReport:
     total_speech_s: float
     similarity_matrix: np.ndarray  # clip-to-clip cosine similarity
     advice: List[str]
+    missing: List[str] = field(default_factory=list)  # clips voice.json lists that are gone from the folder
+    duplicates: Dict[str, str] = field(default_factory=dict)  # clip -> the earlier clip with the same audio
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +65,8 @@ class VoiceReport:
                        "consistency": None if c.consistency is None else round(c.consistency, 4),
                        "flags": c.flags} for c in self.clips],
             "similarity_matrix": np.round(self.similarity_matrix, 4).tolist(),
+            "missing": self.missing,
+            "duplicates": self.duplicates,
         }
 
 
@@ -88,14 +98,26 @@ def _flags(stats: ClipStats, consistency: Optional[float], others_median: Option
         flags.append(f"noisy (SNR about {stats.snr_db:.0f} dB)")
     if stats.speech_ratio < 0.3:
         flags.append(f"mostly non-speech ({stats.speech_ratio:.0%} speech)")
+    if stats.sample_rate_hz <= 8000:
+        flags.append(f"telephone audio ({stats.sample_rate_hz / 1000:g} kHz): clones will sound muffled; "
+                     "use a recording at 16 kHz or more")
+    elif 0 < stats.bandwidth_hz < NARROW_BAND_HZ:
+        flags.append(f"narrow-band audio (nothing above {stats.bandwidth_hz / 1000:.1f} kHz, like a phone "
+                     "call): clones will sound muffled")
     if consistency is not None and (consistency < OUTLIER_ABSOLUTE or
                                     (others_median is not None and consistency < others_median - OUTLIER_MARGIN)):
         flags.append("outlier: sounds unlike the other clips (another speaker, room or microphone?)")
     return flags
 
 
-def _advice(total_speech_s: float, clips: List[ClipReport]) -> List[str]:
+def _advice(total_speech_s: float, clips: List[ClipReport], voice: Voice, missing: List[str]) -> List[str]:
     advice = []
+    if missing:
+        advice.append(f"{len(missing)} clip(s) of this voice are missing from {voice.path}: {', '.join(missing)} "
+                      f"(deleted or moved?). Put them back, or add clips with "
+                      f"`voxmith voices add {quote(voice.name)} FILE... --append`.")
+        if not clips:
+            return advice
     if total_speech_s < WEAK_SPEECH_S:
         advice.append(f"Only {total_speech_s:.1f} s of speech: under {WEAK_SPEECH_S:.0f} s cloning will be "
                       "weak. Add more clips of this speaker.")
@@ -111,9 +133,31 @@ def _advice(total_speech_s: float, clips: List[ClipReport]) -> List[str]:
     return advice
 
 
+def _content_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_duplicates(paths: List[Path]) -> Dict[str, str]:
+    """Clips whose audio file is byte-for-byte another clip's: {clip: first clip with that content}."""
+    first: Dict[str, str] = {}
+    duplicates = {}
+    for path in paths:
+        digest = _content_digest(path)
+        if digest in first:
+            duplicates[path.name] = first[digest]
+        else:
+            first[digest] = path.name
+    return duplicates
+
+
 def analyse_voice(voice: Voice, device: str = "cpu",
                   progress: Optional[ProgressCallback] = None) -> VoiceReport:
     paths = voice.clip_paths
+    duplicates = find_duplicates(paths)
     stats = []
     for i, path in enumerate(paths):
         report(progress, "analysing clips", i, len(paths), path.name)
@@ -131,7 +175,13 @@ def analyse_voice(voice: Voice, device: str = "cpu",
         others = [c for j, c in enumerate(consistency) if j != i]
         median = float(np.median(others)) if len(others) >= 2 else None
         c = consistency[i] if len(paths) >= 2 else None  # one clip is trivially consistent
-        clips.append(ClipReport(path.name, s, c, _flags(s, c, median)))
-    total_speech = sum(s.speech_s for s in stats)
-    return VoiceReport(voice.name, clips, sum(s.duration_s for s in stats), total_speech, similarity,
-                       _advice(total_speech, clips))
+        flags = _flags(s, c, median)
+        if path.name in duplicates:
+            flags.insert(0, f"duplicate of {duplicates[path.name]} (the same audio; counted once)")
+        clips.append(ClipReport(path.name, s, c, flags))
+    # A clip added several times is still one recording's worth of speech.
+    unique = [s for path, s in zip(paths, stats) if path.name not in duplicates]
+    total_speech = sum(s.speech_s for s in unique)
+    missing = voice.missing_clips
+    return VoiceReport(voice.name, clips, sum(s.duration_s for s in unique), total_speech, similarity,
+                       _advice(total_speech, clips, voice, missing), missing, duplicates)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-from voxmith.audio import check_usable, load_audio
-from voxmith.audio.io import AUDIO_EXTENSIONS, Audio
+from voxmith.audio import check_usable, load_audio, save_audio
+from voxmith.audio.io import AUDIO_EXTENSIONS, Audio, extension_for
 from voxmith.errors import AudioError, VoiceError
 from voxmith.fsutil import atomic_write_json, read_json
 from voxmith.progress import ProgressCallback, report
@@ -48,6 +48,11 @@ class Voice:
         known = set((self.metadata.get("clips") or {}))
         return [p for p in self.clip_paths if p.name not in known]
 
+    @property
+    def missing_clips(self) -> List[str]:
+        """Clips voxmith copied into the folder (listed in voice.json) that are no longer there."""
+        return sorted(name for name in (self.metadata.get("clips") or {}) if not (self.path / name).exists())
+
     def fingerprint(self) -> str:
         """Changes whenever a clip is added, removed, renamed or edited."""
         return fingerprint_files(self.clip_paths)
@@ -70,6 +75,11 @@ class Voice:
         unusable (clips dropped into the folder by hand were never checked)."""
         paths = self.clip_paths
         if not paths:
+            missing = self.missing_clips
+            if missing:
+                raise VoiceError(f"Voice '{self.name}' has no audio clips left: {', '.join(missing)} are missing "
+                                 f"from '{self.path}' (deleted or moved?). Put them back, or add clips with "
+                                 f"`voxmith voices add {quote(self.name)} FILE... --append`.")
             raise VoiceError(f"Voice '{self.name}' has no audio clips in '{self.path}'. "
                              f"Add some with `voxmith voices add {quote(self.name)} FILE... --append`.")
         clips, problems = [], []
@@ -96,6 +106,23 @@ def _unique_name(wanted: str, taken: set[str]) -> str:
         n += 1
     taken.add(candidate.lower())
     return candidate
+
+
+def _store_clip(path: Path, source_info: dict, folder: Path, taken: set[str]) -> str:
+    """Copy a checked clip into `folder` under a safe, unique name whose extension is the format it
+    decoded as, so the folder scan finds it (WAV data sent as 'take.txt' or 'take' becomes
+    'take.wav'). A format known only by its contents (an M4A named '.dat') is stored as a lossless
+    decoded FLAC copy. Returns the stored name."""
+    name = sanitize_filename(path.name)
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    extension = extension_for(path, source_info)
+    stored = _unique_name(stem + (extension or ".flac"), taken)
+    if extension is None:
+        audio = load_audio(path, mono=False)
+        save_audio(folder / stored, audio.samples, audio.sample_rate_hz, subtype="PCM_24")
+    else:
+        shutil.copy2(path, folder / stored)
+    return stored
 
 
 class VoiceLibrary:
@@ -139,11 +166,13 @@ class VoiceLibrary:
             raise VoiceError(f"Voice '{name}' already exists ({count} clips). Use --append to add "
                              "these clips to it, or --force to replace it.")
 
-        problems = []
+        problems, formats = [], {}
         for i, path in enumerate(files):
             report(progress, "checking clips", i, len(files), path.name)
             try:
-                check_usable(load_audio(path))
+                audio = load_audio(path)
+                check_usable(audio)
+                formats[path] = audio.source_info
             except AudioError as err:
                 problems.append(str(err))
         report(progress, "checking clips", len(files), len(files))
@@ -160,8 +189,7 @@ class VoiceLibrary:
         backup_slot = self._reserve_backup(name) if replacing else None
         try:
             for path in files:
-                stored = _unique_name(sanitize_filename(path.name), taken)
-                shutil.copy2(path, staging / stored)
+                stored = _store_clip(path, formats[path], staging, taken)
                 meta.setdefault("clips", {})[stored] = {"original": str(path.resolve()), "added": _now()}
             meta["updated"] = _now()
             if appending:
