@@ -1,7 +1,8 @@
 """Turn written English into the words a speaker would say.
 
 Numbers (cardinals, ordinals, decimals, years, times, money, percentages), common abbreviations
-and symbols are spelled out, so every engine reads them the same way and so that Whisper
+and symbols are spelled out, and so are dates, phone numbers, fractions, units, web and mail
+addresses (`voxmith.text.readings`), so every engine reads them the same way and so that Whisper
 transcripts can be compared with the input. Number words come from `num2words`.
 """
 
@@ -11,6 +12,8 @@ import re
 import unicodedata
 
 from num2words import num2words
+
+from voxmith.text.readings import spell_readings
 
 ABBREVIATIONS = {
     "mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "prof": "professor", "st": "saint",
@@ -76,6 +79,7 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = re.sub(r"[\u2013\u2014]", ", ", text)  # dashes are pauses
+    text = spell_readings(text)
     for pattern, words in _LATIN:
         text = pattern.sub(words, text)
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
