@@ -84,3 +84,28 @@ def test_cpu_fallback_with_gpu_present_warns(monkeypatch):
     monkeypatch.setattr(device_module, "nvidia_gpu_present", lambda: True)
     with pytest.warns(device_module.CpuFallbackWarning, match="cannot use it"):
         assert resolve_device("auto") in ("cpu", "mps")
+
+
+EPYC_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9B14
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512_bf16 avx512_vnni avx512bw
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9B14
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512_bf16 avx512_vnni avx512bw
+"""
+
+
+def test_cpu_features_from_cpuinfo():
+    info = device_module.parse_cpuinfo(EPYC_CPUINFO, logical_cpus=2)
+    assert info.model == "AMD EPYC 9B14" and info.vendor == "AuthenticAMD" and info.logical_cpus == 2
+    assert info.features == ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+    assert info.vnni and info.bf16 and not info.amx
+    assert info.summary() == "AMD EPYC 9B14 (avx2, fma, avx512f, avx512_vnni, avx512_bf16)"
+    assert info.to_dict()["features"] == list(info.features)
+    arm = device_module.parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert arm.features == () and not arm.bf16 and arm.model  # a model name is always given
+    here = device_module.cpu_info()
+    assert here.model and here is device_module.cpu_info()  # read once

@@ -173,3 +173,22 @@ def test_pipeline_samples_with_the_chosen_precision(monkeypatch):
     assert isinstance(models.ar.gpt.h[0].mlp.c_fc, precision.Conv1D)
     tts(models, torch.tensor([[20, 30, 0]]), options.replace(ar_precision="float32"), 4, latents=latents)
     assert used[-1] == "Conv1D"
+
+
+@pytest.mark.parametrize("flags, int8_kernels, expected", [
+    ("avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8", True, "int8"),  # Xeon, AMX
+    ("avx2 fma avx512f avx512_vnni avx512_bf16", True, "int8"),  # EPYC (Zen 4)
+    ("avx2 fma", True, "int8"),  # AVX2 only: 7-bit inputs
+    ("avx2 fma avx512f avx512_vnni", False, "float32"),  # a torch build without fbgemm
+    ("sse4_2", True, "float32"),  # fbgemm needs AVX2
+    ("", False, "float32"),  # features unknown (non-x86, no /proc/cpuinfo)
+])
+def test_auto_precision_follows_cpu_features(flags, int8_kernels, expected):
+    from voxmith.engines.device import parse_cpuinfo
+
+    cpu = parse_cpuinfo(f"model name\t: scripted\nflags\t: {flags}\n")
+    choice, why = precision.auto_cpu_precision(cpu, int8_kernels)
+    assert choice == expected and why
+    if int8_kernels == precision.int8_supported():
+        assert resolve_ar_precision("auto", "cpu", cpu=cpu) == expected
+    assert resolve_ar_precision("auto", "cuda", cpu=cpu) == "float32"

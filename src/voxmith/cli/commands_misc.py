@@ -65,12 +65,13 @@ def engines():
 @click.pass_obj
 def info(obj):
     """Show the workspace, the device that would be used and the PyTorch build."""
-    from voxmith.engines.device import describe_torch
+    from voxmith.engines.device import cpu_info, describe_torch
 
     studio = obj.studio
     click.echo(f"workspace: {studio.workspace.home}")
     click.echo(f"device:    {studio.device} (requested: {obj.device_request})")
     click.echo(f"torch:     {describe_torch()}")
+    click.echo(f"cpu:       {cpu_info().summary()}")
 
 
 @click.command()

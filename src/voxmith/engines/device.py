@@ -3,14 +3,22 @@
 `auto` prefers CUDA, then Apple MPS, then CPU. Asking for a device that is not there is an error,
 never a silent fall-back, and landing on the CPU while the machine has an NVIDIA GPU that torch
 cannot use (a CPU-only torch build, the most common lost afternoon in this field) is a warning.
+
+`cpu_info()` names the CPU and the instruction-set extensions that decide which reduced precision
+is fast on it (VNNI, AVX512-BF16, AMX); engines choose their CPU defaults from it and benchmarks
+record it next to every timing.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import re
 import shutil
 import warnings
+from dataclasses import dataclass
+from typing import Tuple
 
 from voxmith.errors import DeviceError
 
@@ -93,3 +101,82 @@ def describe_torch() -> str:
     if _mps_available(torch):
         parts.append("MPS available")
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------- CPU features
+
+# The instruction-set extensions that decide how fast reduced-precision matrix products run on x86:
+# AVX-512 VNNI / AVX-VNNI (int8 dot products summed in int32), AVX512-BF16 (bf16 dot products) and
+# AMX (tile units for bf16 and int8 matrices). Names as Linux spells them in /proc/cpuinfo.
+CPU_FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                     "amx_tile", "amx_bf16", "amx_int8")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What the CPU is and which of `CPU_FEATURE_FLAGS` it has (empty when unknown)."""
+
+    model: str
+    vendor: str = ""
+    features: Tuple[str, ...] = ()
+    logical_cpus: int = 0
+
+    def has(self, flag: str) -> bool:
+        return flag in self.features
+
+    @property
+    def vnni(self) -> bool:
+        return self.has("avx512_vnni") or self.has("avx_vnni")
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 dot products (AVX512-BF16 or AMX-BF16)."""
+        return self.has("avx512_bf16") or self.has("amx_bf16")
+
+    @property
+    def amx(self) -> bool:
+        return self.has("amx_tile") and (self.has("amx_bf16") or self.has("amx_int8"))
+
+    def summary(self) -> str:
+        """One line for results files and `voxmith info`, e.g. 'AMD EPYC 9B14 (avx512f, avx512_vnni, ...)'."""
+        shown = [flag for flag in CPU_FEATURE_FLAGS if flag in self.features]
+        return f"{self.model} ({', '.join(shown) if shown else 'no AVX2/AVX-512/AMX features seen'})"
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "vendor": self.vendor, "features": list(self.features),
+                "logical_cpus": self.logical_cpus, "vnni": self.vnni, "bf16": self.bf16, "amx": self.amx}
+
+
+def parse_cpuinfo(text: str, logical_cpus: int = 0) -> CpuInfo:
+    """A `CpuInfo` from the text of Linux's /proc/cpuinfo (the first processor's entry)."""
+    fields: dict = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # one processor is enough: the others repeat it
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return CpuInfo(model=fields.get("model name", "") or platform.processor() or "unknown CPU",
+                   vendor=fields.get("vendor_id", ""),
+                   features=tuple(flag for flag in CPU_FEATURE_FLAGS if flag in flags),
+                   logical_cpus=logical_cpus)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> CpuInfo:
+    """This machine's CPU. Reads /proc/cpuinfo (Linux); elsewhere the model name and torch's vector
+    level only (VNNI/BF16/AMX unknown, so feature-based choices take the safer branch)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            return parse_cpuinfo(handle.read(), os.cpu_count() or 0)
+    except OSError:
+        pass
+    # Elsewhere (macOS, Windows) torch's own dispatch level tells AVX2 and AVX-512 apart.
+    import torch
+
+    level = torch.backends.cpu.get_cpu_capability()
+    features = {"AVX2": ("avx2", "fma"), "AVX512": ("avx2", "fma", "avx512f")}.get(level, ())
+    return CpuInfo(model=platform.processor() or platform.machine() or "unknown CPU", features=features,
+                   logical_cpus=os.cpu_count() or 0)

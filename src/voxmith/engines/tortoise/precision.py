@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from voxmith.engines.device import CpuInfo, cpu_info
 from voxmith.errors import VoxmithError
 
 from .autoregressive import Conv1D, KVCache, UnifiedVoice
@@ -57,15 +58,37 @@ def int8_supported() -> bool:
     return hasattr(torch.ops.quantized, "linear_dynamic") and ("fbgemm" in engines or "x86" in engines)
 
 
-def resolve_ar_precision(requested: str, device: str | torch.device) -> str:
-    """`auto` -> the fastest precision measured good enough on `device` (int8 on an x86 CPU; fp32
-    elsewhere: CUDA has its own `half` switch). Explicit choices are checked against the device."""
+def auto_cpu_precision(cpu: CpuInfo, int8_kernels: bool) -> Tuple[str, str]:
+    """The AR sampling precision `auto` picks on a CPU with these features, and why.
+
+    The rule follows the measurements (benchmarks/results/tortoise_speed.json and the issue's
+    AMD EPYC re-run, both at batch 1 and 16 on 2 threads): per-step sampling reads every GPT weight,
+    so fewer bytes per weight is faster wherever the kernels are not much worse, and fbgemm's int8
+    kernels were the fastest on both CPUs measured -- an AMX/AVX512-BF16 Xeon, where torch's bf16
+    matrix-vector product is no faster than fp32, and an AVX512-BF16 EPYC, where bf16 is 2.2x fp32 but
+    int8 about 4x. int8 costs ~0.005 nats KL per code to fp32 (random full-size weights); bf16 costs
+    ~0.0003 and stays an explicit choice. Without VNNI fbgemm cuts inputs to 7 bits (KL ~0.012),
+    still a quarter of the bytes; without fbgemm (non-x86, or a torch build lacking it) fp32 stays.
+    """
+    x86 = cpu.has("avx2")
+    if int8_kernels and x86 and cpu.has("avx512_vnni"):
+        return "int8", "AVX-512 VNNI: int8 with 8-bit inputs, the fastest measured"
+    if int8_kernels and x86:
+        return "int8", "AVX2 without AVX-512 VNNI: int8 with 7-bit inputs (a quarter of fp32's bytes)"
+    return "float32", "no x86 int8 kernels here: the fp32 model as official"
+
+
+def resolve_ar_precision(requested: str, device: str | torch.device, cpu: CpuInfo | None = None) -> str:
+    """`auto` -> `auto_cpu_precision` on a CPU (for `cpu`, default this machine's), fp32 elsewhere
+    (CUDA has its own `half` switch). Explicit choices are checked against the device."""
     device = torch.device(device)
     if requested not in AR_PRECISION_CHOICES:
         raise VoxmithError(f"Setting 'ar_precision' must be one of {', '.join(AR_PRECISION_CHOICES)}, "
                            f"got {requested!r}.")
     if requested == "auto":
-        return "int8" if device.type == "cpu" and int8_supported() else "float32"
+        if device.type != "cpu":
+            return "float32"
+        return auto_cpu_precision(cpu or cpu_info(), int8_supported())[0]
     if requested == "int8" and (device.type != "cpu" or not int8_supported()):
         where = "this torch build has no x86 (fbgemm) int8 kernels" if device.type == "cpu" else \
             f"it runs on the CPU only, not on {device.type}"
@@ -77,22 +100,11 @@ def resolve_ar_precision(requested: str, device: str | torch.device) -> str:
 # ----------------------------------------------------------------------------------- layers
 
 
-def _has_avx512_vnni() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return "avx512_vnni" in line.split()
-    except OSError:
-        pass
-    return False
-
-
 # fbgemm multiplies uint8 inputs by int8 weights. Without AVX-512 VNNI it sums pairs of products in
 # saturating int16, so inputs must be cut to 7 bits (`reduce_range`); with VNNI the sums are int32 and
 # the full 8 bits are safe. On the full-size model (random weights) 8-bit inputs halve the KL to fp32
 # (0.0045 vs 0.012 nats per code) at the same speed.
-REDUCE_RANGE = not _has_avx512_vnni()
+REDUCE_RANGE = not cpu_info().has("avx512_vnni")
 
 
 class Int8DynamicLinear(nn.Module):
@@ -240,6 +252,6 @@ def logit_agreement(reference: torch.Tensor, other: torch.Tensor, temperature: f
             "max_logit_error_rel": float(((ref - oth).abs().amax(-1) / ref.std(-1)).max())}
 
 
-__all__ = ["AR_PRECISIONS", "AR_PRECISION_CHOICES", "resolve_ar_precision", "int8_supported", "decoder_for",
+__all__ = ["AR_PRECISIONS", "AR_PRECISION_CHOICES", "resolve_ar_precision", "auto_cpu_precision", "int8_supported", "decoder_for",
            "DecoderCache", "Int8DynamicLinear", "BFloat16Linear", "teacher_forced_logits", "logit_agreement",
            "weights_signature"]
