@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install voxmith, import the demo voice and speak a sentence
-#   make test   install the test extras and run the whole suite
+#   make test   install the test extras, check the import contracts (pyproject.toml) and run the suite
 #
 # torch: the build already in .venv is kept (CPU or CUDA). With none installed, torch==$(TORCH_VERSION)
 # is installed first, so pip never resolves an unpinned torch into several GB of CUDA wheels.
@@ -19,6 +19,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/voxmith demo
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 install: $(VENV)/.installed

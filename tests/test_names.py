@@ -1,7 +1,7 @@
 import pytest
 
 from voxmith.errors import VoxmithError
-from voxmith.studio.names import sanitize_filename, validate_name
+from voxmith.paths import sanitize_filename, validate_name
 
 
 @pytest.mark.parametrize("name", ["alice", "Narrator 2", "tom_v2", "émile", "a.b"])

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+"""File-system helpers: atomic writes (a reader, or a crash, never sees a half-written file) and
+content fingerprints of files (`fingerprint_files`), which caches use as keys.
 
 Everything is written to a temporary file in the destination folder and moved into place with
 `os.replace`, which is atomic on POSIX and Windows when both paths are on one file system.
@@ -7,11 +8,12 @@ Everything is written to a temporary file in the destination folder and moved in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 
 @contextlib.contextmanager
@@ -64,3 +66,29 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
             return json.load(f)
     except FileNotFoundError:
         return default
+
+
+# Content digests of files already hashed in this process, keyed by (path, size, mtime): a long
+# voice is hashed once, not on every lookup.
+_digest_memo: Dict[tuple, bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    stat = path.stat()
+    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    digest = _digest_memo.get(memo_key)
+    if digest is None:
+        inner = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                inner.update(block)
+        digest = _digest_memo[memo_key] = inner.digest()
+    return digest
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """SHA-256 over the names and contents of `paths` (order-independent)."""
+    outer = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        outer.update(path.name.encode("utf-8") + b"\0" + _file_digest(path))
+    return outer.hexdigest()

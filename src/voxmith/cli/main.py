@@ -14,7 +14,7 @@ import warnings
 
 import click
 
-from voxmith import __version__
+from voxmith.version import __version__
 from voxmith.errors import VoxmithError
 
 

@@ -22,7 +22,7 @@ from voxmith.datasets.slicing import VAD_RATE_HZ, plan_segments
 from voxmith.datasets.store import Dataset
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.conditioning import fingerprint_files
+from voxmith.fsutil import fingerprint_files
 
 LOW_LOGPROB = -1.0  # Whisper's average log-probability below this: shaky transcript
 HIGH_NO_SPEECH = 0.6

@@ -17,8 +17,8 @@ import numpy as np
 from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json, read_json
-from voxmith.studio.names import validate_name
-from voxmith.studio.workspace import contained_path
+from voxmith.paths import validate_name
+from voxmith.paths import contained_path
 
 SEGMENTS_FILE = "segments.json"
 # Segments with these flags are kept in segments.json (for review) but not put in the lists.

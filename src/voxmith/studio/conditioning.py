@@ -32,38 +32,12 @@ _unwritable_roots: set = set()  # cache folders already reported as unwritable i
 class CacheKey:
     namespace: str  # who computed it: an engine name, or "speaker"
     producer_version: str  # engine/model version; a new version never reads old entries
-    fingerprint: str  # of the voice's clips (see `fingerprint_files`)
+    fingerprint: str  # of the voice's clips (see `voxmith.fsutil.fingerprint_files`)
 
     @property
     def file_stem(self) -> str:
         digest = hashlib.sha256(f"{self.producer_version}\0{self.fingerprint}".encode()).hexdigest()
         return digest[:24]
-
-
-# Content digests of files already hashed in this process, keyed by (path, size, mtime): a long
-# voice is hashed once, not on every lookup.
-_digest_memo: Dict[tuple, bytes] = {}
-
-
-def _file_digest(path: Path) -> bytes:
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    digest = _digest_memo.get(memo_key)
-    if digest is None:
-        inner = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                inner.update(block)
-        digest = _digest_memo[memo_key] = inner.digest()
-    return digest
-
-
-def fingerprint_files(paths: list[Path]) -> str:
-    """SHA-256 over the names and contents of `paths` (order-independent)."""
-    outer = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        outer.update(path.name.encode("utf-8") + b"\0" + _file_digest(path))
-    return outer.hexdigest()
 
 
 class ConditioningCache:

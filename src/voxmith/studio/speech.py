@@ -17,7 +17,7 @@ from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from voxmith import __version__
+from voxmith.version import __version__
 from voxmith.audio import check_usable, load_audio, save_audio
 from voxmith.audio.dsp import trim_silence
 from voxmith.engines import Candidate, Engine

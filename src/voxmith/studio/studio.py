@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from shlex import quote
@@ -21,9 +22,9 @@ from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import read_json
+from voxmith.fsutil import fingerprint_files, read_json
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.conditioning import CacheKey, ConditioningCache, fingerprint_files
+from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
@@ -61,12 +62,13 @@ class Studio:
             self._device = resolve_device(self.device_request)
         return self._device
 
-    @property
+    @functools.cached_property
     def training(self) -> "TrainingRuns":
         """The workspace's training runs (create, train, describe, use)."""
-        from voxmith.studio.training_runs import TrainingRuns  # imports torch-heavy training code
+        from voxmith.studio.training_runs import TrainingRuns  # torch loads only when training is used
 
-        return TrainingRuns(self)
+        return TrainingRuns(self.workspace.training_dir, self.datasets, self.voices,
+                            device_request=self.device_request, models_dir=self.workspace.models_dir)
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:
         if name not in self._engines:

@@ -13,18 +13,18 @@ import os
 from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from voxmith.engines import Finetune, FinetuneSpec, LoraSpec, TrainingLine, create_engine, engine_class
+from voxmith.datasets import DatasetLibrary
+from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, create_engine, engine_class,
+                             resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, TrainingRun, defaults_for,
                               train_loop, validate)
+from voxmith.studio.voices import VoiceLibrary
 from voxmith.training.config import steps_per_epoch
-
-if TYPE_CHECKING:
-    from voxmith.studio.studio import Studio
 
 # What `train init` proposes when no epochs are given. piper-vc's residual conversion net needs
 # about 150 optimizer steps whatever the dataset's size (benchmarks/piper_vc_finetune.py), so its
@@ -61,11 +61,17 @@ class RunSummary:
 
 
 class TrainingRuns:
-    """The workspace's `training/` folder, seen through the studio (datasets, engines, voices)."""
+    """The workspace's `training/` folder, with the datasets runs train on and the voices that
+    speak with them. `device_request` ("auto", "cpu", "cuda:1"...) is resolved when training starts;
+    `models_dir` is where engines find their weights."""
 
-    def __init__(self, studio: "Studio"):
-        self.studio = studio
-        self.root = studio.workspace.training_dir
+    def __init__(self, root: Path, datasets: DatasetLibrary, voices: VoiceLibrary, *,
+                 device_request: str = "auto", models_dir: Optional[Path] = None):
+        self.root = Path(root)
+        self.datasets = datasets
+        self.voices = voices
+        self.device_request = device_request
+        self.models_dir = models_dir
 
     # --- creating and checking ------------------------------------------------------------------
 
@@ -82,7 +88,7 @@ class TrainingRuns:
 
     def lines(self, dataset: str) -> tuple[tuple[TrainingLine, ...], tuple[TrainingLine, ...]]:
         """The dataset's (train, validation) lines, as its lists say."""
-        data = self.studio.datasets.get(dataset)
+        data = self.datasets.get(dataset)
         record = data.load()
         split: Dict[str, List[TrainingLine]] = {"train": [], "validation": []}
         for segment in record["segments"]:
@@ -143,12 +149,12 @@ class TrainingRuns:
         if problems:
             raise VoxmithError(f"Run '{name}' cannot start:\n  - " + "\n  - ".join(problems)
                                + f"\nEdit {run.config_path} and try again.")
-        device = _rank_device(self.studio.device)
-        engine = create_engine(config.data.engine, device, self.studio.workspace.models_dir)
+        device = _rank_device(resolve_device(self.device_request))
+        engine = create_engine(config.data.engine, device, self.models_dir)
         lora = config.lora
         spec = FinetuneSpec(
             train=train, validation=validation, batch_size=config.schedule.batch_size, seed=config.misc.seed,
-            cache_dir=self.studio.datasets.get(config.data.dataset).path / ".cache" / "training",
+            cache_dir=self.datasets.get(config.data.dataset).path / ".cache" / "training",
             lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None)
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
@@ -174,7 +180,7 @@ class TrainingRuns:
             lora=config.lora.enabled, latest=store.latest(), best=store.best(), checkpoints=store.list(),
             last_loss=None if loss is None or math.isnan(loss) else loss,
             plots=[p for p in (run.folder / "loss.png", run.folder / "lr.png") if p.exists()],
-            voices=[v.name for v in self.studio.voices.list()
+            voices=[v.name for v in self.voices.list()
                     if (v.metadata.get("finetune") or {}).get("run") == name],
             folder=run.folder)
 
@@ -218,7 +224,7 @@ class TrainingRuns:
 
     def use(self, voice: str, run: Optional[str], which: str | int = "latest") -> Optional[dict]:
         """Make `voice` speak with run `run`'s weights (checked now), or stock weights if `run` is None."""
-        target = self.studio.voices.get(voice)
+        target = self.voices.get(voice)
         if run is None:
             target.update_metadata(finetune=None)
             return None

@@ -22,11 +22,11 @@ from typing import Iterable, List, Optional
 from voxmith.audio import check_usable, load_audio, save_audio
 from voxmith.audio.io import AUDIO_EXTENSIONS, Audio, extension_for
 from voxmith.errors import AudioError, VoiceError
-from voxmith.fsutil import atomic_write_json, read_json
+from voxmith.fsutil import atomic_write_json, fingerprint_files, read_json
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache, fingerprint_files
-from voxmith.studio.names import sanitize_filename, validate_name
-from voxmith.studio.workspace import contained_path
+from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache
+from voxmith.paths import sanitize_filename, validate_name
+from voxmith.paths import contained_path
 
 VOICE_FILE = "voice.json"
 TRASH_FOLDER = "trash"  # in the workspace home, beside voices/

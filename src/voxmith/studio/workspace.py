@@ -67,12 +67,3 @@ class Workspace:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
-
-
-def contained_path(base: Path, *parts: str) -> Path:
-    """`base/parts...`, refusing anything that would resolve outside `base` (symlinks included)."""
-    base_resolved = base.resolve()
-    candidate = base_resolved.joinpath(*parts).resolve()
-    if candidate != base_resolved and base_resolved not in candidate.parents:
-        raise VoxmithError(f"Refusing to use '{'/'.join(parts)}': it points outside '{base}'.")
-    return candidate

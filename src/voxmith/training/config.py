@@ -18,7 +18,7 @@ import yaml
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_text
-from voxmith.studio.names import validate_name
+from voxmith.paths import validate_name
 from voxmith.training.optimizers import optimizer_problems
 
 # ai-voice-cloning's learning-rate milestones (in epochs), tuned for runs of about this many epochs.

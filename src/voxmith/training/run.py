@@ -24,10 +24,10 @@ import yaml
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_text
-from voxmith.studio.names import validate_name
-from voxmith.studio.workspace import contained_path
+from voxmith.paths import contained_path, validate_name
 from voxmith.training.checkpoints import CheckpointStore
 from voxmith.training.config import TrainingConfig, load_config, save_config
+from voxmith.version import __version__
 
 METRIC_COLUMNS = ("step", "epoch", "text_loss", "mel_loss", "total_loss", "val_loss", "lr")
 
@@ -84,8 +84,6 @@ class TrainingRun:
 
     def record_start(self, config: TrainingConfig, resumed_from_step: Optional[int]) -> Path:
         """Keep a copy of the settings and the voxmith version this start used (for reproducing it)."""
-        from voxmith import __version__
-
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.folder / "starts" / f"{stamp}-step{resumed_from_step or 0}.yaml"
         record = {"voxmith_version": __version__, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

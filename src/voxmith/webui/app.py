@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from voxmith import __version__
+from voxmith.version import __version__
 from voxmith.webui import tab_dataset, tab_generate, tab_settings, tab_training, tab_voices
 
 

@@ -14,7 +14,8 @@ torch voxmith uses) and without librosa:
 * `resample`: torchaudio's default band-limited sinc resampler (Hann-windowed, 6 zero crossings,
   rolloff 0.99).
 
-The clip preparation of the official ``get_conditioning_latents`` (6 s AR crop, 102400-sample
+`clip_22k` turns any clip into the official loader's 22.05 kHz waveform. The clip preparation of
+the official ``get_conditioning_latents`` (6 s AR crop, 102400-sample
 diffusion crop) is in `official_ar_clip` / `official_diffusion_clip`. `whole_clip_chunks` is
 voxmith's alternative that uses all of the reference audio instead of one crop per clip.
 """
@@ -28,8 +29,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from voxmith.audio import Audio, to_mono
+from voxmith.errors import VoxmithError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -92,6 +97,17 @@ def resample(wav: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width:
     out = blocks.transpose(1, 2).reshape(flat.shape[0], -1)
     out_len = math.ceil(new * length / orig)
     return out[:, :out_len].reshape(*lead, -1)
+
+
+def clip_22k(clip: Audio) -> torch.Tensor:
+    """A clip as official `load_audio(path, 22050)` gives it: mono, 22.05 kHz (torchaudio-style
+    resampling), clipped to [-1, 1], shape (1, T). Voice clips and training lines both go through
+    it, so training sees what synthesis sees."""
+    wave = torch.from_numpy(np.ascontiguousarray(to_mono(clip.samples), dtype=np.float32))
+    wave = resample(wave, int(clip.sample_rate_hz), INPUT_SAMPLE_RATE)
+    if wave.numel() == 0:
+        raise VoxmithError(f"Clip {clip.label} is empty.")
+    return wave.clamp(-1, 1).reshape(1, -1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,21 +16,32 @@ Fine-tuning (`training_task`, see `training.py`) trains a copy of the autoregres
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import math
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-from voxmith.audio import Audio, to_mono
+from voxmith.audio import Audio
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec, coerce_setting)
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
+from . import checkpoints
+from .audio import chunk_conditioning_mels, clip_22k, whole_clip_chunks
+from .autoregressive import UnifiedVoice, UnifiedVoiceConfig
+from .dvae import DiscreteVAE, DiscreteVAEConfig
+from .pipeline import TortoiseModels, build_loaded, tts
+from .precision import resolve_ar_precision
 from .presets import AR_PRECISIONS, DEFAULT_PRESET, PRESETS, SAMPLERS, TtsOptions, auto_batch_size, preset_options
+from .tokenizer import TextTooLongError, TortoiseTokenizer
+from .training import TortoiseTrainingTask, apply_finetune_state
+from .training_data import CACHE_FORMAT, dvae_fingerprint
 
 CONDITIONING_MODES = ("whole", "official")
 CVVP_MAX_CHUNKS = 4  # CVVP scores every take against each mel; a few chunks spread over the voice suffice
@@ -179,11 +190,6 @@ class TortoiseEngine(Engine):
     @classmethod
     def tiny(cls, seed: int = 0, device: str = "cpu") -> "TortoiseEngine":
         """An engine with tiny random-weight models: for tests; its audio is noise."""
-        import torch
-
-        from .dvae import DiscreteVAE, DiscreteVAEConfig
-        from .pipeline import TortoiseModels
-
         engine = cls.with_models(TortoiseModels.tiny(seed, device=device), device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
@@ -201,9 +207,6 @@ class TortoiseEngine(Engine):
     def models(self, progress: Optional[ProgressCallback] = None):
         """The models, loaded on first use (missing checkpoint files are downloaded)."""
         if self._models is None:
-            from . import checkpoints
-            from .pipeline import TortoiseModels
-
             paths = checkpoints.ensure_checkpoints(checkpoints.REQUIRED_NAMES, workspace_models=self.models_dir,
                                                    progress=progress)
 
@@ -220,9 +223,6 @@ class TortoiseEngine(Engine):
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None):
         """A task training a copy of the autoregressive model (stock weights) on `spec`'s lines."""
-        from .training import TortoiseTrainingTask
-        from .training_data import CACHE_FORMAT
-
         dvae_id, dvae = self._dvae_source(progress)
         return TortoiseTrainingTask(self._stock_ar_copy(progress), spec, dvae=dvae, dvae_id=dvae_id,
                                     encode_text=self.tokenizer().encode,
@@ -231,40 +231,28 @@ class TortoiseEngine(Engine):
     def _stock_ar_copy(self, progress: Optional[ProgressCallback]):
         """A private, stock-weight copy of the AR on this engine's device: copied from the loaded
         models, or (so training does not load the other 2.5 GB of models) read from its file."""
-        import copy
-
         if self._models is not None:
             ar = copy.deepcopy(self._models.ar)
             if self._stock_ar is not None:  # a fine-tune is in use for synthesis; train from stock
                 ar.load_state_dict(self._stock_ar)
             return ar.to(self.device)
-        from . import checkpoints
-        from .autoregressive import UnifiedVoice, UnifiedVoiceConfig
-        from .pipeline import _build_loaded
-
         path = checkpoints.ensure_checkpoints(["autoregressive.pth"], workspace_models=self.models_dir,
                                               progress=progress)["autoregressive.pth"]
         config = (self.model_configs or {}).get("autoregressive.pth", UnifiedVoiceConfig())
-        return _build_loaded(UnifiedVoice, config, path, "autoregressive").to(self.device)
+        return build_loaded(UnifiedVoice, config, path, "autoregressive").to(self.device)
 
     def _dvae_source(self, progress: Optional[ProgressCallback]) -> Tuple[str, Callable[[], Any]]:
         """(identity of the DVAE's weights, function giving the DVAE on this engine's device); the
         file is only found, downloaded and loaded when the function is called."""
-        from .dvae import DiscreteVAE, DiscreteVAEConfig
-        from .training_data import dvae_fingerprint
-
         if self.dvae is not None:
             return dvae_fingerprint(self.dvae), lambda: self.dvae.to(self.device).eval()
-        from . import checkpoints
-        from .pipeline import _build_loaded
-
         loaded: list = []
 
         def load():
             if not loaded:
                 path = checkpoints.ensure_checkpoints(["dvae.pth"], workspace_models=self.models_dir,
                                                       progress=progress)["dvae.pth"]
-                loaded.append(_build_loaded(DiscreteVAE, DiscreteVAEConfig(), path, "DVAE").to(self.device))
+                loaded.append(build_loaded(DiscreteVAE, DiscreteVAEConfig(), path, "DVAE").to(self.device))
             return loaded[0]
 
         # Only the official file is supported (it loads strictly), so its hash names it.
@@ -276,8 +264,6 @@ class TortoiseEngine(Engine):
         key = None if finetune is None else finetune.key
         if key == self._finetune_key:
             return
-        from .training import apply_finetune_state
-
         ar = self.models().ar
         if self._stock_ar is None:
             self._stock_ar = {k: v.detach().to("cpu", copy=True) for k, v in ar.state_dict().items()}
@@ -295,20 +281,14 @@ class TortoiseEngine(Engine):
 
     def tokenizer(self):
         if self._tokenizer is None:
-            from .tokenizer import TortoiseTokenizer
-
             self._tokenizer = TortoiseTokenizer()
         return self._tokenizer
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
-        import torch
-
-        from .audio import chunk_conditioning_mels, whole_clip_chunks
-
         if not clips:
             raise VoxmithError("tortoise needs at least one clip of the voice.")
-        waves = [_clip_22k(clip) for clip in clips]
+        waves = [clip_22k(clip) for clip in clips]
         models = self.models(progress)
         report(progress, "tortoise: conditioning latents", 0, 2)
         chunks = whole_clip_chunks(waves)
@@ -332,12 +312,6 @@ class TortoiseEngine(Engine):
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
-        import torch
-
-        from .pipeline import tts
-        from .precision import resolve_ar_precision
-        from .tokenizer import TextTooLongError
-
         settings = self.checked_request(text, settings)
         if int(candidates) < 1:
             raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
@@ -392,20 +366,6 @@ class TortoiseEngine(Engine):
             takes.append(Candidate(samples=cand.wav.numpy().astype(np.float32), sample_rate_hz=self.sample_rate_hz,
                                    seed=int(seed), scores=scores, details=details))
         return takes
-
-
-def _clip_22k(clip: Audio):
-    """A clip as official `load_audio(path, 22050)` gives it: mono, 22.05 kHz (torchaudio-style
-    resampling), clipped to [-1, 1], shape (1, T)."""
-    import torch
-
-    from .audio import INPUT_SAMPLE_RATE, resample
-
-    wave = torch.from_numpy(np.ascontiguousarray(to_mono(clip.samples), dtype=np.float32))
-    wave = resample(wave, int(clip.sample_rate_hz), INPUT_SAMPLE_RATE)
-    if wave.numel() == 0:
-        raise VoxmithError(f"Clip {clip.label} is empty.")
-    return wave.clamp(-1, 1).reshape(1, -1)
 
 
 __all__ = ["TortoiseEngine", "TortoiseSettings", "CONDITIONING_MODES"]

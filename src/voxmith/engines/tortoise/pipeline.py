@@ -70,7 +70,7 @@ def _load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path
                            f"({' '.join(lines[1:3])[:400]}). Delete it and download it again.") from None
 
 
-def _build_loaded(cls, config, path: Path, what: str, meta: bool = True) -> torch.nn.Module:
+def build_loaded(cls, config, path: Path, what: str, meta: bool = True) -> torch.nn.Module:
     """Construct `cls(config)` and load `path` strictly. On the meta device construction is free;
     `meta=False` builds normally, consuming the torch RNG as official's lazy construction does."""
     state = _load_state(path)
@@ -129,20 +129,20 @@ class TortoiseModels:
             return Path(resolve(name))
 
         def build_cvvp() -> CVVP:
-            return _build_loaded(CVVP, cfg["cvvp.pth"], path_of("cvvp.pth"), "CVVP", meta=False)
+            return build_loaded(CVVP, cfg["cvvp.pth"], path_of("cvvp.pth"), "CVVP", meta=False)
 
         def build_rlg() -> Tuple[RandomLatentConverter, RandomLatentConverter]:
-            auto = _build_loaded(RandomLatentConverter, cfg["rlg_auto.pth"], path_of("rlg_auto.pth"),
+            auto = build_loaded(RandomLatentConverter, cfg["rlg_auto.pth"], path_of("rlg_auto.pth"),
                                  "random-voice (autoregressive)", meta=False)
-            diff = _build_loaded(RandomLatentConverter, cfg["rlg_diffuser.pth"],
+            diff = build_loaded(RandomLatentConverter, cfg["rlg_diffuser.pth"],
                                  path_of("rlg_diffuser.pth"), "random-voice (diffusion)", meta=False)
             return auto, diff
 
         return cls(
-            ar=_build_loaded(UnifiedVoice, cfg["autoregressive.pth"], path_of("autoregressive.pth"), "autoregressive"),
-            clvp=_build_loaded(CLVP, cfg["clvp2.pth"], path_of("clvp2.pth"), "CLVP"),
-            diffusion=_build_loaded(DiffusionTts, cfg["diffusion_decoder.pth"], path_of("diffusion_decoder.pth"), "diffusion"),
-            vocoder=_build_loaded(UnivNetGenerator, cfg["vocoder.pth"], path_of("vocoder.pth"), "vocoder"),
+            ar=build_loaded(UnifiedVoice, cfg["autoregressive.pth"], path_of("autoregressive.pth"), "autoregressive"),
+            clvp=build_loaded(CLVP, cfg["clvp2.pth"], path_of("clvp2.pth"), "CLVP"),
+            diffusion=build_loaded(DiffusionTts, cfg["diffusion_decoder.pth"], path_of("diffusion_decoder.pth"), "diffusion"),
+            vocoder=build_loaded(UnivNetGenerator, cfg["vocoder.pth"], path_of("vocoder.pth"), "vocoder"),
             device=torch.device(device), cvvp_builder=build_cvvp, rlg_builder=build_rlg)
 
     @classmethod

@@ -37,7 +37,7 @@ from voxmith.errors import AudioError, VoxmithError
 from voxmith.fsutil import atomic_write_bytes
 from voxmith.progress import ProgressCallback, report
 
-from .audio import INPUT_SAMPLE_RATE, ar_conditioning_mel
+from .audio import INPUT_SAMPLE_RATE, ar_conditioning_mel, clip_22k
 from .dvae import DiscreteVAE
 
 MAX_WAV_SAMPLES = 255995  # ai-voice-cloning's max_wav_length (~11.6 s at 22.05 kHz)
@@ -93,9 +93,7 @@ class TortoiseBatch:
 def load_wave_22k(path: Path) -> torch.Tensor:
     """A line's audio as the official loader gives it: mono, 22.05 kHz (torchaudio-style sinc
     resampling), clipped to [-1, 1]; shape (samples,)."""
-    from .engine import _clip_22k  # the engine's own clip conversion, so training sees what synthesis sees
-
-    return _clip_22k(load_audio(path)).reshape(-1)
+    return clip_22k(load_audio(path)).reshape(-1)
 
 
 def codes_for_wave(dvae: DiscreteVAE, wave: torch.Tensor) -> torch.Tensor:

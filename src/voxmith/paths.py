@@ -1,4 +1,5 @@
-"""Validation of names users choose (voices, datasets, runs) and sanitising of uploaded file names.
+"""Names and paths users choose: validating folder names (voices, datasets, runs), sanitising
+uploaded file names, and keeping a path inside the folder it belongs to.
 
 A name becomes a folder, so it must never escape its parent folder or confuse a file system.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 from voxmith.errors import VoxmithError
 
@@ -52,3 +54,12 @@ def sanitize_filename(filename: str, default_stem: str = "clip") -> str:
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:80] or default_stem
     ext = re.sub(r"[^A-Za-z0-9]+", "", ext).lower()[:8]
     return f"{stem}.{ext}" if ext else stem
+
+
+def contained_path(base: Path, *parts: str) -> Path:
+    """`base/parts...`, refusing anything that would resolve outside `base` (symlinks included)."""
+    base_resolved = base.resolve()
+    candidate = base_resolved.joinpath(*parts).resolve()
+    if candidate != base_resolved and base_resolved not in candidate.parents:
+        raise VoxmithError(f"Refusing to use '{'/'.join(parts)}': it points outside '{base}'.")
+    return candidate
