@@ -102,13 +102,13 @@ def cli(ctx, home, device, debug, quiet):
 
 
 def _register_commands() -> None:
-    from voxmith.cli import (commands_dataset, commands_misc, commands_models, commands_speak, commands_train,
-                             commands_voices)
+    from voxmith.cli import (commands_dataset, commands_misc, commands_models, commands_serve, commands_speak,
+                             commands_train, commands_voices)
 
     cli.add_command(commands_voices.voices)
     cli.add_command(commands_dataset.dataset)
     for command in (commands_speak.COMMANDS + commands_train.COMMANDS + commands_models.COMMANDS
-                    + commands_misc.COMMANDS):
+                    + commands_misc.COMMANDS + commands_serve.COMMANDS):
         cli.add_command(command)
 
 

@@ -1,0 +1,35 @@
+"""`voxmith serve`: the HTTP API (OpenAI-compatible speech, and the studio's own endpoints)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Address to serve on (default 127.0.0.1:8000). Other than loopback needs --token.")
+@click.option("--token", envvar="VOXMITH_SERVE_TOKEN", default=None,
+              help="Require 'Authorization: Bearer TOKEN' (the OpenAI client's api_key); needed beyond loopback.")
+@click.option("--workers", type=int, default=None,
+              help="Synthesis workers (default: from the cores and memory). Requests beyond them queue; "
+                   "a full queue answers 503 with Retry-After.")
+@click.option("--webui", is_flag=True, help="Serve the web UI too, at /ui on the same port.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another host name clients may use (a LAN name, a reverse proxy); repeatable. "
+                   "Other names are refused (DNS rebinding).")
+@click.pass_obj
+def serve(obj, listen, token, workers, webui, allowed_hosts):
+    """Serve the studio over HTTP: OpenAI's /v1/audio/speech and voxmith's own /voxmith API."""
+    from voxmith.serve.server import check_port_free, check_token, describe, make_server, parse_listen
+
+    address = parse_listen(listen)
+    check_token(address, token)  # refuse before loading anything heavy
+    check_port_free(address)
+    server, address = make_server(obj.studio, listen, token, workers, webui, allowed_hosts,
+                                  log_level="warning" if obj.quiet else "info")
+    click.echo(describe(address, webui), err=True)
+    click.echo("SIGTERM or Ctrl-C stops it after the requests in progress.", err=True)
+    server.run()
+
+
+COMMANDS = [serve]

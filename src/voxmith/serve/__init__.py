@@ -1,0 +1,13 @@
+"""`voxmith serve`: an HTTP API over the studio that speaks OpenAI's speech protocol.
+
+A thin shell like the CLI and the web UI: requests become `SpeakRequest`s for the same `Studio`,
+and every result lands in the workspace with its sidecar. `/v1/...` follows OpenAI's audio API
+(`POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`) so existing clients work;
+`/voxmith/...` exposes the studio's own options. Modules: `app` (assembly), `openai_api` and
+`studio_api` (routes), `speech` (streaming a synthesis job), `pool` (bounded worker threads),
+`guards` (token and body-size middleware), `errors` (OpenAI's error shape), `server` (uvicorn).
+"""
+
+from voxmith.serve.app import ServeConfig, build_app
+
+__all__ = ["ServeConfig", "build_app"]

@@ -1,0 +1,185 @@
+"""voxmith's own endpoints under `/voxmith`: speak with every `voxmith speak` option, voices
+(list, show, add by upload), results (list, fetch) and reproduce.
+
+Clients name things, never paths: a voice by its name, a result by its id ('VOICE/FILE.wav', as
+returned by speak and the results list). Every id is resolved inside the workspace's results
+folder and refused if it points anywhere else; reference clips (`--ref` paths) are not offered
+here, upload a voice instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Union
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from voxmith.errors import VoxmithError
+from voxmith.serve.errors import ApiError
+from voxmith.serve.speech import finish_speech, result_id, start_speech
+from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.results import list_results
+from voxmith.studio.speech import SpeakRequest
+
+router = APIRouter(prefix="/voxmith", tags=["voxmith"])
+
+RESULT_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aac", ".json")
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+class Finetune(BaseModel):
+    run: str
+    checkpoint: Union[str, int] = "latest"
+
+
+class SpeakBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=100_000)
+    voice: str
+    engine: Optional[str] = None
+    candidates: int = Field(1, ge=1, le=16)
+    seed: Optional[int] = Field(None, description="Default: random (recorded in the sidecar).")
+    settings: Dict[str, Union[str, float, int, bool]] = Field(default_factory=dict,
+                                                                description="Engine settings (voxmith engines).")
+    rank: bool = Field(True, description="Score takes with the speaker encoder and Whisper.")
+    max_wer: float = Field(0.15, ge=0.0, le=1.0)
+    retries: int = Field(2, ge=0, le=10)
+    finetune: Union[Finetune, Literal["stock", "voice"]] = Field(
+        "voice", description="'voice': what the voice is set to use; 'stock': the engine's own weights; "
+                             "or {run, checkpoint}.")
+
+
+class ReproduceBody(BaseModel):
+    result: str = Field(..., description="A result id ('VOICE/FILE.wav' or its '.json').")
+
+
+def describe_result(studio, entry_path: Path, sidecar: dict) -> dict:
+    rid = result_id(studio, entry_path)
+    return {"id": rid, "audio_url": f"/voxmith/results/{rid}",
+            "sidecar_url": f"/voxmith/results/{Path(rid).with_suffix('.json').as_posix()}",
+            "text": sidecar.get("text"), "voice": sidecar.get("voice", {}).get("name"),
+            "created": sidecar.get("created"), "duration_s": sidecar.get("output", {}).get("duration_s"),
+            "engine": sidecar.get("engine"), "seed": sidecar.get("seed")}
+
+
+def resolve_result(studio, rid: str, suffixes=RESULT_SUFFIXES) -> Path:
+    """A result id -> its file inside the results folder; anything else is 404."""
+    root = studio.workspace.results_dir.resolve()
+    path = (root / rid).resolve()
+    if rid.startswith("/") or not path.is_relative_to(root) or path.suffix.lower() not in suffixes \
+            or not path.is_file():
+        raise ApiError(404, f"No result '{rid}'. List them with GET /voxmith/results.", "result")
+    return path
+
+
+@router.post("/speak", summary="Speak with every option of `voxmith speak`; returns the result and its sidecar")
+async def speak(body: SpeakBody, request: Request):
+    studio, pool = request.app.state.studio, request.app.state.pool
+    finetune = None if body.finetune == "voice" else {} if body.finetune == "stock" else \
+        {"run": body.finetune.run, "checkpoint": body.finetune.checkpoint}
+    speak_request = SpeakRequest(
+        text=body.text, voice=body.voice, engine=body.engine, settings=dict(body.settings), seed=body.seed,
+        candidates=body.candidates, ranking=RankingSettings(max_wer=body.max_wer, regenerate_limit=body.retries),
+        rank=body.rank, finetune=finetune, origin={"api": "voxmith"},
+    )
+    run = await start_speech(studio, pool, speak_request, None, wait_for_audio=False)
+    result = await finish_speech(run)
+    return {**describe_result(studio, result.path, result.sidecar), "sidecar": result.sidecar}
+
+
+@router.post("/reproduce", summary="Make a result again from its sidecar (same seed: same audio)")
+async def reproduce(body: ReproduceBody, request: Request):
+    studio, pool = request.app.state.studio, request.app.state.pool
+    sidecar_path = resolve_result(studio, str(Path(body.result).with_suffix(".json")), (".json",))
+    # Through the pool like any synthesis; the engine's lock is taken inside.
+    job = pool.submit(lambda _job: _locked_reproduce(studio, pool, sidecar_path))
+    try:
+        result = await job.next()
+    finally:
+        job.cancel()
+    return {**describe_result(studio, result.path, result.sidecar), "sidecar": result.sidecar}
+
+
+def _locked_reproduce(studio, pool, sidecar_path: Path):
+    from voxmith.fsutil import read_json
+
+    engine = ((read_json(sidecar_path, default={}) or {}).get("engine") or {}).get("name") or "piper-vc"
+    with pool.engine_lock(engine):
+        yield studio.reproduce(sidecar_path)
+
+
+@router.get("/results", summary="Results, newest first")
+async def results(request: Request, limit: int = 50, voice: Optional[str] = None):
+    studio = request.app.state.studio
+    entries = await run_in_threadpool(list_results, studio.workspace.results_dir, max(1, min(limit, 1000)))
+    return {"results": [describe_result(studio, e.audio_path, e.sidecar) for e in entries
+                        if voice is None or e.sidecar.get("voice", {}).get("name") == voice]}
+
+
+@router.get("/results/{rid:path}", summary="A result's audio or sidecar (or one of its takes)")
+async def result_file(rid: str, request: Request):
+    path = resolve_result(request.app.state.studio, rid)
+    return FileResponse(path, filename=path.name)
+
+
+@router.get("/voices", summary="Voices in the workspace")
+async def voices(request: Request):
+    studio = request.app.state.studio
+    return {"voices": [_voice_summary(v) for v in studio.voices.list()]}
+
+
+def _voice_summary(voice) -> dict:
+    meta = voice.metadata
+    return {"name": voice.name, "clips": [p.name for p in voice.clip_paths], "created": meta.get("created"),
+            "finetune": meta.get("finetune")}
+
+
+@router.get("/voices/{name}", summary="A voice; with analyse=true its full report (levels, SNR, consistency, advice)")
+async def show_voice(name: str, request: Request, analyse: bool = False):
+    studio = request.app.state.studio
+    voice = studio.voices.get(name)
+    summary = _voice_summary(voice)
+    if analyse:
+        summary["report"] = (await run_in_threadpool(studio.analyse_voice, name)).to_dict()
+    return summary
+
+
+@router.post("/voices/{name}", summary="Create a voice from uploaded clips (or append, or replace it)")
+async def add_voice(name: str, request: Request, files: List[UploadFile] = File(...),
+                    append: bool = Form(False), replace: bool = Form(False)):
+    studio = request.app.state.studio
+    if append and replace:
+        raise ApiError(400, "append and replace contradict each other; pick one.")
+    if not files:
+        raise ApiError(400, "Upload at least one clip (form field 'files').", "files")
+    # Uploads go to a private temporary folder under their base names only; the library copies
+    # them into the voice after checking every clip, exactly as `voxmith voices add` does.
+    folder = Path(tempfile.mkdtemp(prefix="voxmith-upload-"))
+    try:
+        paths = []
+        for i, upload in enumerate(files):
+            base = Path((upload.filename or "").replace("\\", "/")).name or f"clip{i + 1}.wav"
+            if base.startswith("."):
+                base = f"clip{i + 1}{Path(base).suffix}"
+            target = folder / f"{i:03d}" / base
+            target.parent.mkdir()
+            with open(target, "wb") as out:
+                while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+            paths.append(target)
+        try:
+            voice = await run_in_threadpool(lambda: studio.voices.add(name, paths, force=replace, append=append))
+        except VoxmithError as err:
+            message = str(err)
+            for path in paths:  # name the uploads as the client knows them
+                message = message.replace(str(path), path.name)
+            raise ApiError(400, message, "files") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return _voice_summary(voice)

@@ -1,0 +1,410 @@
+"""`voxmith serve`: a real server on a random loopback port, spoken to with the `openai` client and
+raw HTTP. Protocol-level tests use the paced tone engine (tests/serve_engines.py: instant audio,
+with a settable delay per sentence); the end-to-end ones use piper-vc with the demo voice, enrolled
+once for the module."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from tests.serve_engines import PacedToneEngine
+from voxmith.cli.main import cli
+from voxmith.engines import register_engine
+from voxmith.engines.registry import unregister_engine
+from voxmith.errors import VoxmithError
+from voxmith.serve import ServeConfig, build_app
+from voxmith.serve.server import check_token, parse_listen
+from voxmith.studio import Studio
+
+openai = pytest.importorskip("openai")
+
+TONE = PacedToneEngine.name
+THREE_SENTENCES = "The first sentence is here. Then a second one comes along. And the third one ends it."
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """A workspace with the demo voice, enrolled for piper-vc, and the paced tone engine registered."""
+    register_engine(TONE, PacedToneEngine)
+    studio = Studio(tmp_path_factory.mktemp("serve") / "ws", device="cpu")
+    studio.import_demo_voice()
+    studio.conditioning("demo", studio.engine("piper-vc"))
+    yield studio
+    unregister_engine(TONE)
+
+
+@pytest.fixture(autouse=True)
+def no_delay():
+    PacedToneEngine.delay_s = 0.0
+    yield
+    PacedToneEngine.delay_s = 0.0
+
+
+@contextmanager
+def running(studio, **config):
+    """The API on a free loopback port in a background thread (uvicorn, as `voxmith serve` runs it)."""
+    import uvicorn
+
+    app = build_app(studio, ServeConfig(**{"workers": 2, **config}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def base_url(studio):
+    with running(studio) as url:
+        yield url
+
+
+def client(base_url, key="unused"):
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+
+
+def decode(data: bytes, fmt: str, rate_hz: int):
+    """(samples as float32, rate) of an encoded response."""
+    if fmt == "pcm":
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32767, rate_hz
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]
+        rate = container.streams.audio[0].codec_context.sample_rate
+    return np.concatenate(frames).astype(np.float32), rate
+
+
+def sidecar_of(studio, response_headers) -> dict:
+    path = studio.workspace.results_dir / response_headers["x-voxmith-result"]
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+# --- the OpenAI protocol ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
+def test_every_format_decodes_to_the_results_duration(studio, base_url, fmt):
+    response = client(base_url).audio.speech.create(model=TONE, voice="demo", input=THREE_SENTENCES,
+                                                    response_format=fmt)
+    expected_type = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                     "wav": "audio/wav", "pcm": "audio/pcm"}[fmt]
+    assert response.response.headers["content-type"] == expected_type
+    sidecar = sidecar_of(studio, response.response.headers)
+    samples, rate = decode(response.content, fmt, int(response.response.headers["x-sample-rate"]))
+    # Lossy codecs add priming and padding, at most two codec frames (AAC at 16 kHz: 2 x 64 ms).
+    assert samples.size / rate == pytest.approx(sidecar["output"]["duration_s"], abs=0.15)
+    assert sidecar["origin"] == {"api": "openai", "model": TONE, "response_format": fmt, "speed": 1.0}
+
+
+def test_piper_vc_through_the_openai_client(studio, base_url, tmp_path):
+    """The default engine end to end: the file the client gets is the result in the workspace."""
+    response = client(base_url).audio.speech.create(model="tts-1", voice="demo", response_format="wav",
+                                                    input="Good evening, and welcome to the show.",
+                                                    extra_body={"seed": 3})
+    sidecar = sidecar_of(studio, response.response.headers)
+    assert sidecar["engine"]["name"] == "piper-vc" and sidecar["seed"] == 3
+    received, rate = sf.read(io.BytesIO(response.content), dtype="int16")
+    saved, _ = sf.read(studio.workspace.results_dir / response.response.headers["x-voxmith-result"], dtype="int16")
+    assert rate == 22050 and received.shape == saved.shape
+    # libsndfile scales float to 16 bit its own way (it differs between versions): two steps apart at most.
+    assert np.max(np.abs(received.astype(int) - saved)) <= 2
+
+
+def test_streaming_sends_the_first_sentence_before_the_rest_is_made(base_url):
+    """piper-vc, three sentences: the first bytes arrive well before the whole synthesis ends."""
+    started = time.perf_counter()
+    first_at, chunks = None, []
+    with client(base_url).audio.speech.with_streaming_response.create(
+            model="piper-vc", voice="demo", input=THREE_SENTENCES, response_format="pcm") as response:
+        for chunk in response.iter_bytes():
+            first_at = first_at or time.perf_counter() - started
+            chunks.append(chunk)
+    total = time.perf_counter() - started
+    assert len(chunks) >= 2 and first_at < 0.8 * total  # later sentences were still being made
+
+
+def test_streaming_is_sentence_by_sentence(base_url):
+    """Paced engine, 0.4 s per sentence: the first audio comes after about one sentence's time."""
+    PacedToneEngine.delay_s = 0.4
+    text = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
+    started = time.perf_counter()
+    arrivals = []
+    with httpx.stream("POST", f"{base_url}/v1/audio/speech", timeout=30,
+                      json={"model": TONE, "voice": "demo", "input": text, "response_format": "wav"}) as response:
+        assert response.status_code == 200
+        for _ in response.iter_bytes():
+            arrivals.append(time.perf_counter() - started)
+    assert arrivals[0] < 1.2 and arrivals[-1] > 1.5  # 4 x 0.4 s of synthesis in all
+
+
+def test_sse_events_carry_the_audio(studio, base_url):
+    body = {"model": TONE, "voice": "demo", "input": THREE_SENTENCES, "response_format": "wav",
+            "stream_format": "sse"}
+    response = httpx.post(f"{base_url}/v1/audio/speech", json=body, timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["speech.audio.delta"] * (len(events) - 1) + ["speech.audio.done"]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    samples, rate = decode(audio, "wav", 0)
+    assert samples.size / rate == pytest.approx(sidecar_of(studio, response.headers)["output"]["duration_s"],
+                                                abs=1e-3)
+    assert events[-1]["usage"]["output_tokens"] == len(audio)
+
+
+def test_models_and_voices(base_url):
+    models = [m.id for m in client(base_url).models.list()]
+    assert {"piper-vc", "tts-1", TONE} <= set(models)
+    voices = httpx.get(f"{base_url}/v1/audio/voices").json()
+    assert "demo" in voices["voices"] and {"id": "demo", "name": "demo", "object": "voice"} in voices["data"]
+
+
+def test_speed_and_instructions(studio, base_url):
+    response = client(base_url).audio.speech.create(model="piper-vc", voice="demo", input="Slowly now.",
+                                                    speed=0.8, instructions="calm", response_format="flac")
+    sidecar = sidecar_of(studio, response.response.headers)
+    assert sidecar["settings"]["length_scale"] == 1.25
+    assert sidecar["origin"]["instructions"] == "calm" and sidecar["origin"]["speed"] == 0.8
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({"voice": "nobody"}, 400, ["Unknown voice 'nobody'", "demo"]),
+    ({"input": "x" * 4097}, 400, ["4097 characters", "4096"]),
+    ({"input": "   "}, 400, ["input is empty"]),
+    ({"response_format": "wma"}, 400, ["response_format"]),
+    ({"speed": 5}, 400, ["speed"]),
+    ({"speed": 4.0, "model": "piper-vc"}, 400, ["speed 4.0", "piper-vc"]),
+    ({"speed": 2.0, "model": TONE}, 400, ["cannot change its speaking speed"]),
+    ({"voice": "../etc"}, 400, ["voice name"]),
+])
+def test_errors_in_openais_shape(base_url, body, status, words):
+    request = {"model": TONE, "voice": "demo", "input": "Hello there.", **body}
+    response = httpx.post(f"{base_url}/v1/audio/speech", json=request, timeout=30)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    for word in words:
+        assert word in error["message"]
+    with pytest.raises(openai.BadRequestError, match=words[0].split("'")[0]):
+        client(base_url).audio.speech.create(**request)
+
+
+def test_malformed_json_and_unknown_route(base_url):
+    response = httpx.post(f"{base_url}/v1/audio/speech", content=b"{not json", timeout=10,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "Invalid request" in response.json()["error"]["message"]
+    missing = httpx.get(f"{base_url}/v1/nothing-here")
+    assert missing.status_code == 404 and "/docs" in missing.json()["error"]["message"]
+
+
+# --- load: concurrency, queueing, cancellation, draining ---------------------------------------
+
+def test_concurrent_requests_equal_their_solo_outputs(base_url):
+    texts = ["The cat sat on the mat.", "Rain fell all night long.", "We met at noon by the old bridge."]
+
+    def fetch(text):
+        return client(base_url).audio.speech.create(model="piper-vc", voice="demo", input=text,
+                                                    response_format="pcm", extra_body={"seed": 7}).content
+
+    solo = [fetch(t) for t in texts]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        together = list(pool.map(fetch, texts))
+    assert together == solo
+
+
+def test_full_queue_answers_503_with_retry_after(studio):
+    PacedToneEngine.delay_s = 0.5
+    with running(studio, workers=1, max_waiting=0) as url:
+        body = {"model": TONE, "voice": "demo", "input": "One. Two. Three. Four.", "response_format": "pcm"}
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=30) as busy:
+            assert busy.status_code == 200
+            refused = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=30)
+            assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+            assert refused.json()["error"]["code"] == "server_busy"
+            busy.read()
+        assert httpx.post(f"{url}/v1/audio/speech", json=body, timeout=30).status_code == 200
+
+
+def test_client_that_goes_away_stops_its_synthesis(studio, base_url):
+    PacedToneEngine.delay_s = 0.3
+    PacedToneEngine.calls.clear()
+    text = " ".join(f"Sentence number {n} is here." for n in range(1, 16))
+    with httpx.stream("POST", f"{base_url}/v1/audio/speech", timeout=30,
+                      json={"model": TONE, "voice": "demo", "input": text, "response_format": "pcm"}) as response:
+        result = response.headers["x-voxmith-result"]
+        next(response.iter_bytes())
+    time.sleep(2.0)  # long enough for all 15 sentences, had it gone on
+    assert len(PacedToneEngine.calls) < 8
+    folder = studio.workspace.results_dir / Path(result).parent
+    assert not (folder / result).with_suffix(".json").exists() and not (folder / Path(result).name).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_lets_the_request_in_progress_finish(tmp_path):
+    home = tmp_path / "ws"
+    Studio(home, device="cpu").import_demo_voice()
+    port = _free_port()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
+           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
+                               "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stdout.read().decode()
+                time.sleep(0.2)
+        body = {"model": TONE, "voice": "demo", "input": "One. Two. Three. Four. Five.", "response_format": "wav"}
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=30) as response:
+            chunks = response.iter_bytes()
+            data = next(chunks)
+            server.send_signal(signal.SIGTERM)
+            data += b"".join(chunks)
+        samples, rate = sf.read(io.BytesIO(data))
+        assert samples.size / rate > 5 * 0.2  # all five one-word sentences (0.2 s each), not a cut-off stream
+        # uvicorn re-raises the signal it caught once it has shut down cleanly
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert (home / "results" / response.headers["x-voxmith-result"]).with_suffix(".json").exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+# --- safety ------------------------------------------------------------------------------------
+
+def test_token_is_required_when_set(studio):
+    with running(studio, token="s3cret-token") as url:
+        body = {"model": TONE, "voice": "demo", "input": "Hello.", "response_format": "wav"}
+        assert httpx.post(f"{url}/v1/audio/speech", json=body).status_code == 401
+        wrong = httpx.post(f"{url}/v1/audio/speech", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key="wrong").models.list()
+        assert client(url, key="s3cret-token").audio.speech.create(**body).content[:4] == b"RIFF"
+        assert httpx.get(f"{url}/openapi.json").status_code == 200  # the docs stay readable
+
+
+def test_listening_beyond_loopback_needs_a_long_enough_token(monkeypatch):
+    monkeypatch.delenv("VOXMITH_SERVE_TOKEN", raising=False)
+    with pytest.raises(VoxmithError, match="--token"):
+        check_token(parse_listen("0.0.0.0:8000"), None)
+    with pytest.raises(VoxmithError, match="too short"):
+        check_token(parse_listen("0.0.0.0"), "short")
+    assert check_token(parse_listen(None), None) is None
+    assert (parse_listen("[::1]").port, parse_listen(":9000").host) == (8000, "127.0.0.1")
+    result = CliRunner().invoke(cli, ["serve", "--listen", "192.168.1.2:8000"])
+    assert result.exit_code == 1 and "--token" in result.output
+
+
+def test_foreign_host_and_cross_site_requests_are_refused(base_url):
+    assert httpx.get(f"{base_url}/v1/models", headers={"Host": "evil.example"}).status_code == 403
+    assert httpx.get(f"{base_url}/v1/models", headers={"Host": "localhost:1234"}).status_code == 200
+    body = {"model": TONE, "voice": "demo", "input": "Hello."}
+    cross = httpx.post(f"{base_url}/v1/audio/speech", json=body, headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403
+
+
+def test_body_size_limits(studio):
+    with running(studio, max_body_bytes=10_000, max_upload_bytes=50_000) as url:
+        big = {"model": TONE, "voice": "demo", "input": "x" * 20_000}
+        declared = httpx.post(f"{url}/v1/audio/speech", json=big)
+        assert declared.status_code == 413 and "limit" in declared.json()["error"]["message"]
+
+        def chunked():  # no Content-Length: the limit is enforced while reading
+            yield b'{"model": "tone", "voice": "demo", "input": "'
+            for _ in range(30):
+                yield b"x" * 1000
+            yield b'"}'
+        streamed = httpx.post(f"{url}/v1/audio/speech", content=chunked(),
+                              headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        upload = httpx.post(f"{url}/voxmith/voices/huge", files={"files": ("a.wav", b"\0" * 60_000)})
+        assert upload.status_code == 413
+
+
+# --- voxmith's own endpoints -----------------------------------------------------------------
+
+def test_voices_upload_list_and_show(studio, base_url, demo_files, tmp_path):
+    files = [("files", (p.name, p.read_bytes())) for p in demo_files]
+    created = httpx.post(f"{base_url}/voxmith/voices/uploaded", files=files, timeout=60)
+    assert created.status_code == 200 and created.json()["clips"] == [p.name for p in demo_files]
+    again = httpx.post(f"{base_url}/voxmith/voices/uploaded", files=files, timeout=60)
+    assert again.status_code == 400 and "already exists" in again.json()["error"]["message"]
+    broken = httpx.post(f"{base_url}/voxmith/voices/broken", files={"files": ("notes.wav", b"not audio" * 100)})
+    message = broken.json()["error"]["message"]
+    assert broken.status_code == 400 and "notes.wav" in message and "/tmp" not in message
+    assert not studio.voices.exists("broken")
+    bad_name = httpx.post(f"{base_url}/voxmith/voices/.hidden", files=files)
+    assert bad_name.status_code == 400 and "must not start with '.'" in bad_name.json()["error"]["message"]
+    names = [v["name"] for v in httpx.get(f"{base_url}/voxmith/voices").json()["voices"]]
+    assert {"demo", "uploaded"} <= set(names)
+    shown = httpx.get(f"{base_url}/voxmith/voices/uploaded", params={"analyse": "true"}, timeout=120).json()
+    assert len(shown["report"]["clips"]) == len(demo_files)
+    assert httpx.get(f"{base_url}/voxmith/voices/nobody").status_code == 400
+
+
+def test_speak_results_and_reproduce(studio, base_url):
+    body = {"text": "Every option goes through. Twice over.", "voice": "demo", "engine": TONE, "seed": 12,
+            "candidates": 2, "settings": {"pitch_scale": 1.5}, "rank": False, "finetune": "stock"}
+    made = httpx.post(f"{base_url}/voxmith/speak", json=body, timeout=60).json()
+    sidecar = made["sidecar"]
+    assert (sidecar["seed"], sidecar["candidates"], sidecar["settings"]["pitch_scale"]) == (12, 2, 1.5)
+    assert sidecar["origin"] == {"api": "voxmith"}
+    audio = httpx.get(f"{base_url}{made['audio_url']}")
+    assert audio.content == (studio.workspace.results_dir / made["id"]).read_bytes()
+    assert httpx.get(f"{base_url}{made['sidecar_url']}").json()["seed"] == 12
+    take = sidecar["sentences"][0]["takes"][1]["file"]
+    assert httpx.get(f"{base_url}/voxmith/results/{Path(made['id']).parent}/{take}").status_code == 200
+    listed = httpx.get(f"{base_url}/voxmith/results", params={"voice": "demo"}).json()["results"]
+    assert made["id"] in [r["id"] for r in listed]
+
+    again = httpx.post(f"{base_url}/voxmith/reproduce", json={"result": made["id"]}, timeout=60).json()
+    assert again["id"] != made["id"]
+    assert httpx.get(f"{base_url}{again['audio_url']}").content[44:] == audio.content[44:]
+
+    bad = httpx.post(f"{base_url}/voxmith/speak", json={**body, "settings": {"nonsense": 1}}).json()
+    assert "Unknown setting(s) nonsense" in bad["error"]["message"]
+
+
+@pytest.mark.parametrize("rid", ["%2e%2e/voices/demo/voice.json", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
+                                 "demo/missing.wav"])
+def test_results_never_leave_the_results_folder(base_url, rid):
+    response = httpx.get(f"{base_url}/voxmith/results/{rid}")
+    assert response.status_code == 404 and "No result" in response.json()["error"]["message"]
+    reproduce = httpx.post(f"{base_url}/voxmith/reproduce", json={"result": "../voices/demo/voice.json"})
+    assert reproduce.status_code == 404
