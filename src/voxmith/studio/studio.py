@@ -201,6 +201,12 @@ class Studio:
     def reproduce(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None, overwrite: bool = False,
                   progress: Optional[ProgressCallback] = None) -> SpeakResult:
         """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed."""
+        return self.speak(self.reproduction_request(sidecar_path, output, overwrite), progress)
+
+    def reproduction_request(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None,
+                             overwrite: bool = False) -> SpeakRequest:
+        """The request that made a result, read from its sidecar (checked: same voice clips, same
+        engine version). `reproduce` speaks it; the web UI's history loads it into the form."""
         sidecar = _read_sidecar(sidecar_path)
         voice = sidecar.get("voice", {})
         if voice and self.voices.exists(voice["name"]) and \
@@ -221,7 +227,7 @@ class Studio:
         if request.engine and sidecar["engine"]["version"] != self.engine(request.engine).version:
             raise VoxmithError(f"This result was made with {request.engine} version {sidecar['engine']['version']}; "
                                f"version {self.engine(request.engine).version} is installed.")
-        return self.speak(request, progress)
+        return request
 
     def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
         """Speaker similarity (to a voice or reference clips), WER and duration of any audio files.

@@ -16,10 +16,11 @@ def build_app(studio, delete_cache=None) -> gr.Blocks:
         with gr.Tabs():
             generate_voice = tab_generate.build(studio, voice_choices)
             voices_select = tab_voices.build(studio, voice_choices)
-            dataset_voices, _ = tab_dataset.build(studio, voice_choices)
+            dataset_voices, _, dataset_on_load = tab_dataset.build(studio, voice_choices)
             training_voice = tab_training.build(studio, voice_choices)
             tab_settings.build(studio)
         # A second browser tab (or a CLI run) may have changed the workspace: refresh on load.
         app.load(lambda: [gr.update(choices=voice_choices())] * 4, None,
                  [generate_voice, voices_select, dataset_voices, training_voice])
+        app.load(*dataset_on_load)
     return app

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import functools
+import html
+import logging
+import os
+import re
 
 import gradio as gr
 
 from voxmith.errors import VoxmithError
 from voxmith.progress import Progress
+
+logger = logging.getLogger("voxmith.webui")
 
 
 def to_gradio(progress: gr.Progress):
@@ -19,12 +25,27 @@ def to_gradio(progress: gr.Progress):
     return callback
 
 
+def user_message(err: VoxmithError) -> str:
+    """The error as the page shows it: uploads named as the user named them, not by their temporary
+    path, and escaped (Gradio renders error messages as HTML; file names are user input)."""
+    message = str(err)
+    folder = os.environ.get("GRADIO_TEMP_DIR")
+    if folder:
+        for prefix in {folder.rstrip("/"), os.path.realpath(folder)}:
+            # Gradio keeps each upload as <temp folder>/<content hash>/<the user's file name>.
+            message = re.sub(re.escape(prefix) + r"/[^/\s]+/", "", message)
+    return html.escape(message)
+
+
 def friendly(handler):
-    """Show user errors as messages in the page instead of a generic 'Error'."""
+    """Show user errors as messages in the page instead of a generic 'Error'; the server console
+    gets one line per error, not a traceback (these are the user's mistakes, not bugs)."""
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
         except VoxmithError as err:
-            raise gr.Error(str(err), duration=None) from None
+            message = user_message(err)
+            logger.warning("%s: %s", getattr(handler, "__name__", "request"), html.unescape(message).splitlines()[0])
+            raise gr.Error(message, duration=None, print_exception=False) from None
     return wrapper

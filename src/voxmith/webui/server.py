@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Optional
+from urllib.parse import urlencode
 
 from voxmith.errors import VoxmithError
 from voxmith.http_access import HostOriginGuard, is_loopback_name, send_plain
@@ -23,6 +24,7 @@ DEFAULT_PORT = 7860
 TOKEN_USER = "voxmith"
 DEFAULT_MAX_UPLOAD_MB = 1024  # an hour of 44.1 kHz stereo WAV is ~640 MB
 SESSION_COOKIE = "voxmith-session"
+MAX_LOGIN_BYTES = 64 * 1024
 UPLOAD_PATH_SUFFIX = "/gradio_api/upload"
 # Uploads are copied into the workspace at once; the temporary copies are swept this often/this old.
 TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S = 600, 3600
@@ -113,6 +115,41 @@ class UploadGuard:
         await self.app(scope, receive, send_with_cookie)
 
 
+class AnyUserName:
+    """ASGI middleware for the token login: the user name does not matter, so a login without one
+    logs in as `TOKEN_USER`. (Gradio's form clears the field after a wrong token; its login then
+    refused an empty name with a 422 the page ignored: the button seemed dead.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
+            return await self.app(scope, receive, send)
+        from starlette.requests import Request
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_LOGIN_BYTES:
+            return await send_plain(send, 413, "Login refused: the form is missing or too large.\n")
+        form = await Request(scope, receive).form()  # the page sends multipart, programs often urlencoded
+        fields = {"username": str(form.get("username") or "").strip() or TOKEN_USER,
+                  "password": str(form.get("password") or "")}
+        body = urlencode(fields).encode()
+        kept = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        scope = {**scope, "headers": kept + [(b"content-type", b"application/x-www-form-urlencoded"),
+                                             (b"content-length", str(len(body)).encode())]}
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, replay, send)
+
+
 _private_temp_dir: Optional[str] = None
 
 
@@ -146,7 +183,7 @@ def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, bl
     app = build_app(studio, delete_cache=(TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S))
     app.queue(default_concurrency_limit=1)  # long jobs run one at a time in the background
     middleware = [Middleware(HostOriginGuard, bind_host=address.host, allowed_hosts=tuple(allowed_hosts)),
-                  Middleware(UploadGuard, max_bytes=max_upload_mb * 2 ** 20)]
+                  Middleware(UploadGuard, max_bytes=max_upload_mb * 2 ** 20), Middleware(AnyUserName)]
     _, url, _ = app.launch(
         server_name=address.host.strip("[]"), server_port=address.port, prevent_thread_lock=not block,
         auth=token_checker(token) if token else None,

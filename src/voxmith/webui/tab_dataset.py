@@ -64,9 +64,15 @@ def build(studio, voice_choices):
         return (_summary_text(summary), gr.update(choices=studio.datasets.names(), value=summary["name"]),
                 _segments(studio, summary["name"]))
 
-    # Voices or datasets made elsewhere (another tab, the CLI) appear when the tab is opened.
-    tab.select(lambda: (gr.update(choices=voice_choices()), gr.update(choices=studio.datasets.names())),
-               None, [from_voices, chosen])
+    @friendly
+    def refresh(current):
+        """Voices and datasets made elsewhere (another tab, the CLI) appear, and the dataset shown in
+        the dropdown (the first one when nothing was picked yet) has its segments loaded."""
+        names = studio.datasets.names()
+        current = current if current in names else (names[0] if names else None)
+        return gr.update(choices=voice_choices()), gr.update(choices=names, value=current), _segments(studio, current)
+
+    tab.select(refresh, chosen, [from_voices, chosen, table])
     prepare.click(run_prepare, [name, from_voices, uploads, language, min_s, max_s], [status, chosen, table])
     chosen.change(friendly(lambda n: _segments(studio, n)), chosen, table)
 
@@ -95,4 +101,5 @@ def build(studio, voice_choices):
     save.click(editor(text=True), [chosen, segment_id, transcript], [status, table])
     drop.click(editor(drop=True), [chosen, segment_id, transcript], [status, table])
     restore.click(editor(restore=True), [chosen, segment_id, transcript], [status, table])
-    return from_voices, chosen
+    on_load = (refresh, chosen, [from_voices, chosen, table])  # wired to the page's load by the app
+    return from_voices, chosen, on_load

@@ -56,7 +56,8 @@ def build(studio, voice_choices):
                     refresh = gr.Button("↻ voices", scale=1, size="sm", elem_id="gen-refresh")
                 with gr.Row():
                     engine = gr.Dropdown(choices=available_engines(), value=DEFAULT_ENGINE, label="Engine")
-                    candidates = gr.Slider(1, MAX_TAKES_SHOWN, value=1, step=1, label="Candidates per sentence")
+                    candidates = gr.Slider(1, MAX_TAKES_SHOWN, value=1, step=1, label="Candidates per sentence",
+                                           elem_id="gen-candidates")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                 with gr.Accordion("Advanced engine settings (JSON)", open=False):
                     settings = gr.Code(value=default_settings_json(DEFAULT_ENGINE), language="json",
@@ -67,7 +68,7 @@ def build(studio, voice_choices):
             with gr.Column(scale=2):
                 output = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="gen-output")
                 download = gr.File(label="Download", interactive=False)
-                summary = gr.Markdown()
+                summary = gr.Markdown(elem_id="gen-summary")
         takes = gr.Dataframe(headers=["sentence", "take", "chosen", "similarity", "WER", "transcript", "seed"],
                              label="Takes, ranked", interactive=False)
         with gr.Row():
@@ -108,18 +109,22 @@ def build(studio, voice_choices):
              [output, download, summary, takes, history, *take_players])
     refresh.click(lambda: gr.update(choices=voice_choices()), None, voice)
     tab.select(lambda: (gr.update(choices=voice_choices()), _history_rows(studio)), None, [voice, history])
-    engine.change(default_settings_json, engine, settings)
+    engine.input(default_settings_json, engine, settings)  # only when the user picks one (not when history loads it)
 
+    @friendly
     def select_history(event: gr.SelectData):
+        """Load the request that made the clicked result into the form (the same request `reproduce`
+        and "Re-run with these settings" speak), so Generate with it makes the same audio."""
         rows = list_results(studio.workspace.results_dir)
         if event.index[0] >= len(rows):
-            return None, None, gr.update(), gr.update(), gr.update(), gr.update()
+            return None, None, *[gr.update()] * 7
         entry = rows[event.index[0]]
-        s = entry.sidecar
-        return (str(entry.audio_path), str(entry.sidecar_path), s["text"], s.get("voice", {}).get("name"),
-                s.get("seed", -1), json.dumps(s.get("settings", {}), indent=2))
+        request = studio.reproduction_request(entry.sidecar_path)
+        return (str(entry.audio_path), str(entry.sidecar_path), request.text, request.voice, request.engine,
+                request.candidates, request.seed, json.dumps(request.settings, indent=2), request.rank)
 
-    history.select(select_history, None, [replay, selected_sidecar, text, voice, seed, settings])
+    history.select(select_history, None,
+                   [replay, selected_sidecar, text, voice, engine, candidates, seed, settings, rank])
 
     @friendly
     def rerun_selected(sidecar_path, progress=gr.Progress()):
