@@ -60,11 +60,11 @@ def no_delay():
 
 
 @contextmanager
-def running(studio, **config):
+def running(studio, webui=None, **config):
     """The API on a free loopback port in a background thread (uvicorn, as `voxmith serve` runs it)."""
     import uvicorn
 
-    app = build_app(studio, ServeConfig(**{"workers": 2, **config}))
+    app = build_app(studio, ServeConfig(**{"workers": 2, **config}), webui=webui)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -317,6 +317,19 @@ def test_token_is_required_when_set(studio):
             client(url, key="wrong").models.list()
         assert client(url, key="s3cret-token").audio.speech.create(**body).content[:4] == b"RIFF"
         assert httpx.get(f"{url}/openapi.json").status_code == 200  # the docs stay readable
+
+
+def test_webui_mounts_behind_the_token(studio):
+    import gradio as gr
+
+    with gr.Blocks() as blocks:
+        gr.Markdown("a page")
+    with running(studio, webui=blocks, token="s3cret-token") as url:
+        assert httpx.get(f"{url}/ui/config").status_code == 401  # Gradio asks for the token as password
+        login = httpx.post(f"{url}/ui/login", data={"username": "me", "password": "s3cret-token"})
+        assert login.status_code == 200
+        assert httpx.get(f"{url}/ui/config", cookies=login.cookies).status_code == 200
+        assert httpx.get(f"{url}/v1/models").status_code == 401  # the API still wants the bearer token
 
 
 def test_listening_beyond_loopback_needs_a_long_enough_token(monkeypatch):

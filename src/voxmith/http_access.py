@@ -14,7 +14,8 @@ The rules, for a server bound to `bind_host`:
   pages, and pass.
 
 Pure functions plus a small ASGI middleware (`HostOriginGuard`) that any ASGI app (Gradio,
-FastAPI, Starlette) can wrap itself in. Nothing here knows about voxmith's studio.
+FastAPI, Starlette) can wrap itself in, and `parse_listen` for the shells' --listen options.
+Nothing here knows about voxmith's studio.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 from urllib.parse import urlsplit
+
+from voxmith.errors import VoxmithError
 
 LOOPBACK_NAMES = ("localhost",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -70,6 +73,32 @@ def split_host(value: str) -> Tuple[str, Optional[int]]:
     if port and not port.isdigit():
         raise ValueError(f"bad port in {value!r}")
     return name.rstrip("."), int(port) if port else None
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_name(self.host)  # another host name may resolve to anything
+
+
+def parse_listen(value: Optional[str], default_port: int, default_host: str = "127.0.0.1") -> ListenAddress:
+    """A --listen value: 'HOST:PORT', 'HOST', ':PORT', '[::1]:PORT', a bare IPv6 address, or None."""
+    if not value:
+        return ListenAddress(default_host, default_port)
+    host, port = value, str(default_port)
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or port
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    host = host or default_host
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise VoxmithError(f"--listen '{value}': the port must be a number from 1 to 65535.")
+    return ListenAddress(host, int(port))
 
 
 def _normalise_names(names: Iterable[str]) -> frozenset:

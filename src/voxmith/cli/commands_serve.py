@@ -25,11 +25,27 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
     address = parse_listen(listen)
     check_token(address, token)  # refuse before loading anything heavy
     check_port_free(address)
-    server, address = make_server(obj.studio, listen, token, workers, webui, allowed_hosts,
+    blocks = _webui_blocks(obj.studio) if webui else None
+    server, address = make_server(obj.studio, listen, token, workers, blocks, allowed_hosts,
                                   log_level="warning" if obj.quiet else "info")
     click.echo(describe(address, webui), err=True)
     click.echo("SIGTERM or Ctrl-C stops it after the requests in progress.", err=True)
     server.run()
+
+
+def _webui_blocks(studio):
+    """The web UI's page, to be served by the API's server at /ui."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from voxmith.webui.app import build_app
+    from voxmith.webui.server import private_upload_folder
+
+    os.environ["GRADIO_TEMP_DIR"] = private_upload_folder()
+    blocks = build_app(studio)
+    blocks.queue(default_concurrency_limit=1)  # the web UI's long jobs run one at a time, as in `voxmith webui`
+    return blocks
 
 
 COMMANDS = [serve]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
@@ -64,10 +65,11 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
     if webui is not None:
         import gradio as gr
 
-        from voxmith.webui.server import token_checker
+        def password_is_token(_user: str, password: str) -> bool:
+            return secrets.compare_digest(password.encode(), config.token.encode())
 
         app = gr.mount_gradio_app(  # the page asks for the token as its password
-            app, webui, path=WEBUI_PATH, auth=token_checker(config.token) if config.token else None,
+            app, webui, path=WEBUI_PATH, auth=password_is_token if config.token else None,
             auth_message="This voxmith studio is protected: enter any user name and the token as password."
             if config.token else None, allowed_paths=[str(studio.workspace.home)])
     # Outermost first: Host/Origin, then the token, then body size.

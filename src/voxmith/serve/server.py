@@ -4,31 +4,24 @@ stop (SIGTERM or Ctrl-C: no new connections, in-flight requests finish, then the
 from __future__ import annotations
 
 import os
+import socket
 from typing import Iterable, Optional
 
 from voxmith.errors import VoxmithError
+from voxmith.http_access import ListenAddress
+from voxmith.http_access import parse_listen as parse_host_port
 from voxmith.serve.app import WEBUI_PATH, ServeConfig, build_app
-from voxmith.webui.server import ListenAddress
-from voxmith.webui.server import parse_listen as parse_host_port
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 TOKEN_ENV = "VOXMITH_SERVE_TOKEN"
 MIN_TOKEN_CHARS = 8
 
 
 def parse_listen(value: Optional[str]) -> ListenAddress:
-    """'HOST:PORT', 'HOST', ':PORT', '[::1]:PORT' or None (127.0.0.1:8000)."""
-    if not value:
-        return ListenAddress(DEFAULT_HOST, DEFAULT_PORT)
-    if value.startswith("["):
-        if "]:" not in value:
-            value += f":{DEFAULT_PORT}"
-    elif value.count(":") == 0:
-        value += f":{DEFAULT_PORT}"
-    elif value.count(":") > 1:  # a bare IPv6 address
-        value = f"[{value}]:{DEFAULT_PORT}"
-    return parse_host_port(value)
+    """'HOST:PORT', 'HOST', ':PORT', '[::1]:PORT', a bare IPv6 address or None (127.0.0.1:8000)."""
+    if value and ":" in value and not value.startswith("[") and value.count(":") > 1:
+        value = f"[{value}]"  # a bare IPv6 address
+    return parse_host_port(value, DEFAULT_PORT)
 
 
 def check_token(address: ListenAddress, token: Optional[str]) -> Optional[str]:
@@ -45,22 +38,23 @@ def check_token(address: ListenAddress, token: Optional[str]) -> Optional[str]:
 
 
 def check_port_free(address: ListenAddress) -> None:
-    from voxmith.webui.ports import free_port_after, port_is_free
-
     host = address.host.strip("[]")
-    if port_is_free(host, address.port):
-        return
-    other = free_port_after(host, address.port)
-    shown = f"[{host}]" if ":" in host else host
-    hint = f" Use another port, e.g. `voxmith serve --listen {shown}:{other}`," if other else \
-        " Choose another port with --listen HOST:PORT,"
-    raise VoxmithError(f"Port {address.port} on {shown} is already in use.{hint} or stop the program that holds it.")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, address.port))
+        except OSError as err:
+            raise VoxmithError(f"Cannot listen on {host} port {address.port}: {err.strerror or err}. Another "
+                               "program (or another voxmith serve) may hold the port; choose another with "
+                               "--listen HOST:PORT.") from None
 
 
 def make_server(studio, listen: Optional[str] = None, token: Optional[str] = None, workers: Optional[int] = None,
-                webui: bool = False, allowed_hosts: Iterable[str] = (), log_level: str = "info",
+                webui=None, allowed_hosts: Iterable[str] = (), log_level: str = "info",
                 config: Optional[ServeConfig] = None):
-    """A configured `uvicorn.Server` (call `.run()`), and its address."""
+    """A configured `uvicorn.Server` (call `.run()`), and its address. `webui`: Gradio Blocks to
+    serve at /ui (the CLI builds them: this shell does not import the web UI's)."""
     import uvicorn
 
     address = parse_listen(listen)
@@ -71,10 +65,7 @@ def make_server(studio, listen: Optional[str] = None, token: Optional[str] = Non
         if workers < 1:
             raise VoxmithError("--workers must be at least 1.")
         config.workers = workers
-    blocks = None
-    if webui:
-        blocks = _webui_blocks(studio)
-    app = build_app(studio, config, webui=blocks)
+    app = build_app(studio, config, webui=webui)
     uv_config = uvicorn.Config(
         app, host=address.host.strip("[]"), port=address.port, log_level=log_level,
         timeout_graceful_shutdown=int(config.drain_timeout_s),
@@ -82,18 +73,6 @@ def make_server(studio, listen: Optional[str] = None, token: Optional[str] = Non
         limit_concurrency=config.workers + config.waiting + 64,
     )
     return uvicorn.Server(uv_config), address
-
-
-def _webui_blocks(studio):
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from voxmith.webui.app import build_app as build_webui
-    from voxmith.webui.server import private_upload_folder
-
-    os.environ["GRADIO_TEMP_DIR"] = private_upload_folder()
-    blocks = build_webui(studio)
-    blocks.queue(default_concurrency_limit=1)  # the web UI's long jobs run one at a time, as in `voxmith webui`
-    return blocks
 
 
 def describe(address: ListenAddress, webui: bool) -> str:
