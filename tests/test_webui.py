@@ -10,6 +10,7 @@ user's own words, and the access rules for non-loopback addresses.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import subprocess
@@ -207,6 +208,19 @@ def test_history_loads_the_request_and_rerun_matches_cli_reproduce(page, studio,
     assert result.exit_code == 0, result.output
     original, from_page, from_cli = (sf.read(p, dtype="int16")[0] for p in (made.path, rerun[0].audio_path, cli_path))
     assert np.array_equal(from_page, from_cli) and np.array_equal(from_page, original)
+
+
+def test_convert_a_recording(page, screenshots, studio, alice, demo_files):
+    page.get_by_role("tab", name="Convert").click()
+    page.locator("#conv-go").click()
+    expect(page.get_by_text("Upload or record the speech to convert first.")).to_be_visible(timeout=30_000)
+    page.locator("#conv-input input[type=file]").set_input_files(str(demo_files[1]))
+    choose(page, "conv-voice", alice)
+    page.locator("#conv-go").click()
+    page.locator("#conv-output audio[src]").wait_for(state="attached", timeout=LONG)
+    sidecars = [json.loads(p.read_text()) for p in (studio.workspace.results_dir / alice).glob("*.json")]
+    assert [s["kind"] for s in sidecars if s.get("kind")] == ["convert"]
+    shot(page, screenshots, "convert")
 
 
 def test_prepare_dataset_and_edit_transcript(page, screenshots, studio, alice):

@@ -10,7 +10,7 @@ import click
 from voxmith.errors import VoxmithError
 
 
-def _parse_settings(pairs) -> dict:
+def parse_settings(pairs) -> dict:
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -37,7 +37,29 @@ def _read_text_file(path: str) -> str:
     return text
 
 
+def print_conversion(result, play: bool) -> None:
+    """What a conversion made: the engine's choices for this recording, speed, and the file."""
+    details = result.sidecar.get("conversion", {})
+    if "warp" in details:
+        click.echo(f"warp {details['warp']:+.3f}, pitch {details.get('source_f0_hz')} Hz -> "
+                   f"{details.get('target_f0_hz')} Hz (median of the voice)", err=True)
+    timing = result.sidecar["timing"]
+    click.echo(f"{result.duration_s:.1f} s converted in {timing['total_s']:.1f} s "
+               f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
+    click.echo(str(result.path))
+    if play:
+        from voxmith.cli.playback import play as play_file
+
+        problem = play_file(result.path)
+        if problem:
+            click.echo(problem, err=True)
+
+
+
 def _print_result(result, play: bool) -> None:
+    if result.sidecar.get("kind") == "convert":  # `reproduce` of a conversion
+        print_conversion(result, play)
+        return
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for i, sentence in enumerate(result.sidecar["sentences"]):
@@ -99,16 +121,24 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
     finetune = {"run": run, "checkpoint": checkpoint} if run else ({} if stock else None)
-    engine_settings = _parse_settings(settings)
+    engine_settings = parse_settings(settings)
     if preset:
         engine_settings["preset"] = preset
     request = SpeakRequest(
         text=text or "", voice=voice, refs=refs, engine=engine, settings=engine_settings, seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries),
         rank=not no_rank, output=Path(output) if output else None, overwrite=force, finetune=finetune,
+        resumable=text_file is not None,  # long text: finished sentences survive an interruption
     )
     progress = obj.progress()
-    result = obj.studio.speak(request, progress=progress)
+    try:
+        result = obj.studio.speak(request, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        if request.resumable:
+            click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.",
+                       err=True)
+        raise
     progress.close()
     _print_result(result, play)
 
@@ -135,17 +165,16 @@ def reproduce(obj, sidecar, output, force):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def evaluate(obj, files, voice, references, text, as_json):
-    """Score audio files: speaker similarity to a voice, WER against the text, naturalness
-    (DistillMOS, 1-5), duration."""
+    """Score audio files: speaker similarity to a voice, WER against the text, duration."""
     rows = obj.studio.evaluate(files, voice=voice, references=references, text=text)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6} {'MOS':>5}  transcript")
+    click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6}  transcript")
     for row in rows:
         wer = "-" if row["wer"] is None else f"{row['wer']:.0%}"
         click.echo(f"{Path(row['file']).name[:40]:<40} {row['duration_s']:>6.2f} {row['similarity']:>10.3f} "
-                   f"{wer:>6} {row['naturalness_mos']:>5.2f}  {row['transcript']}")
+                   f"{wer:>6}  {row['transcript']}")
 
 
 COMMANDS = [speak, reproduce, evaluate]

@@ -102,13 +102,14 @@ def cli(ctx, home, device, debug, quiet):
 
 
 def _register_commands() -> None:
-    from voxmith.cli import (commands_dataset, commands_misc, commands_models, commands_serve, commands_speak,
-                             commands_train, commands_voices)
+    from voxmith.cli import (commands_book, commands_convert, commands_dataset, commands_misc, commands_models,
+                             commands_serve, commands_speak, commands_train, commands_voices)
 
     cli.add_command(commands_voices.voices)
     cli.add_command(commands_dataset.dataset)
-    for command in (commands_speak.COMMANDS + commands_train.COMMANDS + commands_models.COMMANDS
-                    + commands_misc.COMMANDS + commands_serve.COMMANDS):
+    for command in (commands_speak.COMMANDS + commands_convert.COMMANDS + commands_book.COMMANDS
+                    + commands_train.COMMANDS + commands_models.COMMANDS + commands_misc.COMMANDS
+                    + commands_serve.COMMANDS):
         cli.add_command(command)
 
 

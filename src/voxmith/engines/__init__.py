@@ -3,7 +3,7 @@
 Each engine lives in its own subpackage (one file per model) and is imported only when used.
 """
 
-from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
+from voxmith.engines.base import (Candidate, Conditioning, Converter, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec, LoraSpec, TrainingLine)
 from voxmith.engines.device import resolve_device
 from voxmith.engines.registry import available_engines, create_engine, engine_class, register_engine
@@ -11,6 +11,7 @@ from voxmith.engines.registry import available_engines, create_engine, engine_cl
 __all__ = [
     "Candidate",
     "Conditioning",
+    "Converter",
     "DeviceNeeds",
     "Engine",
     "EngineSettings",

@@ -6,6 +6,8 @@ An engine does two things:
    voice, keyed by the clips' fingerprint and `cache_key()`, so engines never manage caches.
 2. `synthesize(text, conditioning, settings, seed=..., candidates=...)`: return candidates,
    best first.
+Optionally, 3. `converter(sample, conditioning, settings)` (engines with `supports_convert`): a
+`Converter` that turns chunks of someone else's recording into the conditioned voice.
 
 Engines never touch the workspace, the CLI or the UI; they receive audio and return audio.
 """
@@ -16,7 +18,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Protocol, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -143,6 +145,16 @@ class Finetune:
     config: Dict[str, Any] = field(default_factory=dict)
 
 
+class Converter(Protocol):
+    """Converts consecutive chunks of one recording (cut at pauses by the caller) into a voice."""
+
+    sample_rate_hz: int
+    details: Dict[str, Any]  # what was fitted to this recording (recorded in the sidecar)
+
+    def convert(self, samples: np.ndarray) -> np.ndarray:
+        """The chunk in the voice: mono float32, exactly as many samples as the input."""
+
+
 class Engine(ABC):
     """Base class for engines. Subclasses set the class attributes and implement two methods."""
 
@@ -195,6 +207,24 @@ class Engine(ABC):
         settings.validate()
         if not text or not text.strip():
             raise VoxmithError("Nothing to say: the text is empty.")
+        return settings
+
+    # --- voice conversion (optional) --------------------------------------------------------------
+    supports_convert: ClassVar[bool] = False
+    convert_settings_class: ClassVar[Type[EngineSettings]] = EngineSettings
+
+    def converter(self, sample: np.ndarray, conditioning: Conditioning, settings: EngineSettings,
+                  progress: Optional[ProgressCallback] = None) -> "Converter":
+        """A `Converter` for one recording of any speaker, fitted on `sample` (its start, mono float32
+        at `sample_rate_hz`). Engines that can convert set `supports_convert` and override this."""
+        raise VoxmithError(f"The {self.name} engine cannot convert recordings (it only speaks text).")
+
+    def checked_convert_settings(self, settings: Optional[EngineSettings | dict]) -> EngineSettings:
+        """`settings` (a dict or settings object) as this engine's validated conversion settings."""
+        if not isinstance(settings, self.convert_settings_class):
+            values = settings.to_dict() if isinstance(settings, EngineSettings) else settings
+            settings = self.convert_settings_class.from_dict(values)
+        settings.validate()
         return settings
 
     @abstractmethod

@@ -25,7 +25,8 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
-from voxmith.studio.ranking import RankingSettings, TakeScores, choose_take, needs_regeneration, score_take
+from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration, score_take
+from voxmith.studio.unfinished import SentenceStore
 from voxmith.text import normalize_text, split_paragraphs
 
 SENTENCE_PAUSE_MS = 350
@@ -53,6 +54,9 @@ class SpeakRequest:
     # Where the request came from, recorded in the sidecar as is (e.g. the HTTP API's model and
     # response format); it does not change the audio, so `reproduce` leaves it out.
     origin: Dict[str, object] = field(default_factory=dict)
+    # Keep each finished sentence on disk until the result is written, so the same request made
+    # again after an interruption resumes where it stopped (studio/unfinished.py; long texts).
+    resumable: bool = False
 
     def validate(self) -> None:
         if not self.text or not any(c.isalnum() for c in self.text):
@@ -140,18 +144,10 @@ class Speaker:
             from voxmith.asr import get_transcriber
 
             self.transcriber = get_transcriber()
-        self.naturalness = None
-        if request.rank and request.ranking.min_naturalness > 0:
-            from voxmith.quality import NaturalnessUnavailable, get_naturalness_model
-
-            try:
-                self.naturalness = get_naturalness_model()
-            except NaturalnessUnavailable:  # ranked without it, as before DistillMOS existed
-                self.naturalness = None
 
     def _score(self, take: Candidate, text: str) -> TakeScores:
         return score_take(take.samples, take.sample_rate_hz, text, self.embedding, self.encoder,
-                          self.transcriber, self.request.ranking.intelligibility_weight, self.naturalness)
+                          self.transcriber, self.request.ranking.intelligibility_weight)
 
     def speak_sentence(self, text: str, seed: int) -> tuple[List[Candidate], List[Optional[TakeScores]], int]:
         """All takes of one sentence, their scores, and the index of the chosen one."""
@@ -161,8 +157,8 @@ class Speaker:
         if not self.request.rank:
             return takes, [None] * len(takes), 0
         scores = [self._score(t, text) for t in takes]
+        best = int(np.argmax([s.score for s in scores]))
         ranking = self.request.ranking
-        best, _ = choose_take(scores, ranking)
         extra = 0
         while needs_regeneration(scores[best], ranking) and extra < ranking.regenerate_limit:
             retry_seed = seed + len(takes)
@@ -170,17 +166,19 @@ class Speaker:
             takes.append(take)
             scores.append(self._score(take, text))
             extra += 1
-            best, _ = choose_take(scores, ranking)
+            best = int(np.argmax([s.score for s in scores]))
         return takes, scores, best
 
 
 def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray, request: SpeakRequest,
                     output: Path, source: dict, device: str,
                     progress: Optional[ProgressCallback] = None,
-                    warnings: Sequence[str] = ()) -> Generator[SentenceAudio, None, SpeakResult]:
+                    warnings: Sequence[str] = (),
+                    store: Optional[SentenceStore] = None) -> Generator[SentenceAudio, None, SpeakResult]:
     """Synthesise `request.text` sentence by sentence, yielding each finished sentence; then write
     `output` (+ sidecar and the other takes beside it) and return the result. Closing the generator
-    early stops after the current sentence and removes the take files it wrote."""
+    early stops after the current sentence and removes the take files it wrote, except those of
+    sentences kept in `store` (a resumable request: sentences found there are not made again)."""
     started = time.perf_counter()
     seed = request.seed if request.seed is not None and request.seed >= 0 else secrets.randbelow(2 ** 31)
     paragraphs = split_paragraphs(request.text)
@@ -189,19 +187,24 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
     speaker = Speaker(engine, conditioning, speaker_embedding, request, progress)
     takes_dir = output.with_name(output.stem + ".takes")
     pieces, sentence_records, take_files = [], [], []
+    resumed = store.done(len(sentences)) if store is not None else 0
+    if resumed:
+        report(progress, f"resuming: {resumed} of {len(sentences)} sentences already done", 0, None)
     try:
         for i, sentence in enumerate(sentences):
             report(progress, "speaking sentences", i, len(sentences), sentence[:40])
+            kept = store.load(i) if store is not None else None
+            if kept is not None:
+                pieces.append(kept[0])
+                sentence_records.append(kept[1])
+                yield SentenceAudio(i, len(sentences), sentence, pieces[-1], engine.sample_rate_hz)
+                continue
             sentence_started = time.perf_counter()
             takes, scores, best = speaker.speak_sentence(sentence, seed + i * SEED_STRIDE)
-            refused = (choose_take(scores, request.ranking)[1] if scores and scores[0] is not None
-                       else [None] * len(takes))
             records = []
             for k, (take, score) in enumerate(zip(takes, scores)):
                 record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
                           "scores": score.to_dict() if score else None}
-                if refused[k]:
-                    record["refused"] = refused[k]
                 if len(takes) > 1:
                     take_path = takes_dir / f"s{i + 1:03d}-take{k + 1}.wav"
                     take_files.append(save_audio(take_path, take.samples, take.sample_rate_hz))
@@ -210,12 +213,17 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
             sentence_records.append({"text": sentence, "normalized": normalize_text(sentence), "chosen_take": best,
                                      "seconds": round(time.perf_counter() - sentence_started, 3), "takes": records})
             pieces.append(sentence_piece(takes[best].samples, engine.sample_rate_hz, pause_after_ms(i, paragraph_ends)))
+            if store is not None:
+                store.save(i, pieces[-1], sentence_records[-1])
+                take_files = []  # kept with the sentence: a resumed run refers to them
             yield SentenceAudio(i, len(sentences), sentence, pieces[-1], engine.sample_rate_hz)
     except BaseException:  # the caller stopped listening, or synthesis failed: no half-made result
         for path in take_files:
             path.unlink(missing_ok=True)
         if takes_dir.is_dir() and not any(takes_dir.iterdir()):
             takes_dir.rmdir()
+        if store is not None:
+            store.release()
         raise
     report(progress, "speaking sentences", len(sentences), len(sentences))
 
@@ -243,8 +251,12 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         sidecar["origin"] = request.origin
     if warnings:
         sidecar["warnings"] = list(warnings)
+    if resumed:
+        sidecar["resumed"] = {"sentences_done_before": resumed, "sentences_total": len(sentences)}
     sidecar_path = output.with_suffix(".json")
     atomic_write_json(sidecar_path, sidecar)
+    if store is not None:
+        store.remove()
     return SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import secrets
 import time
 from shlex import quote
 from importlib import resources
@@ -19,14 +20,18 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from voxmith.audio.io import WRITABLE_EXTENSIONS
 from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
-from voxmith.engines import Conditioning, Engine, create_engine, resolve_device
+from voxmith.engines import Conditioning, Engine, available_engines, create_engine, engine_class, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import fingerprint_files, read_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
+from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_recording, is_conversion
+from voxmith.studio.conversion import request_from_sidecar as conversion_request
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.book import BookMaker, BookRequest, BookResult
+from voxmith.studio.unfinished import SentenceStore, folder_lock, request_key
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
                                    reference_embedding, speak_sentences)
 from voxmith.text import split_paragraphs
@@ -100,7 +105,8 @@ class Studio:
 
     # --- speaking -------------------------------------------------------------------------------
 
-    def _output_path(self, request: SpeakRequest, folder_name: str) -> tuple[Path, bool]:
+    def _output_path(self, request: SpeakRequest | ConvertRequest, folder_name: str,
+                     slug_text: Optional[str] = None) -> tuple[Path, bool]:
         """Where the result goes, and whether the name was reserved here (an empty placeholder file
         created exclusively, so two requests made in the same second never pick the same name)."""
         if request.output is not None:
@@ -112,7 +118,7 @@ class Studio:
             return output.resolve(), False
         folder = self.workspace.results_dir / folder_name
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(request.text)}"
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(slug_text if slug_text is not None else request.text)}"
         n = 1
         while True:
             output = folder / (f"{stem}.wav" if n == 1 else f"{stem}-{n}.wav")
@@ -139,38 +145,132 @@ class Studio:
         voice = self.voices.get(request.voice) if request.voice else None
         finetune, finetune_record = self._finetune_for(request, voice, engine)
         engine.use_finetune(finetune)
+        conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress)
+        if finetune_record:
+            source["finetune"] = finetune_record
+            report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
+        count = sum(len(p) for p in split_paragraphs(request.text))
+        store, kept_output = None, None
+        if request.resumable:
+            store, request, kept_output = self._unfinished(request, engine, source)
+        try:
+            output, reserved = kept_output or self._output_path(request, folder)
+            if store is not None:
+                store.begin(request.seed, output, count)
+        except BaseException:
+            if store is not None:
+                store.release()
+            raise
+        sentences = speak_sentences(engine, conditioning, embedding, request, output, source, self.device, progress,
+                                    warnings, store)
+
+        def release() -> None:  # stopped early: give the reserved name back (and the kept sentences' lock)
+            if reserved and output.exists() and output.stat().st_size == 0:
+                output.unlink(missing_ok=True)
+            if store is not None:
+                store.release()
+        return SpeechStream(sentences, engine.sample_rate_hz, count, output, on_close=release)
+
+    def _unfinished(self, request: SpeakRequest, engine: Engine, source: dict):
+        """For a resumable request: its locked `SentenceStore`, the request with the seed of its
+        first run (or a new one) and, when it resumes, the output name that run reserved."""
+        asked_seed = request.seed if request.seed is not None and request.seed >= 0 else None
+        key = request_key({
+            "text": request.text, "source": source, "engine": [engine.name, engine.version],
+            "settings": engine.settings_class.from_dict(request.settings).to_dict(), "seed": asked_seed,
+            "candidates": request.candidates, "ranking": dataclasses.asdict(request.ranking), "rank": request.rank,
+            "output": str(Path(request.output).expanduser().resolve()) if request.output is not None else None,
+        })
+        store = SentenceStore(self.workspace.home / ".cache", key)
+        state = store.open()
+        seed = state.get("seed")
+        if not isinstance(seed, int):
+            seed = asked_seed if asked_seed is not None else secrets.randbelow(2 ** 31)
+        kept_output = None
+        previous = state.get("output")
+        if previous and request.output is None:
+            path = Path(previous)
+            try:  # the name the first run reserved, unless someone else has since used it
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                kept_output = (path, True)
+            except FileExistsError:
+                if path.stat().st_size == 0:  # its own placeholder, left by a killed run
+                    kept_output = (path, True)
+            except OSError:  # its folder is gone: a new name
+                pass
+        return store, dataclasses.replace(request, seed=seed), kept_output
+
+    def _voice_or_refs(self, voice: Optional[Voice], refs, engine: Engine, progress: Optional[ProgressCallback],
+                       embed: bool = True):
+        """(conditioning, speaker embedding or None, sidecar record, results folder) for a library voice
+        or, without one, reference clips."""
+        embedding = None
         if voice is not None:
             report(progress, f"preparing voice '{voice.name}' for {engine.name}", 0, None,
                    "first use: enrolling" if not self._is_prepared(voice, engine) else "cached")
             conditioning, _ = self.conditioning(voice, engine, progress)
-            _, embedding, _ = voice_embeddings(voice, "cpu", progress)
+            if embed:
+                _, embedding, _ = voice_embeddings(voice, "cpu", progress)
             source = {"voice": {"name": voice.name, "fingerprint": voice.fingerprint(),
                                 "clips": [p.name for p in voice.clip_paths]}}
-            folder = voice.name
-        else:
-            clips = load_reference_clips(request.refs)
-            paths = [Path(r).resolve() for r in request.refs]
-            fingerprint = fingerprint_files(paths)
-            # Reference clips are not a library voice, but re-enrolling them on every run would be
-            # slow: their conditioning is cached in the workspace by content fingerprint.
-            cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
-            conditioning, _ = cache.get_or_compute(CacheKey(engine.name, engine.cache_key(), fingerprint),
-                                                   lambda: engine.prepare_conditioning(clips, progress))
+            return conditioning, embedding, source, voice.name
+        clips = load_reference_clips(refs)
+        paths = [Path(r).resolve() for r in refs]
+        fingerprint = fingerprint_files(paths)
+        # Reference clips are not a library voice, but re-enrolling them on every run would be
+        # slow: their conditioning is cached in the workspace by content fingerprint.
+        cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
+        conditioning, _ = cache.get_or_compute(CacheKey(engine.name, engine.cache_key(), fingerprint),
+                                               lambda: engine.prepare_conditioning(clips, progress))
+        if embed:
             embedding = reference_embedding(clips)
-            source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
-            folder = "_refs"
-        if finetune_record:
-            source["finetune"] = finetune_record
-            report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
-        output, reserved = self._output_path(request, folder)
-        sentences = speak_sentences(engine, conditioning, embedding, request, output, source, self.device, progress,
-                                    warnings)
-        count = sum(len(p) for p in split_paragraphs(request.text))
+        source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
+        return conditioning, embedding, source, "_refs"
 
-        def release() -> None:  # stopped early: give the reserved name back
+    # --- converting recordings ------------------------------------------------------------------
+
+    def convert(self, request: ConvertRequest, progress: Optional[ProgressCallback] = None) -> ConvertResult:
+        """Convert a recording of anyone into a library voice (or reference clips): the same words,
+        timing and intonation, in that voice; see `voxmith.studio.conversion`."""
+        request.validate()
+        engine = self.engine(request.engine or DEFAULT_ENGINE)
+        if not engine.supports_convert:
+            able = [name for name in available_engines() if _can_convert(name)]
+            raise VoxmithError(f"The {engine.name} engine cannot convert recordings; engines that can: "
+                               f"{', '.join(able) or 'none installed'}.")
+        engine.checked_convert_settings(request.settings)  # bad settings are refused before enrolling
+        voice = self.voices.get(request.voice) if request.voice else None
+        conditioning, _, voice_record, folder = self._voice_or_refs(voice, request.refs, engine, progress,
+                                                                    embed=False)
+        output, reserved = self._output_path(request, folder, f"{Path(request.source).stem} converted")
+        try:
+            return convert_recording(engine, conditioning, request, output, voice_record, self.device, progress)
+        except BaseException:
             if reserved and output.exists() and output.stat().st_size == 0:
                 output.unlink(missing_ok=True)
-        return SpeechStream(sentences, engine.sample_rate_hz, count, output, on_close=release)
+            raise
+
+    # --- audiobooks --------------------------------------------------------------------------------
+
+    def book(self, request: BookRequest, redo: Optional[str] = None,
+             progress: Optional[ProgressCallback] = None) -> BookResult:
+        """Read a book (text, Markdown, EPUB) in a voice into chapter files, a joined book with chapter
+        markers and a manifest; resumes an interrupted run; `redo` makes one sentence again (see
+        `voxmith.studio.book`)."""
+        request.validate()
+        engine = self.engine(request.engine or DEFAULT_ENGINE)
+        voice = self.voices.get(request.voice) if request.voice else None
+        conditioning, embedding, voice_record, folder_name = self._voice_or_refs(voice, request.refs, engine,
+                                                                                 progress)
+        source = Path(request.source).resolve()
+        folder = Path(request.output_dir).expanduser().resolve() if request.output_dir else \
+            self.workspace.results_dir / folder_name / f"{slugify(source.stem)}-book"
+        folder.mkdir(parents=True, exist_ok=True)
+        with folder_lock(folder, "This book is being made by another voxmith process right now; wait for it "
+                                 "(or stop it) and run the command again."):
+            maker = BookMaker(engine, conditioning, embedding, request, folder, voice_record,
+                              fingerprint_files([source]), progress)
+            return maker.redo(redo) if redo else maker.make()
 
     def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""
@@ -199,8 +299,16 @@ class Studio:
         return voice.cache.load(CacheKey(engine.name, engine.cache_key(), voice.fingerprint())) is not None
 
     def reproduce(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None, overwrite: bool = False,
-                  progress: Optional[ProgressCallback] = None) -> SpeakResult:
-        """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed."""
+                  progress: Optional[ProgressCallback] = None) -> SpeakResult | ConvertResult:
+        """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed
+        (for a conversion: the same recording, voice, engine and settings)."""
+        try:
+            converted = read_json(sidecar_path, default=None) if Path(sidecar_path).is_file() else None
+        except (ValueError, OSError):  # _read_sidecar explains what is wrong with it
+            converted = None
+        if is_conversion(converted):
+            self._check_voice_unchanged(converted)
+            return self.convert(conversion_request(converted, output, overwrite), progress)
         return self.speak(self.reproduction_request(sidecar_path, output, overwrite), progress)
 
     def reproduction_request(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None,
@@ -209,10 +317,7 @@ class Studio:
         engine version). `reproduce` speaks it; the web UI's history loads it into the form."""
         sidecar = _read_sidecar(sidecar_path)
         voice = sidecar.get("voice", {})
-        if voice and self.voices.exists(voice["name"]) and \
-                self.voices.get(voice["name"]).fingerprint() != voice["fingerprint"]:
-            raise VoxmithError(f"Voice '{voice['name']}' has changed since this result was made "
-                               "(its clips differ), so it cannot be reproduced exactly.")
+        self._check_voice_unchanged(sidecar)
         known = {f.name for f in dataclasses.fields(RankingSettings)}
         ranking = {k: v for k, v in sidecar.get("ranking", {}).items() if k in known}
         request = SpeakRequest(
@@ -229,12 +334,18 @@ class Studio:
                                f"version {self.engine(request.engine).version} is installed.")
         return request
 
+    def _check_voice_unchanged(self, sidecar: dict) -> None:
+        voice = sidecar.get("voice", {})
+        if voice and self.voices.exists(voice["name"]) and \
+                self.voices.get(voice["name"]).fingerprint() != voice["fingerprint"]:
+            raise VoxmithError(f"Voice '{voice['name']}' has changed since this result was made "
+                               "(its clips differ), so it cannot be reproduced exactly.")
+
     def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
-        """Speaker similarity (to a voice or reference clips), WER, naturalness (DistillMOS) and
-        duration of any audio files. Without `text`, a file's own sidecar text is used when it has one."""
+        """Speaker similarity (to a voice or reference clips), WER and duration of any audio files.
+        Without `text`, a file's own sidecar text is used when it has one."""
         from voxmith.asr import get_transcriber
-        from voxmith.audio import load_audio, to_mono
-        from voxmith.quality import get_naturalness_model
+        from voxmith.audio import load_audio
         from voxmith.speaker import get_speaker_encoder
         from voxmith.studio.ranking import score_take
 
@@ -244,21 +355,18 @@ class Studio:
             _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu")
         else:
             embedding = reference_embedding(load_reference_clips(references))
-        encoder, transcriber, naturalness = get_speaker_encoder("cpu"), get_transcriber(), get_naturalness_model()
+        encoder, transcriber = get_speaker_encoder("cpu"), get_transcriber()
         rows = []
         for file in files:
             audio = load_audio(file)
             expected = text
             if expected is None:
                 expected = (read_json(Path(file).with_suffix(".json"), default={}) or {}).get("text")
-            mono = to_mono(audio.samples)
-            scores = score_take(mono, audio.sample_rate_hz, expected, embedding, encoder, transcriber,
-                                naturalness_model=naturalness)
+            scores = score_take(audio.samples, audio.sample_rate_hz, expected, embedding, encoder, transcriber)
             transcript = scores.transcript or transcriber.transcribe(audio.samples, audio.sample_rate_hz).text
             rows.append({"file": str(file), "duration_s": round(audio.duration_s, 3),
                          "similarity": round(scores.similarity, 4),
                          "wer": None if scores.wer is None else round(scores.wer, 4),
-                         "naturalness_mos": round(scores.naturalness, 3),
                          "expected_text": expected, "transcript": transcript})
         return rows
 
@@ -292,6 +400,13 @@ class Studio:
         path = self.datasets.path_for(name)
         return prepare_dataset(Dataset(name, path), self.resolve_recordings(sources),
                                settings or PrepareSettings(), redo=redo, progress=progress)
+
+
+def _can_convert(engine_name: str) -> bool:
+    try:
+        return engine_class(engine_name).supports_convert
+    except VoxmithError:  # an engine whose dependencies are missing
+        return False
 
 
 def _read_sidecar(path: str | os.PathLike) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec)
-from voxmith.engines.piper_vc import adaptation, conversion, phones, postnet, world
+from voxmith.engines.piper_vc import adaptation, conversion, phones, postnet, source_conversion, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice
 from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES, EnrollmentResult, enroll
 from voxmith.engines.piper_vc.training import build_task
@@ -94,6 +94,15 @@ class PiperVCEngine(Engine):
         super().__init__(device, models_dir)
         self._finetune_key: Optional[str] = None
         self._finetuned = None  # postnet.FinetunedConversion in use, or None for the stock conversion
+
+    supports_convert = True
+    convert_settings_class = source_conversion.PiperVCConvertSettings
+
+    def converter(self, sample: np.ndarray, conditioning: Conditioning, settings: EngineSettings,
+                  progress: Optional[ProgressCallback] = None) -> source_conversion.SourceConverter:
+        """Any speaker's recording converted with the voice's enrolled target side and the source's
+        own statistics (source_conversion.py). Dataset fine-tunes are not used for conversion."""
+        return source_conversion.fit_source(sample, conditioning, self.checked_convert_settings(settings), progress)
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """Parallel data from the dataset's lines (cached under spec.cache_dir), the enrolled

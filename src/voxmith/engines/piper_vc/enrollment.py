@@ -63,6 +63,29 @@ def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[st
     return progress if progress is not None else (lambda stage, done, total: None)
 
 
+def search_warp(score: Callable[[float], float],
+                tick: Optional[Callable[[int, int], None]] = None) -> Tuple[float, dict]:
+    """The warp to use and {warp: score} of every warp tried: `score(warp)` (speaker similarity of
+    a conversion at that warp) over WARP_GRID, refined around the best, then the smallest |warp|
+    among those within WARP_TIE_SECS of the top. Used by enrollment (joe -> target) and by
+    voice conversion of other speakers (source -> target)."""
+    tried: dict = {}
+
+    def cached(warp: float) -> float:
+        if warp not in tried:
+            tried[warp] = score(warp)
+            if tick is not None:
+                tick(len(tried), len(WARP_GRID) + 2 * len(WARP_REFINE))
+        return tried[warp]
+
+    best = max(WARP_GRID, key=cached)
+    for steps in WARP_REFINE:
+        best = max([best] + [round(best + d, 3) for d in steps], key=cached)
+    top = max(tried.values())
+    best = min((w for w in tried if tried[w] >= top - WARP_TIE_SECS), key=lambda w: (abs(w), -tried[w]))
+    return float(best), tried
+
+
 def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
            ridge_lambda: float = 30.0, cov_mix: float = 0.0,
            progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
@@ -101,20 +124,11 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     calib = [world.analyse(voice.speak(s, seed=0).samples) for s in CALIBRATION_SENTENCES]
     src_feats = joe_feats + calib  # joe's statistics from everything he said
 
-    tried: dict = {}
-
     def score(warp: float) -> float:
-        if warp not in tried:
-            p = conversion.fit(src_feats, tgt_feats, warp=warp)
-            tried[warp] = _secs(calib, p, encoder, target_embedding)
-            tick("choosing warp", len(tried), len(WARP_GRID) + 2 * len(WARP_REFINE))
-        return tried[warp]
+        p = conversion.fit(src_feats, tgt_feats, warp=warp)
+        return _secs(calib, p, encoder, target_embedding)
 
-    best = max(WARP_GRID, key=score)
-    for steps in WARP_REFINE:
-        best = max([best] + [round(best + d, 3) for d in steps], key=score)
-    top = max(tried.values())
-    best = min((w for w in tried if tried[w] >= top - WARP_TIE_SECS), key=lambda w: (abs(w), -tried[w]))
+    best, tried = search_warp(score, lambda done, total: tick("choosing warp", done, total))
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
     grid = np.array(list(tried.keys()), dtype=np.float64)

@@ -1,0 +1,67 @@
+"""`voxmith book`: a text, Markdown or EPUB book read in a voice, by chapters, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("book", type=click.Path(dir_okay=False))
+@click.option("--voice", "-v", help="Voice from the library.")
+@click.option("--ref", "refs", multiple=True, type=click.Path(dir_okay=False),
+              help="Read in the voice of this clip (repeatable) instead of a library voice.")
+@click.option("--engine", "-e", default=None, help="Synthesis engine (default: piper-vc).")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
+              help="Book folder (default: results/VOICE/<book>-book/). Running again resumes it.")
+@click.option("--format", "audio_format", type=click.Choice(["m4b", "mp3", "wav", "flac"]), default="m4b",
+              show_default=True, help="The joined book (m4b has chapter markers; others get a .cue sheet).")
+@click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: random, kept in book.json).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
+@click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; nothing is flagged for review).")
+@click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
+@click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
+@click.option("--sentence-pause", default=0.35, show_default=True, help="Seconds after a sentence.")
+@click.option("--paragraph-pause", default=0.8, show_default=True, help="Seconds after a paragraph.")
+@click.option("--chapter-pause", default=2.0, show_default=True, help="Seconds between chapters in the joined book.")
+@click.option("--redo", "redo", multiple=True, metavar="SENTENCE_ID",
+              help="Make this sentence again with new seeds (ids in manifest.json, e.g. c02-s0014); repeatable.")
+@click.pass_obj
+def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, seed, settings, no_rank, max_wer,
+         retries, sentence_pause, paragraph_pause, chapter_pause, redo):
+    """Read BOOK (.txt, .md or .epub) in a voice: one audio file per chapter, the whole book with
+    chapter markers, and a manifest of every sentence. Interrupted? Run the same command again.
+    In the text, [pause 1.5s] or <break time="700ms"/> adds a pause."""
+    from voxmith.cli.commands_speak import parse_settings
+    from voxmith.studio.book import BookRequest
+    from voxmith.studio.ranking import RankingSettings
+    from voxmith.text.book import PauseSettings
+
+    request = BookRequest(
+        source=book, voice=voice, refs=refs, engine=engine, settings=parse_settings(settings), seed=seed,
+        candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries), rank=not no_rank,
+        pauses=PauseSettings(sentence_pause, paragraph_pause, chapter_pause),
+        output_dir=Path(output_dir) if output_dir else None, audio_format=audio_format,
+    )
+    progress = obj.progress()
+    try:
+        result = None
+        for sentence_id in redo or [None]:
+            result = obj.studio.book(request, redo=sentence_id, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.", err=True)
+        raise
+    progress.close()
+    manifest = result.manifest
+    click.echo(f"{len(manifest['chapters'])} chapter(s), {len(manifest['sentences'])} sentences, "
+               f"{manifest['output']['duration_s'] / 60:.1f} min; manifest: {result.folder / 'manifest.json'}", err=True)
+    if result.review:
+        click.echo(f"{len(result.review)} sentence(s) to review (still missing words after the retries): "
+                   f"{', '.join(result.review)}; redo one with --redo ID.", err=True)
+    click.echo(str(result.book_path))
+
+
+COMMANDS = [book]

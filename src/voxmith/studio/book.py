@@ -1,0 +1,325 @@
+"""Audiobooks: a text, Markdown or EPUB book read in a voice, chapter by chapter, resumable.
+
+The book's folder (default `results/VOICE/<book>-book/`) holds:
+    sentences/<id>.npy, <id>.json   each finished sentence (its samples with the pause after it,
+                                   and its record: text, seed, every take's scores, status), written
+                                   as it is made: a re-run skips what is there (resume after any
+                                   interruption), `--redo ID` replaces one
+    chapters/NN.<ext>              one audio file per chapter, made from its sentences
+    book.m4b                       the whole book with chapter markers (AAC; or book.<ext> plus
+                                   chapters.json and book.cue for other formats)
+    manifest.json                  the book's settings and every sentence: chapter, audio span
+                                   (in the chapter and the book), take, scores, status
+Sentences whose best take still fails ranking after the retries (WER over the limit, or words
+missing) get status "review" and are listed in the manifest's `review`. Only a sentence file and a
+chapter's file are in memory at a time: memory does not grow with the book.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from voxmith.version import __version__
+from voxmith.audio.chapters import cue_sheet, write_m4b
+from voxmith.audio.stream import StreamWriter
+from voxmith.engines import Engine
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
+from voxmith.progress import ProgressCallback, report
+from voxmith.studio.ranking import RankingSettings, needs_regeneration
+from voxmith.studio.speech import SEED_STRIDE, SpeakRequest, Speaker, sentence_piece
+from voxmith.text import normalize_text
+from voxmith.text.book import Chapter, PauseSettings, chapter_sentences, parse_book
+
+BOOK_FORMATS = ("m4b", "mp3", "wav", "flac")
+REDO_SEED_STEP = 100  # a redone sentence's takes start this far (times the redo count) from its first seed
+
+
+@dataclass
+class BookRequest:
+    source: str | Path  # .txt, .md or .epub
+    voice: Optional[str] = None
+    refs: Sequence[str | Path] = ()
+    engine: Optional[str] = None
+    settings: Dict[str, object] = field(default_factory=dict)
+    seed: Optional[int] = None  # None: random, recorded in the manifest (a re-run reuses it)
+    candidates: int = 1
+    ranking: RankingSettings = field(default_factory=RankingSettings)
+    rank: bool = True
+    pauses: PauseSettings = field(default_factory=PauseSettings)
+    output_dir: Optional[Path] = None
+    audio_format: str = "m4b"  # the joined book; chapters are WAV, or MP3 when this is mp3
+
+    def validate(self) -> None:
+        if bool(self.voice) == bool(self.refs):
+            raise VoxmithError("Say whose voice reads the book: --voice NAME or --ref CLIP... (one of them).")
+        if not Path(self.source).is_file():
+            raise VoxmithError(f"The book '{self.source}' does not exist.")
+        if self.audio_format not in BOOK_FORMATS:
+            raise VoxmithError(f"--format must be one of {', '.join(BOOK_FORMATS)}.")
+        if not 1 <= self.candidates <= 16:
+            raise VoxmithError("--candidates must be between 1 and 16.")
+        self.pauses.validate()
+
+
+@dataclass
+class BookResult:
+    folder: Path
+    book_path: Path
+    manifest: dict
+
+    @property
+    def review(self) -> List[str]:
+        return list(self.manifest["review"])
+
+
+def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
+    """The book's chapters: EPUB through ebooklib (its spine documents with words, in reading order),
+    Markdown by headings, plain text by 'Chapter N' lines."""
+    from voxmith.text.files import decode_text
+
+    suffix = path.suffix.lower()
+    if suffix == ".epub":
+        return _epub_chapters(path, pauses)
+    text, _ = decode_text(path.read_bytes())
+    return parse_book(text, suffix in (".md", ".markdown"), pauses)
+
+
+def _epub_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
+    try:
+        import ebooklib
+        from ebooklib import epub
+    except ImportError:
+        raise VoxmithError("Reading EPUB books needs the ebooklib package: pip install ebooklib "
+                           "(or save the book as plain text).") from None
+    from html.parser import HTMLParser
+
+    class Words(HTMLParser):  # paragraphs and headings of an XHTML document as plain text
+        def __init__(self):
+            super().__init__()
+            self.parts, self.title, self._in_heading = [], "", False
+
+        def handle_starttag(self, tag, attrs):
+            self._in_heading = tag in ("h1", "h2", "h3") and not self.title
+            if tag in ("p", "div", "br", "h1", "h2", "h3", "li"):
+                self.parts.append("\n\n")
+
+        def handle_endtag(self, tag):
+            if tag in ("h1", "h2", "h3"):
+                self._in_heading = False
+
+        def handle_data(self, data):
+            if self._in_heading:
+                self.title += data
+            else:
+                self.parts.append(data)
+
+    try:
+        book = epub.read_epub(str(path))
+    except Exception as err:  # ebooklib raises many kinds for broken files
+        raise VoxmithError(f"Cannot read the EPUB '{path}': {err}") from None
+    chapters: List[Chapter] = []
+    for item_id, _ in book.spine:
+        item = book.get_item_with_id(item_id)
+        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
+            continue
+        parser = Words()
+        parser.feed(item.get_content().decode("utf-8", errors="replace"))
+        chapter = chapter_sentences(len(chapters) + 1, parser.title.strip() or None, "".join(parser.parts), pauses)
+        if chapter.sentences:
+            chapters.append(chapter)
+    if not chapters:
+        raise VoxmithError(f"The EPUB '{path}' has no words to read.")
+    return chapters
+
+
+class BookMaker:
+    """Reads one book into its folder; `make()` resumes whatever is missing, `redo(id)` one sentence."""
+
+    def __init__(self, engine: Engine, conditioning, embedding: np.ndarray, request: BookRequest, folder: Path,
+                 voice_record: dict, book_fingerprint: str, progress: Optional[ProgressCallback] = None):
+        self.engine, self.request, self.folder, self.progress = engine, request, folder, progress
+        self.rate = engine.sample_rate_hz
+        self.chapters = read_chapters(Path(request.source), request.pauses)
+        speak_request = SpeakRequest(text="book", voice=request.voice, refs=request.refs, engine=engine.name,
+                                     settings=request.settings, candidates=request.candidates,
+                                     ranking=request.ranking, rank=request.rank)
+        self.speaker = Speaker(engine, conditioning, embedding, speak_request, progress)
+        self.sentences_dir = folder / "sentences"
+        self.settings = {
+            "book": {"file": str(Path(request.source).resolve()), "fingerprint": book_fingerprint},
+            **voice_record,
+            "engine": {"name": engine.name, "version": engine.version},
+            "settings": self.speaker.settings.to_dict(),
+            "candidates": request.candidates, "ranking": {**dataclasses.asdict(request.ranking), "enabled": request.rank},
+            "pauses": dataclasses.asdict(request.pauses), "format": request.audio_format,
+        }
+        self.seed = self._seed()
+        self.index = {s.id: (chapter, k, n) for n, (chapter, k, s) in enumerate(
+            (c, k, s) for c in self.chapters for k, s in enumerate(c.sentences))}
+
+    def _seed(self) -> int:
+        """The book's seed: the one its folder was started with (the settings must match), else new."""
+        state = read_json(self.folder / "book.json", default=None)
+        if state is not None:
+            if state.get("settings") != json.loads(json.dumps(self.settings)):
+                changed = sorted(k for k in set(state.get("settings", {})) | set(self.settings)
+                                 if state.get("settings", {}).get(k) != json.loads(json.dumps(self.settings.get(k))))
+                raise VoxmithError(f"'{self.folder}' holds this book made with other settings ({', '.join(changed)}); "
+                                   "choose another output folder (-o) or delete that one to start again.")
+            if self.request.seed is not None and self.request.seed >= 0 and self.request.seed != state["seed"]:
+                raise VoxmithError(f"'{self.folder}' was started with seed {state['seed']}; use that seed or "
+                                   "another output folder.")
+            return int(state["seed"])
+        seed = self.request.seed if self.request.seed is not None and self.request.seed >= 0 \
+            else secrets.randbelow(2 ** 31)
+        atomic_write_json(self.folder / "book.json", {"voxmith_version": __version__, "seed": seed,
+                                                      "settings": self.settings})
+        return seed
+
+    # --- sentences --------------------------------------------------------------------------------
+
+    def _paths(self, sentence_id: str):
+        return self.sentences_dir / f"{sentence_id}.npy", self.sentences_dir / f"{sentence_id}.json"
+
+    def _stored(self, sentence_id: str) -> Optional[dict]:
+        return read_json(self._paths(sentence_id)[1], default=None) if self._paths(sentence_id)[0].exists() else None
+
+    def _make_sentence(self, sentence_id: str, redo: int = 0) -> dict:
+        chapter, k, n = self.index[sentence_id]
+        sentence = chapter.sentences[k]
+        seed = self.seed + n * SEED_STRIDE + redo * REDO_SEED_STEP
+        started = time.perf_counter()
+        takes, scores, best = self.speaker.speak_sentence(sentence.text, seed)
+        piece = sentence_piece(takes[best].samples, self.rate, int(round(sentence.pause_after_s * 1000)))
+        status = "unranked" if scores[best] is None else (
+            "review" if needs_regeneration(scores[best], self.request.ranking) else "ok")
+        record = {"id": sentence_id, "chapter": chapter.number, "text": sentence.text,
+                  "normalized": normalize_text(sentence.text), "pause_after_s": sentence.pause_after_s,
+                  "chosen_take": best, "status": status, "redo": redo,
+                  "seconds": round(time.perf_counter() - started, 3),
+                  "takes": [{"seed": t.seed, "duration_s": round(t.duration_s, 3),
+                             "scores": s.to_dict() if s else None} for t, s in zip(takes, scores)]}
+        samples_path, record_path = self._paths(sentence_id)
+        with atomic_path(samples_path) as tmp:
+            np.save(tmp, piece.astype(np.float32), allow_pickle=False)
+        atomic_write_json(record_path, record)  # last: the sentence counts once this exists
+        return record
+
+    def make(self) -> BookResult:
+        """Make every missing sentence, then the chapters whose sentences changed, then the book."""
+        self.sentences_dir.mkdir(parents=True, exist_ok=True)
+        total = len(self.index)
+        done = sum(self._stored(i) is not None for i in self.index)
+        if done:
+            report(self.progress, f"resuming: {done} of {total} sentences already done", 0, None)
+        made = 0
+        for chapter in self.chapters:
+            for sentence in chapter.sentences:
+                if self._stored(sentence.id) is None:
+                    report(self.progress, "reading the book (sentences)", done + made, total,
+                           f"chapter {chapter.number}: {sentence.text[:30]}")
+                    self._make_sentence(sentence.id)
+                    made += 1
+            self._write_chapter(chapter, force=False)
+        report(self.progress, "reading the book (sentences)", total, total)
+        return self._write_book()
+
+    def redo(self, sentence_id: str) -> BookResult:
+        """Make one sentence again with new seeds (its next redo), rebuild its chapter and the book."""
+        if sentence_id not in self.index:
+            raise VoxmithError(f"There is no sentence '{sentence_id}' in this book (ids look like c01-s0003; "
+                               "see manifest.json).")
+        if any(self._stored(i) is None for i in self.index):
+            raise VoxmithError("The book is not finished yet; run it to the end before redoing sentences.")
+        previous = self._stored(sentence_id)
+        record = self._make_sentence(sentence_id, redo=int(previous.get("redo", 0)) + 1)
+        report(self.progress, f"{sentence_id}: made again ({record['status']})", 0, None)
+        self._write_chapter(self.index[sentence_id][0], force=True)
+        return self._write_book()
+
+    # --- chapters and the book --------------------------------------------------------------------
+
+    def _chapter_path(self, chapter: Chapter) -> Path:
+        ext = "mp3" if self.request.audio_format == "mp3" else "wav"
+        return self.folder / "chapters" / f"{chapter.number:02d}-{_slug(chapter.title)}.{ext}"
+
+    def _chapter_pieces(self, chapter: Chapter) -> Iterator[np.ndarray]:
+        for sentence in chapter.sentences:
+            yield np.load(self._paths(sentence.id)[0], allow_pickle=False)
+
+    def _write_chapter(self, chapter: Chapter, force: bool) -> None:
+        path = self._chapter_path(chapter)
+        newest = max(self._paths(s.id)[1].stat().st_mtime_ns for s in chapter.sentences)
+        if not force and path.exists() and path.stat().st_mtime_ns >= newest:
+            return  # made from these very sentences already
+        with StreamWriter(path, self.rate) as writer:
+            for piece in self._chapter_pieces(chapter):
+                writer.write(piece)
+
+    def _write_book(self) -> BookResult:
+        chapter_pause = np.zeros(int(self.request.pauses.chapter_pause_s * self.rate), np.float32)
+        spans, sentences, position = [], [], 0
+        for c, chapter in enumerate(self.chapters):
+            start = position
+            for sentence in chapter.sentences:
+                record = self._stored(sentence.id)
+                length = int(np.load(self._paths(sentence.id)[0], mmap_mode="r").shape[0])
+                chosen = record["takes"][record["chosen_take"]]
+                sentences.append({
+                    "id": sentence.id, "chapter": chapter.number, "text": sentence.text, "status": record["status"],
+                    "chapter_start_s": round((position - start) / self.rate, 3),
+                    "start_s": round(position / self.rate, 3),
+                    "end_s": round((position + length) / self.rate - sentence.pause_after_s, 3),
+                    "take": record["chosen_take"], "takes": len(record["takes"]), "seed": chosen["seed"],
+                    "scores": chosen["scores"], "redo": record.get("redo", 0)})
+                position += length
+            spans.append((chapter.title, start / self.rate, position / self.rate))
+            if c < len(self.chapters) - 1:
+                position += chapter_pause.size
+
+        def book_audio() -> Iterator[np.ndarray]:
+            for c, chapter in enumerate(self.chapters):
+                yield from self._chapter_pieces(chapter)
+                if c < len(self.chapters) - 1:
+                    yield chapter_pause
+
+        fmt = self.request.audio_format
+        book_path = self.folder / f"book.{fmt}"
+        title = Path(self.request.source).stem
+        if fmt == "m4b":
+            write_m4b(book_path, book_audio(), self.rate, spans, title=title)
+        else:
+            with StreamWriter(book_path, self.rate) as writer:
+                for piece in book_audio():
+                    writer.write(piece)
+            atomic_write_text(self.folder / "book.cue", cue_sheet(book_path.name, spans))
+        chapters = [{"number": chapter.number, "title": chapter.title,
+                     "file": str(self._chapter_path(chapter).relative_to(self.folder)),
+                     "start_s": round(start, 3), "end_s": round(end, 3), "sentences": len(chapter.sentences)}
+                    for chapter, (_, start, end) in zip(self.chapters, spans)]
+        manifest = {
+            "voxmith_version": __version__, "kind": "book", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seed": self.seed, **self.settings,
+            "output": {"file": book_path.name, "duration_s": round(position / self.rate, 3),
+                       "sample_rate_hz": self.rate},
+            "chapters": chapters, "sentences": sentences,
+            "review": [s["id"] for s in sentences if s["status"] == "review"],
+        }
+        atomic_write_json(self.folder / "chapters.json", chapters)
+        atomic_write_json(self.folder / "manifest.json", manifest)
+        return BookResult(self.folder, book_path, manifest)
+
+
+def _slug(title: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower())[:6])[:40] or "chapter"
+

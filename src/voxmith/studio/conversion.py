@@ -1,0 +1,135 @@
+"""Converting a recording into a voice: any speaker's speech in, the same words in the voice out.
+
+The recording is decoded and cut at pauses chunk by chunk (`voxmith.audio.stream`), so memory stays
+bounded however long it is; the engine's `Converter` is fitted on the first `FIT_S` seconds (the
+source speaker's statistics) and then converts every chunk, which is written as soon as it is done.
+The sidecar records the input file's fingerprint, the voice, engine, settings and what the engine
+chose for this recording, so `reproduce` can make the same file again (conversion is deterministic).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from voxmith.version import __version__
+from voxmith.audio.stream import StreamWriter, chunks_at_pauses, duration_s, read_blocks
+from voxmith.engines import Engine
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_write_json, fingerprint_files
+from voxmith.progress import ProgressCallback, report
+
+
+FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
+
+
+@dataclass
+class ConvertRequest:
+    source: str | Path  # the recording to convert
+    voice: Optional[str] = None  # a voice in the library...
+    refs: Sequence[str | Path] = ()  # ...or reference clips used directly
+    engine: Optional[str] = None
+    settings: Dict[str, object] = field(default_factory=dict)  # the engine's conversion settings
+    output: Optional[Path] = None
+    overwrite: bool = False
+    origin: Dict[str, object] = field(default_factory=dict)  # recorded as is (e.g. the HTTP API)
+    # Chunks are cut at the quietest point between these lengths (recorded: `reproduce` cuts alike).
+    chunk_min_s: float = 8.0
+    chunk_max_s: float = 20.0
+
+    def validate(self) -> None:
+        if not 1.0 <= self.chunk_min_s < self.chunk_max_s <= 120.0:
+            raise VoxmithError("Chunks must be between 1 and 120 s long, the shortest below the longest.")
+        if bool(self.voice) == bool(self.refs):
+            raise VoxmithError("Say whose voice to convert into: --voice NAME or --ref CLIP... (one of them).")
+        source = Path(self.source)
+        if not source.is_file():
+            raise VoxmithError(f"The recording to convert, '{source}', does not exist.")
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    sidecar_path: Path
+    sample_rate_hz: int
+    sidecar: dict
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.sidecar["output"]["duration_s"])
+
+
+def convert_recording(engine: Engine, conditioning, request: ConvertRequest, output: Path, voice_record: dict,
+                      device: str, progress: Optional[ProgressCallback] = None) -> ConvertResult:
+    """Convert `request.source` into the conditioned voice, writing `output` and its sidecar."""
+    started = time.perf_counter()
+    source = Path(request.source).resolve()
+    settings = engine.checked_convert_settings(request.settings)
+    rate = engine.sample_rate_hz
+    total_s = duration_s(source)
+    chunks = chunks_at_pauses(read_blocks(source, rate), rate, request.chunk_min_s, request.chunk_max_s)
+    head, head_frames = [], 0
+    for chunk in chunks:  # the start of the recording, kept to be converted after fitting
+        head.append(chunk)
+        head_frames += chunk.size
+        if head_frames >= FIT_S * rate:
+            break
+    if not head_frames:
+        raise VoxmithError(f"'{source}' contains no audio.")
+    converter = engine.converter(np.concatenate(head), conditioning, settings, progress)
+    total = int(round(total_s)) if total_s else None
+    done = 0
+    with StreamWriter(output, rate) as writer:
+        for chunk in itertools.chain(head, chunks):
+            report(progress, "converting (seconds of the recording)", int(done / rate), total)
+            writer.write(converter.convert(chunk))
+            done += chunk.size
+    report(progress, "converting (seconds of the recording)", int(done / rate), int(done / rate))
+    elapsed = time.perf_counter() - started
+    seconds = done / rate
+    sidecar = {
+        "voxmith_version": __version__,
+        "kind": "convert",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "input": {"file": str(source), "fingerprint": fingerprint_files([source]), "duration_s": round(seconds, 3)},
+        **voice_record,
+        "engine": {"name": engine.name, "version": engine.version},
+        "settings": settings.to_dict(),
+        "conversion": converter.details,
+        "chunking": {"min_s": request.chunk_min_s, "max_s": request.chunk_max_s, "fit_s": FIT_S},
+        "device": device,
+        "output": {"file": output.name, "duration_s": round(seconds, 3), "sample_rate_hz": rate},
+        "timing": {"total_s": round(elapsed, 3), "real_time_factor": round(elapsed / max(seconds, 1e-6), 3)},
+    }
+    if request.origin:
+        sidecar["origin"] = request.origin
+    sidecar_path = output.with_suffix(".json")
+    atomic_write_json(sidecar_path, sidecar)
+    return ConvertResult(output, sidecar_path, rate, sidecar)
+
+
+def request_from_sidecar(sidecar: dict, output: Optional[Path], overwrite: bool) -> ConvertRequest:
+    """The request that made a conversion result; refuses when its input file changed or is gone."""
+    source = Path(sidecar["input"]["file"])
+    chunking = sidecar.get("chunking", {})
+    if not source.is_file():
+        raise VoxmithError(f"The recording this result converted, '{source}', is gone; it cannot be reproduced.")
+    if fingerprint_files([source]) != sidecar["input"]["fingerprint"]:
+        raise VoxmithError(f"The recording '{source}' has changed since this result was made, so it cannot be "
+                           "reproduced exactly.")
+    return ConvertRequest(source=source, voice=sidecar.get("voice", {}).get("name"),
+                          refs=sidecar.get("refs", {}).get("files", ()), engine=sidecar["engine"]["name"],
+                          settings=sidecar.get("settings", {}), output=output, overwrite=overwrite,
+                          chunk_min_s=float(chunking.get("min_s", 8.0)), chunk_max_s=float(chunking.get("max_s", 20.0)))
+
+
+def is_conversion(sidecar: dict) -> bool:
+    return isinstance(sidecar, dict) and sidecar.get("kind") == "convert" and isinstance(sidecar.get("input"), dict)
+
+
+__all__ = ["ConvertRequest", "ConvertResult", "convert_recording", "request_from_sidecar", "is_conversion"]

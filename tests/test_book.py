@@ -1,0 +1,182 @@
+"""`voxmith book`: chapters, pauses and pause markup, resume, --redo, review list, M4B chapters, EPUB.
+Synthesis by the instant `tone` test engine: the book logic is what is under test here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from voxmith.cli.main import cli
+from voxmith.errors import VoxmithError
+from voxmith.studio import Studio
+from voxmith.studio.book import BookRequest
+from voxmith.studio.speech import Speaker
+from voxmith.text.book import PauseSettings, parse_book
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book" / "lighthouse.md"
+
+
+def test_markdown_chapters_pauses_and_markup():
+    pauses = PauseSettings(sentence_pause_s=0.3, paragraph_pause_s=0.9, chapter_pause_s=2.0)
+    chapters = parse_book(FIXTURE.read_text(), markdown=True, pauses=pauses)
+    assert [c.title for c in chapters] == ["The Keeper of Gull Rock", "Chapter One: The Storm",
+                                           "Chapter Two: The Ship", "Chapter Three: Morning"]
+    first = chapters[0].sentences
+    assert first[0].text == "The Keeper of Gull Rock." and first[0].pause_after_s == 0.9  # the title, read
+    assert first[1].text.startswith("A short story in three chapters")  # emphasis marks dropped
+    counted = next(s for s in first if s.text == "Every evening he climbed the ninety steps.")
+    assert counted.pause_after_s == 1.0  # [pause 1s]
+    polished = next(s for s in chapters[1].sentences if s.text.startswith("Tomas trimmed"))
+    assert polished.pause_after_s == 0.8  # <break time="800ms"/>
+    assert chapters[1].sentences[1].pause_after_s == 0.3  # between sentences of a paragraph
+    assert all(c.sentences[-1].pause_after_s == 0.0 for c in chapters)
+    assert chapters[2].sentences[0].id == "c03-s0001"
+
+
+def test_plain_text_chapters_and_bad_pauses():
+    chapters = parse_book("A preface.\n\nCHAPTER I\n\nIt began. It went on.\n\nChapter 2. The End\n\nDone.",
+                          markdown=False, pauses=PauseSettings())
+    assert [c.title for c in chapters] == ["Opening", "CHAPTER I", "Chapter 2. The End"]
+    assert [s.text for s in chapters[1].sentences] == ["CHAPTER I.", "It began.", "It went on."]
+    assert len(parse_book("No headings at all. Just words.", False, PauseSettings())) == 1
+    with pytest.raises(VoxmithError, match="longer than 30 s"):
+        parse_book("Wait [pause 90s] here.", False, PauseSettings())
+    with pytest.raises(VoxmithError, match="no words"):
+        parse_book("\n\n  \n", False, PauseSettings())
+    with pytest.raises(VoxmithError, match="chapter pause"):
+        PauseSettings(chapter_pause_s=-1).validate()
+
+
+def _studio(path: Path) -> Studio:
+    studio = Studio(path, device="cpu")
+    studio.import_demo_voice()
+    return studio
+
+
+def _request(folder: Path, **kwargs) -> BookRequest:
+    values = dict(source=FIXTURE, voice="demo", engine="tone", seed=3, rank=False, output_dir=folder)
+    values.update(kwargs)
+    return BookRequest(**values)
+
+
+def test_book_chapters_m4b_and_manifest(tmp_path, tone_engine):
+    studio = _studio(tmp_path / "ws")
+    result = studio.book(_request(tmp_path / "book"))
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert [c["title"] for c in manifest["chapters"]][0] == "The Keeper of Gull Rock"
+    assert result.book_path.name == "book.m4b" and manifest["review"] == []
+    with av.open(str(result.book_path)) as container:
+        chapters = container.chapters()
+        assert [c["metadata"]["title"] for c in chapters] == [c["title"] for c in manifest["chapters"]]
+        assert container.duration / 1e6 == pytest.approx(manifest["output"]["duration_s"], abs=0.2)
+    rate = manifest["output"]["sample_rate_hz"]
+    for chapter in manifest["chapters"]:
+        audio, file_rate = sf.read(result.folder / chapter["file"], dtype="float32")
+        assert file_rate == rate
+        assert len(audio) / rate == pytest.approx(chapter["end_s"] - chapter["start_s"], abs=1e-3)
+        assert chapter["start_s"] == pytest.approx(chapters[chapter["number"] - 1]["start"] / 1000, abs=2e-3)
+    # the [pause 1s] after "...ninety steps." is silence in the chapter's audio
+    counted = next(s for s in manifest["sentences"] if s["text"] == "Every evening he climbed the ninety steps.")
+    audio, _ = sf.read(result.folder / manifest["chapters"][0]["file"], dtype="float32")
+    gap = audio[int((counted["end_s"] + 0.05) * rate):int((counted["end_s"] + 0.95) * rate)]
+    assert gap.size and np.abs(gap).max() < 1e-3
+    spans = [(s["start_s"], s["end_s"]) for s in manifest["sentences"]]
+    assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:]))
+
+
+def test_interrupted_book_resumes_to_the_same_audio_and_redo_rebuilds_one_chapter(tmp_path, tone_engine,
+                                                                                  monkeypatch):
+    studio = _studio(tmp_path / "ws")
+    reference = studio.book(_request(tmp_path / "reference", audio_format="wav"))
+
+    made = []
+    original = Speaker.speak_sentence
+
+    def interrupted_after_five(self, text, seed):
+        if len(made) == 5:
+            raise KeyboardInterrupt
+        made.append(text)
+        return original(self, text, seed)
+
+    monkeypatch.setattr(Speaker, "speak_sentence", interrupted_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        studio.book(_request(tmp_path / "book", audio_format="wav"))
+    monkeypatch.setattr(Speaker, "speak_sentence", original)
+    events = []
+    result = studio.book(_request(tmp_path / "book", audio_format="wav"), progress=events.append)
+    total = len(reference.manifest["sentences"])
+    assert any(e.stage == f"resuming: 5 of {total} sentences already done" for e in events)
+    assert np.array_equal(sf.read(result.book_path)[0], sf.read(reference.book_path)[0])
+    assert (result.folder / "book.cue").read_text().count("TRACK") == 4
+
+    chapter_files = {c["number"]: result.folder / c["file"] for c in result.manifest["chapters"]}
+    before = {n: (p.stat().st_mtime_ns, p.read_bytes()) for n, p in chapter_files.items()}
+    redone = studio.book(_request(tmp_path / "book", audio_format="wav"), redo="c02-s0002")
+    sentence = next(s for s in redone.manifest["sentences"] if s["id"] == "c02-s0002")
+    assert sentence["redo"] == 1 and sentence["seed"] != next(
+        s for s in reference.manifest["sentences"] if s["id"] == "c02-s0002")["seed"]
+    after = {n: (p.stat().st_mtime_ns, p.read_bytes()) for n, p in chapter_files.items()}
+    assert [n for n in before if before[n] != after[n]] == [2]  # only its chapter was rebuilt
+    with pytest.raises(VoxmithError, match="no sentence 'c09-s0001'"):
+        studio.book(_request(tmp_path / "book", audio_format="wav"), redo="c09-s0001")
+    with pytest.raises(VoxmithError, match="other settings"):
+        studio.book(_request(tmp_path / "book", audio_format="wav", candidates=2))
+
+
+def test_sentences_that_fail_ranking_are_listed_for_review(tmp_path, tone_engine):
+    """The tone engine says no words, so Whisper hears none: every sentence fails after its retries."""
+    book = tmp_path / "short.txt"
+    book.write_text("Chapter 1\n\nOne short line.\n", encoding="utf-8")
+    studio = _studio(tmp_path / "ws")
+    request = _request(tmp_path / "book", source=book, rank=True, audio_format="mp3")
+    request.ranking = type(request.ranking)(regenerate_limit=1)
+    result = studio.book(request)
+    assert result.review == ["c01-s0001", "c01-s0002"]
+    assert result.manifest["sentences"][0]["takes"] == 2  # the take and its one retry
+    assert result.book_path.suffix == ".mp3"
+
+
+def test_cli_book_and_epub(tmp_path, tone_engine):
+    ebooklib = pytest.importorskip("ebooklib")
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("voxmith-test")
+    book.set_title("Two Days")
+    book.set_language("en")
+    days = []
+    for k, (title, text) in enumerate([("Monday", "It rained all day. Nobody went out."),
+                                       ("Tuesday", "The sun came back. Everyone went out.")], 1):
+        page = epub.EpubHtml(title=title, file_name=f"day{k}.xhtml", lang="en")
+        page.content = f"<html><body><h1>{title}</h1><p>{text}</p></body></html>"
+        book.add_item(page)
+        days.append(page)
+    book.toc = days
+    book.spine = days
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    path = tmp_path / "two-days.epub"
+    epub.write_epub(str(path), book)
+    assert ebooklib.ITEM_DOCUMENT
+
+    home = tmp_path / "ws"
+    _studio(home)
+    ran = CliRunner().invoke(cli, ["--home", str(home), "-q", "book", "-v", "demo", "-e", "tone", "--no-rank",
+                                   "--seed", "1", str(path)])
+    assert ran.exit_code == 0, ran.output
+    folder = home / "results" / "demo" / "two-days-book"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [c["title"] for c in manifest["chapters"]] == ["Monday", "Tuesday"]
+    assert manifest["sentences"][1]["text"] == "It rained all day."
+    assert str(folder / "book.m4b") in ran.output
+    shutil.rmtree(folder / "chapters")
+    again = CliRunner().invoke(cli, ["--home", str(home), "book", "-v", "demo", "-e", "tone", "--no-rank",
+                                     "--seed", "1", str(path)])
+    assert again.exit_code == 0 and "resuming: 6 of 6 sentences already done" in again.output
