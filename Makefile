@@ -12,6 +12,11 @@ TORCH_VERSION ?= 2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN := $(VENV)/torch-constraint.txt
+# DistillMOS (naturalness scores, voxmith.quality) declares torchaudio as a dependency, but no CPU
+# torchaudio matches our torch and scoring never uses it: install it without its dependencies
+# (the ones it does use, torch/numpy/soundfile, come with voxmith). Not in pyproject.toml for
+# that reason: pip would resolve torchaudio and with it another torch.
+NO_DEPS := distillmos==0.9.1 xls-r-sqa==0.1.0
 
 .PHONY: demo test install install-test screenshots clean
 
@@ -35,11 +40,13 @@ $(TORCH_PIN): | $(PY)
 $(VENV)/.installed: pyproject.toml $(TORCH_PIN)
 	$(PIP) install -c $(TORCH_PIN) "setuptools<81" wheel
 	$(PIP) install -c $(TORCH_PIN) -e .
+	$(PIP) install -c $(TORCH_PIN) --no-deps $(NO_DEPS)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(TORCH_PIN)
 	$(PIP) install -c $(TORCH_PIN) "setuptools<81" wheel
 	$(PIP) install -c $(TORCH_PIN) -e ".[test]"
+	$(PIP) install -c $(TORCH_PIN) --no-deps $(NO_DEPS)
 	touch $@ $(VENV)/.installed
 
 screenshots: $(VENV)/.installed-test

@@ -1,26 +1,30 @@
-"""Clone-quality benchmark for the piper-vc engine.
+"""Clone-quality benchmark for the piper-vc engine, on every shared voice.
 
-For each voice folder in /work/shared/voices: enroll on all clips but the last, synthesise a few
-fixed sentences, and score them:
+For each voice folder in ../shared/voices: enroll on all clips but the last, synthesise the
+sentences below (one take each, seed = sentence index, as `voxmith speak -n 1` would), and score:
 - SECS: cosine of GE2E embeddings (voxmith.speaker) of each output vs the held-out last clip;
-- WER: faster-whisper (bundled base model) transcript vs the sentence, word edit distance after
-  lowercasing and stripping punctuation, pooled over the voice's sentences;
+- WER: faster-whisper (bundled base model) transcript vs the sentence, the studio's own
+  normalisation and alignment, pooled over the voice's sentences;
+- MOS: DistillMOS (voxmith.quality), mean over the sentences; the held-out clip's own MOS and
+  joe's unconverted MOS are printed as references;
 - RTF: synthesis wall time / audio duration, warm (after one untimed synthesis);
-- enrollment time, and cold start (fresh process: import, load engine, synthesise one sentence
-  from cached conditioning).
-Prints a table and writes benchmarks/results/clone_quality.json.
+- enrollment time (with the seconds of clips it enrolled on), and cold start (fresh process:
+  import, load engine, synthesise one sentence from cached conditioning).
+The sentences are new to the engine: no code path, threshold or default was tuned on them (the
+enrollment's calibration sentences and the tests' sentences are different ones). Prints a table
+per voice, the means and the worst voice, and writes benchmarks/results/clone_quality.json.
 
-    .venv/bin/python benchmarks/clone_quality.py [--voices tom,emma] [--sentences 2]
-        [--ridge-mix 0,0.5] [--cov-mix 0,0.5,1]   # several values = several rows per voice
-        [--cov-nucleus 0,1]                       # (every combination) from one enrollment;
-                                                  # cov_nucleus -1 = the enrolled value
-        [--postnet-mix 0,1]                       # enrollment-time residual network strength
+    .venv/bin/python benchmarks/clone_quality.py [--voices tom,emma] [--sentences 3]
+        [--set postnet_mix=0,1 --set ridge_mix=0.3]   # several values = several rows per voice
+        [--out FILE]                                  # (every combination) from one enrollment
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,14 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
-VOICES_DIR = Path(__file__).resolve().parents[2] / "shared" / "voices"
+VOICES_DIR = Path(os.environ.get("VOXMITH_SHARED_VOICES",
+                                 Path(__file__).resolve().parents[2] / "shared" / "voices"))
 RESULTS = Path(__file__).resolve().parent / "results" / "clone_quality.json"
 AUDIO_EXT = {".wav", ".mp3", ".flac", ".ogg"}
+# Varied on purpose: a question, numbers and money, a date and time, a long sentence with
+# clauses, names and plain narration.
 SENTENCES = [
-    "The weather was pleasant, so we decided to walk along the river after lunch.",
-    "Please remember to bring your notebook and a pen to the meeting tomorrow.",
-    "Scientists have discovered a new species of frog deep in the rainforest.",
-    "I never expected the old library to be so quiet on a Saturday afternoon.",
+    "Could you tell me where the nearest train station is?",
+    "The invoice lists 42 items, for a total of $1,250, due on March 3rd.",
+    "When the storm finally passed, the villagers walked down to the harbour to count the damaged "
+    "boats, and to their surprise almost every one of them was still afloat.",
+    "My grandmother grows tomatoes, peppers and beans in a small garden behind her house.",
+    "Why did nobody answer the phone when I called this morning?",
+    "At half past seven, the orchestra began to play a quiet piece by a young composer.",
 ]
 
 COLD_START = """
@@ -59,14 +69,22 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     return errors.substitutions + errors.deletions + errors.insertions, errors.reference_words
 
 
+def setting_grid(pairs: list[str]) -> list[dict]:
+    """--set KEY=V1,V2 ... -> every combination as {KEY: value} (one empty dict without --set)."""
+    keys, values = [], []
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        keys.append(key.strip())
+        values.append([json.loads(v) if v not in ("true", "false") else v == "true" for v in raw.split(",")])
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)] or [{}]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voices", default="", help="comma-separated voice folder names")
-    ap.add_argument("--sentences", type=int, default=3)
-    ap.add_argument("--ridge-mix", default="", help="comma-separated ridge_mix values to compare")
-    ap.add_argument("--cov-mix", default="", help="comma-separated cov_mix values to compare")
-    ap.add_argument("--cov-nucleus", default="", help="comma-separated cov_nucleus values")
-    ap.add_argument("--postnet-mix", default="", help="comma-separated postnet_mix values")
+    ap.add_argument("--sentences", type=int, default=len(SENTENCES))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                    help="engine setting values to compare (repeatable)")
     ap.add_argument("--no-cold-start", action="store_true")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -77,27 +95,36 @@ def main() -> int:
         p.name for p in VOICES_DIR.iterdir() if p.is_dir())
     sentences = SENTENCES[: max(1, args.sentences)]
 
-    from voxmith.audio import load_audio
+    from voxmith.audio import load_audio, to_mono
+    from voxmith.asr import get_transcriber
     from voxmith.engines.piper_vc import PiperVCEngine
-    from voxmith.engines.piper_vc.intelligibility import transcribe_clip
+    from voxmith.engines.piper_vc.base_voice import get_base_voice
+    from voxmith.quality import get_naturalness_model
     from voxmith.speaker import cosine_similarity, get_speaker_encoder
+    from voxmith.text import normalize_text
+
+    def transcribe(samples, rate) -> str:
+        return get_transcriber().transcribe(samples, rate, language="en").text
 
     engine = PiperVCEngine(device="cpu")
     base = engine.settings_class()
-    mixes = [(float(m), float(c), float(n), float(q))
-             for m in ([x for x in args.ridge_mix.split(",") if x] or [base.ridge_mix])
-             for c in ([x for x in args.cov_mix.split(",") if x] or [base.cov_mix])
-             for n in ([x for x in args.cov_nucleus.split(",") if x] or [base.cov_nucleus])
-             for q in ([x for x in args.postnet_mix.split(",") if x] or [base.postnet_mix])]
+    grid = setting_grid(args.set)
     encoder = get_speaker_encoder("cpu")
-    rows, cold_start_s, cond_file = [], None, None
+    mos_model = get_naturalness_model()
+    spoken = [normalize_text(s) for s in sentences]  # what the studio hands the engine
+    joe = [get_base_voice().speak(s, seed=0) for s in spoken]
+    joe_mos = float(np.mean([mos_model.score(o.samples, 22050) for o in joe]))
+    print(f"reference: joe unconverted MOS {joe_mos:.2f}", flush=True)
+    rows, cond_file = [], None
     for name in names:
         files = sorted(p for p in (VOICES_DIR / name).iterdir() if p.suffix.lower() in AUDIO_EXT)
         if len(files) < 2:
             print(f"skipping {name}: needs at least 2 clips")
             continue
         clips = [load_audio(p) for p in files]
-        held_out = encoder.embed(clips[-1].samples, clips[-1].sample_rate_hz)
+        held = clips[-1]
+        held_out = encoder.embed(to_mono(held.samples), held.sample_rate_hz)
+        held_mos = mos_model.score(to_mono(held.samples), held.sample_rate_hz)
         t = time.perf_counter()
         cond = engine.prepare_conditioning(clips[:-1])
         enroll_s = time.perf_counter() - t
@@ -105,56 +132,67 @@ def main() -> int:
             cond_file = Path(tempfile.mkdtemp()) / "cond.npz"
             np.savez(cond_file, **cond)
         engine.synthesize("Warm up.", cond, base, seed=0)  # untimed: warm caches
-        for mix, cov, nuc, post in mixes:
-            settings = engine.settings_class.from_dict({**base.to_dict(), "ridge_mix": mix, "cov_mix": cov,
-                                                        "cov_nucleus": nuc, "postnet_mix": post})
-            secs, errors, n_words, synth_s, audio_s = [], 0, 0, 0.0, 0.0
-            for k, sentence in enumerate(sentences):
+        for overrides in grid:
+            settings = engine.settings_class.from_dict({**base.to_dict(), **overrides})
+            secs, mos, errors, n_words, synth_s, audio_s, heard = [], [], 0, 0, 0.0, 0.0, []
+            for k, (sentence, text) in enumerate(zip(sentences, spoken)):
                 t = time.perf_counter()
-                cand = engine.synthesize(sentence, cond, settings, seed=k)[0]
+                cand = engine.synthesize(text, cond, settings, seed=k)[0]
                 synth_s += time.perf_counter() - t
                 audio_s += cand.duration_s
                 secs.append(cosine_similarity(encoder.embed(cand.samples, cand.sample_rate_hz), held_out))
-                wrong, count = word_errors(sentence, transcribe_clip(cand.samples, cand.sample_rate_hz))
+                mos.append(mos_model.score(cand.samples, cand.sample_rate_hz))
+                transcript = transcribe(cand.samples, cand.sample_rate_hz)
+                wrong, count = word_errors(sentence, transcript)
                 errors += wrong
                 n_words += count
-            row = {"voice": name, "ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc, "postnet_mix": post,
-                   "enrolled_nucleus": float(cond.get("conv.cov_nucleus", -1.0)), "secs": float(np.mean(secs)),
-                   "wer": errors / max(n_words, 1), "rtf": synth_s / max(audio_s, 1e-9),
-                   "enroll_s": enroll_s, "warp": float(cond["conv.warp"]), "rate": float(cond["rate"]),
-                   "enroll_clips": len(clips) - 1}
+                heard.append(transcript)
+            row = {"voice": name, "settings": overrides, "secs": float(np.mean(secs)),
+                   "wer": errors / max(n_words, 1), "mos": float(np.mean(mos)), "mos_min": float(np.min(mos)),
+                   "rtf": synth_s / max(audio_s, 1e-9), "enroll_s": enroll_s,
+                   "enroll_audio_s": float(sum(c.duration_s for c in clips[:-1])),
+                   "enroll_clips": len(clips) - 1, "held_out_mos": held_mos,
+                   "warp": float(cond["conv.warp"]), "rate": float(cond["rate"]),
+                   "guard": {k: np.asarray(v).tolist() for k, v in cond.items() if k.startswith("guard.")},
+                   "transcripts": heard}
             rows.append(row)
-            print(f"{name:16s} mix={mix:.2f} cov={cov:.2f} nuc={nuc:.2f} post={post:.2f} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
-                  f"RTF={row['rtf']:.3f} enroll={enroll_s:5.1f}s warp={row['warp']:+.3f}", flush=True)
+            print(f"{name:15s} {json.dumps(overrides):28s} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
+                  f"MOS={row['mos']:.2f} (min {row['mos_min']:.2f}, real {held_mos:.2f}) RTF={row['rtf']:.3f} "
+                  f"enroll={enroll_s:5.1f}s/{row['enroll_audio_s']:.0f}s warp={row['warp']:+.3f}", flush=True)
+    cold_start_s = None
     if not args.no_cold_start and cond_file is not None:
-        out = subprocess.run([sys.executable, "-c", COLD_START, str(cond_file)],
-                             capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", COLD_START, str(cond_file)], capture_output=True, text=True)
         try:
             cold_start_s = float(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             print(out.stderr[-2000:])
     summary = []
-    print(f"\n{'ridge_mix':>9s} {'cov_mix':>7s} {'cov_nuc':>7s} {'postnet':>7s} {'voices':>6s} {'SECS':>6s} {'WER%':>6s} {'RTF':>6s} {'enroll_s':>8s}")
-    for mix, cov, nuc, post in mixes:
-        sel = [r for r in rows if r["ridge_mix"] == mix and r["cov_mix"] == cov and r["cov_nucleus"] == nuc
-               and r["postnet_mix"] == post]
+    print(f"\n{'settings':28s} {'voices':>6s} {'SECS':>6s} {'WER%':>6s} {'MOS':>5s} {'RTF':>6s} {'enroll_s':>8s}  worst voice (WER)")
+    for overrides in grid:
+        sel = [r for r in rows if r["settings"] == overrides]
         if not sel:
             continue
+        worst = max(sel, key=lambda r: r["wer"])
         # Means over voices; every voice says the same sentences, so per-voice WERs weigh equally.
-        s = {"ridge_mix": mix, "cov_mix": cov, "cov_nucleus": nuc, "postnet_mix": post, "voices": len(sel),
-             "secs": float(np.mean([r["secs"] for r in sel])),
-             "wer": float(np.mean([r["wer"] for r in sel])),
-             "worst_wer": float(np.max([r["wer"] for r in sel])),
+        s = {"settings": overrides, "voices": len(sel),
+             "secs": float(np.mean([r["secs"] for r in sel])), "min_secs": float(np.min([r["secs"] for r in sel])),
+             "wer": float(np.mean([r["wer"] for r in sel])), "worst_wer": worst["wer"], "worst_voice": worst["voice"],
+             "mos": float(np.mean([r["mos"] for r in sel])), "min_mos": float(np.min([r["mos"] for r in sel])),
              "rtf": float(np.mean([r["rtf"] for r in sel])),
-             "enroll_s": float(np.mean([r["enroll_s"] for r in sel]))}
+             "enroll_s": float(np.mean([r["enroll_s"] for r in sel])),
+             "enroll_s_per_30s_audio": float(np.mean([30 * r["enroll_s"] / r["enroll_audio_s"] for r in sel]))}
         summary.append(s)
-        print(f"{mix:9.2f} {cov:7.2f} {nuc:7.2f} {post:7.2f} {s['voices']:6d} {s['secs']:6.3f} {s['wer']*100:6.1f} {s['rtf']:6.3f} "
-              f"{s['enroll_s']:8.1f}")
+        print(f"{json.dumps(overrides):28s} {s['voices']:6d} {s['secs']:6.3f} {s['wer']*100:6.1f} {s['mos']:5.2f} "
+              f"{s['rtf']:6.3f} {s['enroll_s']:8.1f}  {s['worst_voice']} ({s['worst_wer']*100:.1f} %)")
     if cold_start_s is not None:
         print(f"cold start (fresh process, cached conditioning, one sentence): {cold_start_s:.2f} s")
+    with open("/proc/loadavg") as handle:
+        load = handle.read().split()[:3]
+    print(f"load average while measured: {' '.join(load)} (2 cores)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"sentences": sentences, "rows": rows, "summary": summary,
-                                          "cold_start_s": cold_start_s}, indent=2))
+    Path(args.out).write_text(json.dumps({
+        "engine_version": engine.version, "sentences": sentences, "joe_mos": joe_mos, "rows": rows,
+        "summary": summary, "cold_start_s": cold_start_s, "load_average": load}, indent=2))
     return 0
 
 

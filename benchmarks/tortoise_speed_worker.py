@@ -161,23 +161,35 @@ def bench_autoregressive(model, side: str, args) -> dict:
     if side == "ours":
         from voxmith.engines.tortoise.precision import decoder_for
         for name in args.ar_precisions:
+            # One-off: building a reduced-precision decoder, paid on the first synthesis after the AR
+            # weights are loaded or swapped (pipeline.py's DecoderCache), not per sentence.
+            start = time.perf_counter()
             decoders[name] = decoder_for(model, name)
+            res[f"ar_convert_{name}"] = summary([time.perf_counter() - start])
 
     def generate(decoder, rows: int, steps: int) -> torch.Tensor:
         return decoder.inference_speech(cond, text, num_return_sequences=rows, max_generate_length=steps,
                                         **SAMPLING, **extra)
 
-    for batch in args.batches:
+    for batch, codes_per_row in args.ar_shapes:
         for name, decoder in decoders.items():
-            generate(decoder, batch, 1)  # warm-up (allocator, kernels)
-            times, codes = timed(lambda: generate(decoder, batch, args.tokens), args.inner)
-            if tuple(codes.shape) != (batch, args.tokens) or bool((codes == STOP_MEL_TOKEN).any()):
+            suffix = "" if name == "float32" else f"_{name}"
+            generate(decoder, batch, 2)  # warm-up (allocator, kernels)
+            # The prompt pass is what a 1-code call does beyond one sampling step; the N-code call's
+            # extra time over it, per extra code, is the per-step decode.
+            first, _ = timed(lambda: generate(decoder, batch, 1), args.inner)
+            times, codes = timed(lambda: generate(decoder, batch, codes_per_row), args.inner)
+            if tuple(codes.shape) != (batch, codes_per_row) or bool((codes == STOP_MEL_TOKEN).any()):
                 raise RuntimeError(f"generation length not fixed: shape {tuple(codes.shape)}")
+            steps = [(t - min(first)) / (codes_per_row - 1) * 1000 for t in times]
+            res[f"ar_prefill_b{batch}{suffix}"] = summary(first)
+            res[f"ar_step_b{batch}{suffix}"] = {"times_ms": [round(t, 3) for t in steps],
+                                                "median_ms": statistics.median(steps)}
             entry = summary(times)
-            entry.update(rows=batch, tokens_per_row=args.tokens, precision=name,
-                         tokens_per_s=batch * args.tokens / entry["median_s"],
+            entry.update(rows=batch, tokens_per_row=codes_per_row, precision=name,
+                         tokens_per_s=batch * codes_per_row / entry["median_s"],
                          codes_head=codes[:2, :12].tolist())
-            res[f"ar_b{batch}" + ("" if name == "float32" else f"_{name}")] = entry
+            res[f"ar_b{batch}{suffix}"] = entry
     return res
 
 
@@ -314,7 +326,7 @@ def bench_presets_cuda(side: str, args) -> dict:
         tokens = TortoiseTokenizer().text_tokens_for_tts(PRESET_TEXT).to(device)
 
         def run(preset: str):
-            options = preset_options(preset, max_mel_tokens=args.tokens, autoregressive_batch_size=16,
+            options = preset_options(preset, max_mel_tokens=args.ar_shapes[-1][1], autoregressive_batch_size=16,
                                      official_positions=True)
             return tts(bundle, tokens, options, seed=1, voice_clips=preset_clips()).candidates[0].wav
     else:
@@ -329,7 +341,7 @@ def bench_presets_cuda(side: str, args) -> dict:
 
         def run(preset: str):
             return official.tts_with_preset(PRESET_TEXT, preset=preset, voice_samples=preset_clips(),
-                                            max_mel_tokens=args.tokens, use_deterministic_seed=1, verbose=False)
+                                            max_mel_tokens=args.ar_shapes[-1][1], use_deterministic_seed=1, verbose=False)
     run("ultra_fast")  # warm-up: CUDA context, cuBLAS/cuDNN set-up
     for preset in args.presets:
         torch.cuda.synchronize()
@@ -351,8 +363,7 @@ def main() -> None:
     p.add_argument("--task", choices=("make_state", "presets_cuda", *BENCHES), required=True)
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--result", type=Path)
-    p.add_argument("--tokens", type=int, default=50)
-    p.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 16])
+    p.add_argument("--ar-shapes", default="1x200,16x100", help="AR runs as ROWSxCODES, comma-separated")
     p.add_argument("--inner", type=int, default=1, help="timed repetitions inside this process")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--presets", type=lambda s: s.split(","), default=["ultra_fast", "fast"])
@@ -360,6 +371,7 @@ def main() -> None:
                    help="voxmith's reduced AR precisions to time next to fp32 (ours only)")
     p.add_argument("--ar-checkpoint", type=Path, help="ar_quality: an autoregressive.pth to use instead")
     args = p.parse_args()
+    args.ar_shapes = [tuple(int(n) for n in part.split("x")) for part in args.ar_shapes.split(",")]
 
     import warnings
     warnings.filterwarnings("ignore")
@@ -378,6 +390,7 @@ def main() -> None:
         with torch.no_grad():
             out = BENCHES[args.task](model, args.side, args)
         out["_meta"] = {"side": args.side, "task": args.task, "load_s": load_s, "torch": torch.__version__,
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         "threads": torch.get_num_threads(), "pid": os.getpid()}
     text = json.dumps(out)
     if args.result:

@@ -165,16 +165,17 @@ def reproduce(obj, sidecar, output, force):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def evaluate(obj, files, voice, references, text, as_json):
-    """Score audio files: speaker similarity to a voice, WER against the text, duration."""
+    """Score audio files: speaker similarity to a voice, WER against the text, naturalness
+    (DistillMOS, 1-5), duration."""
     rows = obj.studio.evaluate(files, voice=voice, references=references, text=text)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6}  transcript")
+    click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6} {'MOS':>5}  transcript")
     for row in rows:
         wer = "-" if row["wer"] is None else f"{row['wer']:.0%}"
         click.echo(f"{Path(row['file']).name[:40]:<40} {row['duration_s']:>6.2f} {row['similarity']:>10.3f} "
-                   f"{wer:>6}  {row['transcript']}")
+                   f"{wer:>6} {row['naturalness_mos']:>5.2f}  {row['transcript']}")
 
 
 COMMANDS = [speak, reproduce, evaluate]

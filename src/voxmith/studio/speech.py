@@ -25,7 +25,7 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
-from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration, score_take
+from voxmith.studio.ranking import RankingSettings, TakeScores, choose_take, needs_regeneration, score_take
 from voxmith.studio.unfinished import SentenceStore
 from voxmith.text import normalize_text, split_paragraphs
 
@@ -144,10 +144,18 @@ class Speaker:
             from voxmith.asr import get_transcriber
 
             self.transcriber = get_transcriber()
+        self.naturalness = None
+        if request.rank and request.ranking.min_naturalness > 0:
+            from voxmith.quality import NaturalnessUnavailable, get_naturalness_model
+
+            try:
+                self.naturalness = get_naturalness_model()
+            except NaturalnessUnavailable:  # ranked without it, as before DistillMOS existed
+                self.naturalness = None
 
     def _score(self, take: Candidate, text: str) -> TakeScores:
         return score_take(take.samples, take.sample_rate_hz, text, self.embedding, self.encoder,
-                          self.transcriber, self.request.ranking.intelligibility_weight)
+                          self.transcriber, self.request.ranking.intelligibility_weight, self.naturalness)
 
     def speak_sentence(self, text: str, seed: int) -> tuple[List[Candidate], List[Optional[TakeScores]], int]:
         """All takes of one sentence, their scores, and the index of the chosen one."""
@@ -157,8 +165,8 @@ class Speaker:
         if not self.request.rank:
             return takes, [None] * len(takes), 0
         scores = [self._score(t, text) for t in takes]
-        best = int(np.argmax([s.score for s in scores]))
         ranking = self.request.ranking
+        best, _ = choose_take(scores, ranking)
         extra = 0
         while needs_regeneration(scores[best], ranking) and extra < ranking.regenerate_limit:
             retry_seed = seed + len(takes)
@@ -166,7 +174,7 @@ class Speaker:
             takes.append(take)
             scores.append(self._score(take, text))
             extra += 1
-            best = int(np.argmax([s.score for s in scores]))
+            best, _ = choose_take(scores, ranking)
         return takes, scores, best
 
 
@@ -201,10 +209,14 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
                 continue
             sentence_started = time.perf_counter()
             takes, scores, best = speaker.speak_sentence(sentence, seed + i * SEED_STRIDE)
+            refused = (choose_take(scores, request.ranking)[1] if scores and scores[0] is not None
+                       else [None] * len(takes))
             records = []
             for k, (take, score) in enumerate(zip(takes, scores)):
                 record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
                           "scores": score.to_dict() if score else None}
+                if refused[k]:
+                    record["refused"] = refused[k]
                 if len(takes) > 1:
                     take_path = takes_dir / f"s{i + 1:03d}-take{k + 1}.wav"
                     take_files.append(save_audio(take_path, take.samples, take.sample_rate_hz))

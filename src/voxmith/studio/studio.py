@@ -342,10 +342,11 @@ class Studio:
                                "(its clips differ), so it cannot be reproduced exactly.")
 
     def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
-        """Speaker similarity (to a voice or reference clips), WER and duration of any audio files.
-        Without `text`, a file's own sidecar text is used when it has one."""
+        """Speaker similarity (to a voice or reference clips), WER, naturalness (DistillMOS) and
+        duration of any audio files. Without `text`, a file's own sidecar text is used when it has one."""
         from voxmith.asr import get_transcriber
-        from voxmith.audio import load_audio
+        from voxmith.audio import load_audio, to_mono
+        from voxmith.quality import get_naturalness_model
         from voxmith.speaker import get_speaker_encoder
         from voxmith.studio.ranking import score_take
 
@@ -355,18 +356,21 @@ class Studio:
             _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu")
         else:
             embedding = reference_embedding(load_reference_clips(references))
-        encoder, transcriber = get_speaker_encoder("cpu"), get_transcriber()
+        encoder, transcriber, naturalness = get_speaker_encoder("cpu"), get_transcriber(), get_naturalness_model()
         rows = []
         for file in files:
             audio = load_audio(file)
             expected = text
             if expected is None:
                 expected = (read_json(Path(file).with_suffix(".json"), default={}) or {}).get("text")
-            scores = score_take(audio.samples, audio.sample_rate_hz, expected, embedding, encoder, transcriber)
+            mono = to_mono(audio.samples)
+            scores = score_take(mono, audio.sample_rate_hz, expected, embedding, encoder, transcriber,
+                                naturalness_model=naturalness)
             transcript = scores.transcript or transcriber.transcribe(audio.samples, audio.sample_rate_hz).text
             rows.append({"file": str(file), "duration_s": round(audio.duration_s, 3),
                          "similarity": round(scores.similarity, 4),
                          "wer": None if scores.wer is None else round(scores.wer, 4),
+                         "naturalness_mos": round(scores.naturalness, 3),
                          "expected_text": expected, "transcript": transcript})
         return rows
 

@@ -16,19 +16,11 @@ The latent pass feeding the diffusion decoder keeps using the fp32 model. Checkp
 before; the conversion happens at inference time and is redone when the weights change (see
 `weights_signature`, e.g. after a fine-tune is swapped in).
 
-Measured at full size with the speed benchmark's random weights (benchmarks/tortoise_speed.py, 2 cores of
-an AVX-512 BF16/VNNI Xeon, 2 threads, best of 3; quality = 4 fp32-sampled rows x 40 codes fed back):
-
-    precision  tok/s b1  tok/s b16  top-1 agree  KL(fp32||x) nats  same-seed codes equal
-    float32      12.5      96          -             -                 -
-    int8         27.7     223         0.906        0.0046            0 steps (prompt pass differs)
-    bfloat16     11.4      96         0.981        0.0003            all 40
-
-so `auto` picks int8 on such a CPU: bf16 halves the bytes but torch's bf16 matrix-vector kernel is no
-faster than fp32 there. The random-weight model has flat-topped next-code distributions (entropy 6.9
-nats), which makes top-1 agreement a pessimistic figure; the probability mass int8 gives the fp32
-top-p nucleus is 0.999 of fp32's. Not yet checked on the real checkpoint (see the benchmark's
-`ar_quality` task, which can be pointed at it).
+How fast each is depends on the CPU's instruction set (VNNI for int8, AVX512-BF16/AMX for bf16) and on
+torch's kernels for it, so `auto` decides from the detected features (`auto_cpu_precision`, the rule
+and its measurements are in its docstring; figures in benchmarks/results/tortoise_speed.json, which
+names the CPU they were measured on). The quality cost is measured by that benchmark's `ar_quality`
+task on random full-size weights; it can be pointed at the real checkpoint.
 
 `teacher_forced_logits` and `logit_agreement` measure how closely a converted decoder follows the
 fp32 one along the same code sequence; the tests and `benchmarks/tortoise_speed.py` use them.
