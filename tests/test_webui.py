@@ -207,7 +207,12 @@ def test_history_loads_the_request_and_rerun_matches_cli_reproduce(page, studio,
                                       str(made.sidecar_path), "-o", str(cli_path)])
     assert result.exit_code == 0, result.output
     original, from_page, from_cli = (sf.read(p, dtype="int16")[0] for p in (made.path, rerun[0].audio_path, cli_path))
-    assert np.array_equal(from_page, from_cli) and np.array_equal(from_page, original)
+
+    def differ(a, b):
+        return "shapes differ" if a.shape != b.shape else \
+            f"{int(np.sum(a != b))} samples differ, by up to {int(np.max(np.abs(a.astype(int) - b)))}"
+    assert np.array_equal(from_page, from_cli), f"page vs CLI: {differ(from_page, from_cli)}"
+    assert np.array_equal(from_page, original), f"page vs original: {differ(from_page, original)}"
 
 
 def test_convert_a_recording(page, screenshots, studio, alice, demo_files):

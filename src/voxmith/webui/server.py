@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Iterable, Optional
 from urllib.parse import urlencode
@@ -184,13 +185,36 @@ def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, bl
     app.queue(default_concurrency_limit=1)  # long jobs run one at a time in the background
     middleware = [Middleware(HostOriginGuard, bind_host=address.host, allowed_hosts=tuple(allowed_hosts)),
                   Middleware(UploadGuard, max_bytes=max_upload_mb * 2 ** 20), Middleware(AnyUserName)]
-    _, url, _ = app.launch(
-        server_name=address.host.strip("[]"), server_port=address.port, prevent_thread_lock=not block,
-        auth=token_checker(token) if token else None,
-        auth_message="This voxmith studio is protected: enter any user name and the share token as password."
-        if token else None,
-        show_error=True, quiet=not block, ssr_mode=False, inbrowser=False,
-        allowed_paths=[str(studio.workspace.home)], footer_links=[],
-        max_file_size=max_upload_mb * 2 ** 20, app_kwargs={"middleware": middleware},
-    )
+    # Gradio checks that the page answers with 3-second requests and, on a busy machine, fails with
+    # advice about share links; give a slow first page the time it needs.
+    from gradio import networking
+
+    quick_check, networking.url_ok = networking.url_ok, _patient_url_ok
+    try:
+        _, url, _ = app.launch(
+            server_name=address.host.strip("[]"), server_port=address.port, prevent_thread_lock=not block,
+            auth=token_checker(token) if token else None,
+            auth_message="This voxmith studio is protected: enter any user name and the share token as password."
+            if token else None,
+            show_error=True, quiet=not block, ssr_mode=False, inbrowser=False,
+            allowed_paths=[str(studio.workspace.home)], footer_links=[],
+            max_file_size=max_upload_mb * 2 ** 20, app_kwargs={"middleware": middleware},
+        )
+    finally:
+        networking.url_ok = quick_check
     return app, url
+
+
+def _patient_url_ok(url: str, within_s: float = 60.0) -> bool:
+    """Whether the started server answers at `url` within `within_s` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.head(url, timeout=max(1.0, deadline - time.monotonic())).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
