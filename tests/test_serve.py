@@ -263,6 +263,20 @@ def test_client_that_goes_away_stops_its_synthesis(studio, base_url):
     assert not (folder / result).with_suffix(".json").exists() and not (folder / Path(result).name).exists()
 
 
+def test_client_that_leaves_the_queue_is_never_synthesised(studio):
+    PacedToneEngine.delay_s = 0.3
+    PacedToneEngine.calls.clear()
+    with running(studio, workers=1) as url:
+        body = {"model": TONE, "voice": "demo", "input": "One. Two. Three. Four.", "response_format": "pcm"}
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=30) as busy:
+            with pytest.raises(httpx.ReadTimeout):  # waits behind `busy`, gives up, hangs up
+                httpx.post(f"{url}/v1/audio/speech", json={**body, "input": "Never spoken at all."},
+                           timeout=httpx.Timeout(10, read=0.3))
+            busy.read()
+        time.sleep(0.5)
+    assert len(PacedToneEngine.calls) == 4 and not any("never" in c.lower() for c in PacedToneEngine.calls)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -290,7 +304,8 @@ def test_sigterm_lets_the_request_in_progress_finish(tmp_path):
                 assert time.monotonic() < deadline and server.poll() is None, server.stdout.read().decode()
                 time.sleep(0.2)
         body = {"model": TONE, "voice": "demo", "input": "One. Two. Three. Four. Five.", "response_format": "wav"}
-        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=30) as response:
+        # generous: a fresh server embeds the voice's clips first (slow on a busy machine)
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=180) as response:
             chunks = response.iter_bytes()
             data = next(chunks)
             server.send_signal(signal.SIGTERM)

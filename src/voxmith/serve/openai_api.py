@@ -96,8 +96,8 @@ async def create_speech(body: SpeechBody, request: Request):
         origin={"api": "openai", "model": body.model, "response_format": fmt.name, "speed": body.speed,
                 **({"instructions": body.instructions} if body.instructions else {})},
     )
-    run = await start_speech(studio, pool, speak, fmt)
-    return stream_response(studio, run, request, fmt, sse=body.stream_format == "sse")
+    run = await start_speech(studio, pool, speak, fmt, request)
+    return stream_response(studio, run, fmt, sse=body.stream_format == "sse")
 
 
 @router.get("/models", summary="Models (engines, and OpenAI's names for the default engine)")

@@ -22,7 +22,7 @@ from starlette.responses import StreamingResponse
 
 from voxmith.audio.encode import AudioFormat, StreamEncoder
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.serve.errors import error_body
+from voxmith.serve.errors import ApiError, error_body
 from voxmith.serve.pool import Job, SynthesisPool
 from voxmith.studio.speech import SpeakRequest, SpeakResult
 
@@ -72,10 +72,15 @@ def speech_job(studio, pool: SynthesisPool, request: SpeakRequest,
 
 
 class SpeechRun:
-    """A submitted speech job whose first events were already read."""
+    """A submitted speech job whose first events were already read; `close()` when done with it."""
 
-    def __init__(self, job: Job, started: Started, early: List[object], text: str):
-        self.job, self.started, self._early, self.text = job, started, early, text
+    def __init__(self, job: Job, started: Started, early: List[object], text: str, watcher: asyncio.Task):
+        self.job, self.started, self._early, self.text, self._watcher = job, started, early, text, watcher
+
+    def close(self) -> None:
+        """Stop the job if it still runs, and stop watching for the client's disconnect."""
+        self._watcher.cancel()
+        self.job.cancel()
 
     async def events(self) -> AsyncIterator[object]:
         for event in self._early:
@@ -89,27 +94,32 @@ class SpeechRun:
 
 
 async def start_speech(studio, pool: SynthesisPool, request: SpeakRequest, fmt: Optional[AudioFormat],
-                       wait_for_audio: bool = True) -> SpeechRun:
+                       http_request: Request, wait_for_audio: bool = True) -> SpeechRun:
     """Submit the job and wait until it has started (and made its first sentence, with
-    `wait_for_audio`); errors until then are raised here, to become the HTTP answer."""
+    `wait_for_audio`); errors until then are raised here, to become the HTTP answer. From now on a
+    client that goes away (even while waiting in the queue) cancels the job."""
     job = pool.submit(speech_job(studio, pool, request, fmt))
+    watcher = asyncio.create_task(_cancel_on_disconnect(http_request, job))
     try:
         started = await job.next()
         early = [await job.next()] if wait_for_audio else []
-    except StopAsyncIteration:  # cancelled before it began (the server is stopping)
-        from voxmith.serve.pool import PoolClosed
-
-        raise PoolClosed("The server is shutting down; no new requests are taken.") from None
+    except StopAsyncIteration:  # cancelled before it began: the client left
+        watcher.cancel()
+        raise ApiError(499, "The client closed the request.") from None
     except BaseException:
+        watcher.cancel()
         job.cancel()
         raise
-    return SpeechRun(job, started, early, request.text)
+    return SpeechRun(job, started, early, request.text, watcher)
 
 
 async def finish_speech(run: SpeechRun) -> SpeakResult:
-    async for event in run.events():
-        if isinstance(event, Finished):
-            return event.result
+    try:
+        async for event in run.events():
+            if isinstance(event, Finished):
+                return event.result
+    finally:
+        run.close()
     raise RuntimeError("the speech job ended without a result")
 
 
@@ -130,17 +140,15 @@ def result_id(studio, path: Path) -> str:
         return path.name
 
 
-def stream_response(studio, run: SpeechRun, http_request: Request, fmt: AudioFormat, sse: bool) -> StreamingResponse:
+def stream_response(studio, run: SpeechRun, fmt: AudioFormat, sse: bool) -> StreamingResponse:
     """The audio as it is made: encoded bytes, or server-sent events with base64 deltas."""
     async def audio_bytes() -> AsyncIterator[bytes]:
-        watcher = asyncio.create_task(_cancel_on_disconnect(http_request, run.job))
         try:
             async for event in run.events():
                 if isinstance(event, Chunk) and event.data:
                     yield event.data
         finally:
-            watcher.cancel()
-            run.job.cancel()
+            run.close()
 
     async def sse_events() -> AsyncIterator[bytes]:
         total = 0

@@ -88,7 +88,7 @@ async def speak(body: SpeakBody, request: Request):
         candidates=body.candidates, ranking=RankingSettings(max_wer=body.max_wer, regenerate_limit=body.retries),
         rank=body.rank, finetune=finetune, origin={"api": "voxmith"},
     )
-    run = await start_speech(studio, pool, speak_request, None, wait_for_audio=False)
+    run = await start_speech(studio, pool, speak_request, None, request, wait_for_audio=False)
     result = await finish_speech(run)
     return {**describe_result(studio, result.path, result.sidecar), "sidecar": result.sidecar}
 
