@@ -80,6 +80,14 @@ def main() -> int:
         return mean_embedding([embed(load_audio(p, sample_rate_hz=22050).samples) for p in paths])
 
     rows, enroll_s = [], {}
+
+    def write(done_rows: list, partial: bool) -> None:
+        report = report_for(done_rows, voices, enroll_s, mos is not None, partial)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        if not partial:
+            print(json.dumps(report["summary"], indent=2))
+
     for target in voices:
         if not studio.voices.exists(target):
             studio.voices.add(target, clips_of(target))
@@ -116,10 +124,16 @@ def main() -> int:
                 row["mos"] = round(float(mos(converted, 22050)), 3)
                 row["mos_unconverted"] = round(float(mos(original, 22050)), 3)
             rows.append(row)
+            write(rows, partial=True)
             print(f"{source:>8} -> {target:<8} SECS tgt {row['secs_target']:.3f} src {row['secs_source']:.3f} "
                   f"(unconverted {row['secs_unconverted_to_target']:.3f}) WER {row['wer']:.1%} RTF {row['rtf']:.2f}",
                   flush=True)
 
+    write(rows, partial=False)
+    return 0
+
+
+def report_for(rows: list, voices: list, enroll_s: dict, with_mos: bool, partial: bool) -> dict:
     def mean(key: str) -> float:
         return round(float(np.mean([r[key] for r in rows])), 4)
 
@@ -135,22 +149,19 @@ def main() -> int:
                       f"source {worst['secs_source']}, WER {worst['wer']})",
         "worst_wer_pair": max(rows, key=lambda r: r["wer"])["source"] + " -> "
                           + max(rows, key=lambda r: r["wer"])["target"],
-        "mos": mean("mos") if mos is not None else "skipped: voxmith.quality (DistillMOS) not installed",
+        "mos": mean("mos") if with_mos else "skipped: voxmith.quality (DistillMOS) not installed",
     }
-    if mos is not None:
+    if with_mos:
         summary["mos_unconverted"] = mean("mos_unconverted")
-    report = {
+    return {
         "benchmark": "convert_quality", "engine": "piper-vc", "voices": voices,
+        "complete": not partial,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_at_end": os.getloadavg()[0],
         "note": "timings measured on a shared 2-core machine under heavy load (see load_average_at_end): "
                 "RTF is an upper bound",
         "summary": summary, "enrollment_s": enroll_s, "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
