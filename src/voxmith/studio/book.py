@@ -81,6 +81,21 @@ class BookResult:
     def review(self) -> List[str]:
         return list(self.manifest["review"])
 
+    def sentence_audio(self, sentence_id: str) -> np.ndarray:
+        """One sentence as it is in the book (its take, trimmed, and the pause after it)."""
+        path = self.folder / "sentences" / f"{sentence_id}.npy"
+        if not path.is_file():
+            raise VoxmithError(f"There is no sentence '{sentence_id}' in this book.")
+        return np.load(path, allow_pickle=False)
+
+
+def load_book(folder: Path) -> Optional[BookResult]:
+    """The book made in `folder` as its last run left it (None before its first run finished)."""
+    manifest = read_json(folder / "manifest.json", default=None)
+    if not isinstance(manifest, dict) or manifest.get("kind") != "book":
+        return None
+    return BookResult(folder, folder / manifest["output"]["file"], manifest)
+
 
 def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
     """The book's chapters: EPUB through ebooklib (its spine documents with words, in reading order),
@@ -156,7 +171,8 @@ class BookMaker:
         self.speaker = Speaker(engine, conditioning, embedding, speak_request, progress)
         self.sentences_dir = folder / "sentences"
         self.settings = {
-            "book": {"file": str(Path(request.source).resolve()), "fingerprint": book_fingerprint},
+            # the book's name and contents, not where it is (the web UI uploads it to a new place each time)
+            "book": {"file": Path(request.source).name, "fingerprint": book_fingerprint},
             **voice_record,
             "engine": {"name": engine.name, "version": engine.version},
             "settings": self.speaker.settings.to_dict(),
@@ -309,7 +325,7 @@ class BookMaker:
                     for chapter, (_, start, end) in zip(self.chapters, spans)]
         manifest = {
             "voxmith_version": __version__, "kind": "book", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seed": self.seed, **self.settings,
+            "seed": self.seed, **self.settings, "source_path": str(Path(self.request.source).resolve()),
             "output": {"file": book_path.name, "duration_s": round(position / self.rate, 3),
                        "sample_rate_hz": self.rate},
             "chapters": chapters, "sentences": sentences,

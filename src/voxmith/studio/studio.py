@@ -260,17 +260,21 @@ class Studio:
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
         voice = self.voices.get(request.voice) if request.voice else None
-        conditioning, embedding, voice_record, folder_name = self._voice_or_refs(voice, request.refs, engine,
-                                                                                 progress)
+        conditioning, embedding, voice_record, _ = self._voice_or_refs(voice, request.refs, engine, progress)
         source = Path(request.source).resolve()
-        folder = Path(request.output_dir).expanduser().resolve() if request.output_dir else \
-            self.workspace.results_dir / folder_name / f"{slugify(source.stem)}-book"
+        folder = self.book_folder(request)
         folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(folder, "This book is being made by another voxmith process right now; wait for it "
                                  "(or stop it) and run the command again."):
             maker = BookMaker(engine, conditioning, embedding, request, folder, voice_record,
                               fingerprint_files([source]), progress)
             return maker.redo(redo) if redo else maker.make()
+
+    def book_folder(self, request: BookRequest) -> Path:
+        """Where `request`'s book is made: its -o folder, or results/VOICE/<book>-book/."""
+        if request.output_dir:
+            return Path(request.output_dir).expanduser().resolve()
+        return self.workspace.results_dir / (request.voice or "_refs") / f"{slugify(Path(request.source).stem)}-book"
 
     def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""

@@ -1,0 +1,112 @@
+"""Book tab: read a text, Markdown or EPUB book in a voice; progress, chapters, every sentence with
+its status, play a sentence and make it again (`Studio.book`)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from voxmith.engines import available_engines
+from voxmith.engines.registry import DEFAULT_ENGINE
+from voxmith.errors import VoxmithError
+from voxmith.studio.book import BookRequest, load_book
+from voxmith.studio.ranking import RankingSettings
+from voxmith.text.book import PauseSettings
+from voxmith.webui.progress import friendly, to_gradio
+
+CHAPTER_HEADERS = ["chapter", "title", "minutes", "sentences", "to review"]
+SENTENCE_HEADERS = ["id", "status", "WER", "similarity", "text"]
+
+
+def _tables(result):
+    manifest = result.manifest
+    chapters = [[c["number"], c["title"], round((c["end_s"] - c["start_s"]) / 60, 2), c["sentences"],
+                 sum(s["chapter"] == c["number"] and s["status"] == "review" for s in manifest["sentences"])]
+                for c in manifest["chapters"]]
+    sentences = [[s["id"], s["status"], (s["scores"] or {}).get("wer"), (s["scores"] or {}).get("similarity"),
+                  s["text"]] for s in manifest["sentences"]]
+    return chapters, sentences
+
+
+def _playable(result, sentence_id: str):
+    """(rate, int16 samples) of a sentence for the player."""
+    samples = np.clip(result.sentence_audio(sentence_id), -1.0, 1.0)
+    return result.manifest["output"]["sample_rate_hz"], (samples * 32767).astype(np.int16)
+
+
+def build(studio, voice_choices):
+    with gr.Tab("Book", id="book") as tab:
+        with gr.Row():
+            with gr.Column(scale=3):
+                book_file = gr.File(label="Book (.txt, .md, .epub)", file_types=[".txt", ".md", ".epub"],
+                                    elem_id="book-file")
+                with gr.Row():
+                    voice = gr.Dropdown(choices=voice_choices(), label="Voice", elem_id="book-voice")
+                    engine = gr.Dropdown(choices=available_engines(), value=DEFAULT_ENGINE, label="Engine",
+                                         elem_id="book-engine")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random, kept by the book)")
+                    rank = gr.Checkbox(value=True, label="Rank takes (Whisper) and flag sentences for review")
+                with gr.Row():
+                    sentence_pause = gr.Number(value=0.35, label="Sentence pause (s)")
+                    paragraph_pause = gr.Number(value=0.8, label="Paragraph pause (s)")
+                    chapter_pause = gr.Number(value=2.0, label="Chapter pause (s)")
+                go = gr.Button("Read the book (resumes an unfinished one)", variant="primary", elem_id="book-go")
+            with gr.Column(scale=2):
+                download = gr.File(label="The book (M4B with chapters)", interactive=False, elem_id="book-output")
+                summary = gr.Markdown(elem_id="book-summary")
+        chapters = gr.Dataframe(headers=CHAPTER_HEADERS, label="Chapters", interactive=False, elem_id="book-chapters")
+        sentences = gr.Dataframe(headers=SENTENCE_HEADERS, label="Sentences (click one to play it)",
+                                 interactive=False, elem_id="book-sentences")
+        with gr.Row():
+            player = gr.Audio(label="Sentence", interactive=False, elem_id="book-player")
+            chosen = gr.Textbox(label="Sentence id", interactive=False, elem_id="book-chosen")
+            redo = gr.Button("Make this sentence again", elem_id="book-redo")
+
+    def request(path, voice_value, engine_value, seed_value, rank_value, s_pause, p_pause, c_pause):
+        if not path:
+            raise VoxmithError("Upload a book first (.txt, .md or .epub).")
+        if not voice_value:
+            raise VoxmithError("Pick a voice first (create one in the Voices tab).")
+        return BookRequest(source=path, voice=voice_value, engine=engine_value,
+                           seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
+                           rank=bool(rank_value), ranking=RankingSettings(),
+                           pauses=PauseSettings(float(s_pause), float(p_pause), float(c_pause)))
+
+    def shown(result):
+        chapter_rows, sentence_rows = _tables(result)
+        review = result.review
+        note = (f"**{len(chapter_rows)} chapter(s)**, {len(sentence_rows)} sentences, "
+                f"{result.manifest['output']['duration_s'] / 60:.1f} min. Folder `{result.folder}`."
+                + (f"\n\n{len(review)} sentence(s) to review: {', '.join(review)}" if review else ""))
+        return str(result.book_path), note, chapter_rows, sentence_rows
+
+    inputs = [book_file, voice, engine, seed, rank, sentence_pause, paragraph_pause, chapter_pause]
+
+    @friendly
+    def read(*values, progress=gr.Progress()):
+        return shown(studio.book(request(*values), progress=to_gradio(progress)))
+
+    @friendly
+    def redo_one(sentence_id, *values, progress=gr.Progress()):
+        if not sentence_id:
+            raise VoxmithError("Click a sentence first.")
+        result = studio.book(request(*values), redo=sentence_id, progress=to_gradio(progress))
+        return (*shown(result), _playable(result, sentence_id))
+
+    def select(event: gr.SelectData, *values):
+        try:
+            result = load_book(studio.book_folder(request(*values)))
+        except VoxmithError:
+            result = None
+        if result is None or event.index[0] >= len(result.manifest["sentences"]):
+            return gr.update(), gr.update()
+        sentence_id = result.manifest["sentences"][event.index[0]]["id"]
+        return sentence_id, _playable(result, sentence_id)
+
+    go.click(read, inputs, [download, summary, chapters, sentences])
+    redo.click(redo_one, [chosen, *inputs], [download, summary, chapters, sentences, player])
+    sentences.select(select, inputs, [chosen, player])
+    tab.select(lambda: (gr.update(choices=voice_choices()), gr.update(choices=available_engines())), None,
+               [voice, engine])
+    return voice
+
