@@ -200,3 +200,15 @@ def test_model_that_needs_a_download_fails_fast(tmp_path, demo_files, monkeypatc
 def test_unknown_source(tmp_path):
     with pytest.raises(VoxmithError, match="neither a voice"):
         _prepare(tmp_path, ["no-such-voice-or-file"])
+
+
+def test_missing_whisper_model_fails_before_slicing(tmp_path, demo_files):
+    """A --model that is not on the machine is refused before anything is written."""
+    home = tmp_path / "ws"
+    for model in ("no-such-whisper-model", str(tmp_path / "empty model folder")):
+        (tmp_path / "empty model folder").mkdir(exist_ok=True)
+        result = CliRunner().invoke(cli, ["--home", str(home), "-q", "dataset", "prepare", "ds", "--from",
+                                          str(demo_files[0]), "--model", model])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "model" in result.output.lower()
+        assert not (home / "datasets" / "ds").exists()

@@ -59,6 +59,28 @@ def atomic_write_json(destination: str | os.PathLike, data: Any) -> None:
     atomic_write_text(destination, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def reserve_file(path: str | os.PathLike) -> bool:
+    """Create `path` as an empty file unless something is there already; True if this call made it.
+
+    O_EXCL makes the check and the creation one step, so two processes (or threads) choosing a
+    name at the same moment never both get it. The writer later replaces the empty file atomically.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def release_reserved(path: str | os.PathLike) -> None:
+    """Remove a file made by `reserve_file` if it is still the empty placeholder."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(path).st_size == 0:
+            os.unlink(path)
+
+
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     """Read a JSON file, or return `default` when it does not exist."""
     try:

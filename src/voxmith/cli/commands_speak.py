@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -84,6 +85,31 @@ def _print_result(result, play: bool) -> None:
             click.echo(problem, err=True)
 
 
+def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
+    """Run `speak(progress)` and print its result; after Ctrl-C, say what was kept: the finished
+    sentences as a shorter result, or (`resumable`, --text-file) for the same command to resume."""
+    from voxmith.studio.speech import SpeakInterrupted
+
+    progress = obj.progress()
+    try:
+        result = speak(progress)
+    except KeyboardInterrupt as stopped:
+        if not isinstance(stopped, SpeakInterrupted):
+            progress.close()
+            if resumable:
+                click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.",
+                           err=True)
+            raise
+        progress.close()
+        done = stopped.result.sidecar["interrupted"]
+        click.echo(f"\nInterrupted: the {done['sentences_done']} finished sentence(s) of {done['sentences_total']} "
+                   "are saved (its sidecar says \"interrupted\"):", err=True)
+        _print_result(stopped.result, False)
+        sys.exit(130)
+    progress.close()
+    _print_result(result, play)
+
+
 @click.command()
 @click.argument("text", required=False)
 @click.option("--voice", "-v", help="Voice from the library.")
@@ -130,17 +156,8 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
         rank=not no_rank, output=Path(output) if output else None, overwrite=force, finetune=finetune,
         resumable=text_file is not None,  # long text: finished sentences survive an interruption
     )
-    progress = obj.progress()
-    try:
-        result = obj.studio.speak(request, progress=progress)
-    except KeyboardInterrupt:
-        progress.close()
-        if request.resumable:
-            click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.",
-                       err=True)
-        raise
-    progress.close()
-    _print_result(result, play)
+    _run_and_print(obj, lambda progress: obj.studio.speak(request, progress=progress), play,
+                   resumable=request.resumable)
 
 
 @click.command()
@@ -150,10 +167,8 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
 @click.pass_obj
 def reproduce(obj, sidecar, output, force):
     """Make a result again from its JSON sidecar (same seed and settings: the same audio)."""
-    progress = obj.progress()
-    result = obj.studio.reproduce(sidecar, Path(output) if output else None, force, progress)
-    progress.close()
-    _print_result(result, False)
+    _run_and_print(obj, lambda progress: obj.studio.reproduce(sidecar, Path(output) if output else None, force,
+                                                              progress), False)
 
 
 @click.command("eval")

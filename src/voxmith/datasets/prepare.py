@@ -55,6 +55,12 @@ class PrepareSettings:
             if self.language not in _LANGUAGE_CODES:
                 raise VoxmithError(f"Unknown language code '{self.language}'. Use 'auto' or a Whisper code "
                                    f"such as en, de, fr, es, it, ja, zh ({len(_LANGUAGE_CODES)} in all).")
+        if self.model:
+            # Found (not loaded) now, before any slicing: a missing model must not leave a
+            # half-built dataset behind.
+            from voxmith.asr.whisper import resolve_model
+
+            resolve_model(self.model)
 
     def slicing_key(self) -> dict:
         """The settings that decide the segments; resuming requires them unchanged."""

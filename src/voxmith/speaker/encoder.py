@@ -19,6 +19,7 @@ from voxmith.audio.dsp import resample
 ENCODER_ID = "resemblyzer-ge2e-1"  # bump when the embedding procedure changes (invalidates caches)
 ENCODER_RATE_HZ = 16000
 EMBEDDING_SIZE = 256
+CHUNK_S = 60  # longer clips are embedded a minute at a time, keeping memory bounded
 
 
 def _import_resemblyzer():
@@ -59,7 +60,19 @@ class SpeakerEncoder:
             prepared = self._resemblyzer.preprocess_wav(wav16k, source_sr=ENCODER_RATE_HZ)
         if prepared.shape[0] < ENCODER_RATE_HZ // 2:
             prepared = wav16k
-        return self._encoder.embed_utterance(prepared.astype(np.float32)).astype(np.float32)
+        prepared = prepared.astype(np.float32)
+        chunk = CHUNK_S * ENCODER_RATE_HZ
+        if prepared.shape[0] <= chunk:
+            return self._encoder.embed_utterance(prepared).astype(np.float32)
+        # A long clip: its windows in chunks (the encoder runs all windows of a call as one batch,
+        # about 100 MB per minute), then their mean, as one call over the whole clip would take.
+        partials = []
+        for start in range(0, prepared.shape[0], chunk):
+            piece = prepared[start:start + chunk]
+            if piece.shape[0] >= ENCODER_RATE_HZ // 2:
+                partials.append(self._encoder.embed_utterance(piece, return_partials=True)[1])
+        mean = np.concatenate(partials).mean(axis=0)
+        return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
 
     def embed_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
         return np.stack([self.embed(s, r) for s, r in clips]) if clips else np.zeros((0, EMBEDDING_SIZE), np.float32)

@@ -8,6 +8,7 @@ make the same file again: text, voice fingerprint, engine and version, settings,
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -195,6 +196,7 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
     speaker = Speaker(engine, conditioning, speaker_embedding, request, progress)
     takes_dir = output.with_name(output.stem + ".takes")
     pieces, sentence_records, take_files = [], [], []
+    interrupted = None
     resumed = store.done(len(sentences)) if store is not None else 0
     if resumed:
         report(progress, f"resuming: {resumed} of {len(sentences)} sentences already done", 0, None)
@@ -229,15 +231,24 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
                 store.save(i, pieces[-1], sentence_records[-1])
                 take_files = []  # kept with the sentence: a resumed run refers to them
             yield SentenceAudio(i, len(sentences), sentence, pieces[-1], engine.sample_rate_hz)
-    except BaseException:  # the caller stopped listening, or synthesis failed: no half-made result
-        for path in take_files:
-            path.unlink(missing_ok=True)
-        if takes_dir.is_dir() and not any(takes_dir.iterdir()):
-            takes_dir.rmdir()
-        if store is not None:
-            store.release()
-        raise
-    report(progress, "speaking sentences", len(sentences), len(sentences))
+    except BaseException as stop:
+        done = min(len(sentence_records), len(pieces))
+        if not (isinstance(stop, KeyboardInterrupt) and store is None and done):
+            # The caller stopped listening, synthesis failed, or a resumable request was stopped
+            # (its store keeps the finished sentences for the next run): no half-made result.
+            for path in take_files:
+                path.unlink(missing_ok=True)
+            if takes_dir.is_dir() and not any(takes_dir.iterdir()):
+                takes_dir.rmdir()
+            if store is not None:
+                store.release()
+            raise
+        # Ctrl-C on a request that cannot be resumed: the finished sentences become a (shorter)
+        # result marked "interrupted"; the takes of the sentence being spoken are dropped.
+        del sentence_records[done:], pieces[done:]
+        _drop_unlisted_takes(takes_dir, sentence_records, output.parent)
+        interrupted = {"sentences_done": done, "sentences_total": len(sentences)}
+    report(progress, "speaking sentences", len(sentence_records), len(sentences))
 
     samples = np.concatenate(pieces).astype(np.float32)
     save_audio(output, samples, engine.sample_rate_hz)
@@ -265,11 +276,37 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         sidecar["warnings"] = list(warnings)
     if resumed:
         sidecar["resumed"] = {"sentences_done_before": resumed, "sentences_total": len(sentences)}
+    if interrupted:
+        sidecar["interrupted"] = interrupted
     sidecar_path = output.with_suffix(".json")
     atomic_write_json(sidecar_path, sidecar)
     if store is not None:
         store.remove()
-    return SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
+    result = SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
+    if interrupted:
+        raise SpeakInterrupted(result)
+    return result
+
+
+class SpeakInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a `speak` that cannot be resumed, after some sentences were finished: `result`
+    holds them (its sidecar says "interrupted", with how many of the sentences are in it)."""
+
+    def __init__(self, result: SpeakResult):
+        super().__init__("interrupted")
+        self.result = result
+
+
+def _drop_unlisted_takes(takes_dir: Path, sentence_records: List[dict], base: Path) -> None:
+    """Delete take files no finished sentence refers to (and the folder if it is left empty)."""
+    if not takes_dir.is_dir():
+        return
+    kept = {base / take["file"] for record in sentence_records for take in record["takes"] if take.get("file")}
+    for path in takes_dir.iterdir():
+        if path not in kept:
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        takes_dir.rmdir()  # only when empty
 
 
 class SpeechStream:

@@ -23,9 +23,10 @@ from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, available_engines, create_engine, engine_class, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import fingerprint_files, read_json
+from voxmith.fsutil import fingerprint_files, read_json, reserve_file
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
+from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
 from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_recording, is_conversion
 from voxmith.studio.conversion import request_from_sidecar as conversion_request
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
@@ -85,12 +86,19 @@ class Studio:
         """The engine's conditioning for `voice`, from the cache when the clips are unchanged.
         Returns (conditioning, was_cached)."""
         voice = self.voices.get(voice) if isinstance(voice, str) else voice
-        key = CacheKey(engine.name, engine.cache_key(), voice.fingerprint())
         return voice.cache.get_or_compute(
-            key,
-            lambda: engine.prepare_conditioning(voice.load_clips(), progress),
+            self._conditioning_key(voice, engine),
+            lambda: engine.prepare_conditioning(select_clips(voice.load_clips(), f"voice '{voice.name}'").clips,
+                                                progress),
             {"clips": [p.name for p in voice.clip_paths]},
         )
+
+    @staticmethod
+    def _conditioning_key(voice: Voice, engine: Engine) -> CacheKey:
+        # Long voices are conditioned on a selection of their audio (conditioning_clips): its
+        # rules are part of the key for them.
+        tag = selection_tag(clip_durations(voice.clip_paths))
+        return CacheKey(engine.name, engine.cache_key() + tag, voice.fingerprint())
 
     def analyse_voice(self, name: str, progress: Optional[ProgressCallback] = None) -> VoiceReport:
         # The speaker encoder is small; the CPU keeps results identical across machines.
@@ -113,9 +121,12 @@ class Studio:
             output = Path(request.output).expanduser()
             if output.suffix.lower() not in WRITABLE_EXTENSIONS:
                 raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
-            if output.exists() and not request.overwrite:
+            output = output.resolve()
+            if request.overwrite:
+                return output, False
+            if not reserve_file(output):  # reserved like the default names: two at once never share it
                 raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
-            return output.resolve(), False
+            return output, True
         folder = self.workspace.results_dir / folder_name
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(slug_text if slug_text is not None else request.text)}"
@@ -145,7 +156,9 @@ class Studio:
         voice = self.voices.get(request.voice) if request.voice else None
         finetune, finetune_record = self._finetune_for(request, voice, engine)
         engine.use_finetune(finetune)
-        conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress)
+        # The speaker embedding only serves ranking: not computed for --no-rank.
+        conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress,
+                                                                      embed=request.rank)
         if finetune_record:
             source["finetune"] = finetune_record
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
@@ -220,8 +233,10 @@ class Studio:
         # Reference clips are not a library voice, but re-enrolling them on every run would be
         # slow: their conditioning is cached in the workspace by content fingerprint.
         cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
-        conditioning, _ = cache.get_or_compute(CacheKey(engine.name, engine.cache_key(), fingerprint),
-                                               lambda: engine.prepare_conditioning(clips, progress))
+        tag = selection_tag([c.duration_s for c in clips])  # long clips: a bounded selection of them
+        conditioning, _ = cache.get_or_compute(
+            CacheKey(engine.name, engine.cache_key() + tag, fingerprint),
+            lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress))
         if embed:
             embedding = reference_embedding(clips)
         source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
@@ -300,7 +315,7 @@ class Studio:
         return finetune, {"run": run, "checkpoint": which, "step": checkpoint.step}
 
     def _is_prepared(self, voice: Voice, engine: Engine) -> bool:
-        return voice.cache.load(CacheKey(engine.name, engine.cache_key(), voice.fingerprint())) is not None
+        return voice.cache.load(self._conditioning_key(voice, engine)) is not None
 
     def reproduce(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None, overwrite: bool = False,
                   progress: Optional[ProgressCallback] = None) -> SpeakResult | ConvertResult:

@@ -91,6 +91,10 @@ class TrainingJobs:
         current = self._jobs.get(run)
         if current is not None and current.is_running():
             raise VoxmithError(f"Run '{run}' is already training.")
+        holder = self.training_runs.trainer(run)  # e.g. `voxmith train run` in a terminal
+        if holder is not None:
+            raise VoxmithError(f"Run '{run}' is already being trained by {holder.describe()}. Stop it there "
+                               "first (type quit, or Ctrl+C), then start it here.")
         problems = self.training_runs.check(run)
         if problems:
             raise VoxmithError(f"Run '{run}' cannot start:\n" + "\n".join(f"- {p}" for p in problems))

@@ -25,6 +25,7 @@ from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, Tr
                               train_loop, validate)
 from voxmith.studio.voices import VoiceLibrary
 from voxmith.training.config import steps_per_epoch
+from voxmith.training.lock import LockHolder, RunBusy, TrainerLock
 
 # What `train init` proposes when no epochs are given. piper-vc's residual conversion net needs
 # about 150 optimizer steps whatever the dataset's size (benchmarks/piper_vc_finetune.py), so its
@@ -143,6 +144,9 @@ class TrainingRuns:
               progress: Optional[ProgressCallback] = None, handle_sigint: bool = True) -> TrainingResult:
         """Train run `name`, resuming from its latest checkpoint unless `force_restart`."""
         run = self.open(name)
+        holder = self.trainer(name)
+        if holder is not None:  # refuse now, before the engine prepares anything (train_loop locks)
+            raise RunBusy(name, holder)
         config = run.load_config()
         train, validation = self.lines(config.data.dataset)
         problems = self._problems(config, train, validation)
@@ -159,6 +163,10 @@ class TrainingRuns:
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)
+
+    def trainer(self, name: str) -> Optional[LockHolder]:
+        """Who is training run `name` right now (any process on this machine), or None."""
+        return TrainerLock(self.open(name).folder).holder()
 
     # --- describing -----------------------------------------------------------------------------
 

@@ -27,10 +27,11 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 from voxmith.training import distributed
 from voxmith.training.checkpoints import CheckpointInfo, capture_rng_state, restore_rng_state, seed_everything
-from voxmith.training.commands import COMMANDS, CommandSource, drain
+from voxmith.training.commands import COMMANDS, CommandSource, drain, is_main_process
 from voxmith.training.config import ScheduleConfig, TrainingConfig
 from voxmith.training.distributed import DeviceLike, Distributed
 from voxmith.training.optimizers import build_optimizer
+from voxmith.training.lock import TrainerLock
 from voxmith.training.run import TrainingRun
 from voxmith.training.tensorboard_log import TensorBoardLog
 
@@ -88,7 +89,7 @@ def train_loop(task: TrainingTask, run: TrainingRun, *, config: Optional[Trainin
     """Train `task` in `run`, resuming from its latest checkpoint unless `force_restart`
     (which deletes the run's checkpoints, metrics and TensorBoard log first). Returns when the
     schedule is done, on a "quit" command or on Ctrl+C, in the last two cases after saving a
-    checkpoint.
+    checkpoint. Raises `RunBusy` (naming the holder) if another trainer holds the run.
 
     `device`: where to train (None: where the model is; under torchrun each process's
     cuda:LOCAL_RANK, or the CPU without CUDA). Under torchrun, `commands` and `progress` are used
@@ -96,13 +97,21 @@ def train_loop(task: TrainingTask, run: TrainingRun, *, config: Optional[Trainin
     returns (not after an error: the process is then expected to exit, and torchrun stops the rest).
     """
     config = config or run.load_config()
-    ctx = distributed.start(device, _model_device(task.model))
-    training = _Training(task, run, config, ctx, commands, progress)
-    training.begin(force_restart)
-    result = training.train(handle_sigint)
-    # Only after success: leaving the group waits for the other processes, and after an error
-    # they may never come (torchrun stops them all once one process fails).
-    distributed.stop(ctx)
+    # One trainer per run (see lock.py); under torchrun rank 0 holds it for the whole group.
+    lock = TrainerLock(run.folder) if is_main_process() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        ctx = distributed.start(device, _model_device(task.model))
+        training = _Training(task, run, config, ctx, commands, progress)
+        training.begin(force_restart)
+        result = training.train(handle_sigint)
+        # Only after success: leaving the group waits for the other processes, and after an error
+        # they may never come (torchrun stops them all once one process fails).
+        distributed.stop(ctx)
+    finally:
+        if lock is not None:
+            lock.release()
     return result
 
 

@@ -1,0 +1,136 @@
+"""Speaking never loses or overwrites a result: names reserved atomically (concurrent `speak`),
+Ctrl-C keeps the finished sentences and leaves no clutter. Uses the instant tone engine."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import pytest
+from click.testing import CliRunner
+
+from tests.tone_engine import ToneEngine
+from voxmith.engines import register_engine
+from voxmith.engines.registry import unregister_engine
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import reserve_file
+from voxmith.studio.speech import SpeakInterrupted, SpeakRequest
+
+
+class SlowTone(ToneEngine):
+    """Takes a while per sentence, as real engines do: the window in which a late-written name
+    used to be taken twice."""
+
+    name = "slow-tone"
+
+    def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+        time.sleep(0.3)
+        return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
+
+
+class StopsAtStop(ToneEngine):
+    """Ctrl-C arrives while it speaks a sentence containing 'stop'; an error for 'broken'."""
+
+    name = "stop-tone"
+
+    def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+        if "stop" in text.lower():
+            raise KeyboardInterrupt
+        if "broken" in text.lower():
+            raise VoxmithError("the engine broke")
+        return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
+
+
+@pytest.fixture
+def voice_studio(studio, demo_files):
+    for cls in (SlowTone, StopsAtStop):
+        register_engine(cls.name, cls)
+    studio.voices.add("v", demo_files)
+    yield studio
+    for cls in (SlowTone, StopsAtStop):
+        unregister_engine(cls.name)
+
+
+def test_same_text_same_second_gets_distinct_files(voice_studio, monkeypatch):
+    import voxmith.studio.studio as studio_module
+
+    # Every call in the same second (pinned), started together; each must get its own file.
+    monkeypatch.setattr(studio_module.time, "strftime", lambda fmt, *args: "20260101-120000")
+    voice_studio.conditioning("v", voice_studio.engine("slow-tone"))  # enrol once, before the race
+    barrier, results, errors = threading.Barrier(5), [], []
+
+    def speak(i):
+        try:
+            barrier.wait()
+            results.append(voice_studio.speak(SpeakRequest("Same words.", voice="v", engine="slow-tone", seed=i,
+                                                            rank=False)))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=speak, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    paths = {r.path for r in results}
+    assert len(paths) == 5
+    for r in results:  # each file's sidecar describes that file's own request
+        assert json.loads(r.sidecar_path.read_text())["seed"] == r.sidecar["seed"]
+        assert r.path.stat().st_size > 1000
+
+
+def _reserve(path):
+    return reserve_file(path)
+
+
+def test_reserve_file_is_exclusive_across_processes(tmp_path):
+    target = str(tmp_path / "name.wav")
+    with ProcessPoolExecutor(4, mp_context=get_context("spawn")) as pool:
+        outcomes = list(pool.map(_reserve, [target] * 8))
+    assert outcomes.count(True) == 1
+
+
+def test_ctrl_c_keeps_finished_sentences(voice_studio):
+    text = "One two three. Four five six. Please stop here. Seven eight."
+    with pytest.raises(SpeakInterrupted) as info:
+        voice_studio.speak(SpeakRequest(text, voice="v", engine="stop-tone", seed=1, candidates=2, rank=False))
+    result = info.value.result
+    sidecar = json.loads(result.sidecar_path.read_text())
+    assert sidecar["interrupted"] == {"sentences_done": 2, "sentences_total": 4}
+    assert [s["text"] for s in sidecar["sentences"]] == ["One two three.", "Four five six."]
+    assert result.path.exists() and result.duration_s > 0.5
+    takes = sorted(p.name for p in result.path.with_name(result.path.stem + ".takes").iterdir())
+    assert takes == ["s001-take1.wav", "s001-take2.wav", "s002-take1.wav", "s002-take2.wav"]
+    folder = result.path.parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [result.path.name, result.sidecar_path.name, result.path.stem + ".takes"])
+
+
+@pytest.mark.parametrize("text,raised", [("Stop right away. Then more.", KeyboardInterrupt),
+                                         ("Fine first. Broken second.", VoxmithError)])
+def test_nothing_left_behind_when_nothing_is_finished_or_on_errors(voice_studio, text, raised):
+    with pytest.raises(raised) as info:
+        voice_studio.speak(SpeakRequest(text, voice="v", engine="stop-tone", seed=1, candidates=2, rank=False))
+    assert not isinstance(info.value, SpeakInterrupted)
+    folder = voice_studio.workspace.results_dir / "v"
+    assert not folder.exists() or not list(folder.iterdir())  # no placeholder, no .takes folder
+
+
+def test_ctrl_c_with_o_keeps_the_part_and_cli_exits_130(voice_studio, tmp_path):
+    from voxmith.cli.main import cli
+
+    out = tmp_path / "long.wav"
+    result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e", "stop-tone",
+                                      "-v", "v", "--no-rank", "-o", str(out), "First part. Then stop. Never."])
+    assert result.exit_code == 130, result.output
+    assert "the 1 finished sentence(s) of 3 are saved" in result.output
+    assert json.loads(out.with_suffix(".json").read_text())["interrupted"]["sentences_done"] == 1
+    # A Ctrl-C before anything is finished removes the -o placeholder it had reserved.
+    other = tmp_path / "none.wav"
+    result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e", "stop-tone",
+                                      "-v", "v", "--no-rank", "-o", str(other), "Stop now."])
+    assert result.exit_code == 130 and not other.exists()
