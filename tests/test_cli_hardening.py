@@ -234,3 +234,37 @@ def test_webui_on_a_taken_port_suggests_another(run):
     assert f"Port {port} on 127.0.0.1 is already in use" in result.output
     suggested = int(re.search(r"--listen 127\.0\.0\.1:(\d+)", result.output).group(1))
     assert suggested > port and "Unexpected" not in result.output
+
+
+def test_torchrun_workers_leave_without_interpreter_shutdown(run, monkeypatch):
+    """Under torchrun `train run` ends through exit_worker (no shutdown to race gloo's threads),
+    with the same exit status as in one process."""
+    from voxmith.studio.training_runs import TrainingRuns
+    from voxmith.training import TrainingResult, distributed
+
+    left = []
+
+    def fake_exit(status=0):
+        left.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(distributed, "exit_worker", fake_exit)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, stopped, status in (("1", "finished", 0), ("0", "finished", 0), ("0", "interrupted", 130)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setattr(TrainingRuns, "train",
+                            lambda self, name, stopped=stopped, **kw: TrainingResult(5, stopped, None, None))
+        assert run("train", "run", "r").exit_code == status
+    assert left == [0, 0, 130]
+
+
+def test_exit_worker_flushes_and_exits_with_the_status():
+    import subprocess
+    import sys
+
+    code = ("import sys; from voxmith.training.distributed import exit_worker; "
+            "print('out', end=''); sys.stderr.write('err'); exit_worker(3)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(
+                              __file__).resolve().parents[1] / "src")})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out", "err")

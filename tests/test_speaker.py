@@ -58,3 +58,16 @@ def test_whole_clip_is_used(encoder, shared_voices, demo_files):
     alone = encoder.embed(lj.samples, lj.sample_rate_hz)
     joined = encoder.embed(np.concatenate([lj.samples, other.samples]), lj.sample_rate_hz)
     assert cosine_similarity(alone, joined) < 0.95
+
+
+def test_long_clips_are_embedded_in_chunks_alike(encoder, demo_files, monkeypatch):
+    """Clips longer than CHUNK_S are embedded a chunk at a time (bounded memory); the windows'
+    mean is nearly the one of a single pass (only the windows across chunk borders differ)."""
+    from voxmith.speaker import encoder as encoder_module
+
+    audio = load_audio(demo_files[0])
+    whole = encoder.embed(audio.samples, audio.sample_rate_hz)
+    monkeypatch.setattr(encoder_module, "CHUNK_S", 3)  # the demo clip then spans several chunks
+    chunked = encoder.embed(audio.samples, audio.sample_rate_hz)
+    assert chunked.shape == whole.shape and np.linalg.norm(chunked) == pytest.approx(1.0, abs=1e-4)
+    assert cosine_similarity(whole, chunked) > 0.99

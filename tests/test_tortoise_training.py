@@ -198,7 +198,8 @@ def test_full_finetune_lowers_the_losses(full_run):
     first = np.mean([r["mel_loss"] for r in rows[:3]])
     last = np.mean([r["mel_loss"] for r in rows[-3:]])
     assert last < 0.7 * first, (first, last)
-    assert rows[-1]["text_loss"] < rows[0]["text_loss"]
+    # windows of 3 steps, not single rows: one noisy batch on another CPU must not decide it
+    assert np.mean([r["text_loss"] for r in rows[-3:]]) < np.mean([r["text_loss"] for r in rows[:3]])
     vals = [r["val_loss"] for r in rows if r["val_loss"] is not None and r["val_loss"] == r["val_loss"]]
     assert len(vals) == 4 and vals[-1] < before, (before, vals)
     state = run.checkpoints.load(run.checkpoints.latest())["model"]

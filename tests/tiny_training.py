@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from voxmith.training import TrainingConfig, TrainingRun, defaults_for, train_loop
+from voxmith.training.distributed import exit_worker
 
 TRUE_WEIGHTS = torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
 
@@ -98,6 +99,7 @@ def main() -> None:
     record = {"step": result.step, "stopped": result.stopped, "resumed_from": result.resumed_from,
               "checkpoint": str(result.checkpoint.path) if result.checkpoint else None, "events": len(events)}
     (args.run_folder.parent / f"result-rank{rank}.json").write_text(json.dumps(record))
+    exit_worker(0)  # as `voxmith train run` leaves under torchrun: no interpreter shutdown to race gloo
 
 
 if __name__ == "__main__":

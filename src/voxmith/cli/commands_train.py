@@ -136,7 +136,9 @@ def run_training(obj, name, force_restart, yes):
     finally:
         if progress is not None:
             progress.close()
+    status = 130 if result.stopped == "interrupted" else 0  # 130: as every command stopped by Ctrl+C
     if not main:
+        _leave(status)
         return
     where = f"resumed from step {result.resumed_from}" if result.resumed_from is not None else "started fresh"
     saved = f"; checkpoint {result.checkpoint.path}" if result.checkpoint else ""
@@ -145,8 +147,18 @@ def run_training(obj, name, force_restart, yes):
         click.echo(f"Resume with: voxmith train run {quote(name)}")
     else:
         click.echo(f"Use it: voxmith voices use VOICE --run {quote(name)} [--checkpoint best]")
-    if result.stopped == "interrupted":
-        sys.exit(130)  # as every other command stopped by Ctrl+C (the checkpoint is saved)
+    _leave(status)
+
+
+def _leave(status: int) -> None:
+    """Exit with `status` (0: return normally). A torchrun worker leaves at once instead, skipping
+    the interpreter's shutdown (see voxmith.training.distributed.exit_worker)."""
+    from voxmith.training.distributed import exit_worker, under_torchrun
+
+    if under_torchrun():
+        exit_worker(status)
+    if status:
+        sys.exit(status)
 
 
 @train.command("list")
