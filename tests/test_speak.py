@@ -157,10 +157,10 @@ def _scripted_takes(monkeypatch, script):
     monkeypatch.setattr(speech, "get_speaker_encoder", lambda device: None)
     monkeypatch.setattr("voxmith.asr.get_transcriber", lambda *a, **k: None)
 
-    def scripted(samples, rate, text, embedding, encoder, transcriber, weight=1.0):
+    def scripted(samples, rate, text, *models_and_weights):
         seed = scripted.seeds.pop(0)
         similarity, wer, deletions = script[seed]
-        return TakeScores(similarity, wer, deletions, 0, f"take {seed}", similarity - weight * wer)
+        return TakeScores(similarity, wer, deletions, 0, f"take {seed}", similarity - wer)
 
     scripted.seeds = []
     monkeypatch.setattr(speech, "score_take", scripted)
@@ -183,7 +183,8 @@ def test_regeneration_logic_with_scripted_scores(monkeypatch, tone_engine, scrip
 
     scripted = _scripted_takes(monkeypatch, script)
     engine = tone_engine()
-    request = SpeakRequest("Some words here.", voice="x", candidates=2, ranking=RankingSettings(regenerate_limit=limit))
+    request = SpeakRequest("Some words here.", voice="x", candidates=2,
+                           ranking=RankingSettings(regenerate_limit=limit, min_naturalness=0))
     original = engine.synthesize
 
     def synthesize(text, conditioning, settings, *, seed, candidates=1, progress=None):
