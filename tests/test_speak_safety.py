@@ -129,7 +129,7 @@ def test_ctrl_c_with_o_keeps_the_part_and_cli_exits_130(voice_studio, tmp_path):
     assert result.exit_code == 130, result.output
     assert "the 1 finished sentence(s) of 3 are saved" in result.output
     assert json.loads(out.with_suffix(".json").read_text())["interrupted"]["sentences_done"] == 1
-    # A Ctrl-C before anything is finished removes the -o placeholder it had reserved.
+    # A Ctrl-C before anything is finished leaves nothing at -o.
     other = tmp_path / "none.wav"
     result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e", "stop-tone",
                                       "-v", "v", "--no-rank", "-o", str(other), "Stop now."])

@@ -121,12 +121,11 @@ class Studio:
             output = Path(request.output).expanduser()
             if output.suffix.lower() not in WRITABLE_EXTENSIONS:
                 raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
-            output = output.resolve()
-            if request.overwrite:
-                return output, False
-            if not reserve_file(output):  # reserved like the default names: two at once never share it
+            # Not reserved with a placeholder: a killed run would leave an empty file at the user's
+            # own path that the next run refuses to replace.
+            if output.exists() and not request.overwrite:
                 raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
-            return output, True
+            return output.resolve(), False
         folder = self.workspace.results_dir / folder_name
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(slug_text if slug_text is not None else request.text)}"
@@ -134,13 +133,8 @@ class Studio:
         while True:
             output = folder / (f"{stem}.wav" if n == 1 else f"{stem}-{n}.wav")
             n += 1
-            if output.with_suffix(".json").exists():
-                continue
-            try:
-                os.close(os.open(output, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                continue
-            return output, True
+            if not output.with_suffix(".json").exists() and reserve_file(output):
+                return output, True
 
     def speak(self, request: SpeakRequest, progress: Optional[ProgressCallback] = None) -> SpeakResult:
         """Speak `request.text` in a library voice or reference clips; see `voxmith.studio.speech`."""
