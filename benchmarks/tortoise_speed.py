@@ -180,15 +180,27 @@ def measure(args: argparse.Namespace) -> tuple[dict, list]:
     samples: dict = {}
     log = []
     rows = table_rows(args)
+    # Every worker's result is also kept in <out>.partial.json as it comes, so that an interrupted run
+    # (the machine is shared, runs take long) can go on with --resume instead of starting over.
+    partial = args.out.with_suffix(".partial.json")
+    done = {}
+    if args.resume:
+        done = {(o["_meta"]["task"], o["_meta"]["rep"], o["_meta"]["side"]): o
+                for o in json.loads(args.resume.read_text())}
     for task in args.tasks:
         reps = 1 if task in OURS_ONLY_TASKS else min(args.reps, args.clvp_reps) if task == "clvp" else args.reps
         for rep in range(reps):
             order = ("ours",) if task in OURS_ONLY_TASKS else SIDES if rep % 2 == 0 else SIDES[::-1]
             for side in order:
-                load = loadavg()
-                out = run_worker(side, task, args)
-                out["_meta"].update(rep=rep, loadavg_before=load, loadavg_after=loadavg())
+                if (task, rep, side) in done:  # --resume: measured by an interrupted run
+                    out = done[(task, rep, side)]
+                    load = out["_meta"].get("loadavg_before", "?")
+                else:
+                    load = loadavg()
+                    out = run_worker(side, task, args)
+                    out["_meta"].update(rep=rep, loadavg_before=load, loadavg_after=loadavg())
                 log.append(out)
+                partial.write_text(json.dumps(log))
                 for metric, unit, _ in rows:
                     if metric in out:
                         samples.setdefault(metric, {}).setdefault(side, []).append(value_of(out[metric], unit))
@@ -383,6 +395,8 @@ def main() -> None:
                    help="replace the metrics measured now in --out, keep its others (same --ar-shapes/--threads)")
     p.add_argument("--ar-precisions", type=lambda s: [x for x in s.split(",") if x], default=["int8", "bfloat16"],
                    help="voxmith's reduced AR precisions to time next to fp32 and to check in ar_quality")
+    p.add_argument("--resume", type=Path,
+                   help="reuse the workers an interrupted run finished (its <out>.partial.json); same settings")
     p.add_argument("--keep-rows-from", type=Path,
                    help="take the rows of tasks not run now (not the AR rows) from this earlier results file; "
                         "they are labelled with its settings and machine")
@@ -476,6 +490,7 @@ def main() -> None:
         report["total_wall_s"] += previous["total_wall_s"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"\nwrote {args.out} ({report['total_wall_s']:.0f} s in all)")
 
 

@@ -91,8 +91,8 @@ class TortoiseSettings(EngineSettings):
     # reproduces it, False gives the official no-cache positions (what the model was trained with).
     official_positions: bool = False
     half: bool = False  # fp16 autocast for the AR model and the rankers; CUDA only, ignored elsewhere
-    # Weights of the AR model while sampling codes (precision.py). auto: int8 on an x86 CPU (2.2x
-    # faster than fp32 at batch 1 on 2 cores, KL to fp32 ~0.005 nats per code), float32 elsewhere.
+    # Weights of the AR model while sampling codes (precision.py). auto: chosen from the CPU's features
+    # (precision.auto_cpu_precision: int8 on x86 with AVX2), float32 elsewhere.
     ar_precision: str = "auto"  # auto | float32 | bfloat16 | int8
 
     @classmethod

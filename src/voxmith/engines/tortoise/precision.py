@@ -53,14 +53,15 @@ def int8_supported() -> bool:
 def auto_cpu_precision(cpu: CpuInfo, int8_kernels: bool) -> Tuple[str, str]:
     """The AR sampling precision `auto` picks on a CPU with these features, and why.
 
-    The rule follows the measurements (benchmarks/results/tortoise_speed.json and the issue's
-    AMD EPYC re-run, both at batch 1 and 16 on 2 threads): per-step sampling reads every GPT weight,
-    so fewer bytes per weight is faster wherever the kernels are not much worse, and fbgemm's int8
-    kernels were the fastest on both CPUs measured -- an AMX/AVX512-BF16 Xeon, where torch's bf16
-    matrix-vector product is no faster than fp32, and an AVX512-BF16 EPYC, where bf16 is 2.2x fp32 but
-    int8 about 4x. int8 costs ~0.005 nats KL per code to fp32 (random full-size weights); bf16 costs
-    ~0.0003 and stays an explicit choice. Without VNNI fbgemm cuts inputs to 7 bits (KL ~0.012),
-    still a quarter of the bytes; without fbgemm (non-x86, or a torch build lacking it) fp32 stays.
+    The rule follows the measurements (benchmarks/results/tortoise_speed.json and the issue-18 re-run
+    on an AMD EPYC): per-step sampling reads every GPT weight, so fewer bytes per weight is faster
+    wherever the kernels are not much worse, and fbgemm's int8 kernels were the fastest on both CPUs
+    measured. On an AMX/AVX512-BF16/VNNI Xeon, per step against our fp32: int8 3.3x at batch 1 and 2.9x
+    at batch 16, bf16 1.7x / 2.3x; on an AVX512-BF16/VNNI EPYC: int8 about 4x, bf16 2.2x. So native
+    bf16 (even AMX) does not beat int8 and is not chosen; it is the explicit choice for a closer match
+    (KL to fp32 ~0.0003 nats per code against int8's ~0.005 on random full-size weights). Without VNNI
+    fbgemm cuts inputs to 7 bits (KL ~0.012) but still reads a quarter of the bytes; without fbgemm
+    (non-x86, or a torch build lacking it) fp32 stays: nothing else was measured there.
     """
     x86 = cpu.has("avx2")
     if int8_kernels and x86 and cpu.has("avx512_vnni"):

@@ -89,9 +89,9 @@ _COSTS = {
     "fixed": (15.0, 2.0),           # latents, vocoder, setup
 }
 TYPICAL_CODES = 200  # AR rows usually stop well before max_mel_tokens (~9 s of speech)
-# CPU sampling speed-up over fp32 by ar_precision (benchmarks/results/tortoise_speed.json, 2 cores:
-# int8 2.2x at batch 1 and about 2x at batch 16; bf16 is no faster there).
-_AR_PRECISION_SPEEDUP_CPU = {"float32": 1.0, "bfloat16": 1.0, "int8": 2.0}
+# CPU per-step sampling speed-up over fp32 by ar_precision (benchmarks/results/tortoise_speed.json and
+# the issue-18 EPYC re-run: int8 2.9-4x, bf16 1.7-2.3x depending on the CPU and batch).
+_AR_PRECISION_SPEEDUP_CPU = {"float32": 1.0, "bfloat16": 2.0, "int8": 3.0}
 
 
 def estimate_seconds(options: TtsOptions, device: str = "cpu", clips: int = 1) -> float:
