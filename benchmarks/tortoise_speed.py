@@ -395,6 +395,7 @@ def main() -> None:
                    help="replace the metrics measured now in --out, keep its others (same --ar-shapes/--threads)")
     p.add_argument("--ar-precisions", type=lambda s: [x for x in s.split(",") if x], default=["int8", "bfloat16"],
                    help="voxmith's reduced AR precisions to time next to fp32 and to check in ar_quality")
+    p.add_argument("--note", default="", help="free text stored with the results (conditions of the run)")
     p.add_argument("--resume", type=Path,
                    help="reuse the workers an interrupted run finished (its <out>.partial.json); same settings")
     p.add_argument("--keep-rows-from", type=Path,
@@ -480,7 +481,7 @@ def main() -> None:
                                 "(N - 1); tok/s = rows * N / N-code call"},
         "machine": {"cpu": cpu, "platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "loadavg_end": loadavg()},
-        "rows_kept_from": kept,
+        "note": args.note, "rows_kept_from": kept,
         "table": table, "end_to_end_estimate": estimate, "ar_quality": quality, "same_work_checks": checks, "presets_cuda": presets, "runs": log,
         "total_wall_s": time.perf_counter() - started,
     }
