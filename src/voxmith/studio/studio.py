@@ -321,6 +321,10 @@ class Studio:
             converted = None
         if is_conversion(converted):
             self._check_voice_unchanged(converted)
+            made_with, installed = converted["engine"], self.engine(converted["engine"]["name"]).version
+            if made_with["version"] != installed:
+                raise VoxmithError(f"This result was made with {made_with['name']} version {made_with['version']}; "
+                                   f"version {installed} is installed.")
             return self.convert(conversion_request(converted, output, overwrite), progress)
         return self.speak(self.reproduction_request(sidecar_path, output, overwrite), progress)
 
