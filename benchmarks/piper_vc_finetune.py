@@ -104,12 +104,11 @@ def bench_voice(name: str, epochs: int, sentences, encoder, work: Path, postnet_
     train_s = time.perf_counter() - t
     metrics = run.read_metrics()
 
-    engine.use_finetune(Finetune("base", "step 0", lambda: step0))
-    row["base"] = score(engine, cond, sentences, held_out, encoder)
+    base = engine.with_finetune(Finetune("base", "step 0", lambda: step0))
+    row["base"] = score(base, cond, sentences, held_out, encoder)
     state = run.checkpoints.load(run.checkpoints.latest())["model"]
-    engine.use_finetune(Finetune("tuned", f"step {result.step}", lambda: state))
-    row["tuned"] = score(engine, cond, sentences, held_out, encoder)
-    engine.use_finetune(None)
+    tuned = engine.with_finetune(Finetune("tuned", f"step {result.step}", lambda: state))
+    row["tuned"] = score(tuned, cond, sentences, held_out, encoder)
     row.update(lines=len(train) + len(validation), steps=result.step, prepare_s=round(prepare_s, 1),
                train_s=round(train_s, 1), first_loss=metrics[0]["mel_loss"], last_loss=metrics[-1]["mel_loss"])
     return row

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from voxmith.cli.main import cli
+from voxmith.errors import VoxmithError
 
 
 @pytest.fixture
@@ -268,3 +269,24 @@ def test_exit_worker_flushes_and_exits_with_the_status():
                           env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(
                               __file__).resolve().parents[1] / "src")})
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out", "err")
+
+
+def test_engine_declared_options_become_settings(run, monkeypatch):
+    """`--preset` is tortoise's own option (Engine.options), not one of the generic speak."""
+    from voxmith.studio import Studio
+
+    seen = {}
+
+    def fake_speak(self, request, progress=None):
+        seen.update(request.settings)
+        raise VoxmithError("stop here")
+
+    monkeypatch.setattr(Studio, "speak", fake_speak)
+    result = run("speak", "hello there", "--voice", "v", "--engine", "tortoise", "--preset", "fast")
+    assert "stop here" in result.output and seen == {"preset": "fast"}
+    result = run("speak", "hello there", "--voice", "v", "--preset", "fast")
+    assert result.exit_code == 1 and "not an option of speak or of the piper-vc engine" in result.output
+    result = run("speak", "hello there", "--voice", "v", "--engine", "tortoise", "--preset=slow")
+    assert result.exit_code == 1 and "must be one of ultra_fast" in result.output
+    engines = run("engines")
+    assert "speak --preset" in engines.output

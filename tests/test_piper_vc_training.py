@@ -128,38 +128,36 @@ def test_features_are_cached_and_reused(engine, dataset_lines, cache_dir, traine
 def test_untrained_model_is_the_enrolled_conversion(engine, trained):
     task, _, _, initial_state, _ = trained
     cond = base_conditioning(task)
-    engine.use_finetune(None)
     stock = speak(engine, cond)
-    engine.use_finetune(as_finetune(initial_state, "step0"))
-    assert np.array_equal(speak(engine, cond), stock)  # zero residual: bit-exact
-    engine.use_finetune(None)
+    assert np.array_equal(speak(engine.with_finetune(as_finetune(initial_state, "step0")), cond),
+                          stock)  # zero residual: bit-exact
 
 
 def test_finetune_changes_audio_deterministically_and_none_restores_stock(engine, trained, demo_files):
     task, run, _, _, _ = trained
     cond = base_conditioning(task)
-    engine.use_finetune(None)
     stock = speak(engine, cond)
     state = run.checkpoints.load(run.checkpoints.latest())["model"]
-    engine.use_finetune(as_finetune(state, "latest"))
-    tuned = speak(engine, cond)
+    variant = engine.with_finetune(as_finetune(state, "latest"))
+    assert variant is engine.with_finetune(as_finetune(state, "latest")) and variant.stock is engine
+    assert variant.with_finetune(None) is engine and variant.cache_key() == engine.cache_key()
+    tuned = speak(variant, cond)
     assert tuned.shape == stock.shape and not np.allclose(tuned, stock, atol=1e-3)
-    assert np.array_equal(speak(engine, cond), tuned)
+    assert np.array_equal(speak(variant, cond), tuned)
     # A fresh engine loading the checkpoint (as the studio does) speaks the same samples.
     fresh = PiperVCEngine(device="cpu")
-    fresh.use_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "reloaded"))
-    assert np.array_equal(speak(fresh, cond), tuned)
+    reloaded = as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "reloaded")
+    assert np.array_equal(speak(fresh.with_finetune(reloaded), cond), tuned)
     # The checkpoint carries its base: a conditioning with another conversion changes nothing.
     other = dict(cond)
     other["conv.warp"] = np.asarray(float(cond["conv.warp"]) + 0.1)
-    assert np.array_equal(speak(engine, other), tuned)
-    engine.use_finetune(None)
-    assert np.array_equal(speak(engine, cond), stock)
+    assert np.array_equal(speak(variant, other), tuned)
+    assert np.array_equal(speak(engine, cond), stock)  # the stock engine never changed
 
 
 def test_bad_weights_and_bad_specs_are_refused(engine, dataset_lines, cache_dir, tmp_path):
     with pytest.raises(VoxmithError, match="do not fit the piper-vc engine"):
-        engine.use_finetune(as_finetune({"gpt.weight": torch.zeros(2)}, "alien"))
+        engine.with_finetune(as_finetune({"gpt.weight": torch.zeros(2)}, "alien"))
     with pytest.raises(VoxmithError, match="no training lines"):
         engine.training_task(FinetuneSpec(train=(), validation=(), batch_size=1, seed=0, cache_dir=cache_dir))
     missing = (TrainingLine(tmp_path / "gone.wav", "some words here"),)
@@ -210,7 +208,6 @@ def test_enrollment_trains_the_residual_network(enrolled_demo):
 
 def test_postnet_mix_scales_the_network_and_zero_is_the_analytic_conversion(engine, enrolled_demo, tmp_path):
     _, enrolled = enrolled_demo
-    engine.use_finetune(None)
     analytic = {k: v for k, v in enrolled.items() if not k.startswith("postnet")}
     stock = speak_with(engine, analytic)
     assert np.array_equal(speak_with(engine, enrolled, postnet_mix=0.0), stock)
@@ -259,8 +256,5 @@ def test_dataset_finetune_replaces_the_enrollment_network(engine, enrolled_demo,
     cond = dict(enrolled, postnet_scale=np.asarray(1.0))
     analytic = {k: v for k, v in cond.items() if not k.startswith("postnet")}
     run = trained[1]
-    engine.use_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "latest"))
-    try:
-        assert np.array_equal(speak_with(engine, cond), speak_with(engine, analytic))
-    finally:
-        engine.use_finetune(None)
+    variant = engine.with_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "latest"))
+    assert np.array_equal(speak_with(variant, cond), speak_with(variant, analytic))

@@ -299,3 +299,45 @@ def test_speaker_similarity_beats_unconverted_piper(enrolled):
     base = get_base_voice().speak(text, seed=9)
     unconverted = cosine_similarity(encoder.embed(base.samples, 22050), target)
     assert converted > unconverted + 0.05
+
+
+def _finetune_run(studio, name: str, seed: int) -> dict:
+    """A training run in the studio's workspace whose checkpoint holds a piper-vc network with small
+    random output weights on top of the demo voice's conversion (what a short fine-tune makes)."""
+    import torch
+
+    from voxmith.engines.piper_vc.conversion import ConversionParams
+    from voxmith.engines.piper_vc.postnet import FinetunedConversion
+    from voxmith.training import TrainingRun, defaults_for
+
+    cond, _ = studio.conditioning("demo", studio.engine("piper-vc"))
+    model = FinetunedConversion(ConversionParams.from_arrays(cond, prefix="conv."), initialise=False)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.net.parameters():
+            param.copy_(0.05 * torch.randn(param.shape, generator=generator))
+    run = TrainingRun.create(studio.workspace.training_dir, name,
+                             defaults_for(4, 1, dataset="demo-ds", engine="piper-vc"))
+    run.checkpoints.save({"model": model.state_dict()}, step=1, epoch=1)
+    return {"run": name, "checkpoint": "latest"}
+
+
+def test_requests_with_different_finetunes_run_at_once_exactly_as_alone(enrolled):
+    """The stock weights and two fine-tunes of one voice, spoken from three threads at the same
+    time, give the samples each gives alone: no request's weights leak into another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    choices = [{}, _finetune_run(enrolled, "ft-a", 1), _finetune_run(enrolled, "ft-b", 2)]
+    requests = [SpeakRequest("Two requests never share their weights.", voice="demo", engine="piper-vc", seed=8,
+                             rank=False, finetune=choice) for choice in choices]
+    # "Alone": one request at a time on one worker thread, as a server runs a lone request (the
+    # pytest main thread may carry floating-point state other tests left).
+    with ThreadPoolExecutor(1) as pool:
+        alone = [result.samples for result in pool.map(enrolled.speak, requests)]
+    assert not np.array_equal(alone[0], alone[1]) and not np.array_equal(alone[1], alone[2])
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(lambda r: enrolled.speak(r), requests))
+    for one, result in zip(alone, together):
+        assert np.array_equal(one, result.samples)
+    assert [r.sidecar.get("finetune", {}).get("run") for r in together] == [None, "ft-a", "ft-b"]
+    assert enrolled.engine("piper-vc").finetune is None  # the shared stock engine never changed

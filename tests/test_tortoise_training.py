@@ -1,6 +1,6 @@
 """TorToiSe fine-tuning: the DVAE and the training losses against the reference code (golden, tiny
 size), and the training task on a tiny real dataset (the demo clips cut into six lines) through the
-engine-independent loop: full fine-tune, LoRA, the code cache and `use_finetune`."""
+engine-independent loop: full fine-tune, LoRA, the code cache and `with_finetune`."""
 
 from __future__ import annotations
 
@@ -206,6 +206,36 @@ def test_full_finetune_lowers_the_losses(full_run):
     assert all(k.startswith("ar.") for k in state) and "ar.gpt.h.0.attn.c_attn.weight" in state
 
 
+def test_finetunes_speak_from_threads_exactly_as_alone(full_run, demo_files):
+    """Stock weights and two fine-tunes from three threads at once: each take is what it is alone
+    (synthesis holds TORCH_RNG_LOCK, so the seeded runs never interleave on the global RNG)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, run, _, _ = full_run
+    state = run.checkpoints.load(run.checkpoints.latest())["model"]
+    halfway = {k: 0.5 * v if v.is_floating_point() else v for k, v in state.items()}
+    config = run.load_config().to_dict()
+    engine = TortoiseEngine.tiny(seed=5)
+    variants = [engine, engine.with_finetune(Finetune("a", "a", lambda: state, config)),
+                engine.with_finetune(Finetune("b", "b", lambda: halfway, config))]
+    settings = TortoiseSettings.from_dict(SMALL)
+    clips = [load_audio(p) for p in demo_files]
+    conds = [v.prepare_conditioning(clips) for v in variants]
+
+    def speak(k: int) -> np.ndarray:
+        return variants[k % 3].synthesize(TEXT, conds[k % 3], settings, seed=3 + k // 3)[0].samples
+
+    # "Alone" is one request at a time on one worker thread, as a server runs a lone request: the
+    # pytest main thread may carry floating-point state (e.g. denormal flags) other tests left.
+    with ThreadPoolExecutor(1) as pool:
+        alone = list(pool.map(speak, range(6)))
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(speak, range(6)))
+    differ = [(k, a.shape, b.shape) for k, (a, b) in enumerate(zip(alone, together)) if not np.array_equal(a, b)]
+    assert not differ, differ
+    assert not np.array_equal(alone[0], alone[1]) or alone[0].shape != alone[1].shape
+
+
 def test_lora_trains_only_adapters_and_round_trips(lines, tmp_path):
     engine = TortoiseEngine.tiny(seed=5)
     stock = {k: v.clone() for k, v in engine.models().ar.state_dict().items()}
@@ -243,30 +273,29 @@ def test_lora_trains_only_adapters_and_round_trips(lines, tmp_path):
         assert abs(float(stock_losses[1]) - float(trained["mel"])) > 1e-3
 
 
-def test_use_finetune_changes_synthesis_and_none_restores_it(full_run, demo_files):
+def test_with_finetune_gives_a_variant_and_leaves_the_stock_engine_alone(full_run, demo_files):
     task, run, _, _ = full_run
     state = run.checkpoints.load(run.checkpoints.latest())["model"]
     engine = TortoiseEngine.tiny(seed=5)
     clips = [load_audio(p) for p in demo_files]
     settings = TortoiseSettings.from_dict(SMALL)
 
-    def speak():
-        cond = engine.prepare_conditioning(clips)
-        return engine.synthesize(TEXT, cond, settings, seed=3)[0].samples
+    def speak(which):
+        cond = which.prepare_conditioning(clips)
+        return which.synthesize(TEXT, cond, settings, seed=3)[0].samples
 
     stock_key = engine.cache_key()
-    stock = speak()
+    stock = speak(engine)
     loads = []
     finetune = Finetune(key="run:20", description="test", load_state=lambda: loads.append(1) or state,
                         config=run.load_config().to_dict())
-    engine.use_finetune(finetune)
-    engine.use_finetune(finetune)  # same key: nothing reloaded
-    assert len(loads) == 1 and engine.cache_key() != stock_key  # the conditioning encoder changed
-    tuned = speak()
+    variant = engine.with_finetune(finetune)
+    assert engine.with_finetune(finetune) is variant  # same key: nothing reloaded
+    assert len(loads) == 1 and variant.cache_key() != stock_key  # the conditioning encoder changed
+    assert engine.cache_key() == stock_key and variant.with_finetune(None) is engine
+    tuned = speak(variant)
     assert tuned.shape != stock.shape or not np.array_equal(tuned, stock)
-    engine.use_finetune(None)
-    assert engine.cache_key() == stock_key
-    assert np.array_equal(speak(), stock)
+    assert np.array_equal(speak(engine), stock)  # the stock engine never changed
     with pytest.raises(VoxmithError, match="not a TorToiSe checkpoint"):
-        engine.use_finetune(Finetune(key="other", description="bad", load_state=lambda: {"w": torch.zeros(1)}))
-    assert np.array_equal(speak(), stock)  # a failed load leaves the stock weights in place
+        engine.with_finetune(Finetune(key="other", description="bad", load_state=lambda: {"w": torch.zeros(1)}))
+    assert np.array_equal(speak(engine), stock) and np.array_equal(speak(variant), tuned)

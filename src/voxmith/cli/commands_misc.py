@@ -57,6 +57,9 @@ def engines():
             languages = ", ".join(cls.languages)
             click.echo(f"{name:<12} v{cls.version:<6} {cls.sample_rate_hz} Hz  {where}  speaks {languages}  "
                        f"{cls.description}")
+            for option in cls.options:
+                choices = f" ({' | '.join(option.choices)})" if option.choices else ""
+                click.echo(f"{'':<12} speak {option.flag}{choices}: {option.help}")
         except EngineError as err:
             click.echo(f"{name:<12} unavailable: {err}")
 

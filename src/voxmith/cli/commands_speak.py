@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import click
 
@@ -110,7 +111,34 @@ def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
     _print_result(result, play)
 
 
-@click.command()
+def _engine_options(engine: Optional[str], args: List[str]) -> Dict[str, str]:
+    """Settings from the options the engine declares (`Engine.options`), e.g. `--preset fast`."""
+    if not args:
+        return {}
+    from voxmith.engines import engine_class
+    from voxmith.engines.registry import DEFAULT_ENGINE
+
+    name = engine or DEFAULT_ENGINE
+    declared = {option.flag: option for option in engine_class(name).options}
+    known = ", ".join(declared) or "none"
+    values, rest = {}, list(args)
+    while rest:
+        flag, _, value = rest.pop(0).partition("=")
+        option = declared.get(flag)
+        if option is None:
+            raise VoxmithError(f"'{flag}' is not an option of speak or of the {name} engine (its own options: "
+                               f"{known}).")
+        if not value:
+            if not rest:
+                raise VoxmithError(f"{flag} needs a value.")
+            value = rest.pop(0)
+        if option.choices and value not in option.choices:
+            raise VoxmithError(f"{flag} must be one of {', '.join(option.choices)}, not '{value}'.")
+        values[option.setting] = value
+    return values
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("text", required=False)
 @click.option("--voice", "-v", help="Voice from the library.")
 @click.option("--ref", "refs", multiple=True, type=click.Path(dir_okay=False),
@@ -124,8 +152,6 @@ def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
 @click.option("--seed", type=int, default=None,
               help="Random seed (default, or -1: random; the seed used is saved in the sidecar).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default=None,
-              help="tortoise: the official quality/speed preset (same as --set preset=...).")
 @click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; no re-generation).")
 @click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
 @click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
@@ -133,10 +159,13 @@ def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
 @click.option("--run", "run", help="Speak with this training run's weights (default: what the voice uses).")
 @click.option("--checkpoint", default="latest", show_default=True, help="With --run: latest, best or a step.")
 @click.option("--stock", is_flag=True, help="Speak with the engine's stock weights even if the voice is fine-tuned.")
-@click.pass_obj
-def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, preset, no_rank,
+@click.pass_context
+def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, seed, settings, no_rank,
           max_wer, retries, play, run, checkpoint, stock):
-    """Say TEXT in a voice. Long text is split into sentences and joined with natural pauses."""
+    """Say TEXT in a voice. Long text is split into sentences and joined with natural pauses.
+
+    An engine may add options of its own (e.g. tortoise's --preset); `voxmith engines` lists them."""
+    obj = ctx.obj
     from voxmith.studio.ranking import RankingSettings
     from voxmith.studio.speech import SpeakRequest
 
@@ -148,8 +177,7 @@ def speak(obj, text, voice, refs, text_file, engine, output, force, candidates, 
         raise VoxmithError("--run and --stock contradict each other; pick one.")
     finetune = {"run": run, "checkpoint": checkpoint} if run else ({} if stock else None)
     engine_settings = parse_settings(settings)
-    if preset:
-        engine_settings["preset"] = preset
+    engine_settings.update(_engine_options(engine, ctx.args))
     request = SpeakRequest(
         text=text or "", voice=voice, refs=refs, engine=engine, settings=engine_settings, seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries),

@@ -3,8 +3,8 @@
 Each engine lives in its own subpackage (one file per model) and is imported only when used.
 """
 
-from voxmith.engines.base import (Candidate, Conditioning, Converter, DeviceNeeds, Engine, EngineSettings, Finetune,
-                                  FinetuneSpec, LoraSpec, TrainingLine)
+from voxmith.engines.base import (Candidate, Conditioning, Converter, DeviceNeeds, Engine, EngineOption,
+                                  EngineSettings, Finetune, FinetuneSpec, LoraSpec, TrainingLine)
 from voxmith.engines.device import resolve_device
 from voxmith.engines.registry import available_engines, create_engine, engine_class, register_engine
 
@@ -14,6 +14,7 @@ __all__ = [
     "Converter",
     "DeviceNeeds",
     "Engine",
+    "EngineOption",
     "EngineSettings",
     "Finetune",
     "FinetuneSpec",

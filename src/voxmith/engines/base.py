@@ -9,13 +9,22 @@ An engine does two things:
 Optionally, 3. `converter(sample, conditioning, settings)` (engines with `supports_convert`): a
 `Converter` that turns chunks of someone else's recording into the conditioned voice.
 
+Fine-tuned weights are part of the request, never swapped into a shared model:
+`engine.with_finetune(finetune)` gives a separate engine object that owns those weights (with its
+own `cache_key()`), and the stock engine stays as it was. So requests with different voices or
+fine-tunes may run at the same time from several threads; each gets exactly what it would get
+alone (an engine whose maths uses process-wide state, such as torch's global RNG, serialises its
+own synthesis to keep that promise).
+
 Engines never touch the workspace, the CLI or the UI; they receive audio and return audio.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Protocol, Sequence, Tuple, Type
@@ -27,6 +36,13 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 
 Conditioning = Dict[str, np.ndarray]
+# Held by engine code that seeds or draws from torch's global RNG (`torch.manual_seed`,
+# `torch.random.fork_rng`), so that two threads never interleave on it: fork_rng restores the state
+# it saved on exit, which would rewind a stream another thread is drawing from.
+TORCH_RNG_LOCK = threading.RLock()
+# Fine-tuned variants an engine keeps loaded (least recently used dropped first): each may hold a
+# copy of a large model, and a web UI or server rarely alternates between more than two.
+FINETUNES_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,20 @@ class DeviceNeeds:
     gpu_recommended: bool = False
     min_gpu_memory_gb: float = 0.0
     note: str = ""
+
+
+@dataclass(frozen=True)
+class EngineOption:
+    """A setting an engine offers as an option of its own in the shells (`voxmith speak --NAME
+    VALUE`), besides the generic `--set NAME=VALUE` every setting has."""
+
+    setting: str  # a field of the engine's settings class; the option is --SETTING (underscores as dashes)
+    help: str
+    choices: Tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.setting.replace("_", "-")
 
 
 @dataclass
@@ -164,6 +194,8 @@ class Engine(ABC):
     sample_rate_hz: ClassVar[int]
     device_needs: ClassVar[DeviceNeeds] = DeviceNeeds()
     settings_class: ClassVar[Type[EngineSettings]] = EngineSettings
+    # Settings worth an option of their own in the CLI (see EngineOption).
+    options: ClassVar[Tuple[EngineOption, ...]] = ()
     # ISO 639-1 codes of the languages the engine can say (the studio refuses text in others).
     languages: ClassVar[Tuple[str, ...]] = ("en",)
 
@@ -172,9 +204,16 @@ class Engine(ABC):
         # Where downloaded weights go (the workspace's models/ folder); engines that ship their
         # weights in packages ignore it.
         self.models_dir = models_dir
+        # The weights this object speaks with: None for the stock engine; a fine-tuned variant
+        # (made by `with_finetune`) names its `Finetune` and points back at the stock engine.
+        self.finetune: Optional[Finetune] = None
+        self.stock: Engine = self
+        self._variants: "OrderedDict[str, Engine]" = OrderedDict()
+        self._variants_lock = threading.Lock()
 
     def cache_key(self) -> str:
-        """Identifies the conditioning this engine computes; part of the cache key."""
+        """Identifies the conditioning this engine object computes; part of the cache key. Pure: it
+        depends only on the engine and the weights this object owns."""
         return f"{self.name}-{self.version}"
 
     @abstractmethod
@@ -187,6 +226,11 @@ class Engine(ABC):
     # Training-config values that suit this engine's model better than the generic defaults, as
     # {section: {setting: value}} (e.g. a higher learning rate for a small model); `train init` applies them.
     training_defaults: ClassVar[Dict[str, Dict[str, Any]]] = {}
+    # How long a run trains when its creator names no epochs: `training_steps` optimizer steps
+    # whatever the dataset's size (its epochs follow from the steps per epoch), or, when that is
+    # None, `training_epochs` epochs.
+    training_steps: ClassVar[Optional[int]] = None
+    training_epochs: ClassVar[int] = 60
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """A `voxmith.training.TrainingTask` that fine-tunes this engine's model on `spec`'s lines: a
@@ -194,11 +238,30 @@ class Engine(ABC):
         Engines that train override this."""
         raise VoxmithError(f"The {self.name} engine cannot be fine-tuned.")
 
-    def use_finetune(self, finetune: Optional[Finetune]) -> None:
-        """Synthesise with `finetune`'s weights from now on (None: the stock weights). Called by the
-        studio before each synthesis; must be cheap when `finetune.key` is already in use."""
-        if finetune is not None:
-            raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
+    def with_finetune(self, finetune: Optional[Finetune]) -> "Engine":
+        """This engine speaking with `finetune`'s weights: a separate engine object that owns them
+        (None: the stock engine). The same object comes back for the same `finetune.key` while it
+        is among the FINETUNES_KEPT last used; nothing about the stock engine changes."""
+        stock = self.stock
+        if finetune is None:
+            return stock
+        with stock._variants_lock:  # two threads asking for the same weights load them once
+            variant = stock._variants.get(finetune.key)
+            if variant is None:
+                variant = stock.load_finetune(finetune)
+                variant.finetune, variant.stock = finetune, stock
+                stock._variants[finetune.key] = variant
+                while len(stock._variants) > FINETUNES_KEPT:
+                    stock._variants.popitem(last=False)  # requests holding it keep their reference
+            else:
+                stock._variants.move_to_end(finetune.key)
+            return variant
+
+    def load_finetune(self, finetune: Finetune) -> "Engine":
+        """A new engine object of this class that speaks with `finetune`'s weights, sharing what it
+        can with this (stock) engine and never changing it. Called by `with_finetune`, once per
+        key; engines that train override it and raise VoxmithError for weights that do not fit."""
+        raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
 
     def checked_request(self, text: str, settings: Optional[EngineSettings]) -> EngineSettings:
         """`settings` as this engine's validated settings class; refuses empty text. For synthesize."""

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import secrets
+import threading
 import time
 from shlex import quote
 from importlib import resources
@@ -60,6 +61,7 @@ class Studio:
         self.device_request = device
         self._device: Optional[str] = None
         self._engines: Dict[str, Engine] = {}
+        self._engines_lock = threading.Lock()  # one engine per name, whichever thread asks first
 
     @property
     def device(self) -> str:
@@ -77,9 +79,10 @@ class Studio:
                             device_request=self.device_request, models_dir=self.workspace.models_dir)
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:
-        if name not in self._engines:
-            self._engines[name] = create_engine(name, self.device, self.workspace.models_dir)
-        return self._engines[name]
+        with self._engines_lock:
+            if name not in self._engines:
+                self._engines[name] = create_engine(name, self.device, self.workspace.models_dir)
+            return self._engines[name]
 
     def conditioning(self, voice: Voice | str, engine: Engine,
                      progress: Optional[ProgressCallback] = None) -> tuple[Conditioning, bool]:
@@ -149,7 +152,7 @@ class Studio:
         warnings = check_text_language(request.text, engine.name, engine.languages, installed_engine_languages)
         voice = self.voices.get(request.voice) if request.voice else None
         finetune, finetune_record = self._finetune_for(request, voice, engine)
-        engine.use_finetune(finetune)
+        engine = engine.with_finetune(finetune)  # the weights are part of this request only
         # The speaker embedding only serves ranking: not computed for --no-rank.
         conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress,
                                                                       embed=request.rank)

@@ -27,11 +27,6 @@ from voxmith.studio.voices import VoiceLibrary
 from voxmith.training.config import steps_per_epoch
 from voxmith.training.lock import LockHolder, RunBusy, TrainerLock
 
-# What `train init` proposes when no epochs are given. piper-vc's residual conversion net needs
-# about 150 optimizer steps whatever the dataset's size (benchmarks/piper_vc_finetune.py), so its
-# epochs follow from the steps per epoch; tortoise follows ai-voice-cloning's ~60-epoch schedule.
-DEFAULT_STEPS = {"piper-vc": 150}
-DEFAULT_EPOCHS = {"tortoise": 60}
 CHECKPOINT_CHOICES = ("latest", "best")
 
 
@@ -105,7 +100,7 @@ class TrainingRuns:
         if not cls.supports_training:
             raise VoxmithError(f"The {engine} engine cannot be fine-tuned.")
         train, validation = self.lines(dataset)
-        config = defaults_for(len(train), epochs or _default_epochs(engine, len(train)), dataset=dataset,
+        config = defaults_for(len(train), epochs or _default_epochs(cls, len(train)), dataset=dataset,
                               engine=engine)
         if not validation:
             config.checkpoints.validate_every_steps = 0
@@ -245,12 +240,13 @@ class TrainingRuns:
         return {**choice, "step": info.step}
 
 
-def _default_epochs(engine: str, train_lines: int) -> int:
-    if engine in DEFAULT_STEPS:
-        batches = defaults_for(train_lines, 1).schedule
+def _default_epochs(engine: type, train_lines: int) -> int:
+    """The epochs a new run of `engine` trains when none are given (see `Engine.training_steps`)."""
+    if engine.training_steps:
+        batches = defaults_for(train_lines, 1, engine=engine.name).schedule
         per_epoch = steps_per_epoch(train_lines, batches.batch_size, batches.grad_accumulation)
-        return max(1, math.ceil(DEFAULT_STEPS[engine] / per_epoch))
-    return DEFAULT_EPOCHS.get(engine, 60)
+        return max(1, math.ceil(engine.training_steps / per_epoch))
+    return int(engine.training_epochs)
 
 
 def _parse_step(which: str | int) -> int:

@@ -41,7 +41,8 @@ def scaled_milestones(epochs: int) -> list[int]:
 @dataclass
 class DataConfig:
     dataset: str = field(default="", metadata=_help("name of the dataset folder under datasets/"))
-    engine: str = field(default="tortoise", metadata=_help("engine whose model is fine-tuned"))
+    # No default: the training package knows no engine (the studio names the default engine).
+    engine: str = field(default="", metadata=_help("engine whose model is fine-tuned (piper-vc, tortoise...)"))
 
 
 @dataclass
@@ -221,7 +222,7 @@ def steps_per_epoch(train_lines: int, batch_size: int, grad_accumulation: int, w
     return max(1, math.ceil(batches / (max(1, grad_accumulation) * max(1, world_size))))
 
 
-def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str = "tortoise") -> TrainingConfig:
+def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str = "") -> TrainingConfig:
     """Sensible settings for a dataset of `dataset_lines` training lines trained for `epochs`.
 
     Batches hold up to 16 lines (never more than the dataset); small batches are accumulated to an

@@ -182,7 +182,11 @@ def launch(studio, listen: Optional[str] = None, token: Optional[str] = None, bl
     from voxmith.webui.app import build_app
 
     app = build_app(studio, delete_cache=(TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S))
-    app.queue(default_concurrency_limit=1)  # long jobs run one at a time in the background
+    # One event at a time. Not for the engines' sake (a request's fine-tune is its own engine
+    # object, and speaking from several threads gives each exactly what it gets alone: see
+    # voxmith.engines.base), but because the other tabs change voices, datasets and runs in place,
+    # and a long job (enrolling, preparing a dataset) should not race an edit of the same voice.
+    app.queue(default_concurrency_limit=1)
     middleware = [Middleware(HostOriginGuard, bind_host=address.host, allowed_hosts=tuple(allowed_hosts)),
                   Middleware(UploadGuard, max_bytes=max_upload_mb * 2 ** 20), Middleware(AnyUserName)]
     # Gradio checks that the page answers with 3-second requests and, on a busy machine, fails with

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.training_jobs import TrainingJobs
 from voxmith.webui.progress import friendly
@@ -35,7 +36,7 @@ def build(studio, voice_choices):
                 gr.Markdown("### New run")
                 name = gr.Textbox(label="Run name", elem_id="tr-name")
                 dataset = gr.Dropdown(choices=studio.datasets.names(), label="Dataset", elem_id="tr-dataset")
-                engine = gr.Radio(choices=["piper-vc", "tortoise"], value="piper-vc", label="Engine",
+                engine = gr.Radio(choices=["piper-vc", "tortoise"], value=DEFAULT_ENGINE, label="Engine",
                                   elem_id="tr-engine")
                 with gr.Row():
                     epochs = gr.Number(value=None, precision=0, label="Epochs (blank: engine default)",

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from voxmith.engines.base import TORCH_RNG_LOCK
 from voxmith.engines.piper_vc import conversion, postnet, world
 from voxmith.engines.piper_vc.intelligibility import strongest_within_tolerance, transcribe_clip, word_errors
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, align_utterance, collate, training_params
@@ -72,7 +73,7 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
     batch = collate(lines)
     if config.keep_quantile < 1.0:
         batch = drop_far_pairs(batch, config.keep_quantile)
-    with torch.random.fork_rng():  # seeded initial weights without touching the caller's RNG
+    with TORCH_RNG_LOCK, torch.random.fork_rng():  # seeded initial weights; the caller's RNG untouched
         torch.manual_seed(config.seed)
         model = postnet.FinetunedConversion(params, config.net)
     optimizer = torch.optim.AdamW(model.net.parameters(), lr=config.learning_rate,
@@ -140,9 +141,8 @@ def from_conditioning(conditioning: Dict[str, np.ndarray], params: conversion.Co
     if ARCH_KEY not in conditioning:
         return None
     hidden, layers, kernel = (int(v) for v in np.asarray(conditioning[ARCH_KEY]).tolist())
-    with torch.random.fork_rng():  # the throw-away initial weights must not consume the caller's RNG
-        model = postnet.FinetunedConversion(params, postnet.PostnetConfig(hidden=hidden, layers=layers,
-                                                                          kernel=kernel))
+    model = postnet.FinetunedConversion(params, postnet.PostnetConfig(hidden=hidden, layers=layers, kernel=kernel),
+                                        initialise=False)
     state = {k[len(PREFIX):]: torch.from_numpy(np.asarray(v, dtype=np.float32))
              for k, v in conditioning.items() if k.startswith(PREFIX)}
     model.net.load_state_dict(state)

@@ -6,11 +6,13 @@ enrollment on the voice's own clips under "postnet.*" (adaptation.py; `postnet_m
 Synthesis is deterministic: Piper runs noise-free by default (see base_voice) and every
 per-candidate variation is drawn from `numpy.random.default_rng(seed + i)`.
 
-Fine-tuning (`training_task`, `use_finetune`; see training.py and postnet.py): a checkpoint holds
-the conversion it was trained on plus a residual network, so with a fine-tune in use the warp,
-spectral and pitch statistics, ridge and OT matrices all come from the checkpoint, and the
-network refines the converted features. Still taken from the voice's conditioning: the speaking
-rate (`rate`, when match_rate is on); the settings apply as usual (ridge_mix, cov_mix, jitter...).
+Fine-tuning (`training_task`, `with_finetune`; see training.py and postnet.py): a checkpoint holds
+the conversion it was trained on plus a residual network, so a fine-tuned variant takes the warp,
+spectral and pitch statistics, ridge and OT matrices from the checkpoint, and the network refines
+the converted features. Still taken from the voice's conditioning: the speaking rate (`rate`, when
+match_rate is on); the settings apply as usual (ridge_mix, cov_mix, jitter...). Synthesis changes no
+state and draws nothing from global RNGs, so the stock engine and its variants may speak from
+several threads at once.
 """
 
 from __future__ import annotations
@@ -89,11 +91,13 @@ class PiperVCEngine(Engine):
     # The residual network is small and starts at zero: it needs a far higher rate than the
     # generic 1e-5 meant for large pretrained models (benchmarks/piper_vc_finetune.py).
     training_defaults = {"schedule": {"learning_rate": 1e-3, "scheduler": "cosine"}}
+    # The residual network needs about 150 optimizer steps whatever the dataset's size
+    # (benchmarks/piper_vc_finetune.py).
+    training_steps = 150
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
-        self._finetune_key: Optional[str] = None
-        self._finetuned = None  # postnet.FinetunedConversion in use, or None for the stock conversion
+        self._finetuned = None  # postnet.FinetunedConversion of a fine-tuned variant; None: stock
 
     supports_convert = True
     convert_settings_class = source_conversion.PiperVCConvertSettings
@@ -109,19 +113,16 @@ class PiperVCEngine(Engine):
         conversion of the training lines as the start, a residual network to train (CPU)."""
         return build_task(spec, self.cache_key(), progress)
 
-    def use_finetune(self, finetune: Optional[Finetune]) -> None:
-        if finetune is None:
-            self._finetune_key, self._finetuned = None, None
-            return
-        if finetune.key == self._finetune_key:
-            return
+    def load_finetune(self, finetune: Finetune) -> "PiperVCEngine":
         state: Dict[str, Any] = finetune.load_state()
         try:
             model = postnet.FinetunedConversion.from_state_dict(state)
         except (ValueError, RuntimeError, KeyError) as err:
             raise VoxmithError(f"The fine-tuned weights {finetune.description} do not fit the piper-vc "
                                f"engine ({err}); were they trained with another engine?") from None
-        self._finetune_key, self._finetuned = finetune.key, model
+        variant = PiperVCEngine(self.device, self.models_dir)
+        variant._finetuned = model
+        return variant
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:

@@ -96,16 +96,16 @@ def speech_frames(mcep: np.ndarray) -> np.ndarray:
 
 
 class ResidualNet(nn.Module):
-    def __init__(self, config: PostnetConfig):
+    def __init__(self, config: PostnetConfig, device: Optional[str] = None):
         super().__init__()
         layers = []
         width = INPUT_DIMS
         for _ in range(config.layers):
-            layers += [nn.Conv1d(width, config.hidden, config.kernel, padding=config.kernel // 2), nn.GELU(),
-                       nn.Dropout(config.dropout)]
+            layers += [nn.Conv1d(width, config.hidden, config.kernel, padding=config.kernel // 2, device=device),
+                       nn.GELU(), nn.Dropout(config.dropout)]
             width = config.hidden
         self.body = nn.Sequential(*layers)
-        self.out = nn.Conv1d(width, MCEP_DIMS + AP_BANDS, 1)
+        self.out = nn.Conv1d(width, MCEP_DIMS + AP_BANDS, 1, device=device)
         # Zero output layer: step 0 is the analytic conversion, bit for bit.
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -142,11 +142,15 @@ class FinetunedConversion(nn.Module):
     """The training task's model. `forward(batch)` returns {"mel": loss}; `residuals` is what
     synthesis uses."""
 
-    def __init__(self, params: ConversionParams, config: PostnetConfig = PostnetConfig()):
+    def __init__(self, params: ConversionParams, config: PostnetConfig = PostnetConfig(), *,
+                 initialise: bool = True):
         super().__init__()
         self.config = config
         self.base = BaseConversion(params)
-        self.net = ResidualNet(config)
+        if initialise:  # random initial weights from torch's global RNG (training seeds it)
+            self.net = ResidualNet(config)
+        else:  # weights about to be loaded: allocate them without drawing from any RNG
+            self.net = ResidualNet(config, device="meta").to_empty(device="cpu")
         # Architecture in the state dict too, so a checkpoint rebuilds its own model.
         self.register_buffer("arch", torch.tensor([config.hidden, config.layers, config.kernel]))
 
@@ -155,7 +159,8 @@ class FinetunedConversion(nn.Module):
         if "arch" not in state or not any(k.startswith("base.") for k in state):
             raise ValueError("not a piper-vc fine-tuning checkpoint (no 'arch' or 'base.*' entries)")
         hidden, layers, kernel = (int(v) for v in state["arch"].tolist())
-        model = cls(_placeholder_params(), PostnetConfig(hidden=hidden, layers=layers, kernel=kernel))
+        model = cls(_placeholder_params(), PostnetConfig(hidden=hidden, layers=layers, kernel=kernel),
+                    initialise=False)
         model.load_state_dict(state)
         model.eval()
         return model

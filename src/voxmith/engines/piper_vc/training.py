@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from voxmith.audio import load_audio
-from voxmith.engines.base import FinetuneSpec, TrainingLine
+from voxmith.engines.base import TORCH_RNG_LOCK, FinetuneSpec, TrainingLine
 from voxmith.engines.piper_vc import conversion, enrollment, parallel, postnet, world
 from voxmith.engines.piper_vc.parallel import AlignedLine, collate
 from voxmith.errors import VoxmithError
@@ -175,7 +175,7 @@ def build_task(spec: FinetuneSpec, engine_cache_key: str, progress: Optional[Pro
         report(progress, "aligning lines", k, len(features))
         aligned.append(parallel.align_utterance(f.utterance, params))
     report(progress, "aligning lines", len(features), len(features))
-    with torch.random.fork_rng():  # seeded initial weights without touching the caller's RNG
+    with TORCH_RNG_LOCK, torch.random.fork_rng():  # seeded initial weights; the caller's RNG untouched
         torch.manual_seed(spec.seed)
         model = postnet.FinetunedConversion(base, config)
     train = [a for a in aligned[:n_train] if a is not None]

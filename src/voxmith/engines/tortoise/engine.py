@@ -11,7 +11,11 @@ with their CLVP (and CVVP) scores. Weights are the official checkpoint files, fo
 `checkpoints.ensure_checkpoints` on first use.
 
 Fine-tuning (`training_task`, see `training.py`) trains a copy of the autoregressive model;
-`use_finetune` swaps its weights (or merged LoRA adapters) into the synthesis model and back.
+`with_finetune` gives a variant engine with its own copy of the AR holding the fine-tuned weights (or
+LoRA adapters merged in), sharing the other models with the stock engine, which never changes.
+The pipeline seeds and draws from torch's global RNG (as official TorToiSe does, for identical
+takes), so synthesis holds `TORCH_RNG_LOCK`: requests from several threads run one after another,
+each exactly as it would alone.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import numpy as np
 import torch
 
 from voxmith.audio import Audio
-from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
-                                  FinetuneSpec, coerce_setting)
+from voxmith.engines.base import (TORCH_RNG_LOCK, Candidate, Conditioning, DeviceNeeds, Engine, EngineOption,
+                                  EngineSettings, Finetune, FinetuneSpec, coerce_setting)
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -37,7 +41,7 @@ from .audio import chunk_conditioning_mels, clip_22k, whole_clip_chunks
 from .autoregressive import UnifiedVoice, UnifiedVoiceConfig
 from .dvae import DiscreteVAE, DiscreteVAEConfig
 from .pipeline import TortoiseModels, build_loaded, tts
-from .precision import resolve_ar_precision
+from .precision import DecoderCache, resolve_ar_precision
 from .presets import AR_PRECISIONS, DEFAULT_PRESET, PRESETS, SAMPLERS, TtsOptions, auto_batch_size, preset_options
 from .tokenizer import TextTooLongError, TortoiseTokenizer
 from .training import TortoiseTrainingTask, apply_finetune_state
@@ -163,10 +167,12 @@ class TortoiseEngine(Engine):
                                     "the presets); an NVIDIA GPU with about 6 GB is recommended. "
                                     "Downloads ~4.3 GB of weights on first use.")
     settings_class = TortoiseSettings
+    options = (EngineOption("preset", "the official quality/speed preset", tuple(PRESETS)),)
     languages = ("en",)  # trained on English audiobooks; its tokenizer is English
     supports_training = True
     # The GPT fine-tuning recipes around TorToiSe clip the gradient norm at 4.
     training_defaults = {"schedule": {"max_grad_norm": 4.0}}
+    training_epochs = 60  # ai-voice-cloning's schedule
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
@@ -176,9 +182,9 @@ class TortoiseEngine(Engine):
         self.model_configs: Optional[dict] = None
         # The DVAE for fine-tuning: None loads dvae.pth (downloaded on first use); tests inject one.
         self.dvae = None
-        self._finetune_key: Optional[str] = None
-        self._finetune_changes_conditioning = False
-        self._stock_ar: Optional[dict] = None  # CPU copy of the stock AR weights once a finetune is used
+        # A fine-tuned variant whose weights change the conditioning encoder (a full fine-tune)
+        # names them in its cache key, so voice latents of the stock weights are not reused.
+        self._conditioning_tag: Optional[str] = None
 
     @classmethod
     def with_models(cls, models, device: Optional[str] = None) -> "TortoiseEngine":
@@ -190,22 +196,23 @@ class TortoiseEngine(Engine):
     @classmethod
     def tiny(cls, seed: int = 0, device: str = "cpu") -> "TortoiseEngine":
         """An engine with tiny random-weight models: for tests; its audio is noise."""
-        engine = cls.with_models(TortoiseModels.tiny(seed, device=device), device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
-            engine.dvae = DiscreteVAE(DiscreteVAEConfig.tiny()).eval()
+        with TORCH_RNG_LOCK:
+            engine = cls.with_models(TortoiseModels.tiny(seed, device=device), device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                engine.dvae = DiscreteVAE(DiscreteVAEConfig.tiny()).eval()
         return engine
 
     def cache_key(self) -> str:
-        # A full fine-tune changes the conditioning encoder, so voice latents cached with the stock
-        # weights (or another fine-tune) must not be reused.
         key = super().cache_key()
-        if self._finetune_changes_conditioning and self._finetune_key:
-            key += "-ft-" + hashlib.sha256(self._finetune_key.encode()).hexdigest()[:12]
-        return key
+        return key + "-ft-" + self._conditioning_tag if self._conditioning_tag else key
 
     def models(self, progress: Optional[ProgressCallback] = None):
         """The models, loaded on first use (missing checkpoint files are downloaded)."""
+        with TORCH_RNG_LOCK:  # one load, whichever thread asks first
+            return self._load_models(progress)
+
+    def _load_models(self, progress: Optional[ProgressCallback]):
         if self._models is None:
             paths = checkpoints.ensure_checkpoints(checkpoints.REQUIRED_NAMES, workspace_models=self.models_dir,
                                                    progress=progress)
@@ -231,11 +238,10 @@ class TortoiseEngine(Engine):
     def _stock_ar_copy(self, progress: Optional[ProgressCallback]):
         """A private, stock-weight copy of the AR on this engine's device: copied from the loaded
         models, or (so training does not load the other 2.5 GB of models) read from its file."""
+        if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
+            return self.stock._stock_ar_copy(progress)
         if self._models is not None:
-            ar = copy.deepcopy(self._models.ar)
-            if self._stock_ar is not None:  # a fine-tune is in use for synthesis; train from stock
-                ar.load_state_dict(self._stock_ar)
-            return ar.to(self.device)
+            return copy.deepcopy(self._models.ar).to(self.device)
         path = checkpoints.ensure_checkpoints(["autoregressive.pth"], workspace_models=self.models_dir,
                                               progress=progress)["autoregressive.pth"]
         config = (self.model_configs or {}).get("autoregressive.pth", UnifiedVoiceConfig())
@@ -258,26 +264,19 @@ class TortoiseEngine(Engine):
         # Only the official file is supported (it loads strictly), so its hash names it.
         return checkpoints.BY_NAME["dvae.pth"].sha256[:16], load
 
-    def use_finetune(self, finetune: Optional[Finetune]) -> None:
-        """Synthesise with `finetune`'s AR weights (full, or LoRA merged in); None: stock weights.
-        Nothing happens when `finetune.key` is already in use."""
-        key = None if finetune is None else finetune.key
-        if key == self._finetune_key:
-            return
-        ar = self.models().ar
-        if self._stock_ar is None:
-            self._stock_ar = {k: v.detach().to("cpu", copy=True) for k, v in ar.state_dict().items()}
-        else:
-            ar.load_state_dict(self._stock_ar)  # undo the previous fine-tune exactly
-        self._finetune_key, self._finetune_changes_conditioning = None, False
-        if finetune is None:
-            return
-        try:
-            changes_conditioning = apply_finetune_state(ar, finetune.load_state(), finetune.config)
-        except BaseException:
-            ar.load_state_dict(self._stock_ar)
-            raise
-        self._finetune_key, self._finetune_changes_conditioning = key, changes_conditioning
+    def load_finetune(self, finetune: Finetune) -> "TortoiseEngine":
+        """A variant with its own AR: a copy of the stock one with `finetune`'s full weights, or its
+        LoRA adapters merged in. The other models, the tokenizer and the DVAE are shared."""
+        models = self.models()
+        with TORCH_RNG_LOCK:  # the stock AR must not move between devices while it is copied
+            ar = copy.deepcopy(models.ar)
+        changes_conditioning = apply_finetune_state(ar, finetune.load_state(), finetune.config)
+        variant = TortoiseEngine(self.device, self.models_dir)
+        variant.model_configs, variant.dvae, variant._tokenizer = self.model_configs, self.dvae, self.tokenizer()
+        variant._models = dataclasses.replace(models, ar=ar, decoders=DecoderCache())
+        if changes_conditioning:
+            variant._conditioning_tag = hashlib.sha256(finetune.key.encode()).hexdigest()[:12]
+        return variant
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -289,6 +288,10 @@ class TortoiseEngine(Engine):
         if not clips:
             raise VoxmithError("tortoise needs at least one clip of the voice.")
         waves = [clip_22k(clip) for clip in clips]
+        with TORCH_RNG_LOCK:  # the models are shared with other requests (see the module docstring)
+            return self._conditioning_latents(waves, progress)
+
+    def _conditioning_latents(self, waves: List[torch.Tensor], progress: Optional[ProgressCallback]) -> Conditioning:
         models = self.models(progress)
         report(progress, "tortoise: conditioning latents", 0, 2)
         chunks = whole_clip_chunks(waves)
@@ -323,6 +326,11 @@ class TortoiseEngine(Engine):
             tokens = self.tokenizer().text_tokens_for_tts(text)
         except TextTooLongError as err:
             raise VoxmithError(f"{err}.") from None
+        with TORCH_RNG_LOCK:  # seeded runs draw from torch's global RNG (see the module docstring)
+            return self._synthesize(tokens, conditioning, settings, int(seed), int(candidates), progress)
+
+    def _synthesize(self, tokens: torch.Tensor, conditioning: Conditioning, settings: TortoiseSettings, seed: int,
+                    candidates: int, progress: Optional[ProgressCallback]) -> List[Candidate]:
         models = self.models(progress)
         options = settings.options(candidates)
         options = options.replace(ar_precision=resolve_ar_precision(settings.ar_precision, models.device))

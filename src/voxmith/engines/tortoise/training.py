@@ -9,7 +9,7 @@ run's text_weight / mel_weight (ai-voice-cloning: 0.01 and 1).
 `TortoiseFinetuneModel` is what the loop trains and checkpoints: `model(batch)` returns
 {"text": loss, "mel": loss}. Its state dict is the AR's under `ar.` -- every tensor for a full
 fine-tune, only the adapters for LoRA (a few MB instead of 1.7 GB per checkpoint). The engine's
-`use_finetune` reads that state back.
+`TortoiseEngine.load_finetune` reads that state back.
 
 The diffusion decoder, vocoder and rankers are not trained (nor are they by ai-voice-cloning).
 """
