@@ -290,3 +290,33 @@ def test_engine_declared_options_become_settings(run, monkeypatch):
     assert result.exit_code == 1 and "must be one of ultra_fast" in result.output
     engines = run("engines")
     assert "speak --preset" in engines.output
+
+
+def test_the_engines_own_take_scores_are_kept(tmp_path, tone_engine, demo_files):
+    """Each take of the sidecar keeps what the engine scored it (tortoise: CLVP/CVVP)."""
+    import json
+
+    from voxmith.engines import register_engine
+    from voxmith.engines.registry import unregister_engine
+    from voxmith.studio import Studio
+    from voxmith.studio.speech import SpeakRequest
+
+    class ScoredTone(tone_engine):
+        name = "scored-tone"
+
+        def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+            takes = super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
+            for k, take in enumerate(takes):
+                take.scores = {"clvp": 0.5 + k}
+            return takes
+
+    register_engine("scored-tone", ScoredTone)
+    try:
+        studio = Studio(tmp_path / "ws", device="cpu")
+        studio.voices.add("demo", demo_files)
+        result = studio.speak(SpeakRequest("Scores stay.", voice="demo", engine="scored-tone", seed=1,
+                                           candidates=2, rank=False))
+    finally:
+        unregister_engine("scored-tone")
+    takes = json.loads(result.sidecar_path.read_text())["sentences"][0]["takes"]
+    assert [t["engine_scores"]["clvp"] for t in takes] == [0.5, 1.5] and takes[0]["scores"] is None

@@ -217,6 +217,8 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
             for k, (take, score) in enumerate(zip(takes, scores)):
                 record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
                           "scores": score.to_dict() if score else None}
+                if take.scores:  # the engine's own (tortoise: CLVP, CVVP), next to the studio's ranking
+                    record["engine_scores"] = dict(take.scores)
                 if refused[k]:
                     record["refused"] = refused[k]
                 if len(takes) > 1:
