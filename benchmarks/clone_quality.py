@@ -156,6 +156,10 @@ def main() -> int:
                    "guard": {k: np.asarray(v).tolist() for k, v in cond.items() if k.startswith("guard.")},
                    "transcripts": heard}
             rows.append(row)
+            # Written after every voice, so an interrupted run still leaves its finished voices.
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": sentences,
+                                                  "joe_mos": joe_mos, "rows": rows, "partial": True}, indent=2))
             print(f"{name:15s} {json.dumps(overrides):28s} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
                   f"MOS={row['mos']:.2f} (min {row['mos_min']:.2f}, real {held_mos:.2f}) RTF={row['rtf']:.3f} "
                   f"enroll={enroll_s:5.1f}s/{row['enroll_audio_s']:.0f}s warp={row['warp']:+.3f}", flush=True)

@@ -229,16 +229,23 @@ def test_postnet_mix_scales_the_network_and_zero_is_the_analytic_conversion(engi
         engine.settings_class.from_dict({"postnet_mix": 3.0}).validate()
 
 
-def test_intelligibility_check_picks_the_strongest_allowed_scale(enrolled_demo):
-    from voxmith.engines.piper_vc import adaptation
-    from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES
+def test_guard_backs_off_in_order_and_records_why(enrolled_demo):
+    from voxmith.engines.piper_vc import adaptation, guard
 
     result, cond = enrolled_demo
+    assert guard.summary(cond)["words"] == sum(len(t.split()) for t in guard.GUARD_SENTENCES)  # it ran
     model = adaptation.from_conditioning(cond, result.params)
-    check = lambda grid, tol: adaptation.choose_scale(model, result.params, result.calibration,  # noqa: E731
-                                                     CALIBRATION_SENTENCES, grid=grid, tolerance=tol)
-    assert check((1.0, 0.0), 1000) == 1.0  # any number of errors allowed: the strongest
-    assert check((1.0, 0.0), -1) == 0.0  # fewer errors than the analytic conversion: impossible
+    renderer = guard.Renderer(refit=result.refit, warp=result.params.warp, ridge_mix=0.3, model=model)
+    short = ("Hello there, my friend.",)
+    lenient = guard.guard(renderer, guard.Strengths(), sentences=short, tolerance=1000)
+    assert lenient.strengths == guard.Strengths() and lenient.steps == []  # any errors allowed: nothing reduced
+    strict = guard.guard(renderer, guard.Strengths(), sentences=short, tolerance=-1)  # impossible to meet
+    assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0)  # everything backed off, nothing else
+    assert [s.split()[0] for s in strict.steps] == ["network", "network", "ridge", "warp", "warp",
+                                                   "statistics", "statistics"]
+    assert "base voice" in strict.steps[0]
+    summary = guard.summary(strict.to_conditioning())
+    assert summary["reduced"] == strict.steps and summary["strengths"]["warp"] == 0.0
 
 
 def test_no_adaptation_without_parallel_data(enrolled_demo):

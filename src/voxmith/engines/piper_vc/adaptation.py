@@ -21,20 +21,17 @@ import numpy as np
 import torch
 
 from voxmith.engines.base import TORCH_RNG_LOCK
-from voxmith.engines.piper_vc import conversion, postnet, world
-from voxmith.engines.piper_vc.intelligibility import strongest_within_tolerance, transcribe_clip, word_errors
+from voxmith.engines.piper_vc import conversion, postnet
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, align_utterance, collate, training_params
 from voxmith.training.config import ScheduleConfig
 from voxmith.training.loop import lr_factor
 
 PREFIX = "postnet."  # conditioning keys of the network weights
 ARCH_KEY = "postnet_arch"  # (hidden, layers, kernel)
-SCALE_KEY = "postnet_scale"  # the scale choose_scale picked; synthesis multiplies postnet_mix by it
-# Network scales tried at enrollment, strongest first, and the calibration word errors over the
-# analytic conversion's that still count as intelligible (2 sentences, 25 words). No 1.5: the
-# check let it through for voices it garbled (docs/piper_vc_tuning.md).
+SCALE_KEY = "postnet_scale"  # the scale the guard allowed; synthesis multiplies postnet_mix by it
+# Network scales the intelligibility guard (guard.py) may leave, strongest first. No 1.5: checks
+# let it through for voices it garbled (docs/piper_vc_tuning.md).
 SCALE_GRID = (1.0, 0.5, 0.0)
-SCALE_WER_TOL = 1
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class AdaptConfig:
     # analytic conversion (meant for pairs DTW got wrong, e.g. around misheard names); all are
     # kept because dropping some did not help (docs/piper_vc_tuning.md).
     keep_quantile: float = 1.0
-    check_intelligibility: bool = True  # choose_scale at enrollment (~4 Whisper passes)
+    check_intelligibility: bool = True  # the guard (guard.py) at enrollment
     net: postnet.PostnetConfig = field(default_factory=postnet.PostnetConfig)
 
 
@@ -96,25 +93,6 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
     return model
 
 
-def choose_scale(model: postnet.FinetunedConversion, params: conversion.ConversionParams,
-                 calibration: Sequence[world.WorldFeatures], texts: Sequence[str],
-                 grid: Sequence[float] = SCALE_GRID, tolerance: int = SCALE_WER_TOL, progress=None) -> float:
-    """Strongest network scale in `grid` whose Whisper word errors on joe's converted
-    calibration sentences (not trained on) are within `tolerance` of the analytic conversion's.
-    Guards voices whose few clips teach the network to blur phones (docs/piper_vc_tuning.md)."""
-    base = training_params(params)
-    analytic = [conversion.convert(f, base) for f in calibration]
-
-    def errors(scale: float) -> int:
-        total = 0
-        for text, feats in zip(texts, analytic):
-            out = postnet.refine(model, feats, base, scale=scale) if scale > 0 else feats
-            total += word_errors(text, transcribe_clip(world.synthesise(out), world.SAMPLE_RATE_HZ))
-        return total
-
-    return strongest_within_tolerance(grid, errors, tolerance, progress=progress)
-
-
 def drop_far_pairs(batch: Dict[str, torch.Tensor], keep_quantile: float) -> Dict[str, torch.Tensor]:
     """The batch with only the `keep_quantile` share of masked frames whose target is nearest to
     the network's input (mean squared distance of the standardised mel-cepstra) left in the mask."""
@@ -150,5 +128,5 @@ def from_conditioning(conditioning: Dict[str, np.ndarray], params: conversion.Co
     return model
 
 
-__all__: List[str] = ["AdaptConfig", "train_residual", "choose_scale", "to_conditioning", "from_conditioning",
+__all__: List[str] = ["AdaptConfig", "train_residual", "to_conditioning", "from_conditioning",
                       "aligned_lines"]

@@ -17,7 +17,7 @@ several threads at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -25,9 +25,9 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec)
-from voxmith.engines.piper_vc import adaptation, conversion, phones, postnet, source_conversion, world
+from voxmith.engines.piper_vc import adaptation, conversion, guard, phones, postnet, render, source_conversion, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice
-from voxmith.engines.piper_vc.enrollment import CALIBRATION_SENTENCES, EnrollmentResult, enroll
+from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.training import build_task
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
@@ -78,10 +78,14 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
-    version = "5"  # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
-    description = ("Piper's joe voice converted to the target speaker with WORLD: frequency warp, "
-                   "spectral/pitch statistics (per-dimension + full-covariance OT map) and a "
-                   "ridge correction and a small residual network learnt from the clips.")
+    # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
+    # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
+    # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
+    version = "6"
+    description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
+                   "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
+                   "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
+                   "envelope filter); an intelligibility guard backs off what would cost words.")
     sample_rate_hz = world.SAMPLE_RATE_HZ
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
                                note="CPU only; about 0.23x real time on 2 cores.")
@@ -137,29 +141,29 @@ class PiperVCEngine(Engine):
                           progress: Optional[ProgressCallback] = None) -> Conditioning:
         """The conditioning arrays of an enrollment (enrolled at ridge_mix 1 and
         conversion.DEFAULT_COV_MIX, as prepare_conditioning does): the conversion, the embedding, the
-        warp search record, the rate and the residual network trained on its utterances."""
-        cond = result.params.to_arrays(prefix="conv.")
+        warp search record, the rate, the residual network trained on its utterances, and what the
+        intelligibility guard backed off (guard.py)."""
+        tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
+        config = adaptation.AdaptConfig()
+        model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
+        params = result.params
+        checked = None
+        if config.check_intelligibility:
+            renderer = guard.Renderer(refit=result.refit, warp=result.params.warp,
+                                      ridge_mix=PiperVCSettings.ridge_mix, model=model)
+            checked = guard.guard(renderer, guard.Strengths(), progress=tick)
+            params = renderer.params(replace(checked.strengths, ridge=1.0))  # the ridge stays stored at 1
+            params.ridge_mix = result.params.ridge_mix
+        cond = params.to_arrays(prefix="conv.")
         cond["target_embedding"] = result.target_embedding.astype(np.float32)
         cond["warp_grid"] = result.warp_grid
         cond["warp_scores"] = result.warp_scores
         cond["rate"] = np.asarray(result.rate, dtype=np.float64)
-        cond.update(self._adapt(result, progress))
-        return cond
-
-    def _adapt(self, result: EnrollmentResult, progress: Optional[ProgressCallback]) -> Conditioning:
-        """The residual network trained on the enrollment's parallel utterances, as arrays
-        (empty when no clip had a transcript joe could say)."""
-        config = adaptation.AdaptConfig()
-        tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
-        model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
-        if model is None:
-            return {}
-        cond = adaptation.to_conditioning(model)
-        scale = 1.0
-        if config.check_intelligibility and result.calibration:
-            scale = adaptation.choose_scale(model, result.params, result.calibration, CALIBRATION_SENTENCES,
-                                            progress=tick)
-        cond[adaptation.SCALE_KEY] = np.asarray(scale, dtype=np.float64)
+        if model is not None:
+            cond.update(adaptation.to_conditioning(model))
+            cond[adaptation.SCALE_KEY] = np.asarray(1.0, dtype=np.float64)
+        if checked is not None:
+            cond.update(checked.to_conditioning())
         return cond
 
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
@@ -171,8 +175,11 @@ class PiperVCEngine(Engine):
             params = finetuned.base.params()
         else:
             params = conversion.ConversionParams.from_arrays(conditioning, prefix="conv.")
-        # The ridge was fitted at full strength; the setting scales it at synthesis time.
-        params.ridge_mix = float(settings.ridge_mix) if params.ridge.any() else 0.0
+        # The ridge was fitted at full strength; the setting (times what the guard allowed) scales it.
+        ridge_scale = float(conditioning.get(guard.KEYS["ridge"], 1.0)) if finetuned is None else 1.0
+        params.ridge_mix = float(settings.ridge_mix) * ridge_scale if params.ridge.any() else 0.0
+        spectral_scale = float(conditioning.get(guard.KEYS["statistics"], 1.0)) if finetuned is None else 1.0
+        checked = guard.summary(conditioning) if finetuned is None else None
         params.cov_mix = float(settings.cov_mix)
         if settings.cov_nucleus >= 0:
             params.cov_nucleus = float(settings.cov_nucleus)
@@ -199,7 +206,10 @@ class PiperVCEngine(Engine):
                 "cov_mix": float(params.cov_mix),
                 "cov_nucleus": float(params.cov_nucleus),
                 "postnet_mix": float(refine_scale) if refiner is not None else 0.0,
+                "spectral_scale": spectral_scale,
             }
+            if checked is not None:
+                details["guard"] = checked
             report(progress, "synthesising", i, candidates)
             spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
                                  length_scale=details["length_scale"], noise_w=details["noise_w"])
@@ -210,7 +220,8 @@ class PiperVCEngine(Engine):
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
             if refiner is not None:
                 converted = postnet.refine(refiner, converted, params, scale=refine_scale)
-            samples = peak_normalize(world.synthesise(converted), -1.0).astype(np.float32)
+            rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale)
+            samples = peak_normalize(rendered, -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,
                                  seed=cand_seed, details=details))

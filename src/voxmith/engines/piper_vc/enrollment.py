@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import conversion, world
+from voxmith.engines.piper_vc import conversion, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.engines.piper_vc.base_voice import get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
@@ -51,11 +51,21 @@ class EnrollmentResult:
     utterances: List[ParallelUtterance] = field(default_factory=list)
     # Joe's analysed CALIBRATION_SENTENCES, for checks of the finished conversion (adaptation.py).
     calibration: List[world.WorldFeatures] = field(default_factory=list)
+    # What fit_parallel fitted with, so the guard can refit the conversion at a weaker warp.
+    ridge_lambda: float = 30.0
+    cov_mix: float = 0.0
+
+    def refit(self, warp: float, ridge_mix: float = 1.0) -> conversion.ConversionParams:
+        """The conversion fitted on the same data at another `warp` (ridge at `ridge_mix`)."""
+        said = [u for u in self.utterances if u.joe is not None]
+        return conversion.fit([u.joe for u in said] + list(self.calibration), [u.target for u in self.utterances],
+                              warp=warp, pairs=[(u.joe, u.target, u.path) for u in said],
+                              ridge_lambda=self.ridge_lambda, ridge_mix=ridge_mix, cov_mix=self.cov_mix)
 
 
-def _secs(feats: Sequence[world.WorldFeatures], params: conversion.ConversionParams,
+def _secs(spoken: Sequence[np.ndarray], feats: Sequence[world.WorldFeatures], params: conversion.ConversionParams,
           encoder, target_embedding: np.ndarray) -> float:
-    audio = np.concatenate([world.synthesise(conversion.convert(f, params)) for f in feats])
+    audio = np.concatenate([render.render(x, f, conversion.convert(f, params)) for x, f in zip(spoken, feats)])
     return cosine_similarity(encoder.embed(audio, world.SAMPLE_RATE_HZ), target_embedding)
 
 
@@ -121,12 +131,13 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     rates = [u.rate for u in said]
     transcripts = [u.text for u in utterances]
 
-    calib = [world.analyse(voice.speak(s, seed=0).samples) for s in CALIBRATION_SENTENCES]
+    calib_audio = [voice.speak(s, seed=0).samples for s in CALIBRATION_SENTENCES]
+    calib = [world.analyse(x) for x in calib_audio]
     src_feats = joe_feats + calib  # joe's statistics from everything he said
 
     def score(warp: float) -> float:
         p = conversion.fit(src_feats, tgt_feats, warp=warp)
-        return _secs(calib, p, encoder, target_embedding)
+        return _secs(calib_audio, calib, p, encoder, target_embedding)
 
     best, tried = search_warp(score, lambda done, total: tick("choosing warp", done, total))
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
@@ -134,4 +145,5 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     grid = np.array(list(tried.keys()), dtype=np.float64)
     rate = float(np.clip(np.median(rates), *RATE_RANGE)) if rates else 1.0
     return EnrollmentResult(params, target_embedding, grid,
-                            np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib)
+                            np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib,
+                            ridge_lambda, cov_mix)

@@ -1,12 +1,10 @@
-"""Intelligibility checks for piper-vc: Whisper transcripts, word-error counts, and the one search
-for "the strongest value that keeps speech intelligible" that enrollment uses.
+"""Intelligibility checks for piper-vc: Whisper transcripts and word-error counts (used by the
+warp search's enrollment and by the guard, guard.py).
 
-Not here: what is being strengthened (adaptation.choose_scale says that) or any synthesis.
+Not here: what is being backed off (guard.py) or any synthesis.
 """
 
 from __future__ import annotations
-
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -25,22 +23,4 @@ def word_errors(reference: str, hypothesis: str) -> int:
     return errors.substitutions + errors.deletions + errors.insertions
 
 
-def strongest_within_tolerance(grid: Sequence[float], errors: Callable[[float], int], tolerance: int, *,
-                               baseline: float = 0.0, stage: str = "checking intelligibility",
-                               progress: Optional[Callable[[str, int, int], None]] = None) -> float:
-    """The largest value of `grid` above `baseline` whose `errors(value)` are at most
-    `errors(baseline) + tolerance`; `baseline` when none is. Values are tried strongest first and
-    the search stops at the first that passes, so a strong value costs one check."""
-    steps = sorted(grid, reverse=True)
-    if progress is not None:
-        progress(stage, 0, len(steps))
-    floor = errors(baseline)
-    for k, value in enumerate(s for s in steps if s > baseline):
-        if progress is not None:
-            progress(stage, k + 1, len(steps))
-        if errors(value) <= floor + tolerance:
-            return float(value)
-    return float(baseline)
-
-
-__all__ = ["transcribe_clip", "word_errors", "strongest_within_tolerance"]
+__all__ = ["transcribe_clip", "word_errors"]
