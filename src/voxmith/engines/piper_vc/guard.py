@@ -112,9 +112,10 @@ class Renderer:
 
 
 def guard(renderer: Renderer, start: Strengths, sentences: Sequence[str] = GUARD_SENTENCES,
-          tolerance: int = TOLERANCE_WORDS, progress=None) -> GuardResult:
-    """Back off `start` along LADDER until the rendered sentences are intelligible (see the
-    module docstring)."""
+          tolerance: int = TOLERANCE_WORDS, ladder_steps: Sequence[Tuple[str, Sequence[float]]] = LADDER,
+          progress=None) -> GuardResult:
+    """Back off `start` along `ladder_steps` (LADDER: every component) until the rendered
+    sentences are intelligible (see the module docstring)."""
     voice = get_base_voice()
     spoken = [voice.speak(text, seed=0).samples for text in sentences]
     feats = [world.analyse(x) for x in spoken]
@@ -124,7 +125,7 @@ def guard(renderer: Renderer, start: Strengths, sentences: Sequence[str] = GUARD
         return sum(word_errors(text, transcribe_clip(x, world.SAMPLE_RATE_HZ)) for text, x in zip(sentences, audio))
 
     base = errors(spoken)
-    ladder = [(name, value) for name, values in LADDER for value in values if value < getattr(start, name)]
+    ladder = [(name, value) for name, values in ladder_steps for value in values if value < getattr(start, name)]
     current, steps, k = start, [], 0
     if renderer.model is None:
         current = replace(current, network=0.0)
@@ -149,5 +150,8 @@ def guard(renderer: Renderer, start: Strengths, sentences: Sequence[str] = GUARD
     return GuardResult(current, base, made, words, steps)
 
 
-__all__ = ["GUARD_SENTENCES", "TOLERANCE_WORDS", "LADDER", "Strengths", "GuardResult", "Renderer", "guard",
+# A dataset fine-tune brings its own conversion: only its network is backed off.
+FINETUNE_LADDER: Tuple[Tuple[str, Tuple[float, ...]], ...] = (("network", adaptation.SCALE_GRID[1:]),)
+
+__all__ = ["FINETUNE_LADDER", "GUARD_SENTENCES", "TOLERANCE_WORDS", "LADDER", "Strengths", "GuardResult", "Renderer", "guard",
            "summary"]
