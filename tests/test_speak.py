@@ -267,6 +267,7 @@ def test_cli_speak_and_eval(enrolled, tmp_path):
     # eval's own arithmetic, not the model's quality: its WER is that of the transcript it shows
     assert row["wer"] == pytest.approx(word_error_rate(row["expected_text"], row["transcript"]).wer, abs=1e-4)
     assert 0.0 < row["similarity"] <= 1.0
+    assert 1.0 <= row["naturalness_mos"] <= 5.0
 
     bad = CliRunner().invoke(cli, ["--home", home, "-q", "speak", "-v", "demo", "--set", "nonsense", "Hi."])
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
@@ -341,3 +342,18 @@ def test_requests_with_different_finetunes_run_at_once_exactly_as_alone(enrolled
         assert np.array_equal(one, result.samples)
     assert [r.sidecar.get("finetune", {}).get("run") for r in together] == [None, "ft-a", "ft-b"]
     assert enrolled.engine("piper-vc").finetune is None  # the shared stock engine never changed
+
+
+def test_voices_show_says_what_the_guard_did(enrolled):
+    home = str(enrolled.workspace.home)
+    shown = CliRunner().invoke(cli, ["--home", home, "-q", "voices", "show", "demo", "--json"])
+    assert shown.exit_code == 0, shown.output
+    notes = json.loads(shown.output)["enrollment"]
+    assert notes["words"] > 0 and set(notes["strengths"]) == {"network", "ridge", "warp", "statistics"}
+    # Intelligible within the tolerance, or everything that could be backed off was.
+    assert notes["errors"] <= notes["base_errors"] + 2 or not any(notes["strengths"].values())
+    assert len(notes["reduced"]) == sum(1 for step in notes["reduced"] if "base voice" in step)
+    take = enrolled.speak(SpeakRequest("Hello there.", voice="demo", seed=1)).sidecar["sentences"][0]["takes"][0]
+    assert take["details"]["guard"] == notes  # the sidecar records it too
+    text = CliRunner().invoke(cli, ["--home", home, "-q", "voices", "show", "demo"]).output
+    assert "Enrollment check" in text

@@ -104,7 +104,26 @@ def show(obj, name, as_json):
     progress = obj.progress()
     report = obj.studio.analyse_voice(name, progress=progress)
     progress.close()
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    notes = obj.studio.enrollment_notes(name)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "enrollment": notes}, indent=2))
+        return
+    click.echo(format_report(report))
+    click.echo(format_enrollment(notes))
+
+
+def format_enrollment(notes) -> str:
+    """The default engine's enrollment notes (its intelligibility guard) as text."""
+    if notes is None:
+        return "* Not enrolled for these clips yet: the first `speak` enrolls the voice."
+    lines = [f"* Enrollment check: {notes['errors']} word errors in {notes['words']} words "
+             f"({notes['base_errors']} for the unconverted base voice)."]
+    if notes["reduced"]:
+        lines.append("* To keep the voice intelligible, enrollment reduced:")
+        lines += [f"    - {step}" for step in notes["reduced"]]
+    else:
+        lines.append("* Nothing had to be reduced to keep the voice intelligible.")
+    return "\n".join(lines)
 
 
 @voices.command("remove")

@@ -221,6 +221,11 @@ class Engine(ABC):
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
         """Compute what synthesis needs from a voice's clips (all of every clip)."""
 
+    def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
+        """What enrollment decided for a voice that a user should know (e.g. what was reduced to
+        keep it intelligible), as plain JSON-able values; None when there is nothing to say."""
+        return None
+
     # --- fine-tuning (optional) ------------------------------------------------------------------
     supports_training: ClassVar[bool] = False
     # Training-config values that suit this engine's model better than the generic defaults, as

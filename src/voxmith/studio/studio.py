@@ -103,6 +103,14 @@ class Studio:
         tag = selection_tag(clip_durations(voice.clip_paths))
         return CacheKey(engine.name, engine.cache_key() + tag, voice.fingerprint())
 
+    def enrollment_notes(self, voice: Voice | str, engine_name: str = DEFAULT_ENGINE) -> Optional[dict]:
+        """The engine's notes on the voice's cached conditioning (Engine.conditioning_notes), or
+        None when the voice is not enrolled for the current clips yet; never enrolls it."""
+        voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        engine = self.engine(engine_name)
+        cached = voice.cache.load(self._conditioning_key(voice, engine))
+        return None if cached is None else engine.conditioning_notes(cached)
+
     def analyse_voice(self, name: str, progress: Optional[ProgressCallback] = None) -> VoiceReport:
         # The speaker encoder is small; the CPU keeps results identical across machines.
         return analyse_voice(self.voices.get(name), "cpu", progress)

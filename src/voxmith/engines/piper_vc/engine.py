@@ -173,6 +173,10 @@ class PiperVCEngine(Engine):
             cond.update(checked.to_conditioning())
         return cond
 
+    def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
+        """The intelligibility guard's record (guard.summary): error counts and what it reduced."""
+        return guard.summary(conditioning)
+
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
