@@ -39,10 +39,11 @@ class RankingSettings:
     max_wer: float = 0.15  # a best take worse than this is re-generated
     regenerate_limit: int = 2  # extra takes per sentence at most
     # Naturalness guards (DistillMOS, 1-5; real recordings score ~4, the shared voices 3.3-4.5).
-    # Below the floor a take sounds broken whatever the others do; a take more than
-    # `naturalness_drop` below the sentence's most natural take has collapsed relative to what
-    # the engine can do for that voice and sentence.
-    min_naturalness: float = 1.5
+    # Below the floor a take sounds broken whatever the others do (piper-vc's weakest voice's
+    # weakest sentences score ~1.35, so a voice is not re-generated on every sentence); a take
+    # more than `naturalness_drop` below the sentence's most natural take has collapsed relative
+    # to what the engine can do for that voice and sentence.
+    min_naturalness: float = 1.3
     naturalness_drop: float = 0.6
 
 
