@@ -102,7 +102,6 @@ class PiperVCEngine(Engine):
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
         self._finetuned = None  # postnet.FinetunedConversion of a fine-tuned variant; None: stock
-        self._finetune_guard: Optional[guard.GuardResult] = None  # the guard's verdict on it
 
     supports_convert = True
     convert_settings_class = source_conversion.PiperVCConvertSettings
@@ -125,14 +124,8 @@ class PiperVCEngine(Engine):
         except (ValueError, RuntimeError, KeyError) as err:
             raise VoxmithError(f"The fine-tuned weights {finetune.description} do not fit the piper-vc "
                                f"engine ({err}); were they trained with another engine?") from None
-        # The same intelligibility guard as at enrollment, on the fine-tune's network only: a
-        # network trained on a small or badly transcribed dataset must not garble the voice.
-        base = model.base.params()
-        renderer = guard.Renderer(refit=lambda warp: base, warp=base.warp, ridge_mix=PiperVCSettings.ridge_mix,
-                                  model=model)
         variant = PiperVCEngine(self.device, self.models_dir)
         variant._finetuned = model
-        variant._finetune_guard = guard.guard(renderer, guard.Strengths(), ladder_steps=guard.FINETUNE_LADDER)
         return variant
 
     def prepare_conditioning(self, clips: Sequence[Audio],
@@ -195,9 +188,6 @@ class PiperVCEngine(Engine):
         if settings.cov_nucleus >= 0:
             params.cov_nucleus = float(settings.cov_nucleus)
         refiner, refine_scale = finetuned, 1.0
-        if finetuned is not None and self._finetune_guard is not None:
-            refine_scale = self._finetune_guard.strengths.network
-            checked = guard.summary(self._finetune_guard.to_conditioning())
         # The enrollment's network, at the scale its intelligibility check allowed times the setting.
         enrolled_scale = float(settings.postnet_mix) * float(conditioning.get(adaptation.SCALE_KEY, 1.0))
         if finetuned is None and enrolled_scale > 0 and adaptation.ARCH_KEY in conditioning:

@@ -150,8 +150,5 @@ def guard(renderer: Renderer, start: Strengths, sentences: Sequence[str] = GUARD
     return GuardResult(current, base, made, words, steps)
 
 
-# A dataset fine-tune brings its own conversion: only its network is backed off.
-FINETUNE_LADDER: Tuple[Tuple[str, Tuple[float, ...]], ...] = (("network", adaptation.SCALE_GRID[1:]),)
-
-__all__ = ["FINETUNE_LADDER", "GUARD_SENTENCES", "TOLERANCE_WORDS", "LADDER", "Strengths", "GuardResult", "Renderer", "guard",
+__all__ = ["GUARD_SENTENCES", "TOLERANCE_WORDS", "LADDER", "Strengths", "GuardResult", "Renderer", "guard",
            "summary"]
