@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
+from voxmith.errors import VoxmithError
 from voxmith.fsutil import read_json
+from voxmith.studio.record import ResultRecord
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,14 @@ class ResultEntry:
     audio_path: Path
     sidecar_path: Path
     sidecar: dict
+
+    @property
+    def record(self) -> Optional[ResultRecord]:
+        """The sidecar as its typed record; None for one that is not a spoken result (a conversion)."""
+        try:
+            return ResultRecord.from_json(self.sidecar, str(self.sidecar_path))
+        except VoxmithError:
+            return None
 
     @property
     def voice(self) -> str:

@@ -27,6 +27,7 @@ from voxmith.fsutil import atomic_write_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
 from voxmith.studio.ranking import RankingSettings, TakeScores, choose_take, needs_regeneration, score_take
+from voxmith.studio.record import SCHEMA_VERSION, ResultRecord
 from voxmith.studio.unfinished import SentenceStore
 from voxmith.text import normalize_text, split_paragraphs
 
@@ -94,6 +95,11 @@ class SpeakResult:
     def warnings(self) -> List[str]:
         """What the user should know about this result (e.g. words the engine could not say)."""
         return list(self.sidecar.get("warnings", []))
+
+    @property
+    def record(self) -> ResultRecord:
+        """The sidecar as its typed record."""
+        return ResultRecord.from_json(self.sidecar, str(self.sidecar_path))
 
 
 def slugify(text: str, words: int = 6) -> str:
@@ -280,6 +286,7 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         sidecar["resumed"] = {"sentences_done_before": resumed, "sentences_total": len(sentences)}
     if interrupted:
         sidecar["interrupted"] = interrupted
+    sidecar = ResultRecord.from_json({"schema": SCHEMA_VERSION, **sidecar}).to_json()  # written through the record: its schema, its checks
     sidecar_path = output.with_suffix(".json")
     atomic_write_json(sidecar_path, sidecar)
     if store is not None:

@@ -32,6 +32,7 @@ from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_rec
 from voxmith.studio.conversion import request_from_sidecar as conversion_request
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.record import FinetuneChoice, read_result
 from voxmith.studio.book import BookMaker, BookRequest, BookResult
 from voxmith.studio.unfinished import SentenceStore, folder_lock, request_key
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
@@ -298,18 +299,20 @@ class Studio:
 
     def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""
-        choice = request.finetune
-        if choice is None:  # what the voice was set to use, if it was trained for this engine
-            choice = (voice.metadata.get("finetune") if voice is not None else None) or {}
-            if choice and choice.get("engine") != engine.name:
+        choice = FinetuneChoice.coerce(request.finetune)
+        from_voice = choice.kind == "voice"
+        if from_voice:  # what the voice was set to use, if it was trained for this engine
+            setting = (voice.metadata.get("finetune") if voice is not None else None) or {}
+            if setting and setting.get("engine") != engine.name:
                 return None, None
-        if not choice:
+            choice = FinetuneChoice.coerce(setting)
+        if choice.kind == "stock":
             return None, None
-        run, which = str(choice["run"]), choice.get("checkpoint", "latest")
+        run, which = str(choice.run), choice.checkpoint
         try:
             finetune, run_engine, checkpoint = self.training.finetune(run, which)
         except VoxmithError as err:
-            owner = f"Voice '{voice.name}' is set to use training run '{run}', but: " if request.finetune is None \
+            owner = f"Voice '{voice.name}' is set to use training run '{run}', but: " if from_voice \
                 else ""
             hint = (f"\nChoose another checkpoint with `voxmith voices use {quote(voice.name)} --run RUN`, or go "
                     f"back to the stock weights with `voxmith voices use {quote(voice.name)} --stock`.") if owner else ""
@@ -328,7 +331,7 @@ class Studio:
         (for a conversion: the same recording, voice, engine and settings)."""
         try:
             converted = read_json(sidecar_path, default=None) if Path(sidecar_path).is_file() else None
-        except (ValueError, OSError):  # _read_sidecar explains what is wrong with it
+        except (ValueError, OSError):  # read_result explains what is wrong with it
             converted = None
         if is_conversion(converted):
             self._check_voice_unchanged(converted)
@@ -343,22 +346,20 @@ class Studio:
                              overwrite: bool = False) -> SpeakRequest:
         """The request that made a result, read from its sidecar (checked: same voice clips, same
         engine version). `reproduce` speaks it; the web UI's history loads it into the form."""
-        sidecar = _read_sidecar(sidecar_path)
-        voice = sidecar.get("voice", {})
-        self._check_voice_unchanged(sidecar)
+        record = read_result(sidecar_path)
+        self._check_voice_unchanged(record.to_json())
         known = {f.name for f in dataclasses.fields(RankingSettings)}
-        ranking = {k: v for k, v in sidecar.get("ranking", {}).items() if k in known}
+        ranking = {k: v for k, v in record.ranking.items() if k in known}
         request = SpeakRequest(
-            text=sidecar["text"], voice=voice.get("name"), refs=sidecar.get("refs", {}).get("files", ()),
-            engine=sidecar["engine"]["name"], settings=sidecar.get("settings", {}), seed=sidecar["seed"],
-            candidates=sidecar.get("candidates", 1), ranking=RankingSettings(**ranking),
-            rank=sidecar.get("ranking", {}).get("enabled", True), output=output, overwrite=overwrite,
+            text=record.text, voice=record.voice.name if record.voice else None,
+            refs=record.refs.files if record.refs else (), engine=record.engine_name, settings=record.settings,
+            seed=record.seed, candidates=record.candidates, ranking=RankingSettings(**ranking), rank=record.ranked,
+            output=output, overwrite=overwrite,
             # the exact checkpoint step that made it (or stock weights), whatever the voice uses now
-            finetune={"run": sidecar["finetune"]["run"], "checkpoint": sidecar["finetune"]["step"]}
-            if sidecar.get("finetune") else {},
+            finetune={"run": record.finetune.run, "checkpoint": record.finetune.step} if record.finetune else {},
         )
-        if request.engine and sidecar["engine"]["version"] != self.engine(request.engine).version:
-            raise VoxmithError(f"This result was made with {request.engine} version {sidecar['engine']['version']}; "
+        if request.engine and record.engine_version != self.engine(request.engine).version:
+            raise VoxmithError(f"This result was made with {request.engine} version {record.engine_version}; "
                                f"version {self.engine(request.engine).version} is installed.")
         return request
 
@@ -439,25 +440,3 @@ def _can_convert(engine_name: str) -> bool:
         return engine_class(engine_name).supports_convert
     except VoxmithError:  # an engine whose dependencies are missing
         return False
-
-
-def _read_sidecar(path: str | os.PathLike) -> dict:
-    """A result sidecar's contents, or an error saying why `path` is not one."""
-    what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
-    try:
-        sidecar = read_json(path)
-    except (ValueError, OSError) as err:  # not JSON, not text, or unreadable
-        raise VoxmithError(f"{what}: it cannot be read as JSON ({type(err).__name__}).") from None
-    if not isinstance(sidecar, dict):
-        raise VoxmithError(f"{what}: it holds a JSON {type(sidecar).__name__}, not a result record.")
-    engine = sidecar.get("engine")
-    missing = [key for key, ok in (
-        ("text", isinstance(sidecar.get("text"), str)),
-        ("engine", isinstance(engine, dict) and {"name", "version"} <= set(engine)),
-        ("seed", isinstance(sidecar.get("seed"), int)),
-        ("voice or refs", isinstance(sidecar.get("voice"), dict) and {"name", "fingerprint"} <= set(sidecar["voice"])
-         or isinstance(sidecar.get("refs"), dict) and isinstance(sidecar["refs"].get("files"), list)),
-    ) if not ok]
-    if missing:
-        raise VoxmithError(f"{what}: it has no valid {', '.join(missing)}.")
-    return sidecar
