@@ -45,8 +45,12 @@ def print_conversion(result, play: bool) -> None:
     if "warp" in details:
         click.echo(f"warp {details['warp']:+.3f}, pitch {details.get('source_f0_hz')} Hz -> "
                    f"{details.get('target_f0_hz')} Hz (median of the voice)", err=True)
+    _print_timing_and_path(result, "converted", play)
+
+
+def _print_timing_and_path(result, verb: str, play: bool) -> None:
     timing = result.sidecar["timing"]
-    click.echo(f"{result.duration_s:.1f} s converted in {timing['total_s']:.1f} s "
+    click.echo(f"{result.duration_s:.1f} s {verb} in {timing['total_s']:.1f} s "
                f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
     click.echo(str(result.path))
     if play:
@@ -55,7 +59,6 @@ def print_conversion(result, play: bool) -> None:
         problem = play_file(result.path)
         if problem:
             click.echo(problem, err=True)
-
 
 
 def _print_result(result, play: bool) -> None:
@@ -74,16 +77,7 @@ def _print_result(result, play: bool) -> None:
     weights = f"fine-tuned weights of run '{finetune['run']}', step {finetune['step']}" if finetune \
         else "stock weights"
     click.echo(f"{result.sidecar['engine']['name']} with {weights}", err=True)
-    timing = result.sidecar["timing"]
-    click.echo(f"{result.duration_s:.1f} s of speech in {timing['total_s']:.1f} s "
-               f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
-    click.echo(str(result.path))
-    if play:
-        from voxmith.cli.playback import play as play_file
-
-        problem = play_file(result.path)
-        if problem:
-            click.echo(problem, err=True)
+    _print_timing_and_path(result, "of speech", play)
 
 
 def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:

@@ -13,12 +13,12 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Iterable, Optional
 from urllib.parse import urlencode
 
 from voxmith.errors import VoxmithError
-from voxmith.http_access import HostOriginGuard, is_loopback_name, send_plain
+from voxmith.http_access import HostOriginGuard, ListenAddress, send_plain
+from voxmith.http_access import parse_listen as parse_host_port
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -31,30 +31,9 @@ UPLOAD_PATH_SUFFIX = "/gradio_api/upload"
 TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S = 600, 3600
 
 
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str
-    port: int
-
-    @property
-    def is_loopback(self) -> bool:
-        return is_loopback_name(self.host)  # another host name may resolve to anything
-
-
 def parse_listen(value: Optional[str]) -> ListenAddress:
     """'HOST:PORT', 'HOST', ':PORT' or None (127.0.0.1:7860). IPv6 as '[::1]:7860'."""
-    if not value:
-        return ListenAddress(DEFAULT_HOST, DEFAULT_PORT)
-    host, port = value, str(DEFAULT_PORT)
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.lstrip(":") or port
-    elif value.count(":") == 1:
-        host, port = value.split(":")
-    host = host or DEFAULT_HOST
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise VoxmithError(f"--listen '{value}': the port must be a number from 1 to 65535.")
-    return ListenAddress(host, int(port))
+    return parse_host_port(value, DEFAULT_PORT, DEFAULT_HOST)
 
 
 def check_access(address: ListenAddress, token: Optional[str]) -> Optional[str]:
