@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 import av
 import numpy as np
@@ -71,3 +72,20 @@ def test_finished_stream_refuses_more():
     assert encoder.finish() == b""
     with pytest.raises(AudioError, match="finished"):
         encoder.encode(np.zeros(10, np.float32))
+
+
+def test_web_ui_download_as_encodes_a_copy_of_the_same_length(tmp_path, monkeypatch):
+    from voxmith.audio import load_audio, save_audio
+    from voxmith.webui.tab_generate import download_as
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    (tmp_path / "gradio").mkdir()
+    rate = 22050
+    wav = save_audio(tmp_path / "result.wav", 0.3 * np.sin(np.arange(rate) * 2 * np.pi * 220 / rate), rate)
+    assert download_as(str(wav), "wav") == str(wav)
+    assert download_as(None, "mp3") is None
+    for fmt in ("mp3", "flac", "opus"):
+        copy = Path(download_as(str(wav), fmt))
+        assert copy.suffix == f".{fmt}" and copy.is_relative_to(tmp_path / "gradio")
+        assert abs(load_audio(copy).duration_s - 1.0) < 0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gradio", "result.wav"]  # workspace untouched

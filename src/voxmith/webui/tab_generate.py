@@ -4,8 +4,14 @@ a history of past results that can be replayed and re-run with the same settings
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
 
 import gradio as gr
+
+from voxmith.audio import load_audio, save_audio
 
 from voxmith.engines import available_engines, engine_class
 from voxmith.engines.registry import DEFAULT_ENGINE
@@ -15,6 +21,7 @@ from voxmith.studio.speech import SpeakRequest
 from voxmith.webui.progress import friendly, to_gradio
 
 MAX_TAKES_SHOWN = 8
+DOWNLOAD_FORMATS = ("wav", "flac", "mp3", "opus", "aac")
 HISTORY_HEADERS = ["created", "voice", "engine", "seed", "takes", "duration s", "text", "file"]
 
 
@@ -45,6 +52,19 @@ def _takes_table(result):
     return rows
 
 
+def download_as(result_path: Optional[str], fmt: str) -> Optional[str]:
+    """The result as a `fmt` file to download: the WAV itself, or an encoded copy (in-process, PyAV)
+    in the web UI's private temporary folder (swept like its uploads), so the workspace keeps one
+    file per result."""
+    if not result_path:
+        return None
+    if fmt == "wav":
+        return result_path
+    audio = load_audio(result_path)
+    target = Path(tempfile.mkdtemp(prefix="download-", dir=os.environ.get("GRADIO_TEMP_DIR"))) / f"{Path(result_path).stem}.{fmt}"
+    return str(save_audio(target, audio.samples, audio.sample_rate_hz))
+
+
 def build(studio, voice_choices):
     with gr.Tab("Generate", id="generate") as tab:
         with gr.Row():
@@ -67,6 +87,8 @@ def build(studio, voice_choices):
                 go = gr.Button("Generate", variant="primary", elem_id="gen-go")
             with gr.Column(scale=2):
                 output = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="gen-output")
+                download_format = gr.Dropdown(choices=list(DOWNLOAD_FORMATS), value="wav", label="Download as",
+                                              elem_id="gen-download-format")
                 download = gr.File(label="Download", interactive=False)
                 summary = gr.Markdown(elem_id="gen-summary")
         takes = gr.Dataframe(headers=["sentence", "take", "chosen", "similarity", "WER", "transcript", "seed"],
@@ -135,4 +157,6 @@ def build(studio, voice_choices):
             _takes_table(result), _history_rows(studio)
 
     rerun.click(rerun_selected, selected_sidecar, [output, download, summary, takes, history])
+    for trigger in (output.change, download_format.change):
+        trigger(friendly(download_as), [output, download_format], download)
     return voice
