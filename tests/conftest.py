@@ -34,6 +34,22 @@ def shared_voices() -> Path:
 
 
 @pytest.fixture
+def run(tmp_path):
+    """The CLI on a fresh workspace: run("voices", "list") -> click's Result; run.home is the workspace."""
+    from click.testing import CliRunner
+
+    from voxmith.cli.main import cli
+
+    home = tmp_path / "home"
+
+    def invoke(*args, input=None):
+        return CliRunner().invoke(cli, ["--home", str(home), "-q", *args], input=input)
+
+    invoke.home = home
+    return invoke
+
+
+@pytest.fixture
 def studio(tmp_path) -> Studio:
     return Studio(tmp_path / "workspace", device="cpu")
 

@@ -8,20 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
-
-from voxmith.cli.main import cli
-
-
-@pytest.fixture
-def run(tmp_path):
-    home = tmp_path / "home"
-
-    def invoke(*args, input=None):
-        return CliRunner().invoke(cli, ["--home", str(home), "-q", *args], input=input)
-
-    invoke.home = home
-    return invoke
 
 
 def test_voices_lifecycle(run, demo_files):

@@ -11,21 +11,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from click.testing import CliRunner
 
-from voxmith.cli.main import cli
 from voxmith.errors import VoxmithError
-
-
-@pytest.fixture
-def run(tmp_path):
-    home = tmp_path / "home"
-
-    def invoke(*args, input=None):
-        return CliRunner().invoke(cli, ["--home", str(home), "-q", *args], input=input)
-
-    invoke.home = home
-    return invoke
 
 
 # --- train -------------------------------------------------------------------------------------
