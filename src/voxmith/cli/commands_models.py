@@ -1,4 +1,7 @@
-"""`voxmith models list` and `voxmith models download tortoise`: the model weights on this machine."""
+"""`voxmith models list` and `voxmith models download ENGINE`: the model weights on this machine.
+
+The engines declare their files (through the studio); this shell only prints and asks.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import click
 
 from voxmith.cli.progress import TqdmProgress
 
-MODELS_DIR_HELP = ("Folder holding the TorToiSe checkpoints (default: $VOXMITH_TORTOISE_MODELS, "
-                   "$TORTOISE_MODELS_DIR, else the workspace's models/tortoise/).")
+MODELS_DIR_HELP = ("Folder holding the engine's model files: searched first, and new downloads go there "
+                   "(default for tortoise: $VOXMITH_TORTOISE_MODELS, $TORTOISE_MODELS_DIR, else the "
+                   "workspace's models/tortoise/).")
 
 
 @click.group()
@@ -16,84 +20,84 @@ def models():
 
 
 @models.command("list")
+@click.argument("engine", required=False)
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None, help=MODELS_DIR_HELP)
 @click.pass_obj
-def list_models(obj, models_dir):
-    """Show each TorToiSe checkpoint: where it was found, or that it is missing."""
-    from voxmith.download import size_text
-    from voxmith.engines.tortoise import checkpoints as ckpt
-
-    workspace_models = obj.studio.workspace.models_dir
-    found = ckpt.find_checkpoints(ckpt.ALL_NAMES, models_dir, workspace_models)
-    click.echo(f"TorToiSe checkpoints ({ckpt.REPO_ID}):")
-    for spec in ckpt.CHECKPOINTS:
-        role = "needed" if spec.required else "optional"
-        click.echo(f"  {spec.name:<22} {role:<8} ~{size_text(spec.approx_bytes):<9} "
-                   f"{_where_text(found[spec.name])}")
-    missing = [name for name in ckpt.REQUIRED_NAMES if found[name] is None]
-    if missing:
-        click.echo(f"{len(missing)} needed file(s) missing (~{size_text(ckpt.estimated_bytes(missing))}): "
-                   "run `voxmith models download tortoise`.")
-    else:
-        click.echo("All needed files are present.")
-
-
-def _where_text(location) -> str:
+def list_models(obj, engine, models_dir):
+    """Show each engine's model files (or ENGINE's): where each was found, or that it is missing."""
     from voxmith.download import size_text
 
-    if location is None:
+    for entry in obj.studio.model_files(engine, models_dir):
+        if entry.error:
+            click.echo(f"{entry.engine}: unavailable ({entry.error})")
+            continue
+        click.echo(f"{entry.engine} ({entry.source}):" if entry.source else f"{entry.engine}:")
+        if not entry.files:
+            click.echo("  no model files of its own")
+        for f in entry.files:
+            role = "needed" if f.required else "optional"
+            click.echo(f"  {f.name:<22} {role:<8} ~{size_text(f.approx_bytes):<9} {_where_text(f)}")
+        missing = entry.missing_required
+        if missing and entry.downloadable:
+            size = size_text(sum(f.approx_bytes for f in missing))
+            click.echo(f"  {len(missing)} needed file(s) missing (~{size}): run `voxmith models download "
+                       f"{entry.engine}`.")
+        elif missing:
+            click.echo(f"  {len(missing)} needed file(s) missing: reinstall {entry.source or 'the engine'}.")
+        else:
+            click.echo("  All needed files are present.")
+
+
+def _where_text(model_file) -> str:
+    from voxmith.download import size_text
+
+    if model_file.path is None:
         return "missing"
-    return f"{location.path}  ({location.source}, {size_text(location.path.stat().st_size)})"
+    try:
+        size = size_text(model_file.path.stat().st_size)
+    except OSError:
+        size = "unreadable"
+    return f"{model_file.path}  ({model_file.found_by}, {size})"
 
 
 @models.command("download")
-@click.argument("engine", type=click.Choice(["tortoise"]))
+@click.argument("engine")
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None, help=MODELS_DIR_HELP)
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Download just this file (repeatable), e.g. --only rlg_auto.pth.")
 @click.option("--all", "everything", is_flag=True,
-              help="Also download the optional files (CVVP and the random-voice latents).")
+              help="Also download the optional files (tortoise: CVVP, the random-voice latents, the DVAE).")
 @click.pass_obj
 def download(obj, engine, models_dir, only, everything):
-    """Download the checkpoints an engine needs (TorToiSe: about 4.3 GB), skipping files already
-    present in any known folder and resuming interrupted downloads."""
+    """Download the files ENGINE needs (tortoise: about 4.3 GB), skipping files already present in
+    any folder it looks in and resuming interrupted downloads. `voxmith models list` shows them."""
     from voxmith.download import size_text
-    from voxmith.engines.tortoise import checkpoints as ckpt
 
-    names = _requested_names(ckpt, only, everything)
-    workspace_models = obj.studio.workspace.models_dir
-    found = ckpt.find_checkpoints(names, models_dir, workspace_models)
-    for name, location in found.items():
-        if location is not None:
-            click.echo(f"{name}: already present at {location.path} ({location.source})")
-    missing = [name for name in names if found[name] is None]
-    if not missing:
+    if only and everything:
+        raise click.UsageError("Use either --only or --all, not both.")
+    studio = obj.studio
+    if only:  # a typo is a usage error, named before anything is fetched
+        entry = studio.model_files(engine, models_dir)[0]
+        known = [f.name for f in entry.files if f.downloadable]
+        unknown = [name for name in only if name not in known]
+        if unknown and known:
+            raise click.BadParameter(f"unknown file(s) {', '.join(unknown)}; choose from {', '.join(known)}",
+                                     param_hint="--only")
+    plan = studio.plan_model_download(engine, only, everything, models_dir)
+    for f in plan.present:
+        click.echo(f"{f.name}: already present at {f.path} ({f.found_by})")
+    if not plan.missing:
         click.echo("Nothing to download.")
         return
-    target = ckpt.download_dir(models_dir, workspace_models)
-    click.echo(f"Downloading {len(missing)} file(s), about {size_text(ckpt.estimated_bytes(missing))}, "
-               f"to {target} (an interrupted download resumes where it stopped).")
+    click.echo(f"Downloading {len(plan.missing)} file(s), about {size_text(plan.approx_bytes)}, "
+               f"to {plan.target} (an interrupted download resumes where it stopped).")
     bars = TqdmProgress(enabled=not obj.quiet, unit="B")
     try:
-        paths = ckpt.download_checkpoints(missing, target, progress=bars)
+        paths = studio.download_models(plan, models_dir, progress=bars)
     finally:
         bars.close()
     for name, path in paths.items():
         click.echo(f"{name}: saved to {path}")
-
-
-def _requested_names(ckpt, only, everything) -> tuple:
-    if only and everything:
-        raise click.UsageError("Use either --only or --all, not both.")
-    if everything:
-        return ckpt.ALL_NAMES
-    if only:
-        unknown = [name for name in only if name not in ckpt.BY_NAME]
-        if unknown:
-            raise click.BadParameter(f"unknown file(s) {', '.join(unknown)}; choose from "
-                                     f"{', '.join(ckpt.ALL_NAMES)}", param_hint="--only")
-        return tuple(dict.fromkeys(only))  # keep order, drop repeats
-    return ckpt.REQUIRED_NAMES
 
 
 COMMANDS = [models]

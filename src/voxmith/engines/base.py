@@ -69,6 +69,19 @@ class EngineOption:
         return "--" + self.setting.replace("_", "-")
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of an engine's models and where it is on this machine (`Engine.model_files`)."""
+
+    name: str
+    purpose: str
+    required: bool = True  # needed to speak at all; others only for some settings or for training
+    approx_bytes: int = 0  # for estimates shown before a download
+    path: Optional[Path] = None  # where it was found; None: not on this machine
+    found_by: str = ""  # which search rule found it (e.g. "workspace", "Hugging Face cache", "package")
+    downloadable: bool = True  # False: it comes with an installed package, reinstall it instead
+
+
 @dataclass
 class EngineSettings:
     """Base class for an engine's settings dataclass. Subclasses add typed fields with defaults."""
@@ -198,6 +211,30 @@ class Engine(ABC):
     options: ClassVar[Tuple[EngineOption, ...]] = ()
     # ISO 639-1 codes of the languages the engine can say (the studio refuses text in others).
     languages: ClassVar[Tuple[str, ...]] = ("en",)
+
+    # --- model files (what `voxmith models` lists and downloads) ---------------------------------
+    # Where the engine's downloadable files come from, in words (e.g. a Hugging Face repository).
+    models_source: ClassVar[str] = ""
+
+    @classmethod
+    def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
+        """Every file the engine's models are made of, each with where it is on this machine.
+        `models_dir` (a user's explicit folder) is searched first, then the engine's usual places,
+        which include `workspace_models` (the workspace's models/ folder). Engines with no files
+        of their own list none."""
+        return ()
+
+    @classmethod
+    def model_download_dir(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Path:
+        """Where `download_models` puts new files."""
+        raise VoxmithError(f"The {cls.name} engine has nothing to download.")
+
+    @classmethod
+    def download_models(cls, names: Sequence[str], workspace_models: Optional[Path], models_dir: Optional[Path] = None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+        """Download the named files (from `model_files`, downloadable ones) into
+        `model_download_dir`, resuming partial files; returns name -> path."""
+        raise VoxmithError(f"The {cls.name} engine has nothing to download.")
 
     def __init__(self, device: str = "cpu", models_dir: Optional[Path] = None):
         self.device = device

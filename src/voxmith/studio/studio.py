@@ -30,6 +30,7 @@ from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
 from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_recording, is_conversion
 from voxmith.studio.conversion import request_from_sidecar as conversion_request
+from voxmith.studio import models
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.record import FinetuneChoice, read_result
@@ -84,6 +85,25 @@ class Studio:
             if name not in self._engines:
                 self._engines[name] = create_engine(name, self.device, self.workspace.models_dir)
             return self._engines[name]
+
+    # --- model files ----------------------------------------------------------------------------
+
+    def model_files(self, engine: Optional[str] = None, models_dir: Optional[str | os.PathLike] = None
+                    ) -> List[models.EngineModels]:
+        """Each installed engine's model files (or just `engine`'s) and where they are on this machine;
+        `models_dir` is searched first."""
+        if engine is not None:
+            return [models.engine_models(engine, self.workspace.models_dir, models_dir)]
+        return models.all_models(self.workspace.models_dir, models_dir)
+
+    def plan_model_download(self, engine: str, only=(), everything: bool = False,
+                            models_dir: Optional[str | os.PathLike] = None) -> models.DownloadPlan:
+        """What `download_models` would fetch for `engine` (see `models.plan_download`)."""
+        return models.plan_download(engine, self.workspace.models_dir, models_dir, tuple(only), everything)
+
+    def download_models(self, plan: models.DownloadPlan, models_dir: Optional[str | os.PathLike] = None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+        return models.download(plan, self.workspace.models_dir, models_dir, progress)
 
     def conditioning(self, voice: Voice | str, engine: Engine,
                      progress: Optional[ProgressCallback] = None) -> tuple[Conditioning, bool]:

@@ -30,13 +30,18 @@ def _models_text(studio):
         lines.append(f"- Whisper (ranking and datasets): bundled base model at `{resolve_model(None)}`")
     except VoxmithError as err:
         lines.append(f"- Whisper: {err}")
-    try:
-        from voxmith.engines.piper_vc.base_voice import voice_files
-
-        model, _ = voice_files()
-        lines.append(f"- Piper base voice (piper-vc): `{model}`")
-    except Exception as err:  # an engine's optional files: report, do not fail the page
-        lines.append(f"- Piper base voice: unavailable ({err})")
+    for entry in studio.model_files():  # each engine declares its files; none is named here
+        if entry.error:
+            lines.append(f"- {entry.engine}: unavailable ({entry.error})")
+            continue
+        missing = len(entry.missing_required)
+        state = f"{missing} needed file(s) missing" if missing else "all needed files present"
+        if missing and entry.downloadable:
+            state += f" (`voxmith models download {entry.engine}`)"
+        lines.append(f"- {entry.engine}: {state}")
+        for f in entry.files:
+            where = f"`{f.path}` ({f.found_by})" if f.path else "missing" if f.required else "missing (optional)"
+            lines.append(f"    - `{f.name}`: {where}")
     return "\n".join(lines)
 
 

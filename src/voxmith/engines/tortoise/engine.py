@@ -25,14 +25,15 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from voxmith.audio import Audio
 from voxmith.engines.base import (TORCH_RNG_LOCK, Candidate, Conditioning, DeviceNeeds, Engine, EngineOption,
-                                  EngineSettings, Finetune, FinetuneSpec, coerce_setting)
+                                  EngineSettings, Finetune, FinetuneSpec, ModelFile, coerce_setting)
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -173,6 +174,25 @@ class TortoiseEngine(Engine):
     # The GPT fine-tuning recipes around TorToiSe clip the gradient norm at 4.
     training_defaults = {"schedule": {"max_grad_norm": 4.0}}
     training_epochs = 60  # ai-voice-cloning's schedule
+    models_source = f"Hugging Face {checkpoints.REPO_ID} (dvae.pth: {checkpoints.BY_NAME['dvae.pth'].repo_id})"
+
+    @classmethod
+    def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
+        found = checkpoints.find_checkpoints(checkpoints.ALL_NAMES, models_dir, workspace_models)
+        return tuple(ModelFile(c.name, c.purpose, c.required, c.approx_bytes,
+                               found[c.name].path if found[c.name] else None,
+                               found[c.name].source if found[c.name] else "")
+                     for c in checkpoints.CHECKPOINTS)
+
+    @classmethod
+    def model_download_dir(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Path:
+        return checkpoints.download_dir(models_dir, workspace_models)
+
+    @classmethod
+    def download_models(cls, names: Sequence[str], workspace_models: Optional[Path], models_dir: Optional[Path] = None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+        return checkpoints.download_checkpoints(names, cls.model_download_dir(workspace_models, models_dir),
+                                                progress=progress)
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
