@@ -1,0 +1,7 @@
+"""gpt_sovits: voxmith's own implementation of GPT-SoVITS (v2 and v2ProPlus) that loads the official weights.
+
+Kept light on purpose (nothing here imports torch). Parts: the SoVITS decoder and semantic quantiser
+(`sovits`), its spectrogram (`spectrogram`), HuBERT features (`hubert`), the v2Pro speaker-verification
+embedding (`speaker_verification`), checkpoint loading and version detection (`sovits_checkpoint`,
+`versions`); the GPT (t2s) model and the text front end live in their own modules.
+"""
