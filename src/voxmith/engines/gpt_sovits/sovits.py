@@ -253,6 +253,9 @@ class SoVITS(nn.Module):
             codes = codes.unsqueeze(0)
         if phone_ids.dim() == 1:
             phone_ids = phone_ids.unsqueeze(0)
+        if codes.dim() != 2 or phone_ids.dim() != 2:
+            raise ValueError(f"codes and phone_ids must be (batch, n) or (n,), got {tuple(codes.shape)} and "
+                             f"{tuple(phone_ids.shape)}")
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         style = self.mean_style(reference_specs, sv_embedding)

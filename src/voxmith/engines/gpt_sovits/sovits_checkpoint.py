@@ -141,24 +141,29 @@ def load_sovits(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise SoVITSCheckpointError(f"Cannot read the SoVITS file {path}: {err.strerror or err}.") from err
     except ValueError as err:
         raise SoVITSCheckpointError(str(err)) from err
-    if not version.supported:
+    if version.model_version in ("v3", "v4") or version.is_lora:
         raise _unsupported(path, version)
     contents = read_sovits_file(path)
     weights = contents["weight"]
+    # As the official loader: outside v2Pro/v3/v4 the phone table decides between v1 and v2 (the size
+    # rule and the hash table can say v1 for a v2 file and v2 for the v1 pretrained file).
     embedding = weights.get("enc_p.text_embedding.weight")
     if embedding is None:        # the v3/v4 models have no phone embedding in the SoVITS part
         raise _unsupported(path, SoVITSVersion("v3", "v2"))
     if embedding.shape[0] == V1_SYMBOLS:
         raise _unsupported(path, SoVITSVersion("v1", "v1"))
+    if not version.is_pro:
+        version = SoVITSVersion("v2", "v2")
     config = SoVITSConfig.from_checkpoint(contents["config"], version.model_version)
     if with_posterior:
         config = SoVITSConfig(**{**config.__dict__, "with_posterior": True})
-    model = SoVITS(config)
-    state = fold_weight_norm(weights)
+    with torch.device("meta"):   # no random init of 40-85 M weights that are overwritten at once
+        model = SoVITS(config)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in fold_weight_norm(weights).items()}
     if not with_posterior:
         state = {k: v for k, v in state.items() if not k.startswith("enc_q.")}
     # Keys the model lacks are ignored, as the official loader (strict=False) does; missing ones are not.
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing:
         raise SoVITSCheckpointError(
             f"{path.name} does not match the GPT-SoVITS {version.model_version} layout: {len(missing)} "

@@ -29,6 +29,10 @@ class SoVITSVersion:
     is_lora: bool = False  # a v3/v4 LoRA that needs its base model
 
     @property
+    def is_pro(self) -> bool:
+        return self.model_version in ("v2Pro", "v2ProPlus")
+
+    @property
     def supported(self) -> bool:
         return self.model_version in SUPPORTED and not self.is_lora
 
