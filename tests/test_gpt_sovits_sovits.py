@@ -3,13 +3,14 @@ checkpoint loader (version tags, HParams configs, weight-norm folding) and its e
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
 import pytest
 import torch
 
-from tests.fixtures.gpt_sovits.sovits_golden import FIXTURES_DIR, max_abs_diff, randomized_state
+from tests.fixtures.gpt_sovits.sovits_golden import FIXTURES_DIR, KEYS_DIR, max_abs_diff, randomized_state
 from voxmith.engines.gpt_sovits import sovits_checkpoint as ckpt
 from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
 from voxmith.engines.gpt_sovits.versions import SoVITSVersion
@@ -220,3 +221,28 @@ def test_weight_norm_round_trip():
     assert max(max_abs_diff(folded[k], plain[k]) for k in plain) <= 1e-6
     with pytest.raises(ckpt.SoVITSCheckpointError, match="without its weight_v"):
         ckpt.fold_weight_norm({"x.weight_g": torch.ones(1)})
+
+
+def _meta_shapes(state: dict) -> dict:
+    return {k: list(v.shape) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("version", ["v2", "v2Pro", "v2ProPlus"])
+def test_full_size_key_layout_matches_official(version):
+    official = json.loads((KEYS_DIR / f"keys_sovits_{version}.json").read_text())
+    full = SoVITSConfig(**{**SoVITSConfig.for_version(version).__dict__, "with_posterior": True})
+    assert _meta_shapes(ckpt.to_weight_norm_form(meta_model(full).state_dict())) == official
+    # inference model: the official layout without the posterior encoder (as official saved files)
+    inference = ckpt.to_weight_norm_form(meta_model(SoVITSConfig.for_version(version)).state_dict())
+    assert _meta_shapes(inference) == {k: v for k, v in official.items() if not k.startswith("enc_q.")}
+    fake = {k: torch.empty(shape, device="meta") for k, shape in official.items()}
+    assert _meta_shapes(ckpt.fold_weight_norm(fake)) == _meta_shapes(meta_model(full).state_dict())
+
+
+def test_eres2netv2_full_size_key_layout_matches_official():
+    from voxmith.engines.gpt_sovits.speaker_verification import ERes2NetV2
+
+    official = json.loads((KEYS_DIR / "keys_eres2netv2.json").read_text())
+    with torch.device("meta"):
+        model = ERes2NetV2()
+    assert _meta_shapes(model.state_dict()) == official
