@@ -67,14 +67,17 @@ def _where_text(model_file) -> str:
               help="Download just this file (repeatable), e.g. --only rlg_auto.pth.")
 @click.option("--all", "everything", is_flag=True,
               help="Also download the optional files (tortoise: CVVP, the random-voice latents, the DVAE).")
+@click.option("--version", "version", default=None, metavar="VERSION",
+              help="The files of this model version (gpt-sovits: v2, v2Pro or v2ProPlus; default: the "
+                   "engine's default version).")
 @click.pass_obj
-def download(obj, engine, models_dir, only, everything):
+def download(obj, engine, models_dir, only, everything, version):
     """Download the files ENGINE needs (tortoise: about 4.3 GB), skipping files already present in
     any folder it looks in and resuming interrupted downloads. `voxmith models list` shows them."""
     from voxmith.download import size_text
 
-    if only and everything:
-        raise click.UsageError("Use either --only or --all, not both.")
+    if sum(map(bool, (only, everything, version))) > 1:
+        raise click.UsageError("Use only one of --only, --all and --version.")
     studio = obj.studio
     if only:  # a typo is a usage error, named before anything is fetched
         entry = studio.model_files(engine, models_dir)[0]
@@ -83,7 +86,7 @@ def download(obj, engine, models_dir, only, everything):
         if unknown and known:
             raise click.BadParameter(f"unknown file(s) {', '.join(unknown)}; choose from {', '.join(known)}",
                                      param_hint="--only")
-    plan = studio.plan_model_download(engine, only, everything, models_dir)
+    plan = studio.plan_model_download(engine, only, everything, models_dir, version=version)
     for f in plan.present:
         click.echo(f"{f.name}: already present at {f.path} ({f.found_by})")
     if not plan.missing:

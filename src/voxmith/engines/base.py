@@ -215,6 +215,9 @@ class Engine(ABC):
     # --- model files (what `voxmith models` lists and downloads) ---------------------------------
     # Where the engine's downloadable files come from, in words (e.g. a Hugging Face repository).
     models_source: ClassVar[str] = ""
+    # Model versions whose files can be fetched on their own (`voxmith models download ENGINE
+    # --version V`); empty when the engine has one set of files.
+    model_versions: ClassVar[Tuple[str, ...]] = ()
 
     @classmethod
     def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
@@ -235,6 +238,11 @@ class Engine(ABC):
         """Download the named files (from `model_files`, downloadable ones) into
         `model_download_dir`, resuming partial files; returns name -> path."""
         raise VoxmithError(f"The {cls.name} engine has nothing to download.")
+
+    @classmethod
+    def model_version_files(cls, version: str) -> Tuple[str, ...]:
+        """The names of the files model version `version` (one of `model_versions`) needs."""
+        raise VoxmithError(f"The {cls.name} engine has no model versions to choose from.")
 
     def __init__(self, device: str = "cpu", models_dir: Optional[Path] = None):
         self.device = device

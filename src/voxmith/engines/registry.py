@@ -20,6 +20,7 @@ DEFAULT_ENGINE = "piper-vc"
 _BUILTIN: Dict[str, str] = {
     "piper-vc": "voxmith.engines.piper_vc.engine:PiperVCEngine",
     "tortoise": "voxmith.engines.tortoise.engine:TortoiseEngine",
+    "gpt-sovits": "voxmith.engines.gpt_sovits.engine:GptSovitsEngine",
 }
 _registered: Dict[str, str | Type[Engine]] = {}
 

@@ -66,14 +66,21 @@ def all_models(workspace_models: Optional[Path], models_dir: Optional[Path] = No
 
 
 def plan_download(engine: str, workspace_models: Optional[Path], models_dir: Optional[Path] = None,
-                  only: Sequence[str] = (), everything: bool = False) -> DownloadPlan:
-    """The files to fetch for `engine`: `only` these names, or the required ones (`everything`:
-    the optional ones too), leaving out those already present somewhere the engine looks."""
-    if only and everything:
-        raise VoxmithError("Ask for either some files by name or all of them, not both.")
+                  only: Sequence[str] = (), everything: bool = False, version: Optional[str] = None) -> DownloadPlan:
+    """The files to fetch for `engine`: `only` these names, or those model `version` needs, or the
+    required ones (`everything`: the optional ones too), leaving out those already present
+    somewhere the engine looks."""
+    if sum(map(bool, (only, everything, version))) > 1:
+        raise VoxmithError("Ask for some files by name, a model version or all files, only one of them.")
     models = engine_models(engine, workspace_models, models_dir)
     if models.error:
         raise VoxmithError(models.error)
+    if version:
+        cls = engine_class(engine)
+        if version not in cls.model_versions:
+            choices = f"choose {', '.join(cls.model_versions)}" if cls.model_versions else "it has one set of files"
+            raise VoxmithError(f"The {engine} engine has no model version '{version}': {choices}.")
+        only = cls.model_version_files(version)
     if not models.downloadable:
         where = f": its files come from {models.source}" if models.source else ""
         raise VoxmithError(f"The {engine} engine has nothing to download{where}.")

@@ -97,9 +97,11 @@ class Studio:
         return models.all_models(self.workspace.models_dir, models_dir)
 
     def plan_model_download(self, engine: str, only=(), everything: bool = False,
-                            models_dir: Optional[str | os.PathLike] = None) -> models.DownloadPlan:
+                            models_dir: Optional[str | os.PathLike] = None,
+                            version: Optional[str] = None) -> models.DownloadPlan:
         """What `download_models` would fetch for `engine` (see `models.plan_download`)."""
-        return models.plan_download(engine, self.workspace.models_dir, models_dir, tuple(only), everything)
+        return models.plan_download(engine, self.workspace.models_dir, models_dir, tuple(only), everything,
+                                    version)
 
     def download_models(self, plan: models.DownloadPlan, models_dir: Optional[str | os.PathLike] = None,
                         progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:

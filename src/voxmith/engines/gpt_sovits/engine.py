@@ -1,0 +1,375 @@
+"""`GptSovitsEngine`: GPT-SoVITS (v2, v2Pro, v2ProPlus; 32 kHz) behind voxmith's engine interface.
+
+Conditioning (`prepare_conditioning`, no model weights needed): the reference, a 3-10 s stretch of
+clean speech picked from the voice's clips (reference.py), its transcript by the bundled Whisper
+model (`voxmith.asr`), and the best stretches of other clips as auxiliary references; all kept as
+audio (16 and 32 kHz) in the voice's conditioning cache. `conditioning_notes` says which stretch
+was chosen and what Whisper heard; a wrong transcript is corrected per request with
+`--set reference_text="..."`.
+
+Synthesis of one text, per take (seed + take number seeds a `torch.Generator`, nothing global):
+1. the text is cut into pieces (`text_split`, cut5 by default) and each is turned into phones
+   (frontend.py); the reference transcript too (a '.' is added when it ends without a stop);
+2. the reference's semantic codes: HuBERT features of the 16 kHz reference -> SoVITS quantiser
+   (computed once per reference and version, then kept);
+3. per piece, the GPT generates semantic codes from reference phones + piece phones, prompted by the
+   reference codes (`generate_semantic`), and SoVITS decodes them with the piece's phones and the
+   averaged style of the reference spectrograms (`SoVITS.decode`); v2Pro/v2ProPlus add each
+   reference's speaker-verification embedding;
+4. pieces are joined as the official code joins them: each scaled down if it peaks above 1, then
+   0.3 s of silence after it.
+A reference transcript in a language the front end cannot read makes the take "reference-free"
+(the official mode without prompt text: style only), which the take's details say.
+
+Weights: the official pretrained files (weights.py), never downloaded implicitly: without them
+synthesis stops with an error naming `voxmith models download gpt-sovits`. Tests build tiny
+random-weight models (`GptSovitsModels`) and use `with_models`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from voxmith.audio import Audio
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, ModelFile
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback, report
+
+from . import weights
+from .english import default_g2p
+from .frontend import LANGUAGE_CHOICES, SUPPORTED_LANGUAGES, TextPiece, bert_features, phones_for, prepare_text
+from .reference import choose_references
+from .text_split import METHODS, STOPS
+
+SAMPLE_RATE_HZ = 32000
+HUBERT_RATE_HZ = 16000
+FRAGMENT_SILENCE_S = 0.3  # the official fragment_interval
+MAX_AUX_REFERENCES = 8
+PROMPT_CODES_KEPT = 8
+
+
+@dataclass
+class GptSovitsSettings(EngineSettings):
+    """Sampling as the official API (top_k 15, top_p 1, temperature 1, repetition_penalty 1.35);
+    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto or en),
+    `model_version` (v2, v2Pro, v2ProPlus: which pretrained files speak), `noise_scale` of the SoVITS
+    prior (official 0.5), `aux_references` (other clips whose styles are averaged in),
+    `reference_text` (replaces Whisper's transcript of the reference when set)."""
+
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    speed: float = 1.0
+    text_split: str = "cut5"
+    language: str = "auto"
+    model_version: str = weights.DEFAULT_VERSION
+    noise_scale: float = 0.5
+    aux_references: int = 3
+    reference_text: str = ""
+
+    def validate(self) -> None:
+        checks = [
+            ("top_k", isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 1,
+             "a whole number of at least 1"),
+            ("top_p", _number(self.top_p) and 0 < self.top_p <= 1, "above 0 and at most 1"),
+            ("temperature", _number(self.temperature) and 0 <= self.temperature <= 10, "between 0 and 10"),
+            ("repetition_penalty", _number(self.repetition_penalty) and 0 < self.repetition_penalty <= 20,
+             "above 0 and at most 20"),
+            ("speed", _number(self.speed) and 0.25 <= self.speed <= 4, "between 0.25 and 4"),
+            ("noise_scale", _number(self.noise_scale) and 0 <= self.noise_scale <= 2, "between 0 and 2"),
+            ("aux_references", isinstance(self.aux_references, int) and 0 <= self.aux_references <= MAX_AUX_REFERENCES,
+             f"a whole number from 0 to {MAX_AUX_REFERENCES}"),
+        ]
+        for name, ok, what in checks:
+            if not ok:
+                raise VoxmithError(f"Setting '{name}' must be {what}, got {getattr(self, name)!r}.")
+        for name, allowed in (("text_split", tuple(METHODS)), ("language", LANGUAGE_CHOICES),
+                              ("model_version", weights.VERSIONS)):
+            if getattr(self, name) not in allowed:
+                raise VoxmithError(f"Setting '{name}' must be one of {', '.join(allowed)}, got "
+                                   f"'{getattr(self, name)}'.")
+        if not isinstance(self.reference_text, str):
+            raise VoxmithError("Setting 'reference_text' must be text.")
+
+    def sampling(self):
+        from .sampling import SamplingSettings
+
+        return SamplingSettings(top_k=int(self.top_k), top_p=float(self.top_p),
+                                temperature=float(self.temperature),
+                                repetition_penalty=float(self.repetition_penalty))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class GptSovitsModels:
+    """The three (v2Pro/v2ProPlus: four) models of one version, ready in eval mode."""
+
+    version: str
+    t2s: Any  # Text2SemanticModel
+    sovits: Any  # SoVITS
+    hubert: Any  # HubertFeatures
+    early_stop_num: Optional[int]
+    speaker_verifier: Any = None  # v2Pro/v2ProPlus: speaker_verification.SpeakerVerifier
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sovits.parameters()).device
+
+
+class GptSovitsEngine(Engine):
+    name = "gpt-sovits"
+    version = "1"
+    description = ("GPT-SoVITS v2/v2ProPlus (voxmith's implementation of the official models): a GPT "
+                   "predicts semantic codes from phones and a 3-10 s reference, SoVITS turns them into "
+                   "32 kHz audio. Needs the official pretrained files (voxmith models download gpt-sovits).")
+    sample_rate_hz = SAMPLE_RATE_HZ
+    device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
+                               note="Runs on a CPU (about real time on a laptop per the official figures); "
+                                    "downloads ~450 MB of pretrained files once.")
+    settings_class = GptSovitsSettings
+    languages = SUPPORTED_LANGUAGES
+    models_source = f"Hugging Face {weights.REPO_ID}"
+    model_versions = weights.VERSIONS
+
+    # --- model files ---------------------------------------------------------------------------
+
+    @classmethod
+    def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
+        found = weights.find_files(tuple(weights.BY_PATH), models_dir, workspace_models)
+        return tuple(ModelFile(f.path, f.purpose, f.required, f.approx_bytes,
+                               found[f.path].path if found[f.path] else None,
+                               found[f.path].source if found[f.path] else "")
+                     for f in weights.FILES)
+
+    @classmethod
+    def model_download_dir(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Path:
+        return weights.download_dir(models_dir, workspace_models)
+
+    @classmethod
+    def download_models(cls, names: Sequence[str], workspace_models: Optional[Path], models_dir: Optional[Path] = None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+        return weights.download_files(names, cls.model_download_dir(workspace_models, models_dir), progress=progress)
+
+    @classmethod
+    def model_version_files(cls, version: str) -> Tuple[str, ...]:
+        return weights.version_files(version)
+
+    # --- models --------------------------------------------------------------------------------
+
+    def __init__(self, device: str = "cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self._models: Dict[str, GptSovitsModels] = {}
+        self._lock = threading.Lock()
+        self._codes_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        self._injected = False  # models given by `with_models`: nothing is loaded from files
+        # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
+        self._tagger_dirs = weights.tagger_dirs(None, models_dir)
+
+    @classmethod
+    def with_models(cls, models: GptSovitsModels, device: Optional[str] = None) -> "GptSovitsEngine":
+        """An engine around already-built models (tests: tiny random weights; no files needed)."""
+        engine = cls(device or str(models.device))
+        engine._models[models.version] = models
+        engine._injected = True
+        return engine
+
+    def models(self, version: str, progress: Optional[ProgressCallback] = None) -> GptSovitsModels:
+        with self._lock:
+            if version not in self._models:
+                if self._injected:
+                    raise VoxmithError(f"This gpt-sovits engine holds only {', '.join(self._models)} models.")
+                self._models[version] = self._load(version, progress)
+            return self._models[version]
+
+    def _load(self, version: str, progress: Optional[ProgressCallback]) -> GptSovitsModels:
+        from .hubert import HubertFeatures
+        from .sovits_checkpoint import load_sovits
+        from .t2s_checkpoint import load_t2s_checkpoint
+
+        paths = weights.require_version(version, workspace_models=self.models_dir)
+        gpt_path, sovits_path = _version_paths(version, paths)
+        report(progress, f"loading GPT-SoVITS {version}", 0, 3)
+        t2s = load_t2s_checkpoint(gpt_path, self.device)
+        report(progress, f"loading GPT-SoVITS {version}", 1, 3)
+        sovits = load_sovits(sovits_path, self.device)
+        report(progress, f"loading GPT-SoVITS {version}", 2, 3)
+        hubert = HubertFeatures.load(paths["chinese-hubert-base/config.json"].parent, self.device)
+        verifier = None
+        if sovits.config.is_pro:
+            verifier = _load_speaker_verifier(paths["sv/pretrained_eres2netv2w24s4ep4.ckpt"], self.device)
+        report(progress, f"loading GPT-SoVITS {version}", 3, 3)
+        return GptSovitsModels(version, t2s.model, sovits.model, hubert, t2s.early_stop_num, verifier)
+
+    # --- conditioning --------------------------------------------------------------------------
+
+    def prepare_conditioning(self, clips: Sequence[Audio],
+                             progress: Optional[ProgressCallback] = None) -> Conditioning:
+        if not clips:
+            raise VoxmithError("gpt-sovits needs at least one clip of the voice.")
+        report(progress, "gpt-sovits: choosing the reference", 0, 2)
+        main, aux = choose_references(clips, MAX_AUX_REFERENCES)
+        reference_16k = main.samples(clips[main.clip_index], HUBERT_RATE_HZ)
+        report(progress, "gpt-sovits: transcribing the reference", 1, 2)
+        transcript = self._transcribe(reference_16k)
+        aux_32k = [s.samples(clips[s.clip_index], SAMPLE_RATE_HZ) for s in aux]
+        aux_16k = [s.samples(clips[s.clip_index], HUBERT_RATE_HZ) for s in aux]
+        report(progress, "gpt-sovits: choosing the reference", 2, 2)
+        described = [{"clip": s.clip_label, "start_s": round(s.start_s, 2), "end_s": round(s.end_s, 2),
+                      "speech_ratio": round(s.speech_ratio, 3), "snr_db": round(s.snr_db, 1)} for s in [main, *aux]]
+        return {
+            "reference_16k": reference_16k,
+            "reference_32k": main.samples(clips[main.clip_index], SAMPLE_RATE_HZ),
+            "reference_text": np.asarray(transcript.text),
+            "reference_language": np.asarray(transcript.language or ""),
+            "aux_16k": np.concatenate(aux_16k) if aux_16k else np.zeros(0, np.float32),
+            "aux_16k_lengths": np.asarray([a.shape[0] for a in aux_16k], dtype=np.int64),
+            "aux_32k": np.concatenate(aux_32k) if aux_32k else np.zeros(0, np.float32),
+            "aux_32k_lengths": np.asarray([a.shape[0] for a in aux_32k], dtype=np.int64),
+            "stretches": np.asarray(json.dumps(described)),
+        }
+
+    def _transcribe(self, reference_16k: np.ndarray):
+        from voxmith.asr import get_transcriber
+
+        device = self.device if str(self.device).startswith("cuda") else "cpu"
+        return get_transcriber(None, device).transcribe(reference_16k, HUBERT_RATE_HZ, language=None)
+
+    def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
+        stretches = json.loads(str(conditioning["stretches"])) if "stretches" in conditioning else []
+        if not stretches:
+            return None
+        return {"reference": {**stretches[0], "text": str(conditioning.get("reference_text", "")),
+                              "language": str(conditioning.get("reference_language", ""))},
+                "aux_references": stretches[1:],
+                "edit": "a wrong transcript is replaced per request with --set reference_text=\"...\""}
+
+    # --- synthesis -----------------------------------------------------------------------------
+
+    def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                   seed: int, candidates: int = 1,
+                   progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        settings = self.checked_request(text, settings)
+        if int(candidates) < 1:
+            raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
+        missing = [k for k in ("reference_16k", "reference_32k", "reference_text") if k not in conditioning]
+        if missing:
+            raise VoxmithError(f"The voice's gpt-sovits conditioning lacks {', '.join(missing)}; prepare it again.")
+        default_g2p(self._tagger_dirs)  # the first G2P made looks for the tagger in the models folder
+        pieces = prepare_text(text, settings.language, settings.text_split)
+        if not pieces:
+            raise VoxmithError("There is nothing to say in this text for gpt-sovits (only symbols or spaces).")
+        models = self.models(settings.model_version, progress)
+        prompt = self._prompt(conditioning, settings, models)
+        takes = []
+        for take in range(int(candidates)):
+            take_seed = int(seed) + take
+            report(progress, "gpt-sovits: synthesising", take, int(candidates))
+            samples, details = self._take(pieces, prompt, settings, models, take_seed)
+            takes.append(Candidate(samples, SAMPLE_RATE_HZ, take_seed, details=details))
+        report(progress, "gpt-sovits: synthesising", int(candidates), int(candidates))
+        return takes
+
+    def _prompt(self, conditioning: Conditioning, settings: GptSovitsSettings, models: GptSovitsModels) -> dict:
+        """What every piece shares: reference phones and codes, style spectrograms, speaker embeddings."""
+        from .spectrogram import reference_spectrogram
+
+        reference_text = (settings.reference_text or str(conditioning["reference_text"])).strip("\n").strip()
+        language = str(conditioning.get("reference_language", "")) if not settings.reference_text else "en"
+        ref_16k = np.asarray(conditioning["reference_16k"], dtype=np.float32)
+        phones: List[int] = []
+        reference_free = not reference_text or (language not in ("", *SUPPORTED_LANGUAGES))
+        if not reference_free:
+            if reference_text[-1] not in STOPS:
+                reference_text += "."
+            phones = phones_for(reference_text, "en")[0]
+        waves_32k = [np.asarray(conditioning["reference_32k"], dtype=np.float32)]
+        waves_32k += _split(conditioning.get("aux_32k"), conditioning.get("aux_32k_lengths"))[:settings.aux_references]
+        waves_16k = [ref_16k] + _split(conditioning.get("aux_16k"),
+                                       conditioning.get("aux_16k_lengths"))[:settings.aux_references]
+        device = models.device
+        specs = [reference_spectrogram(w).to(device) for w in waves_32k]
+        sv = None
+        if models.speaker_verifier is not None:
+            sv = [models.speaker_verifier.embed(torch.from_numpy(w).to(device)) for w in waves_16k]
+        codes = None if reference_free else self._prompt_codes(ref_16k, models)
+        return {"phones": phones, "codes": codes, "specs": specs, "sv": sv, "reference_free": reference_free,
+                "reference_text": reference_text, "references": len(specs)}
+
+    def _prompt_codes(self, ref_16k: np.ndarray, models: GptSovitsModels) -> torch.Tensor:
+        key = models.version + hashlib.sha1(ref_16k.tobytes()).hexdigest()
+        with self._lock:
+            if key in self._codes_cache:
+                self._codes_cache.move_to_end(key)
+                return self._codes_cache[key]
+        features = models.hubert.reference_features(ref_16k)
+        codes = models.sovits.extract_codes(features.to(models.device))[0].long()
+        with self._lock:
+            self._codes_cache[key] = codes
+            while len(self._codes_cache) > PROMPT_CODES_KEPT:
+                self._codes_cache.popitem(last=False)
+        return codes
+
+    def _take(self, pieces: Sequence[TextPiece], prompt: dict, settings: GptSovitsSettings,
+              models: GptSovitsModels, seed: int) -> Tuple[np.ndarray, dict]:
+        from .t2s_generate import generate_semantic
+
+        generator = torch.Generator().manual_seed(seed)
+        device = models.device
+        silence = np.zeros(int(SAMPLE_RATE_HZ * FRAGMENT_SILENCE_S), dtype=np.float32)
+        audio, codes_made = [], []
+        for piece in pieces:
+            all_phones = list(prompt["phones"]) + list(piece.phone_ids)
+            codes = generate_semantic(models.t2s, torch.tensor(all_phones, dtype=torch.long),
+                                      torch.from_numpy(bert_features(all_phones)), prompt["codes"],
+                                      settings.sampling(), generator, early_stop_num=models.early_stop_num)
+            codes_made.append(int(codes.numel()))
+            if codes.numel() == 0:
+                continue
+            wave = models.sovits.decode(codes.to(device), torch.tensor(piece.phone_ids, dtype=torch.long, device=device),
+                                        prompt["specs"], speed=float(settings.speed),
+                                        noise_scale=float(settings.noise_scale), sv_embedding=prompt["sv"],
+                                        generator=generator)[0].float().cpu().numpy()
+            peak = float(np.abs(wave).max()) if wave.size else 0.0
+            audio += [wave / peak if peak > 1 else wave, silence]
+        samples = np.concatenate(audio).astype(np.float32) if audio else silence.copy()
+        details = {"version": models.version, "pieces": [p.normalized for p in pieces], "codes": codes_made,
+                   "reference_text": prompt["reference_text"], "reference_free": prompt["reference_free"],
+                   "references": prompt["references"]}
+        return samples, details
+
+
+def _split(flat, lengths) -> List[np.ndarray]:
+    if flat is None or lengths is None:
+        return []
+    sizes = [int(n) for n in np.asarray(lengths).reshape(-1)]
+    flat = np.asarray(flat, dtype=np.float32)
+    return [part for part in np.split(flat, np.cumsum(sizes)[:-1])] if sizes else []
+
+
+def _version_paths(version: str, paths: Dict[str, Path]) -> Tuple[Path, Path]:
+    gpt = next(p for name, p in paths.items() if name.endswith(".ckpt") and not name.startswith("sv/"))
+    sovits = next(p for name, p in paths.items() if name.endswith(".pth"))
+    return gpt, sovits
+
+
+def _load_speaker_verifier(path: Path, device: str):
+    try:
+        from .speaker_verification import SpeakerVerifier
+    except ImportError:
+        raise VoxmithError("The v2Pro/v2ProPlus speaker-verification model is not part of voxmith yet; use "
+                           "--set model_version=v2.") from None
+    return SpeakerVerifier.load(path, device)

@@ -1,0 +1,315 @@
+"""The official GPT-SoVITS pretrained files: which a version needs, where they are, and fetching them.
+
+The files are those of the Hugging Face repository `lj1995/GPT-SoVITS`, which the official code
+keeps under `GPT_SoVITS/pretrained_models/` with the same relative paths
+(`GPT_SoVITS/configs/tts_infer.yaml`, `config.py`):
+
+| version | GPT (t2s) | SoVITS | also |
+|---|---|---|---|
+| v2 (default) | gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt | gsv-v2final-pretrained/s2G2333k.pth | |
+| v2Pro | s1v3.ckpt | v2Pro/s2Gv2Pro.pth | sv/pretrained_eres2netv2w24s4ep4.ckpt |
+| v2ProPlus | s1v3.ckpt | v2Pro/s2Gv2ProPlus.pth | sv/pretrained_eres2netv2w24s4ep4.ckpt |
+
+and for every version `chinese-hubert-base/` (config.json + pytorch_model.bin). Chinese needs more
+(RoBERTa, G2PW), which voxmith does not use yet. Optional: NLTK's part-of-speech tagger for English
+homographs (pos_tags.py), from NLTK's own data server, unpacked into `nltk_data/`.
+
+Before downloading anything, these folders are searched, in order (each holds the files under
+their repository paths, e.g. `<dir>/v2Pro/s2Gv2ProPlus.pth`):
+1. an explicit folder (`--models-dir`; a GPT-SoVITS checkout's root works too),
+2. $VOXMITH_GPT_SOVITS_MODELS,
+3. the workspace's `models/gpt-sovits/`,
+4. existing GPT-SoVITS installs: $GPT_SOVITS_HOME, ~/GPT-SoVITS* (their `GPT_SoVITS/pretrained_models/`),
+5. the Hugging Face hub cache (`models--lj1995--GPT-SoVITS/snapshots/<rev>/`).
+New downloads go to the first of 1-3 that applies. The source is `$VOXMITH_GPT_SOVITS_BASE_URL/<path>`
+when set (a mirror, or a test server), else the hub (`$HF_ENDPOINT` honoured, `$HF_TOKEN` sent).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from urllib.parse import quote
+
+from voxmith.download import DownloadError, download_file, free_bytes, size_text
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback
+
+REPO_ID = "lj1995/GPT-SoVITS"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+HF_CACHE_FOLDER = "models--" + REPO_ID.replace("/", "--")
+VERSIONS = ("v2", "v2Pro", "v2ProPlus")
+DEFAULT_VERSION = "v2"
+NLTK_TAGGER = "nltk_data/taggers/averaged_perceptron_tagger_eng.zip"
+NLTK_TAGGER_URL = ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/taggers/"
+                   "averaged_perceptron_tagger_eng.zip")
+ALL = frozenset(VERSIONS)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    path: str  # relative path in the repository and in every models folder
+    approx_bytes: int  # for estimates only
+    purpose: str
+    versions: FrozenSet[str]  # the versions that need it
+    url: Optional[str] = None  # None: the repository's file at `path`
+
+    @property
+    def required(self) -> bool:
+        """Needed by the default version (the others' files are downloaded with --version)."""
+        return DEFAULT_VERSION in self.versions
+
+
+FILES: Tuple[WeightFile, ...] = (
+    WeightFile("chinese-hubert-base/config.json", 2_000, "HuBERT configuration", ALL),
+    WeightFile("chinese-hubert-base/pytorch_model.bin", 190_000_000, "HuBERT (reference audio to content features)", ALL),
+    WeightFile("gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt", 155_000_000,
+               "v2 GPT (text to semantic codes)", frozenset({"v2"})),
+    WeightFile("gsv-v2final-pretrained/s2G2333k.pth", 106_000_000, "v2 SoVITS decoder (codes to 32 kHz audio)",
+               frozenset({"v2"})),
+    WeightFile("s1v3.ckpt", 155_000_000, "v2Pro/v2ProPlus GPT (text to semantic codes)",
+               frozenset({"v2Pro", "v2ProPlus"})),
+    WeightFile("v2Pro/s2Gv2Pro.pth", 160_000_000, "v2Pro SoVITS decoder", frozenset({"v2Pro"})),
+    WeightFile("v2Pro/s2Gv2ProPlus.pth", 200_000_000, "v2ProPlus SoVITS decoder", frozenset({"v2ProPlus"})),
+    WeightFile("sv/pretrained_eres2netv2w24s4ep4.ckpt", 108_000_000, "speaker verification (v2Pro, v2ProPlus)",
+               frozenset({"v2Pro", "v2ProPlus"})),
+    WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
+               frozenset(), url=NLTK_TAGGER_URL),
+)
+BY_PATH: Dict[str, WeightFile] = {f.path: f for f in FILES}
+TAGGER_FOLDER = "nltk_data/taggers/averaged_perceptron_tagger_eng"
+
+
+def version_files(version: str) -> Tuple[str, ...]:
+    """The files `version` needs to speak."""
+    if version not in VERSIONS:
+        raise VoxmithError(f"Unknown GPT-SoVITS version '{version}': choose {', '.join(VERSIONS)}.")
+    return tuple(f.path for f in FILES if version in f.versions)
+
+
+# -- where to look ----------------------------------------------------------------------------
+
+
+def search_dirs(models_dir: Optional[os.PathLike] = None,
+                workspace_models: Optional[os.PathLike] = None) -> List[Tuple[Path, str]]:
+    """The folders searched, most specific first, as (folder, label)."""
+    candidates: List[Tuple[Optional[os.PathLike | str], str]] = [(models_dir, "--models-dir")]
+    if models_dir:
+        candidates.append((_pretrained_of(Path(models_dir)), "--models-dir"))
+    candidates += [
+        (os.environ.get("VOXMITH_GPT_SOVITS_MODELS"), "VOXMITH_GPT_SOVITS_MODELS"),
+        (Path(workspace_models) / "gpt-sovits" if workspace_models else None, "workspace"),
+    ]
+    candidates += [(folder, "GPT-SoVITS install") for folder in official_installs()]
+    seen, result = set(), []
+    for folder, label in candidates:
+        if not folder:
+            continue
+        path = Path(folder).expanduser()
+        if path not in seen:
+            seen.add(path)
+            result.append((path, label))
+    return result
+
+
+def _pretrained_of(root: Path) -> Path:
+    return root / "GPT_SoVITS" / "pretrained_models"
+
+
+def official_installs() -> List[Path]:
+    """`pretrained_models/` folders of GPT-SoVITS checkouts: $GPT_SOVITS_HOME, then ~/GPT-SoVITS*."""
+    roots: List[Path] = []
+    if os.environ.get("GPT_SOVITS_HOME"):
+        roots.append(Path(os.environ["GPT_SOVITS_HOME"]).expanduser())
+    try:
+        roots += sorted(p for p in Path.home().glob("GPT-SoVITS*") if p.is_dir())
+    except OSError:
+        pass
+    return [_pretrained_of(root) for root in roots if _pretrained_of(root).is_dir()]
+
+
+def hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home).expanduser() / "huggingface" / "hub"
+
+
+def download_dir(models_dir: Optional[os.PathLike] = None, workspace_models: Optional[os.PathLike] = None) -> Path:
+    for folder in (models_dir, os.environ.get("VOXMITH_GPT_SOVITS_MODELS")):
+        if folder:
+            return Path(folder).expanduser()
+    if workspace_models:
+        return Path(workspace_models) / "gpt-sovits"
+    return Path.home() / ".cache" / "voxmith" / "gpt-sovits"
+
+
+@dataclass(frozen=True)
+class Location:
+    path: Path  # the file (for the tagger: its unpacked folder)
+    source: str
+
+
+def find_file(path: str, models_dir=None, workspace_models=None) -> Optional[Location]:
+    """The first copy of the repository file `path` in the search folders, or None."""
+    _check_paths([path])
+    looking_for = TAGGER_FOLDER if path == NLTK_TAGGER else path
+    for folder, label in search_dirs(models_dir, workspace_models):
+        candidate = folder / looking_for
+        if (candidate / "averaged_perceptron_tagger_eng.weights.json").is_file() if path == NLTK_TAGGER \
+                else candidate.is_file():
+            return Location(candidate, label)
+    if path == NLTK_TAGGER:
+        from voxmith.engines.gpt_sovits.pos_tags import find_tagger_folder
+
+        found = find_tagger_folder()
+        return Location(found, "NLTK data") if found else None
+    hit = _find_in_hf_cache(hf_hub_cache() / HF_CACHE_FOLDER, path)
+    return Location(hit, "Hugging Face cache") if hit else None
+
+
+def _find_in_hf_cache(repo_cache: Path, path: str) -> Optional[Path]:
+    snapshots = repo_cache / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    preferred = _read_text(repo_cache / "refs" / "main")
+    for snapshot in sorted((p for p in snapshots.iterdir() if p.is_dir()),
+                           key=lambda p: (p.name != preferred, -_mtime(p))):
+        if (snapshot / path).is_file():
+            return snapshot / path
+    return None
+
+
+def find_files(paths: Sequence[str] = tuple(BY_PATH), models_dir=None, workspace_models=None
+               ) -> Dict[str, Optional[Location]]:
+    return {path: find_file(path, models_dir, workspace_models) for path in paths}
+
+
+def tagger_dirs(models_dir=None, workspace_models=None) -> List[Path]:
+    """nltk_data-style roots in voxmith's models folders (for pos_tags.load_tagger)."""
+    return [folder / "nltk_data" for folder, _ in search_dirs(models_dir, workspace_models)]
+
+
+def require_version(version: str, models_dir=None, workspace_models=None) -> Dict[str, Path]:
+    """path -> file for everything `version` needs; a clear error naming the download command
+    when something is missing (the engine never downloads on its own)."""
+    found = find_files(version_files(version), models_dir, workspace_models)
+    missing = [path for path, where in found.items() if where is None]
+    if missing:
+        size = size_text(sum(BY_PATH[p].approx_bytes for p in missing))
+        option = "" if version == DEFAULT_VERSION else f" --version {version}"
+        raise VoxmithError(
+            f"The gpt-sovits engine needs the GPT-SoVITS {version} pretrained files, and "
+            f"{len(missing)} are missing ({', '.join(missing)}; ~{size}). Run `voxmith models download "
+            f"gpt-sovits{option}`, or put them (with their folders, as in the official "
+            f"GPT_SoVITS/pretrained_models/) in {download_dir(models_dir, workspace_models)}.")
+    return {path: where.path for path, where in found.items()}
+
+
+# -- downloading --------------------------------------------------------------------------------
+
+
+def file_url(path: str) -> str:
+    entry = BY_PATH[path]
+    base = os.environ.get("VOXMITH_GPT_SOVITS_BASE_URL")
+    if base:
+        return f"{base.rstrip('/')}/{quote(path, safe='/=')}"
+    if entry.url:
+        return entry.url
+    endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    return f"{endpoint}/{REPO_ID}/resolve/main/{quote(path, safe='/=')}"
+
+
+def download_files(paths: Sequence[str], folder: os.PathLike,
+                   progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+    """Download `paths` into `folder` (keeping their sub-folders), resuming partial files."""
+    _check_paths(paths)
+    folder = Path(folder).expanduser()
+    _check_room(paths, folder)
+    result = {}
+    for path in paths:
+        url = file_url(path)
+        target = download_file(url, folder / path, progress=progress, stage=f"downloading {Path(path).name}",
+                               headers=_auth_headers(url), offline_hint=_offline_hint(folder))
+        result[path] = _unpack_tagger(target, folder) if path == NLTK_TAGGER else target
+    return result
+
+
+def _unpack_tagger(archive: Path, folder: Path) -> Path:
+    """Unpack NLTK's tagger zip into `<folder>/nltk_data/taggers/` (only its three JSON files)."""
+    target = folder / TAGGER_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.namelist():
+                name = Path(member).name
+                if name.startswith("averaged_perceptron_tagger_eng.") and name.endswith(".json"):
+                    tmp = target / (name + ".tmp")
+                    tmp.write_bytes(zipped.read(member))
+                    os.replace(tmp, target / name)
+    except zipfile.BadZipFile:
+        archive.unlink(missing_ok=True)
+        raise DownloadError(f"The NLTK tagger download {archive.name} is not a zip archive; it was "
+                            "deleted. Try again.") from None
+    if not (target / "averaged_perceptron_tagger_eng.weights.json").is_file():
+        raise DownloadError(f"{archive.name} does not hold NLTK's English tagger files.")
+    archive.unlink(missing_ok=True)
+    return target
+
+
+def _offline_hint(folder: Path) -> str:
+    return (f"download the files elsewhere (from https://huggingface.co/{REPO_ID}) and put them, with "
+            f"their folders, in {folder}, or set VOXMITH_GPT_SOVITS_MODELS (or GPT_SOVITS_HOME, the "
+            "root of a GPT-SoVITS install) to where they are")
+
+
+def _auth_headers(url: str) -> Dict[str, str]:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    return {"Authorization": f"Bearer {token}"} if token and url.startswith(endpoint + "/") else {}
+
+
+def _check_paths(paths: Sequence[str]) -> None:
+    unknown = [p for p in paths if p not in BY_PATH]
+    if unknown:
+        raise VoxmithError(f"Unknown GPT-SoVITS file(s): {', '.join(unknown)}. Known files: "
+                           f"{', '.join(BY_PATH)}.")
+
+
+def _check_room(paths: Sequence[str], folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VoxmithError(f"Cannot create the models folder {folder}: {err.strerror or err}. "
+                           "Choose another with --models-dir or VOXMITH_GPT_SOVITS_MODELS.") from None
+    needed = sum(max(0, BY_PATH[p].approx_bytes - _size(folder / (p + ".part"))) for p in paths)
+    free = free_bytes(folder)
+    if free is not None and needed > free:
+        raise VoxmithError(f"Not enough disk space in {folder}: the GPT-SoVITS files need about "
+                           f"{size_text(needed)} but only {size_text(free)} is free.")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,107 @@
+"""The gpt-sovits engine's glue at tiny size: reference choice + Whisper transcript, then text ->
+phones -> GPT codes -> SoVITS audio, with random-weight models (architecture only: the audio is noise).
+The models' maths is checked against the official code in their own tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from voxmith.audio import load_audio
+from voxmith.engines import engine_class
+from voxmith.engines.gpt_sovits.engine import GptSovitsEngine, GptSovitsModels, GptSovitsSettings
+from voxmith.errors import VoxmithError
+
+
+def tiny_models(seed: int = 0) -> GptSovitsModels:
+    from transformers import HubertConfig, HubertModel
+
+    from voxmith.engines.gpt_sovits.hubert import HubertFeatures
+    from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
+    from voxmith.engines.gpt_sovits.t2s import T2SConfig, Text2SemanticModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        t2s = Text2SemanticModel(T2SConfig(hidden_dim=32, heads=2, layers=1, phoneme_vocab_size=732)).eval()
+        sovits = SoVITS(SoVITSConfig(version="v2", filter_channels=32,
+                                     n_heads=2, n_layers=1, upsample_initial_channel=32)).eval()
+        hubert = HubertFeatures(HubertModel(HubertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
+                                                         intermediate_size=64, conv_dim=(32,) * 7)))
+    return GptSovitsModels("v2", t2s, sovits, hubert, early_stop_num=40)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return GptSovitsEngine.with_models(tiny_models())
+
+
+@pytest.fixture(scope="module")
+def conditioning(engine, demo_files):
+    """Real conditioning from the demo voice's clips, transcribed by the bundled Whisper model."""
+    return engine.prepare_conditioning([load_audio(path) for path in demo_files])
+
+
+def test_registered_with_its_languages_and_files():
+    cls = engine_class("gpt-sovits")
+    assert cls is GptSovitsEngine and cls.languages == ("en",) and cls.sample_rate_hz == 32000
+    assert "v2ProPlus" in cls.model_versions
+
+
+def test_reference_is_a_3_to_10_s_stretch_with_its_transcript(engine, conditioning, demo_files):
+    reference = conditioning["reference_16k"]
+    assert 3.0 <= reference.shape[0] / 16000 <= 10.0
+    assert abs(conditioning["reference_32k"].shape[0] / 32000 - reference.shape[0] / 16000) < 0.01
+    text = str(conditioning["reference_text"])
+    assert len(text.split()) >= 4 and str(conditioning["reference_language"]) == "en"
+    notes = engine.conditioning_notes(conditioning)
+    assert notes["reference"]["text"] == text
+    assert notes["reference"]["clip"] in {p.name for p in demo_files}
+    assert len(notes["aux_references"]) == len(conditioning["aux_32k_lengths"]) <= len(demo_files) - 1
+
+
+def test_takes_are_reproducible_per_seed(engine, conditioning):
+    settings = GptSovitsSettings(aux_references=1)
+    first = engine.synthesize("Hello there, my friend.", conditioning, settings, seed=5, candidates=2)
+    again = engine.synthesize("Hello there, my friend.", conditioning, settings, seed=5, candidates=1)
+    assert [c.seed for c in first] == [5, 6] and again[0].seed == 5
+    np.testing.assert_array_equal(first[0].samples, again[0].samples)
+    assert not np.array_equal(first[0].samples, first[1].samples)
+    for take in first:
+        assert take.sample_rate_hz == 32000 and take.samples.dtype == np.float32
+        assert np.isfinite(take.samples).all() and np.abs(take.samples).max() <= 1.0
+        assert take.details["pieces"] == ["Hello there,", " my friend."]  # cut5 cuts at the comma
+        assert take.details["references"] == 2 and not take.details["reference_free"]
+        # each piece ends with the official 0.3 s of silence
+        assert not take.samples[-int(0.3 * 32000):].any()
+
+
+def test_reference_text_can_be_corrected_and_other_languages_go_reference_free(engine, conditioning):
+    fixed = engine.synthesize("Good morning.", conditioning, GptSovitsSettings(reference_text="Printing, in the only sense"),
+                              seed=1)[0]
+    assert fixed.details["reference_text"] == "Printing, in the only sense."
+    german = {**conditioning, "reference_language": np.asarray("de")}
+    free = engine.synthesize("Good morning.", german, GptSovitsSettings(), seed=1)[0]
+    assert free.details["reference_free"]
+
+
+def test_bad_settings_and_languages_are_refused(engine, conditioning):
+    for values, message in (({"top_k": 0}, "top_k"), ({"text_split": "cut9"}, "text_split"),
+                            ({"model_version": "v9"}, "model_version"), ({"speed": 0}, "speed")):
+        with pytest.raises(VoxmithError, match=message):
+            GptSovitsSettings.from_dict(values)
+    with pytest.raises(VoxmithError, match="Japanese"):
+        engine.synthesize("\u3053\u3093\u306b\u3061\u306f\u3002", conditioning, GptSovitsSettings(), seed=0)
+    with pytest.raises(VoxmithError, match="holds only v2"):
+        engine.synthesize("Hello.", conditioning, GptSovitsSettings(model_version="v2ProPlus"), seed=0)
+
+
+def test_without_weights_the_error_names_the_download_command(conditioning, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("VOXMITH_GPT_SOVITS_MODELS", "GPT_SOVITS_HOME", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    engine = GptSovitsEngine(models_dir=tmp_path / "models")
+    with pytest.raises(VoxmithError, match="voxmith models download gpt-sovits`"):
+        engine.synthesize("Hello there.", conditioning, GptSovitsSettings(), seed=0)
+    with pytest.raises(VoxmithError, match="--version v2ProPlus"):
+        engine.models("v2ProPlus")
