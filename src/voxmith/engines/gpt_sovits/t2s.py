@@ -167,13 +167,20 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         nn.init.xavier_uniform_(self.in_proj_weight)
 
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        # A reduced-precision view of the model (t2s_precision.py) puts its own layer here.
+        converted = self._modules.get("in_proj")
+        if converted is not None:
+            return converted(x)
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
     def forward(self, x: torch.Tensor, attend: Optional[torch.Tensor], cache: Optional[KVCache] = None,
                 layer: int = 0) -> torch.Tensor:
         """x (B, L, D); attend: bool, True where a query may see a key, broadcastable to (B, H, L, S),
         or None for all. With a cache, x is appended after the `cache.length` positions already there."""
         batch, length, dim = x.shape
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2)
-                   for t in F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+                   for t in self.project_qkv(x).chunk(3, dim=-1))
         if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start:start + length] = k
