@@ -21,7 +21,7 @@ also gives the same draws when the model runs on a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -82,16 +82,30 @@ def filtered_probs(logits: torch.Tensor, settings: SamplingSettings) -> torch.Te
     return logits.softmax(dim=-1)
 
 
+def exponential_noise(shape: tuple, generator: Optional[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    device = generator.device if generator is not None else like.device
+    noise = torch.empty(shape, dtype=like.dtype, device=device).exponential_(1, generator=generator)
+    return noise.to(like.device)
+
+
 def draw(probs: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """One code per row of probs (B, V) -> (B, 1) long, by argmax(p / Exp(1) noise)."""
-    device = generator.device if generator is not None else probs.device
-    noise = torch.empty(probs.shape, dtype=probs.dtype, device=device).exponential_(1, generator=generator)
-    return torch.argmax(probs / noise.to(probs.device), dim=-1, keepdim=True)
+    """One code per row of probs (B, V) -> (B, 1) long, by argmax(p / Exp(1) noise); one noise
+    tensor for the whole batch, as the official code draws it."""
+    return torch.argmax(probs / exponential_noise(tuple(probs.shape), generator, probs), dim=-1, keepdim=True)
+
+
+def draw_rows(probs: torch.Tensor, generators: Sequence[Optional[torch.Generator]]) -> torch.Tensor:
+    """Like `draw`, but row i's noise comes from generators[i]: each row draws exactly what a batch-1
+    run with that generator draws, whatever else is in the batch."""
+    if len(generators) == 1:
+        return draw(probs, generators[0])
+    noise = torch.cat([exponential_noise((1, probs.shape[1]), g, probs) for g in generators])
+    return torch.argmax(probs / noise, dim=-1, keepdim=True)
 
 
 def sample_next(logits: torch.Tensor, previous: Optional[torch.Tensor], settings: SamplingSettings,
-                generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole official step: returns (codes (B, 1), penalised logits (B, V)). The penalised logits
-    are what the official stop test (argmax == EOS) looks at."""
+                generators: Sequence[Optional[torch.Generator]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole official step with one generator per row: returns (codes (B, 1), penalised logits
+    (B, V)). The penalised logits are what the official stop test (argmax == EOS) looks at."""
     penalised = penalize_repetition(logits, previous, float(settings.repetition_penalty))
-    return draw(filtered_probs(penalised, settings), generator), penalised
+    return draw_rows(filtered_probs(penalised, settings), generators), penalised

@@ -141,6 +141,16 @@ class KVCache:
     def capacity(self) -> int:
         return self.keys[0].shape[2]
 
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep (and reorder or repeat) batch rows by `index`; only the filled part is copied."""
+        def pick(buf: torch.Tensor) -> torch.Tensor:
+            out = buf.new_empty((index.numel(),) + buf.shape[1:])
+            out[:, :, :self.length] = buf[:, :, :self.length].index_select(0, index)
+            return out
+
+        self.keys = [pick(k) for k in self.keys]
+        self.values = [pick(v) for v in self.values]
+
     def reserve(self, total: int) -> None:
         if total <= self.capacity:
             return

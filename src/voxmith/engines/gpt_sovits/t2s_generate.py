@@ -16,6 +16,12 @@ API (what the engine calls):
   2700 for the pretrained models); None for no limit other than `MAX_STEPS`.
 * returns: (N,) long, the new codes only (no prompt, no EOS), all < 1024.
 
+    takes = generate_semantic_candidates(model, phone_ids, bert_features, prompt_codes, settings,
+                                         generators, early_stop_num=DEFAULT_EARLY_STOP)
+
+makes one take per generator in one batch (take i equals `generate_semantic` with generators[i]):
+the engine's candidates for ranking at about the cost of one take on a CPU.
+
 The loop is the official `infer_panel_naive` (what its TTS uses for each sentence) with what its
 callers keep (`pred_semantic[:, -idx:]`):
 * EOS cannot be chosen during the first `MIN_STEPS_BEFORE_EOS` steps (the EOS logit is removed);
@@ -29,7 +35,7 @@ callers keep (`pred_semantic[:, -idx:]`):
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -64,12 +70,26 @@ def _check_inputs(model: Text2SemanticModel, phone_ids: torch.Tensor, bert_featu
         raise VoxmithError(f"early_stop_num must be at least 1 (or None for no limit), got {early_stop_num}.")
 
 
-@torch.no_grad()
 def generate_semantic(model: Text2SemanticModel, phone_ids: torch.Tensor, bert_features: torch.Tensor,
                       prompt_codes: Optional[torch.Tensor], settings: SamplingSettings,
                       generator: Optional[torch.Generator],
                       early_stop_num: Optional[int] = DEFAULT_EARLY_STOP) -> torch.Tensor:
     """Semantic codes for one sentence; see the module docstring for arguments and stopping rules."""
+    return generate_semantic_candidates(model, phone_ids, bert_features, prompt_codes, settings, [generator],
+                                        early_stop_num)[0]
+
+
+@torch.no_grad()
+def generate_semantic_candidates(model: Text2SemanticModel, phone_ids: torch.Tensor, bert_features: torch.Tensor,
+                                 prompt_codes: Optional[torch.Tensor], settings: SamplingSettings,
+                                 generators: Sequence[Optional[torch.Generator]],
+                                 early_stop_num: Optional[int] = DEFAULT_EARLY_STOP) -> List[torch.Tensor]:
+    """Several takes of one sentence at once, one per generator: take i is what `generate_semantic`
+    with generators[i] makes (same noise; the batched matrix products may round differently in the
+    last bit, which can only matter at an exact tie). The prompt pass runs once for all takes; each
+    step runs all unfinished takes as one batch, which on a CPU costs about as much as one take."""
+    if not generators:
+        raise VoxmithError("generate_semantic_candidates needs at least one generator (one per take).")
     _check_inputs(model, phone_ids, bert_features, prompt_codes, early_stop_num)
     device = model.bert_proj.weight.device
     dtype = model.bert_proj.weight.dtype
@@ -80,30 +100,47 @@ def generate_semantic(model: Text2SemanticModel, phone_ids: torch.Tensor, bert_f
     prompt = prompt_codes.to(device).long().view(1, -1) if has_prompt else None
     prompt_length = prompt.shape[1] if has_prompt else 0
     limit = MAX_STEPS if early_stop_num is None else min(MAX_STEPS, early_stop_num + 1)
+    takes = len(generators)
 
     text = model.embed_text(phones, bert)
     cache = model.new_cache(1, text.shape[1] + prompt_length + min(limit, 256), text)
-    logits = model.prefill(text, prompt, cache)
-    # Every code so far, prompt first: the repetition penalty looks at all of them.
-    sequence = torch.empty(1, prompt_length + MAX_STEPS, dtype=torch.long, device=device)
+    logits = model.prefill(text, prompt, cache).expand(takes, -1)
+    if takes > 1:
+        cache.select_rows(torch.zeros(takes, dtype=torch.long, device=device))
+    # Every code so far per take, prompt first: the repetition penalty looks at all of them.
+    sequence = torch.empty(takes, prompt_length + MAX_STEPS, dtype=torch.long, device=device)
     if has_prompt:
         sequence[:, :prompt_length] = prompt
+    active = list(range(takes))  # take index of each batch row
+    results: List[Optional[torch.Tensor]] = [None] * takes
     length = prompt_length
     step = 0
-    ended_by_eos = False
     while True:
         if step < MIN_STEPS_BEFORE_EOS:
             logits = logits[:, :eos]
-        code, penalised = sample_next(logits.float(), sequence[:, :length], settings, generator)
+        code, penalised = sample_next(logits.float(), sequence[:, :length], settings,
+                                      [generators[i] for i in active])
         sequence[:, length] = code[:, 0]
-        length += 1
-        if int(code[0, 0]) == eos or int(penalised.argmax(dim=-1)[0]) == eos:
-            ended_by_eos = True
-            length -= 1  # the sampled code (EOS, or whatever was drawn beside an EOS arg-max) is dropped
-        made = length - prompt_length
-        if ended_by_eos or step == MAX_STEPS - 1 or (early_stop_num is not None and made > early_stop_num):
+        # Official stop test per take: EOS drawn, or EOS the arg-max of the penalised logits (the
+        # drawn code is then dropped too).
+        ended = ((code[:, 0] == eos) | (penalised.argmax(dim=-1) == eos)).tolist()
+        made = length + 1 - prompt_length
+        out_of_steps = step == MAX_STEPS - 1 or (early_stop_num is not None and made > early_stop_num)
+        for row, take in enumerate(active):
+            if ended[row] or out_of_steps:
+                kept = length if ended[row] else length + 1
+                # With a prompt the official callers keep the last `step` codes; without, all of them.
+                first = kept - step if has_prompt else prompt_length
+                results[take] = sequence[row, first:kept].clone()
+        keep = [row for row in range(len(active)) if not (ended[row] or out_of_steps)]
+        if not keep:
             break
+        length += 1
+        if len(keep) < len(active):
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            sequence = sequence.index_select(0, index)
+            cache.select_rows(index)
+            active = [active[row] for row in keep]
         logits = model.decode_step(sequence[:, length - 1], prompt_length + step, cache)
         step += 1
-    new_codes = sequence[0, prompt_length:length] if not has_prompt else sequence[0, length - step:length]
-    return new_codes.clone()
+    return [r for r in results if r is not None]
