@@ -85,6 +85,34 @@ def test_reference_text_can_be_corrected_and_other_languages_go_reference_free(e
     assert free.details["reference_free"]
 
 
+class FakeSpeakerVerifier:
+    """Stands in for ERes2NetV2 (tested against the official code on its own): a 20480-d vector per clip."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed(self, wav_16k):
+        self.calls += 1
+        return torch.full((1, 20480), float(wav_16k.float().std()))
+
+
+def test_v2proplus_adds_a_speaker_embedding_per_reference(conditioning):
+    from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
+
+    base = tiny_models(1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        sovits = SoVITS(SoVITSConfig(version="v2ProPlus", p_dropout=0.0, gin_channels=1024, filter_channels=32,
+                                     n_heads=2, n_layers=1, upsample_initial_channel=32,
+                                     upsample_kernel_sizes=(20, 16, 8, 2, 2))).eval()
+    verifier = FakeSpeakerVerifier()
+    engine = GptSovitsEngine.with_models(GptSovitsModels("v2ProPlus", base.t2s, sovits, base.hubert, 40, verifier))
+    take = engine.synthesize("Hello there.", conditioning, GptSovitsSettings(model_version="v2ProPlus",
+                                                                            aux_references=1), seed=3)[0]
+    assert take.details["version"] == "v2ProPlus" and take.details["references"] == 2
+    assert verifier.calls == 2 and np.isfinite(take.samples).all()
+
+
 def test_bad_settings_and_languages_are_refused(engine, conditioning):
     for values, message in (({"top_k": 0}, "top_k"), ({"text_split": "cut9"}, "text_split"),
                             ({"model_version": "v9"}, "model_version"), ({"speed": 0}, "speed")):
@@ -96,12 +124,15 @@ def test_bad_settings_and_languages_are_refused(engine, conditioning):
         engine.synthesize("Hello.", conditioning, GptSovitsSettings(model_version="v2ProPlus"), seed=0)
 
 
-def test_without_weights_the_error_names_the_download_command(conditioning, tmp_path, monkeypatch):
+def test_without_weights_the_error_names_the_download_command(conditioning, demo_files, tmp_path, monkeypatch):
+    demo_file = demo_files[0]
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("VOXMITH_GPT_SOVITS_MODELS", "GPT_SOVITS_HOME", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)
     engine = GptSovitsEngine(models_dir=tmp_path / "models")
     with pytest.raises(VoxmithError, match="voxmith models download gpt-sovits`"):
         engine.synthesize("Hello there.", conditioning, GptSovitsSettings(), seed=0)
+    with pytest.raises(VoxmithError, match="voxmith models download gpt-sovits`"):  # before any Whisper pass
+        engine.prepare_conditioning([load_audio(demo_file)])
     with pytest.raises(VoxmithError, match="--version v2ProPlus"):
         engine.models("v2ProPlus")

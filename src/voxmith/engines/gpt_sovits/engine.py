@@ -220,6 +220,8 @@ class GptSovitsEngine(Engine):
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
         if not clips:
             raise VoxmithError("gpt-sovits needs at least one clip of the voice.")
+        if not self._injected:
+            weights.check_any_version(workspace_models=self.models_dir)
         report(progress, "gpt-sovits: choosing the reference", 0, 2)
         main, aux = choose_references(clips, MAX_AUX_REFERENCES)
         reference_16k = main.samples(clips[main.clip_index], HUBERT_RATE_HZ)

@@ -211,6 +211,15 @@ def require_version(version: str, models_dir=None, workspace_models=None) -> Dic
     return {path: where.path for path, where in found.items()}
 
 
+def check_any_version(models_dir=None, workspace_models=None) -> None:
+    """Raise `require_version`'s error for the default version unless some version is complete
+    (so a voice is not enrolled, which takes a Whisper pass, only to fail at synthesis)."""
+    for version in (DEFAULT_VERSION, *[v for v in VERSIONS if v != DEFAULT_VERSION]):
+        if all(find_files(version_files(version), models_dir, workspace_models).values()):
+            return
+    require_version(DEFAULT_VERSION, models_dir, workspace_models)
+
+
 # -- downloading --------------------------------------------------------------------------------
 
 
