@@ -21,6 +21,7 @@ _BUILTIN: Dict[str, str] = {
     "piper-vc": "voxmith.engines.piper_vc.engine:PiperVCEngine",
     "tortoise": "voxmith.engines.tortoise.engine:TortoiseEngine",
     "gpt-sovits": "voxmith.engines.gpt_sovits.engine:GptSovitsEngine",
+    "sv2tts": "voxmith.engines.sv2tts.engine:SV2TTSEngine",
 }
 _registered: Dict[str, str | Type[Engine]] = {}
 

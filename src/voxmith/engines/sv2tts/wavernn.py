@@ -93,13 +93,10 @@ def de_emphasis(x: np.ndarray, coefficient: float) -> np.ndarray:
 
 def fold_with_overlap(x: torch.Tensor, target: int, overlap: int) -> torch.Tensor:
     """(1, time, feat) -> (folds, target + 2*overlap, feat): consecutive folds share `overlap`
-    steps; the end is zero-padded to fill the last fold."""
-    _, total, features = x.size()
-    folds = (total - overlap) // (target + overlap)
-    remaining = total - (folds * (overlap + target) + overlap)
-    if remaining != 0:
-        folds += 1
-        x = F.pad(x, (0, 0, 0, target + 2 * overlap - remaining))
+    steps; the end is zero-padded to fill the last fold (at least one fold, however short)."""
+    _, total, _ = x.size()
+    folds = max(1, -(-(total - overlap) // (target + overlap)))  # ceil, as the official count + 1
+    x = F.pad(x, (0, 0, 0, max(0, folds * (target + overlap) + overlap - total)))
     return torch.stack([x[0, i * (target + overlap): i * (target + overlap) + target + 2 * overlap]
                         for i in range(folds)])
 
@@ -160,17 +157,21 @@ class WaveRNN(nn.Module):
 
     @torch.no_grad()
     def generate(self, mels: torch.Tensor, generator: Optional[torch.Generator] = None, batched: bool = True,
+                 target: Optional[int] = None, overlap: Optional[int] = None,
                  progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-        """Waveform (float64, in [-1, 1] before de-emphasis) of mels (1, feat, frames) scaled to [-1, 1]."""
+        """Waveform (float64) of mels (1, feat, frames) scaled to [-1, 1]; `target`/`overlap`: the
+        fold sizes in samples (default: the config's)."""
         c = self.config
+        target = target or c.target_samples
+        overlap = overlap or c.overlap_samples
         device = next(self.parameters()).device
         mels = mels.to(device)
         wave_len = (mels.size(-1) - 1) * c.hop_samples
         mels = F.pad(mels, (c.pad, c.pad))
         cond, aux = self.upsample(mels)
         if batched:
-            cond = fold_with_overlap(cond, c.target_samples, c.overlap_samples)
-            aux = fold_with_overlap(aux, c.target_samples, c.overlap_samples)
+            cond = fold_with_overlap(cond, target, overlap)
+            aux = fold_with_overlap(aux, target, overlap)
         batch, length, _ = cond.size()
         rnn1, rnn2 = self._cell(self.rnn1), self._cell(self.rnn2)
         h1 = torch.zeros(batch, c.rnn_dims, device=device)
@@ -196,7 +197,7 @@ class WaveRNN(nn.Module):
             if progress is not None and i % 100 == 0:
                 progress(i, length)
         wav = torch.stack(out).transpose(0, 1).cpu().numpy().astype(np.float64)
-        wav = xfade_and_unfold(wav, c.overlap_samples) if batched else wav[0]
+        wav = xfade_and_unfold(wav, overlap) if batched else wav[0]
         return finish_waveform(wav, wave_len, c)
 
 

@@ -1,0 +1,219 @@
+"""`SV2TTSEngine`: Real-Time-Voice-Cloning's SV2TTS (voxmith's own implementation of its models)
+behind voxmith's engine interface.
+
+Conditioning (`prepare_conditioning`) is the speaker encoder's embedding of ALL of every clip: each
+clip is levelled and its long pauses removed (as the encoder was trained), embedded from
+overlapping 1.6 s windows covering all of it, and the clips' embeddings are averaged and
+normalised (official demo: one clip). `synthesize` says one sentence: the official English
+cleaners, the Tacotron synthesizer (its pre-net dropout on, as officially), trailing silence
+trimmed, then WaveRNN (batched, as officially) or the Griffin-Lim fallback; the result is
+levelled and long pauses are removed, as the official demo does. Candidate i uses seed + i, which
+seeds both the synthesizer and the vocoder, as `demo_cli.py --seed` reseeds before each.
+
+All randomness comes from `torch.Generator`s made per request, so the shared models serve several
+threads at once, each getting exactly what it would get alone. Weights are the official checkpoint
+files, which are never fetched implicitly: without them synthesis names
+`voxmith models download sv2tts`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from voxmith.audio import Audio
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, ModelFile
+from voxmith.errors import VoxmithError
+from voxmith.progress import ProgressCallback, report
+
+from . import checkpoints
+from .bundle import SV2TTSModels
+from .encoder_audio import normalize_volume, preprocess_wav, trim_long_silences
+from .griffin_lim import griffin_lim
+from .hparams import SAMPLE_RATE_HZ, EncoderAudio
+from .speaker_encoder import average_embedding, embed_utterance
+from .tacotron import trim_trailing_silence
+from .text import ids_to_text, text_to_ids
+
+VOCODERS = ("wavernn", "griffinlim")
+MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 4  # a clip with less speech than this is embedded untrimmed
+
+
+@dataclass
+class SV2TTSSettings(EngineSettings):
+    """SV2TTS knobs. The seed and the number of takes are `synthesize`'s arguments."""
+
+    vocoder: str = "wavernn"  # wavernn: the official neural vocoder; griffinlim: fast, lower quality
+    batched: bool = True  # WaveRNN generates folds of the signal at once (official default)
+    target_samples: int = 8000  # WaveRNN fold length (official infer_waveform default)
+    overlap_samples: int = 800  # WaveRNN fold overlap: warm-up and crossfade (official default)
+    max_seconds: float = 25.0  # longest sentence the synthesizer may say (official: 2000 frames)
+    trim_pauses: bool = True  # level the result and shorten long pauses, as the official demo does
+
+    def validate(self) -> None:
+        if self.vocoder not in VOCODERS:
+            raise VoxmithError(f"Setting 'vocoder' must be one of {', '.join(VOCODERS)}, got '{self.vocoder}'.")
+        for name in ("batched", "trim_pauses"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise VoxmithError(f"Setting '{name}' must be true or false, got {getattr(self, name)!r}.")
+        if not isinstance(self.target_samples, int) or not 100 <= self.target_samples <= 1_000_000:
+            raise VoxmithError(f"Setting 'target_samples' must be a whole number from 100 to 1000000, "
+                               f"got {self.target_samples!r}.")
+        if not isinstance(self.overlap_samples, int) or not 2 <= self.overlap_samples <= self.target_samples:
+            raise VoxmithError(f"Setting 'overlap_samples' must be a whole number from 2 to target_samples "
+                               f"({self.target_samples}), got {self.overlap_samples!r}.")
+        if isinstance(self.max_seconds, bool) or not isinstance(self.max_seconds, (int, float)) \
+                or not math.isfinite(self.max_seconds) or not 1.0 <= self.max_seconds <= 60.0:
+            raise VoxmithError(f"Setting 'max_seconds' must be a number from 1 to 60, got {self.max_seconds!r}.")
+
+
+class SV2TTSEngine(Engine):
+    name = "sv2tts"
+    version = "1"
+    description = ("SV2TTS (Real-Time-Voice-Cloning, voxmith's implementation of the official models): a GE2E "
+                   "speaker embedding conditions a Tacotron synthesizer; WaveRNN (or Griffin-Lim) makes the audio.")
+    sample_rate_hz = SAMPLE_RATE_HZ
+    device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
+                               note="Runs on the CPU (WaveRNN a few times slower than real time there); "
+                                    "needs the official weights, ~440 MB: `voxmith models download sv2tts`.")
+    settings_class = SV2TTSSettings
+    languages = ("en",)  # English character input, trained on LibriSpeech
+    models_source = f"Hugging Face {checkpoints.REPO_ID} (the Real-Time-Voice-Cloning pretrained models)"
+
+    @classmethod
+    def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
+        found = checkpoints.find_checkpoints(checkpoints.NAMES, models_dir, workspace_models)
+        return tuple(ModelFile(c.name, c.purpose, True, c.size_bytes,
+                               found[c.name].path if found[c.name] else None,
+                               found[c.name].source if found[c.name] else "")
+                     for c in checkpoints.CHECKPOINTS)
+
+    @classmethod
+    def model_download_dir(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Path:
+        return checkpoints.download_dir(models_dir, workspace_models)
+
+    @classmethod
+    def download_models(cls, names: Sequence[str], workspace_models: Optional[Path], models_dir: Optional[Path] = None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, Path]:
+        return checkpoints.download_checkpoints(names, cls.model_download_dir(workspace_models, models_dir), progress)
+
+    def __init__(self, device: str = "cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self._models: Optional[SV2TTSModels] = None
+        # file name -> config overriding the official sizes (tests load tiny checkpoint files)
+        self.model_configs: Optional[dict] = None
+
+    @classmethod
+    def with_models(cls, models: SV2TTSModels, device: Optional[str] = None) -> "SV2TTSEngine":
+        """An engine around already-built models (no checkpoint files)."""
+        engine = cls(device or str(models.device))
+        engine._models = models
+        return engine
+
+    def models(self, progress: Optional[ProgressCallback] = None) -> SV2TTSModels:
+        """The models, loaded on first use from the official files (never downloaded implicitly)."""
+        with self._variants_lock:  # one load, whichever thread asks first
+            if self._models is None:
+                paths = checkpoints.ensure_checkpoints(checkpoints.NAMES, workspace_models=self.models_dir)
+                report(progress, "loading SV2TTS models", 0, 1)
+                self._models = SV2TTSModels.from_checkpoints(paths, self.device, self.model_configs)
+                report(progress, "loading SV2TTS models", 1, 1)
+        return self._models
+
+    # --- conditioning ----------------------------------------------------------------------------
+
+    def prepare_conditioning(self, clips: Sequence[Audio],
+                             progress: Optional[ProgressCallback] = None) -> Conditioning:
+        if not clips:
+            raise VoxmithError("sv2tts needs at least one clip of the voice.")
+        encoder = self.models(progress).encoder
+        embeddings = []
+        for i, clip in enumerate(clips):
+            report(progress, "sv2tts: speaker embedding", i, len(clips))
+            samples = np.asarray(clip.samples, dtype=np.float32)
+            if samples.ndim > 1:  # (frames, channels)
+                samples = samples.mean(axis=1)
+            wav = preprocess_wav(samples, clip.sample_rate_hz)
+            if len(wav) < MIN_CLIP_SAMPLES:  # the VAD found (almost) no speech: use the clip as it is
+                wav = preprocess_wav(samples, clip.sample_rate_hz, trim_silence=False)
+            embeddings.append(embed_utterance(encoder, wav))
+        report(progress, "sv2tts: speaker embedding", len(clips), len(clips))
+        clip_embeddings = np.stack(embeddings).astype(np.float32)
+        return {"embedding": average_embedding(clip_embeddings), "clip_embeddings": clip_embeddings}
+
+    # --- synthesis -------------------------------------------------------------------------------
+
+    def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                   seed: int, candidates: int = 1,
+                   progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        settings = self.checked_request(text, settings)
+        if int(candidates) < 1:
+            raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
+        if "embedding" not in conditioning:
+            raise VoxmithError("The voice's sv2tts conditioning lacks its speaker embedding; prepare it again.")
+        ids = text_to_ids(text.strip())
+        if not any(c.isalpha() for c in ids_to_text(ids)):
+            raise VoxmithError(f"Nothing the sv2tts synthesizer can say in {text!r}: it reads English letters "
+                               "and punctuation only.")
+        models = self.models(progress)
+        takes = []
+        for i in range(int(candidates)):
+            report(progress, "sv2tts: takes", i, int(candidates))
+            takes.append(self._take(models, ids, conditioning, settings, int(seed) + i, progress))
+        report(progress, "sv2tts: takes", int(candidates), int(candidates))
+        return takes
+
+    def _take(self, models: SV2TTSModels, ids: List[int], conditioning: Conditioning, settings: SV2TTSSettings,
+              seed: int, progress: Optional[ProgressCallback]) -> Candidate:
+        device = models.device
+        chars = torch.tensor([ids], dtype=torch.long, device=device)
+        embedding = torch.from_numpy(np.asarray(conditioning["embedding"], dtype=np.float32)).to(device)[None]
+        started = time.perf_counter()
+        max_frames = int(settings.max_seconds * SAMPLE_RATE_HZ / models.signal.hop_samples)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        out = models.synthesizer.generate(chars, embedding, generator=generator, max_frames=max_frames)
+        mel = trim_trailing_silence(out.postnet_mels[0], models.signal.stop_threshold)
+        frames = int(out.postnet_mels.shape[-1])
+        synth_s = time.perf_counter() - started
+        if mel.shape[1] < 2:
+            raise VoxmithError("The sv2tts synthesizer produced no speech for this sentence; try another seed.")
+        started = time.perf_counter()
+        if settings.vocoder == "griffinlim":
+            wav = griffin_lim(mel.cpu().numpy(), seed, models.signal)
+        else:
+            generator = torch.Generator(device=device).manual_seed(seed)  # reseeded, as demo_cli --seed
+            wav = self._wavernn(models.vocoder, mel, settings, generator, progress)
+        vocoder_s = time.perf_counter() - started
+        wav = self._finish(np.asarray(wav, dtype=np.float64), settings)
+        details = {"vocoder": settings.vocoder, "frames": frames, "stopped": frames < max_frames,
+                   "characters": len(ids), "synthesizer_s": round(synth_s, 3), "vocoder_s": round(vocoder_s, 3)}
+        return Candidate(samples=wav.astype(np.float32), sample_rate_hz=self.sample_rate_hz, seed=seed,
+                         details=details)
+
+    @staticmethod
+    def _wavernn(vocoder, mel: torch.Tensor, settings: SV2TTSSettings, generator, progress) -> np.ndarray:
+        def step(i: int, total: int) -> None:
+            report(progress, "sv2tts: WaveRNN", i, total)
+
+        scaled = (mel / vocoder.config.mel_max_abs_value)[None]  # the vocoder was trained on [-1, 1]
+        return vocoder.generate(scaled, generator=generator, batched=bool(settings.batched),
+                                target=int(settings.target_samples), overlap=int(settings.overlap_samples),
+                                progress=step if progress else None)
+
+    @staticmethod
+    def _finish(wav: np.ndarray, settings: SV2TTSSettings) -> np.ndarray:
+        if settings.trim_pauses and len(wav) >= SAMPLE_RATE_HZ // 10 and np.any(wav):
+            wav = normalize_volume(wav, EncoderAudio().target_dbfs)
+            trimmed = trim_long_silences(wav)
+            wav = trimmed if len(trimmed) else wav
+        peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
+        return wav / peak * 0.97 if peak > 1.0 else wav  # never clip
+
+
+__all__ = ["SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]
