@@ -140,8 +140,8 @@ def test_phones_for_and_bert_features(g2p, monkeypatch):
 def test_languages_without_a_front_end_are_refused_with_words():
     with pytest.raises(EngineError, match="Chinese"):
         frontend.prepare_text("\u4f60\u597d\uff0c\u4e16\u754c\u3002", "auto")
-    with pytest.raises(EngineError, match="Japanese.*not part of voxmith"):
-        frontend.prepare_text("Hello.", "ja")
+    with pytest.raises(EngineError, match="Korean.*not part of voxmith"):
+        frontend.prepare_text("Hello.", "ko")
     with pytest.raises(EngineError, match="Unknown language"):
         frontend.prepare_text("Hello.", "xx")
     with pytest.raises(EngineError, match="split method"):

@@ -47,7 +47,7 @@ from voxmith.progress import ProgressCallback, report
 
 from . import weights
 from .english import default_g2p
-from .frontend import LANGUAGE_CHOICES, SUPPORTED_LANGUAGES, TextPiece, bert_features, phones_for, prepare_text
+from .frontend import LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, resolve_language, TextPiece, bert_features, phones_for, prepare_text
 from .reference import choose_references
 from .text_split import METHODS, STOPS
 
@@ -61,7 +61,7 @@ PROMPT_CODES_KEPT = 8
 @dataclass
 class GptSovitsSettings(EngineSettings):
     """Sampling as the official API (top_k 15, top_p 1, temperature 1, repetition_penalty 1.35);
-    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto or en),
+    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto, en, ja),
     `model_version` (v2, v2Pro, v2ProPlus: which pretrained files speak), `noise_scale` of the SoVITS
     prior (official 0.5), `aux_references` (other clips whose styles are averaged in),
     `reference_text` (replaces Whisper's transcript of the reference when set)."""
@@ -94,7 +94,7 @@ class GptSovitsSettings(EngineSettings):
         for name, ok, what in checks:
             if not ok:
                 raise VoxmithError(f"Setting '{name}' must be {what}, got {getattr(self, name)!r}.")
-        for name, allowed in (("text_split", tuple(METHODS)), ("language", LANGUAGE_CHOICES),
+        for name, allowed in (("text_split", tuple(METHODS)), ("language", LANGUAGE_NAMES_ACCEPTED),
                               ("model_version", weights.VERSIONS)):
             if getattr(self, name) not in allowed:
                 raise VoxmithError(f"Setting '{name}' must be one of {', '.join(allowed)}, got "
@@ -290,14 +290,17 @@ class GptSovitsEngine(Engine):
         from .spectrogram import reference_spectrogram
 
         reference_text = (settings.reference_text or str(conditioning["reference_text"])).strip("\n").strip()
-        language = str(conditioning.get("reference_language", "")) if not settings.reference_text else "en"
+        language = str(conditioning.get("reference_language", ""))
+        if settings.reference_text:  # the user's words: read in the language their script calls for
+            language = resolve_language(settings.reference_text, "auto")
         ref_16k = np.asarray(conditioning["reference_16k"], dtype=np.float32)
         phones: List[int] = []
         reference_free = not reference_text or (language not in ("", *SUPPORTED_LANGUAGES))
         if not reference_free:
+            language = language or "en"
             if reference_text[-1] not in STOPS:
-                reference_text += "."
-            phones = phones_for(reference_text, "en")[0]
+                reference_text += "." if language == "en" else "\u3002"
+            phones = phones_for(reference_text, language)[0]
         waves_32k = [np.asarray(conditioning["reference_32k"], dtype=np.float32)]
         waves_32k += _split(conditioning.get("aux_32k"), conditioning.get("aux_32k_lengths"))[:settings.aux_references]
         waves_16k = [ref_16k] + _split(conditioning.get("aux_16k"),
