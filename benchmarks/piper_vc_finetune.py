@@ -110,7 +110,7 @@ def bench_voice(name: str, epochs: int, sentences, encoder, work: Path, postnet_
     tuned = engine.with_finetune(Finetune("tuned", f"step {result.step}", lambda: state))
     row["tuned"] = score(tuned, cond, sentences, held_out, encoder)
     row.update(lines=len(train) + len(validation), steps=result.step, prepare_s=round(prepare_s, 1),
-               train_s=round(train_s, 1), first_loss=metrics[0]["mel_loss"], last_loss=metrics[-1]["mel_loss"])
+               train_s=round(train_s, 1), first_loss=metrics[0]["cepstral_loss"], last_loss=metrics[-1]["cepstral_loss"])
     return row
 
 

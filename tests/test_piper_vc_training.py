@@ -86,7 +86,7 @@ def test_loss_decreases_through_the_training_loop(trained, dataset_lines):
     task, run, result, _, initial_val = trained
     assert result.stopped == "finished" and result.step >= 24
     rows = run.read_metrics()
-    losses = [r["mel_loss"] for r in rows]
+    losses = [r["cepstral_loss"] for r in rows]
     # Two epochs at each end (the same lines), so batch composition does not enter the comparison.
     per_epoch = len(task.batches(0))
     first, last = np.mean(losses[:2 * per_epoch]), np.mean(losses[-2 * per_epoch:])
@@ -102,7 +102,7 @@ def test_batches_are_seeded_per_epoch_and_cover_every_line(trained, dataset_line
     assert all(torch.equal(x["inputs"], y["inputs"]) for x, y in zip(a, b))
     frames = lambda bs: sorted(int(row.sum()) for batch in bs for row in batch["speech"])  # noqa: E731
     assert frames(a) == frames(c) and len(frames(a)) == len(dataset_lines[0])
-    assert task.model(a[0])["mel"].ndim == 0
+    assert task.model(a[0])["cepstral"].ndim == 0
 
 
 def test_features_are_cached_and_reused(engine, dataset_lines, cache_dir, trained, monkeypatch):

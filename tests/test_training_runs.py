@@ -162,7 +162,7 @@ def test_config_yaml_round_trip_with_comments(tmp_path):
     config.lora.enabled = True
     config.lora.target_modules = ["attn.c_attn"]
     text = to_yaml(config)
-    assert "# weight of the text-prediction loss" in text and "# lines per batch" in text
+    assert "# weight of each loss the engine" in text and "# lines per batch" in text
     assert from_yaml(text) == config
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config

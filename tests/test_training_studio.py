@@ -113,3 +113,40 @@ def test_voice_whose_run_disappeared_gets_a_clear_error(workspace):
                                       output=workspace / "x.wav"))
     finally:
         studio.voices.get("demo").update_metadata(finetune=None)
+
+
+def test_loss_weights_are_the_engines_own_and_old_configs_still_load(workspace):
+    """piper-vc declares one loss ("cepstral"): --loss-weight offers only it, naming it in errors;
+    a config written before losses were declared (text_weight / mel_weight) validates and keeps
+    its mel weight for the loss that was called mel."""
+    result = run_cli(workspace, "train", "init", "w-bad", "--dataset", "demo-ds", "--engine", "piper-vc",
+                     "--loss-weight", "text=1")
+    assert result.exit_code == 1 and "piper-vc has no loss named text" in result.output
+    assert "cepstral (default 1" in result.output and "Traceback" not in result.output
+    result = run_cli(workspace, "train", "init", "w-old-flag", "--dataset", "demo-ds", "--engine", "piper-vc",
+                     "--text-weight", "1")
+    assert result.exit_code == 1 and "piper-vc has no loss named text" in result.output
+
+    result = run_cli(workspace, "train", "init", "w-ok", "--dataset", "demo-ds", "--engine", "piper-vc",
+                     "--loss-weight", "mel=2")  # its old name is still understood
+    assert result.exit_code == 0, result.output
+    text = (workspace / "training" / "w-ok" / "config.yaml").read_text()
+    assert "  weights:\n    # error of the converted mel-cepstrum" in text and "    cepstral: 2.0" in text
+    assert "text" not in text.split("losses:")[1].split("checkpoints:")[0]
+
+    old = text.split("losses:")[0] + "losses:\n  text_weight: 0.5\n  mel_weight: 3.0\n" + \
+        "checkpoints:" + text.split("checkpoints:")[1]
+    (workspace / "training" / "w-ok" / "config.yaml").write_text(old)
+    assert run_cli(workspace, "train", "validate", "w-ok").exit_code == 0
+    from voxmith.studio import Studio
+    from voxmith.training.losses import resolve
+
+    studio = Studio(workspace, device="cpu")
+    config = studio.training.open("w-ok").load_config()
+    assert config.losses.weights == {"text": 0.5, "mel": 3.0} and config.losses.legacy_names == ("text", "mel")
+    assert resolve(studio.training.loss_terms("piper-vc"), config.losses.weights,
+                   config.losses.legacy_names) == {"cepstral": 3.0}
+
+    listing = run_cli(workspace, "engines")
+    assert "train init --loss-weight cepstral=VALUE (default 1)" in listing.output
+    assert "train init --loss-weight text=VALUE (default 0.01)" in listing.output

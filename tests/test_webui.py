@@ -296,8 +296,12 @@ def test_train_a_run_and_give_it_to_a_voice(page, screenshots, studio, alice, da
     page.locator("#tr-name textarea, #tr-name input").first.fill("mini-ft")
     choose(page, "tr-dataset", dataset)
     page.locator("#tr-epochs input").fill("2")
+    weights = page.locator("#tr-weights textarea, #tr-weights input").first
+    assert weights.get_attribute("placeholder") == "cepstral=1"  # the chosen engine's losses only
+    weights.fill("cepstral=2")
     page.locator("#tr-create").click()
     expect(page.locator("#tr-create-status")).to_contain_text("Created", timeout=30_000)
+    assert studio.training.open("mini-ft").load_config().losses.weights == {"cepstral": 2.0}
     page.locator("#tr-start").click()
     # The timer polls the background job; the loss curve appears with the first checkpoint.
     expect(page.locator("#tr-status")).to_contain_text("finished at step", timeout=LONG)

@@ -19,6 +19,7 @@ import torch
 
 from voxmith.training import TrainingConfig, TrainingRun, defaults_for, train_loop
 from voxmith.training.distributed import exit_worker
+from voxmith.training.losses import LossTerm
 
 TRUE_WEIGHTS = torch.tensor([[1.5], [-2.0], [0.5], [3.0]])
 
@@ -41,6 +42,10 @@ class TinyModel(torch.nn.Module):
 
 
 class TinyTask:
+    # Two losses, as an engine with two would declare them (the second always 0, see TinyModel).
+    losses = (LossTerm("text", 0.01, "zero, drawing from the RNG"),
+              LossTerm("mel", 1.0, "squared error of the prediction"))
+
     def __init__(self, seed: int = 0, lines: int = 48, batch_size: int = 8, dropout: float = 0.02):
         gen = torch.Generator().manual_seed(1234)
         x = torch.randn(lines, 4, generator=gen)

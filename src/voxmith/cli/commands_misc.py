@@ -60,6 +60,9 @@ def engines():
             for option in cls.options:
                 choices = f" ({' | '.join(option.choices)})" if option.choices else ""
                 click.echo(f"{'':<12} speak {option.flag}{choices}: {option.help}")
+            for term in cls.training_losses if cls.supports_training else ():
+                click.echo(f"{'':<12} train init --loss-weight {term.key}=VALUE (default {term.weight:g}): "
+                           f"{term.help}")
         except EngineError as err:
             click.echo(f"{name:<12} unavailable: {err}")
 

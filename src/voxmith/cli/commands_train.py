@@ -70,20 +70,29 @@ def train():
 @click.option("--grad-accumulation", type=int, help="Batches per optimizer step.")
 @click.option("--lr", "learning_rate", type=float, help=LR_HELP)
 @click.option("--scheduler", type=click.Choice(["multistep", "cosine"]), help="Learning-rate schedule.")
-@click.option("--text-weight", type=float, help="Text-loss weight (0.01 for English; use 1 for other languages).")
-@click.option("--mel-weight", type=float, help="Mel-loss weight (default 1).")
+@click.option("--loss-weight", "loss_weights", multiple=True, metavar="NAME=VALUE",
+              help="Weight of one of the engine's losses (repeatable), e.g. --loss-weight text=1 for tortoise "
+                   "in a language other than English; `voxmith engines` lists each engine's losses and defaults.")
+# Before engines declared their losses: TorToiSe's two, offered for every engine. Kept for old scripts.
+@click.option("--text-weight", type=float, hidden=True)
+@click.option("--mel-weight", type=float, hidden=True)
 @click.option("--lora/--no-lora", default=None, help="Train small LoRA adapters instead of all weights.")
 @click.option("--lora-rank", type=int, help="Rank of the LoRA adapters.")
 @click.option("--mixed-precision/--no-mixed-precision", default=None, help="Compute in bfloat16 where safe.")
 @click.option("--seed", type=int, help="Random seed.")
 @click.pass_obj
 def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, learning_rate, scheduler,
-         text_weight, mel_weight, lora, lora_rank, mixed_precision, seed):
+         loss_weights, text_weight, mel_weight, lora, lora_rank, mixed_precision, seed):
     """Create run NAME: writes training/NAME/config.yaml with defaults from the dataset's size."""
+    from voxmith.training.losses import parse_assignments
+
+    old = [f"{loss}={value}" for loss, value in (("text", text_weight), ("mel", mel_weight)) if value is not None]
+    weights = parse_assignments([*old, *loss_weights], obj.studio.training.loss_terms(engine), engine) \
+        if old or loss_weights else None
     changes = {
         "schedule": {"batch_size": batch_size, "grad_accumulation": grad_accumulation,
                      "learning_rate": learning_rate, "scheduler": scheduler},
-        "losses": {"text_weight": text_weight, "mel_weight": mel_weight},
+        "losses": {"weights": weights},
         "lora": {"enabled": lora, "rank": lora_rank},
         "misc": {"mixed_precision": mixed_precision, "seed": seed},
     }

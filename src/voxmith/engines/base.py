@@ -34,6 +34,7 @@ import numpy as np
 from voxmith.audio.io import Audio
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
+from voxmith.training.losses import LossTerm
 
 Conditioning = Dict[str, np.ndarray]
 # Held by engine code that seeds or draws from torch's global RNG (`torch.manual_seed`,
@@ -281,6 +282,9 @@ class Engine(ABC):
     # None, `training_epochs` epochs.
     training_steps: ClassVar[Optional[int]] = None
     training_epochs: ClassVar[int] = 60
+    # The losses its training task's model returns, with their default weights (the run's
+    # `losses: weights:` and the shells' --loss-weight name them); its task declares the same.
+    training_losses: ClassVar[Tuple[LossTerm, ...]] = ()
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """A `voxmith.training.TrainingTask` that fine-tunes this engine's model on `spec`'s lines: a

@@ -13,11 +13,11 @@ import os
 from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from voxmith.datasets import DatasetLibrary
-from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, create_engine, engine_class,
-                             resolve_device)
+from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, available_engines, create_engine,
+                             engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
@@ -25,6 +25,7 @@ from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, Tr
                               train_loop, validate)
 from voxmith.studio.voices import VoiceLibrary
 from voxmith.training.config import steps_per_epoch
+from voxmith.training.losses import LossTerm, default_weights
 from voxmith.training.lock import LockHolder, RunBusy, TrainerLock
 
 CHECKPOINT_CHOICES = ("latest", "best")
@@ -104,15 +105,36 @@ class TrainingRuns:
                               engine=engine)
         if not validation:
             config.checkpoints.validate_every_steps = 0
+        config.losses.weights = default_weights(cls.training_losses)  # written out, to be seen and edited
         merged = config.to_dict()
         for layer in (cls.training_defaults, changes or {}):  # the engine's defaults, then the user's
             for section, values in layer.items():
-                merged.setdefault(section, {}).update(values)
+                for key, value in values.items():
+                    if isinstance(value, dict):  # named values (loss weights): change only those named
+                        merged.setdefault(section, {}).setdefault(key, {}).update(value)
+                    else:
+                        merged.setdefault(section, {})[key] = value
         config = TrainingConfig.from_dict(merged, "the settings given")
-        problems = validate(config, len(train), len(validation))
+        problems = validate(config, len(train), len(validation), loss_terms=cls.training_losses)
         if problems:
             raise VoxmithError("The training settings have problems:\n  - " + "\n  - ".join(problems))
-        return TrainingRun.create(self.root, name, config)
+        return TrainingRun.create(self.root, name, config, cls.training_losses)
+
+    def trainable_engines(self) -> List[str]:
+        """The installed engines that can be fine-tuned (for the shells' choices)."""
+        names = []
+        for engine in available_engines():
+            try:
+                if engine_class(engine).supports_training:
+                    names.append(engine)
+            except VoxmithError:  # an engine whose dependencies are missing
+                continue
+        return names
+
+    def loss_terms(self, engine: str) -> Tuple[LossTerm, ...]:
+        """The losses `engine`'s training minimises, with their default weights (what `init`'s
+        `changes={"losses": {"weights": ...}}` may set)."""
+        return tuple(engine_class(engine).training_losses)
 
     def check(self, name: str) -> List[str]:
         """Every problem with run `name`'s config for its dataset and engine, in words."""
@@ -125,12 +147,13 @@ class TrainingRuns:
 
     @staticmethod
     def _problems(config: TrainingConfig, train, validation) -> List[str]:
-        problems = validate(config, len(train), len(validation))
         try:
-            if not engine_class(config.data.engine).supports_training:
-                problems.append(f"The {config.data.engine} engine cannot be fine-tuned.")
+            cls = engine_class(config.data.engine)
         except VoxmithError as err:
-            problems.append(str(err))
+            return validate(config, len(train), len(validation)) + [str(err)]
+        problems = validate(config, len(train), len(validation), loss_terms=cls.training_losses)
+        if not cls.supports_training:
+            problems.append(f"The {config.data.engine} engine cannot be fine-tuned.")
         return problems
 
     # --- training -------------------------------------------------------------------------------

@@ -1,18 +1,38 @@
 """Engine-independent training runs: config, checkpoints, run folders and the training loop.
 
-Engines plug in by implementing `TrainingTask`; the CLI and web UI drive `train_loop`, in one
-process or in several started by torchrun (DistributedDataParallel).
+Engines plug in by implementing `TrainingTask` and declaring their losses (`losses.LossTerm`); the
+CLI and web UI drive `train_loop`, in one process or in several started by torchrun
+(DistributedDataParallel).
+
+The names below are imported on first use (PEP 562), so that importing a light module of this
+package (`voxmith.training.losses`, which every engine declares its losses with) does not load
+torch with the loop.
 """
 
-from voxmith.training.checkpoints import CheckpointInfo, CheckpointStore, seed_everything
-from voxmith.training.commands import COMMANDS, CommandSource, is_main_process, stdin_commands
-from voxmith.training.config import TrainingConfig, defaults_for, load_config, save_config, validate
-from voxmith.training.distributed import Distributed, launch_env
-from voxmith.training.loop import TrainingResult, TrainingTask, lr_factor, train_loop
-from voxmith.training.optimizers import OPTIMIZERS, optimizer_problems
-from voxmith.training.run import TrainingRun
+from __future__ import annotations
 
-__all__ = ["COMMANDS", "CheckpointInfo", "CheckpointStore", "CommandSource", "Distributed", "OPTIMIZERS",
-           "TrainingConfig", "TrainingResult", "TrainingRun", "TrainingTask", "defaults_for", "is_main_process", "launch_env",
-           "load_config", "lr_factor", "optimizer_problems", "save_config", "seed_everything",
-           "stdin_commands", "train_loop", "validate"]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CheckpointInfo": "checkpoints", "CheckpointStore": "checkpoints", "seed_everything": "checkpoints",
+    "COMMANDS": "commands", "CommandSource": "commands", "is_main_process": "commands",
+    "stdin_commands": "commands",
+    "TrainingConfig": "config", "defaults_for": "config", "load_config": "config", "save_config": "config",
+    "validate": "config",
+    "Distributed": "distributed", "launch_env": "distributed",
+    "LossTerm": "losses",
+    "TrainingResult": "loop", "TrainingTask": "loop", "lr_factor": "loop", "train_loop": "loop",
+    "OPTIMIZERS": "optimizers", "optimizer_problems": "optimizers",
+    "TrainingRun": "run",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'voxmith.training' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"voxmith.training.{_WHERE[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import yaml
@@ -19,6 +19,7 @@ import yaml
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_text
 from voxmith.paths import validate_name
+from voxmith.training.losses import LEGACY_NAMES, LossTerm, weight_problems
 from voxmith.training.optimizers import optimizer_problems
 
 # ai-voice-cloning's learning-rate milestones (in epochs), tuned for runs of about this many epochs.
@@ -66,8 +67,14 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    text_weight: float = field(default=0.01, metadata=_help("weight of the text-prediction loss"))
-    mel_weight: float = field(default=1.0, metadata=_help("weight of the mel-prediction loss"))
+    # The engine declares its losses (see losses.py); `train init` writes its defaults here.
+    weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata=_help("weight of each loss the engine's model returns in the total that is minimised "
+                       "(a loss left out keeps the engine's default weight)"))
+    # Read from a config written before engines declared their losses (text_weight/mel_weight):
+    # those old names, ignored by an engine that has no such loss. Never written to config.yaml.
+    legacy_names: tuple = field(default=(), metadata={"internal": True})
 
 
 @dataclass
@@ -124,9 +131,23 @@ class TrainingConfig:
         if unknown:
             raise VoxmithError(f"{source} has unknown section(s) {', '.join(unknown)}; "
                                f"known sections are {', '.join(sections)}.")
+        data = {**data, "losses": _upgrade_losses(data.get("losses"))}
         built = {name: _section_from_dict(f.default_factory, data.get(name), f"{source}, section '{name}'")
                  for name, f in sections.items()}
         return cls(**built)
+
+
+def _upgrade_losses(data: Any) -> Any:
+    """An old `losses` section (text_weight, mel_weight) as named weights, marked as old."""
+    if not isinstance(data, dict):
+        return data
+    old = {key[:-len("_weight")]: value for key, value in data.items()
+           if key.endswith("_weight") and key[:-len("_weight")] in LEGACY_NAMES}
+    if not old:
+        return data
+    rest = {key: value for key, value in data.items() if key[:-len("_weight")] not in old}
+    weights = {**old, **(rest.pop("weights", None) or {})}
+    return {**rest, "weights": weights, "legacy_names": tuple(old)}
 
 
 def _section_from_dict(section_type: Any, data: Any, where: str) -> Any:
@@ -135,14 +156,17 @@ def _section_from_dict(section_type: Any, data: Any, where: str) -> Any:
         return default
     if not isinstance(data, dict):
         raise VoxmithError(f"{where} must be a mapping of settings.")
-    names = [f.name for f in dataclasses.fields(default)]
+    internal = {f.name: data[f.name] for f in dataclasses.fields(default)
+                if f.metadata.get("internal") and f.name in data}
+    data = {k: v for k, v in data.items() if k not in internal}
+    names = [f.name for f in dataclasses.fields(default) if not f.metadata.get("internal")]
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise VoxmithError(f"{where} has unknown setting(s) {', '.join(unknown)}; "
                            f"known settings are {', '.join(names)}.")
     values = {name: _coerce(data[name], getattr(default, name), f"{where}: '{name}'")
               for name in names if name in data}
-    return dataclasses.replace(default, **values)
+    return dataclasses.replace(default, **values, **internal)
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -156,6 +180,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         value = float(value) if ok else value
     elif isinstance(default, str):
         ok = isinstance(value, str)
+    elif isinstance(default, dict):  # named numbers (loss weights)
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items())
+        value = {k: float(v) for k, v in value.items()} if ok else value
     else:  # a list: its items must match the default's item type
         item_type = int if all(isinstance(x, int) for x in default) and default else str
         ok = isinstance(value, list) and all(
@@ -176,22 +204,38 @@ def _kind(default: Any) -> str:
         return "a number"
     if isinstance(default, str):
         return "text"
+    if isinstance(default, dict):
+        return "names with numbers, like {text: 0.01, mel: 1.0}"
     return "a list like [2, 4, 9]" if default and isinstance(default[0], int) else "a list like [attn, mlp]"
 
 
-def to_yaml(config: TrainingConfig) -> str:
-    """The config as YAML with a comment above every setting saying what it does."""
+def to_yaml(config: TrainingConfig, loss_terms: Sequence[LossTerm] = ()) -> str:
+    """The config as YAML with a comment above every setting saying what it does (each loss
+    weight's from `loss_terms`, the engine's declared losses, when given)."""
     lines = ["# voxmith training config. Edit and resume; see each comment for what a setting does.", ""]
+    helps = {t.key: f"{t.help} (default {t.weight:g})" for t in loss_terms}
     for section in dataclasses.fields(config):
         lines.append(f"{section.name}:")
         values = getattr(config, section.name)
         for f in dataclasses.fields(values):
+            if f.metadata.get("internal"):
+                continue
             lines.append(f"  # {f.metadata.get('help', '')}")
-            dumped = yaml.safe_dump({f.name: getattr(values, f.name)}, default_flow_style=False,
-                                    sort_keys=False)
-            lines.extend(f"  {line}" for line in dumped.splitlines())
+            value = getattr(values, f.name)
+            if isinstance(value, dict) and value and helps:  # one commented line per loss weight
+                lines.append(f"  {f.name}:")
+                for key, weight in value.items():
+                    if key in helps:
+                        lines.append(f"    # {helps[key]}")
+                    lines.extend(f"    {line}" for line in _dump({key: weight}))
+                continue
+            lines.extend(f"  {line}" for line in _dump({f.name: value}))
         lines.append("")
     return "\n".join(lines)
+
+
+def _dump(mapping: dict) -> list[str]:
+    return yaml.safe_dump(mapping, default_flow_style=False, sort_keys=False).splitlines()
 
 
 def from_yaml(text: str, source: str = "the training config") -> TrainingConfig:
@@ -202,8 +246,8 @@ def from_yaml(text: str, source: str = "the training config") -> TrainingConfig:
     return TrainingConfig.from_dict(data, source)
 
 
-def save_config(config: TrainingConfig, path: str | Path) -> None:
-    atomic_write_text(path, to_yaml(config))
+def save_config(config: TrainingConfig, path: str | Path, loss_terms: Sequence[LossTerm] = ()) -> None:
+    atomic_write_text(path, to_yaml(config, loss_terms))
 
 
 def load_config(path: str | Path) -> TrainingConfig:
@@ -244,10 +288,12 @@ def defaults_for(dataset_lines: int, epochs: int, dataset: str = "", engine: str
 
 
 def validate(config: TrainingConfig, train_lines: int, validation_lines: int, *, world_size: int = 1,
-             device: Union[str, torch.device, None] = None) -> list[str]:
+             device: Union[str, torch.device, None] = None,
+             loss_terms: Optional[Sequence[LossTerm]] = None) -> list[str]:
     """Everything wrong with `config` for this dataset, one plain sentence each (empty = fine).
     `world_size`: processes that will train together (torchrun's --nproc-per-node × nodes);
-    `device`: where training will run (None: the best device of this machine)."""
+    `device`: where training will run (None: the best device of this machine); `loss_terms`: the
+    losses the run's engine declares (None: loss weights are only checked for sign)."""
     problems: list[str] = []
     s, c, losses, lora = config.schedule, config.checkpoints, config.losses, config.lora
     if config.data.dataset:
@@ -290,10 +336,13 @@ def validate(config: TrainingConfig, train_lines: int, validation_lines: int, *,
         problems.append(f"gamma {s.gamma} must be above 0 and at most 1 (0.5 halves the rate).")
     if s.max_grad_norm < 0:
         problems.append(f"max grad norm {s.max_grad_norm} must be 0 (no clipping) or more.")
-    if losses.text_weight < 0 or losses.mel_weight < 0:
-        problems.append("loss weights must not be negative.")
-    if losses.text_weight == 0 and losses.mel_weight == 0:
-        problems.append("both loss weights are 0, so nothing would be learned.")
+    if loss_terms is not None:  # the engine's declared losses: names are checked too
+        engine = f"the {config.data.engine} engine" if config.data.engine else "the run's engine"
+        problems.extend(weight_problems(loss_terms, losses.weights, engine, losses.legacy_names))
+    else:
+        bad = [name for name, value in losses.weights.items() if not math.isfinite(value) or value < 0]
+        if bad:
+            problems.append(f"loss weight(s) {', '.join(bad)} must be 0 or more.")
     if c.save_every_steps < 1:
         problems.append(f"save every {c.save_every_steps} steps is not possible; use 1 or more.")
     if c.validate_every_steps < 0:

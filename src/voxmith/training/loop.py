@@ -32,21 +32,23 @@ from voxmith.training.config import ScheduleConfig, TrainingConfig
 from voxmith.training.distributed import DeviceLike, Distributed
 from voxmith.training.optimizers import build_optimizer
 from voxmith.training.lock import TrainerLock
+from voxmith.training.losses import LossTerm, resolve
 from voxmith.training.run import TrainingRun
 from voxmith.training.tensorboard_log import TensorBoardLog
 
 __all__ = ["COMMANDS", "TrainingResult", "TrainingTask", "lr_factor", "train_loop"]
 
-LOSS_NAMES = ("text", "mel")
-
 
 class TrainingTask(Protocol):
     """What an engine provides to be trained by `train_loop`."""
 
+    losses: Sequence[LossTerm]
+    """The losses `model(batch)` returns, each under its `key` (see losses.py): the loop minimises
+    their sum weighted by the run's config (or the term's default weight) and logs each one."""
+
     model: torch.nn.Module
     """Trainable parameters are those with requires_grad. `model(batch)` (its forward) runs one
-    training batch and returns a dict of scalar losses under "text" and/or "mel" (the loop weights
-    them by the config). The loop always calls the model itself, never a method of the task,
+    training batch and returns a dict of scalar losses, some or all of those in `losses`. The loop always calls the model itself, never a method of the task,
     because under torchrun it calls it through DistributedDataParallel, which only synchronises
     gradients for passes made through its own forward. So the forward must: take a batch exactly
     as `batches` gives it, move what it needs to the model's device, and use every trainable
@@ -145,6 +147,11 @@ class _Training:
         self.resumed_from: Optional[int] = None
         self.checkpoint: Optional[CheckpointInfo] = None
         self.tensorboard: Optional[TensorBoardLog] = None
+        self.terms = tuple(getattr(task, "losses", ()) or ())
+        if not self.terms:
+            raise VoxmithError("The training task declares no losses (TrainingTask.losses); the loop cannot "
+                               "know what to minimise.")
+        self.loss_weights = resolve(self.terms, config.losses.weights, config.losses.legacy_names)
 
     # --- start and resume ---------------------------------------------------------------------
 
@@ -242,11 +249,12 @@ class _Training:
     def _optimizer_step(self, forward: torch.nn.Module, batches: list[Any],
                         weights: list[float]) -> tuple[dict[str, Optional[float]], float]:
         """Accumulate this process's passes, take one optimizer step; return the step's mean
-        losses (over all processes' real batches) and the learning rate used."""
-        loss_weights = {"text": self.config.losses.text_weight, "mel": self.config.losses.mel_weight}
-        device = self.ctx.device
-        # [text, mel, total, text seen, mel seen]: this process's share of the step's mean losses
-        sums = [0.0] * 5
+        losses (over all processes' real batches, under each term's metrics column) and the
+        learning rate used."""
+        keys = [t.key for t in self.terms]
+        n = len(keys)
+        # [each term's loss..., total, each term seen...]: this process's share of the step's means
+        sums = [0.0] * (2 * n + 1)
         self.optimizer.zero_grad(set_to_none=True)
         for i, (batch, weight) in enumerate(zip(batches, weights)):
             # DDP all-reduces gradients in every backward unless told not to; one all-reduce, after
@@ -254,23 +262,22 @@ class _Training:
             last = i == len(batches) - 1
             sync = forward.no_sync() if self.ctx.enabled and not last else contextlib.nullcontext()
             with sync:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.misc.mixed_precision):
+                with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
+                                    enabled=self.config.misc.mixed_precision):
                     losses = forward(batch)
-                if not isinstance(losses, dict) or not losses or set(losses) - set(LOSS_NAMES):
-                    found = sorted(losses) if isinstance(losses, dict) else type(losses).__name__
-                    raise VoxmithError(f"The model's forward returned {found}; expected a dict of "
-                                       "losses under 'text' and/or 'mel'.")
-                total = sum(loss_weights[name] * loss.float() for name, loss in losses.items())
+                self._check_losses(losses)
+                total = sum(self.loss_weights[name] * loss.float() for name, loss in losses.items())
                 (total * weight).backward()
             if weight == 0:
                 continue  # a filler pass (see distributed.plan_step): not part of the mean
             share = weight / self.ctx.world_size  # this batch's part of the mean over the whole group
-            for k, name in enumerate(LOSS_NAMES):
+            for k, name in enumerate(keys):
                 if name in losses:
                     sums[k] += float(losses[name].detach()) * share
-                    sums[3 + k] = 1.0
-            sums[2] += float(total.detach()) * share
-        text, mel, total_loss, text_seen, mel_seen = distributed.sum_over_ranks(sums, self.ctx)
+                    sums[n + 1 + k] = 1.0
+            sums[n] += float(total.detach()) * share
+        summed = distributed.sum_over_ranks(sums, self.ctx)
+        total_loss = summed[n]
         # Checked on the summed value, so every process sees the same verdict and stops together.
         if not math.isfinite(total_loss):
             raise VoxmithError(f"The loss became {total_loss} at step {self.step + 1}; lower the learning rate "
@@ -281,8 +288,17 @@ class _Training:
                 [p for group in self.optimizer.param_groups for p in group["params"]],
                 self.config.schedule.max_grad_norm)
         self.optimizer.step()
-        return {"text_loss": text if text_seen else None, "mel_loss": mel if mel_seen else None,
-                "total_loss": total_loss}, lr
+        row: dict[str, Optional[float]] = {
+            term.column: summed[k] if summed[n + 1 + k] else None for k, term in enumerate(self.terms)}
+        row["total_loss"] = total_loss
+        return row, lr
+
+    def _check_losses(self, losses: Any) -> None:
+        keys = [t.key for t in self.terms]
+        if not isinstance(losses, dict) or not losses or set(losses) - set(keys):
+            found = sorted(losses) if isinstance(losses, dict) else type(losses).__name__
+            raise VoxmithError(f"The model's forward returned {found}; its task declares the losses "
+                               f"{', '.join(keys)}.")
 
     def _validate(self) -> Optional[float]:
         """The validation loss on rank 0 (None elsewhere: the others go on to the next step and

@@ -18,7 +18,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import yaml
 
@@ -27,9 +27,13 @@ from voxmith.fsutil import atomic_path, atomic_write_text
 from voxmith.paths import contained_path, validate_name
 from voxmith.training.checkpoints import CheckpointStore
 from voxmith.training.config import TrainingConfig, load_config, save_config
+from voxmith.training.losses import LossTerm
 from voxmith.version import __version__
 
-METRIC_COLUMNS = ("step", "epoch", "text_loss", "mel_loss", "total_loss", "val_loss", "lr")
+# Every metrics.csv has these; each loss the engine declares adds its own `<key>_loss` column
+# between "epoch" and "total_loss" (runs before declared losses: text_loss, mel_loss).
+FIRST_COLUMNS = ("step", "epoch")
+LAST_COLUMNS = ("total_loss", "val_loss", "lr")
 
 
 class TrainingRun:
@@ -37,14 +41,16 @@ class TrainingRun:
         self.folder = Path(folder)
 
     @classmethod
-    def create(cls, training_dir: str | Path, name: str, config: TrainingConfig) -> "TrainingRun":
-        """A new run folder holding `config`; refuses a name that is already taken."""
+    def create(cls, training_dir: str | Path, name: str, config: TrainingConfig,
+               loss_terms: Sequence[LossTerm] = ()) -> "TrainingRun":
+        """A new run folder holding `config` (`loss_terms`: the engine's losses, whose descriptions
+        comment their weights); refuses a name that is already taken."""
         validate_name(name, "training run")
         folder = contained_path(Path(training_dir), name)
         if (folder / "config.yaml").exists():
             raise VoxmithError(f"A training run named '{name}' already exists; resume it or pick another name.")
         run = cls(folder)
-        run.save_config(config)
+        save_config(config, run.config_path, loss_terms)
         run.checkpoints.folder.mkdir(parents=True, exist_ok=True)
         return run
 
@@ -93,38 +99,62 @@ class TrainingRun:
 
     # --- metrics -------------------------------------------------------------------------------
 
+    def metric_columns(self) -> list[str]:
+        """The columns of metrics.csv as its header names them (none before the first step)."""
+        try:
+            with open(self.metrics_path, encoding="utf-8", newline="") as f:
+                return next(csv.reader(f), [])
+        except FileNotFoundError:
+            return []
+
+    def loss_columns(self) -> list[str]:
+        """The per-loss columns (`<key>_loss`) of metrics.csv, in the order the engine declares them."""
+        return [c for c in self.metric_columns() if c not in FIRST_COLUMNS + LAST_COLUMNS]
+
     def read_metrics(self) -> list[dict[str, float]]:
-        """Rows of metrics.csv as numbers; blank cells (no validation that step) become NaN."""
+        """Rows of metrics.csv as numbers, by column; blank cells (no validation that step, a loss
+        not computed that step) become NaN."""
         try:
             text = self.metrics_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         rows = []
-        for raw in csv.DictReader(io.StringIO(text)):
+        reader = csv.DictReader(io.StringIO(text))
+        columns = list(reader.fieldnames or [])
+        for raw in reader:
             try:
-                rows.append({col: float(raw[col]) if raw.get(col) else math.nan for col in METRIC_COLUMNS})
+                rows.append({col: float(raw[col]) if raw.get(col) else math.nan for col in columns})
             except (TypeError, ValueError):
                 continue  # a row cut short by a crash
         return rows
 
     def append_metrics(self, row: dict[str, Optional[float]]) -> None:
-        new = not self.metrics_path.exists()
+        """Append one step's row; the file's columns are the first row's keys (a row with new
+        columns rewrites the file with them added, the older rows blank there)."""
+        columns = self.metric_columns()
+        if columns and set(row) - set(columns):
+            columns = _merged(columns, list(row))
+            self._rewrite_metrics(columns, self.read_metrics())
+        new = not columns
+        columns = columns or list(row)
         with open(self.metrics_path, "a", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(METRIC_COLUMNS)
-            writer.writerow(["" if row.get(col) is None else _fmt(row[col]) for col in METRIC_COLUMNS])
+                writer.writerow(columns)
+            writer.writerow(["" if row.get(col) is None else _fmt(row[col]) for col in columns])
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop rows after `last_step` (they belong to steps a resume is about to redo)."""
         if not self.metrics_path.exists():
             return
+        self._rewrite_metrics(self.metric_columns(), [r for r in self.read_metrics() if r["step"] <= last_step])
+
+    def _rewrite_metrics(self, columns: list[str], rows: list[dict[str, float]]) -> None:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(METRIC_COLUMNS)
-        for row in self.read_metrics():
-            if row["step"] <= last_step:
-                writer.writerow(["" if math.isnan(row[c]) else _fmt(row[c]) for c in METRIC_COLUMNS])
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if math.isnan(row.get(c, math.nan)) else _fmt(row[c]) for c in columns])
         atomic_write_text(self.metrics_path, buf.getvalue())
 
     def clear_metrics(self) -> None:
@@ -143,14 +173,14 @@ class TrainingRun:
         steps = [r["step"] for r in rows]
         written = []
         for filename, series, ylabel in (
-            ("loss.png", ("total_loss", "text_loss", "mel_loss", "val_loss"), "loss"),
+            ("loss.png", ("total_loss", *self.loss_columns(), "val_loss"), "loss"),
             ("lr.png", ("lr",), "learning rate"),
         ):
             fig = Figure(figsize=(7, 4))
             FigureCanvasAgg(fig)
             ax = fig.add_subplot()
             for col in series:
-                points = [(s, r[col]) for s, r in zip(steps, rows) if not math.isnan(r[col])]
+                points = [(s, r[col]) for s, r in zip(steps, rows) if not math.isnan(r.get(col, math.nan))]
                 if points:
                     xs, ys = zip(*points)
                     ax.plot(xs, ys, label=col.replace("_", " "), marker="o" if col == "val_loss" else None)
@@ -164,6 +194,13 @@ class TrainingRun:
                 fig.savefig(tmp, dpi=80)
             written.append(path)
         return written
+
+
+def _merged(old: list[str], new: list[str]) -> list[str]:
+    """`old` columns with `new`'s missing ones inserted before the last columns (total, val, lr)."""
+    added = [c for c in new if c not in old]
+    cut = next((i for i, c in enumerate(old) if c in LAST_COLUMNS), len(old))
+    return old[:cut] + added + old[cut:]
 
 
 def _fmt(value: float) -> str:

@@ -11,9 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-# metrics.csv column -> TensorBoard tag; the losses share the "loss/" section so they plot together.
-TAGS = {"text_loss": "loss/text", "mel_loss": "loss/mel", "total_loss": "loss/total",
-        "val_loss": "loss/validation", "lr": "learning_rate"}
+# metrics.csv column -> TensorBoard tag; the losses share the "loss/" section so they plot together
+# (each declared loss `<key>_loss` as loss/<key>, a staged one as loss/<stage>/<name>).
+TAGS = {"total_loss": "loss/total", "val_loss": "loss/validation", "lr": "learning_rate"}
+
+
+def tag_of(column: str) -> Optional[str]:
+    """The TensorBoard tag of a metrics.csv column; None for the step and epoch."""
+    if column in TAGS:
+        return TAGS[column]
+    if column.endswith("_loss"):
+        return "loss/" + column[:-len("_loss")].replace(".", "/")
+    return None
 
 
 class TensorBoardLog:
@@ -27,9 +36,9 @@ class TensorBoardLog:
     def log(self, row: dict[str, Optional[float]]) -> None:
         """One metrics row (as appended to metrics.csv); empty values are skipped."""
         step = int(row["step"])
-        for column, tag in TAGS.items():
-            value = row.get(column)
-            if value is not None:
+        for column, value in row.items():
+            tag = tag_of(column)
+            if tag is not None and value is not None:
                 self.writer.add_scalar(tag, value, global_step=step)
 
     def flush(self) -> None:

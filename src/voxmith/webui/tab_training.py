@@ -8,6 +8,7 @@ import gradio as gr
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.training_jobs import TrainingJobs
+from voxmith.training.losses import parse_assignments
 from voxmith.webui.progress import friendly
 
 RUN_HEADERS = ["run", "engine", "dataset", "progress", "last loss", "best validation"]
@@ -23,6 +24,14 @@ def _runs_table(training, summaries=None):
     return rows or [[""] * len(RUN_HEADERS)]
 
 
+def _weights_hint(training, engine):
+    """The engine's losses at their default weights, e.g. 'text=0.01, mel=1'."""
+    try:
+        return ", ".join(f"{t.key}={t.weight:g}" for t in training.loss_terms(engine)) if engine else ""
+    except VoxmithError:
+        return ""
+
+
 def _checkpoint_choices(summary):
     return ["latest", "best"] + [str(c.step) for c in summary.checkpoints]
 
@@ -36,8 +45,12 @@ def build(studio, voice_choices):
                 gr.Markdown("### New run")
                 name = gr.Textbox(label="Run name", elem_id="tr-name")
                 dataset = gr.Dropdown(choices=studio.datasets.names(), label="Dataset", elem_id="tr-dataset")
-                engine = gr.Radio(choices=["piper-vc", "tortoise"], value=DEFAULT_ENGINE, label="Engine",
-                                  elem_id="tr-engine")
+                engines = training.trainable_engines()
+                first = DEFAULT_ENGINE if DEFAULT_ENGINE in engines else (engines or [None])[0]
+                engine = gr.Radio(choices=engines, value=first, label="Engine", elem_id="tr-engine")
+                # Only the chosen engine's losses: its names and defaults are the placeholder.
+                weights = gr.Textbox(label="Loss weights (NAME=VALUE, ...; blank: the engine's defaults)",
+                                     placeholder=_weights_hint(training, first), elem_id="tr-weights")
                 with gr.Row():
                     epochs = gr.Number(value=None, precision=0, label="Epochs (blank: engine default)",
                                        elem_id="tr-epochs")
@@ -69,13 +82,16 @@ def build(studio, voice_choices):
         timer = gr.Timer(POLL_SECONDS)
 
     @friendly
-    def create_run(name_value, dataset_value, engine_value, epochs_value, lora_value):
+    def create_run(name_value, dataset_value, engine_value, epochs_value, lora_value, weights_value):
         name_value = (name_value or "").strip()
         if not name_value or not dataset_value:
             raise VoxmithError("Give the run a name and pick a dataset.")
+        changes = {"lora": {"enabled": bool(lora_value)}}
+        items = [item for item in (weights_value or "").replace(",", " ").split() if item]
+        if items:
+            changes["losses"] = {"weights": parse_assignments(items, training.loss_terms(engine_value), engine_value)}
         created = training.init(name_value, dataset_value, engine_value,
-                                int(epochs_value) if epochs_value else None,
-                                {"lora": {"enabled": bool(lora_value)}})
+                                int(epochs_value) if epochs_value else None, changes)
         s = created.load_config().schedule
         text = (f"Created **{name_value}**: {s.epochs} epochs, batch {s.batch_size} x {s.grad_accumulation}, "
                 f"lr {s.learning_rate:g}. Settings in `{created.config_path}`")
@@ -134,7 +150,8 @@ def build(studio, voice_choices):
     tab.select(lambda: (gr.update(choices=studio.datasets.names()), gr.update(choices=training.names()),
                         gr.update(choices=voice_choices()), _runs_table(training)),
                None, [dataset, run, voice, table])
-    create.click(create_run, [name, dataset, engine, epochs, lora], [create_status, run, table])
+    create.click(create_run, [name, dataset, engine, epochs, lora, weights], [create_status, run, table])
+    engine.change(lambda value: gr.update(value="", placeholder=_weights_hint(training, value)), engine, weights)
     run.change(friendly(describe), run, [status, plot, checkpoint])
     start.click(start_run, [run, restart], [status, restart])
     save.click(commander("save"), run, status)

