@@ -41,7 +41,7 @@ def test_versions_need_the_official_files():
                   "gsv-v2final-pretrained/s2G2333k.pth")
     assert set(PRO_PLUS) - set(V2) == {"s1v3.ckpt", "v2Pro/s2Gv2ProPlus.pth", "sv/pretrained_eres2netv2w24s4ep4.ckpt"}
     files = GptSovitsEngine.model_files(None)
-    assert [f.name for f in files if f.required] == list(V2)
+    assert [f.name for f in files if f.required] == list(V2) + [weights.NLTK_TAGGER]
     assert weights.file_url(V2[2]) == ("https://huggingface.co/lj1995/GPT-SoVITS/resolve/main/"
                                        "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt")
 
@@ -83,7 +83,18 @@ def voxmith(clean_env, tmp_path, server, monkeypatch):  # noqa: F811
     return invoke
 
 
+def _tagger_zip() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for part, value in (("weights", {"bias": {"NN": 1.0}}), ("tagdict", {"refuse": "VBP"}),
+                            ("classes", ["NN", "VBP"])):
+            zipped.writestr(f"averaged_perceptron_tagger_eng/averaged_perceptron_tagger_eng.{part}.json",
+                            json.dumps(value))
+    return archive.getvalue()
+
+
 def _serve(server, paths):  # noqa: F811
+    server.files["averaged_perceptron_tagger_eng.zip"] = _tagger_zip()
     payloads = {}
     for index, path in enumerate(paths):
         payloads[path] = f"{path}:{index}".encode() * 100
@@ -98,7 +109,8 @@ def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, 
     for path in V2:
         assert (voxmith.models / path).read_bytes() == payloads[path]
     requests = len(server.requests)
-    assert requests == len(V2)
+    assert requests == len(V2) + 1  # and NLTK's tagger
+    assert (voxmith.models / weights.TAGGER_FOLDER / "averaged_perceptron_tagger_eng.weights.json").is_file()
 
     result = voxmith("models", "download", "gpt-sovits", "--version", "v2ProPlus")
     assert result.exit_code == 0, result.output
@@ -116,13 +128,7 @@ def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, 
 
 
 def test_cli_fetches_and_unpacks_the_nltk_tagger(voxmith, server):  # noqa: F811
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        for part, value in (("weights", {"bias": {"NN": 1.0}}), ("tagdict", {"refuse": "VBP"}),
-                            ("classes", ["NN", "VBP"])):
-            zipped.writestr(f"averaged_perceptron_tagger_eng/averaged_perceptron_tagger_eng.{part}.json",
-                            json.dumps(value))
-    server.files["averaged_perceptron_tagger_eng.zip"] = archive.getvalue()
+    server.files["averaged_perceptron_tagger_eng.zip"] = _tagger_zip()
     result = voxmith("models", "download", "gpt-sovits", "--only", weights.NLTK_TAGGER)
     assert result.exit_code == 0, result.output
     folder = voxmith.models / weights.TAGGER_FOLDER

@@ -56,11 +56,13 @@ class WeightFile:
     purpose: str
     versions: FrozenSet[str]  # the versions that need it
     url: Optional[str] = None  # None: the repository's file at `path`
+    default: bool = False  # fetched by a plain `models download gpt-sovits` though no version needs it
 
     @property
     def required(self) -> bool:
-        """Needed by the default version (the others' files are downloaded with --version)."""
-        return DEFAULT_VERSION in self.versions
+        """Fetched by default: what the default version needs (the others' files come with
+        --version), and the tagger, without which homographs are read by a rule."""
+        return DEFAULT_VERSION in self.versions or self.default
 
 
 FILES: Tuple[WeightFile, ...] = (
@@ -77,7 +79,7 @@ FILES: Tuple[WeightFile, ...] = (
     WeightFile("sv/pretrained_eres2netv2w24s4ep4.ckpt", 108_000_000, "speaker verification (v2Pro, v2ProPlus)",
                frozenset({"v2Pro", "v2ProPlus"})),
     WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
-               frozenset(), url=NLTK_TAGGER_URL),
+               frozenset(), url=NLTK_TAGGER_URL, default=True),
 )
 BY_PATH: Dict[str, WeightFile] = {f.path: f for f in FILES}
 TAGGER_FOLDER = "nltk_data/taggers/averaged_perceptron_tagger_eng"
