@@ -36,7 +36,7 @@ def clean_env(tmp_path, monkeypatch):
 @pytest.fixture
 def small_files(monkeypatch):
     """The checkpoints with small official sizes, so a local server can serve them quickly."""
-    entries = tuple(dataclasses.replace(c, size_bytes=SMALL_SIZES[c.name]) for c in ckpt.CHECKPOINTS)
+    entries = tuple(dataclasses.replace(c, size_bytes=SMALL_SIZES[c.name], sha256=None) for c in ckpt.CHECKPOINTS)
     monkeypatch.setattr(ckpt, "CHECKPOINTS", entries)
     monkeypatch.setattr(ckpt, "BY_NAME", {c.name: c for c in entries})
     return {name: os.urandom(size) for name, size in SMALL_SIZES.items()}
@@ -159,16 +159,18 @@ def _resemblyzer_weights() -> Path:
     return Path(resemblyzer.__file__).parent / "pretrained.pt"
 
 
-def test_resemblyzer_ships_the_official_encoder_layout():
-    """resemblyzer's pretrained.pt: the official encoder.pt's exact size (17,090,379 bytes), the same
-    checkpoint layout (step, model_state, optimizer_state) and exactly the official encoder's keys
-    and shapes; it loads strictly into voxmith's SpeakerEncoder. Whether its values equal
-    encoder.pt's can only be checked with that file (test below)."""
+def test_resemblyzer_ships_the_official_encoder(clean_env):
+    """resemblyzer's pretrained.pt IS the official encoder.pt: the same size (17,090,379 bytes) and
+    the sha256 the hub lists for CorentinJ/SV2TTS encoder.pt; the checkpoint layout (step,
+    model_state, optimizer_state) and the official encoder's keys and shapes; it loads strictly into
+    voxmith's SpeakerEncoder, and sv2tts uses it when no other copy of encoder.pt is found."""
     from voxmith.engines.sv2tts.bundle import load_strict, read_model_state
     from voxmith.engines.sv2tts.speaker_encoder import SpeakerEncoder
 
     path = _resemblyzer_weights()
     assert path.stat().st_size == ckpt.BY_NAME["encoder.pt"].size_bytes
+    assert ckpt.file_sha256(path) == ckpt.BY_NAME["encoder.pt"].sha256
+    assert ckpt.find_checkpoint("encoder.pt") == ckpt.Location(path, "resemblyzer package")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert sorted(checkpoint) == ["model_state", "optimizer_state", "step"]
     official = json.loads((KEYS_DIR / "keys_encoder.json").read_text())
@@ -198,16 +200,6 @@ def test_voxmith_encoder_equals_resemblyzers_on_its_weights():
         assert float((ours.eval()(mels) - theirs(mels)).abs().max()) < 1e-5
 
 
-def test_official_encoder_file_equals_resemblyzers_when_present(clean_env):
-    """Only with the real encoder.pt (downloaded or in a saved_models/default folder): are its
-    tensors those resemblyzer ships? Skipped otherwise."""
-    location = ckpt.find_checkpoint("encoder.pt", models_dir=os.environ.get("VOXMITH_SV2TTS_TEST_MODELS"))
-    if location is None:
-        pytest.skip("the official encoder.pt is not on this machine")
-    ours = torch.load(location.path, map_location="cpu", weights_only=True)["model_state"]
-    theirs = torch.load(_resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
-    assert sorted(ours) == sorted(theirs)
-    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_engine_loads_checkpoint_files_by_official_key_names(clean_env, small_files, tmp_path):

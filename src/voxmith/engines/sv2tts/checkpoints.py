@@ -8,7 +8,9 @@ shared downloader (resumable, atomic, sha256 checked against what the hub declar
 Existing copies are reused. Folders searched, in order:
 1. an explicit folder (`--models-dir`), 2. $VOXMITH_SV2TTS_MODELS, 3. the workspace's
 `models/sv2tts/`, 4. `saved_models/default/` in the current folder (a Real-Time-Voice-Cloning
-checkout) and in `~/Real-Time-Voice-Cloning/`, 5. the Hugging Face hub cache.
+checkout) and in `~/Real-Time-Voice-Cloning/`, 5. the Hugging Face hub cache, and, for encoder.pt
+only, 6. the `resemblyzer` package, whose bundled `pretrained.pt` is the very same file (its sha256
+is the one the hub lists for encoder.pt; checked before it is used).
 A folder may hold the files flat, in `saved_models/default/` or `default/` below it, or in the hub
 cache layout. A file counts only at its official size (a cut-off copy is ignored, as officially).
 New downloads go, flat, to the first of 1-3 that applies. The download source is
@@ -17,8 +19,11 @@ New downloads go, flat, to the first of 1-3 that applies. The download source is
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -37,12 +42,17 @@ class Checkpoint:
     name: str
     size_bytes: int  # the official size; a file of another size is not this checkpoint
     purpose: str
+    # The content hash the hub lists for the file (checked after a download; None: the hash the
+    # server declares while sending it is checked instead).
+    sha256: Optional[str] = None
 
 
 CHECKPOINTS: Tuple[Checkpoint, ...] = (
-    Checkpoint("encoder.pt", 17_090_379, "speaker encoder (voice embedding)"),
+    Checkpoint("encoder.pt", 17_090_379, "speaker encoder (voice embedding)",
+               "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"),
     Checkpoint("synthesizer.pt", 370_554_559, "Tacotron synthesizer (text to mel)"),
-    Checkpoint("vocoder.pt", 53_845_290, "WaveRNN vocoder (mel to audio)"),
+    Checkpoint("vocoder.pt", 53_845_290, "WaveRNN vocoder (mel to audio)",
+               "1d7a6861589e927e0fbdaa5849ca022258fe2b58a20cc7bfb8fb598ccf936169"),
 )
 BY_NAME: Dict[str, Checkpoint] = {c.name: c for c in CHECKPOINTS}
 NAMES: Tuple[str, ...] = tuple(c.name for c in CHECKPOINTS)
@@ -114,7 +124,37 @@ def find_checkpoint(name: str, models_dir=None, workspace_models=None) -> Option
         path = _find_in(folder, name)
         if path is not None:
             return Location(path, label)
+    if name == "encoder.pt":
+        path = resemblyzer_encoder()
+        if path is not None:
+            return Location(path, "resemblyzer package")
     return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:  # re-hashed only when the file changes
+    return file_sha256(Path(path))
+
+
+def resemblyzer_encoder() -> Optional[Path]:
+    """resemblyzer's bundled encoder weights when they are byte for byte the official encoder.pt."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "pretrained.pt"
+    entry = BY_NAME["encoder.pt"]
+    if not _is_official(path, "encoder.pt"):
+        return None
+    stat = path.stat()
+    return path if entry.sha256 is None or _hash_of(str(path), stat.st_size, stat.st_mtime_ns) == entry.sha256 else None
 
 
 def find_checkpoints(names: Sequence[str] = NAMES, models_dir=None, workspace_models=None) -> Dict[str, Optional[Location]]:
@@ -161,7 +201,8 @@ def download_checkpoints(names: Sequence[str], folder: os.PathLike,
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
         endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token and url.startswith(endpoint + "/") else {}
-        paths[name] = download_file(url, folder / name, expected_size=BY_NAME[name].size_bytes, progress=progress,
+        paths[name] = download_file(url, folder / name, expected_size=BY_NAME[name].size_bytes,
+                                    expected_sha256=BY_NAME[name].sha256, progress=progress,
                                     stage=f"downloading {name}", headers=headers,
                                     offline_hint=(f"download the files elsewhere (https://huggingface.co/{REPO_ID}) "
                                                   f"and put them in {folder}, or set VOXMITH_SV2TTS_MODELS to the "

@@ -19,6 +19,7 @@ files, which are never fetched implicitly: without them synthesis names
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ class SV2TTSEngine(Engine):
     sample_rate_hz = SAMPLE_RATE_HZ
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
                                note="Runs on the CPU (WaveRNN a few times slower than real time there); "
-                                    "needs the official weights, ~440 MB: `voxmith models download sv2tts`.")
+                                    "needs the official weights, ~425 MB: `voxmith models download sv2tts` (the encoder comes with resemblyzer).")
     settings_class = SV2TTSSettings
     languages = ("en",)  # English character input, trained on LibriSpeech
     models_source = f"Hugging Face {checkpoints.REPO_ID} (the Real-Time-Voice-Cloning pretrained models)"
@@ -106,6 +107,7 @@ class SV2TTSEngine(Engine):
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
         self._models: Optional[SV2TTSModels] = None
+        self._load_lock = threading.Lock()
         # file name -> config overriding the official sizes (tests load tiny checkpoint files)
         self.model_configs: Optional[dict] = None
 
@@ -118,7 +120,7 @@ class SV2TTSEngine(Engine):
 
     def models(self, progress: Optional[ProgressCallback] = None) -> SV2TTSModels:
         """The models, loaded on first use from the official files (never downloaded implicitly)."""
-        with self._variants_lock:  # one load, whichever thread asks first
+        with self._load_lock:  # one load, whichever thread asks first
             if self._models is None:
                 paths = checkpoints.ensure_checkpoints(checkpoints.NAMES, workspace_models=self.models_dir)
                 report(progress, "loading SV2TTS models", 0, 1)
