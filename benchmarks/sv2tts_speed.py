@@ -5,8 +5,9 @@ official key names; the synthesizer's stop bias lowered so that both generate ex
 frames) and the same inputs, and do the same work; the outputs are compared as a check:
 
 * encoder: embedding of 6 s of the demo clip (1.6 s windows, half overlap);
-* tacotron: one sentence, 400 frames (5 s of speech), pre-net dropout from the same seed;
-* wavernn: batched generation (folds of 8000 + 2 x 800 samples) of 80 frames, the same seed.
+* tacotron: one sentence, 100 frames (50 decoder steps), pre-net dropout from the same seed;
+* wavernn: batched generation of 110 frames in 10 folds of 2000 + 2 x 200 samples (the batch of 10 a
+  5 s sentence has with the official 8000 + 2 x 800, in a quarter of the steps), the same seed.
 
 Each measurement runs in its own process (`sv2tts_speed_worker.py`): voxmith's side in this
 interpreter, the official side in the reference venv (`--ref-python`, default /tmp/rtvc_ref/venv/bin/python,
@@ -60,7 +61,7 @@ def write_state(folder: Path) -> None:
     rng = np.random.default_rng(5)
     embedding = np.abs(rng.standard_normal(256)).astype(np.float32)
     np.save(folder / "embedding.npy", embedding / np.linalg.norm(embedding))
-    np.save(folder / "mels.npy", rng.uniform(-1, 1, (1, 80, 80)).astype(np.float32))
+    np.save(folder / "mels.npy", rng.uniform(-1, 1, (1, 80, 110)).astype(np.float32))
 
 
 def measure(side: str, task: str, state: Path, args) -> dict:
