@@ -22,6 +22,16 @@ FIXTURES = TORTOISE_FIXTURES.parent / "gpt_sovits"
 TOL = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine a 2-thread team that
+    loses one core makes each step 40x slower; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def golden():
     return torch.load(FIXTURES / "t2s.pt", map_location="cpu", weights_only=True)
@@ -140,9 +150,10 @@ def test_candidates_equal_separate_runs(model, golden, case):
 
     data = golden[f"sample_{case}"]
     kwargs = dict(data["kwargs"])
-    early_stop = kwargs.pop("early_stop_num")
+    # Capped so no take runs to the 1500-step limit; the official run ended by EOS well before 60.
+    early_stop = min(kwargs.pop("early_stop_num"), 60)
     settings = SamplingSettings(**kwargs)
-    seeds = [data["seed"], 21, 22, 23]
+    seeds = [data["seed"], 21, 22]
     together = generate_semantic_candidates(model, data["phones"], data["bert"], data["prompt"], settings,
                                             [torch.Generator().manual_seed(s) for s in seeds], early_stop)
     alone = [generate_semantic(model, data["phones"], data["bert"], data["prompt"], settings,
