@@ -232,3 +232,16 @@ def test_engine_loads_checkpoint_files_by_official_key_names(clean_env, small_fi
     expected = direct.synthesize("Hello.", direct.prepare_conditioning(clip), direct.settings_class.from_dict(settings),
                                  seed=4)[0]
     assert np.array_equal(loaded.samples, expected.samples)
+
+
+def test_cache_key_names_an_unofficial_encoder(clean_env, tmp_path):
+    """The voice cache is keyed by the encoder's weights: the official file (here resemblyzer's copy)
+    gives the plain key; another encoder.pt of the same size (a retrained one) its own key."""
+    from voxmith.engines.sv2tts.engine import SV2TTSEngine
+
+    _resemblyzer_weights()
+    workspace_models = tmp_path / "ws" / "models"
+    assert SV2TTSEngine("cpu", workspace_models).cache_key() == "sv2tts-1"
+    _sized_file(workspace_models / "sv2tts" / "encoder.pt", ckpt.BY_NAME["encoder.pt"].size_bytes)
+    key = SV2TTSEngine("cpu", workspace_models).cache_key()
+    assert key.startswith("sv2tts-1-enc-") and len(key) == len("sv2tts-1-enc-") + 12

@@ -120,3 +120,45 @@ def test_registry_lists_sv2tts():
     assert "sv2tts" in available_engines()
     cls = engine_class("sv2tts")
     assert cls.languages == ("en",) and cls.sample_rate_hz == 16000
+
+
+def test_speak_and_reproduce_through_the_studio(studio):
+    """The engine behind the studio (tiny models under another name): the conditioning is computed
+    once and cached with the voice, a two-sentence result is written with its sidecar, and
+    `reproduce` makes the same samples again."""
+    from voxmith.engines.registry import register_engine, unregister_engine
+    from voxmith.engines.sv2tts.bundle import SV2TTSModels
+    from voxmith.engines.sv2tts.engine import SV2TTSEngine
+    from voxmith.studio.speech import SpeakRequest
+
+    class TinySV2TTS(SV2TTSEngine):
+        name = "sv2tts-tiny"
+
+        def __init__(self, device="cpu", models_dir=None):
+            super().__init__(device, models_dir)
+            self._models = SV2TTSModels.tiny(seed=5)
+
+    calls = []
+    original = TinySV2TTS.prepare_conditioning
+
+    def counting(self, clips, progress=None):
+        calls.append(len(clips))
+        return original(self, clips, progress)
+
+    TinySV2TTS.prepare_conditioning = counting
+    register_engine("sv2tts-tiny", TinySV2TTS)
+    try:
+        studio.import_demo_voice("demo")
+        request = SpeakRequest("Hello there. It is 5 pm.", voice="demo", engine="sv2tts-tiny", seed=3, rank=False,
+                               settings=dict(SMALL))
+        first = studio.speak(request)
+        second = studio.speak(SpeakRequest("Hello there. It is 5 pm.", voice="demo", engine="sv2tts-tiny", seed=3,
+                                           rank=False, settings=dict(SMALL)))
+        assert calls == [2]  # the second request used the cached embedding
+        assert first.sample_rate_hz == 16000 and first.path.is_file() and first.sidecar_path.is_file()
+        assert first.sidecar["engine"]["name"] == "sv2tts-tiny" and len(first.sidecar["sentences"]) == 2
+        assert np.array_equal(first.samples, second.samples)
+        again = studio.reproduce(first.sidecar_path, output=first.path.with_name("again.wav"))
+        assert np.array_equal(again.samples, first.samples)
+    finally:
+        unregister_engine("sv2tts-tiny")

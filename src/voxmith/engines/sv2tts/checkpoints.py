@@ -144,6 +144,12 @@ def _hash_of(path: str, size: int, mtime_ns: int) -> str:  # re-hashed only when
     return file_sha256(Path(path))
 
 
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, modification time) in this process."""
+    stat = path.stat()
+    return _hash_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def resemblyzer_encoder() -> Optional[Path]:
     """resemblyzer's bundled encoder weights when they are byte for byte the official encoder.pt."""
     spec = importlib.util.find_spec("resemblyzer")
@@ -153,8 +159,7 @@ def resemblyzer_encoder() -> Optional[Path]:
     entry = BY_NAME["encoder.pt"]
     if not _is_official(path, "encoder.pt"):
         return None
-    stat = path.stat()
-    return path if entry.sha256 is None or _hash_of(str(path), stat.st_size, stat.st_mtime_ns) == entry.sha256 else None
+    return path if entry.sha256 is None or cached_sha256(path) == entry.sha256 else None
 
 
 def find_checkpoints(names: Sequence[str] = NAMES, models_dir=None, workspace_models=None) -> Dict[str, Optional[Location]]:

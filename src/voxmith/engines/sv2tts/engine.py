@@ -18,6 +18,7 @@ files, which are never fetched implicitly: without them synthesis names
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -108,6 +109,7 @@ class SV2TTSEngine(Engine):
         super().__init__(device, models_dir)
         self._models: Optional[SV2TTSModels] = None
         self._load_lock = threading.Lock()
+        self._encoder_file: Optional[Path] = None  # the encoder.pt the loaded models came from
         # file name -> config overriding the official sizes (tests load tiny checkpoint files)
         self.model_configs: Optional[dict] = None
 
@@ -118,6 +120,25 @@ class SV2TTSEngine(Engine):
         engine._models = models
         return engine
 
+    def cache_key(self) -> str:
+        """The voice embedding depends on the encoder's weights: an encoder.pt other than the
+        official one (a retrained encoder of the same size in a saved_models folder) gets its own
+        cache entries, named by its hash."""
+        key = super().cache_key()
+        if self._models is not None and self._encoder_file is None:  # built in memory (tests)
+            state = self._models.encoder.state_dict()
+            digest = hashlib.sha256()
+            for name in sorted(state):
+                digest.update(name.encode())
+                digest.update(state[name].detach().cpu().numpy().tobytes())
+            return f"{key}-enc-{digest.hexdigest()[:12]}"
+        location = self._encoder_file or checkpoints.find_checkpoint("encoder.pt", workspace_models=self.models_dir)
+        if location is None:
+            return key
+        path = location if isinstance(location, Path) else location.path
+        sha = checkpoints.cached_sha256(path)
+        return key if sha == checkpoints.BY_NAME["encoder.pt"].sha256 else f"{key}-enc-{sha[:12]}"
+
     def models(self, progress: Optional[ProgressCallback] = None) -> SV2TTSModels:
         """The models, loaded on first use from the official files (never downloaded implicitly)."""
         with self._load_lock:  # one load, whichever thread asks first
@@ -125,6 +146,7 @@ class SV2TTSEngine(Engine):
                 paths = checkpoints.ensure_checkpoints(checkpoints.NAMES, workspace_models=self.models_dir)
                 report(progress, "loading SV2TTS models", 0, 1)
                 self._models = SV2TTSModels.from_checkpoints(paths, self.device, self.model_configs)
+                self._encoder_file = paths["encoder.pt"]
                 report(progress, "loading SV2TTS models", 1, 1)
         return self._models
 
