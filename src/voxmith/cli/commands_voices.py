@@ -98,18 +98,62 @@ def use(obj, name, run, checkpoint, stock):
 @voices.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@click.option("--engine", default=None,
+              help="Show this engine's enrollment notes (default: the default engine's), e.g. gpt-sovits: "
+                   "the reference stretch and its transcript.")
 @click.pass_obj
-def show(obj, name, as_json):
+def show(obj, name, as_json, engine):
     """Analyse a voice's clips: levels, noise, speech, speaker consistency, advice."""
     progress = obj.progress()
     report = obj.studio.analyse_voice(name, progress=progress)
     progress.close()
-    notes = obj.studio.enrollment_notes(name)
+    notes = obj.studio.enrollment_notes(name, engine) if engine else obj.studio.enrollment_notes(name)
+    kept = obj.studio.voice_engine_settings(name, engine) if engine else {}
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "enrollment": notes}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "enrollment": notes,
+                               **({"engine_settings": kept} if engine else {})}, indent=2))
         return
     click.echo(format_report(report))
-    click.echo(format_enrollment(notes))
+    if engine and notes and "errors" not in notes:  # not the intelligibility guard's notes
+        click.echo(format_engine_notes(engine, notes))
+    else:
+        click.echo(format_enrollment(notes))
+    if kept:
+        click.echo(f"* Settings this voice keeps for {engine}: "
+                   + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in kept.items()))
+
+
+def format_engine_notes(engine: str, notes: dict) -> str:
+    """Another engine's enrollment notes, one `key: value` line each."""
+    lines = [f"* {engine} enrollment:"]
+    for key, value in notes.items():
+        lines.append(f"    {key}: {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+@voices.command("settings")
+@click.argument("name")
+@click.option("--engine", required=True, help="The engine whose settings the voice keeps.")
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Keep this setting for the voice (repeatable), e.g. --set reference_text=\"...\".")
+@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Forget a kept setting (repeatable).")
+@click.pass_obj
+def settings(obj, name, engine, pairs, unset):
+    """Show or change the engine settings voice NAME keeps: they apply to every `speak` and `book`
+    with that engine (settings given on the command line win). E.g. correct the transcript of
+    gpt-sovits' reference: voxmith voices settings alice --engine gpt-sovits --set reference_text="..."."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
+        values[key.strip()] = value
+    kept = obj.studio.set_voice_engine_settings(name, engine, values, tuple(unset)) if values or unset \
+        else obj.studio.voice_engine_settings(name, engine)
+    if not kept:
+        click.echo(f"Voice '{name}' keeps no settings for {engine}.")
+    for key, value in kept.items():
+        click.echo(f"{key}={value}")
 
 
 def format_enrollment(notes) -> str:

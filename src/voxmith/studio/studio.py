@@ -182,6 +182,8 @@ class Studio:
         engine = self.engine(request.engine or DEFAULT_ENGINE)
         warnings = check_text_language(request.text, engine.name, engine.languages, installed_engine_languages)
         voice = self.voices.get(request.voice) if request.voice else None
+        request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
+                                                                                          request.settings))
         finetune, finetune_record = self._finetune_for(request, voice, engine)
         engine = engine.with_finetune(finetune)  # the weights are part of this request only
         # The speaker embedding only serves ranking: not computed for --no-rank.
@@ -303,6 +305,8 @@ class Studio:
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
         voice = self.voices.get(request.voice) if request.voice else None
+        request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
+                                                                                          request.settings))
         conditioning, embedding, voice_record, _ = self._voice_or_refs(voice, request.refs, engine, progress)
         source = Path(request.source).resolve()
         folder = self.book_folder(request)
@@ -312,6 +316,31 @@ class Studio:
             maker = BookMaker(engine, conditioning, embedding, request, folder, voice_record,
                               fingerprint_files([source]), progress)
             return maker.redo(redo) if redo else maker.make()
+
+    # --- a voice's own engine settings ----------------------------------------------------------
+
+    def voice_engine_settings(self, voice: Voice | str, engine_name: str) -> dict:
+        """The settings `voice` keeps for `engine_name` (voice.json), applied under every request's."""
+        voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        return dict(((voice.metadata.get("engine_settings") or {}).get(engine_name)) or {})
+
+    def set_voice_engine_settings(self, voice: Voice | str, engine_name: str, values: dict,
+                                  unset: tuple = ()) -> dict:
+        """Add `values` to (and drop the `unset` names from) `voice`'s settings for `engine_name`, after
+        checking them with the engine's settings class; returns the voice's settings now."""
+        voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        current = {k: v for k, v in {**self.voice_engine_settings(voice, engine_name), **values}.items()
+                   if k not in unset}
+        engine_class(engine_name).settings_class.from_dict(current)  # refuses unknown names and bad values
+        every = dict(voice.metadata.get("engine_settings") or {})
+        every[engine_name] = current
+        voice.update_metadata(engine_settings={k: v for k, v in every.items() if v})
+        return current
+
+    def settings_with_voice_defaults(self, voice: Optional[Voice], engine_name: str, settings: Optional[dict]) -> dict:
+        """A request's settings over those its voice keeps for the engine (the request wins)."""
+        kept = self.voice_engine_settings(voice, engine_name) if voice is not None else {}
+        return {**kept, **dict(settings or {})}
 
     def book_folder(self, request: BookRequest) -> Path:
         """Where `request`'s book is made: its -o folder, or results/VOICE/<book>-book/."""

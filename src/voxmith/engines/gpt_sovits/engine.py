@@ -4,8 +4,9 @@ Conditioning (`prepare_conditioning`, no model weights needed): the reference, a
 clean speech picked from the voice's clips (reference.py), its transcript by the bundled Whisper
 model (`voxmith.asr`), and the best stretches of other clips as auxiliary references; all kept as
 audio (16 and 32 kHz) in the voice's conditioning cache. `conditioning_notes` says which stretch
-was chosen and what Whisper heard; a wrong transcript is corrected per request with
-`--set reference_text="..."`.
+was chosen and what Whisper heard; a wrong transcript is corrected with the setting
+`reference_text` (kept with the voice by `voxmith voices settings NAME --engine gpt-sovits --set
+reference_text=...`, or given per request).
 
 Synthesis of one text, per take (seed + take number seeds a `torch.Generator`, nothing global):
 1. the text is cut into pieces (`text_split`, cut5 by default) and each is turned into phones
@@ -257,7 +258,8 @@ class GptSovitsEngine(Engine):
         return {"reference": {**stretches[0], "text": str(conditioning.get("reference_text", "")),
                               "language": str(conditioning.get("reference_language", ""))},
                 "aux_references": stretches[1:],
-                "edit": "a wrong transcript is replaced per request with --set reference_text=\"...\""}
+                "edit": "correct a wrong transcript with: voxmith voices settings VOICE --engine gpt-sovits "
+                        "--set reference_text=\"...\""}
 
     # --- synthesis -----------------------------------------------------------------------------
 
