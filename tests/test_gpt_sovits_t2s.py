@@ -15,7 +15,7 @@ from tests.fixtures.tortoise.golden import FIXTURES_DIR as TORTOISE_FIXTURES
 from voxmith.engines.gpt_sovits.sampling import SamplingSettings
 from voxmith.engines.gpt_sovits.t2s import T2SConfig, Text2SemanticModel
 from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic
-from voxmith.engines.gpt_sovits.t2s_loss import t2s_training_loss
+from voxmith.engines.gpt_sovits.t2s_loss import t2s_dpo_training_loss, t2s_training_loss
 from voxmith.errors import VoxmithError
 
 FIXTURES = TORTOISE_FIXTURES.parent / "gpt_sovits"
@@ -114,6 +114,20 @@ def test_training_loss_matches_official(model, golden, case):
     assert abs(float(result.accuracy) - data["accuracy"]) <= 1e-6
     assert 0.0 < data["accuracy"] < 1.0  # the fixture exercises the metric
     assert result.target_count == data["codes"].shape[0] * (data["codes"].shape[1] + 1)
+
+
+@pytest.mark.parametrize("case", ["padded", "equal"])
+def test_dpo_training_loss_matches_official(model, golden, case):
+    """The DPO objective: same rejected rows from a generator seeded like the official global RNG."""
+    data = golden[f"loss_{case}"]
+    args = (model, data["phones"], data["phone_lengths"], data["codes"], data["code_lengths"], data["bert"])
+    with torch.no_grad():
+        result = t2s_dpo_training_loss(*args, torch.Generator().manual_seed(data["dpo_seed"]))
+        plain = t2s_training_loss(*args)
+    preference, official_preference = float(result.loss - plain.loss), float(data["dpo_loss"] - data["loss"])
+    assert official_preference > 1.0  # the fixture's seeds make the DPO term count
+    assert abs(preference - official_preference) <= 1e-3
+    assert abs(float(result.accuracy) - data["dpo_accuracy"]) <= 1e-6
 
 
 def test_training_loss_backpropagates(golden):

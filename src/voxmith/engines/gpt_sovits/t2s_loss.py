@@ -18,13 +18,16 @@ Lightning module trains with unless DPO is switched on):
 * accuracy: top-3 accuracy over the targets that are not EOS (torchmetrics `MulticlassAccuracy`,
   top_k=3, micro, ignore_index=EOS, as logged by the official module).
 
-The DPO variant (`forward` with `if_dpo`, off by default in the official recipe) is not implemented.
+`t2s_dpo_training_loss` is the official DPO variant (`forward` with `if_dpo`, an experimental option
+off by default in the official recipe): the same cross-entropy plus a preference term against
+"rejected" copies of the codes with a span repeated or cut out, drawn from the caller's generator.
 Dropout follows the model's mode: call `model.train()` to train as the official code does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from voxmith.engines.gpt_sovits.t2s import Text2SemanticModel
 
 ACCURACY_TOP_K = 3  # the official module's `top_k` for its logged accuracy
+DPO_BETA = 0.2  # the official DPO temperature
 
 
 @dataclass(frozen=True)
@@ -74,17 +78,69 @@ def top_k_accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore: int, k: 
     return (hits & keep).sum().float() / count.float()
 
 
+def _check_padding(phone_ids, phone_lengths, codes, code_lengths) -> None:
+    # The official masks are as wide as the longest row; wider padding would misalign them.
+    if phone_ids.shape[1] != int(phone_lengths.max()) or codes.shape[1] != int(code_lengths.max()):
+        raise ValueError(f"pad phones and codes to the longest row: got widths {phone_ids.shape[1]} / "
+                         f"{codes.shape[1]} for longest rows {int(phone_lengths.max())} / {int(code_lengths.max())}")
+
+
+def teacher_forced_logits(model: Text2SemanticModel, phone_ids: torch.Tensor, phone_lengths: torch.Tensor,
+                          codes: torch.Tensor, code_lengths: torch.Tensor,
+                          bert_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, S + 1, V), targets (B, S + 1)) of a padded batch, masked the official way."""
+    _check_padding(phone_ids, phone_lengths, codes, code_lengths)
+    text_length, code_length = phone_ids.shape[1], codes.shape[1]
+    inputs, targets = inputs_and_targets(codes, code_lengths, model.config.eos)
+    x = torch.cat([model.embed_text(phone_ids, bert_features), model.embed_codes(inputs)], dim=1)
+    attend = training_attention(phone_lengths, code_lengths, text_length, code_length)
+    return model.ar_predict_layer(model.run_layers(x, attend)[:, text_length - 1:]), targets
+
+
 def t2s_training_loss(model: Text2SemanticModel, phone_ids: torch.Tensor, phone_lengths: torch.Tensor,
                       codes: torch.Tensor, code_lengths: torch.Tensor, bert_features: torch.Tensor) -> T2SLoss:
     """phone_ids (B, T) long, phone_lengths (B,), codes (B, S) long (padding any value),
     code_lengths (B,), bert_features (B, 1024, T) -> `T2SLoss` (see the module docstring)."""
-    eos = model.config.eos
-    text_length, code_length = phone_ids.shape[1], codes.shape[1]
-    inputs, targets = inputs_and_targets(codes, code_lengths, eos)
-    x = torch.cat([model.embed_text(phone_ids, bert_features), model.embed_codes(inputs)], dim=1)
-    attend = training_attention(phone_lengths, code_lengths, text_length, code_length)
-    logits = model.ar_predict_layer(model.run_layers(x, attend)[:, text_length - 1:])
+    logits, targets = teacher_forced_logits(model, phone_ids, phone_lengths, codes, code_lengths, bert_features)
     loss = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="sum")
     with torch.no_grad():
-        accuracy = top_k_accuracy(logits.float(), targets, eos)
+        accuracy = top_k_accuracy(logits.float(), targets, model.config.eos)
     return T2SLoss(loss=loss, accuracy=accuracy, target_count=targets.numel())
+
+
+def rejected_codes(codes: torch.Tensor, generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official DPO "rejected" rows: per row, a coin decides whether a random span [a, b) of the
+    row is repeated (a stutter) or cut out (a skipped word). As officially, the span is drawn over the
+    whole padded row, so padding inside it is kept as codes. Returns (codes (B, S'), lengths (B,)),
+    rows padded with 0. Draw order (per row: the coin, then the two ends) is the official one, so a
+    CPU generator seeded s gives what the official code gives after `torch.manual_seed(s)`."""
+    rows = []
+    for row in codes:
+        repeat = int(torch.randint(0, 2, (1,), generator=generator)[0]) == 0
+        start, end = torch.randint(0, row.numel(), (2,), generator=generator).sort().values.tolist()
+        span = row[start:end]
+        rows.append(torch.cat([row[:start], span, span, row[end:]] if repeat else [row[:start], row[end:]]))
+    lengths = torch.tensor([r.numel() for r in rows], device=codes.device)
+    out = codes.new_zeros((len(rows), int(lengths.max())))
+    for i, r in enumerate(rows):
+        out[i, :r.numel()] = r
+    return out, lengths
+
+
+def t2s_dpo_training_loss(model: Text2SemanticModel, phone_ids: torch.Tensor, phone_lengths: torch.Tensor,
+                          codes: torch.Tensor, code_lengths: torch.Tensor, bert_features: torch.Tensor,
+                          generator: Optional[torch.Generator], beta: float = DPO_BETA) -> T2SLoss:
+    """The official DPO objective (`forward` with `if_dpo`): the cross-entropy of `t2s_training_loss`
+    plus a reference-free DPO term, mean over rows of -log sigmoid(beta * (log p(codes) - log p(rejected))),
+    log p summed over all target positions, the rejected rows made by `rejected_codes`."""
+    reject, reject_lengths = rejected_codes(codes, generator)
+    logits, targets = teacher_forced_logits(model, phone_ids, phone_lengths, codes, code_lengths, bert_features)
+    reject_logits, reject_targets = teacher_forced_logits(model, phone_ids, phone_lengths, reject,
+                                                          reject_lengths, bert_features)
+    cross_entropy = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="sum")
+    chosen = logits.float().log_softmax(-1).gather(2, targets.unsqueeze(2)).squeeze(2).sum(-1)
+    rejected = reject_logits.float().log_softmax(-1).gather(2, reject_targets.unsqueeze(2)).squeeze(2).sum(-1)
+    preference = -F.logsigmoid(beta * (chosen - rejected)).mean()
+    with torch.no_grad():
+        accuracy = top_k_accuracy(logits.float(), targets, model.config.eos)
+    return T2SLoss(loss=cross_entropy + preference, accuracy=accuracy, target_count=targets.numel())
