@@ -176,3 +176,19 @@ def test_candidates_equal_separate_runs(model, golden, case):
     assert together[0].tolist() == data["codes"].tolist()
     if case != "early_stop":
         assert len({len(t) for t in together}) > 1  # the rows really finished at different steps
+
+
+def test_concurrent_generations_do_not_disturb_each_other(model, golden):
+    """Two threads sharing one model, each with its own generator, get what they get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = golden["sample_default"]
+
+    def run(seed):
+        return generate_semantic(model, data["phones"], data["bert"], data["prompt"], SamplingSettings(),
+                                 torch.Generator().manual_seed(seed), early_stop_num=40).tolist()
+
+    alone = [run(seed) for seed in (5, 6, 7, 8)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(run, (5, 6, 7, 8)))
+    assert together == alone

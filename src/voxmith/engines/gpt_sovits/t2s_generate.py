@@ -31,6 +31,9 @@ callers keep (`pred_semantic[:, -idx:]`):
 * with a prompt, the returned codes are the last `step` codes, which on a stop without EOS leaves
   out the first generated code (the official slicing; kept so results match the official code);
   without a prompt all generated codes are returned.
+The official API server's default (`parallel_infer`, `infer_panel_batch_infer`) runs the same loop
+for a batch of one sentence and differs only at a stop without EOS, where it drops the last code
+instead of the first; with several sentences per batch it pads them on the left, which we do not do.
 """
 
 from __future__ import annotations
