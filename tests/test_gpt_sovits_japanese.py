@@ -48,3 +48,26 @@ def test_japanese_is_refused_with_the_reason_when_openjtalk_is_missing(monkeypat
         frontend.resolve_language("\u3053\u3093\u306b\u3061\u306f", "ja")
     with pytest.raises(EngineError, match="Japanese"):
         frontend.resolve_language("\u3053\u3093\u306b\u3061\u306f", "auto")
+
+
+def test_studio_leaves_japanese_to_the_engine():
+    """voxmith's English reader and English recogniser stay away from Japanese text."""
+    import numpy as np
+
+    from voxmith.studio.ranking import score_take
+    from voxmith.text import normalize_text
+
+    text = "\u5024\u6bb5\u306f1234\u5186\u3067\u3059\u3002"
+    assert normalize_text(text) == text
+    assert normalize_text("It costs $5.") == "It costs five dollars."
+
+    class Encoder:
+        def embed(self, samples, rate):
+            return np.ones(4, np.float32)
+
+    class NoTranscriber:
+        def transcribe(self, *args, **kwargs):
+            raise AssertionError("Japanese takes must not be transcribed with the English recogniser")
+
+    scores = score_take(np.zeros(1600, np.float32), 16000, text, np.ones(4, np.float32), Encoder(), NoTranscriber())
+    assert scores.wer is None and scores.deletions == 0 and scores.score == scores.similarity

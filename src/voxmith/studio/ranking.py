@@ -17,6 +17,7 @@ import numpy as np
 from voxmith.asr import Transcriber
 from voxmith.speaker import SpeakerEncoder, cosine_similarity
 from voxmith.text import word_error_rate
+from voxmith.text.language import reads_as_latin
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def score_take(samples: np.ndarray, sample_rate_hz: int, text: Optional[str], sp
     """`naturalness_model`: a voxmith.quality.NaturalnessModel, or None not to measure it."""
     similarity = cosine_similarity(encoder.embed(samples, sample_rate_hz), speaker_embedding)
     mos = naturalness_model.score(samples, sample_rate_hz) if naturalness_model is not None else None
-    if transcriber is None or text is None:
+    # The recogniser and the word error rate are English: text in another script (an engine speaking
+    # Japanese) is ranked on similarity and naturalness only, never refused for "errors".
+    if transcriber is None or text is None or not reads_as_latin(text):
         return TakeScores(similarity, None, 0, 0, "", similarity, mos)
     transcript = transcriber.transcribe(samples, sample_rate_hz).text
     errors = word_error_rate(text, transcript)

@@ -99,5 +99,11 @@ def detect_languages(text: str) -> TextLanguages:
     return TextLanguages(main, words, letters, hints)
 
 
+def reads_as_latin(text: str) -> bool:
+    """Most of the text's letters are Latin (or it has none): English rules may read it."""
+    main = detect_languages(text).main
+    return main in LATIN_SCRIPT_LANGUAGES or main == "und"
+
+
 def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)

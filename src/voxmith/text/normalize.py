@@ -13,6 +13,7 @@ import unicodedata
 
 from num2words import num2words
 
+from voxmith.text.language import reads_as_latin
 from voxmith.text.readings import spell_readings
 
 ABBREVIATIONS = {
@@ -75,7 +76,11 @@ def _time(match: re.Match) -> str:
 
 def normalize_text(text: str) -> str:
     """Spell out numbers, abbreviations and symbols; collapse whitespace. Keeps punctuation that
-    shapes prosody (. , ; : ! ? and quotes)."""
+    shapes prosody (. , ; : ! ? and quotes). This reader is English: text mostly in another script
+    (Japanese, ...) is returned as it is, for the engine's own front end ("1234円" must not become
+    "twelve thirty-four円")."""
+    if not reads_as_latin(text):
+        return text
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = re.sub(r"[\u2013\u2014]", ", ", text)  # dashes are pauses
