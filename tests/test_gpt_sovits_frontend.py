@@ -147,3 +147,15 @@ def test_languages_without_a_front_end_are_refused_with_words():
     with pytest.raises(EngineError, match="split method"):
         frontend.prepare_text("Hello.", "en", "cut9")
     assert frontend.resolve_language("Hello there.", "auto") == "en"
+
+
+def test_shared_g2p_takes_a_tagger_downloaded_meanwhile(tmp_path, monkeypatch):
+    from voxmith.engines.gpt_sovits import english
+
+    monkeypatch.setattr(english, "_default", EnglishG2P(tagger=RuleTagger()))
+    assert isinstance(english.default_g2p([tmp_path]).tagger, RuleTagger)
+    folder = tmp_path / "taggers" / "averaged_perceptron_tagger_eng"
+    folder.mkdir(parents=True)
+    for part, value in (("weights", {}), ("tagdict", {"refuse": "NN"}), ("classes", ["NN"])):
+        (folder / f"averaged_perceptron_tagger_eng.{part}.json").write_text(json.dumps(value))
+    assert isinstance(english.default_g2p([tmp_path]).tagger, NltkTagger)

@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from voxmith.engines.gpt_sovits.english_normalize import normalize_english
 from voxmith.engines.gpt_sovits.g2p_neural import homographs, neural_g2p
-from voxmith.engines.gpt_sovits.pos_tags import Tagger, load_tagger
+from voxmith.engines.gpt_sovits.pos_tags import RuleTagger, Tagger, find_tagger_folder, load_tagger
 from voxmith.engines.gpt_sovits.symbols import DATA_DIR, symbol_ids
 
 # Abbreviations the official front end removes from the dictionary because CMUdict reads them as
@@ -206,11 +206,14 @@ _default: Optional[EnglishG2P] = None
 
 
 def default_g2p(tagger_dirs: Sequence[Path] = ()) -> EnglishG2P:
-    """A shared G2P (the dictionaries take about a second to load)."""
+    """A shared G2P (the dictionaries take about a second to load). One still reading homographs
+    by the rule takes NLTK's tagger as soon as it appears in `tagger_dirs` (downloaded meanwhile)."""
     global _default
     with _default_lock:
         if _default is None:
             _default = EnglishG2P(tagger_dirs=tagger_dirs)
+        elif tagger_dirs and isinstance(_default.tagger, RuleTagger) and find_tagger_folder(tagger_dirs):
+            _default.tagger = load_tagger(tagger_dirs)
         return _default
 
 
