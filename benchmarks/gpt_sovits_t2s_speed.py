@@ -17,10 +17,12 @@ Per measurement one process per side (only one model in memory); sides alternate
 goes first; `--reps` repetitions; torch uses `--threads` threads on both sides. Timed: a 1-code call
 (prompt pass + one step) and a `--codes` call; per-step decode = (long - short) / (codes - 1);
 tokens/s = codes / long call. Reported: median and best per side, official/ours ratios (> 1: voxmith
-faster), /proc/loadavg around each run and the CPU (voxmith's `cpu_info()`).
+faster), /proc/loadavg around each run and the CPU (voxmith's `cpu_info()`). `--candidates N` times
+instead N takes of one sentence made together (`generate_semantic_candidates`, fp32) against one take.
 
     .venv/bin/python benchmarks/gpt_sovits_t2s_speed.py            # 3 reps, 150 codes
     .venv/bin/python benchmarks/gpt_sovits_t2s_speed.py --reps 5 --codes 300
+    .venv/bin/python benchmarks/gpt_sovits_t2s_speed.py --candidates 4   # adds the `candidates` row
 
 Results: benchmarks/results/gpt_sovits_t2s_speed.json.
 """
@@ -118,21 +120,23 @@ def run_quality(state_path: Path, codes: int, threads: int, precisions: list) ->
     return out
 
 
-def run_side(side: str, state_path: Path, codes: int, threads: int, precision: str = "float32") -> dict:
+def run_side(side: str, state_path: Path, codes: int, threads: int, precision: str = "float32",
+             takes: int = 1) -> dict:
     torch.set_num_threads(threads)
     data = torch.load(state_path, map_location="cpu", weights_only=True)
     inputs = data["inputs"]
     if side == "ours":
         from voxmith.engines.gpt_sovits.sampling import SamplingSettings
-        from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic
+        from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic_candidates
         from voxmith.engines.gpt_sovits.t2s_precision import t2s_decoder_for
 
         model = t2s_decoder_for(load_ours(data), precision)
         settings = SamplingSettings(**SETTINGS)
 
         def generate(n: int) -> torch.Tensor:
-            return generate_semantic(model, inputs["phones"], inputs["bert"], inputs["prompt"], settings,
-                                     torch.Generator().manual_seed(SAMPLE_SEED), early_stop_num=n)
+            generators = [torch.Generator().manual_seed(SAMPLE_SEED + i) for i in range(takes)]
+            return generate_semantic_candidates(model, inputs["phones"], inputs["bert"], inputs["prompt"], settings,
+                                                generators, early_stop_num=n)[0]
     else:
         os.environ["TQDM_DISABLE"] = "1"
         from AR.models.t2s_model import Text2SemanticDecoder
@@ -171,10 +175,12 @@ def loadavg() -> str:
 def measure(side: str, args, state_path: Path) -> dict:
     """side: "official", "ours" (fp32) or "ours-<precision>"."""
     env = dict(os.environ)
-    worker, _, precision = side.partition("-")
+    worker, _, variant = side.partition("-")
+    takes = int(variant[1:]) if variant.startswith("x") else 1
+    precision = "float32" if takes > 1 else (variant or "float32")
     cmd = [sys.executable if worker != "official" else args.ref_python, __file__, "--worker", worker,
            "--state", str(state_path), "--codes", str(args.codes), "--threads", str(args.threads),
-           "--precision", precision or "float32"]
+           "--precision", precision, "--takes", str(takes)]
     if worker == "official":
         env["PYTHONPATH"] = args.ref_src
     else:
@@ -218,6 +224,33 @@ def summarize(runs: dict, codes: int) -> dict:
     return out
 
 
+def time_candidates(args) -> None:
+    """One take vs `--candidates` takes in one batch; per-take cost in CPU time and wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state_path = Path(tmp) / "t2s_state.pt"
+        make_state(state_path, args.phones, args.prompt)
+        sides = ["ours", f"ours-x{args.candidates}"]
+        runs = {side: [] for side in sides}
+        for rep in range(args.reps):
+            for side in (sides if rep % 2 == 0 else sides[::-1]):
+                runs[side].append(measure(side, args, state_path))
+                r = runs[side][-1]
+                print(f"rep {rep} {side}: long {r['long']:.2f} s (cpu {r['long_cpu']:.2f} s)", flush=True)
+    row = {"command": "python benchmarks/gpt_sovits_t2s_speed.py " + " ".join(sys.argv[1:]),
+           "takes": args.candidates, "codes": args.codes, "threads": args.threads, "reps": args.reps}
+    for clock, key in (("wall", "long"), ("cpu", "long_cpu")):
+        one = statistics.median(r[key] for r in runs["ours"])
+        batch = statistics.median(r[key] for r in runs[sides[1]])
+        row[clock] = {"one_take_s_median": one, f"{args.candidates}_takes_s_median": batch,
+                      "per_take_speedup": one * args.candidates / batch}
+    row["loadavg"] = [r["loadavg_before"] for side in sides for r in runs[side]]
+    path = Path(args.output)
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result["candidates"] = row
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(row, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=["ours", "official", "quality"])
@@ -230,6 +263,10 @@ def main() -> None:
     parser.add_argument("--ref-python", default="/tmp/gsv_ref/venv/bin/python")
     parser.add_argument("--ref-src", default="/tmp/gsv_ref/GPT-SoVITS/GPT_SoVITS")
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)  # worker only
+    parser.add_argument("--takes", type=int, default=1, help=argparse.SUPPRESS)  # worker only
+    parser.add_argument("--candidates", type=int, default=0,
+                        help="instead: time N takes in one batch (generate_semantic_candidates) against one "
+                             "take, fp32, ours only, and add the row `candidates` to the existing results")
     parser.add_argument("--precisions", default="int8,bfloat16",
                         help="our reduced precisions to time too (against official fp32), comma-separated")
     parser.add_argument("--output", default=str(RESULT))
@@ -238,8 +275,11 @@ def main() -> None:
         print(json.dumps(run_quality(Path(args.state), args.codes, args.threads, args.precisions.split(","))))
         return
     if args.worker:
-        print(json.dumps(run_side(args.worker, Path(args.state), args.codes, args.threads, args.precision)))
+        print(json.dumps(run_side(args.worker, Path(args.state), args.codes, args.threads, args.precision,
+                                  args.takes)))
         return
+    if args.candidates:
+        return time_candidates(args)
     precisions = [p for p in args.precisions.split(",") if p]
 
     from voxmith.engines.device import cpu_info
