@@ -162,3 +162,15 @@ def test_speak_and_reproduce_through_the_studio(studio):
         assert np.array_equal(again.samples, first.samples)
     finally:
         unregister_engine("sv2tts-tiny")
+
+
+def test_silent_clips_are_left_out_of_the_embedding(engine, conditioning):
+    from voxmith.audio import Audio, load_audio
+    from voxmith.studio import demo_voice_files
+
+    silent = Audio(np.zeros(16000 * 3, dtype=np.float32), 16000)
+    clips = [load_audio(p) for p in demo_voice_files()]
+    with_silence = engine.prepare_conditioning([silent, *clips])
+    assert np.allclose(with_silence["embedding"], conditioning["embedding"], atol=1e-6)
+    with pytest.raises(VoxmithError, match="silent"):
+        engine.prepare_conditioning([silent])

@@ -28,8 +28,12 @@ def _webrtcvad():
 
 
 def normalize_volume(wav: np.ndarray, target_dbfs: float) -> np.ndarray:
-    """Raise a quiet clip to `target_dbfs` (mean power); louder clips are left as they are."""
-    change_db = target_dbfs - 10 * np.log10(np.mean(wav ** 2))
+    """Raise a quiet clip to `target_dbfs` (mean power); louder clips are left as they are. Digital
+    silence is returned as it is (the official formula would turn it into NaN)."""
+    power = float(np.mean(np.square(wav, dtype=np.float64))) if len(wav) else 0.0
+    if power <= 0.0:
+        return wav
+    change_db = target_dbfs - 10 * np.log10(power)
     if change_db < 0:
         return wav
     return wav * (10 ** (change_db / 20))

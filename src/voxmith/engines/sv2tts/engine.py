@@ -45,6 +45,7 @@ from .text import ids_to_text, text_to_ids
 
 VOCODERS = ("wavernn", "griffinlim")
 MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 4  # a clip with less speech than this is embedded untrimmed
+SILENCE_PEAK = 1e-4  # a clip whose peak stays below this (-80 dBFS) is silent
 
 
 @dataclass
@@ -166,8 +167,14 @@ class SV2TTSEngine(Engine):
             wav = preprocess_wav(samples, clip.sample_rate_hz)
             if len(wav) < MIN_CLIP_SAMPLES:  # the VAD found (almost) no speech: use the clip as it is
                 wav = preprocess_wav(samples, clip.sample_rate_hz, trim_silence=False)
-            embeddings.append(embed_utterance(encoder, wav))
+            if not len(wav) or float(np.max(np.abs(wav))) < SILENCE_PEAK:
+                continue  # a silent clip says nothing about the voice
+            embedding = embed_utterance(encoder, wav)
+            if np.isfinite(embedding).all():
+                embeddings.append(embedding)
         report(progress, "sv2tts: speaker embedding", len(clips), len(clips))
+        if not embeddings:
+            raise VoxmithError("None of the voice's clips has sound the speaker encoder can embed (all silent?).")
         clip_embeddings = np.stack(embeddings).astype(np.float32)
         return {"embedding": average_embedding(clip_embeddings), "clip_embeddings": clip_embeddings}
 
@@ -202,14 +209,14 @@ class SV2TTSEngine(Engine):
         max_frames = int(settings.max_seconds * SAMPLE_RATE_HZ / models.signal.hop_samples)
         generator = torch.Generator(device=device).manual_seed(seed)
         out = models.synthesizer.generate(chars, embedding, generator=generator, max_frames=max_frames)
-        mel = trim_trailing_silence(out.postnet_mels[0], models.signal.stop_threshold)
+        mel = trim_trailing_silence(out.postnet_mels[0].cpu(), models.signal.stop_threshold)  # CPU: no sync per frame
         frames = int(out.postnet_mels.shape[-1])
         synth_s = time.perf_counter() - started
         if mel.shape[1] < 2:
             raise VoxmithError("The sv2tts synthesizer produced no speech for this sentence; try another seed.")
         started = time.perf_counter()
         if settings.vocoder == "griffinlim":
-            wav = griffin_lim(mel.cpu().numpy(), seed, models.signal)
+            wav = griffin_lim(mel.numpy(), seed, models.signal)
         else:
             generator = torch.Generator(device=device).manual_seed(seed)  # reseeded, as demo_cli --seed
             wav = self._wavernn(models.vocoder, mel, settings, generator, progress)
@@ -225,7 +232,7 @@ class SV2TTSEngine(Engine):
         def step(i: int, total: int) -> None:
             report(progress, "sv2tts: WaveRNN", i, total)
 
-        scaled = (mel / vocoder.config.mel_max_abs_value)[None]  # the vocoder was trained on [-1, 1]
+        scaled = (mel / vocoder.config.mel_max_abs_value)[None]  # the vocoder was trained on [-1, 1]; moved to its device
         return vocoder.generate(scaled, generator=generator, batched=bool(settings.batched),
                                 target=int(settings.target_samples), overlap=int(settings.overlap_samples),
                                 progress=step if progress else None)

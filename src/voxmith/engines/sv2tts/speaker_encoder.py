@@ -71,7 +71,8 @@ def partial_mels(wav: np.ndarray, audio: EncoderAudio = EncoderAudio(), mel_band
 def average_embedding(partials: np.ndarray) -> np.ndarray:
     """The utterance embedding: the mean of the window embeddings, normalised to unit length."""
     mean = np.mean(partials, axis=0)
-    return (mean / np.linalg.norm(mean, 2)).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero mean gives NaN: the caller checks
+        return (mean / np.linalg.norm(mean, 2)).astype(np.float32)
 
 
 @torch.no_grad()
