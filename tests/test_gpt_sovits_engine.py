@@ -4,6 +4,8 @@ The models' maths is checked against the official code in their own tests."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,38 @@ def test_without_weights_the_error_names_the_download_command(conditioning, demo
         engine.prepare_conditioning([load_audio(demo_file)])
     with pytest.raises(VoxmithError, match="--version v2ProPlus"):
         engine.models("v2ProPlus")
+
+
+class TinyGptSovits(GptSovitsEngine):
+    """The engine with tiny random-weight models, registered under its own name for a CLI test."""
+
+    name = "gpt-sovits-tiny"
+
+    def __init__(self, device: str = "cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self._models["v2"] = tiny_models()
+        self._injected = True
+
+
+def test_speak_and_reproduce_through_the_cli(run, demo_files):
+    import soundfile as sf
+
+    from voxmith.engines import register_engine
+    from voxmith.engines.registry import unregister_engine
+
+    register_engine(TinyGptSovits.name, TinyGptSovits)
+    try:
+        assert run("voices", "add", "alice", *map(str, demo_files)).exit_code == 0
+        spoken = run("speak", "-e", TinyGptSovits.name, "-v", "alice", "-n", "2", "--seed", "4", "--no-rank",
+                     "--set", "aux_references=1", "Hello there, my friend.")
+        assert spoken.exit_code == 0, spoken.output
+        wav = spoken.output.strip().splitlines()[-1]
+        sidecar = json.loads(open(wav.replace(".wav", ".json")).read())
+        assert sidecar["settings"]["aux_references"] == 1 and len(sidecar["sentences"][0]["takes"]) >= 2
+        again = run("reproduce", wav.replace(".wav", ".json"))
+        assert again.exit_code == 0, again.output
+        first, _ = sf.read(wav)
+        second, _ = sf.read(again.output.strip().splitlines()[-1])
+        np.testing.assert_array_equal(first, second)
+    finally:
+        unregister_engine(TinyGptSovits.name)
