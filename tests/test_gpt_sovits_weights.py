@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tests.test_download import FileServer, _hf_cache_file, closed_port, server  # noqa: F401  (fixtures)
+from tests.test_download import _hf_cache_file, closed_port, server  # noqa: F401  (pytest fixtures)
 from voxmith.engines.gpt_sovits import weights
 from voxmith.engines.gpt_sovits.engine import GptSovitsEngine
 from voxmith.engines.gpt_sovits.pos_tags import NltkTagger, load_tagger

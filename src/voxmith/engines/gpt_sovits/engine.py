@@ -208,7 +208,12 @@ class GptSovitsEngine(Engine):
         report(progress, f"loading GPT-SoVITS {version}", 1, 3)
         sovits = load_sovits(sovits_path, self.device)
         report(progress, f"loading GPT-SoVITS {version}", 2, 3)
-        hubert = HubertFeatures.load(paths["chinese-hubert-base/config.json"].parent, self.device)
+        hubert_folder = paths["chinese-hubert-base/config.json"].parent
+        if paths["chinese-hubert-base/pytorch_model.bin"].parent != hubert_folder:
+            raise VoxmithError(f"chinese-hubert-base's config.json ({hubert_folder}) and pytorch_model.bin "
+                               f"({paths['chinese-hubert-base/pytorch_model.bin'].parent}) must be in one folder: "
+                               "move them together, or run `voxmith models download gpt-sovits`.")
+        hubert = HubertFeatures.load(hubert_folder, self.device)
         verifier = None
         if sovits.config.is_pro:
             verifier = _load_speaker_verifier(paths["sv/pretrained_eres2netv2w24s4ep4.ckpt"], self.device)
