@@ -41,6 +41,13 @@ class ChannelLayerNorm(nn.Module):
         return y.transpose(1, -1)
 
 
+def _random_init(t: torch.Tensor, std: float) -> torch.Tensor:
+    """Normal init in place, skipped on the meta device."""
+    # Skipped on the meta device (models built there to be loaded): random ops on meta tensors run
+    # torch's Python reference kernels, whose first use imports torch._dynamo (seconds of start-up).
+    return t if t.device.type == "meta" else t.normal_(0.0, std)
+
+
 class MultiHeadAttention(nn.Module):
     """VITS multi-head attention with 1x1-conv projections and, when `window_size` is set, learned
     relative-position embeddings shared by all heads (keys and values, offsets -window..+window)."""
@@ -58,8 +65,8 @@ class MultiHeadAttention(nn.Module):
         self.conv_o = nn.Conv1d(channels, out_channels, 1)
         if window_size is not None:
             shape = (1, 2 * window_size + 1, self.head_dim)
-            self.emb_rel_k = nn.Parameter(torch.randn(shape) * self.head_dim ** -0.5)
-            self.emb_rel_v = nn.Parameter(torch.randn(shape) * self.head_dim ** -0.5)
+            self.emb_rel_k = nn.Parameter(_random_init(torch.empty(shape), self.head_dim ** -0.5))
+            self.emb_rel_v = nn.Parameter(_random_init(torch.empty(shape), self.head_dim ** -0.5))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, t) -> (b, heads, t, head_dim)
         b, _, t = x.shape
@@ -240,7 +247,8 @@ class PosteriorEncoder(nn.Module):
         g = g.detach() if g is not None else None   # official: the style does not learn through here
         stats = self.proj(self.enc(self.pre(spec) * mask, mask, g=g)) * mask
         mean, log_std = stats.split(self.out_channels, dim=1)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator else mean.device)
+        noise = noise.to(mean.device, mean.dtype)
         return (mean + noise * torch.exp(log_std)) * mask, mean, log_std
 
 
