@@ -246,3 +246,16 @@ def test_eres2netv2_full_size_key_layout_matches_official():
     with torch.device("meta"):
         model = ERes2NetV2()
     assert _meta_shapes(model.state_dict()) == official
+
+
+def test_unbuildable_configs_and_shapes_are_refused(tmp_path, fx):
+    case = fx["v2"]
+    weights = {k: v for k, v in official_weights(case, "v2").items() if not k.startswith("enc_q.")}
+    path = tmp_path / "odd.pth"
+    ckpt.write_sovits_file(path, {"weight": weights, "config": {"model": {**case["config"], "resblock": "2"}}}, "v2")
+    with pytest.raises(ckpt.SoVITSCheckpointError, match="configuration voxmith cannot build: resblock"):
+        ckpt.load_sovits(path)
+    config = {"model": {**case["config"], "filter_channels": 80}}     # weights are 64 wide
+    ckpt.write_sovits_file(path, {"weight": weights, "config": config}, "v2")
+    with pytest.raises(ckpt.SoVITSCheckpointError, match="does not match its own configuration"):
+        ckpt.load_sovits(path)

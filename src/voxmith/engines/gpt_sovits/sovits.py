@@ -88,6 +88,11 @@ class SoVITSConfig:
     def from_checkpoint(cls, hps: dict, version: str) -> "SoVITSConfig":
         """From a checkpoint's `config` (`{"data": {...}, "model": {...}}`), keeping only known keys."""
         model = dict(hps.get("model", {}))
+        # Variants the official v2 loader can build but no published v1/v2/v2Pro file uses.
+        if str(model.get("resblock", "1")) != "1":
+            raise ValueError(f"resblock {model['resblock']!r} (only the HiFi-GAN ResBlock1 of the official files)")
+        if model.get("semantic_frame_rate", "25hz") != "25hz":
+            raise ValueError(f"semantic_frame_rate {model['semantic_frame_rate']!r} (only 25hz)")
         known = {f.name for f in fields(cls)} - {"version", "spec_channels", "with_posterior"}
         kwargs = {k: (_as_tuple(v) if isinstance(v, list) else v) for k, v in model.items() if k in known}
         filter_length = int(hps.get("data", {}).get("filter_length", 2048))

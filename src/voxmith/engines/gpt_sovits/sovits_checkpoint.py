@@ -154,7 +154,10 @@ def load_sovits(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise _unsupported(path, SoVITSVersion("v1", "v1"))
     if not version.is_pro:
         version = SoVITSVersion("v2", "v2")
-    config = SoVITSConfig.from_checkpoint(contents["config"], version.model_version)
+    try:
+        config = SoVITSConfig.from_checkpoint(contents["config"], version.model_version)
+    except (TypeError, ValueError) as err:
+        raise SoVITSCheckpointError(f"{path.name} has a SoVITS configuration voxmith cannot build: {err}.") from err
     if with_posterior:
         config = SoVITSConfig(**{**config.__dict__, "with_posterior": True})
     with torch.device("meta"):   # no random init of 40-85 M weights that are overwritten at once
@@ -163,7 +166,11 @@ def load_sovits(path: str | os.PathLike, device: str | torch.device = "cpu",
     if not with_posterior:
         state = {k: v for k, v in state.items() if not k.startswith("enc_q.")}
     # Keys the model lacks are ignored, as the official loader (strict=False) does; missing ones are not.
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as err:   # a weight of another shape than its config says
+        raise SoVITSCheckpointError(f"{path.name} does not match its own configuration "
+                                    f"({str(err).splitlines()[-1].strip()[:300]}).") from err
     if missing:
         raise SoVITSCheckpointError(
             f"{path.name} does not match the GPT-SoVITS {version.model_version} layout: {len(missing)} "
