@@ -159,3 +159,25 @@ def test_speaker_verifier_refuses_bad_files(tmp_path):
     torch.save({"x": torch.zeros(1)}, other)
     with pytest.raises(VoxmithError, match="not the ERes2NetV2"):
         SpeakerVerifier.load(other)
+
+
+def test_reference_to_prompt_codes_matches_official(clip, tmp_path):
+    """The whole official _set_prompt_semantic path: 16 kHz reference -> HuBERT (768 wide, random) -> codes."""
+    from transformers import HubertConfig, HubertModel
+
+    from tests.test_gpt_sovits_sovits import meta_model, official_weights, tiny_config
+    from voxmith.engines.gpt_sovits import sovits_checkpoint as ckpt
+
+    fx = torch.load(FIXTURES_DIR / "prompt_codes.pt", weights_only=False)
+    model = HubertModel(HubertConfig(**fx["hubert_config"]))
+    model.load_state_dict(randomized_state(model.state_dict(), fx["hubert_seed"], std=fx["hubert_std"]))
+    model.save_pretrained(tmp_path)
+    sovits_fx = torch.load(FIXTURES_DIR / "sovits.pt", weights_only=False)["v2"]
+    sovits = meta_model(tiny_config(sovits_fx, "v2", with_posterior=False))
+    weights = {k: v for k, v in ckpt.fold_weight_norm(official_weights(sovits_fx, "v2")).items()
+               if not k.startswith("enc_q.")}
+    sovits.load_state_dict(weights, strict=True, assign=True)
+    features = hubert_mod.HubertFeatures.load(tmp_path).reference_features(_span(clip, fx["span"]))
+    codes = sovits.eval().extract_codes(features)[0]
+    assert torch.equal(codes, fx["codes"])
+    assert len(set(codes.tolist())) > 10
