@@ -89,7 +89,7 @@ def run_quality(state_path: Path, codes: int, threads: int, precisions: list) ->
     from voxmith.engines.gpt_sovits.sampling import SamplingSettings
     from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic
     from voxmith.engines.gpt_sovits.t2s_precision import t2s_decoder_for
-    from voxmith.engines.tortoise.precision import logit_agreement
+    from voxmith.engines.precision import logit_agreement
 
     torch.set_num_threads(threads)
     data = torch.load(state_path, map_location="cpu", weights_only=True)

@@ -22,7 +22,8 @@ import torch.nn as nn
 warnings.filterwarnings("ignore")
 torch.set_num_threads(int(os.environ.get("T", "1")))
 from voxmith.engines.tortoise.autoregressive import KVCache, UnifiedVoice
-from voxmith.engines.tortoise.precision import _shallow_tree, decoder_for
+from voxmith.engines.precision import shallow_tree as _shallow_tree
+from voxmith.engines.tortoise.precision import decoder_for
 torch.manual_seed(0)
 ar = UnifiedVoice().eval()
 rows = int(sys.argv[1]); precs = sys.argv[2].split(",")

@@ -16,7 +16,7 @@ from voxmith.engines.gpt_sovits.t2s import T2SConfig, Text2SemanticModel
 from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic_candidates
 from voxmith.engines.gpt_sovits.t2s_loss import t2s_training_loss
 from voxmith.engines.gpt_sovits.t2s_precision import t2s_decoder_for
-from voxmith.engines.tortoise.precision import int8_supported
+from voxmith.engines.precision import int8_supported
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from voxmith.engines.gpt_sovits.sampling import SamplingSettings
 from voxmith.engines.gpt_sovits.t2s import T2SConfig, Text2SemanticModel
 from voxmith.engines.gpt_sovits.t2s_generate import generate_semantic
 from voxmith.engines.gpt_sovits.t2s_precision import resolve_t2s_precision, t2s_decoder_for
-from voxmith.engines.tortoise.precision import int8_supported
+from voxmith.engines.precision import int8_supported
 from voxmith.errors import VoxmithError
 
 

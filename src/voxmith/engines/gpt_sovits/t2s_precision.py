@@ -7,7 +7,7 @@ transformer linear layers (q/k/v, attention output, both feed-forward layers of 
 layers) read fewer bytes; everything else (embeddings, BERT projection, layer norms, attention, the
 KV cache and the output head the sampler reads) is shared with the fp32 model, untouched.
 
-The layer types and the CPU rule are the tortoise engine's (`voxmith.engines.tortoise.precision`):
+The layer types and the CPU rule are shared with the tortoise engine (`voxmith.engines.precision`):
 ``int8`` (weights int8 per output channel, inputs quantised per call by fbgemm; a quarter of the
 bytes), ``bfloat16`` (half the bytes), ``float32`` (the model itself: bit-identical to the golden
 path). ``auto`` picks int8 on x86 CPUs with fbgemm kernels, fp32 elsewhere (GPUs have their own
@@ -20,17 +20,15 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-import torch.nn as nn
 
 from voxmith.engines.device import CpuInfo, cpu_info
 from voxmith.engines.gpt_sovits.t2s import Text2SemanticModel
-from voxmith.engines.tortoise.precision import (BFloat16Linear, Int8DynamicLinear, auto_cpu_precision,
-                                                int8_supported)
+from voxmith.engines.precision import LINEAR_TYPES, auto_cpu_precision, int8_supported, shallow_tree
 from voxmith.errors import VoxmithError
 
 T2S_PRECISIONS = ("float32", "int8", "bfloat16")
 T2S_PRECISION_CHOICES = ("auto",) + T2S_PRECISIONS
-_LAYER_TYPES = {"int8": Int8DynamicLinear, "bfloat16": BFloat16Linear}
+_LAYER_TYPES = LINEAR_TYPES
 
 
 def resolve_t2s_precision(requested: str, device: str | torch.device, cpu: CpuInfo | None = None) -> Tuple[str, str]:
@@ -51,16 +49,6 @@ def resolve_t2s_precision(requested: str, device: str | torch.device, cpu: CpuIn
     return requested, "requested"
 
 
-def _shallow_copy(module: nn.Module) -> nn.Module:
-    """A copy of `module`'s tree sharing every parameter and buffer tensor."""
-    new = module.__class__.__new__(module.__class__)
-    new.__dict__ = dict(module.__dict__)
-    new._parameters = dict(module._parameters)
-    new._buffers = dict(module._buffers)
-    new._modules = {name: None if child is None else _shallow_copy(child) for name, child in module._modules.items()}
-    return new
-
-
 @torch.no_grad()
 def t2s_decoder_for(model: Text2SemanticModel, precision: str) -> Text2SemanticModel:
     """`model` itself for float32; otherwise an eval-mode view whose transformer linears run at
@@ -70,7 +58,7 @@ def t2s_decoder_for(model: Text2SemanticModel, precision: str) -> Text2SemanticM
     if precision not in _LAYER_TYPES:
         raise VoxmithError(f"t2s precision must be one of {', '.join(T2S_PRECISIONS)}, got {precision!r}.")
     layer_type = _LAYER_TYPES[precision]
-    view = _shallow_copy(model).eval()
+    view = shallow_tree(model).eval()
     for layer in view.layers:
         attention = layer.self_attn
         attention.in_proj = layer_type(attention.in_proj_weight, attention.in_proj_bias)
