@@ -232,3 +232,20 @@ def test_text_symbols_match_the_synthesizer_embedding():
     from voxmith.engines.sv2tts import text
 
     assert _official_keys("synthesizer")["encoder.embedding.weight"][0] == [len(text.SYMBOLS), 512]
+
+
+# --- GE2E loss (speaker encoder training) ----------------------------------------------------------
+
+def test_ge2e_similarity_loss_and_gradients_match_official():
+    from voxmith.engines.sv2tts.ge2e import ge2e_loss, similarity_matrix
+
+    fx = _fixture("ge2e.pt")
+    embeds = fx["embeds"].clone().requires_grad_(True)
+    weight = torch.tensor([fx["weight"]], requires_grad=True)
+    bias = torch.tensor([fx["bias"]], requires_grad=True)
+    assert max_abs_diff(similarity_matrix(embeds, weight, bias), fx["similarity"]) < 1e-5
+    loss = ge2e_loss(embeds, weight, bias)
+    assert abs(loss.item() - float(fx["loss"])) < 1e-6
+    loss.backward()
+    assert max_abs_diff(embeds.grad, fx["grad_embeds"]) < 1e-6
+    assert max_abs_diff(weight.grad, fx["grad_weight"]) < 1e-6 and max_abs_diff(bias.grad, fx["grad_bias"]) < 1e-6
