@@ -74,7 +74,7 @@ def test_demo_time_includes_preparing_the_voice(run, monkeypatch, tmp_path):
 
     def slow_speak(self, request, progress=None):
         time.sleep(0.6)  # "enrolling"
-        return SimpleNamespace(duration_s=2.0, path=tmp_path / "x.wav", sidecar={"timing": {"total_s": 0.1}})
+        return SimpleNamespace(duration_s=2.0, path=tmp_path / "x.wav", record=SimpleNamespace(total_s=0.1))
 
     monkeypatch.setattr(Studio, "speak", slow_speak)
     result = run("demo")

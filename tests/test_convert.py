@@ -137,3 +137,9 @@ def test_conversion_sidecar_and_reproduce(converted, tmp_path):
     assert out.name in ran.output
     first, again = sf.read(result.path, dtype="int16")[0], sf.read(out, dtype="int16")[0]
     assert np.array_equal(first, again)
+    assert sidecar["schema"] == 2 and result.record.to_json() == sidecar
+    # A sidecar as voxmith wrote it before it had a schema (1) reproduces the same audio.
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps({k: v for k, v in sidecar.items() if k != "schema"}))
+    from_old = studio.reproduce(old, output=tmp_path / "from-v1.wav")
+    assert np.array_equal(first, sf.read(from_old.path, dtype="int16")[0])

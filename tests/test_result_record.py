@@ -85,3 +85,37 @@ def test_an_old_sidecar_reproduces_its_audio(tmp_path, tone_engine):
     assert np.array_equal(load_audio(tmp_path / "again.wav").samples, load_audio(FIXTURES / "v1-tone.wav").samples)
     assert again.record.schema == SCHEMA_VERSION and again.record.seed == 21
     assert json.loads(again.sidecar_path.read_text())["schema"] == SCHEMA_VERSION
+
+
+OLD_CONVERSION = FIXTURES / "v1-convert.json"  # what `voxmith convert` wrote before its sidecar had a type
+
+
+def test_an_old_conversion_sidecar_loads_and_round_trips():
+    from voxmith.studio.record import CONVERSION_SCHEMA_VERSION, ConversionRecord, read_record
+
+    raw = json.loads(OLD_CONVERSION.read_text())
+    record = read_record(OLD_CONVERSION)
+    assert isinstance(record, ConversionRecord) and record.schema == 1 and "schema" not in raw
+    assert record.input_file == raw["input"]["file"] and record.voice.name == "demo" and record.refs is None
+    assert record.engine_name == "piper-vc" and record.conversion["warp"] == 0.1
+    assert (record.chunk_min_s, record.chunk_max_s, record.fit_s) == (2.0, 4.0, 30.0)
+    again = record.to_json()
+    assert {k: v for k, v in again.items() if k != "schema"} == raw and again["schema"] == 1
+    assert ConversionRecord.from_json({**again, "future": 1}).extra == {"future": 1}
+    with pytest.raises(VoxmithError, match="newer voxmith"):
+        ConversionRecord.from_json({**raw, "schema": CONVERSION_SCHEMA_VERSION + 1})
+    with pytest.raises(VoxmithError, match="not a complete conversion sidecar"):
+        ConversionRecord.from_json({**raw, "engine": {}})
+    # A spoken result is not a conversion, and reading it as speech says what it is.
+    assert not isinstance(read_record(OLD), ConversionRecord)
+    with pytest.raises(VoxmithError, match="no valid text"):
+        read_result(OLD_CONVERSION)
+
+
+def test_a_request_carries_an_explicit_finetune_choice():
+    from voxmith.studio.speech import SpeakRequest
+
+    assert SpeakRequest("Hi.", voice="v").finetune == FinetuneChoice.voice_setting()
+    assert SpeakRequest("Hi.", voice="v", finetune={}).finetune == FinetuneChoice.stock()  # the old forms
+    assert SpeakRequest("Hi.", voice="v", finetune={"run": "r", "checkpoint": 3}).finetune == \
+        FinetuneChoice.of_run("r", 3)

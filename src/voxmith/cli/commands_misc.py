@@ -33,7 +33,7 @@ def demo(obj, text):
     result = studio.speak(SpeakRequest(text, voice=voice.name, seed=0), progress=progress)
     elapsed_s = time.perf_counter() - started
     progress.close()
-    synthesis_s = result.sidecar["timing"]["total_s"]
+    synthesis_s = result.record.total_s
     preparing = f"{elapsed_s - synthesis_s:.1f} s preparing the voice, then {synthesis_s:.1f} s speaking" \
         if elapsed_s - synthesis_s >= 0.05 else "the voice was already prepared"
     click.echo(f"Spoke {result.duration_s:.1f} s in {elapsed_s:.1f} s ({preparing}). Result and its JSON sidecar:")

@@ -41,7 +41,7 @@ def _read_text_file(path: str) -> str:
 
 def print_conversion(result, play: bool) -> None:
     """What a conversion made: the engine's choices for this recording, speed, and the file."""
-    details = result.sidecar.get("conversion", {})
+    details = result.record.conversion
     if "warp" in details:
         click.echo(f"warp {details['warp']:+.3f}, pitch {details.get('source_f0_hz')} Hz -> "
                    f"{details.get('target_f0_hz')} Hz (median of the voice)", err=True)
@@ -49,9 +49,9 @@ def print_conversion(result, play: bool) -> None:
 
 
 def _print_timing_and_path(result, verb: str, play: bool) -> None:
-    timing = result.sidecar["timing"]
-    click.echo(f"{result.duration_s:.1f} s {verb} in {timing['total_s']:.1f} s "
-               f"(real-time factor {timing['real_time_factor']:.2f})", err=True)
+    record = result.record
+    click.echo(f"{result.duration_s:.1f} s {verb} in {record.total_s:.1f} s "
+               f"(real-time factor {record.real_time_factor:.2f})", err=True)
     click.echo(str(result.path))
     if play:
         from voxmith.cli.playback import play as play_file
@@ -62,21 +62,22 @@ def _print_timing_and_path(result, verb: str, play: bool) -> None:
 
 
 def _print_result(result, play: bool) -> None:
-    if result.sidecar.get("kind") == "convert":  # `reproduce` of a conversion
+    from voxmith.studio.record import ConversionRecord
+
+    record = result.record
+    if isinstance(record, ConversionRecord):  # `reproduce` of a conversion
         print_conversion(result, play)
         return
-    for warning in result.warnings:
+    for warning in record.warnings:
         click.echo(f"warning: {warning}", err=True)
-    for i, sentence in enumerate(result.sidecar["sentences"]):
-        chosen = sentence["takes"][sentence["chosen_take"]]
-        scores = chosen.get("scores")
-        if scores and (len(sentence["takes"]) > 1 or scores.get("wer")):
-            click.echo(f"  sentence {i + 1}: take {sentence['chosen_take'] + 1}/{len(sentence['takes'])} "
+    for i, sentence in enumerate(record.sentences):
+        scores = sentence.takes[sentence.chosen_take].scores
+        if scores and (len(sentence.takes) > 1 or scores.get("wer")):
+            click.echo(f"  sentence {i + 1}: take {sentence.chosen_take + 1}/{len(sentence.takes)} "
                        f"similarity {scores['similarity']:.3f}, WER {scores['wer']:.0%}", err=True)
-    finetune = result.sidecar.get("finetune")
-    weights = f"fine-tuned weights of run '{finetune['run']}', step {finetune['step']}" if finetune \
-        else "stock weights"
-    click.echo(f"{result.sidecar['engine']['name']} with {weights}", err=True)
+    finetune = record.finetune
+    weights = f"fine-tuned weights of run '{finetune.run}', step {finetune.step}" if finetune else "stock weights"
+    click.echo(f"{record.engine_name} with {weights}", err=True)
     _print_timing_and_path(result, "of speech", play)
 
 
@@ -96,7 +97,7 @@ def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
                            err=True)
             raise
         progress.close()
-        done = stopped.result.sidecar["interrupted"]
+        done = stopped.result.record.interrupted
         click.echo(f"\nInterrupted: the {done['sentences_done']} finished sentence(s) of {done['sentences_total']} "
                    "are saved (its sidecar says \"interrupted\"):", err=True)
         _print_result(stopped.result, False)
@@ -161,6 +162,7 @@ def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, 
     An engine may add options of its own (e.g. tortoise's --preset); `voxmith engines` lists them."""
     obj = ctx.obj
     from voxmith.studio.ranking import RankingSettings
+    from voxmith.studio.record import FinetuneChoice
     from voxmith.studio.speech import SpeakRequest
 
     if text_file is not None:
@@ -169,7 +171,8 @@ def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, 
         text = _read_text_file(text_file)
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
-    finetune = {"run": run, "checkpoint": checkpoint} if run else ({} if stock else None)
+    finetune = FinetuneChoice.of_run(run, checkpoint) if run else \
+        FinetuneChoice.stock() if stock else FinetuneChoice.voice_setting()
     engine_settings = parse_settings(settings)
     engine_settings.update(_engine_options(engine, ctx.args))
     request = SpeakRequest(

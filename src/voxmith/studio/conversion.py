@@ -23,6 +23,7 @@ from voxmith.engines import Engine
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json, fingerprint_files
 from voxmith.progress import ProgressCallback, report
+from voxmith.studio.record import ConversionRecord, RefsSource, VoiceSource
 
 
 FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
@@ -57,11 +58,16 @@ class ConvertResult:
     path: Path
     sidecar_path: Path
     sample_rate_hz: int
-    sidecar: dict
+    record: ConversionRecord
+
+    @property
+    def sidecar(self) -> dict:
+        """The sidecar's JSON, as written."""
+        return self.record.to_json()
 
     @property
     def duration_s(self) -> float:
-        return float(self.sidecar["output"]["duration_s"])
+        return self.record.duration_s
 
 
 def convert_recording(engine: Engine, conditioning, request: ConvertRequest, output: Path, voice_record: dict,
@@ -92,44 +98,32 @@ def convert_recording(engine: Engine, conditioning, request: ConvertRequest, out
     report(progress, "converting (seconds of the recording)", int(done / rate), int(done / rate))
     elapsed = time.perf_counter() - started
     seconds = done / rate
-    sidecar = {
-        "voxmith_version": __version__,
-        "kind": "convert",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "input": {"file": str(source), "fingerprint": fingerprint_files([source]), "duration_s": round(seconds, 3)},
-        **voice_record,
-        "engine": {"name": engine.name, "version": engine.version},
-        "settings": settings.to_dict(),
-        "conversion": converter.details,
-        "chunking": {"min_s": request.chunk_min_s, "max_s": request.chunk_max_s, "fit_s": FIT_S},
-        "device": device,
-        "output": {"file": output.name, "duration_s": round(seconds, 3), "sample_rate_hz": rate},
-        "timing": {"total_s": round(elapsed, 3), "real_time_factor": round(elapsed / max(seconds, 1e-6), 3)},
-    }
-    if request.origin:
-        sidecar["origin"] = request.origin
+    voice, refs = voice_record.get("voice"), voice_record.get("refs")
+    record = ConversionRecord(
+        input_file=str(source), input_fingerprint=fingerprint_files([source]), input_duration_s=round(seconds, 3),
+        voice=VoiceSource(**voice) if voice else None, refs=RefsSource(**refs) if refs else None,
+        engine_name=engine.name, engine_version=engine.version, settings=settings.to_dict(),
+        conversion=dict(converter.details), chunk_min_s=request.chunk_min_s, chunk_max_s=request.chunk_max_s,
+        fit_s=FIT_S, device=device, output_file=output.name, duration_s=round(seconds, 3), sample_rate_hz=rate,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"), voxmith_version=__version__, total_s=round(elapsed, 3),
+        real_time_factor=round(elapsed / max(seconds, 1e-6), 3), origin=dict(request.origin))
     sidecar_path = output.with_suffix(".json")
-    atomic_write_json(sidecar_path, sidecar)
-    return ConvertResult(output, sidecar_path, rate, sidecar)
+    atomic_write_json(sidecar_path, record.to_json())
+    return ConvertResult(output, sidecar_path, rate, record)
 
 
-def request_from_sidecar(sidecar: dict, output: Optional[Path], overwrite: bool) -> ConvertRequest:
+def request_from_record(record: ConversionRecord, output: Optional[Path], overwrite: bool) -> ConvertRequest:
     """The request that made a conversion result; refuses when its input file changed or is gone."""
-    source = Path(sidecar["input"]["file"])
-    chunking = sidecar.get("chunking", {})
+    source = Path(record.input_file)
     if not source.is_file():
         raise VoxmithError(f"The recording this result converted, '{source}', is gone; it cannot be reproduced.")
-    if fingerprint_files([source]) != sidecar["input"]["fingerprint"]:
+    if fingerprint_files([source]) != record.input_fingerprint:
         raise VoxmithError(f"The recording '{source}' has changed since this result was made, so it cannot be "
                            "reproduced exactly.")
-    return ConvertRequest(source=source, voice=sidecar.get("voice", {}).get("name"),
-                          refs=sidecar.get("refs", {}).get("files", ()), engine=sidecar["engine"]["name"],
-                          settings=sidecar.get("settings", {}), output=output, overwrite=overwrite,
-                          chunk_min_s=float(chunking.get("min_s", 8.0)), chunk_max_s=float(chunking.get("max_s", 20.0)))
+    return ConvertRequest(source=source, voice=record.voice.name if record.voice else None,
+                          refs=tuple(record.refs.files) if record.refs else (), engine=record.engine_name,
+                          settings=dict(record.settings), output=output, overwrite=overwrite,
+                          chunk_min_s=record.chunk_min_s, chunk_max_s=record.chunk_max_s)
 
 
-def is_conversion(sidecar: dict) -> bool:
-    return isinstance(sidecar, dict) and sidecar.get("kind") == "convert" and isinstance(sidecar.get("input"), dict)
-
-
-__all__ = ["ConvertRequest", "ConvertResult", "convert_recording", "request_from_sidecar", "is_conversion"]
+__all__ = ["ConvertRequest", "ConvertResult", "convert_recording", "request_from_record"]

@@ -6,6 +6,9 @@ results listing. `to_json` gives the sidecar's dict (keys in the order users hav
 `from_json` reads any sidecar voxmith wrote: schema 1 (no "schema" key, before this module) and 2.
 A sidecar from a newer voxmith, or one missing what reproducing needs, is refused with a message.
 
+`ConversionRecord` is the sidecar of a converted recording (`voxmith convert`, kind "convert"):
+schema 1 (no "schema" key) and 2. `read_record` reads either kind from a file.
+
 `FinetuneChoice` is which weights a request asks for (the voice's own setting, the stock weights,
 or a run's checkpoint); `FinetuneUsed` is what the record says was used.
 
@@ -18,7 +21,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Union
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import read_json
@@ -26,6 +29,8 @@ from voxmith.fsutil import read_json
 # 2: "schema" key; each take keeps the engine's own scores ("engine_scores", e.g. tortoise's
 # CLVP/CVVP). 1: the sidecars written before, without a "schema" key.
 SCHEMA_VERSION = 2
+# Conversion sidecars: 2 adds the "schema" key; 1 is what `voxmith convert` wrote before.
+CONVERSION_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -218,9 +223,7 @@ class ResultRecord:
                 output_file=str(output.get("file", "")), duration_s=float(output.get("duration_s", 0.0)),
                 sample_rate_hz=int(output.get("sample_rate_hz", 0)),
                 sentences=[_sentence(s) for s in data.get("sentences", [])],
-                voice=VoiceSource(str(voice["name"]), str(voice["fingerprint"]), list(voice.get("clips", [])))
-                if voice else None,
-                refs=RefsSource([str(f) for f in refs["files"]], str(refs.get("fingerprint", ""))) if refs else None,
+                voice=_voice(voice), refs=_refs(refs),
                 finetune=FinetuneUsed(str(finetune["run"]), finetune.get("checkpoint", finetune["step"]),
                                       int(finetune["step"])) if finetune else None,
                 device=str(data.get("device", "")), created=str(data.get("created", "")),
@@ -236,8 +239,114 @@ class ResultRecord:
                                "it needs at least text, engine and seed.") from None
 
 
+@dataclass(frozen=True)
+class ConversionRecord:
+    """What a conversion's sidecar says: the recording converted (and its fingerprint, so a changed
+    recording is not reproduced), the voice, engine, settings, what the engine fitted to the
+    recording (`conversion`), how it was cut into chunks, and the output."""
+
+    input_file: str
+    input_fingerprint: str
+    engine_name: str
+    engine_version: str
+    settings: Dict[str, Any]
+    output_file: str
+    duration_s: float
+    sample_rate_hz: int
+    conversion: Dict[str, Any] = field(default_factory=dict)  # the engine's choices for this recording
+    input_duration_s: float = 0.0
+    voice: Optional[VoiceSource] = None
+    refs: Optional[RefsSource] = None
+    chunk_min_s: float = 8.0
+    chunk_max_s: float = 20.0
+    fit_s: float = 30.0  # seconds of the recording's start the converter was fitted on
+    device: str = ""
+    created: str = ""
+    voxmith_version: str = ""
+    total_s: float = 0.0
+    real_time_factor: float = 0.0
+    origin: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, Any] = field(default_factory=dict)  # keys this voxmith does not know: kept as they are
+    schema: int = CONVERSION_SCHEMA_VERSION
+
+    kind: ClassVar[str] = "convert"
+
+    @property
+    def voice_label(self) -> str:
+        return self.voice.name if self.voice else "(reference clips)"
+
+    def to_json(self) -> dict:
+        out: Dict[str, Any] = {"schema": self.schema, "voxmith_version": self.voxmith_version, "kind": self.kind,
+                               "created": self.created,
+                               "input": {"file": self.input_file, "fingerprint": self.input_fingerprint,
+                                         "duration_s": self.input_duration_s}}
+        if self.voice is not None:
+            out["voice"] = dataclasses.asdict(self.voice)
+        if self.refs is not None:
+            out["refs"] = dataclasses.asdict(self.refs)
+        out.update({
+            "engine": {"name": self.engine_name, "version": self.engine_version}, "settings": self.settings,
+            "conversion": self.conversion,
+            "chunking": {"min_s": self.chunk_min_s, "max_s": self.chunk_max_s, "fit_s": self.fit_s},
+            "device": self.device,
+            "output": {"file": self.output_file, "duration_s": self.duration_s, "sample_rate_hz": self.sample_rate_hz},
+            "timing": {"total_s": self.total_s, "real_time_factor": self.real_time_factor},
+        })
+        if self.origin:
+            out["origin"] = self.origin
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "the sidecar") -> "ConversionRecord":
+        """Read a conversion sidecar of schema 1 or 2; refuses newer schemas and incomplete ones."""
+        if not is_conversion(data):
+            raise VoxmithError(f"{where} is not the sidecar of a converted recording.")
+        schema = int(data.get("schema", 1))
+        if schema > CONVERSION_SCHEMA_VERSION:
+            raise VoxmithError(f"{where} was written by a newer voxmith (conversion schema {schema}; this one "
+                               f"reads up to {CONVERSION_SCHEMA_VERSION}). Update voxmith to use it.")
+        try:
+            source, engine = data["input"], data["engine"]
+            output, timing, chunking = data.get("output") or {}, data.get("timing") or {}, data.get("chunking") or {}
+            return cls(
+                input_file=str(source["file"]), input_fingerprint=str(source["fingerprint"]),
+                input_duration_s=float(source.get("duration_s", 0.0)),
+                engine_name=str(engine["name"]), engine_version=str(engine["version"]),
+                settings=dict(data.get("settings", {})), conversion=dict(data.get("conversion", {})),
+                output_file=str(output.get("file", "")), duration_s=float(output.get("duration_s", 0.0)),
+                sample_rate_hz=int(output.get("sample_rate_hz", 0)),
+                voice=_voice(data.get("voice")), refs=_refs(data.get("refs")),
+                chunk_min_s=float(chunking.get("min_s", 8.0)), chunk_max_s=float(chunking.get("max_s", 20.0)),
+                fit_s=float(chunking.get("fit_s", 30.0)), device=str(data.get("device", "")),
+                created=str(data.get("created", "")), voxmith_version=str(data.get("voxmith_version", "")),
+                total_s=float(timing.get("total_s", 0.0)), real_time_factor=float(timing.get("real_time_factor", 0.0)),
+                origin=dict(data.get("origin", {})),
+                extra={k: v for k, v in data.items() if k not in _CONVERSION_KEYS}, schema=schema)
+        except (KeyError, TypeError, ValueError) as err:
+            raise VoxmithError(f"{where} is not a complete conversion sidecar ({type(err).__name__}: {err}); "
+                               "it needs at least input, engine and output.") from None
+
+
+def is_conversion(data: Any) -> bool:
+    """Whether a sidecar's JSON is a conversion's (rather than a spoken result's)."""
+    return isinstance(data, Mapping) and data.get("kind") == "convert" and isinstance(data.get("input"), Mapping)
+
+
+def read_record(path: str | os.PathLike) -> Union[ResultRecord, ConversionRecord]:
+    """The record in any result sidecar (spoken or converted), or an error saying why `path` is not one."""
+    sidecar = _read_object(path)
+    if is_conversion(sidecar):
+        return ConversionRecord.from_json(sidecar, f"'{path}'")
+    return _result_from(sidecar, path)
+
+
 def read_result(path: str | os.PathLike) -> ResultRecord:
-    """The record in a result sidecar, or an error saying why `path` is not one."""
+    """The record in a spoken result's sidecar, or an error saying why `path` is not one."""
+    return _result_from(_read_object(path), path)
+
+
+def _read_object(path: str | os.PathLike) -> dict:
     what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
     try:
         sidecar = read_json(path)
@@ -245,6 +354,11 @@ def read_result(path: str | os.PathLike) -> ResultRecord:
         raise VoxmithError(f"{what}: it cannot be read as JSON ({type(err).__name__}).") from None
     if not isinstance(sidecar, dict):
         raise VoxmithError(f"{what}: it holds a JSON {type(sidecar).__name__}, not a result record.")
+    return sidecar
+
+
+def _result_from(sidecar: dict, path: str | os.PathLike) -> ResultRecord:
+    what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
     engine = sidecar.get("engine")
     missing = [key for key, ok in (
         ("text", isinstance(sidecar.get("text"), str)),
@@ -273,6 +387,18 @@ _SENTENCE_KEYS = frozenset({"text", "normalized", "chosen_take", "seconds", "tak
 _TAKE_KEYS = frozenset({"seed", "duration_s", "details", "scores", "engine_scores", "refused", "file"})
 
 
+_CONVERSION_KEYS = frozenset({"schema", "voxmith_version", "kind", "created", "input", "voice", "refs", "engine",
+                              "settings", "conversion", "chunking", "device", "output", "timing", "origin"})
+
+
+def _voice(data: Any) -> Optional[VoiceSource]:
+    return VoiceSource(str(data["name"]), str(data["fingerprint"]), list(data.get("clips", []))) if data else None
+
+
+def _refs(data: Any) -> Optional[RefsSource]:
+    return RefsSource([str(f) for f in data["files"]], str(data.get("fingerprint", ""))) if data else None
+
+
 def _sentence(data: Mapping) -> SentenceRecord:
     return SentenceRecord(
         text=str(data["text"]), normalized=str(data.get("normalized", data["text"])),
@@ -286,5 +412,6 @@ def _sentence(data: Mapping) -> SentenceRecord:
         extra={k: v for k, v in data.items() if k not in _SENTENCE_KEYS})
 
 
-__all__ = ["SCHEMA_VERSION", "FinetuneChoice", "FinetuneUsed", "RefsSource", "ResultRecord", "SentenceRecord",
-           "TakeRecord", "VoiceSource", "read_result", "text_of_result"]
+__all__ = ["CONVERSION_SCHEMA_VERSION", "SCHEMA_VERSION", "ConversionRecord", "FinetuneChoice", "FinetuneUsed",
+           "RefsSource", "ResultRecord", "SentenceRecord", "TakeRecord", "VoiceSource", "is_conversion", "read_record",
+           "read_result", "text_of_result"]

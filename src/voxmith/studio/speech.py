@@ -27,7 +27,7 @@ from voxmith.fsutil import atomic_write_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import get_speaker_encoder, mean_embedding
 from voxmith.studio.ranking import RankingSettings, TakeScores, choose_take, needs_regeneration, score_take
-from voxmith.studio.record import SCHEMA_VERSION, ResultRecord
+from voxmith.studio.record import SCHEMA_VERSION, FinetuneChoice, ResultRecord
 from voxmith.studio.unfinished import SentenceStore
 from voxmith.text import normalize_text, split_paragraphs
 
@@ -50,15 +50,18 @@ class SpeakRequest:
     rank: bool = True  # score takes with the speaker encoder and Whisper
     output: Optional[Path] = None
     overwrite: bool = False
-    # Fine-tuned weights: None = what the voice is set to use (`voices use`); {} = the stock weights;
-    # {"run": RUN, "checkpoint": "latest" | "best" | STEP} = that training run's checkpoint.
-    finetune: Optional[Dict[str, object]] = None
+    # Which weights: what the voice is set to use (`voices use`), the stock weights, or a training
+    # run's checkpoint. The old forms (None, {} and {"run": RUN, "checkpoint": ...}) are accepted.
+    finetune: FinetuneChoice = field(default_factory=FinetuneChoice.voice_setting)
     # Where the request came from, recorded in the sidecar as is (e.g. the HTTP API's model and
     # response format); it does not change the audio, so `reproduce` leaves it out.
     origin: Dict[str, object] = field(default_factory=dict)
     # Keep each finished sentence on disk until the result is written, so the same request made
     # again after an interruption resumes where it stopped (studio/unfinished.py; long texts).
     resumable: bool = False
+
+    def __post_init__(self) -> None:
+        self.finetune = FinetuneChoice.coerce(self.finetune)
 
     def validate(self) -> None:
         if not self.text or not any(c.isalnum() for c in self.text):
@@ -85,7 +88,12 @@ class SpeakResult:
     sidecar_path: Path
     samples: np.ndarray
     sample_rate_hz: int
-    sidecar: dict
+    record: ResultRecord  # what the sidecar says, typed
+
+    @property
+    def sidecar(self) -> dict:
+        """The sidecar's JSON, as written."""
+        return self.record.to_json()
 
     @property
     def duration_s(self) -> float:
@@ -94,12 +102,7 @@ class SpeakResult:
     @property
     def warnings(self) -> List[str]:
         """What the user should know about this result (e.g. words the engine could not say)."""
-        return list(self.sidecar.get("warnings", []))
-
-    @property
-    def record(self) -> ResultRecord:
-        """The sidecar as its typed record."""
-        return ResultRecord.from_json(self.sidecar, str(self.sidecar_path))
+        return list(self.record.warnings)
 
 
 def slugify(text: str, words: int = 6) -> str:
@@ -286,12 +289,12 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         sidecar["resumed"] = {"sentences_done_before": resumed, "sentences_total": len(sentences)}
     if interrupted:
         sidecar["interrupted"] = interrupted
-    sidecar = ResultRecord.from_json({"schema": SCHEMA_VERSION, **sidecar}).to_json()  # written through the record: its schema, its checks
+    record = ResultRecord.from_json({"schema": SCHEMA_VERSION, **sidecar})  # written through the record: its checks
     sidecar_path = output.with_suffix(".json")
-    atomic_write_json(sidecar_path, sidecar)
+    atomic_write_json(sidecar_path, record.to_json())
     if store is not None:
         store.remove()
-    result = SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, sidecar)
+    result = SpeakResult(output, sidecar_path, samples, engine.sample_rate_hz, record)
     if interrupted:
         raise SpeakInterrupted(result)
     return result

@@ -24,16 +24,16 @@ from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import Conditioning, Engine, available_engines, create_engine, engine_class, resolve_device
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import fingerprint_files, read_json, reserve_file
+from voxmith.fsutil import fingerprint_files, reserve_file
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
-from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_recording, is_conversion
-from voxmith.studio.conversion import request_from_sidecar as conversion_request
+from voxmith.studio.conversion import ConvertRequest, ConvertResult, convert_recording, request_from_record
 from voxmith.studio import models
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
-from voxmith.studio.record import FinetuneChoice, read_result
+from voxmith.studio.record import (ConversionRecord, FinetuneChoice, FinetuneUsed, ResultRecord, read_record,
+                                   text_of_result)
 from voxmith.studio.book import BookMaker, BookRequest, BookResult
 from voxmith.studio.unfinished import SentenceStore, folder_lock, request_key
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
@@ -190,7 +190,7 @@ class Studio:
         conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress,
                                                                       embed=request.rank)
         if finetune_record:
-            source["finetune"] = finetune_record
+            source["finetune"] = finetune_record.to_json()
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         count = sum(len(p) for p in split_paragraphs(request.text))
         store, kept_output = None, None
@@ -349,8 +349,8 @@ class Studio:
         return self.workspace.results_dir / (request.voice or "_refs") / f"{slugify(Path(request.source).stem)}-book"
 
     def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
-        """The fine-tuned weights this request speaks with (None: stock) and their sidecar record."""
-        choice = FinetuneChoice.coerce(request.finetune)
+        """The fine-tuned weights this request speaks with (None: stock) and what the record says of them."""
+        choice = request.finetune
         from_voice = choice.kind == "voice"
         if from_voice:  # what the voice was set to use, if it was trained for this engine
             setting = (voice.metadata.get("finetune") if voice is not None else None) or {}
@@ -371,7 +371,7 @@ class Studio:
         if run_engine != engine.name:
             raise VoxmithError(f"Training run '{run}' fine-tuned the {run_engine} engine, not {engine.name}; "
                                f"speak with --engine {run_engine}.")
-        return finetune, {"run": run, "checkpoint": which, "step": checkpoint.step}
+        return finetune, FinetuneUsed(run, which, checkpoint.step)
 
     def _is_prepared(self, voice: Voice, engine: Engine) -> bool:
         return voice.cache.load(self._conditioning_key(voice, engine)) is not None
@@ -380,46 +380,45 @@ class Studio:
                   progress: Optional[ProgressCallback] = None) -> SpeakResult | ConvertResult:
         """Make a result again from its JSON sidecar: same text, voice, engine, settings and seed
         (for a conversion: the same recording, voice, engine and settings)."""
-        try:
-            converted = read_json(sidecar_path, default=None) if Path(sidecar_path).is_file() else None
-        except (ValueError, OSError):  # read_result explains what is wrong with it
-            converted = None
-        if is_conversion(converted):
-            self._check_voice_unchanged(converted)
-            made_with, installed = converted["engine"], self.engine(converted["engine"]["name"]).version
-            if made_with["version"] != installed:
-                raise VoxmithError(f"This result was made with {made_with['name']} version {made_with['version']}; "
-                                   f"version {installed} is installed.")
-            return self.convert(conversion_request(converted, output, overwrite), progress)
-        return self.speak(self.reproduction_request(sidecar_path, output, overwrite), progress)
+        record = read_record(sidecar_path)
+        if isinstance(record, ConversionRecord):
+            self._check_made_with_installed(record)
+            return self.convert(request_from_record(record, output, overwrite), progress)
+        return self.speak(self._request_of(record, output, overwrite), progress)
 
     def reproduction_request(self, sidecar_path: str | os.PathLike, output: Optional[Path] = None,
                              overwrite: bool = False) -> SpeakRequest:
-        """The request that made a result, read from its sidecar (checked: same voice clips, same
-        engine version). `reproduce` speaks it; the web UI's history loads it into the form."""
-        record = read_result(sidecar_path)
-        self._check_voice_unchanged(record.to_json())
+        """The request that made a spoken result, read from its sidecar (checked: same voice clips,
+        same engine version). `reproduce` speaks it; the web UI's history loads it into the form."""
+        record = read_record(sidecar_path)
+        if isinstance(record, ConversionRecord):
+            raise VoxmithError(f"'{sidecar_path}' is a converted recording, not speech; reproduce it instead.")
+        return self._request_of(record, output, overwrite)
+
+    def _request_of(self, record: ResultRecord, output: Optional[Path], overwrite: bool) -> SpeakRequest:
+        self._check_made_with_installed(record)
         known = {f.name for f in dataclasses.fields(RankingSettings)}
         ranking = {k: v for k, v in record.ranking.items() if k in known}
-        request = SpeakRequest(
+        return SpeakRequest(
             text=record.text, voice=record.voice.name if record.voice else None,
             refs=record.refs.files if record.refs else (), engine=record.engine_name, settings=record.settings,
             seed=record.seed, candidates=record.candidates, ranking=RankingSettings(**ranking), rank=record.ranked,
             output=output, overwrite=overwrite,
             # the exact checkpoint step that made it (or stock weights), whatever the voice uses now
-            finetune={"run": record.finetune.run, "checkpoint": record.finetune.step} if record.finetune else {},
+            finetune=FinetuneChoice.of_run(record.finetune.run, record.finetune.step) if record.finetune
+            else FinetuneChoice.stock(),
         )
-        if request.engine and record.engine_version != self.engine(request.engine).version:
-            raise VoxmithError(f"This result was made with {request.engine} version {record.engine_version}; "
-                               f"version {self.engine(request.engine).version} is installed.")
-        return request
 
-    def _check_voice_unchanged(self, sidecar: dict) -> None:
-        voice = sidecar.get("voice", {})
-        if voice and self.voices.exists(voice["name"]) and \
-                self.voices.get(voice["name"]).fingerprint() != voice["fingerprint"]:
-            raise VoxmithError(f"Voice '{voice['name']}' has changed since this result was made "
+    def _check_made_with_installed(self, record: ResultRecord | ConversionRecord) -> None:
+        """Refuse to reproduce a result whose voice's clips or engine version have changed since."""
+        voice = record.voice
+        if voice and self.voices.exists(voice.name) and self.voices.get(voice.name).fingerprint() != voice.fingerprint:
+            raise VoxmithError(f"Voice '{voice.name}' has changed since this result was made "
                                "(its clips differ), so it cannot be reproduced exactly.")
+        installed = self.engine(record.engine_name).version
+        if record.engine_version != installed:
+            raise VoxmithError(f"This result was made with {record.engine_name} version {record.engine_version}; "
+                               f"version {installed} is installed.")
 
     def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
         """Speaker similarity (to a voice or reference clips), WER, naturalness (DistillMOS) and
@@ -442,7 +441,7 @@ class Studio:
             audio = load_audio(file)
             expected = text
             if expected is None:
-                expected = (read_json(Path(file).with_suffix(".json"), default={}) or {}).get("text")
+                expected = text_of_result(Path(file).with_suffix(".json"))
             mono = to_mono(audio.samples)
             scores = score_take(mono, audio.sample_rate_hz, expected, embedding, encoder, transcriber,
                                 naturalness_model=naturalness)

@@ -40,9 +40,12 @@ def build(studio, voice_choices):
             raise VoxmithError(f"The settings are not valid JSON: {err.msg} (line {err.lineno}).") from None
         result = studio.convert(ConvertRequest(path, voice=voice_value, engine=ENGINE, settings=values),
                                 progress=to_gradio(progress))
-        details, timing = result.sidecar["conversion"], result.sidecar["timing"]
-        note = (f"**{result.duration_s:.1f} s** converted in {timing['total_s']:.1f} s; warp {details['warp']:+.3f}, "
-                f"pitch {details['source_f0_hz']} Hz → {details['target_f0_hz']} Hz. Saved to `{result.path}`.")
+        record = result.record
+        details = record.conversion  # the engine's own choices (piper-vc: warp and pitches)
+        chosen = f"; warp {details['warp']:+.3f}, pitch {details.get('source_f0_hz')} Hz → " \
+                 f"{details.get('target_f0_hz')} Hz" if "warp" in details else ""
+        note = (f"**{result.duration_s:.1f} s** converted in {record.total_s:.1f} s{chosen}. "
+                f"Saved to `{result.path}`.")
         return str(result.path), note
 
     go.click(convert, [recording, voice, settings], [output, summary])

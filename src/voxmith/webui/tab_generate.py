@@ -35,20 +35,19 @@ def default_settings_json(engine: str) -> str:
 def _history_rows(studio):
     rows = []
     for entry in list_results(studio.workspace.results_dir):
-        s = entry.sidecar
-        rows.append([s.get("created", ""), entry.voice, s["engine"]["name"], s.get("seed"),
-                     sum(len(x["takes"]) for x in s.get("sentences", [])), s["output"]["duration_s"],
-                     s["text"][:80], str(entry.audio_path)])
+        r = entry.record
+        rows.append([r.created, entry.voice, r.engine_name, r.seed, entry.takes, r.duration_s, r.text[:80],
+                     str(entry.audio_path)])
     return rows or [[""] * len(HISTORY_HEADERS)]
 
 
 def _takes_table(result):
     rows = []
-    for i, sentence in enumerate(result.sidecar["sentences"], 1):
-        for k, take in enumerate(sentence["takes"], 1):
-            scores = take.get("scores") or {}
-            rows.append([i, k, "yes" if k - 1 == sentence["chosen_take"] else "",
-                         scores.get("similarity"), scores.get("wer"), scores.get("transcript", ""), take["seed"]])
+    for i, sentence in enumerate(result.record.sentences, 1):
+        for k, take in enumerate(sentence.takes, 1):
+            scores = take.scores or {}
+            rows.append([i, k, "yes" if k - 1 == sentence.chosen_take else "",
+                         scores.get("similarity"), scores.get("wer"), scores.get("transcript", ""), take.seed])
     return rows
 
 
@@ -118,12 +117,12 @@ def build(studio, voice_choices):
                                seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
                                rank=bool(rank_value))
         result = studio.speak(request, progress=to_gradio(progress))
-        take_files = [result.path.parent / t["file"] for s in result.sidecar["sentences"] for t in s["takes"]
-                      if "file" in t][:MAX_TAKES_SHOWN]
+        record = result.record
+        take_files = [result.path.parent / t.file for s in record.sentences for t in s.takes
+                      if t.file][:MAX_TAKES_SHOWN]
         players = [gr.update(value=str(f), visible=True, label=f.stem) for f in take_files]
         players += [gr.update(value=None, visible=False)] * (MAX_TAKES_SHOWN - len(players))
-        timing = result.sidecar["timing"]
-        note = (f"**{result.duration_s:.1f} s** of speech in {timing['total_s']:.1f} s, seed {result.sidecar['seed']}. "
+        note = (f"**{result.duration_s:.1f} s** of speech in {record.total_s:.1f} s, seed {record.seed}. "
                 f"Saved to `{result.path}`." + "".join(f"\n\n⚠ {w}" for w in result.warnings))
         return [str(result.path), str(result.path), note, _takes_table(result), _history_rows(studio), *players]
 
