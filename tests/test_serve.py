@@ -236,6 +236,26 @@ def test_concurrent_requests_equal_their_solo_outputs(base_url):
     assert together == solo
 
 
+def test_concurrent_ranked_requests_of_two_engines_equal_their_solo_results(studio, base_url):
+    """No per-engine lock: ranked requests (Whisper, the speaker encoder and DistillMOS shared by
+    the threads) and requests of two engines run at once, each exactly as it runs alone."""
+    bodies = [{"text": "Ranked takes at the same time.", "voice": "demo", "engine": TONE, "seed": 5,
+               "candidates": 2, "rank": True},
+              {"text": "Another engine alongside.", "voice": "demo", "engine": "piper-vc", "seed": 6, "rank": True},
+              {"text": "And one more of the first.", "voice": "demo", "engine": TONE, "seed": 7, "candidates": 2,
+               "rank": True, "settings": {"pitch_scale": 1.2}}]
+
+    def speak(body):
+        made = httpx.post(f"{base_url}/voxmith/speak", json=body, timeout=600).json()
+        audio = httpx.get(f"{base_url}{made['audio_url']}").content[44:]
+        return audio, [[t["scores"] for t in s["takes"]] for s in made["sidecar"]["sentences"]]
+
+    solo = [speak(body) for body in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(speak, bodies))
+    assert together == solo
+
+
 def test_full_queue_answers_503_with_retry_after(studio):
     PacedToneEngine.delay_s = 0.5
     with running(studio, workers=1, max_waiting=0) as url:
@@ -360,11 +380,14 @@ def test_listening_beyond_loopback_needs_a_long_enough_token(monkeypatch):
 
 
 def test_foreign_host_and_cross_site_requests_are_refused(base_url):
-    assert httpx.get(f"{base_url}/v1/models", headers={"Host": "evil.example"}).status_code == 403
+    foreign = httpx.get(f"{base_url}/v1/models", headers={"Host": "evil.example"})
+    assert foreign.status_code == 403  # in the API's error shape, like its other errors
+    error = foreign.json()["error"]
+    assert error["type"] == "permission_error" and "evil.example" in error["message"]
     assert httpx.get(f"{base_url}/v1/models", headers={"Host": "localhost:1234"}).status_code == 200
     body = {"model": TONE, "voice": "demo", "input": "Hello."}
     cross = httpx.post(f"{base_url}/v1/audio/speech", json=body, headers={"Origin": "https://evil.example"})
-    assert cross.status_code == 403
+    assert cross.status_code == 403 and cross.json()["error"]["code"] == "forbidden_host_or_origin"
 
 
 def test_body_size_limits(studio):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from typing import Any, Awaitable, Callable, Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
 from voxmith.errors import VoxmithError
@@ -156,10 +156,13 @@ def check_request(method: str, host_header: Optional[str], origin: Optional[str]
 
 class HostOriginGuard:
     """ASGI middleware applying `check_request` to every HTTP and websocket request.
-    Refused HTTP requests get 403 with the reason as plain text; refused websockets are closed."""
+    Refused HTTP requests get 403 with the reason: as plain text, or through `refuse(send, status,
+    message)` (an API answers in its own error shape); refused websockets are closed."""
 
-    def __init__(self, app, bind_host: str, allowed_hosts: Iterable[str] = ()):
+    def __init__(self, app, bind_host: str, allowed_hosts: Iterable[str] = (),
+                 refuse: Optional[Callable[[Any, int, str], Awaitable[None]]] = None):
         self.app, self.bind_host, self.allowed_hosts = app, bind_host, tuple(allowed_hosts)
+        self.refuse = refuse
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -172,6 +175,8 @@ class HostOriginGuard:
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
+        if self.refuse is not None:
+            return await self.refuse(send, 403, f"Forbidden: {decision.reason}.")
         await send_plain(send, 403, f"Forbidden: {decision.reason}.\n")
 
 

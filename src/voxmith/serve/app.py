@@ -13,7 +13,7 @@ from voxmith import __version__
 from voxmith.http_access import HostOriginGuard
 from voxmith.serve import openai_api, studio_api
 from voxmith.serve.errors import install_error_handlers
-from voxmith.serve.guards import BodyLimit, TokenGuard
+from voxmith.serve.guards import BodyLimit, TokenGuard, send_json_error
 from voxmith.serve.pool import SynthesisPool, default_workers
 
 WEBUI_PATH = "/ui"
@@ -78,5 +78,11 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
     if config.token:
         app.add_middleware(TokenGuard, token=config.token,
                            open_prefixes=("/docs", "/openapi.json", "/redoc", WEBUI_PATH))
-    app.add_middleware(HostOriginGuard, bind_host=config.bind_host, allowed_hosts=config.allowed_hosts)
+    app.add_middleware(HostOriginGuard, bind_host=config.bind_host, allowed_hosts=config.allowed_hosts,
+                       refuse=_refuse_in_json)
     return app
+
+
+async def _refuse_in_json(send, status: int, message: str) -> None:
+    """A request refused by the Host/Origin guard, answered in the API's error shape like any other."""
+    await send_json_error(send, status, message, code="forbidden_host_or_origin")

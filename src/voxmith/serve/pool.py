@@ -6,9 +6,10 @@ pool refuses new jobs at once (`PoolFull`, answered 503 with Retry-After) instea
 burst pile up requests, memory and latency. A cancelled job (its client went away) stops at its
 generator's next item; the generator is closed, so its `finally`/`with` blocks run.
 
-Until engines are safe to share between concurrent requests (fine-tuned weights are still swapped
-into the engine per request), jobs serialise per engine with `engine_lock(name)`: each result is
-exactly what the same request makes alone.
+Jobs run at the same time, up to `workers`, whatever their engine: engines are not changed by a
+request (fine-tuned weights are a separate engine object, see `voxmith.engines.base`), and an
+engine whose maths uses process-wide state serialises that part itself, so each result is exactly
+what the same request makes alone (tests/test_serve.py checks it with concurrent requests).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections import defaultdict
-from typing import Any, Callable, Dict, Generator, Optional
+from typing import Any, Callable, Generator, Optional
 
 from voxmith.errors import VoxmithError
 
@@ -108,7 +108,6 @@ class SynthesisPool:
         self.workers, self.max_waiting = workers, max(0, max_waiting)
         self._queue: "queue.Queue[Optional[Job]]" = queue.Queue()
         self._lock = threading.Lock()
-        self._engine_locks: Dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._active = 0  # queued + running
         self._closed = False
         self._job_seconds = 5.0  # running mean of a job's duration, for Retry-After
@@ -120,10 +119,6 @@ class SynthesisPool:
     @property
     def active(self) -> int:
         return self._active
-
-    def engine_lock(self, name: str) -> threading.Lock:
-        with self._lock:
-            return self._engine_locks[name]
 
     def submit(self, make: Callable[[Job], Generator[Any, None, None]]) -> Job:
         """Queue a job (call on the event loop). Raises `PoolFull` or `PoolClosed`."""

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from voxmith.audio.encode import AudioFormat, StreamEncoder
-from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.serve.errors import ApiError, error_body
 from voxmith.serve.pool import Job, SynthesisPool
 from voxmith.studio.speech import SpeakRequest, SpeakResult
@@ -50,24 +49,22 @@ class Finished:
 def speech_job(studio, pool: SynthesisPool, request: SpeakRequest,
                fmt: Optional[AudioFormat]) -> Callable[[Job], object]:
     """The job for `pool.submit`: Started, a Chunk per sentence (when `fmt` is given), Finished."""
-    engine_name = request.engine or DEFAULT_ENGINE
 
     def run(job: Job):
-        with pool.engine_lock(engine_name):  # see voxmith.serve.pool: one request per engine at a time
-            if job.cancelled.is_set():
-                return
-            stream = studio.speak_stream(request)
-            try:
-                encoder = StreamEncoder(fmt, stream.sample_rate_hz) if fmt else None
-                yield Started(stream.sample_rate_hz, stream.output)
-                for piece in stream:
-                    if encoder is not None:
-                        yield Chunk(encoder.encode(piece.samples), piece.index, piece.count)
+        if job.cancelled.is_set():
+            return
+        stream = studio.speak_stream(request)
+        try:
+            encoder = StreamEncoder(fmt, stream.sample_rate_hz) if fmt else None
+            yield Started(stream.sample_rate_hz, stream.output)
+            for piece in stream:
                 if encoder is not None:
-                    yield Chunk(encoder.finish(), -1, stream.sentence_count)
-                yield Finished(stream.result)
-            finally:
-                stream.close()
+                    yield Chunk(encoder.encode(piece.samples), piece.index, piece.count)
+            if encoder is not None:
+                yield Chunk(encoder.finish(), -1, stream.sentence_count)
+            yield Finished(stream.result)
+        finally:
+            stream.close()
     return run
 
 

@@ -23,6 +23,7 @@ from voxmith.errors import VoxmithError
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import finish_speech, result_id, start_speech
 from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.record import ConversionRecord, FinetuneChoice, ResultRecord
 from voxmith.studio.results import list_results
 from voxmith.studio.speech import SpeakRequest
 
@@ -59,13 +60,16 @@ class ReproduceBody(BaseModel):
     result: str = Field(..., description="A result id ('VOICE/FILE.wav' or its '.json').")
 
 
-def describe_result(studio, entry_path: Path, sidecar: dict) -> dict:
+def describe_result(studio, entry_path: Path, record: Union[ResultRecord, ConversionRecord]) -> dict:
+    """A result as the API lists it (a conversion has no text or seed: null)."""
     rid = result_id(studio, entry_path)
+    spoken = isinstance(record, ResultRecord)
     return {"id": rid, "audio_url": f"/voxmith/results/{rid}",
             "sidecar_url": f"/voxmith/results/{Path(rid).with_suffix('.json').as_posix()}",
-            "text": sidecar.get("text"), "voice": sidecar.get("voice", {}).get("name"),
-            "created": sidecar.get("created"), "duration_s": sidecar.get("output", {}).get("duration_s"),
-            "engine": sidecar.get("engine"), "seed": sidecar.get("seed")}
+            "text": record.text if spoken else None, "voice": record.voice.name if record.voice else None,
+            "created": record.created, "duration_s": record.duration_s,
+            "engine": {"name": record.engine_name, "version": record.engine_version},
+            "seed": record.seed if spoken else None}
 
 
 def resolve_result(studio, rid: str, suffixes=RESULT_SUFFIXES) -> Path:
@@ -81,8 +85,9 @@ def resolve_result(studio, rid: str, suffixes=RESULT_SUFFIXES) -> Path:
 @router.post("/speak", summary="Speak with every option of `voxmith speak`; returns the result and its sidecar")
 async def speak(body: SpeakBody, request: Request):
     studio, pool = request.app.state.studio, request.app.state.pool
-    finetune = None if body.finetune == "voice" else {} if body.finetune == "stock" else \
-        {"run": body.finetune.run, "checkpoint": body.finetune.checkpoint}
+    finetune = FinetuneChoice.voice_setting() if body.finetune == "voice" else \
+        FinetuneChoice.stock() if body.finetune == "stock" else \
+        FinetuneChoice.of_run(body.finetune.run, body.finetune.checkpoint)
     speak_request = SpeakRequest(
         text=body.text, voice=body.voice, engine=body.engine, settings=dict(body.settings), seed=body.seed,
         candidates=body.candidates, ranking=RankingSettings(max_wer=body.max_wer, regenerate_limit=body.retries),
@@ -90,36 +95,31 @@ async def speak(body: SpeakBody, request: Request):
     )
     run = await start_speech(studio, pool, speak_request, None, request, wait_for_audio=False)
     result = await finish_speech(run)
-    return {**describe_result(studio, result.path, result.sidecar), "sidecar": result.sidecar}
+    return {**describe_result(studio, result.path, result.record), "sidecar": result.sidecar}
 
 
 @router.post("/reproduce", summary="Make a result again from its sidecar (same seed: same audio)")
 async def reproduce(body: ReproduceBody, request: Request):
     studio, pool = request.app.state.studio, request.app.state.pool
     sidecar_path = resolve_result(studio, str(Path(body.result).with_suffix(".json")), (".json",))
-    # Through the pool like any synthesis; the engine's lock is taken inside.
-    job = pool.submit(lambda _job: _locked_reproduce(studio, pool, sidecar_path))
+    job = pool.submit(lambda _job: _reproduce(studio, sidecar_path))  # through the pool like any synthesis
     try:
         result = await job.next()
     finally:
         job.cancel()
-    return {**describe_result(studio, result.path, result.sidecar), "sidecar": result.sidecar}
+    return {**describe_result(studio, result.path, result.record), "sidecar": result.sidecar}
 
 
-def _locked_reproduce(studio, pool, sidecar_path: Path):
-    from voxmith.fsutil import read_json
-
-    engine = ((read_json(sidecar_path, default={}) or {}).get("engine") or {}).get("name") or "piper-vc"
-    with pool.engine_lock(engine):
-        yield studio.reproduce(sidecar_path)
+def _reproduce(studio, sidecar_path: Path):
+    yield studio.reproduce(sidecar_path)
 
 
 @router.get("/results", summary="Results, newest first")
 async def results(request: Request, limit: int = 50, voice: Optional[str] = None):
     studio = request.app.state.studio
     entries = await run_in_threadpool(list_results, studio.workspace.results_dir, max(1, min(limit, 1000)))
-    return {"results": [describe_result(studio, e.audio_path, e.sidecar) for e in entries
-                        if voice is None or e.sidecar.get("voice", {}).get("name") == voice]}
+    return {"results": [describe_result(studio, e.audio_path, e.record) for e in entries
+                        if voice is None or (e.record.voice is not None and e.record.voice.name == voice)]}
 
 
 @router.get("/results/{rid:path}", summary="A result's audio or sidecar (or one of its takes)")
