@@ -212,17 +212,18 @@ class SV2TTSEngine(Engine):
         mel = trim_trailing_silence(out.postnet_mels[0].cpu(), models.signal.stop_threshold)  # CPU: no sync per frame
         frames = int(out.postnet_mels.shape[-1])
         synth_s = time.perf_counter() - started
-        if mel.shape[1] < 2:
-            raise VoxmithError("The sv2tts synthesizer produced no speech for this sentence; try another seed.")
         started = time.perf_counter()
-        if settings.vocoder == "griffinlim":
+        if mel.shape[1] < 2:  # every frame below the silence level: a short silent take, which ranking refuses
+            wav = np.zeros(SAMPLE_RATE_HZ // 10)
+        elif settings.vocoder == "griffinlim":
             wav = griffin_lim(mel.numpy(), seed, models.signal)
         else:
             generator = torch.Generator(device=device).manual_seed(seed)  # reseeded, as demo_cli --seed
             wav = self._wavernn(models.vocoder, mel, settings, generator, progress)
         vocoder_s = time.perf_counter() - started
         wav = self._finish(np.asarray(wav, dtype=np.float64), settings)
-        details = {"vocoder": settings.vocoder, "frames": frames, "stopped": frames < max_frames,
+        details = {"vocoder": settings.vocoder, "frames": frames, "speech_frames": int(mel.shape[1]),
+                   "stopped": frames < max_frames,
                    "characters": len(ids), "synthesizer_s": round(synth_s, 3), "vocoder_s": round(vocoder_s, 3)}
         return Candidate(samples=wav.astype(np.float32), sample_rate_hz=self.sample_rate_hz, seed=seed,
                          details=details)
