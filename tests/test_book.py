@@ -90,6 +90,22 @@ def test_book_chapters_m4b_and_manifest(tmp_path, tone_engine):
     spans = [(s["start_s"], s["end_s"]) for s in manifest["sentences"]]
     assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:]))
 
+    # The manifest is a typed record with a schema; one written before it had one (schema 1) loads
+    # with everything it said, and one from a newer voxmith is refused in words.
+    from voxmith.studio.book import load_book
+    from voxmith.studio.book_manifest import BOOK_SCHEMA_VERSION
+
+    assert manifest["schema"] == BOOK_SCHEMA_VERSION and result.record.to_json() == manifest
+    old = {k: v for k, v in manifest.items() if k != "schema"}
+    (result.folder / "manifest.json").write_text(json.dumps(old))
+    loaded = load_book(result.folder)
+    assert loaded.record.schema == 1 and loaded.record.seed == manifest["seed"]
+    assert loaded.record.chapters[0].title == "The Keeper of Gull Rock" and loaded.book_path == result.book_path
+    assert {k: v for k, v in loaded.manifest.items() if k != "schema"} == old
+    (result.folder / "manifest.json").write_text(json.dumps({**manifest, "schema": BOOK_SCHEMA_VERSION + 1}))
+    with pytest.raises(VoxmithError, match="newer voxmith"):
+        load_book(result.folder)
+
 
 def test_interrupted_book_resumes_to_the_same_audio_and_redo_rebuilds_one_chapter(tmp_path, tone_engine,
                                                                                   monkeypatch):

@@ -55,9 +55,9 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
         click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.", err=True)
         raise
     progress.close()
-    manifest = result.manifest
-    click.echo(f"{len(manifest['chapters'])} chapter(s), {len(manifest['sentences'])} sentences, "
-               f"{manifest['output']['duration_s'] / 60:.1f} min; manifest: {result.folder / 'manifest.json'}", err=True)
+    book = result.record
+    click.echo(f"{len(book.chapters)} chapter(s), {len(book.sentences)} sentences, "
+               f"{book.duration_s / 60:.1f} min; manifest: {result.folder / 'manifest.json'}", err=True)
     if result.review:
         click.echo(f"{len(result.review)} sentence(s) to review (still missing words after the retries): "
                    f"{', '.join(result.review)}; redo one with --redo ID.", err=True)

@@ -36,6 +36,7 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.ranking import RankingSettings, needs_regeneration
+from voxmith.studio.book_manifest import BOOK_SCHEMA_VERSION, BookManifest
 from voxmith.studio.speech import SEED_STRIDE, SpeakRequest, Speaker, sentence_piece
 from voxmith.text import normalize_text
 from voxmith.text.book import Chapter, PauseSettings, chapter_sentences, parse_book
@@ -75,11 +76,16 @@ class BookRequest:
 class BookResult:
     folder: Path
     book_path: Path
-    manifest: dict
+    record: BookManifest  # manifest.json, typed
+
+    @property
+    def manifest(self) -> dict:
+        """manifest.json's contents, as written."""
+        return self.record.to_json()
 
     @property
     def review(self) -> List[str]:
-        return list(self.manifest["review"])
+        return list(self.record.review)
 
     def sentence_audio(self, sentence_id: str) -> np.ndarray:
         """One sentence as it is in the book (its take, trimmed, and the pause after it)."""
@@ -94,7 +100,8 @@ def load_book(folder: Path) -> Optional[BookResult]:
     manifest = read_json(folder / "manifest.json", default=None)
     if not isinstance(manifest, dict) or manifest.get("kind") != "book":
         return None
-    return BookResult(folder, folder / manifest["output"]["file"], manifest)
+    record = BookManifest.from_json(manifest, f"'{folder / 'manifest.json'}'")
+    return BookResult(folder, folder / record.output_file, record)
 
 
 def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
@@ -331,9 +338,10 @@ class BookMaker:
             "chapters": chapters, "sentences": sentences,
             "review": [s["id"] for s in sentences if s["status"] == "review"],
         }
+        record = BookManifest.from_json({"schema": BOOK_SCHEMA_VERSION, **manifest})  # written through its type
         atomic_write_json(self.folder / "chapters.json", chapters)
-        atomic_write_json(self.folder / "manifest.json", manifest)
-        return BookResult(self.folder, book_path, manifest)
+        atomic_write_json(self.folder / "manifest.json", record.to_json())
+        return BookResult(self.folder, book_path, record)
 
 
 def _slug(title: str) -> str:

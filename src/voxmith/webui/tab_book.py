@@ -19,19 +19,19 @@ SENTENCE_HEADERS = ["id", "status", "WER", "similarity", "text"]
 
 
 def _tables(result):
-    manifest = result.manifest
-    chapters = [[c["number"], c["title"], round((c["end_s"] - c["start_s"]) / 60, 2), c["sentences"],
-                 sum(s["chapter"] == c["number"] and s["status"] == "review" for s in manifest["sentences"])]
-                for c in manifest["chapters"]]
-    sentences = [[s["id"], s["status"], (s["scores"] or {}).get("wer"), (s["scores"] or {}).get("similarity"),
-                  s["text"]] for s in manifest["sentences"]]
+    book = result.record
+    chapters = [[c.number, c.title, round((c.end_s - c.start_s) / 60, 2), c.sentences,
+                 sum(s.chapter == c.number and s.status == "review" for s in book.sentences)]
+                for c in book.chapters]
+    sentences = [[s.id, s.status, (s.scores or {}).get("wer"), (s.scores or {}).get("similarity"), s.text]
+                 for s in book.sentences]
     return chapters, sentences
 
 
 def _playable(result, sentence_id: str):
     """(rate, int16 samples) of a sentence for the player."""
     samples = np.clip(result.sentence_audio(sentence_id), -1.0, 1.0)
-    return result.manifest["output"]["sample_rate_hz"], (samples * 32767).astype(np.int16)
+    return result.record.sample_rate_hz, (samples * 32767).astype(np.int16)
 
 
 def build(studio, voice_choices):
@@ -76,7 +76,7 @@ def build(studio, voice_choices):
         chapter_rows, sentence_rows = _tables(result)
         review = result.review
         note = (f"**{len(chapter_rows)} chapter(s)**, {len(sentence_rows)} sentences, "
-                f"{result.manifest['output']['duration_s'] / 60:.1f} min. Folder `{result.folder}`."
+                f"{result.record.duration_s / 60:.1f} min. Folder `{result.folder}`."
                 + (f"\n\n{len(review)} sentence(s) to review: {', '.join(review)}" if review else ""))
         return str(result.book_path), note, chapter_rows, sentence_rows
 
@@ -98,9 +98,9 @@ def build(studio, voice_choices):
             result = load_book(studio.book_folder(request(*values)))
         except VoxmithError:
             result = None
-        if result is None or event.index[0] >= len(result.manifest["sentences"]):
+        if result is None or event.index[0] >= len(result.record.sentences):
             return gr.update(), gr.update()
-        sentence_id = result.manifest["sentences"][event.index[0]]["id"]
+        sentence_id = result.record.sentences[event.index[0]].id
         return sentence_id, _playable(result, sentence_id)
 
     go.click(read, inputs, [download, summary, chapters, sentences])
