@@ -10,7 +10,8 @@ dropped), then ERes2NetV2 (base width 24, scale 4, expansion 4) up to its fused 
 over channels x frequency and averaged over time: 2048 channels x 10 bands = 20480 values. The
 network's pooling and embedding layer (`seg_1`) exist in the checkpoint but are not used for this.
 The reference is the 32 kHz reference after the peak rule (`spectrogram.reference_loudness`),
-resampled to 16 kHz by the caller. `kaldi_fbank` is written here in torch (torchaudio is not a
+resampled to 16 kHz by the caller. For training data the official recipe (`prepare_datasets/2-get-sv.py`)
+embeds the stored 32 kHz training clip (`spectrogram.training_audio`) resampled to 16 kHz. `kaldi_fbank` is written here in torch (torchaudio is not a
 dependency); its golden test compares it with the official `eres2net/kaldi.py`.
 """
 
