@@ -195,7 +195,7 @@ def test_voxmith_encoder_equals_resemblyzers_on_its_weights():
     theirs = VoiceEncoder("cpu", verbose=False).eval()
     ours = SpeakerEncoder()
     ours.load_state_dict(read_model_state(path, "speaker encoder"))
-    mels = torch.rand(3, 160, 40, generator=torch.Generator().manual_seed(1))
+    mels = torch.rand(2, 40, 40, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert float((ours.eval()(mels) - theirs(mels)).abs().max()) < 1e-5
 

@@ -80,8 +80,9 @@ def test_concurrent_requests_get_what_they_would_alone(engine, conditioning):
         assert np.array_equal(a.samples, b.samples)
 
 
-def test_default_folds_cover_a_signal_shorter_than_one_fold(engine, conditioning):
-    take = engine.synthesize("Hi.", conditioning, engine.settings_class.from_dict({"max_seconds": 1.0}), seed=2)[0]
+def test_a_fold_longer_than_the_signal_is_padded(engine, conditioning):
+    settings = engine.settings_class.from_dict({"max_seconds": 1.0, "target_samples": 1000, "overlap_samples": 100})
+    take = engine.synthesize("Hi.", conditioning, settings, seed=2)[0]  # at most 80 tiny frames: 480 samples
     assert len(take.samples) > 0 and np.isfinite(take.samples).all()
 
 
