@@ -33,6 +33,15 @@ def tiny_models(seed: int = 0) -> GptSovitsModels:
     return GptSovitsModels("v2", t2s, sovits, hubert, early_stop_num=40)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads (and lose a lot on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def engine():
     return GptSovitsEngine.with_models(tiny_models())
@@ -77,6 +86,44 @@ def test_takes_are_reproducible_per_seed(engine, conditioning):
         assert take.details["references"] == 2 and not take.details["reference_free"]
         # each piece ends with the official 0.3 s of silence
         assert not take.samples[-int(0.3 * 32000):].any()
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_batched_takes_are_each_what_a_run_of_that_take_alone_makes(engine, conditioning, precision):
+    from voxmith.engines.precision import int8_supported
+
+    if precision == "int8" and not int8_supported():
+        pytest.skip("no fbgemm int8 kernels in this torch build")
+    settings = GptSovitsSettings(aux_references=0, t2s_precision=precision)
+    text = "Hello there, my friend. How are you?"  # three pieces: each take's generator runs through all
+    batch = engine.synthesize(text, conditioning, settings, seed=11, candidates=3)
+    assert [c.seed for c in batch] == [11, 12, 13]
+    for take in batch:
+        alone = engine.synthesize(text, conditioning, settings, seed=take.seed, candidates=1)[0]
+        np.testing.assert_array_equal(take.samples, alone.samples)
+        assert take.details["codes"] == alone.details["codes"] and take.details["t2s_precision"] == precision
+
+
+def test_precision_auto_is_resolved_and_the_converted_gpt_made_once(engine):
+    import threading
+
+    from voxmith.engines.gpt_sovits.t2s_precision import resolve_t2s_precision
+
+    expected = resolve_t2s_precision("auto", "cpu")[0]
+    assert engine.resolved_settings(GptSovitsSettings()).t2s_precision == expected
+    assert engine.resolved_settings(GptSovitsSettings(t2s_precision="bfloat16")).t2s_precision == "bfloat16"
+    models = engine.models("v2")
+    assert engine.t2s_for(models, "float32") is models.t2s
+    views = []
+    threads = [threading.Thread(target=lambda: views.append(engine.t2s_for(models, "bfloat16"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(v) for v in views}) == 1 and views[0] is not models.t2s
+    assert engine.t2s_for(models, "bfloat16") is views[0]
+    with pytest.raises(VoxmithError, match="t2s_precision"):
+        GptSovitsSettings.from_dict({"t2s_precision": "fp8"})
 
 
 def test_reference_text_can_be_corrected_and_other_languages_go_reference_free(engine, conditioning):
@@ -167,6 +214,8 @@ def test_speak_and_reproduce_through_the_cli(run, demo_files):
         wav = spoken.output.strip().splitlines()[-1]
         sidecar = json.loads(open(wav.replace(".wav", ".json")).read())
         assert sidecar["settings"]["aux_references"] == 1 and len(sidecar["sentences"][0]["takes"]) >= 2
+        # the precision that ran, not "auto": reproducing elsewhere runs the same arithmetic
+        assert sidecar["settings"]["t2s_precision"] in ("int8", "float32")
         again = run("reproduce", wav.replace(".wav", ".json"))
         assert again.exit_code == 0, again.output
         first, _ = sf.read(wav)

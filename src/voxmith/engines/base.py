@@ -317,6 +317,12 @@ class Engine(ABC):
         key; engines that train override it and raise VoxmithError for weights that do not fit."""
         raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
 
+    def resolved_settings(self, settings: EngineSettings) -> EngineSettings:
+        """`settings` with machine-dependent choices (an `auto` precision) replaced by what this
+        engine will really run: what a result's sidecar records, so `reproduce` on another machine
+        runs the same arithmetic or says why it cannot. Default: unchanged."""
+        return settings
+
     def checked_request(self, text: str, settings: Optional[EngineSettings]) -> EngineSettings:
         """`settings` as this engine's validated settings class; refuses empty text. For synthesize."""
         if not isinstance(settings, self.settings_class):

@@ -147,7 +147,8 @@ class Speaker:
                  progress: Optional[ProgressCallback] = None):
         self.engine, self.conditioning, self.embedding = engine, conditioning, speaker_embedding
         self.request, self.progress = request, progress
-        self.settings = engine.settings_class.from_dict(request.settings)
+        # resolved (e.g. an auto precision made concrete): the sidecar records what really ran
+        self.settings = engine.resolved_settings(engine.settings_class.from_dict(request.settings))
         self.encoder = get_speaker_encoder("cpu") if request.rank else None
         self.transcriber = None
         if request.rank:

@@ -8,7 +8,9 @@ was chosen and what Whisper heard; a wrong transcript is corrected with the sett
 `reference_text` (kept with the voice by `voxmith voices settings NAME --engine gpt-sovits --set
 reference_text=...`, or given per request).
 
-Synthesis of one text, per take (seed + take number seeds a `torch.Generator`, nothing global):
+Synthesis of one text (each take has its own `torch.Generator` seeded with seed + take number,
+nothing global; all takes of a piece are generated in one batch by `generate_semantic_candidates`,
+each take exactly what a run asking for that take alone makes):
 1. the text is cut into pieces (`text_split`, cut5 by default) and each is turned into phones
    (frontend.py); the reference transcript too (a '.' is added when it ends without a stop);
 2. the reference's semantic codes: HuBERT features of the 16 kHz reference -> SoVITS quantiser
@@ -19,6 +21,10 @@ Synthesis of one text, per take (seed + take number seeds a `torch.Generator`, n
    reference's speaker-verification embedding;
 4. pieces are joined as the official code joins them: each scaled down if it peaks above 1, then
    0.3 s of silence after it.
+The GPT's transformer runs at `t2s_precision` (t2s_precision.py): `auto` is int8 on x86 CPUs with
+fbgemm kernels and fp32 elsewhere (CUDA included); the converted view is built once per loaded
+model and reused. The precision actually used is what a result's settings record
+(`resolved_settings`), so `voxmith reproduce` runs the same arithmetic.
 A reference transcript in a language the front end cannot read makes the take "reference-free"
 (the official mode without prompt text: style only), which the take's details say.
 
@@ -29,6 +35,7 @@ random-weight models (`GptSovitsModels`) and use `with_models`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,6 +57,7 @@ from . import weights
 from .english import default_g2p
 from .frontend import LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, resolve_language, TextPiece, bert_features, phones_for, prepare_text
 from .reference import choose_references
+from .t2s_precision import T2S_PRECISION_CHOICES, resolve_t2s_precision, t2s_decoder_for
 from .text_split import METHODS, STOPS
 
 SAMPLE_RATE_HZ = 32000
@@ -78,6 +86,9 @@ class GptSovitsSettings(EngineSettings):
     noise_scale: float = 0.5
     aux_references: int = 3
     reference_text: str = ""
+    # Weights of the GPT's transformer while generating codes (t2s_precision.py). auto: int8 on x86
+    # CPUs (about 1.6x faster per step, benchmarks/results/gpt_sovits_t2s_speed.json), fp32 on GPUs.
+    t2s_precision: str = "auto"
 
     def validate(self) -> None:
         checks = [
@@ -96,7 +107,7 @@ class GptSovitsSettings(EngineSettings):
             if not ok:
                 raise VoxmithError(f"Setting '{name}' must be {what}, got {getattr(self, name)!r}.")
         for name, allowed in (("text_split", tuple(METHODS)), ("language", LANGUAGE_NAMES_ACCEPTED),
-                              ("model_version", weights.VERSIONS)):
+                              ("model_version", weights.VERSIONS), ("t2s_precision", T2S_PRECISION_CHOICES)):
             if getattr(self, name) not in allowed:
                 raise VoxmithError(f"Setting '{name}' must be one of {', '.join(allowed)}, got "
                                    f"'{getattr(self, name)}'.")
@@ -176,6 +187,9 @@ class GptSovitsEngine(Engine):
         self._models: Dict[str, GptSovitsModels] = {}
         self._lock = threading.Lock()
         self._codes_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        # Converted GPT views per (version, precision): (the fp32 model they were made from, view).
+        self._t2s_views: Dict[Tuple[str, str], Tuple[Any, Any]] = {}
+        self._views_lock = threading.Lock()
         self._injected = False  # models given by `with_models`: nothing is loaded from files
         # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
         self._tagger_dirs = weights.tagger_dirs(None, models_dir)
@@ -219,6 +233,29 @@ class GptSovitsEngine(Engine):
             verifier = _load_speaker_verifier(paths["sv/pretrained_eres2netv2w24s4ep4.ckpt"], self.device)
         report(progress, f"loading GPT-SoVITS {version}", 3, 3)
         return GptSovitsModels(version, t2s.model, sovits.model, hubert, t2s.early_stop_num, verifier)
+
+    def resolved_settings(self, settings: EngineSettings) -> EngineSettings:
+        """`t2s_precision=auto` replaced by what this engine's device runs (int8 or float32): the
+        precision a result's sidecar records, so reproducing it runs the same arithmetic."""
+        if not isinstance(settings, GptSovitsSettings):
+            settings = GptSovitsSettings.from_dict(settings.to_dict() if settings else None)
+        if settings.t2s_precision == "auto":
+            precision, _ = resolve_t2s_precision("auto", self.device)
+            settings = dataclasses.replace(settings, t2s_precision=precision)
+        return settings
+
+    def t2s_for(self, models: GptSovitsModels, precision: str):
+        """The GPT of `models` at `precision` (resolved, not auto): the model itself for float32, else
+        a converted view made once per loaded model (two threads asking at once build it once)."""
+        if precision == "float32":
+            return models.t2s
+        key = (models.version, precision)
+        with self._views_lock:
+            entry = self._t2s_views.get(key)
+            if entry is None or entry[0] is not models.t2s:
+                entry = (models.t2s, t2s_decoder_for(models.t2s, precision))
+                self._t2s_views[key] = entry
+            return entry[1]
 
     # --- conditioning --------------------------------------------------------------------------
 
@@ -281,16 +318,13 @@ class GptSovitsEngine(Engine):
         pieces = prepare_text(text, settings.language, settings.text_split)
         if not pieces:
             raise VoxmithError("There is nothing to say in this text for gpt-sovits (only symbols or spaces).")
+        precision = resolve_t2s_precision(settings.t2s_precision, self.device)[0]
         models = self.models(settings.model_version, progress)
         prompt = self._prompt(conditioning, settings, models)
-        takes = []
-        for take in range(int(candidates)):
-            take_seed = int(seed) + take
-            report(progress, "gpt-sovits: synthesising", take, int(candidates))
-            samples, details = self._take(pieces, prompt, settings, models, take_seed)
-            takes.append(Candidate(samples, SAMPLE_RATE_HZ, take_seed, details=details))
-        report(progress, "gpt-sovits: synthesising", int(candidates), int(candidates))
-        return takes
+        seeds = [int(seed) + take for take in range(int(candidates))]
+        made = self._takes(pieces, prompt, settings, models, self.t2s_for(models, precision), seeds, progress)
+        return [Candidate(samples, SAMPLE_RATE_HZ, take_seed, details={**details, "t2s_precision": precision})
+                for take_seed, (samples, details) in zip(seeds, made)]
 
     def _prompt(self, conditioning: Conditioning, settings: GptSovitsSettings, models: GptSovitsModels) -> dict:
         """What every piece shares: reference phones and codes, style spectrograms, speaker embeddings."""
@@ -335,33 +369,45 @@ class GptSovitsEngine(Engine):
                 self._codes_cache.popitem(last=False)
         return codes
 
-    def _take(self, pieces: Sequence[TextPiece], prompt: dict, settings: GptSovitsSettings,
-              models: GptSovitsModels, seed: int) -> Tuple[np.ndarray, dict]:
-        from .t2s_generate import generate_semantic
+    def _takes(self, pieces: Sequence[TextPiece], prompt: dict, settings: GptSovitsSettings,
+               models: GptSovitsModels, t2s, seeds: Sequence[int],
+               progress: Optional[ProgressCallback]) -> List[Tuple[np.ndarray, dict]]:
+        """One (samples, details) per seed. Per piece, the GPT makes every take's codes in one batch,
+        then SoVITS decodes each take with its own generator; each generator sees the same draws in
+        the same order (piece 1 codes, piece 1 decode, piece 2 codes...) as in a run of its take alone."""
+        from .t2s_generate import generate_semantic_candidates
 
-        generator = torch.Generator().manual_seed(seed)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
         device = models.device
         silence = np.zeros(int(SAMPLE_RATE_HZ * FRAGMENT_SILENCE_S), dtype=np.float32)
-        audio, codes_made = [], []
-        for piece in pieces:
+        audio: List[List[np.ndarray]] = [[] for _ in seeds]
+        codes_made: List[List[int]] = [[] for _ in seeds]
+        for index, piece in enumerate(pieces):
+            report(progress, "gpt-sovits: synthesising", index, len(pieces))
             all_phones = list(prompt["phones"]) + list(piece.phone_ids)
-            codes = generate_semantic(models.t2s, torch.tensor(all_phones, dtype=torch.long),
-                                      torch.from_numpy(bert_features(all_phones)), prompt["codes"],
-                                      settings.sampling(), generator, early_stop_num=models.early_stop_num)
-            codes_made.append(int(codes.numel()))
-            if codes.numel() == 0:
-                continue
-            wave = models.sovits.decode(codes.to(device), torch.tensor(piece.phone_ids, dtype=torch.long, device=device),
-                                        prompt["specs"], speed=float(settings.speed),
-                                        noise_scale=float(settings.noise_scale), sv_embedding=prompt["sv"],
-                                        generator=generator)[0].float().cpu().numpy()
-            peak = float(np.abs(wave).max()) if wave.size else 0.0
-            audio += [wave / peak if peak > 1 else wave, silence]
-        samples = np.concatenate(audio).astype(np.float32) if audio else silence.copy()
-        details = {"version": models.version, "pieces": [p.normalized for p in pieces], "codes": codes_made,
-                   "reference_text": prompt["reference_text"], "reference_free": prompt["reference_free"],
-                   "references": prompt["references"]}
-        return samples, details
+            takes = generate_semantic_candidates(t2s, torch.tensor(all_phones, dtype=torch.long),
+                                                 torch.from_numpy(bert_features(all_phones)), prompt["codes"],
+                                                 settings.sampling(), generators,
+                                                 early_stop_num=models.early_stop_num)
+            phone_ids = torch.tensor(piece.phone_ids, dtype=torch.long, device=device)
+            for take, (codes, generator) in enumerate(zip(takes, generators)):
+                codes_made[take].append(int(codes.numel()))
+                if codes.numel() == 0:
+                    continue
+                wave = models.sovits.decode(codes.to(device), phone_ids, prompt["specs"], speed=float(settings.speed),
+                                            noise_scale=float(settings.noise_scale), sv_embedding=prompt["sv"],
+                                            generator=generator)[0].float().cpu().numpy()
+                peak = float(np.abs(wave).max()) if wave.size else 0.0
+                audio[take] += [wave / peak if peak > 1 else wave, silence]
+        report(progress, "gpt-sovits: synthesising", len(pieces), len(pieces))
+        made = []
+        for take in range(len(seeds)):
+            samples = np.concatenate(audio[take]).astype(np.float32) if audio[take] else silence.copy()
+            details = {"version": models.version, "pieces": [p.normalized for p in pieces], "codes": codes_made[take],
+                       "reference_text": prompt["reference_text"], "reference_free": prompt["reference_free"],
+                       "references": prompt["references"]}
+            made.append((samples, details))
+        return made
 
 
 def _split(flat, lengths) -> List[np.ndarray]:
