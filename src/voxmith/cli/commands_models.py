@@ -34,9 +34,10 @@ def list_models(obj, engine, models_dir):
         click.echo(f"{entry.engine} ({entry.source}):" if entry.source else f"{entry.engine}:")
         if not entry.files:
             click.echo("  no model files of its own")
+        width = max([22] + [len(f.name) for f in entry.files])  # engines may name files by their folders
         for f in entry.files:
             role = "needed" if f.required else "optional"
-            click.echo(f"  {f.name:<22} {role:<8} ~{size_text(f.approx_bytes):<9} {_where_text(f)}")
+            click.echo(f"  {f.name:<{width}} {role:<8} ~{size_text(f.approx_bytes):<9} {_where_text(f)}")
         missing = entry.missing_required
         if missing and entry.downloadable:
             size = size_text(sum(f.approx_bytes for f in missing))
