@@ -49,11 +49,19 @@ import numpy as np
 import torch
 
 from voxmith.audio import Audio
+from voxmith.asr import get_transcriber
 from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, ModelFile
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
 from . import weights
+from .hubert import HubertFeatures
+from .sampling import SamplingSettings
+from .sovits_checkpoint import load_sovits
+from .speaker_verification import SpeakerVerifier
+from .spectrogram import reference_spectrogram
+from .t2s_checkpoint import load_t2s_checkpoint
+from .t2s_generate import generate_semantic_candidates
 from .english import default_g2p
 from .frontend import LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, resolve_language, TextPiece, bert_features, phones_for, prepare_text
 from .reference import choose_references
@@ -115,7 +123,6 @@ class GptSovitsSettings(EngineSettings):
             raise VoxmithError("Setting 'reference_text' must be text.")
 
     def sampling(self):
-        from .sampling import SamplingSettings
 
         return SamplingSettings(top_k=int(self.top_k), top_p=float(self.top_p),
                                 temperature=float(self.temperature),
@@ -211,9 +218,6 @@ class GptSovitsEngine(Engine):
             return self._models[version]
 
     def _load(self, version: str, progress: Optional[ProgressCallback]) -> GptSovitsModels:
-        from .hubert import HubertFeatures
-        from .sovits_checkpoint import load_sovits
-        from .t2s_checkpoint import load_t2s_checkpoint
 
         paths = weights.require_version(version, workspace_models=self.models_dir)
         gpt_path, sovits_path = _version_paths(version, paths)
@@ -288,7 +292,6 @@ class GptSovitsEngine(Engine):
         }
 
     def _transcribe(self, reference_16k: np.ndarray):
-        from voxmith.asr import get_transcriber
 
         device = self.device if str(self.device).startswith("cuda") else "cpu"
         return get_transcriber(None, device).transcribe(reference_16k, HUBERT_RATE_HZ, language=None)
@@ -328,7 +331,6 @@ class GptSovitsEngine(Engine):
 
     def _prompt(self, conditioning: Conditioning, settings: GptSovitsSettings, models: GptSovitsModels) -> dict:
         """What every piece shares: reference phones and codes, style spectrograms, speaker embeddings."""
-        from .spectrogram import reference_spectrogram
 
         reference_text = (settings.reference_text or str(conditioning["reference_text"])).strip("\n").strip()
         language = str(conditioning.get("reference_language", ""))
@@ -375,7 +377,6 @@ class GptSovitsEngine(Engine):
         """One (samples, details) per seed. Per piece, the GPT makes every take's codes in one batch,
         then SoVITS decodes each take with its own generator; each generator sees the same draws in
         the same order (piece 1 codes, piece 1 decode, piece 2 codes...) as in a run of its take alone."""
-        from .t2s_generate import generate_semantic_candidates
 
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         device = models.device
@@ -425,9 +426,4 @@ def _version_paths(version: str, paths: Dict[str, Path]) -> Tuple[Path, Path]:
 
 
 def _load_speaker_verifier(path: Path, device: str):
-    try:
-        from .speaker_verification import SpeakerVerifier
-    except ImportError:
-        raise VoxmithError("The v2Pro/v2ProPlus speaker-verification model is not part of voxmith yet; use "
-                           "--set model_version=v2.") from None
     return SpeakerVerifier.load(path, device)

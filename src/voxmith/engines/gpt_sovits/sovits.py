@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .sovits_modules import (MRTE, AttentionEncoder, CouplingFlow, Generator, MelStyleEncoder, PosteriorEncoder,
-                             _random_init, sequence_mask)
+                             random_init, sequence_mask)
 
 SAMPLE_RATE_HZ = 32000
 HOP_LENGTH = 640            # output samples per 50 Hz latent frame
@@ -163,8 +163,8 @@ class TextEncoder(nn.Module):
         self.ssl_proj = nn.Conv1d(SSL_DIM, h, 1)
         self.encoder_ssl = AttentionEncoder(h, f, heads, cfg.n_layers // 2, k, p)
         self.encoder_text = AttentionEncoder(h, f, heads, cfg.n_layers, k, p)
-        # weight passed in so that building on the meta device runs no random init (see _random_init)
-        self.text_embedding = nn.Embedding(cfg.n_symbols, h, _weight=_random_init(torch.empty(cfg.n_symbols, h), 1.0))
+        # weight passed in so that building on the meta device runs no random init (see random_init)
+        self.text_embedding = nn.Embedding(cfg.n_symbols, h, _weight=random_init(torch.empty(cfg.n_symbols, h), 1.0))
         self.mrte = MRTE()
         self.encoder2 = AttentionEncoder(h, f, heads, cfg.n_layers // 2, k, p)
         self.proj = nn.Conv1d(h, cfg.inter_channels * 2, 1)

@@ -41,7 +41,7 @@ class ChannelLayerNorm(nn.Module):
         return y.transpose(1, -1)
 
 
-def _random_init(t: torch.Tensor, std: float) -> torch.Tensor:
+def random_init(t: torch.Tensor, std: float) -> torch.Tensor:
     """Normal init in place, skipped on the meta device."""
     # Skipped on the meta device (models built there to be loaded): random ops on meta tensors run
     # torch's Python reference kernels, whose first use imports torch._dynamo (seconds of start-up).
@@ -65,8 +65,8 @@ class MultiHeadAttention(nn.Module):
         self.conv_o = nn.Conv1d(channels, out_channels, 1)
         if window_size is not None:
             shape = (1, 2 * window_size + 1, self.head_dim)
-            self.emb_rel_k = nn.Parameter(_random_init(torch.empty(shape), self.head_dim ** -0.5))
-            self.emb_rel_v = nn.Parameter(_random_init(torch.empty(shape), self.head_dim ** -0.5))
+            self.emb_rel_k = nn.Parameter(random_init(torch.empty(shape), self.head_dim ** -0.5))
+            self.emb_rel_v = nn.Parameter(random_init(torch.empty(shape), self.head_dim ** -0.5))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # (b, c, t) -> (b, heads, t, head_dim)
         b, _, t = x.shape

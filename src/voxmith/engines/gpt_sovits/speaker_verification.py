@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voxmith.errors import VoxmithError
+
 SAMPLE_RATE_HZ = 16000
 FRAME_LENGTH = 400        # 25 ms at 16 kHz
 FRAME_SHIFT = 160         # 10 ms
@@ -193,8 +195,6 @@ class SpeakerVerifier:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
              dtype: torch.dtype = torch.float32) -> "SpeakerVerifier":
-        from voxmith.errors import VoxmithError
-
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # damaged or foreign file: torch raises many types

@@ -35,6 +35,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from voxmith.download import DownloadError, download_file, free_bytes, size_text
+from voxmith.engines.gpt_sovits.pos_tags import find_tagger_folder
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 
@@ -167,7 +168,6 @@ def find_file(path: str, models_dir=None, workspace_models=None) -> Optional[Loc
                 else candidate.is_file():
             return Location(candidate, label)
     if path == NLTK_TAGGER:
-        from voxmith.engines.gpt_sovits.pos_tags import find_tagger_folder
 
         found = find_tagger_folder()
         return Location(found, "NLTK data") if found else None

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .hparams import EncoderAudio, EncoderConfig
+from .encoder_audio import mel_frames
 
 
 class SpeakerEncoder(nn.Module):
@@ -58,7 +59,6 @@ def partial_slices(n_samples: int, audio: EncoderAudio = EncoderAudio()) -> Tupl
 
 def partial_mels(wav: np.ndarray, audio: EncoderAudio = EncoderAudio(), mel_bands: int = 40) -> np.ndarray:
     """(windows, partial_frames, mel_bands): the mel frames of each window of a preprocessed clip."""
-    from .encoder_audio import mel_frames
 
     wav_slices, mel_slices = partial_slices(len(wav), audio)
     needed = wav_slices[-1].stop
