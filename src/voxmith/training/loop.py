@@ -63,6 +63,10 @@ class TrainingTask(Protocol):
         """Mean loss over the validation lines, computed with `model` directly (the loop calls it
         in eval mode, without gradients, on rank 0 only)."""
 
+    # Optional: `parameter_groups(model, learning_rate) -> [{"params": [...], "lr": ...}, ...]` (torch
+    # optimizer groups covering the trainable parameters; the schedule scales each group's lr alike)
+    # and `optimizer_options` ({"betas": ..., "eps": ...} for AdamW).
+
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -135,7 +139,12 @@ class _Training:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise VoxmithError("The model has no trainable parameters; nothing to train.")
-        self.optimizer = build_optimizer(params, config.misc.optimizer, s.learning_rate, ctx.device)
+        # A task may split its parameters into groups at their own speeds (e.g. GPT-SoVITS trains its
+        # text encoder at 0.4x) and set the optimizer's betas/eps; the schedule scales every group alike.
+        split = getattr(task, "parameter_groups", None)
+        groups = split(self.model, s.learning_rate) if split is not None else params
+        self.optimizer = build_optimizer(groups, config.misc.optimizer, s.learning_rate, ctx.device,
+                                         **dict(getattr(task, "optimizer_options", None) or {}))
         self.steps_per_epoch = distributed.steps_per_epoch(len(task.batches(0)), s.grad_accumulation,
                                                            ctx.world_size)
         if self.steps_per_epoch < 1:

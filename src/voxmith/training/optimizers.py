@@ -38,8 +38,9 @@ def optimizer_problems(name: str, device: Union[str, torch.device, None] = None)
     return problems
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, learning_rate: float,
-                    device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable, name: str, learning_rate: float, device: torch.device,
+                    betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Optimizer:
+    """AdamW over `params` (parameters, or torch parameter groups with their own "lr")."""
     problems = optimizer_problems(name, device)
     if problems:
         raise VoxmithError(" ".join(p[0].upper() + p[1:] for p in problems))
@@ -49,6 +50,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, learning_ra
         except ImportError as err:  # installed but broken, e.g. no matching CUDA libraries
             raise VoxmithError(f"bitsandbytes is installed but cannot be loaded ({err}); reinstall "
                                "voxmith[cuda] for this machine's CUDA, or use optimizer: adamw.") from None
-        return bitsandbytes.optim.AdamW8bit(params, lr=learning_rate, weight_decay=WEIGHT_DECAY)
-    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=WEIGHT_DECAY)
+        return bitsandbytes.optim.AdamW8bit(params, lr=learning_rate, betas=tuple(betas), eps=eps,
+                                            weight_decay=WEIGHT_DECAY)
+    return torch.optim.AdamW(params, lr=learning_rate, betas=tuple(betas), eps=eps, weight_decay=WEIGHT_DECAY)
 

@@ -1,0 +1,111 @@
+"""GPT-SoVITS fine-tuning stages through voxmith's training loop, at tiny size on real clips: the
+losses the official recipe minimises go down, each network only moves from its own losses, and the
+optimizer is set up as the official one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voxmith.engines.base import TrainingLine
+from voxmith.engines.gpt_sovits import training_data
+from voxmith.engines.gpt_sovits.sovits_finetune import LOSSES as SOVITS_LOSSES, SoVITSStage, collate
+from voxmith.training import TrainingConfig, TrainingRun, train_loop
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_generator(seed: int = 0):
+    from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SoVITS(SoVITSConfig(version="v2", filter_channels=32, n_heads=2, n_layers=1,
+                                   upsample_initial_channel=32, with_posterior=True))
+
+
+class TinyDiscriminator(torch.nn.Module):
+    """The official discriminator's interface at toy size (the real one is tested in its own file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv1d(1, 4, 15, 4, padding=7)
+        self.b = torch.nn.Conv1d(4, 1, 5, 1, padding=2)
+
+    def judge(self, x):
+        h = torch.nn.functional.leaky_relu(self.a(x), 0.1)
+        out = self.b(h)
+        return out.flatten(1), [h, out]
+
+    def forward(self, real, fake):
+        r, r_maps = self.judge(real)
+        f, f_maps = self.judge(fake)
+        return [r], [f], [r_maps], [f_maps]
+
+
+@pytest.fixture(scope="module")
+def features(demo_files, tmp_path_factory):
+    from tests.test_gpt_sovits_engine import tiny_models
+
+    models = tiny_models(3)
+    lines = [TrainingLine(demo_files[0], "Printing, in the only sense with which we are at present concerned."),
+             TrainingLine(demo_files[1], "differs from most if not from all the arts and crafts.")]
+    return training_data.load_lines(lines, tmp_path_factory.mktemp("cache"), models.hubert, models.sovits), models
+
+
+def short(lines, seconds=1.6):
+    """The lines cut to their first seconds (tiny models, fast tests); features stay aligned."""
+    import dataclasses
+
+    n = int(seconds * 50)
+    return [dataclasses.replace(l, wave_32k=l.wave_32k[: n * 640], hubert=l.hubert[:, :n], codes=l.codes[: n // 2])
+            for l in lines]
+
+
+def test_each_network_moves_only_from_its_own_losses(features):
+    lines, _ = features
+    stage = SoVITSStage(tiny_generator(), TinyDiscriminator(), short(lines), batch_size=2, seed=0)
+    losses = stage.model(stage.batches(0)[0])
+    assert set(losses) == {t.key for t in SOVITS_LOSSES} and all(torch.isfinite(v) for v in losses.values())
+    generator, discriminator = stage.model.generator, stage.model.discriminator
+    for key, moves_generator in (("sovits.discriminator", False), ("sovits.adversarial", True),
+                                 ("sovits.feature", True), ("sovits.mel", True)):
+        stage.model.zero_grad(set_to_none=True)
+        stage.model(stage.batches(0)[0])[key].backward()
+        g = [p.grad for p in generator.dec.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+        d = [p.grad for p in discriminator.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+        assert bool(g) == moves_generator and bool(d) == (not moves_generator), key
+    # frozen quantiser, as the official freeze_quantizer
+    assert not any(p.requires_grad for p in generator.quantizer.parameters())
+    groups = stage.parameter_groups(stage.model, 1e-4)
+    assert [g["lr"] for g in groups] == [1e-4, pytest.approx(4e-5)]
+    slow = {id(p) for p in generator.enc_p.mrte.parameters()}
+    assert slow <= {id(p) for p in groups[1]["params"]}
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in stage.model.parameters() if p.requires_grad)
+
+
+def test_sovits_stage_trains_through_the_loop(features, tmp_path):
+    lines, _ = features
+    stage = SoVITSStage(tiny_generator(), TinyDiscriminator(), short(lines), batch_size=1, seed=0)
+    config = TrainingConfig()
+    config.schedule.epochs, config.schedule.batch_size, config.schedule.learning_rate = 6, 1, 2e-3
+    config.schedule.milestones = []
+    config.checkpoints.validate_every_steps = 6
+    run = TrainingRun.create(tmp_path, "sovits", config, SOVITS_LOSSES)
+    fixed = collate([stage.items[0]], 123)
+    with torch.no_grad():
+        stage.model.eval()
+        before = float(stage.model(fixed)["sovits.mel"])
+    result = train_loop(stage, run, config=config, handle_sigint=False)
+    assert result.stopped == "finished" and result.step == 12
+    with torch.no_grad():
+        stage.model.eval()
+        after = float(stage.model(fixed)["sovits.mel"])
+    assert after < before
+    assert run.checkpoints.latest() is not None
