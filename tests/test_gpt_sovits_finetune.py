@@ -109,3 +109,51 @@ def test_sovits_stage_trains_through_the_loop(features, tmp_path):
         after = float(stage.model(fixed)["sovits.mel"])
     assert after < before
     assert run.checkpoints.latest() is not None
+
+
+def tiny_t2s(seed: int = 0):
+    from voxmith.engines.gpt_sovits.t2s import T2SConfig, Text2SemanticModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Text2SemanticModel(T2SConfig(hidden_dim=32, heads=2, layers=1, phoneme_vocab_size=732))
+
+
+def test_both_stages_in_one_run_sovits_first_then_gpt(features, tmp_path):
+    from voxmith.engines.gpt_sovits.finetune import (LOSSES, GptSovitsTrainingTask, fine_tuned_models, gpt_collate,
+                                                     stage_epochs)
+
+    assert stage_epochs(23) == (8, 15) and stage_epochs(3) == (1, 2) and stage_epochs(2) == (1, 1)
+    lines, _ = features
+    lines = short(lines)
+    task = GptSovitsTrainingTask(tiny_generator(), TinyDiscriminator(), tiny_t2s(), lines, (), batch_size=2,
+                                 seed=0, epochs=3)
+    assert [b["stage"] for e in range(3) for b in task.batches(e)] == ["sovits", "gpt", "gpt"]
+    config = TrainingConfig()
+    config.schedule.epochs, config.schedule.batch_size, config.schedule.learning_rate = 3, 2, 3e-3
+    config.schedule.milestones = []
+    run = TrainingRun.create(tmp_path, "both", config, LOSSES)
+    gpt_before = {k: v.clone() for k, v in task.model.gpt.state_dict().items()}
+    sovits_before = {k: v.clone() for k, v in task.model.sovits.generator.state_dict().items()}
+    with torch.no_grad():
+        ce_before = float(task.model.gpt(gpt_collate(lines))["gpt.ce"])
+    result = train_loop(task, run, config=config, handle_sigint=False)
+    assert result.stopped == "finished" and result.step == 3
+    with torch.no_grad():
+        task.model.eval()
+        ce_after = float(task.model.gpt(gpt_collate(lines))["gpt.ce"])
+    assert ce_after < ce_before
+    assert any(not torch.equal(v, gpt_before[k]) for k, v in task.model.gpt.state_dict().items())
+    assert any(not torch.equal(v, sovits_before[k]) for k, v in task.model.sovits.generator.state_dict().items()
+               if k.startswith("dec."))
+    rows = (run.folder / "metrics.csv").read_text().splitlines()
+    assert "sovits.mel_loss" in rows[0] and "gpt.ce_loss" in rows[0]
+    # the checkpoint makes inference models (no posterior encoder)
+    from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
+
+    state = task.model.state_dict()
+    sovits, t2s = SoVITS(SoVITSConfig(version="v2", filter_channels=32, n_heads=2, n_layers=1,
+                                      upsample_initial_channel=32)), tiny_t2s(5)
+    fine_tuned_models(state, sovits, t2s)
+    assert torch.equal(t2s.bert_proj.weight, task.model.gpt.model.bert_proj.weight)
+    assert torch.equal(sovits.dec.conv_pre.weight, task.model.sovits.generator.dec.conv_pre.weight)
