@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.fixtures.tortoise.golden import FIXTURES_DIR, randomized_state
+from voxmith.engines import precision as shared_precision
 from voxmith.engines.tortoise import precision
 from voxmith.engines.tortoise.autoregressive import UnifiedVoice, UnifiedVoiceConfig
 from voxmith.engines.tortoise.precision import (DecoderCache, decoder_for, logit_agreement,
@@ -91,12 +92,12 @@ def test_int8_layer_matches_integer_arithmetic():
     torch.manual_seed(3)
     weight = torch.randn(256, 96) * 0.05  # [in, out], the Conv1D layout
     bias = torch.randn(96) * 0.1
-    layer = precision.Int8DynamicLinear(weight.t(), bias)
+    layer = shared_precision.Int8DynamicLinear(weight.t(), bias)
     x = torch.relu(torch.randn(5, 256)) * 8 + torch.sign(weight[:, 0]) * 4
     w = weight.t().double()
     scale = w.abs().amax(1, keepdim=True) / 127
     wq = torch.round(w / scale) * scale
-    levels = 127 if precision.REDUCE_RANGE else 255
+    levels = 127 if shared_precision.REDUCE_RANGE else 255
     lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
     step = (hi - lo) / levels
     zero = round(-lo / step)

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from voxmith.engines.device import CpuInfo, cpu_info
-from voxmith.engines.precision import (REDUCE_RANGE, LINEAR_TYPES, BFloat16Linear, Int8DynamicLinear,  # noqa: F401
+from voxmith.engines.precision import (LINEAR_TYPES, BFloat16Linear, Int8DynamicLinear,  # noqa: F401
                                      auto_cpu_precision, int8_supported, logit_agreement, shallow_tree,
                                      weights_signature)
 from voxmith.errors import VoxmithError
