@@ -41,7 +41,7 @@ def test_lr_help_states_each_engines_default():
     from voxmith.training.config import ScheduleConfig
 
     stated = dict((engine, float(value)) for value, engine in re.findall(r"([0-9.e-]+) for ([a-z-]+)", LR_HELP))
-    for engine in ("piper-vc", "tortoise"):
+    for engine in ("piper-vc", "tortoise", "gpt-sovits"):
         actual = engine_class(engine).training_defaults.get("schedule", {}).get(
             "learning_rate", ScheduleConfig().learning_rate)
         assert stated[engine] == actual, engine

@@ -157,3 +157,58 @@ def test_both_stages_in_one_run_sovits_first_then_gpt(features, tmp_path):
     fine_tuned_models(state, sovits, t2s)
     assert torch.equal(t2s.bert_proj.weight, task.model.gpt.model.bert_proj.weight)
     assert torch.equal(sovits.dec.conv_pre.weight, task.model.sovits.generator.dec.conv_pre.weight)
+
+
+def test_engine_trains_a_dataset_and_speaks_with_the_result(demo_files, tmp_path):
+    import numpy as np
+
+    from tests.test_gpt_sovits_engine import tiny_models
+    from voxmith.audio import load_audio
+    from voxmith.engines.base import Finetune, FinetuneSpec
+    from voxmith.engines.gpt_sovits.engine import GptSovitsEngine, GptSovitsModels, GptSovitsSettings
+
+    base = tiny_models(3)
+    engine = GptSovitsEngine.with_models(GptSovitsModels("v2", base.t2s, tiny_generator(7).eval(), base.hubert, 30))
+    # short clips cut from the demo voice keep the tiny run fast
+    import soundfile as sf
+
+    clips = []
+    for i, (path, text) in enumerate(((demo_files[0], "Printing, in the only sense."),
+                                      (demo_files[1], "Differs from most."))):
+        audio = load_audio(path)
+        clip = tmp_path / f"line{i}.wav"
+        sf.write(clip, audio.samples[: int(1.6 * audio.sample_rate_hz)], audio.sample_rate_hz)
+        clips.append(TrainingLine(clip, text))
+    spec = FinetuneSpec(train=tuple(clips), validation=(), batch_size=2, seed=0, cache_dir=tmp_path / "cache",
+                        epochs=2)
+    task = engine.training_task(spec)
+    assert task.sovits_epochs == 1 and task.gpt_epochs == 1
+    assert list((tmp_path / "cache").rglob("*.npz"))  # the features were cached for the next run
+    config = TrainingConfig()
+    config.schedule.epochs, config.schedule.batch_size, config.schedule.learning_rate = 2, 2, 3e-3
+    config.schedule.milestones = []
+    run = TrainingRun.create(tmp_path, "ft", config, task.losses)
+    assert train_loop(task, run, config=config, handle_sigint=False).stopped == "finished"
+    state = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
+    variant = engine.with_finetune(Finetune("ft-2", "run 'ft', step 2", lambda: state))
+    assert variant.models("v2").t2s is not engine.models("v2").t2s
+    # a 4 s reference with its words (no Whisper pass: the engine's own tests cover the reference choice)
+    conditioning = {"reference_16k": load_audio(demo_files[0], sample_rate_hz=16000).samples[:64000],
+                    "reference_32k": load_audio(demo_files[0], sample_rate_hz=32000).samples[:128000],
+                    "reference_text": np.asarray("Printing, in the only sense with which we are at present"),
+                    "reference_language": np.asarray("en")}
+    settings = GptSovitsSettings(aux_references=0, t2s_precision="float32")
+    stock = engine.synthesize("Hello there.", conditioning, settings, seed=2)[0]
+    tuned = variant.synthesize("Hello there.", conditioning, settings, seed=2)[0]
+    again = variant.synthesize("Hello there.", conditioning, settings, seed=2)[0]
+    np.testing.assert_array_equal(tuned.samples, again.samples)
+    assert not np.array_equal(stock.samples, tuned.samples)
+    # the stock models are untouched by training and by the variant
+    np.testing.assert_array_equal(engine.synthesize("Hello there.", conditioning, settings, seed=2)[0].samples,
+                                  stock.samples)
+    from voxmith.errors import VoxmithError
+
+    with pytest.raises(VoxmithError, match="two stages"):
+        engine.training_task(FinetuneSpec(tuple(clips), (), 2, 0, tmp_path / "cache", epochs=1))
+    with pytest.raises(VoxmithError, match="hold no GPT-SoVITS"):
+        engine.load_finetune(Finetune("x", "x", lambda: {"w": torch.zeros(1)}))

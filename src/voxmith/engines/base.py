@@ -175,6 +175,8 @@ class FinetuneSpec:
     # keyed by the engine's own cache key inside, so a changed engine recomputes.
     cache_dir: Path
     lora: Optional[LoraSpec] = None
+    # The run's epochs (0: not known), for tasks that train in stages and split them.
+    epochs: int = 0
 
 
 @dataclass(frozen=True)

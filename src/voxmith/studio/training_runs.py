@@ -177,7 +177,8 @@ class TrainingRuns:
         spec = FinetuneSpec(
             train=train, validation=validation, batch_size=config.schedule.batch_size, seed=config.misc.seed,
             cache_dir=self.datasets.get(config.data.dataset).path / ".cache" / "training",
-            lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None)
+            lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None,
+            epochs=config.schedule.epochs)
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)

@@ -28,6 +28,11 @@ model and reused. The precision actually used is what a result's settings record
 A reference transcript in a language the front end cannot read makes the take "reference-free"
 (the official mode without prompt text: style only), which the take's details say.
 
+Fine-tuning (`training_task`, finetune.py): both official stages in one run, SoVITS then the GPT,
+on v2 models; the dataset's features are computed once and cached (training_data.py). A fine-tuned
+variant (`load_finetune`) speaks with copies of the stock GPT and SoVITS holding the run's weights
+(v2 only); HuBERT and the conditioning are shared with the stock engine.
+
 Weights: the official pretrained files (weights.py), never downloaded implicitly: without them
 synthesis stops with an error naming `voxmith models download gpt-sovits`. Tests build tiny
 random-weight models (`GptSovitsModels`) and use `with_models`.
@@ -133,6 +138,12 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _finetune_losses():
+    from .finetune import LOSSES
+
+    return LOSSES
+
+
 @dataclass
 class GptSovitsModels:
     """The three (v2Pro/v2ProPlus: four) models of one version, ready in eval mode."""
@@ -163,6 +174,12 @@ class GptSovitsEngine(Engine):
     languages = SUPPORTED_LANGUAGES
     models_source = f"Hugging Face {weights.REPO_ID}"
     model_versions = weights.VERSIONS
+    supports_training = True
+    training_losses = _finetune_losses()
+    # Official s2 learning rate 1e-4, no lr halving (the official decay is 0.1 % over a run); 8 SoVITS
+    # epochs then 15 GPT epochs (finetune.stage_epochs splits the run's epochs 8:15).
+    training_defaults = {"schedule": {"learning_rate": 1e-4, "milestones": [], "batch_size": 4}}
+    training_epochs = 23
 
     # --- model files ---------------------------------------------------------------------------
 
@@ -260,6 +277,63 @@ class GptSovitsEngine(Engine):
                 entry = (models.t2s, t2s_decoder_for(models.t2s, precision))
                 self._t2s_views[key] = entry
             return entry[1]
+
+    # --- fine-tuning ---------------------------------------------------------------------------
+
+    def training_task(self, spec, progress: Optional[ProgressCallback] = None):
+        """Both official stages on copies of the stock v2 models (see finetune.py); the dataset's
+        phones, HuBERT features and codes come from the per-dataset cache (training_data.py)."""
+        import copy
+
+        from .finetune import GptSovitsTrainingTask, stage_epochs
+        from .sovits_training import MultiPeriodDiscriminator
+        from .training_data import load_lines
+
+        if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
+            return self.stock.training_task(spec, progress)
+        stage_epochs(spec.epochs or self.training_epochs)  # refuses a run too short for two stages
+        version = weights.DEFAULT_VERSION
+        models = self.models(version, progress)
+        sovits = self._trainable_sovits(models, progress)
+        lines = load_lines(list(spec.train) + list(spec.validation), spec.cache_dir, models.hubert, models.sovits,
+                           progress=progress)
+        with torch.random.fork_rng(devices=[]):  # the discriminator's random start, seeded by the run
+            torch.manual_seed(int(spec.seed))
+            discriminator = MultiPeriodDiscriminator(version)
+        t2s = copy.deepcopy(models.t2s)
+        return GptSovitsTrainingTask(sovits, discriminator.to(self.device), t2s, lines[:len(spec.train)],
+                                     lines[len(spec.train):], spec.batch_size, spec.seed,
+                                     spec.epochs or self.training_epochs)
+
+    def _trainable_sovits(self, models: GptSovitsModels, progress: Optional[ProgressCallback]):
+        """A private copy of the stock SoVITS with its posterior encoder (which inference drops)."""
+        import copy
+
+        if hasattr(models.sovits, "enc_q"):
+            return copy.deepcopy(models.sovits)
+        if self._injected:
+            raise VoxmithError("These gpt-sovits models have no SoVITS posterior encoder, which fine-tuning needs.")
+        from .sovits_checkpoint import load_sovits
+
+        paths = weights.require_version(models.version, workspace_models=self.models_dir)
+        report(progress, "loading SoVITS for training", 0, 1)
+        return load_sovits(_version_paths(models.version, paths)[1], self.device, with_posterior=True).model
+
+    def load_finetune(self, finetune) -> "GptSovitsEngine":
+        """A variant speaking with the run's GPT and SoVITS (copies of the stock v2 models)."""
+        import copy
+
+        from .finetune import fine_tuned_models
+
+        version = weights.DEFAULT_VERSION
+        models = self.models(version)
+        with self._lock:
+            t2s, sovits = copy.deepcopy(models.t2s), copy.deepcopy(models.sovits)
+        fine_tuned_models(finetune.load_state(), sovits, t2s)
+        variant = GptSovitsEngine(self.device, self.models_dir)
+        variant._models[version] = dataclasses.replace(models, t2s=t2s.eval(), sovits=sovits.eval())
+        variant._injected = True  # speaks v2 only; nothing else is loaded from files
+        return variant
 
     # --- conditioning --------------------------------------------------------------------------
 

@@ -149,7 +149,8 @@ def fine_tuned_models(state: Dict[str, torch.Tensor], sovits: nn.Module, t2s: nn
                 bucket[key[len(prefix):]] = value
     if not parts["gpt.model."] or not parts["sovits.generator."]:
         raise VoxmithError("These fine-tuned weights hold no GPT-SoVITS models (sovits.generator.*, gpt.model.*).")
-    generator = {k: v for k, v in parts["sovits.generator."].items() if not k.startswith("enc_q.")}
+    generator = {k: v for k, v in parts["sovits.generator."].items()
+                 if hasattr(sovits, "enc_q") or not k.startswith("enc_q.")}
     try:
         sovits.load_state_dict(generator, strict=True)
         t2s.load_state_dict(parts["gpt.model."], strict=True)
