@@ -229,23 +229,78 @@ def test_postnet_mix_scales_the_network_and_zero_is_the_analytic_conversion(engi
         engine.settings_class.from_dict({"postnet_mix": 3.0}).validate()
 
 
-def test_guard_backs_off_in_order_and_records_why(enrolled_demo):
-    from voxmith.engines.piper_vc import adaptation, guard
+class ScriptedListener:
+    """A speaker and a transcriber for the guard: each rendering is remembered, and what is heard
+    is the sentence with `garbled(strengths)` of its words replaced (the base voice: none)."""
 
-    result, cond = enrolled_demo
-    assert guard.summary(cond)["words"] == sum(len(t.split()) for t in guard.GUARD_SENTENCES)  # it ran
-    model = adaptation.from_conditioning(cond, result.params)
-    renderer = guard.Renderer(refit=result.refit, warp=result.params.warp, ridge_mix=0.3, model=model)
-    short = ("Hello there, my friend.",)
-    lenient = guard.guard(renderer, guard.Strengths(), sentences=short, tolerance=1000)
-    assert lenient.strengths == guard.Strengths() and lenient.steps == []  # any errors allowed: nothing reduced
-    strict = guard.guard(renderer, guard.Strengths(), sentences=short, tolerance=-1)  # impossible to meet
-    assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0)  # everything backed off, nothing else
-    assert [s.split()[0] for s in strict.steps] == ["network", "network", "ridge", "warp", "warp",
-                                                   "statistics", "statistics"]
-    assert "base voice" in strict.steps[0]
-    summary = guard.summary(strict.to_conditioning())
-    assert summary["reduced"] == strict.steps and summary["strengths"]["warp"] == 0.0
+    def __init__(self, garbled):
+        self.garbled, self.said = garbled, []
+
+    def speak(self, text, seed, strengths):
+        self.said.append((text, seed, strengths))
+        return np.full(4, len(self.said) - 1, np.float32)
+
+    def transcribe(self, samples, sample_rate_hz):
+        text, _, strengths = self.said[int(samples[0])]
+        words = text.split()
+        wrong = 0 if strengths is None else min(self.garbled(strengths), len(words))
+        return " ".join(["blah"] * wrong + words[wrong:])
+
+
+def test_guard_backs_off_in_order_until_heard_and_records_why():
+    from voxmith.engines.piper_vc import guard
+
+    sentences = ("one two three four five six", "seven eight nine ten eleven twelve")
+    # The warp is at fault: 3 words lost per sentence until it is at most half.
+    listener = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
+    result = guard.guard(listener.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+                         transcribe=listener.transcribe)
+    assert result.strengths == guard.Strengths(network=0.0, ridge=0.0, warp=0.5, statistics=1.0)
+    assert [s.split()[0] for s in result.steps] == ["network", "network", "ridge", "warp"]
+    # A check stops at the first sentence that puts it over the tolerance: the rest cannot pass it.
+    assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
+    assert (result.base_errors, result.errors, result.words) == (0, 0, 12)
+    # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it.
+    assert [(seed, s) for _, seed, s in listener.said[:3]] == [(0, None), (1, None), (0, guard.Strengths())]
+    assert len(listener.said) == 2 + 4 * 1 + 2  # base, four failed checks cut short, the passing one
+    summary = guard.summary(result.to_conditioning())
+    assert summary["reduced"] == result.steps and summary["strengths"]["warp"] == 0.5
+    # Within tolerance nothing is reduced; past every step everything is, and nothing else.
+    lenient = guard.guard(listener.speak, guard.Strengths(), sentences=sentences, tolerance=6,
+                          transcribe=listener.transcribe)
+    assert lenient.strengths == guard.Strengths() and lenient.steps == []
+    deaf = ScriptedListener(lambda s: 6)
+    strict = guard.guard(deaf.speak, guard.Strengths(), sentences=sentences, transcribe=deaf.transcribe)
+    assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0) and len(strict.steps) == 7
+
+
+def test_guard_tolerance_and_check_sentences():
+    from voxmith.engines.piper_vc import enrollment, guard
+
+    assert guard.tolerance_words(10) == guard.MIN_TOLERANCE_WORDS
+    assert guard.tolerance_words(200) == round(guard.TOLERANCE_SHARE * 200)
+    # The check never grades what the warp search was calibrated on, nor a benchmark sentence.
+    assert not set(guard.CHECK_SENTENCES) & set(enrollment.CALIBRATION_SENTENCES)
+    benchmark = (Path(__file__).resolve().parents[1] / "benchmarks" / "clone_quality.py").read_text()
+    assert not any(sentence[:30] in benchmark for sentence in guard.CHECK_SENTENCES)
+
+
+def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolled_demo):
+    from voxmith.engines.piper_vc import guard
+    from voxmith.engines.piper_vc.base_voice import get_base_voice
+
+    _, cond = enrolled_demo
+    assert guard.summary(cond)["words"] == sum(len(t.split()) for t in guard.CHECK_SENTENCES)  # it ran
+    weaker = guard.Strengths(network=0.0, ridge=0.0)
+    speak = engine._guard_speaker(lambda s: dict(cond, **s.to_conditioning()))
+    settings = engine.settings_class()
+    heard = speak(TEXT, 3, weaker)
+    assert np.array_equal(heard, engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()), settings,
+                                                   seed=3)[0].samples)
+    # The base voice speaks at the voice's own rate, as synthesis does.
+    base = speak(TEXT, 3, None)
+    plain = get_base_voice().speak(TEXT, seed=3).samples
+    assert abs(base.size / plain.size - float(cond["rate"])) < 0.1
 
 
 def test_no_adaptation_without_parallel_data(enrolled_demo):

@@ -17,7 +17,7 @@ several threads at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -79,10 +79,12 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
+    # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
+    # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
     # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
-    version = "6"
+    version = "7"
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
@@ -161,25 +163,44 @@ class PiperVCEngine(Engine):
         tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
         config = adaptation.AdaptConfig()
         model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
-        params = result.params
+        refits = guard.Refits(refit=result.refit, enrolled=result.params)
+
+        def conditioning_at(strengths: guard.Strengths) -> Conditioning:
+            params = refits.params(strengths.warp)  # the ridge stays stored at full strength
+            params.ridge_mix = result.params.ridge_mix
+            cond = params.to_arrays(prefix="conv.")
+            cond["target_embedding"] = result.target_embedding.astype(np.float32)
+            cond["warp_grid"] = result.warp_grid
+            cond["warp_scores"] = result.warp_scores
+            cond["rate"] = np.asarray(result.rate, dtype=np.float64)
+            if model is not None:
+                cond.update(adaptation.to_conditioning(model))
+            cond.update(strengths.to_conditioning())
+            return cond
+
+        strengths = guard.Strengths(network=1.0 if model is not None else 0.0)
         checked = None
         if config.check_intelligibility:
-            renderer = guard.Renderer(refit=result.refit, warp=result.params.warp,
-                                      ridge_mix=PiperVCSettings.ridge_mix, model=model)
-            checked = guard.guard(renderer, guard.Strengths(), progress=tick)
-            params = renderer.params(replace(checked.strengths, ridge=1.0))  # the ridge stays stored at 1
-            params.ridge_mix = result.params.ridge_mix
-        cond = params.to_arrays(prefix="conv.")
-        cond["target_embedding"] = result.target_embedding.astype(np.float32)
-        cond["warp_grid"] = result.warp_grid
-        cond["warp_scores"] = result.warp_scores
-        cond["rate"] = np.asarray(result.rate, dtype=np.float64)
-        if model is not None:
-            cond.update(adaptation.to_conditioning(model))
-            cond[adaptation.SCALE_KEY] = np.asarray(1.0, dtype=np.float64)
+            checked = guard.guard(self._guard_speaker(conditioning_at), strengths, progress=tick)
+            strengths = checked.strengths
+        cond = conditioning_at(strengths)
         if checked is not None:
             cond.update(checked.to_conditioning())
         return cond
+
+    def _guard_speaker(self, conditioning_at) -> guard.Speaker:
+        """What the guard listens to: this engine's synthesis at the default settings with the
+        conditioning at the strengths under test, or the base voice at the voice's speaking rate."""
+        settings = self.settings_class()
+
+        def speak(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
+            cond = conditioning_at(strengths if strengths is not None else guard.Strengths())
+            if strengths is None:
+                rate = float(cond["rate"]) if settings.match_rate else 1.0
+                return get_base_voice().speak(text, seed=seed, length_scale=settings.length_scale * rate).samples
+            return self.synthesize(text, cond, settings, seed=seed)[0].samples
+
+        return speak
 
     def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
         """The intelligibility guard's record (guard.summary): error counts and what it reduced."""
