@@ -44,6 +44,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -292,6 +293,10 @@ class GptSovitsEngine(Engine):
         if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
             return self.stock.training_task(spec, progress)
         stage_epochs(spec.epochs or self.training_epochs)  # refuses a run too short for two stages
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise VoxmithError("gpt-sovits fine-tuning runs in one process: each pass trains one stage's "
+                               "weights, which DistributedDataParallel refuses. Run `voxmith train run` "
+                               "without torchrun.")
         version = weights.DEFAULT_VERSION
         models = self.models(version, progress)
         sovits = self._trainable_sovits(models, progress)
@@ -331,6 +336,7 @@ class GptSovitsEngine(Engine):
             t2s, sovits = copy.deepcopy(models.t2s), copy.deepcopy(models.sovits)
         fine_tuned_models(finetune.load_state(), sovits, t2s)
         variant = GptSovitsEngine(self.device, self.models_dir)
+        variant.name = self.name  # a registered subclass's name: results and runs record it
         variant._models[version] = dataclasses.replace(models, t2s=t2s.eval(), sovits=sovits.eval())
         variant._injected = True  # speaks v2 only; nothing else is loaded from files
         return variant
