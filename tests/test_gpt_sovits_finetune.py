@@ -169,6 +169,7 @@ def test_engine_trains_a_dataset_and_speaks_with_the_result(demo_files, tmp_path
 
     base = tiny_models(3)
     engine = GptSovitsEngine.with_models(GptSovitsModels("v2", base.t2s, tiny_generator(7).eval(), base.hubert, 30))
+    engine._training_discriminator = lambda version: TinyDiscriminator()  # the real one: seconds per pass
     # short clips cut from the demo voice keep the tiny run fast
     import soundfile as sf
 

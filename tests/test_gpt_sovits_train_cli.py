@@ -37,6 +37,11 @@ class TinyTrainableGptSovits(GptSovitsEngine):
         self._models["v2"] = GptSovitsModels("v2", base.t2s, tiny_generator(7).eval(), base.hubert, 30)
         self._injected = True
 
+    def _training_discriminator(self, version):
+        from tests.test_gpt_sovits_finetune import TinyDiscriminator
+
+        return TinyDiscriminator()  # the full-size one costs seconds per pass on a CPU
+
 
 @pytest.fixture
 def workspace(tmp_path):

@@ -287,7 +287,6 @@ class GptSovitsEngine(Engine):
         import copy
 
         from .finetune import GptSovitsTrainingTask, stage_epochs
-        from .sovits_training import MultiPeriodDiscriminator
         from .training_data import load_lines
 
         if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
@@ -304,11 +303,18 @@ class GptSovitsEngine(Engine):
                            progress=progress)
         with torch.random.fork_rng(devices=[]):  # the discriminator's random start, seeded by the run
             torch.manual_seed(int(spec.seed))
-            discriminator = MultiPeriodDiscriminator(version)
+            discriminator = self._training_discriminator(version)
         t2s = copy.deepcopy(models.t2s)
         return GptSovitsTrainingTask(sovits, discriminator.to(self.device), t2s, lines[:len(spec.train)],
                                      lines[len(spec.train):], spec.batch_size, spec.seed,
                                      spec.epochs or self.training_epochs)
+
+    def _training_discriminator(self, version: str) -> torch.nn.Module:
+        """SoVITS' discriminator, from random weights (the official pretrained s2D*.pth is not
+        downloaded yet); tests give a toy one (the full-size one costs seconds per pass on a CPU)."""
+        from .sovits_training import MultiPeriodDiscriminator
+
+        return MultiPeriodDiscriminator(version)
 
     def _trainable_sovits(self, models: GptSovitsModels, progress: Optional[ProgressCallback]):
         """A private copy of the stock SoVITS with its posterior encoder (which inference drops)."""
