@@ -66,8 +66,7 @@ def run_cli(home, *args):
 
 def test_train_two_stages_use_and_speak(workspace, tmp_path):
     engine = TinyTrainableGptSovits.name
-    result = run_cli(workspace, "train", "init", "ft", "--dataset", "demo-ds", "--engine", engine, "--epochs", "2",
-                     "--batch-size", "2")
+    result = run_cli(workspace, "train", "init", "ft", "--dataset", "demo-ds", "--engine", engine, "--epochs", "2")
     assert result.exit_code == 0, result.output
     result = run_cli(workspace, "train", "run", "ft")
     assert result.exit_code == 0, result.output

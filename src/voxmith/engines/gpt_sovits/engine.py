@@ -179,7 +179,8 @@ class GptSovitsEngine(Engine):
     training_losses = _finetune_losses()
     # Official s2 learning rate 1e-4, no lr halving (the official decay is 0.1 % over a run); 8 SoVITS
     # epochs then 15 GPT epochs (finetune.stage_epochs splits the run's epochs 8:15).
-    training_defaults = {"schedule": {"learning_rate": 1e-4, "milestones": [], "batch_size": 4}}
+    # Batch size and accumulation follow the dataset (train init's rule: effective batch ~16).
+    training_defaults = {"schedule": {"learning_rate": 1e-4, "milestones": []}}
     training_epochs = 23
 
     # --- model files ---------------------------------------------------------------------------
