@@ -213,3 +213,24 @@ def test_engine_trains_a_dataset_and_speaks_with_the_result(demo_files, tmp_path
         engine.training_task(FinetuneSpec(tuple(clips), (), 2, 0, tmp_path / "cache", epochs=1))
     with pytest.raises(VoxmithError, match="hold no GPT-SoVITS"):
         engine.load_finetune(Finetune("x", "x", lambda: {"w": torch.zeros(1)}))
+
+
+def test_the_official_pretrained_discriminator_is_used_when_present(tmp_path):
+    from voxmith.engines.gpt_sovits import weights
+    from voxmith.engines.gpt_sovits.engine import GptSovitsEngine
+    from voxmith.engines.gpt_sovits.sovits_training import MultiPeriodDiscriminator, discriminator_weight_norm_form
+    from voxmith.errors import VoxmithError
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(9)
+        official = MultiPeriodDiscriminator("v2")
+    path = tmp_path / "models" / "gpt-sovits" / weights.PRETRAINED_DISCRIMINATOR  # the workspace models folder
+    path.parent.mkdir(parents=True)
+    torch.save({"weight": discriminator_weight_norm_form(official.state_dict())}, path)
+    engine = GptSovitsEngine(models_dir=tmp_path / "models")
+    loaded = engine._training_discriminator("v2")
+    for (name, a), b in zip(official.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=name)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(VoxmithError, match="not a GPT-SoVITS v2 discriminator"):
+        engine._training_discriminator("v2")

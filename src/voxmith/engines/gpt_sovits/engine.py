@@ -311,11 +311,19 @@ class GptSovitsEngine(Engine):
                                      spec.epochs or self.training_epochs)
 
     def _training_discriminator(self, version: str) -> torch.nn.Module:
-        """SoVITS' discriminator, from random weights (the official pretrained s2D*.pth is not
-        downloaded yet); tests give a toy one (the full-size one costs seconds per pass on a CPU)."""
-        from .sovits_training import MultiPeriodDiscriminator
+        """SoVITS' discriminator: the official pretrained one (s2D2333k.pth) where it is found (in
+        voxmith's models folders or an existing GPT-SoVITS install), as the official recipe starts;
+        else random weights. Tests give a toy one (the full-size one costs seconds per pass on a CPU)."""
+        from .sovits_training import MultiPeriodDiscriminator, load_discriminator
 
-        return MultiPeriodDiscriminator(version)
+        found = weights.find_file(weights.PRETRAINED_DISCRIMINATOR, workspace_models=self.models_dir) \
+            if version == "v2" else None
+        if found is None:
+            return MultiPeriodDiscriminator(version)
+        try:
+            return load_discriminator(found.path, version).to(self.device)
+        except ValueError as err:
+            raise VoxmithError(f"{err}. Delete or replace that file (it only seeds fine-tuning).") from None
 
     def _trainable_sovits(self, models: GptSovitsModels, progress: Optional[ProgressCallback]):
         """A private copy of the stock SoVITS with its posterior encoder (which inference drops)."""

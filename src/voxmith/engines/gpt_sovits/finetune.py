@@ -16,8 +16,8 @@ Stage 2, the GPT (official `s1_train.py` / `AR/models/t2s_lightning_module.py`):
 (BERT features zero: English/Japanese) and its semantic codes (training_data.py). Deviation: the
 official optimizer is ScaledAdam (peak lr 0.01, warm-up, decay); here it is AdamW (the run's
 optimizer) at GPT_LR_SCALE x the run's learning rate with the run's schedule, because the loop has one
-optimizer for the run. Stage 1's discriminator starts from random weights when the official
-pretrained one (`s2D*.pth`, not downloaded by voxmith yet) is absent.
+optimizer for the run. Stage 1's discriminator starts from the official pretrained one
+(`s2D2333k.pth`) when it is found, else from random weights (the engine's `_training_discriminator`).
 
 One optimizer holds both stages' parameters; a stage's batches give no gradient to the other's, and
 AdamW skips parameters without a gradient, so each stage's optimizer state only starts with its own

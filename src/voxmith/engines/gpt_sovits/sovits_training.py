@@ -161,3 +161,19 @@ def discriminator_weight_norm_form(state_dict: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def load_discriminator(path, version: str = "v2") -> MultiPeriodDiscriminator:
+    """The official pretrained discriminator file (`{"weight": state}`, convolutions weight-normed)
+    as a `MultiPeriodDiscriminator`; ValueError when it is not one."""
+    from .sovits_checkpoint import fold_weight_norm
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        state = fold_weight_norm(raw["weight"] if isinstance(raw, dict) and "weight" in raw else raw)
+        model = MultiPeriodDiscriminator(version)
+        model.load_state_dict(state, strict=True)
+    except Exception as err:  # torch raises many types for damaged or foreign files
+        raise ValueError(f"{path} is not a GPT-SoVITS {version} discriminator ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    return model

@@ -45,6 +45,7 @@ HF_CACHE_FOLDER = "models--" + REPO_ID.replace("/", "--")
 VERSIONS = ("v2", "v2Pro", "v2ProPlus")
 DEFAULT_VERSION = "v2"
 NLTK_TAGGER = "nltk_data/taggers/averaged_perceptron_tagger_eng.zip"
+PRETRAINED_DISCRIMINATOR = "gsv-v2final-pretrained/s2D2333k.pth"
 NLTK_TAGGER_URL = ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/taggers/"
                    "averaged_perceptron_tagger_eng.zip")
 ALL = frozenset(VERSIONS)
@@ -79,6 +80,10 @@ FILES: Tuple[WeightFile, ...] = (
     WeightFile("v2Pro/s2Gv2ProPlus.pth", 200_000_000, "v2ProPlus SoVITS decoder", frozenset({"v2ProPlus"})),
     WeightFile("sv/pretrained_eres2netv2w24s4ep4.ckpt", 108_000_000, "speaker verification (v2Pro, v2ProPlus)",
                frozenset({"v2Pro", "v2ProPlus"})),
+    # Fine-tuning only: the official recipe starts SoVITS' discriminator from it; used when present
+    # (an existing GPT-SoVITS install has it), else the discriminator starts from random weights.
+    WeightFile(PRETRAINED_DISCRIMINATOR, 94_000_000, "v2 SoVITS discriminator (fine-tuning starts from it when present)",
+               frozenset()),
     WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
                frozenset(), url=NLTK_TAGGER_URL, default=True),
 )
