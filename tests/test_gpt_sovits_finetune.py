@@ -234,3 +234,41 @@ def test_the_official_pretrained_discriminator_is_used_when_present(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(VoxmithError, match="not a GPT-SoVITS v2 discriminator"):
         engine._training_discriminator("v2")
+
+
+def test_a_run_quit_after_the_sovits_stage_resumes_into_the_gpt_stage_as_if_never_stopped(features, tmp_path):
+    import queue
+
+    from voxmith.engines.gpt_sovits.finetune import LOSSES, GptSovitsTrainingTask
+
+    lines = short(features[0], 1.0)
+
+    def task():
+        with torch.random.fork_rng(devices=[]):  # the same start for every run
+            torch.manual_seed(0)
+            discriminator = TinyDiscriminator()
+        return GptSovitsTrainingTask(tiny_generator(), discriminator, tiny_t2s(), lines, (), batch_size=2,
+                                     seed=0, epochs=3)
+
+    config = TrainingConfig()
+    config.schedule.epochs, config.schedule.batch_size, config.schedule.learning_rate = 3, 2, 3e-3
+    config.schedule.milestones = []
+    straight_task = task()
+    straight = TrainingRun.create(tmp_path, "straight", config, LOSSES)
+    train_loop(straight_task, straight, config=config, handle_sigint=False)
+
+    run = TrainingRun.create(tmp_path, "stopped", config, LOSSES)
+    commands: queue.Queue = queue.Queue()
+
+    def on_progress(event):
+        if event.stage == "training" and event.done == 1:  # the SoVITS epoch is done
+            commands.put("quit")
+
+    first = train_loop(task(), run, config=config, commands=commands, progress=on_progress, handle_sigint=False)
+    assert first.stopped == "quit" and first.step == 1
+    torch.manual_seed(123)  # another RNG state: the checkpoint must restore everything
+    resumed = task()
+    second = train_loop(resumed, run, config=config, handle_sigint=False)
+    assert second.resumed_from == 1 and second.step == 3
+    for (name, a), b in zip(straight_task.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
