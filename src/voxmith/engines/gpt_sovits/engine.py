@@ -163,7 +163,8 @@ class GptSovitsModels:
 
 class GptSovitsEngine(Engine):
     name = "gpt-sovits"
-    version = "1"
+    # 2: takes batched and the GPT at t2s_precision (auto: int8 on x86), so version-1 results differ
+    version = "2"
     description = ("GPT-SoVITS v2/v2ProPlus (voxmith's implementation of the official models): a GPT "
                    "predicts semantic codes from phones and a 3-10 s reference, SoVITS turns them into "
                    "32 kHz audio. Needs the official pretrained files (voxmith models download gpt-sovits).")
