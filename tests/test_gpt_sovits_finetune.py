@@ -211,6 +211,8 @@ def test_engine_trains_a_dataset_and_speaks_with_the_result(demo_files, tmp_path
 
     with pytest.raises(VoxmithError, match="two stages"):
         engine.training_task(FinetuneSpec(tuple(clips), (), 2, 0, tmp_path / "cache", epochs=1))
+    with pytest.raises(VoxmithError, match="model_version=v2"):
+        variant.synthesize("Hello.", conditioning, GptSovitsSettings(model_version="v2ProPlus"), seed=0)
     with pytest.raises(VoxmithError, match="hold no GPT-SoVITS"):
         engine.load_finetune(Finetune("x", "x", lambda: {"w": torch.zeros(1)}))
 

@@ -218,6 +218,7 @@ class GptSovitsEngine(Engine):
         self._t2s_views: Dict[Tuple[str, str], Tuple[Any, Any]] = {}
         self._views_lock = threading.Lock()
         self._injected = False  # models given by `with_models`: nothing is loaded from files
+        self._only_models = ""  # why an engine with given models speaks no other version (fine-tuned)
         # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
         self._tagger_dirs = weights.tagger_dirs(None, models_dir)
 
@@ -233,7 +234,8 @@ class GptSovitsEngine(Engine):
         with self._lock:
             if version not in self._models:
                 if self._injected:
-                    raise VoxmithError(f"This gpt-sovits engine holds only {', '.join(self._models)} models.")
+                    raise VoxmithError(self._only_models or
+                                       f"This gpt-sovits engine holds only {', '.join(self._models)} models.")
                 self._models[version] = self._load(version, progress)
             return self._models[version]
 
@@ -355,6 +357,8 @@ class GptSovitsEngine(Engine):
         variant.name = self.name  # a registered subclass's name: results and runs record it
         variant._models[version] = dataclasses.replace(models, t2s=t2s.eval(), sovits=sovits.eval())
         variant._injected = True  # speaks v2 only; nothing else is loaded from files
+        variant._only_models = (f"The fine-tuned weights ({finetune.description}) are GPT-SoVITS {version}: speak "
+                                f"with --set model_version={version}, or with --stock for other versions.")
         return variant
 
     # --- conditioning --------------------------------------------------------------------------
