@@ -82,6 +82,13 @@ class ModelFile:
     found_by: str = ""  # which search rule found it (e.g. "workspace", "Hugging Face cache", "package")
     downloadable: bool = True  # False: it comes with an installed package, reinstall it instead
 
+    @classmethod
+    def located(cls, name: str, purpose: str, required: bool, approx_bytes: int,
+                found: Optional[Any]) -> "ModelFile":
+        """The entry for a file an engine's search found (`found` has `.path` and `.source`) or not (None)."""
+        return cls(name, purpose, required, approx_bytes,
+                   found.path if found else None, found.source if found else "")
+
 
 @dataclass
 class EngineSettings:

@@ -189,9 +189,7 @@ class GptSovitsEngine(Engine):
     @classmethod
     def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
         found = weights.find_files(tuple(weights.BY_PATH), models_dir, workspace_models)
-        return tuple(ModelFile(f.path, f.purpose, f.required, f.approx_bytes,
-                               found[f.path].path if found[f.path] else None,
-                               found[f.path].source if found[f.path] else "")
+        return tuple(ModelFile.located(f.path, f.purpose, f.required, f.approx_bytes, found[f.path])
                      for f in weights.FILES)
 
     @classmethod

@@ -92,9 +92,7 @@ class SV2TTSEngine(Engine):
     @classmethod
     def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
         found = checkpoints.find_checkpoints(checkpoints.NAMES, models_dir, workspace_models)
-        return tuple(ModelFile(c.name, c.purpose, True, c.size_bytes,
-                               found[c.name].path if found[c.name] else None,
-                               found[c.name].source if found[c.name] else "")
+        return tuple(ModelFile.located(c.name, c.purpose, True, c.size_bytes, found[c.name])
                      for c in checkpoints.CHECKPOINTS)
 
     @classmethod
