@@ -71,6 +71,10 @@ class ParallelUtterance:
     def rate(self) -> Optional[float]:
         # Voiced frames only: pauses and background noise in real clips would otherwise make
         # every target look slow (an energy-based count hit the 1.25 clip for all 8 voices).
+        # Known biased too (Harvest on the target, DIO on joe, and real speech voiced longer than
+        # Piper's): it overstates the duration ratio 1.2-1.9x and Piper's length_scale is not a
+        # duration ratio (benchmarks/piper_vc_rate.py, docs/piper_vc_tuning.md). Kept until an
+        # all-voice benchmark backs a duration-based estimate.
         if self.joe is None:
             return None
         return float(self.target.voiced.sum() / max(self.joe.voiced.sum(), 1))
