@@ -40,6 +40,7 @@ random-weight models (`GptSovitsModels`) and use `with_models`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -61,9 +62,11 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
 from . import weights
+from .finetune import LOSSES, GptSovitsTrainingTask, fine_tuned_models, stage_epochs
 from .hubert import HubertFeatures
 from .sampling import SamplingSettings
 from .sovits_checkpoint import load_sovits
+from .sovits_training import MultiPeriodDiscriminator, load_discriminator
 from .speaker_verification import SpeakerVerifier
 from .spectrogram import reference_spectrogram
 from .t2s_checkpoint import load_t2s_checkpoint
@@ -73,6 +76,7 @@ from .frontend import LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, resolve_lang
 from .reference import choose_references
 from .t2s_precision import T2S_PRECISION_CHOICES, resolve_t2s_precision, t2s_decoder_for
 from .text_split import METHODS, STOPS
+from .training_data import load_lines
 
 SAMPLE_RATE_HZ = 32000
 HUBERT_RATE_HZ = 16000
@@ -139,12 +143,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _finetune_losses():
-    from .finetune import LOSSES
-
-    return LOSSES
-
-
 @dataclass
 class GptSovitsModels:
     """The three (v2Pro/v2ProPlus: four) models of one version, ready in eval mode."""
@@ -177,7 +175,7 @@ class GptSovitsEngine(Engine):
     models_source = f"Hugging Face {weights.REPO_ID}"
     model_versions = weights.VERSIONS
     supports_training = True
-    training_losses = _finetune_losses()
+    training_losses = LOSSES
     # Official s2 learning rate 1e-4, no lr halving (the official decay is 0.1 % over a run); 8 SoVITS
     # epochs then 15 GPT epochs (finetune.stage_epochs splits the run's epochs 8:15).
     # Batch size and accumulation follow the dataset (train init's rule: effective batch ~16).
@@ -286,10 +284,6 @@ class GptSovitsEngine(Engine):
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):
         """Both official stages on copies of the stock v2 models (see finetune.py); the dataset's
         phones, HuBERT features and codes come from the per-dataset cache (training_data.py)."""
-        import copy
-
-        from .finetune import GptSovitsTrainingTask, stage_epochs
-        from .training_data import load_lines
 
         if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
             return self.stock.training_task(spec, progress)
@@ -315,8 +309,6 @@ class GptSovitsEngine(Engine):
         """SoVITS' discriminator: the official pretrained one (s2D2333k.pth) where it is found (in
         voxmith's models folders or an existing GPT-SoVITS install), as the official recipe starts;
         else random weights. Tests give a toy one (the full-size one costs seconds per pass on a CPU)."""
-        from .sovits_training import MultiPeriodDiscriminator, load_discriminator
-
         found = weights.find_file(weights.PRETRAINED_DISCRIMINATOR, workspace_models=self.models_dir) \
             if version == "v2" else None
         if found is None:
@@ -328,23 +320,16 @@ class GptSovitsEngine(Engine):
 
     def _trainable_sovits(self, models: GptSovitsModels, progress: Optional[ProgressCallback]):
         """A private copy of the stock SoVITS with its posterior encoder (which inference drops)."""
-        import copy
-
         if hasattr(models.sovits, "enc_q"):
             return copy.deepcopy(models.sovits)
         if self._injected:
             raise VoxmithError("These gpt-sovits models have no SoVITS posterior encoder, which fine-tuning needs.")
-        from .sovits_checkpoint import load_sovits
-
         paths = weights.require_version(models.version, workspace_models=self.models_dir)
         report(progress, "loading SoVITS for training", 0, 1)
         return load_sovits(_version_paths(models.version, paths)[1], self.device, with_posterior=True).model
 
     def load_finetune(self, finetune) -> "GptSovitsEngine":
         """A variant speaking with the run's GPT and SoVITS (copies of the stock v2 models)."""
-        import copy
-
-        from .finetune import fine_tuned_models
 
         version = weights.DEFAULT_VERSION
         models = self.models(version)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .sovits import STYLE_BINS, SoVITS
+from .sovits_checkpoint import fold_weight_norm
 from .sovits_modules import LRELU_SLOPE, sequence_mask
 
 MPD_PERIODS = (2, 3, 5, 7, 11)
@@ -166,8 +167,6 @@ def discriminator_weight_norm_form(state_dict: dict) -> dict:
 def load_discriminator(path, version: str = "v2") -> MultiPeriodDiscriminator:
     """The official pretrained discriminator file (`{"weight": state}`, convolutions weight-normed)
     as a `MultiPeriodDiscriminator`; ValueError when it is not one."""
-    from .sovits_checkpoint import fold_weight_norm
-
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         state = fold_weight_norm(raw["weight"] if isinstance(raw, dict) and "weight" in raw else raw)
