@@ -37,7 +37,11 @@ from voxmith.cli.main import cli
 try:
     cli(sys.argv[3:], prog_name="voxmith")
 finally:
-    print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+    # VmHWM is this program's own peak; ru_maxrss would also count the pytest process that spawned it
+    # (Linux carries the parent's high-water mark across fork and exec into the child's rusage).
+    status = Path("/proc/self/status")
+    hwm = [l.split()[1] for l in status.read_text().splitlines() if l.startswith("VmHWM:")] if status.exists() else []
+    print("PEAK_KB", hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
 """
 
 
