@@ -21,7 +21,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Optional, Tuple
+from typing import IO, Iterable, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 import requests
@@ -54,6 +54,30 @@ class _Transfer:
     resumed_from: int  # bytes already in the .part file that the server continues from
     total_size: Optional[int]  # size of the whole file, when the server says it
     declared_sha256: Optional[str]
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder, as huggingface_hub resolves it ($HF_HUB_CACHE, $HF_HOME/hub,
+    $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub): engines find files users already have."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home).expanduser() / "huggingface" / "hub"
+
+
+def search_folders(candidates: Iterable[Tuple[Optional[str | os.PathLike], str]]) -> List[Tuple[Path, str]]:
+    """(folder, label) pairs in order, without the unset ones and without repeats (the first label wins)."""
+    seen, result = set(), []
+    for folder, label in candidates:
+        if not folder:
+            continue
+        path = Path(folder).expanduser()
+        if path not in seen:
+            seen.add(path)
+            result.append((path, label))
+    return result
 
 
 def part_path(dest: Path) -> Path:

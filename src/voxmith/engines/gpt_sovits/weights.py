@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from voxmith.download import DownloadError, download_file, free_bytes, size_text
+from voxmith.download import DownloadError, download_file, free_bytes, hf_hub_cache, search_folders, size_text
 from voxmith.engines.gpt_sovits.pos_tags import find_tagger_folder
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
@@ -112,15 +112,7 @@ def search_dirs(models_dir: Optional[os.PathLike] = None,
         (Path(workspace_models) / "gpt-sovits" if workspace_models else None, "workspace"),
     ]
     candidates += [(folder, "GPT-SoVITS install") for folder in official_installs()]
-    seen, result = set(), []
-    for folder, label in candidates:
-        if not folder:
-            continue
-        path = Path(folder).expanduser()
-        if path not in seen:
-            seen.add(path)
-            result.append((path, label))
-    return result
+    return search_folders(candidates)
 
 
 def _pretrained_of(root: Path) -> Path:
@@ -139,13 +131,6 @@ def official_installs() -> List[Path]:
     return [_pretrained_of(root) for root in roots if _pretrained_of(root).is_dir()]
 
 
-def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home).expanduser() / "huggingface" / "hub"
 
 
 def download_dir(models_dir: Optional[os.PathLike] = None, workspace_models: Optional[os.PathLike] = None) -> Path:

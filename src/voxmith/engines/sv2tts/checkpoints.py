@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from voxmith.download import download_file, size_text
+from voxmith.download import download_file, hf_hub_cache, search_folders, size_text
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 
@@ -64,12 +64,6 @@ class Location:
     source: str  # which search rule found it
 
 
-def _hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface" / "hub"
 
 
 def search_dirs(models_dir: Optional[os.PathLike] = None,
@@ -81,16 +75,9 @@ def search_dirs(models_dir: Optional[os.PathLike] = None,
         (Path(workspace_models) / "sv2tts" if workspace_models else None, "workspace"),
         (Path.cwd() / "saved_models" / "default", "saved_models/default"),
         (Path.home() / "Real-Time-Voice-Cloning" / "saved_models" / "default", "Real-Time-Voice-Cloning"),
-        (_hf_hub_cache(), "Hugging Face cache"),
+        (hf_hub_cache(), "Hugging Face cache"),
     ]
-    seen, result = set(), []
-    for folder, label in candidates:
-        if folder:
-            path = Path(folder).expanduser()
-            if path not in seen:
-                seen.add(path)
-                result.append((path, label))
-    return result
+    return search_folders(candidates)
 
 
 def _is_official(path: Path, name: str) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from voxmith.download import download_file, free_bytes, size_text
+from voxmith.download import download_file, free_bytes, hf_hub_cache, search_folders, size_text
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
 
@@ -94,24 +94,9 @@ def search_dirs(models_dir: Optional[os.PathLike] = None,
         (Path.home() / ".cache" / "tortoise" / "models", "TorToiSe cache"),
         (hf_hub_cache(), "Hugging Face cache"),
     ]
-    seen, result = set(), []
-    for folder, label in candidates:
-        if not folder:
-            continue
-        path = Path(folder).expanduser()
-        if path not in seen:
-            seen.add(path)
-            result.append((path, label))
-    return result
+    return search_folders(candidates)
 
 
-def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home).expanduser() / "huggingface" / "hub"
 
 
 def download_dir(models_dir: Optional[os.PathLike] = None,
