@@ -70,3 +70,15 @@ def tone_engine():
     register_engine("tone", ToneEngine)
     yield ToneEngine
     unregister_engine("tone")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine a 2-thread team that loses
+    one core makes each step many times slower; torch's thread count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

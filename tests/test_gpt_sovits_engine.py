@@ -33,13 +33,7 @@ def tiny_models(seed: int = 0) -> GptSovitsModels:
     return GptSovitsModels("v2", t2s, sovits, hubert, early_stop_num=40)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads (and lose a lot on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from voxmith.engines.gpt_sovits.sovits_finetune import LOSSES as SOVITS_LOSSES, 
 from voxmith.training import TrainingConfig, TrainingRun, train_loop
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_generator(seed: int = 0):

@@ -8,19 +8,13 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 
 from voxmith.cli.main import cli
 from voxmith.engines.gpt_sovits.engine import GptSovitsEngine, GptSovitsModels
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinyTrainableGptSovits(GptSovitsEngine):

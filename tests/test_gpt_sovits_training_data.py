@@ -13,12 +13,7 @@ from voxmith.engines.gpt_sovits.frontend import phones_for
 from voxmith.errors import VoxmithError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
