@@ -80,9 +80,12 @@ def train():
 @click.option("--lora-rank", type=int, help="Rank of the LoRA adapters.")
 @click.option("--mixed-precision/--no-mixed-precision", default=None, help="Compute in bfloat16 where safe.")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--set", "engine_settings", multiple=True, metavar="NAME=VALUE",
+              help="One of the engine's own training settings (repeatable), e.g. --set stage=vocoder for sv2tts; "
+                   "the README's section on the engine lists them.")
 @click.pass_obj
 def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, learning_rate, scheduler,
-         loss_weights, text_weight, mel_weight, lora, lora_rank, mixed_precision, seed):
+         loss_weights, text_weight, mel_weight, lora, lora_rank, mixed_precision, seed, engine_settings):
     """Create run NAME: writes training/NAME/config.yaml with defaults from the dataset's size."""
     from voxmith.training.losses import parse_assignments
 
@@ -97,11 +100,20 @@ def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, lear
         "misc": {"mixed_precision": mixed_precision, "seed": seed},
     }
     changes = {section: {k: v for k, v in values.items() if v is not None} for section, values in changes.items()}
-    run = obj.studio.training.init(name, dataset, engine, epochs, {k: v for k, v in changes.items() if v})
+    settings = {}
+    for item in engine_settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--set '{item}' is not NAME=VALUE.")
+        settings[key.strip()] = value.strip()
+    run = obj.studio.training.init(name, dataset, engine, epochs, {k: v for k, v in changes.items() if v},
+                                   settings=settings)
     config = run.load_config()
     s = config.schedule
     click.echo(f"Created run '{name}': {engine} on dataset '{dataset}', {s.epochs} epochs, batch {s.batch_size} "
                f"x {s.grad_accumulation}, lr {s.learning_rate:g} ({s.scheduler}).")
+    if config.engine.settings:
+        click.echo("Engine settings: " + ", ".join(f"{k}={v}" for k, v in config.engine.settings.items()))
     click.echo(f"Settings: {run.config_path} (edit it, then `voxmith train validate {quote(name)}`).")
     click.echo(f"Start with: voxmith train run {quote(name)}")
 

@@ -184,6 +184,9 @@ class FinetuneSpec:
     lora: Optional[LoraSpec] = None
     # The run's epochs (0: not known), for tasks that train in stages and split them.
     epochs: int = 0
+    # The engine's own training settings from the run's config (`engine: settings:`), as
+    # `Engine.parse_training_settings` returned them (plain YAML values).
+    settings: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,22 @@ class Engine(ABC):
     # The losses its training task's model returns, with their default weights (the run's
     # `losses: weights:` and the shells' --loss-weight name them); its task declares the same.
     training_losses: ClassVar[Tuple[LossTerm, ...]] = ()
+
+    @classmethod
+    def parse_training_settings(cls, values: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """The engine's own training settings (`train init --set NAME=VALUE`, strings from a shell or
+        values from config.yaml) as plain YAML values with the engine's defaults filled in; raises
+        VoxmithError naming what is wrong. Engines with settings of their own override it."""
+        if values:
+            raise VoxmithError(f"The {cls.name} engine has no training settings of its own "
+                               f"(got {', '.join(sorted(values))}); use the run's options instead.")
+        return {}
+
+    @classmethod
+    def training_defaults_for(cls, settings: Dict[str, Any], train_lines: int) -> Dict[str, Dict[str, Any]]:
+        """`training_defaults` for a run with these parsed settings on `train_lines` lines (an
+        engine whose stages train differently gives each its own)."""
+        return cls.training_defaults
 
     def training_task(self, spec: FinetuneSpec, progress: Optional[ProgressCallback] = None) -> Any:
         """A `voxmith.training.TrainingTask` that fine-tunes this engine's model on `spec`'s lines: a

@@ -94,20 +94,25 @@ class TrainingRuns:
         return tuple(split["train"]), tuple(split["validation"])
 
     def init(self, name: str, dataset: str, engine: str = DEFAULT_ENGINE, epochs: Optional[int] = None,
-             changes: Optional[Dict[str, Dict[str, Any]]] = None) -> TrainingRun:
+             changes: Optional[Dict[str, Dict[str, Any]]] = None,
+             settings: Optional[Dict[str, Any]] = None) -> TrainingRun:
         """Create run `name` with defaults computed from the dataset, then `changes` applied
-        ({section: {setting: value}}, as in config.yaml). Refuses invalid settings."""
+        ({section: {setting: value}}, as in config.yaml). `settings`: the engine's own training
+        settings (`--set NAME=VALUE`, checked by the engine). Refuses invalid settings."""
         cls = engine_class(engine)
         if not cls.supports_training:
             raise VoxmithError(f"The {engine} engine cannot be fine-tuned.")
+        parsed = cls.parse_training_settings(settings)
         train, validation = self.lines(dataset)
         config = defaults_for(len(train), epochs or _default_epochs(cls, len(train)), dataset=dataset,
                               engine=engine)
         if not validation:
             config.checkpoints.validate_every_steps = 0
         config.losses.weights = default_weights(cls.training_losses)  # written out, to be seen and edited
+        config.engine.settings = parsed
         merged = config.to_dict()
-        for layer in (cls.training_defaults, changes or {}):  # the engine's defaults, then the user's
+        # The engine's defaults, then the user's.
+        for layer in (cls.training_defaults_for(parsed, len(train)), changes or {}):
             for section, values in layer.items():
                 for key, value in values.items():
                     if isinstance(value, dict):  # named values (loss weights): change only those named
@@ -154,6 +159,10 @@ class TrainingRuns:
         problems = validate(config, len(train), len(validation), loss_terms=cls.training_losses)
         if not cls.supports_training:
             problems.append(f"The {config.data.engine} engine cannot be fine-tuned.")
+        try:
+            cls.parse_training_settings(config.engine.settings)
+        except VoxmithError as err:
+            problems.append(str(err))
         return problems
 
     # --- training -------------------------------------------------------------------------------
@@ -178,7 +187,8 @@ class TrainingRuns:
             train=train, validation=validation, batch_size=config.schedule.batch_size, seed=config.misc.seed,
             cache_dir=self.datasets.get(config.data.dataset).path / ".cache" / "training",
             lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None,
-            epochs=config.schedule.epochs)
+            epochs=config.schedule.epochs,
+            settings=type(engine).parse_training_settings(config.engine.settings))
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)

@@ -108,6 +108,16 @@ class LoraConfig:
 
 
 @dataclass
+class EngineConfig:
+    # Settings only one engine's training knows (sv2tts: its stage and official hparams), set with
+    # `train init --set NAME=VALUE`; the engine parses and checks them (`Engine.parse_training_settings`),
+    # so this module keeps them as plain YAML values.
+    settings: dict[str, Any] = field(
+        default_factory=dict, metadata={**_help("the engine's own training settings (train init --set NAME=VALUE)"),
+                                        "free": True})
+
+
+@dataclass
 class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -115,6 +125,7 @@ class TrainingConfig:
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     misc: MiscConfig = field(default_factory=MiscConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,9 +175,20 @@ def _section_from_dict(section_type: Any, data: Any, where: str) -> Any:
     if unknown:
         raise VoxmithError(f"{where} has unknown setting(s) {', '.join(unknown)}; "
                            f"known settings are {', '.join(names)}.")
-    values = {name: _coerce(data[name], getattr(default, name), f"{where}: '{name}'")
+    free = {f.name for f in dataclasses.fields(default) if f.metadata.get("free")}
+    values = {name: _free(data[name], f"{where}: '{name}'") if name in free
+              else _coerce(data[name], getattr(default, name), f"{where}: '{name}'")
               for name in names if name in data}
     return dataclasses.replace(default, **values, **internal)
+
+
+def _free(value: Any, where: str) -> dict:
+    """A mapping of names to any YAML values (its owner, an engine, checks the values)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise VoxmithError(f"{where} should be names with values, like {{stage: vocoder}}, not {value!r}.")
+    return dict(value)
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

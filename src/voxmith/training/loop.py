@@ -64,8 +64,10 @@ class TrainingTask(Protocol):
         in eval mode, without gradients, on rank 0 only)."""
 
     # Optional: `parameter_groups(model, learning_rate) -> [{"params": [...], "lr": ...}, ...]` (torch
-    # optimizer groups covering the trainable parameters; the schedule scales each group's lr alike)
-    # and `optimizer_options` ({"betas": ..., "eps": ...} for AdamW).
+    # optimizer groups covering the trainable parameters; the schedule scales each group's lr alike),
+    # `optimizer_options` ({"betas": ..., "eps": ...} for AdamW) and `learning_rate_at(step) -> float`
+    # (the learning rate of optimizer step `step`, 0-based, replacing the run's schedule: for an
+    # engine whose official recipe has its own, such as SV2TTS' tts_schedule; groups keep their ratios).
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,10 @@ class _Training:
         if self.steps_per_epoch < 1:
             raise VoxmithError("The training data gave no batches; check the dataset.")
         self.total_steps = s.epochs * self.steps_per_epoch
+        own = getattr(task, "learning_rate_at", None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, s, self.steps_per_epoch, self.total_steps))
+            self.optimizer, (lambda step: own(step) / s.learning_rate) if own is not None else
+            (lambda step: lr_factor(step, s, self.steps_per_epoch, self.total_steps)))
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self.resumed_from: Optional[int] = None
         self.checkpoint: Optional[CheckpointInfo] = None

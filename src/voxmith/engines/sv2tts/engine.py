@@ -42,6 +42,7 @@ from .hparams import SAMPLE_RATE_HZ, EncoderAudio
 from .speaker_encoder import average_embedding, embed_utterance
 from .tacotron import trim_trailing_silence
 from .text import ids_to_text, text_to_ids
+from .training_settings import TrainingHparams
 
 VOCODERS = ("wavernn", "griffinlim")
 MIN_CLIP_SAMPLES = SAMPLE_RATE_HZ // 4  # a clip with less speech than this is embedded untrimmed
@@ -149,6 +150,19 @@ class SV2TTSEngine(Engine):
                 report(progress, "loading SV2TTS models", 1, 1)
         return self._models
 
+    # --- training: one stage per run (training_settings.py) ----------------------------------------
+
+    @classmethod
+    def parse_training_settings(cls, values) -> Dict[str, object]:
+        return TrainingHparams.from_settings(values).to_settings()
+
+    def training_task(self, spec, progress: Optional[ProgressCallback] = None):
+        hparams = TrainingHparams.from_settings(spec.settings)
+        build = STAGE_TASKS.get(hparams.stage)
+        if build is None:
+            raise VoxmithError(f"sv2tts cannot train the {hparams.stage} stage yet.")
+        return build(self, spec, hparams, progress)
+
     # --- conditioning ----------------------------------------------------------------------------
 
     def prepare_conditioning(self, clips: Sequence[Audio],
@@ -246,4 +260,7 @@ class SV2TTSEngine(Engine):
         return wav / peak * 0.97 if peak > 1.0 else wav  # never clip
 
 
-__all__ = ["SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]
+# stage -> builder(engine, spec, hparams, progress) of its `voxmith.training.TrainingTask`.
+STAGE_TASKS: Dict[str, object] = {}
+
+__all__ = ["STAGE_TASKS", "SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]
