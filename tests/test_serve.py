@@ -459,3 +459,34 @@ def test_results_never_leave_the_results_folder(base_url, rid):
     assert response.status_code == 404 and "No result" in response.json()["error"]["message"]
     reproduce = httpx.post(f"{base_url}/voxmith/reproduce", json={"result": "../voices/demo/voice.json"})
     assert reproduce.status_code == 404
+
+
+def test_convert_an_uploaded_recording(studio, base_url, demo_files):
+    recording = demo_files[0]
+    form = {"voice": "demo", "settings": json.dumps({"f0_scale": 1.1})}
+    made = httpx.post(f"{base_url}/voxmith/convert", data=form,
+                      files={"recording": (recording.name, recording.read_bytes())}, timeout=300)
+    assert made.status_code == 200, made.text
+    result = made.json()
+    sidecar = result["sidecar"]
+    assert sidecar["settings"]["f0_scale"] == 1.1 and sidecar["origin"]["upload"] == recording.name
+    kept = Path(sidecar["input"]["file"])
+    assert kept.parent == studio.workspace.uploads_dir and kept.read_bytes() == recording.read_bytes()
+    audio, rate = decode(httpx.get(f"{base_url}{result['audio_url']}").content, "wav", 0)
+    assert abs(len(audio) / rate - result["duration_s"]) < 0.05 and np.abs(audio).max() > 0.01
+    assert result["id"] in [r["id"] for r in httpx.get(f"{base_url}/voxmith/results").json()["results"]]
+    again = httpx.post(f"{base_url}/voxmith/reproduce", json={"result": result["id"]}, timeout=300).json()
+    assert httpx.get(f"{base_url}{again['audio_url']}").content[44:] == \
+        httpx.get(f"{base_url}{result['audio_url']}").content[44:]
+
+    def post(name, content, **fields):
+        return httpx.post(f"{base_url}/voxmith/convert", data={"voice": "demo", **fields},
+                          files={"recording": (name, content)}, timeout=60)
+    uploads_before = sorted(studio.workspace.uploads_dir.iterdir())
+    broken = post("notes.wav", b"not audio" * 100)
+    message = broken.json()["error"]["message"]
+    assert broken.status_code == 400 and "notes.wav" in message and str(studio.workspace.home) not in message
+    assert post("a.wav", b"").status_code == 400
+    assert post("a.wav", recording.read_bytes(), settings="[1]").status_code == 400
+    assert "nobody" in post("a.wav", recording.read_bytes(), voice="nobody").json()["error"]["message"]
+    assert sorted(studio.workspace.uploads_dir.iterdir()) == uploads_before  # failures keep nothing new

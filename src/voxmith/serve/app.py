@@ -27,7 +27,7 @@ class ServeConfig:
     # Requests that may wait for a worker; more get 503 + Retry-After at once.
     max_waiting: Optional[int] = None  # default: 16 per worker
     max_body_bytes: int = 1 << 20  # JSON requests (4096 characters of text need far less)
-    max_upload_bytes: int = 200 << 20  # a voice's clips in one upload
+    max_upload_bytes: int = 200 << 20  # a voice's clips, or a recording to convert, in one upload
     allowed_hosts: Tuple[str, ...] = ()
     drain_timeout_s: float = 300.0  # SIGTERM: how long in-flight requests may take to finish
 
@@ -74,7 +74,7 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
             if config.token else None, allowed_paths=[str(studio.workspace.home)])
     # Outermost first: Host/Origin, then the token, then body size.
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_max_bytes=config.max_upload_bytes,
-                       upload_prefixes=("/voxmith/voices", WEBUI_PATH))
+                       upload_prefixes=("/voxmith/voices", "/voxmith/convert", WEBUI_PATH))
     if config.token:
         app.add_middleware(TokenGuard, token=config.token,
                            open_prefixes=("/docs", "/openapi.json", "/redoc", WEBUI_PATH))

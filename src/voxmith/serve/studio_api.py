@@ -1,5 +1,6 @@
-"""voxmith's own endpoints under `/voxmith`: speak with every `voxmith speak` option, voices
-(list, show, add by upload), results (list, fetch) and reproduce.
+"""voxmith's own endpoints under `/voxmith`: speak with every `voxmith speak` option, convert an
+uploaded recording into a voice, voices (list, show, add by upload), results (list, fetch) and
+reproduce.
 
 Clients name things, never paths: a voice by its name, a result by its id ('VOICE/FILE.wav', as
 returned by speak and the results list). Every id is resolved inside the workspace's results
@@ -9,6 +10,9 @@ here, upload a voice instead.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +27,7 @@ from voxmith.errors import VoxmithError
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import finish_speech, result_id, start_speech
 from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.conversion import ConvertRequest
 from voxmith.studio.record import ConversionRecord, FinetuneChoice, ResultRecord
 from voxmith.studio.results import list_results
 from voxmith.studio.speech import SpeakRequest
@@ -114,10 +119,72 @@ def _reproduce(studio, sidecar_path: Path):
     yield studio.reproduce(sidecar_path)
 
 
-@router.get("/results", summary="Results, newest first")
-async def results(request: Request, limit: int = 50, voice: Optional[str] = None):
+@router.post("/convert", summary="Convert an uploaded recording (anyone speaking) into a voice; returns the "
+                                 "result and its sidecar")
+async def convert(request: Request, recording: UploadFile = File(...), voice: str = Form(...),
+                  engine: Optional[str] = Form(None),
+                  settings: str = Form("{}", description="The engine's conversion settings as a JSON object.")):
+    studio, pool = request.app.state.studio, request.app.state.pool
+    try:
+        chosen = json.loads(settings)
+    except json.JSONDecodeError:
+        chosen = None
+    if not isinstance(chosen, dict):
+        raise ApiError(400, 'settings must be a JSON object, e.g. {"f0_scale": 1.1}.', "settings")
+    source, stored_now = await _keep_upload(studio.workspace.uploads_dir, recording)
+    convert_request = ConvertRequest(source=source, voice=voice, engine=engine or None, settings=chosen,
+                                     origin={"api": "voxmith", "upload": recording.filename or source.name})
+    job = pool.submit(lambda _job: _convert(studio, convert_request))
+    try:
+        result = await job.next()
+    except VoxmithError as err:  # nothing was made: keep no upload, name it as the client knows it
+        if stored_now:
+            source.unlink(missing_ok=True)
+        raise ApiError(400, str(err).replace(str(source), recording.filename or "the recording")) from None
+    finally:
+        job.cancel()
+    return {**describe_result(studio, result.path, result.record), "sidecar": result.sidecar}
+
+
+def _convert(studio, convert_request: ConvertRequest):
+    yield studio.convert(convert_request)
+
+
+async def _keep_upload(folder: Path, upload: UploadFile) -> tuple[Path, bool]:
+    """The uploaded recording, kept in the workspace under its content hash and base name (the
+    result's sidecar points at it, so the result can be reproduced); the same upload twice is
+    stored once, and a different file never replaces one already there. Also says whether this
+    call stored it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Path((upload.filename or "").replace("\\", "/")).name.lstrip(".") or "recording.wav"
+    digest, size = hashlib.sha256(), 0
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
+                digest.update(chunk)
+                size += out.write(chunk)
+        if not size:
+            raise ApiError(400, "The uploaded recording is empty.", "recording")
+        kept = folder / f"{digest.hexdigest()[:16]}-{base}"
+        if kept.exists():
+            os.unlink(partial)
+            return kept, False
+        os.replace(partial, kept)
+        return kept, True
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+@router.get("/results", summary="Results (spoken and converted), newest first")
+async def results(request: Request, limit: int = 50, voice: Optional[str] = None,
+                  kind: Literal["all", "speech", "conversion"] = "all"):
     studio = request.app.state.studio
-    entries = await run_in_threadpool(list_results, studio.workspace.results_dir, max(1, min(limit, 1000)))
+    entries = await run_in_threadpool(list_results, studio.workspace.results_dir, max(1, min(limit, 1000)),
+                                      kind != "speech")
+    if kind == "conversion":
+        entries = [e for e in entries if isinstance(e.record, ConversionRecord)]
     return {"results": [describe_result(studio, e.audio_path, e.record) for e in entries
                         if voice is None or (e.record.voice is not None and e.record.voice.name == voice)]}
 

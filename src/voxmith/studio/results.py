@@ -1,25 +1,26 @@
-"""The results history: every spoken result's record (its JSON sidecar, typed), newest first.
+"""The results history: every result's record (its JSON sidecar, typed), newest first.
 
-Conversions (`voxmith convert`) are not listed here: they have no text to show in a history of
-speech. Sidecars that cannot be read as a record (damaged, from a newer voxmith) are left out.
+Conversions (`voxmith convert`) are listed only when asked for: the web UI's history of speech
+shows text, which they have none of. Sidecars that cannot be read as a record (damaged, from a
+newer voxmith) are left out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Union
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import read_json
-from voxmith.studio.record import ResultRecord, is_conversion
+from voxmith.studio.record import ConversionRecord, ResultRecord, is_conversion
 
 
 @dataclass(frozen=True)
 class ResultEntry:
     audio_path: Path
     sidecar_path: Path
-    record: ResultRecord
+    record: Union[ResultRecord, ConversionRecord]
 
     @property
     def sidecar(self) -> dict:
@@ -32,17 +33,25 @@ class ResultEntry:
 
     @property
     def takes(self) -> int:
-        return sum(len(s.takes) for s in self.record.sentences)
+        return sum(len(s.takes) for s in self.record.sentences) if isinstance(self.record, ResultRecord) else 1
 
 
-def list_results(results_dir: Path, limit: int = 200) -> List[ResultEntry]:
+def list_results(results_dir: Path, limit: int = 200, conversions: bool = False) -> List[ResultEntry]:
+    """Spoken results (and converted recordings if `conversions`), newest first, at most `limit`."""
     entries = []
     for sidecar_path in results_dir.glob("*/*.json"):
         data = read_json(sidecar_path, default=None)
-        if not isinstance(data, dict) or is_conversion(data) or "text" not in data or "output" not in data:
-            continue  # not a spoken result's sidecar (a conversion, a book's manifest...)
+        if not isinstance(data, dict) or "output" not in data:
+            continue  # not a result's sidecar (a book's manifest...)
         try:
-            record = ResultRecord.from_json(data, str(sidecar_path))
+            if is_conversion(data):
+                if not conversions:
+                    continue
+                record = ConversionRecord.from_json(data, str(sidecar_path))
+            elif "text" in data:
+                record = ResultRecord.from_json(data, str(sidecar_path))
+            else:
+                continue
         except VoxmithError:
             continue
         audio_path = sidecar_path.with_name(record.output_file)

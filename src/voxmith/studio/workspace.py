@@ -67,3 +67,8 @@ class Workspace:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Recordings sent to the HTTP API for conversion, kept so their results can be reproduced."""
+        return self.home / "uploads"
