@@ -35,13 +35,18 @@ def _put(folder, paths, data=b"w"):
         (folder / path).write_bytes(data)
 
 
-def test_versions_need_the_official_files():
+def test_versions_need_the_official_files(monkeypatch):
+    monkeypatch.setattr(weights, "chinese_available", lambda: False)
     assert V2 == ("chinese-hubert-base/config.json", "chinese-hubert-base/pytorch_model.bin",
                   "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt",
                   "gsv-v2final-pretrained/s2G2333k.pth")
     assert set(PRO_PLUS) - set(V2) == {"s1v3.ckpt", "v2Pro/s2Gv2ProPlus.pth", "sv/pretrained_eres2netv2w24s4ep4.ckpt"}
     files = GptSovitsEngine.model_files(None)
     assert [f.name for f in files if f.required] == list(V2) + [weights.NLTK_TAGGER]
+    monkeypatch.setattr(weights, "chinese_available", lambda: True)  # with voxmith[zh]: Chinese files too
+    chinese = [f.name for f in GptSovitsEngine.model_files(None) if f.required and f.name not in V2]
+    assert chinese == [f"{weights.CHINESE_BERT}/{name}" for name in ("config.json", "tokenizer.json",
+                                                                      "pytorch_model.bin")] + [weights.NLTK_TAGGER]
     assert weights.file_url(V2[2]) == ("https://huggingface.co/lj1995/GPT-SoVITS/resolve/main/"
                                        "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt")
 
@@ -102,7 +107,8 @@ def _serve(server, paths):  # noqa: F811
     return payloads
 
 
-def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, server):  # noqa: F811
+def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, server, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(weights, "chinese_available", lambda: False)  # no Chinese files (test_gpt_sovits_chinese)
     payloads = _serve(server, set(V2) | set(PRO_PLUS))
     result = voxmith("models", "download", "gpt-sovits")
     assert result.exit_code == 0, result.output

@@ -13,6 +13,8 @@ nothing global; all takes of a piece are generated in one batch by `generate_sem
 each take exactly what a run asking for that take alone makes):
 1. the text is cut into pieces (`text_split`, cut5 by default) and each is turned into phones
    (frontend.py); the reference transcript too (a '.' is added when it ends without a stop);
+   Chinese runs get RoBERTa features (`chinese_bert`, loaded on the first Chinese text), every
+   other phone zeros;
 2. the reference's semantic codes: HuBERT features of the 16 kHz reference -> SoVITS quantiser
    (computed once per reference and version, then kept);
 3. per piece, the GPT generates semantic codes from reference phones + piece phones, prompted by the
@@ -72,7 +74,9 @@ from .spectrogram import reference_spectrogram
 from .t2s_checkpoint import load_t2s_checkpoint
 from .t2s_generate import generate_semantic_candidates
 from .english import default_g2p
-from .frontend import LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, resolve_language, TextPiece, bert_features, phones_for, prepare_text
+from .chinese_bert import ChineseBert
+from .frontend import (LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, TextPiece, bert_features, prepare_text, read_text,
+                       resolve_language)
 from .reference import choose_references
 from .t2s_precision import T2S_PRECISION_CHOICES, resolve_t2s_precision, t2s_decoder_for
 from .text_split import METHODS, STOPS
@@ -88,7 +92,7 @@ PROMPT_CODES_KEPT = 8
 @dataclass
 class GptSovitsSettings(EngineSettings):
     """Sampling as the official API (top_k 15, top_p 1, temperature 1, repetition_penalty 1.35);
-    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto, en, ja),
+    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto, en, ja, zh),
     `model_version` (v2, v2Pro, v2ProPlus: which pretrained files speak), `noise_scale` of the SoVITS
     prior (official 0.5), `aux_references` (other clips whose styles are averaged in),
     `reference_text` (replaces Whisper's transcript of the reference when set)."""
@@ -153,6 +157,7 @@ class GptSovitsModels:
     hubert: Any  # HubertFeatures
     early_stop_num: Optional[int]
     speaker_verifier: Any = None  # v2Pro/v2ProPlus: speaker_verification.SpeakerVerifier
+    chinese_bert: Any = None  # chinese_bert.ChineseBert; None: loaded from files when Chinese is read
 
     @property
     def device(self) -> torch.device:
@@ -214,6 +219,7 @@ class GptSovitsEngine(Engine):
         self._t2s_views: Dict[Tuple[str, str], Tuple[Any, Any]] = {}
         self._views_lock = threading.Lock()
         self._injected = False  # models given by `with_models`: nothing is loaded from files
+        self._chinese_bert: Optional[ChineseBert] = None  # loaded on the first Chinese text
         self._only_models = ""  # why an engine with given models speaks no other version (fine-tuned)
         # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
         self._tagger_dirs = weights.tagger_dirs(None, models_dir)
@@ -421,12 +427,14 @@ class GptSovitsEngine(Engine):
             language = resolve_language(settings.reference_text, "auto")
         ref_16k = np.asarray(conditioning["reference_16k"], dtype=np.float32)
         phones: List[int] = []
+        runs: tuple = ()
         reference_free = not reference_text or (language not in ("", *SUPPORTED_LANGUAGES))
         if not reference_free:
             language = language or "en"
             if reference_text[-1] not in STOPS:
                 reference_text += "." if language == "en" else "\u3002"
-            phones = phones_for(reference_text, language)[0]
+            reading = read_text(reference_text, language)
+            phones, runs = list(reading.phone_ids), reading.runs
         waves_32k = [np.asarray(conditioning["reference_32k"], dtype=np.float32)]
         waves_32k += _split(conditioning.get("aux_32k"), conditioning.get("aux_32k_lengths"))[:settings.aux_references]
         waves_16k = [ref_16k] + _split(conditioning.get("aux_16k"),
@@ -437,8 +445,21 @@ class GptSovitsEngine(Engine):
         if models.speaker_verifier is not None:
             sv = [models.speaker_verifier.embed(torch.from_numpy(w).to(device)) for w in waves_16k]
         codes = None if reference_free else self._prompt_codes(ref_16k, models)
-        return {"phones": phones, "codes": codes, "specs": specs, "sv": sv, "reference_free": reference_free,
+        return {"phones": phones, "runs": runs, "codes": codes, "specs": specs, "sv": sv, "reference_free": reference_free,
                 "reference_text": reference_text, "references": len(specs)}
+
+    def chinese_bert(self, models: GptSovitsModels) -> ChineseBert:
+        """The RoBERTa that gives Chinese text its BERT features: the models' own (tests), else
+        chinese-roberta-wwm-ext-large from the models folders, loaded once per engine."""
+        if models.chinese_bert is not None:
+            return models.chinese_bert
+        if self._injected:
+            raise VoxmithError("These gpt-sovits models have no Chinese BERT model, which Chinese text needs.")
+        with self._lock:
+            if self._chinese_bert is None:
+                folder = weights.require_chinese(workspace_models=self.models_dir)
+                self._chinese_bert = ChineseBert.load(folder, self.device)
+            return self._chinese_bert
 
     def _prompt_codes(self, ref_16k: np.ndarray, models: GptSovitsModels) -> torch.Tensor:
         key = models.version + hashlib.sha1(ref_16k.tobytes()).hexdigest()
@@ -466,11 +487,14 @@ class GptSovitsEngine(Engine):
         silence = np.zeros(int(SAMPLE_RATE_HZ * FRAGMENT_SILENCE_S), dtype=np.float32)
         audio: List[List[np.ndarray]] = [[] for _ in seeds]
         codes_made: List[List[int]] = [[] for _ in seeds]
+        needs_bert = any(run.language == "zh" for piece in pieces for run in (*prompt["runs"], *piece.runs))
+        bert = self.chinese_bert(models) if needs_bert else None
         for index, piece in enumerate(pieces):
             report(progress, "gpt-sovits: synthesising", index, len(pieces))
             all_phones = list(prompt["phones"]) + list(piece.phone_ids)
+            features = bert_features((*prompt["runs"], *piece.runs), bert)
             takes = generate_semantic_candidates(t2s, torch.tensor(all_phones, dtype=torch.long),
-                                                 torch.from_numpy(bert_features(all_phones)), prompt["codes"],
+                                                 torch.from_numpy(features), prompt["codes"],
                                                  settings.sampling(), generators,
                                                  early_stop_num=models.early_stop_num)
             phone_ids = torch.tensor(piece.phone_ids, dtype=torch.long, device=device)

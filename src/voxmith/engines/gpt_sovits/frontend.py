@@ -1,31 +1,37 @@
 """Text -> what the GPT-SoVITS models read: phone ids and BERT features, per piece of text.
 
-`phones_for(text, language)` is the official `get_phones_and_bert` without the model: phone ids
-(v2 symbol table), `word2ph` (characters -> phones, only Chinese has it; None otherwise) and the
-normalised text. A piece with fewer than 6 phones is read again with a '.' in front, as the official
-code does, so very short inputs still give the model some context.
-`bert_features(phone_ids, language)`: the 1024 x phones features the t2s model takes; zeros for
-every language but Chinese (whose RoBERTa features are not implemented here).
+`read_text(text, language)` is the official `get_phones_and_bert` without the model: the text cut
+into runs of one language each, each run's phones (v2 symbol table) and normalised text, and for
+Chinese runs `word2ph` (phones per character, which spreads the BERT features over the phones). A
+piece with fewer than 6 phones is read again with a '.' in front, as the official code does, so
+very short inputs still give the model some context. `phones_for` is its (ids, word2ph,
+normalised text) view.
+`bert_features(runs, bert)`: the 1024 x phones features the t2s model takes: RoBERTa features of
+the Chinese runs (chinese_bert.py), zeros for every other language, as the official code gives.
 `prepare_text(text, language, method)`: the text cut into pieces (text_split.py), each with its
 phones; the pieces the official preprocessing would skip are skipped.
 
-Languages: English ("en"), and Japanese ("ja") when OpenJTalk with its dictionary is installed
-(`pip install 'voxmith[ja]'`; japanese.py). In Japanese text, runs of Latin words are read by the
-English front end (a simple stand-in for the official language segmenter). "auto" reads text with
-kana as Japanese (when available) and Latin text as English; text in another script is refused with
-words naming it, as is a language whose front end voxmith does not have (Chinese, Korean,
-Cantonese need front ends not built yet), never mispronounced.
+Languages: English ("en"); Japanese ("ja") when OpenJTalk with its dictionary is installed
+(`pip install 'voxmith[ja]'`; japanese.py); Chinese ("zh", Mandarin) when jieba and pypinyin are
+installed (`pip install 'voxmith[zh]'`; chinese.py). In Japanese and Chinese text, runs of Latin
+words are read by the English front end (a simple stand-in for the official language segmenter,
+which needs a downloaded language-identification model). "auto" reads text with kana as Japanese
+(when available), text with Chinese characters as Chinese (when available) and Latin text as
+English; text in another script is refused with words naming it, as is a language whose front
+end voxmith does not have or that is not installed (Korean and Cantonese need front ends not
+built yet), never mispronounced.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.gpt_sovits import japanese
+from voxmith.engines.gpt_sovits import chinese, japanese
+from voxmith.engines.gpt_sovits.chinese_bert import ChineseBert
 from voxmith.engines.gpt_sovits.english import default_g2p
 from voxmith.engines.gpt_sovits.symbols import phone_ids as to_ids
 from voxmith.engines.gpt_sovits.text_split import DEFAULT_METHOD, METHODS, segments
@@ -36,10 +42,32 @@ BERT_DIM = 1024
 MIN_PHONES = 6  # fewer: read again with a '.' in front
 # What the official front ends cover, and which of them voxmith has.
 OFFICIAL_LANGUAGES = ("en", "zh", "ja", "ko", "yue")
-SUPPORTED_LANGUAGES: Tuple[str, ...] = ("en",) + (("ja",) if japanese.japanese_available() else ())
+SUPPORTED_LANGUAGES: Tuple[str, ...] = (("en",) + (("ja",) if japanese.japanese_available() else ())
+                                         + (("zh",) if chinese.chinese_available() else ()))
 LANGUAGE_CHOICES = ("auto",) + SUPPORTED_LANGUAGES
 # What a setting may name: also the official languages voxmith cannot read, refused with the reason.
 LANGUAGE_NAMES_ACCEPTED = ("auto",) + OFFICIAL_LANGUAGES
+
+
+@dataclass(frozen=True)
+class TextRun:
+    """A stretch of one language inside a piece: what its BERT features need."""
+
+    language: str
+    normalized: str
+    phone_count: int
+    word2ph: Optional[Tuple[int, ...]] = None  # Chinese: phones per character of `normalized`
+
+
+@dataclass(frozen=True)
+class TextReading:
+    phone_ids: Tuple[int, ...]
+    normalized: str
+    runs: Tuple[TextRun, ...]
+
+    @property
+    def needs_bert(self) -> bool:
+        return any(run.language == "zh" for run in self.runs)
 
 
 @dataclass(frozen=True)
@@ -50,9 +78,7 @@ class TextPiece:
     normalized: str
     phone_ids: Tuple[int, ...]
     language: str
-
-    def bert_features(self) -> np.ndarray:
-        return bert_features(self.phone_ids, self.language)
+    runs: Tuple[TextRun, ...] = ()
 
 
 def resolve_language(text: str, language: str) -> str:
@@ -63,6 +89,8 @@ def resolve_language(text: str, language: str) -> str:
         found = detect_languages(text)
         if "ja" in found.languages and "ja" in SUPPORTED_LANGUAGES:
             return "ja"
+        if "zh" in found.languages and "zh" in SUPPORTED_LANGUAGES:
+            return "zh"
         others = [code for code in found.languages if code not in LATIN_SCRIPT_LANGUAGES]
         if others:
             code = others[0]
@@ -74,6 +102,8 @@ def resolve_language(text: str, language: str) -> str:
         return language
     if language == "ja":
         raise EngineError(f"The gpt-sovits engine cannot read Japanese here: {japanese.unavailable_reason()}.")
+    if language == "zh":
+        raise EngineError(f"The gpt-sovits engine cannot read Chinese here: {chinese.unavailable_reason()}.")
     if language in OFFICIAL_LANGUAGES:
         raise EngineError(f"The gpt-sovits front end for {language_name(language)} ('{language}') is "
                           f"not part of voxmith yet; it speaks {_supported_names()} (language=auto or "
@@ -86,41 +116,70 @@ def _supported_names() -> str:
     return ", ".join(language_name(code) for code in SUPPORTED_LANGUAGES)
 
 
-def phones_for(text: str, language: str = "en") -> Tuple[List[int], Optional[List[int]], str]:
-    """(phone ids, word2ph, normalised text) of one piece of text (see the module docstring)."""
+def read_text(text: str, language: str = "en") -> TextReading:
+    """Phones, normalised text and language runs of one piece of text (see the module docstring)."""
     language = resolve_language(text, language)
     text = re.sub(" {2,}", " ", text)
-    ids, normalized = _read(text, language)
-    if len(ids) < MIN_PHONES:
-        ids, normalized = _read("." + text, language)
-    return ids, None, normalized
+    reading = _read(text, language)
+    if len(reading.phone_ids) < MIN_PHONES:
+        reading = _read("." + text, language)
+    return reading
 
 
-def _read(text: str, language: str) -> Tuple[List[int], str]:
+def phones_for(text: str, language: str = "en") -> Tuple[List[int], Optional[List[int]], str]:
+    """(phone ids, word2ph, normalised text) of one piece of text; word2ph only for text read as
+    Chinese alone (None otherwise)."""
+    reading = read_text(text, language)
+    word2ph = None
+    if len(reading.runs) == 1 and reading.runs[0].word2ph is not None:
+        word2ph = list(reading.runs[0].word2ph)
+    return list(reading.phone_ids), word2ph, reading.normalized
+
+
+def _read(text: str, language: str) -> TextReading:
     if language == "en":
-        return _english(text)
+        runs = [("en", text)]
+    else:  # Latin words inside Japanese or Chinese text are read as English
+        runs = [(language if run_language != "en" else "en", run) for run_language, run in japanese.split_english(text)]
     ids: List[int] = []
-    normalized = []
-    for run_language, run in japanese.split_english(text):
-        run_ids, run_text = _english(run) if run_language == "en" else _japanese(run)
+    read_runs = []
+    for run_language, run in runs:
+        run_ids, run_text, word2ph = _READERS[run_language](run)
         ids += run_ids
-        normalized.append(run_text)
-    return ids, "".join(normalized)
+        read_runs.append(TextRun(run_language, run_text, len(run_ids), word2ph))
+    return TextReading(tuple(ids), "".join(r.normalized for r in read_runs), tuple(read_runs))
 
 
-def _english(text: str) -> Tuple[List[int], str]:
+def _english(text: str) -> Tuple[List[int], str, None]:
     result = default_g2p()(text)
-    return to_ids(result.phones), result.normalized
+    return to_ids(result.phones), result.normalized, None
 
 
-def _japanese(text: str) -> Tuple[List[int], str]:
+def _japanese(text: str) -> Tuple[List[int], str, None]:
     phones, normalized = japanese.japanese_phones(text)
-    return to_ids(phones), normalized
+    return to_ids(phones), normalized, None
 
 
-def bert_features(phone_ids, language: str = "en") -> np.ndarray:
-    """(1024, phones) float32: zeros outside Chinese, as the official code gives."""
-    return np.zeros((BERT_DIM, len(phone_ids)), dtype=np.float32)
+def _chinese(text: str) -> Tuple[List[int], str, Tuple[int, ...]]:
+    phones, word2ph, normalized = chinese.chinese_phones(text)
+    return to_ids(phones), normalized, word2ph
+
+
+_READERS = {"en": _english, "ja": _japanese, "zh": _chinese}
+
+
+def bert_features(runs: Sequence[TextRun], bert: Optional[ChineseBert] = None) -> np.ndarray:
+    """(1024, phones) float32 of the runs of one or more readings, in order: RoBERTa features of
+    Chinese runs (one per character, repeated over its phones), zeros elsewhere."""
+    parts = []
+    for run in runs:
+        if run.language == "zh" and run.phone_count:
+            if bert is None:
+                raise EngineError("Chinese text needs the chinese-roberta-wwm-ext-large model for its BERT features.")
+            parts.append(bert.phone_features(run.normalized, run.word2ph))
+        else:
+            parts.append(np.zeros((BERT_DIM, run.phone_count), dtype=np.float32))
+    return np.concatenate(parts, axis=1) if parts else np.zeros((BERT_DIM, 0), dtype=np.float32)
 
 
 def prepare_text(text: str, language: str = "auto", method: str = DEFAULT_METHOD) -> List[TextPiece]:
@@ -130,7 +189,7 @@ def prepare_text(text: str, language: str = "auto", method: str = DEFAULT_METHOD
     language = resolve_language(text, language)
     pieces = []
     for piece in segments(text, method, language):
-        ids, _, normalized = phones_for(piece, language)
-        if normalized:
-            pieces.append(TextPiece(piece, normalized, tuple(ids), language))
+        reading = read_text(piece, language)
+        if reading.normalized:
+            pieces.append(TextPiece(piece, reading.normalized, reading.phone_ids, language, reading.runs))
     return pieces

@@ -4,7 +4,8 @@ The official recipe prepares a dataset in three passes (`GPT_SoVITS/prepare_data
 we, per `TrainingLine` (a clip and its transcript):
 1. text (`1-get-text.py`): phone ids and normalised text of the transcript (`frontend.phones_for`,
    after the official replacements '%' -> '-' and '￥' -> ','), language from the text's script
-   (`resolve_language(..., "auto")`); BERT features only exist for Chinese, which we do not read;
+   (`resolve_language(..., "auto")`); BERT features only exist for Chinese, which fine-tuning does not
+   read yet (a Chinese transcript is refused rather than trained with zero features);
 2. audio (`2-get-hubert-wav32k.py`): the clip at 32 kHz, loudness-mixed (`spectrogram.training_audio`:
    half peak-normalised to 0.95, half as is) and stored as 16-bit as the official wav32k folder is
    (then read back / 32768); clips peaking above 2.2 are refused as the official recipe skips them.
@@ -91,6 +92,9 @@ def text_features(text: str):
     """(phone ids, normalised text, language) of a transcript, as the official 1-get-text.py."""
     cleaned = text.strip().replace("%", "-").replace("\uffe5", ",")
     language = resolve_language(cleaned, "auto")
+    if language == "zh":
+        raise VoxmithError(f"gpt-sovits fine-tuning cannot use the Chinese transcript '{text[:40]}' yet: the GPT "
+                           "stage would need its BERT features, which voxmith computes only for synthesis.")
     ids, _, normalized = phones_for(cleaned, language)
     return np.asarray(ids, dtype=np.int64), normalized, language
 

@@ -10,8 +10,10 @@ keeps under `GPT_SoVITS/pretrained_models/` with the same relative paths
 | v2Pro | s1v3.ckpt | v2Pro/s2Gv2Pro.pth | sv/pretrained_eres2netv2w24s4ep4.ckpt |
 | v2ProPlus | s1v3.ckpt | v2Pro/s2Gv2ProPlus.pth | sv/pretrained_eres2netv2w24s4ep4.ckpt |
 
-and for every version `chinese-hubert-base/` (config.json + pytorch_model.bin). Chinese needs more
-(RoBERTa, G2PW), which voxmith does not use yet. Optional: NLTK's part-of-speech tagger for English
+and for every version `chinese-hubert-base/` (config.json + pytorch_model.bin). Chinese text needs
+`chinese-roberta-wwm-ext-large/` (config.json, pytorch_model.bin, tokenizer.json: its BERT
+features); these are fetched by a plain `models download gpt-sovits` when the Chinese front end is
+installed (`voxmith[zh]`), else only by name or `--all`. Optional: NLTK's part-of-speech tagger for English
 homographs (pos_tags.py), from NLTK's own data server, unpacked into `nltk_data/`.
 
 Before downloading anything, these folders are searched, in order (each holds the files under
@@ -35,6 +37,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from voxmith.download import DownloadError, download_file, free_bytes, hf_hub_cache, search_folders, size_text
+from voxmith.engines.gpt_sovits.chinese import chinese_available
 from voxmith.engines.gpt_sovits.pos_tags import find_tagger_folder
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback
@@ -49,6 +52,7 @@ PRETRAINED_DISCRIMINATOR = "gsv-v2final-pretrained/s2D2333k.pth"
 NLTK_TAGGER_URL = ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/taggers/"
                    "averaged_perceptron_tagger_eng.zip")
 ALL = frozenset(VERSIONS)
+CHINESE_BERT = "chinese-roberta-wwm-ext-large"
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,14 @@ class WeightFile:
     versions: FrozenSet[str]  # the versions that need it
     url: Optional[str] = None  # None: the repository's file at `path`
     default: bool = False  # fetched by a plain `models download gpt-sovits` though no version needs it
+    language: str = ""  # only text in this language needs it
 
     @property
     def required(self) -> bool:
         """Fetched by default: what the default version needs (the others' files come with
-        --version), and the tagger, without which homographs are read by a rule."""
-        return DEFAULT_VERSION in self.versions or self.default
+        --version), the tagger, without which homographs are read by a rule, and a language's
+        files when that language's front end is installed."""
+        return DEFAULT_VERSION in self.versions or self.default or (self.language == "zh" and chinese_available())
 
 
 FILES: Tuple[WeightFile, ...] = (
@@ -84,6 +90,10 @@ FILES: Tuple[WeightFile, ...] = (
     # (an existing GPT-SoVITS install has it), else the discriminator starts from random weights.
     WeightFile(PRETRAINED_DISCRIMINATOR, 94_000_000, "v2 SoVITS discriminator (fine-tuning starts from it when present)",
                frozenset()),
+    WeightFile(f"{CHINESE_BERT}/config.json", 1_000, "Chinese RoBERTa configuration", frozenset(), language="zh"),
+    WeightFile(f"{CHINESE_BERT}/tokenizer.json", 270_000, "Chinese RoBERTa tokenizer", frozenset(), language="zh"),
+    WeightFile(f"{CHINESE_BERT}/pytorch_model.bin", 651_000_000,
+               "chinese-roberta-wwm-ext-large (BERT features of Chinese text)", frozenset(), language="zh"),
     WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
                frozenset(), url=NLTK_TAGGER_URL, default=True),
 )
@@ -201,6 +211,25 @@ def require_version(version: str, models_dir=None, workspace_models=None) -> Dic
             f"gpt-sovits{option}`, or put them (with their folders, as in the official "
             f"GPT_SoVITS/pretrained_models/) in {download_dir(models_dir, workspace_models)}.")
     return {path: where.path for path, where in found.items()}
+
+
+def require_chinese(models_dir=None, workspace_models=None) -> Path:
+    """The folder of chinese-roberta-wwm-ext-large (its three files together); a clear error naming
+    the download command when a file is missing."""
+    paths = [f.path for f in FILES if f.path.startswith(CHINESE_BERT + "/")]
+    found = find_files(paths, models_dir, workspace_models)
+    missing = [path for path, where in found.items() if where is None]
+    if missing:
+        size = size_text(sum(BY_PATH[p].approx_bytes for p in missing))
+        only = " ".join(f"--only {p}" for p in missing)
+        raise VoxmithError(f"Chinese text needs {CHINESE_BERT} for its BERT features, and {len(missing)} of its "
+                           f"files are missing (~{size}). Run `voxmith models download gpt-sovits {only}`, or put "
+                           f"them in {download_dir(models_dir, workspace_models) / CHINESE_BERT}.")
+    folders = {where.path.parent for where in found.values()}
+    if len(folders) > 1:
+        raise VoxmithError(f"The files of {CHINESE_BERT} are in different folders ({', '.join(map(str, sorted(folders)))}); "
+                           "move them into one, or run `voxmith models download gpt-sovits` again.")
+    return folders.pop()
 
 
 def check_any_version(models_dir=None, workspace_models=None) -> None:
