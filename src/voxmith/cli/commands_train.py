@@ -53,7 +53,8 @@ def summary_dict(summary) -> dict:
 
 
 # The engines' own defaults (`Engine.training_defaults`, else `ScheduleConfig`); a test keeps them in step.
-LR_HELP = "Peak learning rate (default: 1e-3 for piper-vc, 1e-5 for tortoise, 1e-4 for gpt-sovits)."
+LR_HELP = ("Peak learning rate (default: 1e-3 for piper-vc, 1e-5 for tortoise, 1e-4 for gpt-sovits; sv2tts: "
+           "the vocoder's 1e-4, the synthesizer follows its tts_schedule instead).")
 
 
 @click.group()
@@ -64,7 +65,7 @@ def train():
 @train.command()
 @click.argument("name")
 @click.option("--dataset", required=True, help="Dataset to train on (see 'voxmith dataset list').")
-@click.option("--engine", default=DEFAULT_ENGINE, show_default=True, help="Engine to fine-tune: piper-vc, tortoise or gpt-sovits.")
+@click.option("--engine", default=DEFAULT_ENGINE, show_default=True, help="Engine to fine-tune: piper-vc, tortoise, gpt-sovits or sv2tts.")
 @click.option("--epochs", type=int, help="Passes over the training lines (default depends on the engine).")
 @click.option("--batch-size", type=int, help="Lines per batch (default: from the dataset size).")
 @click.option("--grad-accumulation", type=int, help="Batches per optimizer step.")

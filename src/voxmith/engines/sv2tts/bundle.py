@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,6 +47,12 @@ def load_strict(module: torch.nn.Module, state: Dict[str, torch.Tensor], path: P
         raise VoxmithError(f"{path} does not fit the official {what}'s shapes: {str(err)[:300]}") from None
 
 
+# file name -> (what it is, its module, its config class)
+_MODELS = {"encoder.pt": ("speaker encoder", SpeakerEncoder, EncoderConfig),
+           "synthesizer.pt": ("synthesizer", Tacotron, TacotronConfig),
+           "vocoder.pt": ("vocoder", WaveRNN, WaveRNNConfig)}
+
+
 @dataclass
 class SV2TTSModels:
     encoder: SpeakerEncoder
@@ -76,6 +82,30 @@ class SV2TTSModels:
         synthesizer = built["synthesizer.pt"]
         signal = dataclasses.replace(SignalConfig(), mel_bands=synthesizer.config.n_mels)
         return cls(built["encoder.pt"], synthesizer, built["vocoder.pt"], signal=signal)
+
+    @classmethod
+    def for_training(cls, paths: Dict[str, Optional[Path]], device: str = "cpu",
+                     configs: Optional[Dict[str, object]] = None) -> Tuple["SV2TTSModels", List[str]]:
+        """Models to train, each from its official file or, where `paths` has None, from random
+        weights at the official sizes (those files' names are returned, to be said to the user)."""
+        configs = configs or {}
+        built, random_names = {}, []
+        for name, (what, make, default) in _MODELS.items():
+            path = paths.get(name)
+            if path is None:
+                with torch.random.fork_rng(devices=[]):  # the same random start everywhere, global RNG untouched
+                    torch.manual_seed(0)
+                    built[name] = make(configs.get(name) or default()).to(device)
+                random_names.append(name)
+                continue
+            with torch.device("meta"):
+                module = make(configs.get(name) or default())
+            module = module.to_empty(device="cpu")
+            load_strict(module, read_model_state(path, what), path, what)
+            built[name] = module.to(device)
+        synthesizer = built["synthesizer.pt"]
+        signal = dataclasses.replace(SignalConfig(), mel_bands=synthesizer.config.n_mels)
+        return cls(built["encoder.pt"], synthesizer, built["vocoder.pt"], signal=signal), random_names
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str = "cpu") -> "SV2TTSModels":

@@ -18,6 +18,7 @@ files, which are never fetched implicitly: without them synthesis names
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import threading
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from voxmith.audio import Audio
-from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, ModelFile
+from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune, ModelFile
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -42,6 +43,7 @@ from .hparams import SAMPLE_RATE_HZ, EncoderAudio
 from .speaker_encoder import average_embedding, embed_utterance
 from .tacotron import trim_trailing_silence
 from .text import ids_to_text, text_to_ids
+from .training import STAGE_BUILDERS, TRAINING_LOSSES, finetuned_models, stage_defaults
 from .training_settings import TrainingHparams
 
 VOCODERS = ("wavernn", "griffinlim")
@@ -150,11 +152,40 @@ class SV2TTSEngine(Engine):
                 report(progress, "loading SV2TTS models", 1, 1)
         return self._models
 
-    # --- training: one stage per run (training_settings.py) ----------------------------------------
+    # --- training: one stage per run (training.py, training_settings.py) --------------------------
+    supports_training = True
+    training_losses = TRAINING_LOSSES
+    training_steps = 2000  # a fine-tune's length when `train init` is given no epochs
 
     @classmethod
     def parse_training_settings(cls, values) -> Dict[str, object]:
         return TrainingHparams.from_settings(values).to_settings()
+
+    @classmethod
+    def training_defaults_for(cls, settings, train_lines: int):
+        return stage_defaults(TrainingHparams.from_settings(settings), train_lines)
+
+    def training_models(self, progress: Optional[ProgressCallback] = None) -> Tuple[SV2TTSModels, List[str]]:
+        """Private copies of the three models for a training task: of the loaded ones when this
+        engine has them, else from the official files, a missing file giving random weights (its
+        name is returned with the others so built)."""
+        if self._models is not None:
+            return copy.deepcopy(self._models), []
+        found = checkpoints.find_checkpoints(checkpoints.NAMES, workspace_models=self.models_dir)
+        report(progress, "sv2tts: loading the models to train", 0, 1)
+        models, random_names = SV2TTSModels.for_training(
+            {name: (where.path if where else None) for name, where in found.items()}, self.device, self.model_configs)
+        report(progress, "sv2tts: loading the models to train", 1, 1)
+        return models, random_names
+
+    def load_finetune(self, finetune: Finetune) -> "SV2TTSEngine":
+        """An engine speaking with a run's fine-tuned synthesizer or vocoder (the other models the
+        stock ones, shared); the voice embedding stays the stock encoder's."""
+        base = self.models()
+        variant = type(self).with_models(finetuned_models(base, finetune.load_state(), finetune.description),
+                                         self.device)
+        variant.models_dir, variant._encoder_file = self.models_dir, self._encoder_file
+        return variant
 
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):
         hparams = TrainingHparams.from_settings(spec.settings)
@@ -261,6 +292,6 @@ class SV2TTSEngine(Engine):
 
 
 # stage -> builder(engine, spec, hparams, progress) of its `voxmith.training.TrainingTask`.
-STAGE_TASKS: Dict[str, object] = {}
+STAGE_TASKS: Dict[str, object] = dict(STAGE_BUILDERS)
 
 __all__ = ["STAGE_TASKS", "SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]

@@ -112,8 +112,8 @@ class TrainingHparams:
             raise VoxmithError(f"sv2tts: rescaling_max must be above 0 and at most 1, not {self.rescaling_max}.")
         if not 0 <= self.utterance_min_duration < 60:
             raise VoxmithError("sv2tts: utterance_min_duration must be from 0 to 60 seconds.")
-        if self.voc_seq_len < 1 or self.voc_seq_len % 200:
-            raise VoxmithError(f"sv2tts: voc_seq_len must be a positive multiple of the hop (200 samples), "
+        if self.voc_seq_len < 1:  # a multiple of the vocoder's hop: checked with the model
+            raise VoxmithError(f"sv2tts: voc_seq_len must be 1 or more (a multiple of the hop, 200 samples), "
                                f"not {self.voc_seq_len}.")
         if self.synthesis_batch_size < 1:
             raise VoxmithError("sv2tts: synthesis_batch_size must be 1 or more.")
