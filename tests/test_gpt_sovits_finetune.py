@@ -269,3 +269,111 @@ def test_a_run_quit_after_the_sovits_stage_resumes_into_the_gpt_stage_as_if_neve
     assert second.resumed_from == 1 and second.step == 3
     for (name, a), b in zip(straight_task.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def tiny_pro_generator(seed: int = 0, with_posterior: bool = True):
+    """A tiny v2ProPlus SoVITS (speaker-embedding input, the v2ProPlus generator shape)."""
+    from voxmith.engines.gpt_sovits.sovits import SoVITS, SoVITSConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SoVITS(SoVITSConfig(version="v2ProPlus", p_dropout=0.0, gin_channels=64, filter_channels=32, n_heads=2,
+                                   n_layers=1, upsample_initial_channel=32, upsample_kernel_sizes=(20, 16, 8, 2, 2),
+                                   with_posterior=with_posterior))
+
+
+def tiny_speaker_verifier(seed: int = 0):
+    """The real speaker-verification path (Kaldi fbank -> ERes2NetV2) at toy size, its 1280 pooled values
+    repeated to the 20480 the SoVITS expects."""
+    from voxmith.engines.gpt_sovits.speaker_verification import ERes2NetV2, ERes2NetV2Config, SpeakerVerifier
+
+    class Tiny(SpeakerVerifier):
+        def embed(self, wav_16k):
+            return super().embed(wav_16k).repeat_interleave(16, dim=1)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ERes2NetV2(ERes2NetV2Config(num_blocks=(1, 1, 1, 1), m_channels=8, base_width=16, scale=2,
+                                            expansion=2))
+    assert model.config.pooled_dim * 16 == 20480
+    return Tiny(model)
+
+
+def short_clips(demo_files, folder, seconds=1.6):
+    import soundfile as sf
+
+    from voxmith.audio import load_audio
+
+    clips = []
+    for i, (path, text) in enumerate(((demo_files[0], "Printing, in the only sense."),
+                                      (demo_files[1], "Differs from most."))):
+        audio = load_audio(path)
+        clip = folder / f"line{i}.wav"
+        sf.write(clip, audio.samples[: int(seconds * audio.sample_rate_hz)], audio.sample_rate_hz)
+        clips.append(TrainingLine(clip, text))
+    return clips
+
+
+def test_v2proplus_fine_tunes_with_each_lines_speaker_embedding_and_speaks(demo_files, tmp_path):
+    import numpy as np
+
+    from tests.test_gpt_sovits_engine import tiny_models
+    from voxmith.audio import load_audio
+    from voxmith.engines.base import Finetune, FinetuneSpec
+    from voxmith.engines.gpt_sovits.engine import GptSovitsEngine, GptSovitsModels, GptSovitsSettings
+    from voxmith.engines.gpt_sovits.sovits_finetune import SoVITSStage
+    from voxmith.errors import VoxmithError
+
+    base = tiny_models(3)
+    verifier = tiny_speaker_verifier(1)
+    engine = GptSovitsEngine.with_models(GptSovitsModels("v2ProPlus", base.t2s, tiny_pro_generator(7).eval(),
+                                                         base.hubert, 30, verifier))
+    asked = []
+    engine._training_discriminator = lambda version: asked.append(version) or TinyDiscriminator()
+    clips = short_clips(demo_files, tmp_path)
+    spec = FinetuneSpec(train=tuple(clips), validation=(), batch_size=2, seed=0, cache_dir=tmp_path / "cache",
+                        epochs=2, settings={"model_version": "v2ProPlus"})
+    task = engine.training_task(spec)
+    assert asked == ["v2ProPlus"]
+    cached = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert len(cached) == 2
+    with np.load(cached[0]) as data:  # the embedding is cached with the other features
+        assert data["sv"].shape == (20480,) and np.isfinite(data["sv"]).all()
+    first, second = task.lines
+    assert not np.allclose(first.sv, second.sv)  # one per line, from its own audio
+    assert task.sovits_items[0]["sv"].shape == (20480,)
+    config = TrainingConfig()
+    config.schedule.epochs, config.schedule.batch_size, config.schedule.learning_rate = 2, 2, 3e-3
+    config.schedule.milestones = []
+    run = TrainingRun.create(tmp_path, "pro", config, task.losses)
+    sv_before = task.model.sovits.generator.sv_emb.weight.detach().clone()
+    assert train_loop(task, run, config=config, handle_sigint=False).stopped == "finished"
+    assert not torch.equal(task.model.sovits.generator.sv_emb.weight, sv_before)  # the embedding path trains
+    state = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
+    variant = engine.with_finetune(Finetune("pro-2", "run 'pro', step 2", lambda: state,
+                                            config={"engine": {"settings": {"model_version": "v2ProPlus"}}}))
+    conditioning = {"reference_16k": load_audio(demo_files[0], sample_rate_hz=16000).samples[:64000],
+                    "reference_32k": load_audio(demo_files[0], sample_rate_hz=32000).samples[:128000],
+                    "reference_text": np.asarray("Printing, in the only sense with which we are at present"),
+                    "reference_language": np.asarray("en")}
+    settings = GptSovitsSettings(aux_references=0, t2s_precision="float32", model_version="v2ProPlus")
+    stock = engine.synthesize("Hello there.", conditioning, settings, seed=2)[0]
+    # a voice using the run speaks its version with the default settings
+    tuned = variant.synthesize("Hello there.", conditioning, GptSovitsSettings(aux_references=0,
+                                                                             t2s_precision="float32"), seed=2)[0]
+    assert tuned.details["version"] == "v2ProPlus" and not np.array_equal(stock.samples, tuned.samples)
+    assert variant.resolved_settings(GptSovitsSettings()).model_version == "v2ProPlus"
+    with pytest.raises(VoxmithError, match="model_version=v2ProPlus"):
+        variant.synthesize("Hello.", conditioning, GptSovitsSettings(model_version="v2Pro"), seed=0)
+    # what stays unsupported is refused in words
+    for version, message in (("v4", "does not fine-tune GPT-SoVITS v4"), ("v9", "Unknown GPT-SoVITS version")):
+        with pytest.raises(VoxmithError, match=message):
+            engine.training_task(FinetuneSpec(tuple(clips), (), 2, 0, tmp_path / "cache", epochs=2,
+                                              settings={"model_version": version}))
+    without_sv = GptSovitsEngine.with_models(GptSovitsModels("v2ProPlus", base.t2s, tiny_pro_generator(7).eval(),
+                                                             base.hubert, 30, None))
+    with pytest.raises(VoxmithError, match="speaker-verification model"):
+        without_sv.training_task(spec)
+    v2_lines = training_data.load_lines(clips, tmp_path / "cache", base.hubert, base.sovits)
+    with pytest.raises(VoxmithError, match="speaker-verification embedding"):
+        SoVITSStage(tiny_pro_generator(), TinyDiscriminator(), v2_lines, batch_size=2, seed=0)

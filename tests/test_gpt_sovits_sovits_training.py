@@ -94,3 +94,51 @@ def test_discriminator_key_layout_matches_official(version):
         disc = MultiPeriodDiscriminator(version)
     ours = {k: list(v.shape) for k, v in discriminator_weight_norm_form(disc.state_dict()).items()}
     assert ours == official
+
+
+@pytest.fixture(scope="module")
+def step_fx():
+    return torch.load(FIXTURES_DIR / "sovits_step.pt", weights_only=False)
+
+
+def _grad_summary(grad: torch.Tensor, text: torch.Tensor) -> dict:
+    rows = grad[text[0]] if grad.shape[0] == 732 else grad   # as make_sovits_step_fixtures.grad_summary
+    return {"norm": torch.linalg.vector_norm(grad), "head": rows.reshape(rows.shape[0], -1)[:16, :64]}
+
+
+def _relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    return float((ours - theirs).abs().max() / theirs.abs().max().clamp_min(1e-12))
+
+
+def test_v2proplus_fine_tuning_step_matches_official(step_fx):
+    """One whole stage-1 step (s2_train.py) of v2ProPlus with speaker embeddings on real speech: the five
+    losses, and the gradients the weighted sum sends to the generator and to the 7-period discriminator."""
+    from voxmith.engines.gpt_sovits.sovits_finetune import LOSSES, STAGE, SoVITSTrainer
+
+    fx = step_fx
+    case = {"config": fx["config"], "seed": fx["gen_seed"]}
+    generator = meta_model(tiny_config(case, fx["version"]))
+    generator.load_state_dict(ckpt.fold_weight_norm(official_weights(case, fx["version"])), strict=True, assign=True)
+    with torch.device("meta"):
+        disc = MultiPeriodDiscriminator(fx["version"])
+    disc.load_state_dict(ckpt.fold_weight_norm(randomized_state(discriminator_weight_norm_form(disc.state_dict()),
+                                                                fx["disc_seed"])), strict=True, assign=True)
+    trainer = SoVITSTrainer(generator, disc, segment_frames=fx["segment_frames"]).eval()   # the fixture: no dropout
+    x = fx["inputs"]
+    batch = {"wave": x["wave"], "spec": x["spec"], "spec_lengths": x["spec_lengths"], "hubert": x["ssl"],
+             "phones": x["text"], "phone_lengths": x["text_lengths"], "seed": fx["step_seed"],
+             "sv": x["sv_small"].repeat_interleave(128, dim=1)}
+    losses = trainer(batch)
+    for name, theirs in fx["losses"].items():
+        if name != "commitment":
+            assert _relative(losses[f"{STAGE}.{name}"].detach(), theirs) <= 1e-4, name
+    weights = {term.key: term.weight for term in LOSSES}
+    sum(weights[k] * v for k, v in losses.items()).backward()
+    params = dict(generator.named_parameters())
+    for name, theirs in fx["gen_grads"].items():
+        ours = _grad_summary(params[name].grad, x["text"])
+        assert _relative(ours["norm"], theirs["norm"]) <= 1e-3, name
+        assert _relative(ours["head"], theirs["head"]) <= 1e-3, name
+    params = dict(disc.named_parameters())
+    for name, theirs in fx["disc_grads"].items():
+        assert _relative(_grad_summary(params[name].grad, x["text"])["head"], theirs["head"]) <= 1e-3, name

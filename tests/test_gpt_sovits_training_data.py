@@ -58,7 +58,7 @@ def test_cached_once_and_resumed_per_line(models, lines, tmp_path, monkeypatch):
     assert len(list(folder.glob("*.npz"))) == 1 and not list(folder.glob("*.tmp*"))
     computed = []
     real = training_data.compute_line
-    monkeypatch.setattr(training_data, "compute_line", lambda line, h, s: computed.append(line) or real(line, h, s))
+    monkeypatch.setattr(training_data, "compute_line", lambda line, *models: computed.append(line) or real(line, *models))
     again = training_data.load_lines(lines, tmp_path, models.hubert, models.sovits)
     assert computed == [lines[1]] and len(again) == 2  # the first line came from the cache
     # other weights make other codes: their own cache

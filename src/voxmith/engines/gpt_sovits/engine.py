@@ -31,9 +31,11 @@ A reference transcript in a language the front end cannot read makes the take "r
 (the official mode without prompt text: style only), which the take's details say.
 
 Fine-tuning (`training_task`, finetune.py): both official stages in one run, SoVITS then the GPT,
-on v2 models; the dataset's features are computed once and cached (training_data.py). A fine-tuned
-variant (`load_finetune`) speaks with copies of the stock GPT and SoVITS holding the run's weights
-(v2 only); HuBERT and the conditioning are shared with the stock engine.
+on the v2, v2Pro or v2ProPlus models (the run's engine setting `model_version`, v2 by default); the dataset's
+features (for v2Pro/v2ProPlus with each line's speaker embedding) are computed once and cached
+(training_data.py). A fine-tuned variant (`load_finetune`) speaks with copies of the stock GPT and
+SoVITS of the run's version holding the run's weights; HuBERT, the speaker-verification model and
+the conditioning are shared with the stock engine.
 
 Weights: the official pretrained files (weights.py), never downloaded implicitly: without them
 synthesis stops with an error naming `voxmith models download gpt-sovits`. Tests build tiny
@@ -221,6 +223,7 @@ class GptSovitsEngine(Engine):
         self._injected = False  # models given by `with_models`: nothing is loaded from files
         self._chinese_bert: Optional[ChineseBert] = None  # loaded on the first Chinese text
         self._only_models = ""  # why an engine with given models speaks no other version (fine-tuned)
+        self._finetune_version = ""  # a fine-tuned variant: the version its weights are
         # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
         self._tagger_dirs = weights.tagger_dirs(None, models_dir)
 
@@ -270,6 +273,14 @@ class GptSovitsEngine(Engine):
         if settings.t2s_precision == "auto":
             precision, _ = resolve_t2s_precision("auto", self.device)
             settings = dataclasses.replace(settings, t2s_precision=precision)
+        return self._finetune_version_of(settings)
+
+    def _finetune_version_of(self, settings: GptSovitsSettings) -> GptSovitsSettings:
+        """A variant fine-tuned from v2Pro/v2ProPlus speaks its version where the request leaves
+        `model_version` at the default (a voice using the run); another version asked for is refused
+        by `models`."""
+        if self._finetune_version and settings.model_version == weights.DEFAULT_VERSION:
+            return dataclasses.replace(settings, model_version=self._finetune_version)
         return settings
 
     def t2s_for(self, models: GptSovitsModels, precision: str):
@@ -287,6 +298,17 @@ class GptSovitsEngine(Engine):
 
     # --- fine-tuning ---------------------------------------------------------------------------
 
+    @classmethod
+    def parse_training_settings(cls, values) -> Dict[str, Any]:
+        """One setting of its own: `model_version` (`train init --set model_version=v2ProPlus`), the
+        version fine-tuned: v2 (default), v2Pro or v2ProPlus."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"model_version"})
+        if unknown:
+            raise VoxmithError(f"The {cls.name} engine has one training setting, model_version; not "
+                               f"{', '.join(unknown)}.")
+        return {"model_version": training_version(str(values.get("model_version") or ""))}
+
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):
         """Both official stages on copies of the stock v2 models (see finetune.py); the dataset's
         phones, HuBERT features and codes come from the per-dataset cache (training_data.py)."""
@@ -298,10 +320,14 @@ class GptSovitsEngine(Engine):
             raise VoxmithError("gpt-sovits fine-tuning runs in one process: each pass trains one stage's "
                                "weights, which DistributedDataParallel refuses. Run `voxmith train run` "
                                "without torchrun.")
-        version = weights.DEFAULT_VERSION
+        version = self.parse_training_settings(spec.settings)["model_version"]
         models = self.models(version, progress)
+        if models.sovits.config.is_pro and models.speaker_verifier is None:
+            raise VoxmithError(f"Fine-tuning GPT-SoVITS {version} needs the speaker-verification model "
+                               "(voxmith models download gpt-sovits --version v2ProPlus).")
         sovits = self._trainable_sovits(models, progress)
         lines = load_lines(list(spec.train) + list(spec.validation), spec.cache_dir, models.hubert, models.sovits,
+                           verifier=models.speaker_verifier if models.sovits.config.is_pro else None,
                            progress=progress)
         with torch.random.fork_rng(devices=[]):  # the discriminator's random start, seeded by the run
             torch.manual_seed(int(spec.seed))
@@ -312,11 +338,11 @@ class GptSovitsEngine(Engine):
                                      spec.epochs or self.training_epochs)
 
     def _training_discriminator(self, version: str) -> torch.nn.Module:
-        """SoVITS' discriminator: the official pretrained one (s2D2333k.pth) where it is found (in
-        voxmith's models folders or an existing GPT-SoVITS install), as the official recipe starts;
-        else random weights. Tests give a toy one (the full-size one costs seconds per pass on a CPU)."""
-        found = weights.find_file(weights.PRETRAINED_DISCRIMINATOR, workspace_models=self.models_dir) \
-            if version == "v2" else None
+        """SoVITS' discriminator: the official pretrained one of the version (s2D2333k.pth,
+        v2Pro/s2Dv2Pro.pth, v2Pro/s2Dv2ProPlus.pth) where it is found (in voxmith's models folders or an
+        existing GPT-SoVITS install), as the official recipe starts; else random weights. Tests give a
+        toy one (the full-size one costs seconds per pass on a CPU)."""
+        found = weights.find_file(weights.PRETRAINED_DISCRIMINATORS[version], workspace_models=self.models_dir)
         if found is None:
             return MultiPeriodDiscriminator(version)
         try:
@@ -335,9 +361,11 @@ class GptSovitsEngine(Engine):
         return load_sovits(_version_paths(models.version, paths)[1], self.device, with_posterior=True).model
 
     def load_finetune(self, finetune) -> "GptSovitsEngine":
-        """A variant speaking with the run's GPT and SoVITS (copies of the stock v2 models)."""
+        """A variant speaking with the run's GPT and SoVITS (copies of the stock models of the version
+        the run trained, its config's engine setting `model_version`)."""
 
-        version = weights.DEFAULT_VERSION
+        settings = ((finetune.config or {}).get("engine") or {}).get("settings") or {}
+        version = self.parse_training_settings({"model_version": settings.get("model_version") or ""})["model_version"]
         models = self.models(version)
         with self._lock:
             t2s, sovits = copy.deepcopy(models.t2s), copy.deepcopy(models.sovits)
@@ -345,7 +373,8 @@ class GptSovitsEngine(Engine):
         variant = GptSovitsEngine(self.device, self.models_dir)
         variant.name = self.name  # a registered subclass's name: results and runs record it
         variant._models[version] = dataclasses.replace(models, t2s=t2s.eval(), sovits=sovits.eval())
-        variant._injected = True  # speaks v2 only; nothing else is loaded from files
+        variant._injected = True  # speaks the run's version only; nothing else is loaded from files
+        variant._finetune_version = version
         variant._only_models = (f"The fine-tuned weights ({finetune.description}) are GPT-SoVITS {version}: speak "
                                 f"with --set model_version={version}, or with --stock for other versions.")
         return variant
@@ -400,7 +429,7 @@ class GptSovitsEngine(Engine):
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
-        settings = self.checked_request(text, settings)
+        settings = self._finetune_version_of(self.checked_request(text, settings))
         if int(candidates) < 1:
             raise VoxmithError(f"candidates must be at least 1, got {candidates}.")
         missing = [k for k in ("reference_16k", "reference_32k", "reference_text") if k not in conditioning]
@@ -516,6 +545,17 @@ class GptSovitsEngine(Engine):
                        "references": prompt["references"]}
             made.append((samples, details))
         return made
+
+
+def training_version(version: str) -> str:
+    """The model version a run fine-tunes ("" -> the default); VoxmithError naming what is supported."""
+    version = version or weights.DEFAULT_VERSION
+    if version in weights.VERSIONS:
+        return version
+    if version in ("v1", "v3", "v4"):
+        raise VoxmithError(f"voxmith does not fine-tune GPT-SoVITS {version} (v3/v4 train a LoRA on their CFM "
+                           f"decoder, v1 has another phone set); fine-tune {', '.join(weights.VERSIONS)}.")
+    raise VoxmithError(f"Unknown GPT-SoVITS version '{version}' to fine-tune: choose {', '.join(weights.VERSIONS)}.")
 
 
 def _split(flat, lengths) -> List[np.ndarray]:

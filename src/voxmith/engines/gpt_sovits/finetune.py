@@ -22,8 +22,14 @@ optimizer for the run. Stage 1's discriminator starts from the official pretrain
 One optimizer holds both stages' parameters; a stage's batches give no gradient to the other's, and
 AdamW skips parameters without a gradient, so each stage's optimizer state only starts with its own
 first step. Not supported: torchrun (each pass leaves the other stage's parameters unused, which
-DistributedDataParallel refuses) and v2Pro/v2ProPlus (their SoVITS needs a speaker-verification
-embedding per line).
+DistributedDataParallel refuses).
+
+Versions (official `webui.py`, `config.py`): v2 starts from the v2 GPT and `s2G2333k.pth`; v2Pro and
+v2ProPlus from `s1v3.ckpt` and `v2Pro/s2Gv2Pro.pth` / `v2Pro/s2Gv2ProPlus.pth` (configs
+`s2v2Pro.json`, `s2v2ProPlus.json`: the checkpoint's own config), their discriminators from
+`v2Pro/s2Dv2Pro.pth` / `s2Dv2ProPlus.pth` (7 periods), and each line carries its speaker-verification
+embedding (training_data.py). The GPT stage is the same for all three (`s1longer-v2.yaml`). v1, v3
+and v4 (CFM decoder, LoRA recipe `s2_train_v3_lora.py`) are not trained here.
 
 The checkpoint holds `sovits.generator.*` (the SoVITS with its posterior encoder),
 `sovits.discriminator.*` and `gpt.*` (the GPT): `fine_tuned_models` makes the inference models of a
@@ -41,7 +47,7 @@ from voxmith.errors import VoxmithError
 from voxmith.training.losses import LossTerm
 
 from . import sovits_finetune
-from .sovits_finetune import SoVITSTrainer, epoch_batches, line_tensors
+from .sovits_finetune import SoVITSTrainer, check_items_fit, epoch_batches, line_tensors
 from .t2s_loss import t2s_training_loss
 
 GPT_STAGE = "gpt"
@@ -115,6 +121,7 @@ class GptSovitsTrainingTask:
         self.model = StagedModel(SoVITSTrainer(sovits, discriminator), GptTrainer(t2s))
         self.lines, self.validation = list(train_lines), list(validation_lines)
         self.sovits_items = [line_tensors(line) for line in self.lines]
+        check_items_fit(sovits, self.sovits_items)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.sovits_epochs, self.gpt_epochs = stage_epochs(int(epochs))
 

@@ -24,7 +24,9 @@ shuffled lines, seeded per epoch), the 0.999875 per-epoch lr decay (0.1 % over 8
 
 Data per line, as the official loader builds it: the 32 kHz training audio, its linear spectrogram,
 the HuBERT features (padded by one replicated frame when one frame shorter than the spectrogram),
-the phone ids. Random draws (posterior noise, segment starts) come from a generator seeded by the
+the phone ids, and for v2Pro/v2ProPlus the line's speaker-verification embedding (official
+`7-sv_cn/`; it enters the style as in inference, and the 7-period discriminator judges the audio:
+`MultiPeriodDiscriminator(version)`). Random draws (posterior noise, segment starts) come from a generator seeded by the
 epoch and batch, so a resumed run draws the same.
 """
 
@@ -126,8 +128,19 @@ def line_tensors(line) -> dict:
     if frames < SEGMENT_FRAMES:
         raise VoxmithError(f"A training clip lasts {wave.shape[0] / 32000:.2f} s; SoVITS fine-tuning needs at "
                            f"least {SEGMENT_FRAMES * HOP_LENGTH / 32000:.2f} s per clip.")
-    return {"wave": wave[: frames * HOP_LENGTH], "spec": spec[:, :frames], "hubert": hubert[:, :frames],
+    item = {"wave": wave[: frames * HOP_LENGTH], "spec": spec[:, :frames], "hubert": hubert[:, :frames],
             "phones": torch.from_numpy(line.phone_ids).long()}
+    if getattr(line, "sv", None) is not None:
+        item["sv"] = torch.from_numpy(line.sv).float().reshape(-1)
+    return item
+
+
+def check_items_fit(generator: nn.Module, items: Sequence[dict]) -> None:
+    """v2Pro/v2ProPlus train on each line's speaker embedding: refuse lines prepared without one."""
+    if getattr(generator.config, "is_pro", False) and any("sv" not in item for item in items):
+        raise VoxmithError(f"SoVITS {generator.config.version} fine-tuning needs each line's speaker-verification "
+                           "embedding; prepare the lines with the speaker-verification model "
+                           "(training_data.load_lines(..., verifier=...)).")
 
 
 def collate(items: Sequence[dict], seed: int) -> dict:
@@ -138,9 +151,12 @@ def collate(items: Sequence[dict], seed: int) -> dict:
     spec_lengths = torch.tensor([x["spec"].shape[-1] for x in items])
     phone_lengths = torch.tensor([x["phones"].shape[-1] for x in items])
     frames = int(spec_lengths.max())
-    return {"wave": pad("wave", frames * HOP_LENGTH).unsqueeze(1), "spec": pad("spec", frames),
-            "hubert": pad("hubert", frames), "spec_lengths": spec_lengths,
-            "phones": pad("phones", int(phone_lengths.max())), "phone_lengths": phone_lengths, "seed": int(seed)}
+    batch = {"wave": pad("wave", frames * HOP_LENGTH).unsqueeze(1), "spec": pad("spec", frames),
+             "hubert": pad("hubert", frames), "spec_lengths": spec_lengths,
+             "phones": pad("phones", int(phone_lengths.max())), "phone_lengths": phone_lengths, "seed": int(seed)}
+    if all("sv" in x for x in items):
+        batch["sv"] = torch.stack([x["sv"] for x in items])
+    return batch
 
 
 def epoch_batches(count: int, batch_size: int, seed: int, epoch: int) -> List[List[int]]:
@@ -160,6 +176,7 @@ class SoVITSStage:
         self.model = SoVITSTrainer(generator, discriminator)
         self.items = [line_tensors(line) for line in train_lines]
         self.validation = [line_tensors(line) for line in validation_lines]
+        check_items_fit(generator, self.items + self.validation)
         self.batch_size, self.seed = int(batch_size), int(seed)
 
     def batches(self, epoch: int) -> List[dict]:
@@ -179,4 +196,5 @@ class SoVITSStage:
         return total / max(1, len(items))
 
 
-__all__ = ["DEFAULT_EPOCHS", "LOSSES", "SoVITSStage", "SoVITSTrainer", "collate", "line_tensors", "parameter_groups"]
+__all__ = ["DEFAULT_EPOCHS", "LOSSES", "SoVITSStage", "SoVITSTrainer", "check_items_fit", "collate", "line_tensors",
+           "parameter_groups"]

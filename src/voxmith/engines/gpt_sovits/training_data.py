@@ -12,11 +12,16 @@ we, per `TrainingLine` (a clip and its transcript):
    HuBERT features (768 x frames at 50 Hz) of the same mix scaled to 1145.14 and resampled to 16 kHz
    (voxmith's soxr resampler instead of librosa's: same band limit, different filter);
 3. semantic codes (`3-get-semantic.py`): the HuBERT features through the (pretrained, frozen) SoVITS
-   quantiser, `SoVITS.extract_codes`, 25 Hz.
+   quantiser of the version being fine-tuned, `SoVITS.extract_codes`, 25 Hz;
+4. v2Pro/v2ProPlus only (`2-get-sv.py`): the speaker-verification embedding (20480 values) of the
+   stored 32 kHz clip (the int16-grid wave of step 2) resampled to 16 kHz, by ERes2NetV2
+   (`SpeakerVerifier.embed`); voxmith's soxr resampler instead of the official torchaudio
+   `Resample(32000, 16000)`.
 
 Cache: `<cache_dir>/gpt-sovits-ft<CACHE_VERSION>/<models_key>/<line key>.npz`, one file per line,
 keyed by the audio file's bytes and the transcript, under a key of the models that made the features
-(the HuBERT model and the SoVITS quantiser: `models_key`). Each file is written atomically, so an
+(the HuBERT model, the SoVITS quantiser and, for v2Pro/v2ProPlus, the speaker-verification model:
+`models_key`). Each file is written atomically, so an
 interrupted preparation resumes with the lines already done and a half-written file never exists.
 """
 
@@ -57,6 +62,7 @@ class LineFeatures:
     wave_32k: np.ndarray  # (samples,) float32, loudness-mixed, on the int16 grid
     hubert: np.ndarray  # (768, frames) float32, 50 Hz
     codes: np.ndarray  # (frames // 2,) int64, 25 Hz
+    sv: Optional[np.ndarray] = None  # (20480,) float32: v2Pro/v2ProPlus speaker-verification embedding
 
     @property
     def duration_s(self) -> float:
@@ -74,11 +80,13 @@ def line_key(line: TrainingLine) -> str:
     return h.hexdigest()[:20]
 
 
-def models_key(hubert, sovits) -> str:
-    """A short fingerprint of the weights that make HuBERT features and codes (a few values of each
-    model's parameters and their shapes): stock models share it, other weights get their own cache."""
+def models_key(hubert, sovits, verifier=None) -> str:
+    """A short fingerprint of the weights that make HuBERT features, codes and speaker embeddings (a
+    few values of each model's parameters and their shapes): stock models share it, other weights
+    get their own cache."""
     h = hashlib.sha1()
-    for model in (hubert.model, sovits.ssl_proj, sovits.quantizer):
+    models = (hubert.model, sovits.ssl_proj, sovits.quantizer) + ((verifier.model,) if verifier is not None else ())
+    for model in models:
         for name, p in model.state_dict().items():
             flat = p.detach().reshape(-1)
             h.update(name.encode())
@@ -100,8 +108,9 @@ def text_features(text: str):
 
 
 @torch.no_grad()
-def compute_line(line: TrainingLine, hubert, sovits) -> dict:
-    """The arrays of one line (see the module docstring); VoxmithError for a line the recipe refuses."""
+def compute_line(line: TrainingLine, hubert, sovits, verifier=None) -> dict:
+    """The arrays of one line (see the module docstring); VoxmithError for a line the recipe refuses.
+    `verifier` (a `SpeakerVerifier`, v2Pro/v2ProPlus) adds the speaker embedding "sv"."""
     phone_ids, normalized, language = text_features(line.text)
     samples = load_audio(line.audio_path, sample_rate_hz=SAMPLE_RATE_HZ).samples.astype(np.float32)
     peak = float(np.abs(samples).max()) if samples.size else 0.0
@@ -119,8 +128,17 @@ def compute_line(line: TrainingLine, hubert, sovits) -> dict:
         raise VoxmithError(f"HuBERT gave invalid values for '{line.audio_path}'.")
     device = next(sovits.parameters()).device
     codes = sovits.extract_codes(features.to(device))[0].long().reshape(-1).cpu().numpy()
-    return {"phone_ids": phone_ids, "text": np.asarray(normalized), "language": np.asarray(language),
-            "wave_int16": wave, "hubert": features[0].cpu().numpy().astype(np.float32), "codes": codes}
+    arrays = {"phone_ids": phone_ids, "text": np.asarray(normalized), "language": np.asarray(language),
+              "wave_int16": wave, "hubert": features[0].cpu().numpy().astype(np.float32), "codes": codes}
+    if verifier is not None:
+        # official 2-get-sv.py: the stored wav32k file, read back, at 16 kHz
+        stored = wave.astype(np.float32) / np.float32(INT16_SCALE)
+        sv_16k = torch.from_numpy(np.ascontiguousarray(resample(stored, SAMPLE_RATE_HZ, HUBERT_RATE_HZ)))
+        embedding = verifier.embed(sv_16k.to(device))[0].float().cpu()
+        if not torch.isfinite(embedding).all():
+            raise VoxmithError(f"The speaker-verification model gave invalid values for '{line.audio_path}'.")
+        arrays["sv"] = embedding.numpy()
+    return arrays
 
 
 def _read(path: Path) -> LineFeatures:
@@ -128,28 +146,31 @@ def _read(path: Path) -> LineFeatures:
         return LineFeatures(phone_ids=data["phone_ids"].astype(np.int64), text=str(data["text"]),
                             language=str(data["language"]),
                             wave_32k=data["wave_int16"].astype(np.float32) / np.float32(INT16_SCALE),
-                            hubert=data["hubert"].astype(np.float32), codes=data["codes"].astype(np.int64))
+                            hubert=data["hubert"].astype(np.float32), codes=data["codes"].astype(np.int64),
+                            sv=data["sv"].astype(np.float32) if "sv" in data.files else None)
 
 
 def cache_folder(cache_dir: Path, key_of_models: str) -> Path:
     return Path(cache_dir) / f"gpt-sovits-ft{CACHE_VERSION}" / key_of_models
 
 
-def load_lines(lines: Sequence[TrainingLine], cache_dir: Path, hubert, sovits, *,
+def load_lines(lines: Sequence[TrainingLine], cache_dir: Path, hubert, sovits, *, verifier=None,
                key_of_models: Optional[str] = None,
                progress: Optional[ProgressCallback] = None) -> List[LineFeatures]:
-    """Every line's features, computing (and caching) only those not cached yet."""
-    folder = cache_folder(cache_dir, key_of_models or models_key(hubert, sovits))
+    """Every line's features, computing (and caching) only those not cached yet; with `verifier`
+    (v2Pro/v2ProPlus) each line has its speaker embedding too."""
+    folder = cache_folder(cache_dir, key_of_models or models_key(hubert, sovits, verifier))
+    stage = "gpt-sovits: preparing the dataset (text, HuBERT, codes" + (", speaker embeddings)" if verifier else ")")
     out = []
     for index, line in enumerate(lines):
-        report(progress, "gpt-sovits: preparing the dataset (text, HuBERT, codes)", index, len(lines))
+        report(progress, stage, index, len(lines))
         path = folder / f"{line_key(line)}.npz"
         if not path.is_file():
-            arrays = compute_line(line, hubert, sovits)
+            arrays = compute_line(line, hubert, sovits, verifier)
             with atomic_path(path) as tmp:
                 np.savez(tmp, **arrays)
         out.append(_read(path))
-    report(progress, "gpt-sovits: preparing the dataset (text, HuBERT, codes)", len(lines), len(lines))
+    report(progress, stage, len(lines), len(lines))
     return out
 
 

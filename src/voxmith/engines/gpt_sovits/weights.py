@@ -49,6 +49,10 @@ VERSIONS = ("v2", "v2Pro", "v2ProPlus")
 DEFAULT_VERSION = "v2"
 NLTK_TAGGER = "nltk_data/taggers/averaged_perceptron_tagger_eng.zip"
 PRETRAINED_DISCRIMINATOR = "gsv-v2final-pretrained/s2D2333k.pth"
+# The discriminator each version's SoVITS fine-tuning starts from (official webui: the s2G path with
+# s2G -> s2D); the v2Pro ones judge 7 periods instead of 5.
+PRETRAINED_DISCRIMINATORS = {"v2": PRETRAINED_DISCRIMINATOR, "v2Pro": "v2Pro/s2Dv2Pro.pth",
+                             "v2ProPlus": "v2Pro/s2Dv2ProPlus.pth"}
 NLTK_TAGGER_URL = ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/taggers/"
                    "averaged_perceptron_tagger_eng.zip")
 ALL = frozenset(VERSIONS)
@@ -94,6 +98,10 @@ FILES: Tuple[WeightFile, ...] = (
     WeightFile(f"{CHINESE_BERT}/tokenizer.json", 270_000, "Chinese RoBERTa tokenizer", frozenset(), language="zh"),
     WeightFile(f"{CHINESE_BERT}/pytorch_model.bin", 651_000_000,
                "chinese-roberta-wwm-ext-large (BERT features of Chinese text)", frozenset(), language="zh"),
+    WeightFile(PRETRAINED_DISCRIMINATORS["v2Pro"], 127_000_000,
+               "v2Pro SoVITS discriminator (fine-tuning starts from it when present)", frozenset()),
+    WeightFile(PRETRAINED_DISCRIMINATORS["v2ProPlus"], 127_000_000,
+               "v2ProPlus SoVITS discriminator (fine-tuning starts from it when present)", frozenset()),
     WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
                frozenset(), url=NLTK_TAGGER_URL, default=True),
 )
