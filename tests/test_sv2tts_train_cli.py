@@ -87,25 +87,39 @@ def test_synthesizer_then_vocoder_runs_resume_and_speak(workspace, tmp_path):
     result = run_cli(workspace, "train", "run", "voc")
     assert result.exit_code == 0, result.output
     assert "vocoder.ce_loss" in TrainingRun(workspace / "training" / "voc").metric_columns()
-    assert list((workspace / "datasets" / "demo-ds").rglob("sv2tts-gta/*.npz"))  # GTA mels cached
+    gta = list((workspace / "datasets" / "demo-ds").rglob("sv2tts-gta/*.npz"))
+    assert gta  # GTA mels cached
+    # A vocoder on the mels of the fine-tuned synthesizer run: its checkpoints carry that synthesizer.
+    result = run_cli(workspace, "train", "init", "pair", "--dataset", "demo-ds", "--engine", engine, "--epochs", "1",
+                     "--set", "stage=vocoder", "--set", "voc_seq_len=30", "--set", "synthesizer_run=syn")
+    assert result.exit_code == 0, result.output
+    result = run_cli(workspace, "train", "run", "pair")
+    assert result.exit_code == 0, result.output
+    assert len(list((workspace / "datasets" / "demo-ds").rglob("sv2tts-gta/*.npz"))) > len(gta)
 
     # The tiny random models' speech is mostly trimmed silence, so the weights are compared: the
     # engine a voice speaks with holds the run's model, the other models stay stock.
     studio = Studio(workspace, device="cpu")
     stock_engine = TinyTrainableSV2TTS()
     stock = speak(workspace, tmp_path / "stock.wav")
-    for run_name, trained, kept in (("syn", "synthesizer", "vocoder"), ("voc", "vocoder", "synthesizer")):
+    synthesizer_of_syn = studio.training.finetune("syn")[0].load_state()
+    for run_name, trained in (("syn", {"synthesizer"}), ("voc", {"vocoder"}), ("pair", {"synthesizer", "vocoder"})):
         assert run_cli(workspace, "voices", "use", "demo", "--run", run_name).exit_code == 0
         speak(workspace, tmp_path / f"{run_name}.wav")
         assert json.loads((tmp_path / f"{run_name}.json").read_text())["finetune"]["run"] == run_name
         finetune, _, _ = studio.training.finetune(run_name)
         tuned = stock_engine.with_finetune(finetune).models()
         state = finetune.load_state()
-        for key, value in getattr(tuned, trained).state_dict().items():
-            assert torch.equal(value, state[f"{trained}.{key}"]), key
-        assert not _same(getattr(tuned, trained), getattr(stock_engine.models(), trained))
-        assert getattr(tuned, kept) is getattr(stock_engine.models(), kept)
+        for model in ("synthesizer", "vocoder"):
+            if model in trained:
+                for key, value in getattr(tuned, model).state_dict().items():
+                    assert torch.equal(value, state[f"{model}.{key}"]), key
+                assert not _same(getattr(tuned, model), getattr(stock_engine.models(), model))
+            else:
+                assert getattr(tuned, model) is getattr(stock_engine.models(), model)
         assert np.array_equal(speak(workspace, tmp_path / f"{run_name}-stock.wav", "--stock"), stock)
+    pair = studio.training.finetune("pair")[0].load_state()
+    assert all(torch.equal(pair[k], v) for k, v in synthesizer_of_syn.items() if k.startswith("synthesizer."))
 
 
 def _same(a, b) -> bool:

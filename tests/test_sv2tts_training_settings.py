@@ -30,6 +30,7 @@ def test_shell_strings_are_read_as_literals_like_the_official_hparams():
     ({"tts_schedule": "[(2, 1e-3, 100, 12), (2, 1e-4, 50, 12)]"}, "previous"),
     ({"tts_schedule": "[(2, 1e-3, 100, 12), (2, 1e-4, 200, 8)]"}, "--batch-size"),
     ({"voc_seq_len": "0"}, "multiple of the hop"),
+    ({"synthesizer_run": "syn", "ground_truth": "True"}, "set only one"),
 ])
 def test_bad_settings_are_refused_with_what_to_do(values, words):
     with pytest.raises(VoxmithError, match=words):

@@ -187,6 +187,10 @@ class FinetuneSpec:
     # The engine's own training settings from the run's config (`engine: settings:`), as
     # `Engine.parse_training_settings` returned them (plain YAML values).
     settings: Dict[str, Any] = field(default_factory=dict)
+    # The fine-tuned weights of another training run of the workspace, by its name (latest
+    # checkpoint): for a stage that builds on another run's model (sv2tts' vocoder on a fine-tuned
+    # synthesizer's aligned mels). None: no workspace to look in.
+    run_weights: Optional[Callable[[str], "Finetune"]] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

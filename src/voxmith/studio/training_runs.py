@@ -188,7 +188,8 @@ class TrainingRuns:
             cache_dir=self.datasets.get(config.data.dataset).path / ".cache" / "training",
             lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None,
             epochs=config.schedule.epochs,
-            settings=type(engine).parse_training_settings(config.engine.settings))
+            settings=type(engine).parse_training_settings(config.engine.settings),
+            run_weights=lambda other: self.finetune(other)[0])
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)

@@ -14,6 +14,10 @@ All randomness comes from `torch.Generator`s made per request, so the shared mod
 threads at once, each getting exactly what it would get alone. Weights are the official checkpoint
 files, which are never fetched implicitly: without them synthesis names
 `voxmith models download sv2tts`.
+
+Training (`training_task`): one stage per run, picked by the run's `stage` setting
+(training_settings.py) from `STAGE_TASKS` (training.py builds them); `load_finetune` makes an engine
+that speaks with the models a run's checkpoint holds, the others stock.
 """
 
 from __future__ import annotations

@@ -5,8 +5,11 @@ the dataset's lines, and a voice speaks with what the run trained (`finetuned_mo
   (training_data.py, cached), the Tacotron starting from the official synthesizer.pt, or from random
   weights when it is not on this machine (said in the progress report).
 - vocoder (vocoder_training.py): the same prepared lines; mels are the ground truth (ground_truth)
-  or synthesizer-aligned by the official synthesizer.pt (cached per batch of lines, keyed by the
-  synthesizer's weights); the WaveRNN starting from the official vocoder.pt, or from random weights.
+  or synthesizer-aligned by the official synthesizer.pt or by the latest checkpoint of a synthesizer
+  run of the workspace (synthesizer_run), cached per batch of lines, keyed by the synthesizer's
+  weights; the WaveRNN starting from the official vocoder.pt, or from random weights. With
+  synthesizer_run, the run's checkpoints carry that synthesizer too (frozen), so a voice using the
+  vocoder run speaks with both fine-tuned models.
 
 A run's checkpoint holds its stage's model under its stage's prefix ("synthesizer.", "vocoder.");
 `finetuned_models` puts it into copies of the stock models, the other models staying stock.
@@ -101,6 +104,17 @@ def build_vocoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams
                            "mels with --set ground_truth=True.")
     if "vocoder.pt" in random_names:
         _random_note(progress, "vocoder.pt")
+    carried = None
+    if hparams.synthesizer_run:
+        if spec.run_weights is None:
+            raise VoxmithError("synthesizer_run names another training run, which needs a workspace.")
+        finetune = spec.run_weights(hparams.synthesizer_run)
+        state = finetune.load_state()
+        if not any(key.startswith("synthesizer.") for key in state):
+            raise VoxmithError(f"Run '{hparams.synthesizer_run}' trained no sv2tts synthesizer; synthesizer_run "
+                               "must name a run with --set stage=synthesizer.")
+        models = finetuned_models(models, state, finetune.description)
+        carried = models.synthesizer
     train, validation = _prepared(engine, spec, hparams, models, progress)
     lines = train + validation
     if hparams.ground_truth:
@@ -112,7 +126,7 @@ def build_vocoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams
     items = [vocoder_item(mel, line.wav, hop=c.hop_samples, bits=c.bits, mel_max_abs=c.mel_max_abs_value,
                           preemphasis=c.preemphasis) for mel, line in zip(mels, lines)]
     return VocoderTrainingTask(models.vocoder, items[:len(train)], items[len(train):], hparams.voc_seq_len,
-                               spec.batch_size, spec.seed, all_losses=TRAINING_LOSSES)
+                               spec.batch_size, spec.seed, all_losses=TRAINING_LOSSES, carried_synthesizer=carried)
 
 
 def state_hash(module: torch.nn.Module) -> str:

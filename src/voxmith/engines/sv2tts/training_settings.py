@@ -58,6 +58,9 @@ class TrainingHparams:
     utterance_min_duration: float = 1.6  # seconds of speech; shorter lines are left out
     # --- vocoder (official vocoder/hparams.py and the vocoder_train.py switch) ---
     ground_truth: bool = False  # train on the dataset's own mels instead of synthesizer-aligned (GTA) ones
+    # A synthesizer run of the workspace whose latest checkpoint makes the GTA mels (and speaks with
+    # this vocoder); empty: the pretrained synthesizer.
+    synthesizer_run: str = ""
     voc_seq_len: int = 1000  # samples per training window (5 hops), a multiple of the hop
     synthesis_batch_size: int = 16  # lines per batch when the GTA mels are made
 
@@ -115,6 +118,9 @@ class TrainingHparams:
         if self.voc_seq_len < 1:  # a multiple of the vocoder's hop: checked with the model
             raise VoxmithError(f"sv2tts: voc_seq_len must be 1 or more (a multiple of the hop, 200 samples), "
                                f"not {self.voc_seq_len}.")
+        if self.synthesizer_run and self.ground_truth:
+            raise VoxmithError("sv2tts: synthesizer_run makes the synthesizer-aligned mels, which ground_truth=True "
+                               "replaces by the dataset's own; set only one.")
         if self.synthesis_batch_size < 1:
             raise VoxmithError("sv2tts: synthesis_batch_size must be 1 or more.")
 

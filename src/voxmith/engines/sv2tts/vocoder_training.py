@@ -107,11 +107,17 @@ def windows(items: Sequence[VocoderItem], offsets: Sequence[int], seq_len: int, 
 class VocoderTrainer(nn.Module):
     """The WaveRNN as the loop trains it: forward(batch) -> {"vocoder.ce": cross-entropy}."""
 
-    def __init__(self, vocoder: WaveRNN):
+    def __init__(self, vocoder: WaveRNN, carried_synthesizer: Optional[Tacotron] = None):
         super().__init__()
         self.vocoder = vocoder
         for name, param in vocoder.named_parameters():
             param.requires_grad_(name != "step")  # the step counter is a parameter without gradient
+        if carried_synthesizer is not None:
+            # The synthesizer whose aligned mels this vocoder learns from: not trained, only kept in
+            # the checkpoints ("synthesizer.*") so that a voice speaks with the pair.
+            self.synthesizer = carried_synthesizer.eval()
+            for param in carried_synthesizer.parameters():
+                param.requires_grad_(False)
 
     def forward(self, batch: dict) -> Dict[str, torch.Tensor]:
         device = self.vocoder.I.weight.device
@@ -128,7 +134,8 @@ class VocoderTrainingTask:
     losses = LOSSES
 
     def __init__(self, vocoder: WaveRNN, train_items: Sequence[VocoderItem], validation_items: Sequence[VocoderItem],
-                 seq_len: int, batch_size: int, seed: int, all_losses: Sequence[LossTerm] = LOSSES):
+                 seq_len: int, batch_size: int, seed: int, all_losses: Sequence[LossTerm] = LOSSES,
+                 carried_synthesizer: Optional[Tacotron] = None):
         c = vocoder.config
         if seq_len % c.hop_samples:
             raise VoxmithError(f"voc_seq_len ({seq_len}) must be a multiple of the vocoder's hop ({c.hop_samples}).")
@@ -136,7 +143,7 @@ class VocoderTrainingTask:
         if not usable:
             raise VoxmithError(f"No dataset line is long enough for the vocoder's training windows "
                                f"({seq_len} samples plus context); add longer clips.")
-        self.model = VocoderTrainer(vocoder)
+        self.model = VocoderTrainer(vocoder, carried_synthesizer)
         self.losses = tuple(all_losses)
         self.items = usable
         self.validation = [item for item in validation_items if window_count_ok(item, seq_len, c.hop_samples, c.pad)]
