@@ -292,11 +292,24 @@ def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolle
     _, cond = enrolled_demo
     assert guard.summary(cond)["words"] == sum(len(t.split()) for t in guard.CHECK_SENTENCES)  # it ran
     weaker = guard.Strengths(network=0.0, ridge=0.0)
-    speak = engine._guard_speaker(lambda s: dict(cond, **s.to_conditioning()))
+    speak = engine._guard_speaker(lambda s: dict(cond, **s.to_conditioning()), float(cond["rate"]))
     settings = engine.settings_class()
     heard = speak(TEXT, 3, weaker)
     assert np.array_equal(heard, engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()), settings,
                                                    seed=3)[0].samples)
+    # Later checks reuse the base voice's take of each sentence: the same audio, Piper run once.
+    voice = get_base_voice()
+    said = []
+    original = voice.speak
+    voice.speak = lambda *a, **k: said.append(a) or original(*a, **k)
+    try:
+        again = speak(TEXT, 3, weaker)
+        other = speak(TEXT, 3, guard.Strengths(network=0.0, ridge=0.0, warp=0.5))
+    finally:
+        del voice.speak
+    assert np.array_equal(again, heard) and not said
+    assert np.array_equal(other, engine.synthesize(TEXT, dict(cond, **guard.Strengths(
+        network=0.0, ridge=0.0, warp=0.5).to_conditioning()), settings, seed=3)[0].samples)
     # The base voice speaks at the voice's own rate, as synthesis does.
     base = speak(TEXT, 3, None)
     plain = get_base_voice().speak(TEXT, seed=3).samples

@@ -17,6 +17,7 @@ several threads at once.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -162,6 +163,16 @@ class PiperVCEngine(Engine):
         intelligibility guard backed off (guard.py)."""
         tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
         config = adaptation.AdaptConfig()
+        floor = None
+        if config.check_intelligibility:
+            # The base voice's floor depends only on the rate: measured (or taken from this
+            # process's earlier enrollments) while the network trains; Piper, Whisper and torch
+            # all release the GIL, so on 2 cores the two overlap.
+            base = self._base_speaker(result.rate)
+            key = (get_base_voice(), float(self.settings_class().length_scale * result.rate))
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-floor")
+            floor = pool.submit(guard.floor, base, key=key)
+            pool.shutdown(wait=False)
         model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
         refits = guard.Refits(refit=result.refit, enrolled=result.params)
 
@@ -181,24 +192,38 @@ class PiperVCEngine(Engine):
         strengths = guard.Strengths(network=1.0 if model is not None else 0.0)
         checked = None
         if config.check_intelligibility:
-            checked = guard.guard(self._guard_speaker(conditioning_at), strengths, progress=tick)
+            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate), strengths, progress=tick,
+                                  base_errors=floor.result() if floor is not None else None)
             strengths = checked.strengths
         cond = conditioning_at(strengths)
         if checked is not None:
             cond.update(checked.to_conditioning())
         return cond
 
-    def _guard_speaker(self, conditioning_at) -> guard.Speaker:
+    def _guard_speaker(self, conditioning_at, rate: float) -> guard.Speaker:
         """What the guard listens to: this engine's synthesis at the default settings with the
-        conditioning at the strengths under test, or the base voice at the voice's speaking rate."""
+        conditioning at the strengths under test, or the base voice at the voice's speaking rate
+        (`rate`). Every check says the same sentences at the same seeds, so the base voice's take
+        of each (Piper and its analysis; only the conversion differs between checks) is made once
+        and reused: the same samples, at about half a check's cost."""
         settings = self.settings_class()
+        takes: Dict[tuple, Any] = {}
+        base = self._base_speaker(rate)
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
-            cond = conditioning_at(strengths if strengths is not None else guard.Strengths())
             if strengths is None:
-                rate = float(cond["rate"]) if settings.match_rate else 1.0
-                return get_base_voice().speak(text, seed=seed, length_scale=settings.length_scale * rate).samples
-            return self.synthesize(text, cond, settings, seed=seed)[0].samples
+                return base(text, seed, None)
+            return self._synthesize(text, conditioning_at(strengths), settings, seed=seed, takes=takes)[0].samples
+
+        return speak
+
+    def _base_speaker(self, rate: float) -> guard.Speaker:
+        """The unconverted base voice at the default settings and the voice's rate (the guard's floor)."""
+        settings = self.settings_class()
+        length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
+
+        def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
+            return get_base_voice().speak(text, seed=seed, length_scale=length_scale).samples
 
         return speak
 
@@ -209,6 +234,14 @@ class PiperVCEngine(Engine):
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
                    progress: Optional[ProgressCallback] = None) -> List[Candidate]:
+        return self._synthesize(text, conditioning, settings, seed=seed, candidates=candidates, progress=progress)
+
+    def _synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
+                    seed: int, candidates: int = 1, progress: Optional[ProgressCallback] = None,
+                    takes: Optional[Dict[tuple, Any]] = None) -> List[Candidate]:
+        """synthesize; `takes`: a dict keeping the base voice's takes (Piper's output, its analysis
+        and phone weights) by their inputs, for callers that say the same text at the same seeds
+        with several conditionings (the guard)."""
         settings = self.checked_request(text, settings)
         finetuned = self._finetuned
         if finetuned is not None:
@@ -251,11 +284,18 @@ class PiperVCEngine(Engine):
             if checked is not None:
                 details["guard"] = checked
             report(progress, "synthesising", i, candidates)
-            spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
-                                 length_scale=details["length_scale"], noise_w=details["noise_w"])
-            feats = world.analyse(spoken.samples)
-            nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size,
-                                             world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
+            key = (text, cand_seed, details["noise_scale"], details["length_scale"], details["noise_w"])
+            take = takes.get(key) if takes is not None else None
+            if take is None:
+                spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
+                                     length_scale=details["length_scale"], noise_w=details["noise_w"])
+                feats = world.analyse(spoken.samples)
+                nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size,
+                                                 world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
+                take = (spoken, feats, nucleus)
+                if takes is not None:
+                    takes[key] = take
+            spoken, feats, nucleus = take
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
             if refiner is not None:

@@ -6,7 +6,7 @@ jitter, one seed per sentence, as a studio request would), and Whisper transcrib
 them is a calibration sentence of the warp search (enrollment.py) or a training, test or
 benchmark line, so the check never grades what was fitted on it. The unconverted base voice says
 the same sentences at the same rate; its word errors are the floor (Whisper's own mistakes on
-joe). While the conversion makes more than `tolerance_words` errors above that floor, components
+joe), which does not depend on the target and is kept per process (`floor`). While the conversion makes more than `tolerance_words` errors above that floor, components
 are backed off, in this order, one step at a time: the residual network (adaptation.py), the
 ridge correction, the frequency warp (refitted at a fraction of the enrolled warp), and the
 spectral statistics themselves (the envelope filter moves only part of the way from joe to the
@@ -22,8 +22,9 @@ guard a `Speaker`).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,13 +125,40 @@ class Refits:
         return replace(self._params[warp])
 
 
+Transcribe = Callable[[np.ndarray, int], str]
+_floors: Dict[Hashable, int] = {}
+_floors_lock = threading.Lock()
+
+
+def floor(speak: Speaker, sentences: Sequence[str] = CHECK_SENTENCES, transcribe: Transcribe = transcribe_clip,
+          key: Optional[Hashable] = None) -> int:
+    """The base voice's word errors on `sentences` (`speak` with strengths None, sentence k at
+    seed k): the guard's floor. It does not depend on the target, so with a `key` (what the base
+    voice's output depends on: the voice, its length_scale, the transcriber) it is measured once
+    per process and reused by later enrollments."""
+    def measure() -> int:
+        return sum(word_errors(text, transcribe(speak(text, k, None), world.SAMPLE_RATE_HZ))
+                   for k, text in enumerate(sentences))
+
+    if key is None:
+        return measure()
+    key = (key, tuple(sentences), transcribe)
+    with _floors_lock:
+        if key in _floors:
+            return _floors[key]
+    made = measure()  # outside the lock: other enrollments need not wait on this one
+    with _floors_lock:
+        return _floors.setdefault(key, made)
+
+
 def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SENTENCES,
           tolerance: Optional[int] = None, ladder_steps: Sequence[Tuple[str, Sequence[float]]] = LADDER,
-          progress=None, transcribe: Callable[[np.ndarray, int], str] = transcribe_clip) -> GuardResult:
+          progress=None, transcribe: Transcribe = transcribe_clip,
+          base_errors: Optional[int] = None) -> GuardResult:
     """Back off `start` along `ladder_steps` (LADDER: every component) until the sentences, said
     by `speak` (sentence k at seed k) and heard by `transcribe` (Whisper), are intelligible (see
     the module docstring). `tolerance`: word errors allowed above the base voice's (default
-    `tolerance_words`)."""
+    `tolerance_words`). `base_errors`: the floor if already known (`floor`), else measured here."""
     words = sum(len(t.split()) for t in sentences)
     tolerance = tolerance_words(words) if tolerance is None else tolerance
 
@@ -144,7 +172,7 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
                 return made, True
         return made, False
 
-    base, _ = errors(None)
+    base = floor(speak, sentences, transcribe) if base_errors is None else int(base_errors)
     ladder = [(name, value) for name, values in ladder_steps for value in values if value < getattr(start, name)]
     current, steps, k = start, [], 0
     total = len(ladder) + 1
@@ -170,4 +198,4 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
 
 
 __all__ = ["CHECK_SENTENCES", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "Speaker", "Strengths",
-           "GuardResult", "Refits", "guard", "summary", "tolerance_words"]
+           "GuardResult", "Refits", "Transcribe", "floor", "guard", "summary", "tolerance_words"]

@@ -57,12 +57,36 @@ def analyse(samples: np.ndarray, *, accurate_f0: bool = False) -> WorldFeatures:
 
 
 def sp_to_mcep(sp: np.ndarray) -> np.ndarray:
+    """pysptk.sp2mc(sp, ORDER, ALPHA), all frames at once: the frequency transform (freqt) is
+    linear, so it is one matrix product instead of a recursion per frame (5x faster; equal to
+    pysptk's to rounding, tests/test_piper_vc_rate.py)."""
     # A tiny floor keeps log() finite in digital silence.
-    return pysptk.sp2mc(np.maximum(sp, 1e-16), ORDER, ALPHA)
+    c = np.fft.irfft(np.log(np.maximum(np.asarray(sp, dtype=np.float64), 1e-16)), axis=-1)
+    c[..., 0] /= 2.0
+    return c @ _to_mcep_matrix(c.shape[-1])
 
 
 def mcep_to_sp(mcep: np.ndarray) -> np.ndarray:
-    return pysptk.mc2sp(np.ascontiguousarray(mcep, dtype=np.float64), ALPHA, FFT_SIZE)
+    """pysptk.mc2sp(mcep, ALPHA, FFT_SIZE), all frames at once (see sp_to_mcep)."""
+    c = np.asarray(mcep, dtype=np.float64) @ _from_mcep_matrix()
+    c[..., 0] *= 2.0
+    # The real cepstrum mirrored to a full FFT frame; its spectrum is real (the log power).
+    symmetric = np.concatenate([c, c[..., -2:0:-1]], axis=-1)
+    return np.exp(np.fft.rfft(symmetric, axis=-1).real)
+
+
+@functools.lru_cache(maxsize=4)
+def _to_mcep_matrix(length: int) -> np.ndarray:
+    """(length, ORDER + 1): row k = freqt(e_k, ORDER, ALPHA), cepstrum -> mel-cepstrum."""
+    eye = np.eye(length)
+    return np.stack([pysptk.freqt(eye[k], ORDER, ALPHA) for k in range(length)])
+
+
+@functools.lru_cache(maxsize=1)
+def _from_mcep_matrix() -> np.ndarray:
+    """(ORDER + 1, FFT_SIZE // 2 + 1): row k = freqt(e_k, FFT_SIZE // 2, -ALPHA)."""
+    eye = np.eye(ORDER + 1)
+    return np.stack([pysptk.freqt(eye[k], FFT_SIZE // 2, -ALPHA) for k in range(ORDER + 1)])
 
 
 def synthesise(features: WorldFeatures) -> np.ndarray:
