@@ -5,29 +5,38 @@ chinese_golden.json (make_chinese_golden.py): phones, word2ph and normalised tex
 phone numbers, percentages, units, arithmetic, traditional and full-width characters, polyphones,
 tone sandhi of 一/不/third tones, neutral tones, erhua) and Chinese-English runs.
 chinese_bert.pt + tiny_roberta/ (make_chinese_bert_fixtures.py): the official get_bert_feature with a
-tiny random-weight RoBERTa. Tests of the front end skip without `voxmith[zh]` (jieba, pypinyin);
+tiny random-weight RoBERTa. g2pw_golden.json + tiny_g2pw/ (make_g2pw_fixtures.py): the official G2PW
+path (OpenCC, context windows, tokens, masks, the ONNX model, the correction list) with a tiny
+stand-in model of the real one's interface. Tests of the front end skip without `voxmith[zh]` (jieba, pypinyin);
 then Chinese must be refused with the install command.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.test_download import server  # noqa: F401  (pytest fixture)
+from tests.test_gpt_sovits_weights import clean_env, voxmith  # noqa: F401  (pytest fixtures)
 from voxmith.audio.dsp import resample
 from voxmith.engines.gpt_sovits import chinese, frontend, weights
 from voxmith.engines.gpt_sovits.chinese_bert import ChineseBert
 from voxmith.engines.gpt_sovits.engine import GptSovitsEngine, GptSovitsSettings
+from voxmith.engines.gpt_sovits.g2pw import G2PW
 from voxmith.engines.gpt_sovits.symbols import phone_ids
 from voxmith.errors import EngineError, VoxmithError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpt_sovits"
 GOLDEN = json.loads((FIXTURES / "chinese_golden.json").read_text(encoding="utf-8"))
+G2PW_GOLDEN = json.loads((FIXTURES / "g2pw_golden.json").read_text(encoding="utf-8"))
 TINY_ROBERTA = FIXTURES / "tiny_roberta"
+TINY_G2PW = FIXTURES / "tiny_g2pw"
 needs_zh = pytest.mark.skipif(not chinese.chinese_available(), reason="jieba/pypinyin not installed (voxmith[zh])")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,6 +60,32 @@ def test_chinese_with_english_words_is_read_in_runs(row, monkeypatch):
     assert list(reading.phone_ids) == [i for r in official for i in r["phone_ids"]]
     assert [r.word2ph for r in reading.runs if r.language == "zh"] == \
         [tuple(r["word2ph"]) for r in official if r["language"] == "zh"]
+
+
+def tiny_g2pw() -> G2PW:
+    return G2PW(TINY_G2PW, TINY_ROBERTA / "tokenizer.json")
+
+
+@needs_zh
+def test_g2pw_readings_match_official():
+    converter = G2PW_GOLDEN["converter"]
+    assert tiny_g2pw().readings(converter["sentences"]) == converter["readings"]
+
+
+@needs_zh
+def test_phones_with_g2pw_match_official():
+    g2pw = tiny_g2pw()
+    differ = 0
+    for row, plain in zip(G2PW_GOLDEN["sentences"], GOLDEN["sentences"]):
+        phones, word2ph, normalized = chinese.chinese_phones(row["text"], g2pw)
+        assert (list(phones), list(word2ph), normalized) == (row["phones"], row["word2ph"], row["normalized"]), row["text"]
+        differ += list(phones) != plain["phones"]
+    assert differ >= 5  # the stand-in's choices and the correction list do change readings
+
+
+def test_g2pw_folder_without_its_files_is_refused(tmp_path):
+    with pytest.raises(EngineError, match="models download gpt-sovits"):
+        G2PW(tmp_path, TINY_ROBERTA / "tokenizer.json")
 
 
 @needs_zh
@@ -126,6 +161,20 @@ def test_engine_speaks_chinese_with_tiny_models(demo_audio):
     again = engine.synthesize("\u4f60\u597d\uff0c\u4e16\u754c\uff01\u8fd9\u662f2024\u5e74\u3002", conditioning,
                               settings, seed=3, candidates=1)[0]
     assert np.array_equal(again.samples, take.samples)
+    assert engine.resolved_settings(settings).chinese_g2p == "pypinyin"  # no G2PW model: pypinyin reads
+    with pytest.raises(VoxmithError, match="G2PWModel.zip"):
+        engine.synthesize("\u4f60\u597d\u3002", conditioning, GptSovitsSettings(language="zh", chinese_g2p="g2pw"), seed=3)
+    models.g2pw = tiny_g2pw()
+    calls = []
+    read = models.g2pw.readings
+    models.g2pw.readings = lambda sentences: calls.append(list(sentences)) or read(sentences)
+    assert engine.resolved_settings(settings).chinese_g2p == "g2pw"
+    with_g2pw = engine.synthesize("\u94f6\u884c\u7684\u884c\u957f\u8d70\u5728\u4eba\u884c\u9053\u4e0a\u3002",
+                                  conditioning, settings, seed=3)[0]
+    assert np.isfinite(with_g2pw.samples).all() and with_g2pw.samples.size > 0
+    assert ["\u94f6\u884c\u7684\u884c\u957f\u8d70\u5728\u4eba\u884c\u9053\u4e0a."] in calls  # the piece
+    assert ["\u4eca\u5929\u5929\u6c14\u5f88\u597d."] in calls  # and the reference transcript
+    models.g2pw = None
     models.chinese_bert = None
     with pytest.raises(VoxmithError, match="Chinese BERT"):
         engine.synthesize("\u4f60\u597d\uff0c\u4e16\u754c\u3002", conditioning, settings, seed=3)
@@ -153,3 +202,38 @@ def test_missing_roberta_names_the_download(tmp_path, monkeypatch):
         (folder / name).write_bytes((TINY_ROBERTA / name).read_bytes())
     assert weights.require_chinese(models_dir=tmp_path / "models") == folder
     assert ChineseBert.load(folder).phone_features("\u4f60\u597d.", [2, 2, 1]).shape == (32, 5)
+
+
+def _g2pw_zip() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(TINY_G2PW.iterdir()):
+            zipped.write(path, f"G2PWModel/{path.name}")  # the official zip's layout
+    return archive.getvalue()
+
+
+@needs_zh
+def test_chinese_models_download_and_are_found(voxmith, server, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.setattr(weights, "chinese_available", lambda: True)
+    for name in ("config.json", "tokenizer.json", "pytorch_model.bin"):
+        server.files[name] = (TINY_ROBERTA / name).read_bytes()
+    server.files[weights.G2PW_ZIP] = _g2pw_zip()
+    chinese_files = [f"{weights.CHINESE_BERT}/{n}" for n in ("config.json", "tokenizer.json", "pytorch_model.bin")]
+    only = [arg for path in chinese_files + [weights.G2PW_ZIP] for arg in ("--only", path)]
+    result = voxmith("models", "download", "gpt-sovits", *only)
+    assert result.exit_code == 0, result.output
+    workspace = voxmith.models.parent
+    folder = weights.find_g2pw(workspace_models=workspace)
+    assert folder == voxmith.models / "G2PWModel" and not (voxmith.models / weights.G2PW_ZIP).exists()
+    bert_folder = weights.require_chinese(workspace_models=workspace)
+    converter = G2PW_GOLDEN["converter"]
+    assert G2PW(folder, bert_folder / "tokenizer.json").readings(converter["sentences"]) == converter["readings"]
+    again = voxmith("models", "download", "gpt-sovits", *only)
+    assert again.exit_code == 0 and "Nothing to download" in again.output
+    # an official install keeps it in GPT_SoVITS/text/G2PWModel
+    install = tmp_path / "GPT-SoVITS"
+    (install / "GPT_SoVITS" / "pretrained_models").mkdir(parents=True)
+    (install / "GPT_SoVITS" / "text" / "G2PWModel").mkdir(parents=True)
+    (install / "GPT_SoVITS" / "text" / "G2PWModel" / "g2pW.onnx").write_bytes(b"onnx")
+    monkeypatch.setenv("GPT_SOVITS_HOME", str(install))
+    assert weights.find_g2pw() == install / "GPT_SoVITS" / "text" / "G2PWModel"

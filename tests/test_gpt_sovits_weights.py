@@ -46,7 +46,8 @@ def test_versions_need_the_official_files(monkeypatch):
     monkeypatch.setattr(weights, "chinese_available", lambda: True)  # with voxmith[zh]: Chinese files too
     chinese = [f.name for f in GptSovitsEngine.model_files(None) if f.required and f.name not in V2]
     assert chinese == [f"{weights.CHINESE_BERT}/{name}" for name in ("config.json", "tokenizer.json",
-                                                                      "pytorch_model.bin")] + [weights.NLTK_TAGGER]
+                                                                      "pytorch_model.bin")] + \
+        [weights.G2PW_ZIP, weights.NLTK_TAGGER]
     assert weights.file_url(V2[2]) == ("https://huggingface.co/lj1995/GPT-SoVITS/resolve/main/"
                                        "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt")
 

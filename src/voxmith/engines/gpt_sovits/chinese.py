@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import List, Optional, Tuple
 
 from voxmith.engines.gpt_sovits.chinese_normalize import KEPT_PUNCTUATION, chinese_data, normalize_chinese
+from voxmith.engines.gpt_sovits.g2pw import G2PW, corrected
 from voxmith.engines.gpt_sovits.tone_sandhi import ToneSandhi
 from voxmith.errors import EngineError
 
@@ -135,29 +136,53 @@ def syllable_phones(initial: str, final: str) -> List[str]:
     return [phones[0], phones[1] + tone]
 
 
-def _piece_readings(piece: str) -> Tuple[List[str], List[str]]:
-    """(initials, finals) of every character of a piece, word by word with sandhi and erhua."""
+def _word_readings(word: str, tag: str, sandhi: ToneSandhi, readings: Optional[List[Optional[str]]]
+                   ) -> Tuple[List[str], List[str]]:
+    """(initials, finals) of one word: from pypinyin, or from G2PW's `readings` of its characters
+    (corrected by the official word list; a mark is its own initial and final)."""
+    if readings is None:
+        initials, finals = pinyin_initials(word), pinyin_finals(word)
+    else:
+        _, _, pypinyin = _libraries()
+        initials, finals = [], []
+        for reading in corrected(word, readings):
+            if reading and reading[0].isalpha():
+                initials.append(pypinyin.contrib.tone_convert.to_initials(reading))
+                finals.append(pypinyin.contrib.tone_convert.to_finals_tone3(reading, neutral_tone_with_five=True))
+            else:
+                initials.append(reading or "")
+                finals.append(reading or "")
+    finals = sandhi.sandhi(word, tag, finals)
+    return _erhua(initials, finals, word, tag)
+
+
+def _piece_readings(piece: str, readings: Optional[List[Optional[str]]]) -> Tuple[List[str], List[str]]:
+    """(initials, finals) of every character of a piece, word by word with sandhi and erhua;
+    `readings`: G2PW's pinyin of each character of the piece, or None for pypinyin's."""
     sandhi = tone_sandhi()
     initials: List[str] = []
     finals: List[str] = []
+    position = 0
     for word, tag in sandhi.merge_words(words(piece)):
+        start, position = position, position + len(word)
         if tag == "eng":
             continue
-        word_initials, word_finals = pinyin_initials(word), pinyin_finals(word)
-        word_finals = sandhi.sandhi(word, tag, word_finals)
-        word_initials, word_finals = _erhua(word_initials, word_finals, word, tag)
+        word_readings = None if readings is None else readings[start:position]
+        word_initials, word_finals = _word_readings(word, tag, sandhi, word_readings)
         initials += word_initials
         finals += word_finals
     return initials, finals
 
 
-def g2p(normalized: str) -> Tuple[List[str], List[int]]:
-    """(phones, word2ph) of normalised Chinese text."""
+def g2p(normalized: str, g2pw: Optional[G2PW] = None) -> Tuple[List[str], List[int]]:
+    """(phones, word2ph) of normalised Chinese text; polyphones by `g2pw` when given."""
     phones: List[str] = []
     word2ph: List[int] = []
-    pieces = [p for p in _PIECE_END_RE.split(normalized) if p.strip()]
+    pieces = [_LATIN_RE.sub("", p) for p in _PIECE_END_RE.split(normalized) if p.strip()]
+    readings = iter(g2pw.readings([p for p in pieces if p]) if g2pw is not None else [])
     for piece in pieces:
-        initials, finals = _piece_readings(_LATIN_RE.sub("", piece))
+        piece_readings = next(readings) if g2pw is not None and piece else None
+        initials, finals = _piece_readings(piece, piece_readings)
         for initial, final in zip(initials, finals):
             syllable = syllable_phones(initial, final)
             phones += syllable
@@ -165,10 +190,11 @@ def g2p(normalized: str) -> Tuple[List[str], List[int]]:
     return phones, word2ph
 
 
-def chinese_phones(text: str) -> Tuple[Tuple[str, ...], Tuple[int, ...], str]:
-    """(phones in the v2 symbol table, word2ph, normalised text) of Chinese text."""
+def chinese_phones(text: str, g2pw: Optional[G2PW] = None) -> Tuple[Tuple[str, ...], Tuple[int, ...], str]:
+    """(phones in the v2 symbol table, word2ph, normalised text) of Chinese text; polyphones read by
+    `g2pw` when given, else by pypinyin."""
     normalized = normalize_chinese(text)
-    phones, word2ph = g2p(normalized)
+    phones, word2ph = g2p(normalized, g2pw)
     if len(word2ph) != len(normalized):
         raise EngineError(f"The Chinese front end read {len(word2ph)} of the {len(normalized)} characters of "
                           f"'{normalized}'.")

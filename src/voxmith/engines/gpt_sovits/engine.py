@@ -14,7 +14,8 @@ each take exactly what a run asking for that take alone makes):
 1. the text is cut into pieces (`text_split`, cut5 by default) and each is turned into phones
    (frontend.py); the reference transcript too (a '.' is added when it ends without a stop);
    Chinese runs get RoBERTa features (`chinese_bert`, loaded on the first Chinese text), every
-   other phone zeros;
+   other phone zeros; Chinese polyphones are read by G2PW when its files are there (setting
+   `chinese_g2p`: auto, g2pw, pypinyin; a result records which read them);
 2. the reference's semantic codes: HuBERT features of the 16 kHz reference -> SoVITS quantiser
    (computed once per reference and version, then kept);
 3. per piece, the GPT generates semantic codes from reference phones + piece phones, prompted by the
@@ -76,7 +77,9 @@ from .spectrogram import reference_spectrogram
 from .t2s_checkpoint import load_t2s_checkpoint
 from .t2s_generate import generate_semantic_candidates
 from .english import default_g2p
+from .chinese import chinese_available
 from .chinese_bert import ChineseBert
+from .g2pw import G2PW
 from .frontend import (LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, TextPiece, bert_features, prepare_text, read_text,
                        resolve_language)
 from .reference import choose_references
@@ -85,6 +88,7 @@ from .text_split import METHODS, STOPS
 from .training_data import load_lines
 
 SAMPLE_RATE_HZ = 32000
+CHINESE_G2P_CHOICES = ("auto", "g2pw", "pypinyin")
 HUBERT_RATE_HZ = 16000
 FRAGMENT_SILENCE_S = 0.3  # the official fragment_interval
 MAX_AUX_REFERENCES = 8
@@ -110,6 +114,9 @@ class GptSovitsSettings(EngineSettings):
     noise_scale: float = 0.5
     aux_references: int = 3
     reference_text: str = ""
+    # Readings of Chinese polyphones: g2pw (the official model, from context), pypinyin (its word
+    # dictionary: the official code's path with G2PW off), auto (g2pw when its files are there).
+    chinese_g2p: str = "auto"
     # Weights of the GPT's transformer while generating codes (t2s_precision.py). auto: int8 on x86
     # CPUs (about 1.6x faster per step, benchmarks/results/gpt_sovits_t2s_speed.json), fp32 on GPUs.
     t2s_precision: str = "auto"
@@ -131,7 +138,8 @@ class GptSovitsSettings(EngineSettings):
             if not ok:
                 raise VoxmithError(f"Setting '{name}' must be {what}, got {getattr(self, name)!r}.")
         for name, allowed in (("text_split", tuple(METHODS)), ("language", LANGUAGE_NAMES_ACCEPTED),
-                              ("model_version", weights.VERSIONS), ("t2s_precision", T2S_PRECISION_CHOICES)):
+                              ("model_version", weights.VERSIONS), ("t2s_precision", T2S_PRECISION_CHOICES),
+                              ("chinese_g2p", CHINESE_G2P_CHOICES)):
             if getattr(self, name) not in allowed:
                 raise VoxmithError(f"Setting '{name}' must be one of {', '.join(allowed)}, got "
                                    f"'{getattr(self, name)}'.")
@@ -160,6 +168,7 @@ class GptSovitsModels:
     early_stop_num: Optional[int]
     speaker_verifier: Any = None  # v2Pro/v2ProPlus: speaker_verification.SpeakerVerifier
     chinese_bert: Any = None  # chinese_bert.ChineseBert; None: loaded from files when Chinese is read
+    g2pw: Any = None  # g2pw.G2PW; None: loaded from files when Chinese is read (chinese_g2p)
 
     @property
     def device(self) -> torch.device:
@@ -222,6 +231,7 @@ class GptSovitsEngine(Engine):
         self._views_lock = threading.Lock()
         self._injected = False  # models given by `with_models`: nothing is loaded from files
         self._chinese_bert: Optional[ChineseBert] = None  # loaded on the first Chinese text
+        self._g2pw: Optional[G2PW] = None  # likewise, when chinese_g2p asks for it
         self._only_models = ""  # why an engine with given models speaks no other version (fine-tuned)
         self._finetune_version = ""  # a fine-tuned variant: the version its weights are
         # Where `voxmith models download gpt-sovits` puts NLTK's tagger (English homographs).
@@ -273,7 +283,10 @@ class GptSovitsEngine(Engine):
         if settings.t2s_precision == "auto":
             precision, _ = resolve_t2s_precision("auto", self.device)
             settings = dataclasses.replace(settings, t2s_precision=precision)
-        return self._finetune_version_of(settings)
+        settings = self._finetune_version_of(settings)
+        if settings.chinese_g2p == "auto":
+            settings = dataclasses.replace(settings, chinese_g2p="g2pw" if self._g2pw_present(settings) else "pypinyin")
+        return settings
 
     def _finetune_version_of(self, settings: GptSovitsSettings) -> GptSovitsSettings:
         """A variant fine-tuned from v2Pro/v2ProPlus speaks its version where the request leaves
@@ -282,6 +295,29 @@ class GptSovitsEngine(Engine):
         if self._finetune_version and settings.model_version == weights.DEFAULT_VERSION:
             return dataclasses.replace(settings, model_version=self._finetune_version)
         return settings
+
+    def _g2pw_present(self, settings: GptSovitsSettings) -> bool:
+        if self._injected:
+            models = self._models.get(settings.model_version)
+            return models is not None and models.g2pw is not None
+        return chinese_available() and weights.find_g2pw(workspace_models=self.models_dir) is not None
+
+    def g2pw_for(self, settings: GptSovitsSettings) -> Optional[G2PW]:
+        """The G2PW model `settings.chinese_g2p` asks for, or None (pypinyin's readings): the
+        models' own (tests), else the official G2PWModel folder, loaded once per engine."""
+        if settings.chinese_g2p == "pypinyin" or not self._g2pw_present(settings):
+            if settings.chinese_g2p == "g2pw":
+                raise VoxmithError("chinese_g2p=g2pw needs the G2PW model: run `voxmith models download gpt-sovits "
+                                   f"--only {weights.G2PW_ZIP}` (or --set chinese_g2p=pypinyin).")
+            return None
+        if self._injected:
+            return self._models[settings.model_version].g2pw
+        with self._lock:
+            if self._g2pw is None:
+                folder = weights.find_g2pw(workspace_models=self.models_dir)
+                tokenizer = weights.require_chinese(workspace_models=self.models_dir) / "tokenizer.json"
+                self._g2pw = G2PW(folder, tokenizer)
+            return self._g2pw
 
     def t2s_for(self, models: GptSovitsModels, precision: str):
         """The GPT of `models` at `precision` (resolved, not auto): the model itself for float32, else
@@ -436,18 +472,31 @@ class GptSovitsEngine(Engine):
         if missing:
             raise VoxmithError(f"The voice's gpt-sovits conditioning lacks {', '.join(missing)}; prepare it again.")
         default_g2p(self._tagger_dirs)  # the first G2P made looks for the tagger in the models folder
-        pieces = prepare_text(text, settings.language, settings.text_split)
+        g2pw = self.g2pw_for(settings) if self._reads_chinese(text, conditioning, settings) else None
+        pieces = prepare_text(text, settings.language, settings.text_split, g2pw)
         if not pieces:
             raise VoxmithError("There is nothing to say in this text for gpt-sovits (only symbols or spaces).")
         precision = resolve_t2s_precision(settings.t2s_precision, self.device)[0]
         models = self.models(settings.model_version, progress)
-        prompt = self._prompt(conditioning, settings, models)
+        prompt = self._prompt(conditioning, settings, models, g2pw)
         seeds = [int(seed) + take for take in range(int(candidates))]
         made = self._takes(pieces, prompt, settings, models, self.t2s_for(models, precision), seeds, progress)
         return [Candidate(samples, SAMPLE_RATE_HZ, take_seed, details={**details, "t2s_precision": precision})
                 for take_seed, (samples, details) in zip(seeds, made)]
 
-    def _prompt(self, conditioning: Conditioning, settings: GptSovitsSettings, models: GptSovitsModels) -> dict:
+    @staticmethod
+    def _reads_chinese(text: str, conditioning: Conditioning, settings: GptSovitsSettings) -> bool:
+        """Whether the text or the reference transcript is read by the Chinese front end."""
+        if "zh" not in SUPPORTED_LANGUAGES:
+            return False
+        reference = settings.reference_text or str(conditioning.get("reference_text", ""))
+        reference_language = str(conditioning.get("reference_language", ""))
+        if settings.reference_text:
+            reference_language = resolve_language(settings.reference_text, "auto")
+        return resolve_language(text, settings.language) == "zh" or (bool(reference) and reference_language == "zh")
+
+    def _prompt(self, conditioning: Conditioning, settings: GptSovitsSettings, models: GptSovitsModels,
+                g2pw: Optional[G2PW] = None) -> dict:
         """What every piece shares: reference phones and codes, style spectrograms, speaker embeddings."""
 
         reference_text = (settings.reference_text or str(conditioning["reference_text"])).strip("\n").strip()
@@ -462,7 +511,7 @@ class GptSovitsEngine(Engine):
             language = language or "en"
             if reference_text[-1] not in STOPS:
                 reference_text += "." if language == "en" else "\u3002"
-            reading = read_text(reference_text, language)
+            reading = read_text(reference_text, language, g2pw)
             phones, runs = list(reading.phone_ids), reading.runs
         waves_32k = [np.asarray(conditioning["reference_32k"], dtype=np.float32)]
         waves_32k += _split(conditioning.get("aux_32k"), conditioning.get("aux_32k_lengths"))[:settings.aux_references]

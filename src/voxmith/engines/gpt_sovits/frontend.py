@@ -13,7 +13,8 @@ phones; the pieces the official preprocessing would skip are skipped.
 
 Languages: English ("en"); Japanese ("ja") when OpenJTalk with its dictionary is installed
 (`pip install 'voxmith[ja]'`; japanese.py); Chinese ("zh", Mandarin) when jieba and pypinyin are
-installed (`pip install 'voxmith[zh]'`; chinese.py). In Japanese and Chinese text, runs of Latin
+installed (`pip install 'voxmith[zh]'`; chinese.py; polyphones by the G2PW model when the caller gives
+one, g2pw.py, else by pypinyin). In Japanese and Chinese text, runs of Latin
 words are read by the English front end (a simple stand-in for the official language segmenter,
 which needs a downloaded language-identification model). "auto" reads text with kana as Japanese
 (when available), text with Chinese characters as Chinese (when available) and Latin text as
@@ -33,6 +34,7 @@ import numpy as np
 from voxmith.engines.gpt_sovits import chinese, japanese
 from voxmith.engines.gpt_sovits.chinese_bert import ChineseBert
 from voxmith.engines.gpt_sovits.english import default_g2p
+from voxmith.engines.gpt_sovits.g2pw import G2PW
 from voxmith.engines.gpt_sovits.symbols import phone_ids as to_ids
 from voxmith.engines.gpt_sovits.text_split import DEFAULT_METHOD, METHODS, segments
 from voxmith.errors import EngineError
@@ -116,13 +118,14 @@ def _supported_names() -> str:
     return ", ".join(language_name(code) for code in SUPPORTED_LANGUAGES)
 
 
-def read_text(text: str, language: str = "en") -> TextReading:
-    """Phones, normalised text and language runs of one piece of text (see the module docstring)."""
+def read_text(text: str, language: str = "en", g2pw: Optional[G2PW] = None) -> TextReading:
+    """Phones, normalised text and language runs of one piece of text (see the module docstring);
+    Chinese polyphones by `g2pw` when given, else by pypinyin."""
     language = resolve_language(text, language)
     text = re.sub(" {2,}", " ", text)
-    reading = _read(text, language)
+    reading = _read(text, language, g2pw)
     if len(reading.phone_ids) < MIN_PHONES:
-        reading = _read("." + text, language)
+        reading = _read("." + text, language, g2pw)
     return reading
 
 
@@ -136,7 +139,7 @@ def phones_for(text: str, language: str = "en") -> Tuple[List[int], Optional[Lis
     return list(reading.phone_ids), word2ph, reading.normalized
 
 
-def _read(text: str, language: str) -> TextReading:
+def _read(text: str, language: str, g2pw: Optional[G2PW] = None) -> TextReading:
     if language == "en":
         runs = [("en", text)]
     else:  # Latin words inside Japanese or Chinese text are read as English
@@ -144,7 +147,10 @@ def _read(text: str, language: str) -> TextReading:
     ids: List[int] = []
     read_runs = []
     for run_language, run in runs:
-        run_ids, run_text, word2ph = _READERS[run_language](run)
+        if run_language == "zh":
+            run_ids, run_text, word2ph = _chinese(run, g2pw)
+        else:
+            run_ids, run_text, word2ph = _READERS[run_language](run)
         ids += run_ids
         read_runs.append(TextRun(run_language, run_text, len(run_ids), word2ph))
     return TextReading(tuple(ids), "".join(r.normalized for r in read_runs), tuple(read_runs))
@@ -160,12 +166,12 @@ def _japanese(text: str) -> Tuple[List[int], str, None]:
     return to_ids(phones), normalized, None
 
 
-def _chinese(text: str) -> Tuple[List[int], str, Tuple[int, ...]]:
-    phones, word2ph, normalized = chinese.chinese_phones(text)
+def _chinese(text: str, g2pw: Optional[G2PW] = None) -> Tuple[List[int], str, Tuple[int, ...]]:
+    phones, word2ph, normalized = chinese.chinese_phones(text, g2pw)
     return to_ids(phones), normalized, word2ph
 
 
-_READERS = {"en": _english, "ja": _japanese, "zh": _chinese}
+_READERS = {"en": _english, "ja": _japanese}
 
 
 def bert_features(runs: Sequence[TextRun], bert: Optional[ChineseBert] = None) -> np.ndarray:
@@ -182,14 +188,16 @@ def bert_features(runs: Sequence[TextRun], bert: Optional[ChineseBert] = None) -
     return np.concatenate(parts, axis=1) if parts else np.zeros((BERT_DIM, 0), dtype=np.float32)
 
 
-def prepare_text(text: str, language: str = "auto", method: str = DEFAULT_METHOD) -> List[TextPiece]:
-    """`text` cut by `method` into the pieces to synthesise, each with its phones."""
+def prepare_text(text: str, language: str = "auto", method: str = DEFAULT_METHOD,
+                 g2pw: Optional[G2PW] = None) -> List[TextPiece]:
+    """`text` cut by `method` into the pieces to synthesise, each with its phones (Chinese
+    polyphones by `g2pw` when given)."""
     if method not in METHODS:
         raise EngineError(f"Unknown text split method '{method}': use one of {', '.join(METHODS)}.")
     language = resolve_language(text, language)
     pieces = []
     for piece in segments(text, method, language):
-        reading = read_text(piece, language)
+        reading = read_text(piece, language, g2pw)
         if reading.normalized:
             pieces.append(TextPiece(piece, reading.normalized, reading.phone_ids, language, reading.runs))
     return pieces

@@ -12,8 +12,11 @@ keeps under `GPT_SoVITS/pretrained_models/` with the same relative paths
 
 and for every version `chinese-hubert-base/` (config.json + pytorch_model.bin). Chinese text needs
 `chinese-roberta-wwm-ext-large/` (config.json, pytorch_model.bin, tokenizer.json: its BERT
-features); these are fetched by a plain `models download gpt-sovits` when the Chinese front end is
-installed (`voxmith[zh]`), else only by name or `--all`. Optional: NLTK's part-of-speech tagger for English
+features) and the G2PW model (polyphones; `G2PWModel.zip` from the Hugging Face repository
+`XXXXRT/GPT-SoVITS-Pretrained`, which the official installer fetches, unpacked into `G2PWModel/`;
+an existing install's `GPT_SoVITS/text/G2PWModel/` is found too); these are fetched by a plain
+`models download gpt-sovits` when the Chinese front end is installed (`voxmith[zh]`), else only by
+name or `--all`. Optional: NLTK's part-of-speech tagger for English
 homographs (pos_tags.py), from NLTK's own data server, unpacked into `nltk_data/`.
 
 Before downloading anything, these folders are searched, in order (each holds the files under
@@ -30,6 +33,7 @@ when set (a mirror, or a test server), else the hub (`$HF_ENDPOINT` honoured, `$
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +61,9 @@ NLTK_TAGGER_URL = ("https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/pa
                    "averaged_perceptron_tagger_eng.zip")
 ALL = frozenset(VERSIONS)
 CHINESE_BERT = "chinese-roberta-wwm-ext-large"
+G2PW_ZIP = "G2PWModel.zip"
+G2PW_FOLDER = "G2PWModel"
+G2PW_URL = "https://huggingface.co/XXXXRT/GPT-SoVITS-Pretrained/resolve/main/G2PWModel.zip"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ FILES: Tuple[WeightFile, ...] = (
                "v2Pro SoVITS discriminator (fine-tuning starts from it when present)", frozenset()),
     WeightFile(PRETRAINED_DISCRIMINATORS["v2ProPlus"], 127_000_000,
                "v2ProPlus SoVITS discriminator (fine-tuning starts from it when present)", frozenset()),
+    WeightFile(G2PW_ZIP, 590_000_000, "G2PW (Chinese polyphones from context; pypinyin's readings without it)",
+               frozenset(), url=G2PW_URL, language="zh"),
     WeightFile(NLTK_TAGGER, 3_000_000, "NLTK part-of-speech tagger (English homographs; a rule without it)",
                frozenset(), url=NLTK_TAGGER_URL, default=True),
 )
@@ -169,6 +178,8 @@ class Location:
 def find_file(path: str, models_dir=None, workspace_models=None) -> Optional[Location]:
     """The first copy of the repository file `path` in the search folders, or None."""
     _check_paths([path])
+    if path == G2PW_ZIP:
+        return _find_g2pw(models_dir, workspace_models)
     looking_for = TAGGER_FOLDER if path == NLTK_TAGGER else path
     for folder, label in search_dirs(models_dir, workspace_models):
         candidate = folder / looking_for
@@ -181,6 +192,15 @@ def find_file(path: str, models_dir=None, workspace_models=None) -> Optional[Loc
         return Location(found, "NLTK data") if found else None
     hit = _find_in_hf_cache(hf_hub_cache() / HF_CACHE_FOLDER, path)
     return Location(hit, "Hugging Face cache") if hit else None
+
+
+def _find_g2pw(models_dir=None, workspace_models=None) -> Optional[Location]:
+    """The unpacked G2PW folder: `G2PWModel/` in a models folder, or an install's `text/G2PWModel/`."""
+    for folder, label in search_dirs(models_dir, workspace_models):
+        for candidate in (folder / G2PW_FOLDER, folder.parent / "text" / G2PW_FOLDER):
+            if (candidate / "g2pW.onnx").is_file():
+                return Location(candidate, label)
+    return None
 
 
 def _find_in_hf_cache(repo_cache: Path, path: str) -> Optional[Path]:
@@ -274,7 +294,11 @@ def download_files(paths: Sequence[str], folder: os.PathLike,
         url = file_url(path)
         target = download_file(url, folder / path, progress=progress, stage=f"downloading {Path(path).name}",
                                headers=_auth_headers(url), offline_hint=_offline_hint(folder))
-        result[path] = _unpack_tagger(target, folder) if path == NLTK_TAGGER else target
+        if path == NLTK_TAGGER:
+            target = _unpack_tagger(target, folder)
+        elif path == G2PW_ZIP:
+            target = _unpack_g2pw(target, folder)
+        result[path] = target
     return result
 
 
@@ -298,6 +322,35 @@ def _unpack_tagger(archive: Path, folder: Path) -> Path:
         raise DownloadError(f"{archive.name} does not hold NLTK's English tagger files.")
     archive.unlink(missing_ok=True)
     return target
+
+
+def _unpack_g2pw(archive: Path, folder: Path) -> Path:
+    """Unpack the G2PW zip's files (any folder inside it) into `<folder>/G2PWModel/`, streamed, each
+    file written under a temporary name first."""
+    target = folder / G2PW_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                name = Path(member.filename).name
+                if member.is_dir() or not name or name.startswith("."):
+                    continue
+                tmp = target / (name + ".tmp")
+                with zipped.open(member) as source, open(tmp, "wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                os.replace(tmp, target / name)
+    except zipfile.BadZipFile:
+        archive.unlink(missing_ok=True)
+        raise DownloadError(f"The G2PW download {archive.name} is not a zip archive; it was deleted. Try again.") from None
+    if not (target / "g2pW.onnx").is_file():
+        raise DownloadError(f"{archive.name} does not hold g2pW.onnx.")
+    archive.unlink(missing_ok=True)
+    return target
+
+
+def find_g2pw(models_dir=None, workspace_models=None) -> Optional[Path]:
+    found = _find_g2pw(models_dir, workspace_models)
+    return found.path if found else None
 
 
 def _offline_hint(folder: Path) -> str:
