@@ -65,9 +65,13 @@ class TrainingTask(Protocol):
 
     # Optional: `parameter_groups(model, learning_rate) -> [{"params": [...], "lr": ...}, ...]` (torch
     # optimizer groups covering the trainable parameters; the schedule scales each group's lr alike),
-    # `optimizer_options` ({"betas": ..., "eps": ...} for AdamW) and `learning_rate_at(step) -> float`
-    # (the learning rate of optimizer step `step`, 0-based, replacing the run's schedule: for an
-    # engine whose official recipe has its own, such as SV2TTS' tts_schedule; groups keep their ratios).
+    # `optimizer_options` ({"betas": ..., "eps": ..., "weight_decay": ...} for AdamW),
+    # `learning_rate_at(step) -> float` (the learning rate of optimizer step `step`, 0-based, replacing
+    # the run's schedule: for an engine whose official recipe has its own, such as SV2TTS'
+    # tts_schedule; groups keep their ratios), and `after_step(step, folder, tensorboard) ->
+    # {column: value}`: called on rank 0 after each optimizer step, it may write files into the run
+    # folder (plots) and returns extra values for the step's metrics row (e.g. an error rate; logged
+    # to TensorBoard under their column name).
 
 
 @dataclass(frozen=True)
@@ -249,8 +253,10 @@ class _Training:
         if evaluate or (c.validate_every_steps > 0 and self.step % c.validate_every_steps == 0):
             val_loss = self._validate()
         if self.ctx.is_main:
+            after_step = getattr(self.task, "after_step", None)
+            extra = dict(after_step(self.step, self.run.folder, self.tensorboard) or {}) if after_step else {}
             row = {"step": self.step, "epoch": self.epoch + self.batches_done / len(batches),
-                   **losses, "val_loss": val_loss, "lr": lr}
+                   **losses, "val_loss": val_loss, "lr": lr, **extra}
             self.run.append_metrics(row)
             self.tensorboard.log(row)
         stopped = "quit" if quit_ else "interrupted" if interrupted else "finished"

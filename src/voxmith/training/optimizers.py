@@ -39,8 +39,10 @@ def optimizer_problems(name: str, device: Union[str, torch.device, None] = None)
 
 
 def build_optimizer(params: Iterable, name: str, learning_rate: float, device: torch.device,
-                    betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Optimizer:
-    """AdamW over `params` (parameters, or torch parameter groups with their own "lr")."""
+                    betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                    weight_decay: float = WEIGHT_DECAY) -> torch.optim.Optimizer:
+    """AdamW over `params` (parameters, or torch parameter groups with their own "lr").
+    `weight_decay` 0 makes it plain Adam (a task whose official recipe uses Adam asks for that)."""
     problems = optimizer_problems(name, device)
     if problems:
         raise VoxmithError(" ".join(p[0].upper() + p[1:] for p in problems))
@@ -51,6 +53,6 @@ def build_optimizer(params: Iterable, name: str, learning_rate: float, device: t
             raise VoxmithError(f"bitsandbytes is installed but cannot be loaded ({err}); reinstall "
                                "voxmith[cuda] for this machine's CUDA, or use optimizer: adamw.") from None
         return bitsandbytes.optim.AdamW8bit(params, lr=learning_rate, betas=tuple(betas), eps=eps,
-                                            weight_decay=WEIGHT_DECAY)
-    return torch.optim.AdamW(params, lr=learning_rate, betas=tuple(betas), eps=eps, weight_decay=WEIGHT_DECAY)
+                                            weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=learning_rate, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 

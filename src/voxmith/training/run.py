@@ -108,8 +108,9 @@ class TrainingRun:
             return []
 
     def loss_columns(self) -> list[str]:
-        """The per-loss columns (`<key>_loss`) of metrics.csv, in the order the engine declares them."""
-        return [c for c in self.metric_columns() if c not in FIRST_COLUMNS + LAST_COLUMNS]
+        """The per-loss columns (`<key>_loss`) of metrics.csv, in the order the engine declares them
+        (not the other values a task may add, such as an error rate)."""
+        return [c for c in self.metric_columns() if c not in FIRST_COLUMNS + LAST_COLUMNS and c.endswith("_loss")]
 
     def read_metrics(self) -> list[dict[str, float]]:
         """Rows of metrics.csv as numbers, by column; blank cells (no validation that step, a loss

@@ -1,4 +1,5 @@
-"""A run's TensorBoard log (training/<run>/tensorboard/): losses, validation loss and learning rate.
+"""A run's TensorBoard log (training/<run>/tensorboard/): losses, validation loss and learning rate,
+and what a task adds (other values of a step's metrics row, figures such as projection plots).
 
 metrics.csv stays the record voxmith itself reads; this log is for watching a run live with
 `tensorboard --logdir <workspace>/training`. Each start of a run writes a new event file; a resumed
@@ -17,12 +18,15 @@ TAGS = {"total_loss": "loss/total", "val_loss": "loss/validation", "lr": "learni
 
 
 def tag_of(column: str) -> Optional[str]:
-    """The TensorBoard tag of a metrics.csv column; None for the step and epoch."""
+    """The TensorBoard tag of a metrics.csv column; None for the step and epoch. A column that is no
+    loss (a task's own value, e.g. "eer") keeps its name."""
+    if column in ("step", "epoch"):
+        return None
     if column in TAGS:
         return TAGS[column]
     if column.endswith("_loss"):
         return "loss/" + column[:-len("_loss")].replace(".", "/")
-    return None
+    return column.replace(".", "/")
 
 
 class TensorBoardLog:
@@ -40,6 +44,10 @@ class TensorBoardLog:
             tag = tag_of(column)
             if tag is not None and value is not None:
                 self.writer.add_scalar(tag, value, global_step=step)
+
+    def add_figure(self, tag: str, figure, step: int) -> None:
+        """A matplotlib figure as an image at `step` (e.g. a projection plot)."""
+        self.writer.add_figure(tag, figure, global_step=int(step), close=False)
 
     def flush(self) -> None:
         self.writer.flush()

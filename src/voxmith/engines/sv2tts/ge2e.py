@@ -4,12 +4,14 @@ utterance is compared (cosine) with every speaker's centroid, its own speaker's 
 without it; the similarities are scaled by the model's learnt `similarity_weight` and shifted by
 `similarity_bias`, and the loss is the cross-entropy of picking the right speaker.
 
-The official code fills the matrix speaker by speaker; this computes it in one pass. Not here:
-the equal error rate the official training logs (a diagnostic, not part of the loss).
+The official code fills the matrix speaker by speaker; this computes it in one pass. The equal error
+rate the official training logs beside the loss (a diagnostic, not differentiated) is
+`equal_error_rate`, computed from the same matrix as officially.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +35,26 @@ def similarity_matrix(embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Te
 
 def ge2e_loss(embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each utterance's similarities against its speaker."""
-    speakers, utterances = embeds.shape[:2]
-    logits = similarity_matrix(embeds, weight, bias).reshape(speakers * utterances, speakers)
-    target = torch.arange(speakers, device=embeds.device).repeat_interleave(utterances)
-    return F.cross_entropy(logits, target)
+    return loss_of_similarity(similarity_matrix(embeds, weight, bias))
+
+
+def loss_of_similarity(similarity: torch.Tensor) -> torch.Tensor:
+    """The GE2E loss of a (speakers, utterances, speakers) similarity matrix."""
+    speakers, utterances = similarity.shape[:2]
+    target = torch.arange(speakers, device=similarity.device).repeat_interleave(utterances)
+    return F.cross_entropy(similarity.reshape(speakers * utterances, speakers), target)
+
+
+def equal_error_rate(similarity: torch.Tensor) -> float:
+    """The equal error rate of telling each utterance's speaker from the others by its scaled
+    similarities (official: the ROC of all (utterance, speaker) scores, and the false-positive rate
+    where it equals the miss rate on the linearly interpolated curve)."""
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+    from sklearn.metrics import roc_curve  # scikit-learn comes with librosa; loaded only for training
+
+    speakers, utterances = similarity.shape[:2]
+    labels = np.repeat(np.eye(speakers, dtype=np.int64), utterances, axis=0)  # one-hot rows, speaker-major
+    scores = similarity.detach().float().cpu().numpy().reshape(speakers * utterances, speakers)
+    fpr, tpr, _ = roc_curve(labels.flatten(), scores.flatten())
+    return float(brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0))
