@@ -135,3 +135,43 @@ def test_bad_engine_settings_are_refused_before_anything_starts(workspace):
     result = run_cli(workspace, "train", "init", "x", "--dataset", "demo-ds", "--set", "stage=vocoder")
     assert result.exit_code != 0 and "no training settings of its own" in result.output
     assert not (workspace / "training" / "x").exists()
+
+
+def test_encoder_run_on_the_workspace_speakers_and_a_voice_speaking_with_it(workspace, tmp_path):
+    """The speaker-encoder stage trains on every speaker of the workspace (here the demo voice and
+    the demo dataset, two names), and a voice using the run is embedded by the trained encoder."""
+    from voxmith.studio import Studio
+    from voxmith.training import TrainingRun
+
+    engine = TinyTrainableSV2TTS.name
+    result = run_cli(workspace, "train", "init", "enc", "--dataset", "demo-ds", "--engine", engine, "--epochs", "2",
+                     "--set", "stage=encoder", "--set", "umap_every=0")
+    assert result.exit_code == 0, result.output
+    config = TrainingRun(workspace / "training" / "enc").load_config()
+    assert (config.schedule.learning_rate, config.schedule.max_grad_norm) == (1e-4, 3.0)  # official Adam 1e-4, clip 3
+    result = run_cli(workspace, "train", "run", "enc")
+    assert result.exit_code == 0, result.output
+    run = TrainingRun(workspace / "training" / "enc")
+    assert {"encoder.ge2e_loss", "eer"} <= set(run.metric_columns())
+    studio = Studio(workspace, device="cpu")
+    finetune, _, _ = studio.training.finetune("enc")
+    stock_engine = TinyTrainableSV2TTS()
+    tuned_engine = stock_engine.with_finetune(finetune)
+    tuned = tuned_engine.models()
+    assert tuned.encoder is not stock_engine.models().encoder and tuned.synthesizer is stock_engine.models().synthesizer
+    assert not _same(tuned.encoder, stock_engine.models().encoder)
+    assert tuned_engine.cache_key() != stock_engine.cache_key()  # the voice is embedded again by the trained encoder
+    assert run_cli(workspace, "voices", "use", "demo", "--run", "enc").exit_code == 0
+    speak(workspace, tmp_path / "enc.wav")
+
+
+def test_encoder_run_refuses_a_workspace_with_one_speaker(workspace):
+    from voxmith.studio import Studio
+
+    engine = TinyTrainableSV2TTS.name
+    Studio(workspace, device="cpu").voices.remove("demo")  # the demo dataset is left: one speaker
+    result = run_cli(workspace, "train", "init", "enc", "--dataset", "demo-ds", "--engine", engine, "--epochs", "1",
+                     "--set", "stage=encoder")
+    assert result.exit_code == 0, result.output
+    result = run_cli(workspace, "train", "run", "enc")
+    assert result.exit_code != 0 and "at least 2 speakers" in result.output and "Traceback" not in result.output

@@ -191,6 +191,10 @@ class FinetuneSpec:
     # checkpoint): for a stage that builds on another run's model (sv2tts' vocoder on a fine-tuned
     # synthesizer's aligned mels). None: no workspace to look in.
     run_weights: Optional[Callable[[str], "Finetune"]] = field(default=None, compare=False)
+    # Every speaker of the workspace as (name, audio files): each voice's clips and each dataset's
+    # usable segments, a voice and a dataset of the same name being one speaker. For training that
+    # compares speakers (sv2tts' speaker encoder); other engines ignore it.
+    speakers: Tuple[Tuple[str, Tuple[Path, ...]], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from voxmith.training.losses import LossTerm, default_weights
 from voxmith.training.lock import LockHolder, RunBusy, TrainerLock
 
 CHECKPOINT_CHOICES = ("latest", "best")
+OTHER_SPEAKER_FLAG = "unlike the main speaker"  # a dataset segment that sounds like someone else
 
 
 @dataclass
@@ -189,10 +190,29 @@ class TrainingRuns:
             lora=LoraSpec(lora.rank, lora.alpha, tuple(lora.target_modules)) if lora.enabled else None,
             epochs=config.schedule.epochs,
             settings=type(engine).parse_training_settings(config.engine.settings),
-            run_weights=lambda other: self.finetune(other)[0])
+            run_weights=lambda other: self.finetune(other)[0],
+            speakers=self.speakers())
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)
+
+    def speakers(self) -> Tuple[Tuple[str, Tuple[Path, ...]], ...]:
+        """Every speaker of the workspace with their audio files, by name: a voice's clips, a
+        dataset's segments in its training or validation list (not those flagged as another
+        speaker); a voice and a dataset of the same name are one speaker (`FinetuneSpec.speakers`)."""
+        found: Dict[str, List[Path]] = {}
+        for voice in self.voices.list():
+            found.setdefault(voice.name, []).extend(voice.clip_paths)
+        for name in self.datasets.names():
+            data = self.datasets.get(name)
+            try:
+                segments = data.load()["segments"]
+            except VoxmithError:  # a dataset still being prepared (or damaged) has nothing to give yet
+                continue
+            files = [data.path / s["file"] for s in segments if s.get("split") in ("train", "validation")
+                     and not any(f.startswith(OTHER_SPEAKER_FLAG) for f in s.get("flags", []))]
+            found.setdefault(name, []).extend(p for p in files if p.is_file())
+        return tuple((name, tuple(files)) for name, files in sorted(found.items()) if files)
 
     def trainer(self, name: str) -> Optional[LockHolder]:
         """Who is training run `name` right now (any process on this machine), or None."""

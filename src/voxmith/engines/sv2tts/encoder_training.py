@@ -141,8 +141,9 @@ class EncoderTrainingTask:
     def __init__(self, encoder: SpeakerEncoder, sources: Sequence[SpeakerSource],
                  settings: EncoderTrainingSettings = EncoderTrainingSettings(), *, seed: int = 0,
                  cache_dir: Optional[Path] = None, audio: EncoderAudio = EncoderAudio(),
-                 progress: Optional[ProgressCallback] = None):
+                 progress: Optional[ProgressCallback] = None, all_losses: Sequence[LossTerm] = LOSSES):
         settings.validate()
+        self.losses = tuple(all_losses)  # the engine's every stage's losses, as the run's config weights them
         self.settings, self.seed, self.audio, self.progress = settings, int(seed), audio, progress
         cache = FrameCache(Path(cache_dir) / "encoder_frames" if cache_dir is not None else None, audio,
                            encoder.config.mel_bands)

@@ -43,8 +43,9 @@ from . import checkpoints
 from .bundle import SV2TTSModels
 from .encoder_audio import normalize_volume, preprocess_wav, trim_long_silences
 from .griffin_lim import griffin_lim
-from .hparams import SAMPLE_RATE_HZ, EncoderAudio
-from .speaker_encoder import average_embedding, embed_utterance
+from .encoder_training import pretrained_encoder
+from .hparams import SAMPLE_RATE_HZ, EncoderAudio, EncoderConfig
+from .speaker_encoder import SpeakerEncoder, average_embedding, embed_utterance
 from .tacotron import trim_trailing_silence
 from .text import ids_to_text, text_to_ids
 from .training import STAGE_BUILDERS, TRAINING_LOSSES, finetuned_models, stage_defaults
@@ -182,13 +183,27 @@ class SV2TTSEngine(Engine):
         report(progress, "sv2tts: loading the models to train", 1, 1)
         return models, random_names
 
+    def training_encoder(self, progress: Optional[ProgressCallback] = None) -> Optional[SpeakerEncoder]:
+        """A private copy of the speaker encoder to train: of the loaded one, else from encoder.pt
+        alone (the other models are not needed); None when encoder.pt is not on this machine."""
+        if self._models is not None:
+            return copy.deepcopy(self._models.encoder)
+        where = checkpoints.find_checkpoint("encoder.pt", workspace_models=self.models_dir)
+        if where is None:
+            return None
+        report(progress, "sv2tts: loading the speaker encoder to train", 0, 1)
+        config = (self.model_configs or {}).get("encoder.pt") or EncoderConfig()
+        return pretrained_encoder(where.path, config).to(self.device)
+
     def load_finetune(self, finetune: Finetune) -> "SV2TTSEngine":
-        """An engine speaking with a run's fine-tuned synthesizer or vocoder (the other models the
-        stock ones, shared); the voice embedding stays the stock encoder's."""
+        """An engine speaking with a run's fine-tuned synthesizer, vocoder or speaker encoder (the
+        other models the stock ones, shared). With a fine-tuned encoder the voice embedding is its
+        own: the variant's cache key then hashes that encoder's weights."""
         base = self.models()
-        variant = type(self).with_models(finetuned_models(base, finetune.load_state(), finetune.description),
-                                         self.device)
-        variant.models_dir, variant._encoder_file = self.models_dir, self._encoder_file
+        models = finetuned_models(base, finetune.load_state(), finetune.description)
+        variant = type(self).with_models(models, self.device)
+        variant.models_dir = self.models_dir
+        variant._encoder_file = self._encoder_file if models.encoder is base.encoder else None
         return variant
 
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):

@@ -10,9 +10,13 @@ the dataset's lines, and a voice speaks with what the run trained (`finetuned_mo
   weights; the WaveRNN starting from the official vocoder.pt, or from random weights. With
   synthesizer_run, the run's checkpoints carry that synthesizer too (frozen), so a voice using the
   vocoder run speaks with both fine-tuned models.
+- encoder (encoder_training.py): not the dataset's lines but every speaker of the workspace
+  (`FinetuneSpec.speakers`: each voice's clips and each dataset's segments, a voice and a dataset of
+  the same name being one speaker); the GE2E encoder starting from the official encoder.pt, or from
+  random weights (`from_scratch`, or when encoder.pt is not on this machine).
 
-A run's checkpoint holds its stage's model under its stage's prefix ("synthesizer.", "vocoder.");
-`finetuned_models` puts it into copies of the stock models, the other models staying stock.
+A run's checkpoint holds its stage's model under its stage's prefix ("synthesizer.", "vocoder.",
+"encoder."); `finetuned_models` puts it into copies of the stock models, the other models staying stock.
 The losses of every stage are declared together (`TRAINING_LOSSES`, stage-prefixed), so one config
 format serves all runs and each stage's model returns its own.
 """
@@ -32,15 +36,19 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_bytes
 from voxmith.progress import ProgressCallback, report
 
-from . import synthesizer_training, vocoder_training
+from . import encoder_training, synthesizer_training, vocoder_training
 from .bundle import SV2TTSModels, load_strict
+from .encoder_data import SpeakerSource
+from .encoder_training import EncoderTrainingSettings, EncoderTrainingTask, new_encoder
+from .hparams import EncoderConfig
 from .synthesizer_training import SynthesizerTrainingTask
 from .training_data import LineCache, PreparedLine, prepare_lines
 from .training_settings import TrainingHparams
 from .vocoder_training import VocoderTrainingTask, gta_mels, vocoder_item
 
-TRAINING_LOSSES = synthesizer_training.LOSSES + vocoder_training.LOSSES
-STATE_PREFIXES = {"synthesizer.": ("synthesizer", "synthesizer"), "vocoder.": ("vocoder", "vocoder")}
+TRAINING_LOSSES = synthesizer_training.LOSSES + vocoder_training.LOSSES + encoder_training.LOSSES
+STATE_PREFIXES = {"synthesizer.": ("synthesizer", "synthesizer"), "vocoder.": ("vocoder", "vocoder"),
+                  encoder_training.STATE_PREFIX: ("encoder", "speaker encoder")}
 GTA_FORMAT = 1
 VOCODER_LR = 1e-4  # official voc_lr
 VOCODER_BATCH = 100  # official voc_batch_size
@@ -49,6 +57,9 @@ VOCODER_BATCH = 100  # official voc_batch_size
 def stage_defaults(hparams: TrainingHparams, train_lines: int) -> Dict[str, Dict[str, Any]]:
     """The run settings each stage's official recipe uses (batch size capped by the dataset)."""
     lines = max(1, int(train_lines))
+    if hparams.stage == "encoder":  # batches are speakers x utterances (the task's own): batch_size is unused
+        return {"schedule": {**encoder_training.ENCODER_TRAINING_DEFAULTS["schedule"], "batch_size": 1,
+                             "grad_accumulation": 1}}
     if hparams.stage == "vocoder":
         return {"schedule": {"batch_size": min(VOCODER_BATCH, lines), "grad_accumulation": 1,
                              "learning_rate": VOCODER_LR, "warmup_steps": 0, "milestones": [], "max_grad_norm": 0.0}}
@@ -129,6 +140,21 @@ def build_vocoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams
                                spec.batch_size, spec.seed, all_losses=TRAINING_LOSSES, carried_synthesizer=carried)
 
 
+def build_encoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams,
+                       progress: Optional[ProgressCallback] = None) -> EncoderTrainingTask:
+    settings = EncoderTrainingSettings(hparams.speakers_per_batch, hparams.utterances_per_speaker, hparams.umap_every,
+                                       hparams.from_scratch)
+    encoder = engine.training_encoder(progress)  # the pretrained one (a private copy), None when absent
+    if encoder is None and not settings.from_scratch:
+        _random_note(progress, "encoder.pt")
+    if encoder is None or settings.from_scratch:
+        config = encoder.config if encoder is not None else (engine.model_configs or {}).get("encoder.pt")
+        encoder = new_encoder(config or EncoderConfig(), spec.seed).to(engine.device)
+    sources = [SpeakerSource(name, tuple(files)) for name, files in spec.speakers]
+    return EncoderTrainingTask(encoder, sources, settings, seed=spec.seed, cache_dir=spec.cache_dir, progress=progress,
+                               all_losses=TRAINING_LOSSES)
+
+
 def state_hash(module: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
@@ -167,7 +193,7 @@ def cached_gta_mels(synthesizer: torch.nn.Module, lines: Sequence[PreparedLine],
 def finetuned_models(base: SV2TTSModels, state: Dict[str, Any], description: str) -> SV2TTSModels:
     """`base` with each model the checkpoint state holds replaced by a fine-tuned copy (the others
     shared, unchanged); VoxmithError when the state holds none or does not fit."""
-    models = {"synthesizer": base.synthesizer, "vocoder": base.vocoder}
+    models = {"synthesizer": base.synthesizer, "vocoder": base.vocoder, "encoder": base.encoder}
     found = False
     for prefix, (attribute, what) in STATE_PREFIXES.items():
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -178,12 +204,13 @@ def finetuned_models(base: SV2TTSModels, state: Dict[str, Any], description: str
         models[attribute] = module.eval()
         found = True
     if not found:
-        raise VoxmithError(f"{description} holds no sv2tts model (synthesizer.*, vocoder.*); was it trained for "
-                           "another engine?")
-    return SV2TTSModels(base.encoder, models["synthesizer"], models["vocoder"], signal=base.signal)
+        raise VoxmithError(f"{description} holds no sv2tts model (synthesizer.*, vocoder.*, encoder.*); was it "
+                           "trained for another engine?")
+    return SV2TTSModels(models["encoder"], models["synthesizer"], models["vocoder"], signal=base.signal)
 
 
-STAGE_BUILDERS = {"synthesizer": build_synthesizer_task, "vocoder": build_vocoder_task}
+STAGE_BUILDERS = {"synthesizer": build_synthesizer_task, "vocoder": build_vocoder_task, "encoder": build_encoder_task}
 
-__all__ = ["STAGE_BUILDERS", "TRAINING_LOSSES", "build_synthesizer_task", "build_vocoder_task", "cached_gta_mels",
+__all__ = ["STAGE_BUILDERS", "TRAINING_LOSSES", "build_encoder_task", "build_synthesizer_task", "build_vocoder_task",
+           "cached_gta_mels",
            "finetuned_models", "stage_defaults", "state_hash"]

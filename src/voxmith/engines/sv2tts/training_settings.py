@@ -11,7 +11,7 @@ Official settings that voxmith's run config already has are refused here with th
 them (`RUN_SETTINGS`): the vocoder's learning rate and batch size, the clipping norm, `save_every`
 / `backup_every` (the run's checkpoint settings), `run_id` (the run's name), `force_restart`.
 
-Not here: what a stage trains (synthesizer_training.py, vocoder_training.py); the engine picks the
+Not here: what a stage trains (synthesizer_training.py, vocoder_training.py, encoder_training.py); the engine picks the
 stage's task (`SV2TTSEngine.training_task`).
 """
 
@@ -28,7 +28,7 @@ from voxmith.errors import VoxmithError
 from .tacotron import MAX_R
 
 # The models a run can train; one stage per run (a voice combines runs: see the engine's load_finetune).
-STAGES = ("synthesizer", "vocoder")
+STAGES = ("synthesizer", "vocoder", "encoder")
 
 # The official tts_schedule: sessions of (r, learning rate, until this model step, batch size).
 OFFICIAL_TTS_SCHEDULE = ((2, 1e-3, 20_000, 12), (2, 5e-4, 40_000, 12), (2, 2e-4, 80_000, 12),
@@ -48,7 +48,7 @@ RUN_SETTINGS = {
 
 @dataclass(frozen=True)
 class TrainingHparams:
-    stage: str = "synthesizer"  # synthesizer or vocoder: the model this run fine-tunes
+    stage: str = "synthesizer"  # synthesizer, vocoder or encoder: the model this run trains
     # --- synthesizer (official synthesizer/hparams.py) ---
     tts_schedule: Tuple[Tuple[int, float, int, int], ...] = OFFICIAL_TTS_SCHEDULE
     max_mel_frames: int = 900  # longer lines are left out (clip_mels_length), 11.25 s
@@ -63,6 +63,11 @@ class TrainingHparams:
     synthesizer_run: str = ""
     voc_seq_len: int = 1000  # samples per training window (5 hops), a multiple of the hop
     synthesis_batch_size: int = 16  # lines per batch when the GTA mels are made
+    # --- speaker encoder (official encoder/params_model.py and encoder_train.py) ---
+    speakers_per_batch: int = 64  # GE2E batch: speakers (fewer when the workspace has fewer)
+    utterances_per_speaker: int = 10  # ...times utterances of each (fewer when a speaker has fewer)
+    umap_every: int = 100  # steps between UMAP projection plots (0: never)
+    from_scratch: bool = False  # train the encoder from random weights instead of the pretrained encoder.pt
 
     def schedule_session(self, model_step: int) -> Tuple[int, float, int, int]:
         """The tts_schedule session in force at `model_step` (the model's own step count, which the
@@ -123,6 +128,11 @@ class TrainingHparams:
                                "replaces by the dataset's own; set only one.")
         if self.synthesis_batch_size < 1:
             raise VoxmithError("sv2tts: synthesis_batch_size must be 1 or more.")
+        if self.speakers_per_batch < 2 or self.utterances_per_speaker < 2:
+            raise VoxmithError("sv2tts: speakers_per_batch and utterances_per_speaker must be 2 or more (GE2E "
+                               "compares each utterance with its own speaker and the others).")
+        if self.umap_every < 0:
+            raise VoxmithError(f"sv2tts: umap_every must be 0 (never) or more, not {self.umap_every}.")
 
 
 def _literal(value: Any) -> Any:
