@@ -23,9 +23,10 @@ the validation loss is the GE2E loss of one fixed batch of the training speakers
 from __future__ import annotations
 
 import importlib.util
+from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Deque, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ ENCODER_TRAINING_DEFAULTS: Dict[str, Dict[str, Any]] = {
 OPTIMIZER_OPTIONS = {"weight_decay": 0.0}  # Adam: the loop's AdamW without decoupled weight decay
 MIN_UMAP_POINTS = 4  # UMAP's spectral start needs a few more points than its 2 dimensions
 UMAP_MAX_SPEAKERS = 10  # as officially: more colours could not be told apart
+RECENT_PASSES = 64  # passes whose EER and embeddings are kept for the step's metrics and plot
 
 
 @dataclass
@@ -104,7 +106,9 @@ class EncoderTrainingModel(nn.Module):
         self.encoder = encoder
         for parameter in (encoder.similarity_weight, encoder.similarity_bias):
             parameter.register_hook(_scale_similarity_grad)
-        self.recent: List[tuple] = []  # (embeddings (N, D), utterances per speaker, EER) since the last step
+        # (embeddings (N, D), utterances per speaker, EER) of the passes since the last `after_step`;
+        # bounded, because under torchrun only rank 0 calls after_step to empty it.
+        self.recent: Deque[tuple] = deque(maxlen=RECENT_PASSES)
 
     def forward(self, batch: EncoderBatch) -> Dict[str, torch.Tensor]:
         device = self.encoder.similarity_weight.device
@@ -180,7 +184,8 @@ class EncoderTrainingTask:
 
     def after_step(self, step: int, folder: Path, tensorboard: Any = None) -> Dict[str, float]:
         """The step's mean EER (metrics column `eer`); every `umap_every` steps the projection plot."""
-        recent, self.model.recent = self.model.recent, []
+        recent = list(self.model.recent)
+        self.model.recent.clear()
         if not recent:
             return {}
         every = self.settings.umap_every
