@@ -45,7 +45,7 @@ $(VENV)/.installed: pyproject.toml $(TORCH_PIN)
 
 $(VENV)/.installed-test: pyproject.toml $(TORCH_PIN)
 	$(PIP) install -c $(TORCH_PIN) "setuptools<81" wheel
-	$(PIP) install -c $(TORCH_PIN) -e ".[test,zh,umap]"
+	$(PIP) install -c $(TORCH_PIN) -e ".[test,zh,yue,umap]"
 	$(PIP) install -c $(TORCH_PIN) --no-deps $(NO_DEPS)
 	touch $@ $(VENV)/.installed
 

@@ -50,7 +50,7 @@ def conditioning(engine, demo_files):
 def test_registered_with_its_languages_and_files():
     cls = engine_class("gpt-sovits")
     assert cls is GptSovitsEngine and cls.sample_rate_hz == 32000
-    assert cls.languages[0] == "en" and set(cls.languages) <= {"en", "ja", "zh"}  # ja, zh with voxmith[ja], [zh]
+    assert cls.languages[0] == "en" and set(cls.languages) <= {"en", "ja", "zh", "yue"}  # with voxmith[ja], [zh], [yue]
     assert "v2ProPlus" in cls.model_versions
 
 

@@ -6,7 +6,7 @@ Needs jieba (word segmentation with part-of-speech tags) and pypinyin (readings)
 
 `chinese_phones(text)` -> (phones, word2ph, normalised text):
 1. the text is normalised (chinese_normalize.py: numbers read out, only Chinese characters and
-   `!?…,.` kept);
+   `!?…,.-` kept);
 2. cut after each punctuation mark; per piece, jieba's words, regrouped for tone sandhi;
 3. per word, its pinyin: the G2PW model's reading of the whole piece when the model is there
    (g2pw.py: polyphones chosen from context, then the official word list of corrections), else

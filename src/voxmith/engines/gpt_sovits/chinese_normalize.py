@@ -12,7 +12,7 @@ behaviour (its rules are facts about the official output, so each is kept, quirk
    (digit by digit, 1 read 幺), number ranges, negative numbers, version numbers, decimals,
    numbers before measure words (2 read 两), other numbers of 3+ digits digit by digit, the rest
    as cardinals; finally circled digits, Greek letters and `+-×÷=/` are read out;
-3. punctuation mapped to `!?…,.`, everything else that is not a Chinese character dropped,
+3. punctuation mapped to `!?…,.-`, everything else that is not a Chinese character dropped,
    repeated punctuation collapsed.
 
 cn2an, which the official module imports, is not used by its v2 path, so it is not needed here.
@@ -29,13 +29,14 @@ import string
 from functools import lru_cache
 from typing import Callable, List, Tuple
 
-from voxmith.engines.gpt_sovits.symbols import DATA_DIR
+from voxmith.engines.gpt_sovits.symbols import DATA_DIR, PUNCTUATION
 
 DIGITS = "零一二三四五六七八九"
 # Power of ten -> unit, largest used first when a number is read (10^4 and 10^8 group the rest).
 UNITS = ((8, "亿"), (4, "万"), (3, "千"), (2, "百"), (1, "十"))
-# The punctuation the Chinese front end keeps (the official `text/symbols.py: punctuation`).
-KEPT_PUNCTUATION = "!?…,."
+# The punctuation the Chinese front end keeps (the official `text/symbols.py: punctuation`, "-"
+# included, though the Mandarin rules above drop every dash before it could be kept).
+KEPT_PUNCTUATION = "".join(PUNCTUATION)
 _PUNCTUATION_MAP = {"：": ",", "；": ",", "，": ",", "。": ".", "！": "!", "？": "?", "\n": ".", "·": ",",
                     "、": ",", "...": "…", "$": ".", "/": ",", "—": "-", "~": "…", "～": "…"}
 _PUNCTUATION_RE = re.compile("|".join(re.escape(mark) for mark in _PUNCTUATION_MAP))
@@ -276,7 +277,13 @@ def keep_chinese(text: str) -> str:
     return _NOT_KEPT_RE.sub("", text)
 
 
+def spoken_sentences(text: str) -> List[str]:
+    """Steps 1-2 of the module docstring: the sentences with numbers and symbols read out (what the
+    official TextNormalizer gives; the Cantonese front end keeps its own punctuation rules)."""
+    return [_spoken(sentence) for sentence in sentences(text)]
+
+
 def normalize_chinese(text: str) -> str:
     """The text as the official Chinese front end reads it (see the module docstring)."""
-    read = "".join(keep_chinese(_spoken(sentence)) for sentence in sentences(text))
+    read = "".join(keep_chinese(sentence) for sentence in spoken_sentences(text))
     return _REPEATED_RE.sub(r"\1", read)

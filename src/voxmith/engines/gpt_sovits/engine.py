@@ -98,7 +98,7 @@ PROMPT_CODES_KEPT = 8
 @dataclass
 class GptSovitsSettings(EngineSettings):
     """Sampling as the official API (top_k 15, top_p 1, temperature 1, repetition_penalty 1.35);
-    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto, en, ja, zh),
+    `speed` (>1 faster), `text_split` (cut0..cut5, see text_split.py), `language` (auto, en, ja, zh, yue),
     `model_version` (v2, v2Pro, v2ProPlus: which pretrained files speak), `noise_scale` of the SoVITS
     prior (official 0.5), `aux_references` (other clips whose styles are averaged in),
     `reference_text` (replaces Whisper's transcript of the reference when set)."""

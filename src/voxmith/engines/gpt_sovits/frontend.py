@@ -14,13 +14,15 @@ phones; the pieces the official preprocessing would skip are skipped.
 Languages: English ("en"); Japanese ("ja") when OpenJTalk with its dictionary is installed
 (`pip install 'voxmith[ja]'`; japanese.py); Chinese ("zh", Mandarin) when jieba and pypinyin are
 installed (`pip install 'voxmith[zh]'`; chinese.py; polyphones by the G2PW model when the caller gives
-one, g2pw.py, else by pypinyin). In Japanese and Chinese text, runs of Latin
+one, g2pw.py, else by pypinyin); Cantonese ("yue", asked for by name: its characters are those of
+Chinese) when ToJyutping is installed (`pip install 'voxmith[yue]'`; cantonese.py). In Japanese,
+Chinese and Cantonese text, runs of Latin
 words are read by the English front end (a simple stand-in for the official language segmenter,
 which needs a downloaded language-identification model). "auto" reads text with kana as Japanese
 (when available), text with Chinese characters as Chinese (when available) and Latin text as
 English; text in another script is refused with words naming it, as is a language whose front
-end voxmith does not have or that is not installed (Korean and Cantonese need front ends not
-built yet), never mispronounced.
+end voxmith does not have or that is not installed (Korean needs a front end not built yet), never
+mispronounced.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.gpt_sovits import chinese, japanese
+from voxmith.engines.gpt_sovits import cantonese, chinese, japanese
 from voxmith.engines.gpt_sovits.chinese_bert import ChineseBert
 from voxmith.engines.gpt_sovits.english import default_g2p
 from voxmith.engines.gpt_sovits.g2pw import G2PW
@@ -45,7 +47,8 @@ MIN_PHONES = 6  # fewer: read again with a '.' in front
 # What the official front ends cover, and which of them voxmith has.
 OFFICIAL_LANGUAGES = ("en", "zh", "ja", "ko", "yue")
 SUPPORTED_LANGUAGES: Tuple[str, ...] = (("en",) + (("ja",) if japanese.japanese_available() else ())
-                                         + (("zh",) if chinese.chinese_available() else ()))
+                                         + (("zh",) if chinese.chinese_available() else ())
+                                         + (("yue",) if cantonese.cantonese_available() else ()))
 LANGUAGE_CHOICES = ("auto",) + SUPPORTED_LANGUAGES
 # What a setting may name: also the official languages voxmith cannot read, refused with the reason.
 LANGUAGE_NAMES_ACCEPTED = ("auto",) + OFFICIAL_LANGUAGES
@@ -106,6 +109,8 @@ def resolve_language(text: str, language: str) -> str:
         raise EngineError(f"The gpt-sovits engine cannot read Japanese here: {japanese.unavailable_reason()}.")
     if language == "zh":
         raise EngineError(f"The gpt-sovits engine cannot read Chinese here: {chinese.unavailable_reason()}.")
+    if language == "yue":
+        raise EngineError(f"The gpt-sovits engine cannot read Cantonese here: {cantonese.unavailable_reason()}.")
     if language in OFFICIAL_LANGUAGES:
         raise EngineError(f"The gpt-sovits front end for {language_name(language)} ('{language}') is "
                           f"not part of voxmith yet; it speaks {_supported_names()} (language=auto or "
@@ -171,7 +176,12 @@ def _chinese(text: str, g2pw: Optional[G2PW] = None) -> Tuple[List[int], str, Tu
     return to_ids(phones), normalized, word2ph
 
 
-_READERS = {"en": _english, "ja": _japanese}
+def _cantonese(text: str) -> Tuple[List[int], str, None]:
+    phones, _, normalized = cantonese.cantonese_phones(text)
+    return to_ids(phones), normalized, None  # no BERT features for Cantonese (zeros, as officially)
+
+
+_READERS = {"en": _english, "ja": _japanese, "yue": _cantonese}
 
 
 def bert_features(runs: Sequence[TextRun], bert: Optional[ChineseBert] = None) -> np.ndarray:
