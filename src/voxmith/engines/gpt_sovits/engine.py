@@ -79,7 +79,7 @@ from .t2s_generate import generate_semantic_candidates
 from .english import default_g2p
 from .chinese import chinese_available
 from .chinese_bert import ChineseBert
-from .g2pw import G2PW
+from .g2pw import G2PW, g2pw_available
 from .frontend import (LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, TextPiece, bert_features, prepare_text, read_text,
                        resolve_language)
 from .reference import choose_references
@@ -300,12 +300,16 @@ class GptSovitsEngine(Engine):
         if self._injected:
             models = self._models.get(settings.model_version)
             return models is not None and models.g2pw is not None
-        return chinese_available() and weights.find_g2pw(workspace_models=self.models_dir) is not None
+        return chinese_available() and g2pw_available() and \
+            weights.find_g2pw(workspace_models=self.models_dir) is not None
 
     def g2pw_for(self, settings: GptSovitsSettings) -> Optional[G2PW]:
         """The G2PW model `settings.chinese_g2p` asks for, or None (pypinyin's readings): the
         models' own (tests), else the official G2PWModel folder, loaded once per engine."""
         if settings.chinese_g2p == "pypinyin" or not self._g2pw_present(settings):
+            if settings.chinese_g2p == "g2pw" and not g2pw_available():
+                raise VoxmithError("chinese_g2p=g2pw needs OpenCC and onnxruntime: pip install 'voxmith[zh]' "
+                                   "(or --set chinese_g2p=pypinyin).")
             if settings.chinese_g2p == "g2pw":
                 raise VoxmithError("chinese_g2p=g2pw needs the G2PW model: run `voxmith models download gpt-sovits "
                                    f"--only {weights.G2PW_ZIP}` (or --set chinese_g2p=pypinyin).")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import importlib.util
 import json
 import re
 import threading
@@ -49,6 +50,11 @@ MODEL_FILES = ("g2pW.onnx", "POLYPHONIC_CHARS.txt", "MONOPHONIC_CHARS.txt", "bop
                "config.py")
 
 
+def g2pw_available() -> bool:
+    """The libraries G2PW runs with are installed (the model files are looked for by weights.py)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("opencc", "onnxruntime", "pypinyin"))
+
+
 def _pairs(path: Path) -> List[Tuple[str, str]]:
     return [tuple(line.split("\t")) for line in path.read_text(encoding="utf-8").strip().split("\n")]
 
@@ -68,15 +74,17 @@ class G2PW:
     """A loaded G2PW model with its tables (see the module docstring)."""
 
     def __init__(self, folder: Path, tokenizer_file: Path):
+        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+        if missing:
+            raise EngineError(f"The G2PW model folder {folder} lacks {', '.join(missing)}: run "
+                              "`voxmith models download gpt-sovits` again.")
+        if not g2pw_available():
+            raise EngineError("The G2PW model needs OpenCC and onnxruntime: pip install 'voxmith[zh]'.")
         import onnxruntime
         import opencc
         import pypinyin
         from tokenizers import Tokenizer
 
-        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-        if missing:
-            raise EngineError(f"The G2PW model folder {folder} lacks {', '.join(missing)}: run "
-                              "`voxmith models download gpt-sovits` again.")
         self._pypinyin = pypinyin
         self._to_taiwan = opencc.OpenCC("s2tw")
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
