@@ -237,3 +237,23 @@ def test_chinese_models_download_and_are_found(voxmith, server, monkeypatch, tmp
     (install / "GPT_SoVITS" / "text" / "G2PWModel" / "g2pW.onnx").write_bytes(b"onnx")
     monkeypatch.setenv("GPT_SOVITS_HOME", str(install))
     assert weights.find_g2pw() == install / "GPT_SoVITS" / "text" / "G2PWModel"
+
+
+def test_studio_leaves_chinese_to_the_engine():
+    """voxmith's English reader and English recogniser stay away from Chinese text."""
+    from voxmith.studio.ranking import score_take
+    from voxmith.text import normalize_text
+
+    text = "\u8fd9\u4e2a\u82f9\u679c3\u5757\u94b1\uff0c\u6211\u4e70\u4e862\u4e2a\u3002"
+    assert normalize_text(text) == text
+
+    class Encoder:
+        def embed(self, samples, rate):
+            return np.ones(4, np.float32)
+
+    class NoTranscriber:
+        def transcribe(self, *args, **kwargs):
+            raise AssertionError("Chinese takes must not be transcribed with the English recogniser")
+
+    scores = score_take(np.zeros(1600, np.float32), 16000, text, np.ones(4, np.float32), Encoder(), NoTranscriber())
+    assert scores.wer is None and scores.score == scores.similarity
