@@ -16,7 +16,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from tests.fixtures.sv2tts.golden import FIXTURES_DIR, fixed_mel_batches, max_abs_diff, training_clips
 from voxmith.engines.sv2tts import checkpoints
 from voxmith.engines.sv2tts.encoder_data import (BatchShape, EncoderBatch, EncoderBatches, FrameCache, RandomCycler,
-                                                 Speaker, SpeakerSource, batch_shape, load_speakers)
+                                                 Speaker, SpeakerSource, batch_shape, fixed_batch,
+                                                 load_speakers)
 from voxmith.engines.sv2tts.encoder_training import (ENCODER_TRAINING_DEFAULTS, LOSS, LOSSES, OPTIMIZER_OPTIONS,
                                                      EncoderTrainingModel, EncoderTrainingSettings,
                                                      EncoderTrainingTask, encoder_state, pretrained_encoder)
@@ -165,6 +166,8 @@ def test_batches_are_fixed_per_epoch_with_distinct_speakers_and_official_crops()
     batch = epoch0[0]
     assert batch.mels.shape == (6, 160, 40) and (batch.speakers, batch.utterances) == (2, 3)
     assert [b.mels.shape for b in epoch0[1:3]] == [(6, 160, 40)] * 2
+    fixed = fixed_batch(speakers, shape)  # the validation batch: first speakers, first utterances, from frame 0
+    assert fixed.mels.shape == (6, 160, 40) and [float(m[0, 0]) for m in fixed.mels] == [0, 1, 2, 0, 1, 2]
 
 
 def test_settings_are_checked():
@@ -226,3 +229,22 @@ def test_fine_tuning_the_pretrained_encoder_on_real_voices_resumes_and_draws_its
     fresh = SpeakerEncoder(EncoderConfig())
     fresh.load_state_dict(state, strict=True)
     assert not torch.equal(state["linear.weight"], pretrained_encoder(location.path).linear.weight)
+
+
+def test_without_umap_learn_training_goes_on_and_says_why_there_is_no_plot(tmp_path, monkeypatch):
+    from voxmith.engines.sv2tts import encoder_training
+
+    long = _write_training_clips(tmp_path / "clips")["long.wav"]
+    sources = [SpeakerSource(name, (long, long)) for name in ("a", "b")]
+    real_find_spec = encoder_training.importlib.util.find_spec
+    monkeypatch.setattr(encoder_training.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "umap" else real_find_spec(name, *a))
+    events = []
+    task = EncoderTrainingTask(SpeakerEncoder(EncoderConfig.tiny()), sources, EncoderTrainingSettings(umap_every=1),
+                               progress=events.append)
+    assert any("umap-learn is not installed" in e.detail for e in events)
+    assert "2 speakers per batch" in task.note and "2 utterances per speaker" in task.note
+    task.model.train()
+    task.model(task.batches(0)[0])
+    assert set(task.after_step(1, tmp_path)) == {"eer"} and not list(tmp_path.glob("umap_*.png"))
+    assert np.isfinite(task.validation_loss())

@@ -215,12 +215,13 @@ class EncoderBatches(Sequence):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return EncoderBatch(self.window(self.plans[index]), self.shape.speakers, self.shape.utterances,
-                            tuple(p.speaker for p in self.plans[index][::self.shape.utterances]))
+        return EncoderBatch(windows(self.speakers, self.plans[index], self.partial_frames), self.shape.speakers,
+                            self.shape.utterances, tuple(p.speaker for p in self.plans[index][::self.shape.utterances]))
 
-    def window(self, picks: Sequence[PartialPick]) -> np.ndarray:
-        width = self.partial_frames
-        return np.stack([self.speakers[p.speaker].utterances[p.utterance][p.start:p.start + width] for p in picks])
+
+def windows(speakers: Sequence[Speaker], picks: Sequence[PartialPick], width: int) -> np.ndarray:
+    """(len(picks), width, mel_bands): the picked windows, in the picks' order."""
+    return np.stack([speakers[p.speaker].utterances[p.utterance][p.start:p.start + width] for p in picks])
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,8 @@ def fixed_batch(speakers: Sequence[Speaker], shape: BatchShape, partial_frames: 
     """A batch that never changes: the first speakers (in the data's order), each one's first
     utterances, each from its first frame (for a validation loss that is comparable across steps)."""
     picks = [PartialPick(s, u, 0) for s in range(shape.speakers) for u in range(shape.utterances)]
-    batches = EncoderBatches(speakers, shape, 0, 0, 0, partial_frames)
-    return EncoderBatch(batches.window(picks), shape.speakers, shape.utterances, tuple(range(shape.speakers)))
+    return EncoderBatch(windows(speakers, picks, partial_frames), shape.speakers, shape.utterances,
+                        tuple(range(shape.speakers)))
 
 
 def steps_per_epoch(speakers: Sequence[Speaker], shape: BatchShape) -> int:
@@ -252,5 +253,5 @@ def usable_speakers(speakers: Sequence[Speaker]) -> List[Speaker]:
 
 __all__ = ["BatchShape", "EncoderBatch", "EncoderBatches", "FrameCache", "MIN_SPEAKERS", "MIN_UTTERANCES",
            "PartialPick", "RandomCycler", "Speaker", "SpeakerSource", "batch_shape", "fixed_batch",
-           "load_speakers", "steps_per_epoch", "usable_speakers", "utterance_frames"]
+           "load_speakers", "steps_per_epoch", "usable_speakers", "utterance_frames", "windows"]
 

@@ -179,6 +179,7 @@ class EncoderTrainingTask:
                                                          self.audio.partial_frames)}
         return self._epoch_batches[epoch]
 
+    @torch.no_grad()
     def validation_loss(self) -> float:
         return float(self.model(self.validation_batch)[LOSS.key])
 
