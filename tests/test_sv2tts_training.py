@@ -179,3 +179,17 @@ def test_finetune_spec_settings_reach_the_stage_builder():
     spec = FinetuneSpec(train=(), validation=(), batch_size=1, seed=0, cache_dir=FIXTURES_DIR,
                         settings={"stage": "vocoder"})
     assert TrainingHparams.from_settings(spec.settings).stage == "vocoder"
+
+
+def test_synthesizer_losses_under_mixed_precision():
+    """misc: mixed_precision runs the forward under bfloat16 autocast, where CUDA refuses a binary
+    cross-entropy of probabilities, so the stop loss is computed with autocast off. The CPU's autocast
+    allows it either way: this only checks that the losses stay finite float32 scalars there."""
+    taco = _tiny(Tacotron(TacotronConfig.tiny()), 2302)
+    line = PreparedLine("a", "k", "", np.array([5, 6, 7, 2]), np.zeros((8, 7), np.float32),
+                        np.ones(6, np.float32) / 6 ** .5, np.zeros(1, np.float32))
+    model = synthesizer_training.SynthesizerTrainer(taco, TrainingHparams(), -4.0).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(synthesizer_training.collate([line], -4.0))
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["synthesizer.stop"].dtype == torch.float32

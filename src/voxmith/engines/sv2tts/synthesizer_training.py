@@ -98,9 +98,12 @@ class SynthesizerTrainer(nn.Module):
         mels = mels.to(device)
         stop = stop_targets(batch["frames"], mels.shape[2]).to(device)
         out = model(batch["chars"].to(device), mels, batch["embeddings"].to(device))
+        # Binary cross-entropy of probabilities is refused under autocast (misc: mixed_precision): in float32.
+        with torch.autocast(device.type, enabled=False):
+            stop_loss = F.binary_cross_entropy(out.stop.float(), stop)
         return {f"{STAGE}.decoder_mel": F.mse_loss(out.mels, mels) + F.l1_loss(out.mels, mels),
                 f"{STAGE}.postnet_mel": F.mse_loss(out.postnet_mels, mels),
-                f"{STAGE}.stop": F.binary_cross_entropy(out.stop, stop)}
+                f"{STAGE}.stop": stop_loss}
 
 
 def epoch_batches(count: int, batch_size: int, seed: int, epoch: int) -> List[List[int]]:
