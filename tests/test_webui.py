@@ -299,6 +299,12 @@ def test_train_a_run_and_give_it_to_a_voice(page, screenshots, studio, alice, da
     weights = page.locator("#tr-weights textarea, #tr-weights input").first
     assert weights.get_attribute("placeholder") == "cepstral=1"  # the chosen engine's losses only
     weights.fill("cepstral=2")
+    settings = page.locator("#tr-settings textarea, #tr-settings input").first
+    settings.fill("stage=vocoder")  # sv2tts' own setting: piper-vc has none, and says so
+    page.locator("#tr-create").click()
+    page.get_by_text("has no training settings of its own").wait_for(timeout=30_000)  # the error message
+    assert "mini-ft" not in studio.training.names()
+    settings.fill("")
     page.locator("#tr-create").click()
     expect(page.locator("#tr-create-status")).to_contain_text("Created", timeout=30_000)
     assert studio.training.open("mini-ft").load_config().losses.weights == {"cepstral": 2.0}

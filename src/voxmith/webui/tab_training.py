@@ -51,6 +51,10 @@ def build(studio, voice_choices):
                 # Only the chosen engine's losses: its names and defaults are the placeholder.
                 weights = gr.Textbox(label="Loss weights (NAME=VALUE, ...; blank: the engine's defaults)",
                                      placeholder=_weights_hint(training, first), elem_id="tr-weights")
+                # The engine's own training settings, as the CLI's `train init --set NAME=VALUE`.
+                engine_settings = gr.Textbox(
+                    label="Engine settings (NAME=VALUE, one per line; blank: the engine's defaults)",
+                    placeholder="sv2tts: stage=vocoder", lines=1, elem_id="tr-settings")
                 with gr.Row():
                     epochs = gr.Number(value=None, precision=0, label="Epochs (blank: engine default)",
                                        elem_id="tr-epochs")
@@ -82,7 +86,8 @@ def build(studio, voice_choices):
         timer = gr.Timer(POLL_SECONDS)
 
     @friendly
-    def create_run(name_value, dataset_value, engine_value, epochs_value, lora_value, weights_value):
+    def create_run(name_value, dataset_value, engine_value, epochs_value, lora_value, weights_value,
+                   settings_value=""):
         name_value = (name_value or "").strip()
         if not name_value or not dataset_value:
             raise VoxmithError("Give the run a name and pick a dataset.")
@@ -90,8 +95,15 @@ def build(studio, voice_choices):
         items = [item for item in (weights_value or "").replace(",", " ").split() if item]
         if items:
             changes["losses"] = {"weights": parse_assignments(items, training.loss_terms(engine_value), engine_value)}
+        settings = {}
+        for item in (settings_value or "").splitlines():
+            if item.strip():
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise VoxmithError(f"Engine setting '{item.strip()}' is not NAME=VALUE.")
+                settings[key.strip()] = value.strip()
         created = training.init(name_value, dataset_value, engine_value,
-                                int(epochs_value) if epochs_value else None, changes)
+                                int(epochs_value) if epochs_value else None, changes, settings=settings)
         s = created.load_config().schedule
         text = (f"Created **{name_value}**: {s.epochs} epochs, batch {s.batch_size} x {s.grad_accumulation}, "
                 f"lr {s.learning_rate:g}. Settings in `{created.config_path}`")
@@ -150,7 +162,8 @@ def build(studio, voice_choices):
     tab.select(lambda: (gr.update(choices=studio.datasets.names()), gr.update(choices=training.names()),
                         gr.update(choices=voice_choices()), _runs_table(training)),
                None, [dataset, run, voice, table])
-    create.click(create_run, [name, dataset, engine, epochs, lora, weights], [create_status, run, table])
+    create.click(create_run, [name, dataset, engine, epochs, lora, weights, engine_settings],
+                 [create_status, run, table])
     engine.change(lambda value: gr.update(value="", placeholder=_weights_hint(training, value)), engine, weights)
     run.change(friendly(describe), run, [status, plot, checkpoint])
     start.click(start_run, [run, restart], [status, restart])
