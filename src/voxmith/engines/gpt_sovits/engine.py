@@ -85,7 +85,7 @@ from .frontend import (LANGUAGE_NAMES_ACCEPTED, SUPPORTED_LANGUAGES, TextPiece, 
 from .reference import choose_references
 from .t2s_precision import T2S_PRECISION_CHOICES, resolve_t2s_precision, t2s_decoder_for
 from .text_split import METHODS, STOPS
-from .training_data import load_lines
+from .training_data import ChineseReader, load_lines
 
 SAMPLE_RATE_HZ = 32000
 CHINESE_G2P_CHOICES = ("auto", "g2pw", "pypinyin")
@@ -351,7 +351,8 @@ class GptSovitsEngine(Engine):
 
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):
         """Both official stages on copies of the stock v2 models (see finetune.py); the dataset's
-        phones, HuBERT features and codes come from the per-dataset cache (training_data.py)."""
+        phones, BERT features (Chinese lines), HuBERT features and codes come from the per-dataset cache
+        (training_data.py)."""
 
         if self.stock is not self:  # a fine-tuned variant: training starts from the stock weights
             return self.stock.training_task(spec, progress)
@@ -366,9 +367,14 @@ class GptSovitsEngine(Engine):
             raise VoxmithError(f"Fine-tuning GPT-SoVITS {version} needs the speaker-verification model "
                                "(voxmith models download gpt-sovits --version v2ProPlus).")
         sovits = self._trainable_sovits(models, progress)
+        # Chinese transcripts: RoBERTa features and G2PW readings (when its model is there), loaded
+        # only for a dataset that has them; a missing RoBERTa is refused with its download command.
+        def chinese() -> ChineseReader:
+            return ChineseReader(self.chinese_bert(models), self.g2pw_for(GptSovitsSettings(model_version=version)))
+
         lines = load_lines(list(spec.train) + list(spec.validation), spec.cache_dir, models.hubert, models.sovits,
                            verifier=models.speaker_verifier if models.sovits.config.is_pro else None,
-                           progress=progress)
+                           chinese=chinese, progress=progress)
         with torch.random.fork_rng(devices=[]):  # the discriminator's random start, seeded by the run
             torch.manual_seed(int(spec.seed))
             discriminator = self._training_discriminator(version)

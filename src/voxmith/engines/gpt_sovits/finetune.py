@@ -12,8 +12,11 @@ are declared per stage ("sovits.*", see sovits_finetune.py; "gpt.ce"), so one ru
 them all and metrics.csv logs each stage's own.
 
 Stage 2, the GPT (official `s1_train.py` / `AR/models/t2s_lightning_module.py`): the cross-entropy of
-`t2s_training_loss` (summed over the codes of the batch, as the official one) on each line's phones
-(BERT features zero: English/Japanese) and its semantic codes (training_data.py). Deviation: the
+`t2s_training_loss` (summed over the codes of the batch, as the official one) on each line's phones,
+BERT features and semantic codes (training_data.py). As the official loader (`AR/data/dataset.py`
+collate) batches them: phones padded with 0 on the right, BERT features in a zero (B, 1024,
+longest phones) tensor with each Chinese line's (1024, phones) features at its start; a line without
+features (not Chinese) stays all zeros. Deviation: the
 official optimizer is ScaledAdam (peak lr 0.01, warm-up, decay); here it is AdamW (the run's
 optimizer) at GPT_LR_SCALE x the run's learning rate with the run's schedule, because the loop has one
 optimizer for the run. Stage 1's discriminator starts from the official pretrained one
@@ -79,14 +82,14 @@ class GptTrainer(nn.Module):
     def forward(self, batch: dict) -> Dict[str, torch.Tensor]:
         device = self.model.bert_proj.weight.device
         phones = batch["phones"].to(device)
-        bert = torch.zeros(phones.shape[0], BERT_DIM, phones.shape[1], device=device)
         out = t2s_training_loss(self.model, phones, batch["phone_lengths"].to(device), batch["codes"].to(device),
-                                batch["code_lengths"].to(device), bert)
+                                batch["code_lengths"].to(device), batch["bert"].to(device))
         return {f"{GPT_STAGE}.ce": out.loss}
 
 
 def gpt_collate(lines: Sequence) -> dict:
-    """Phones and codes padded on the right, as the official loader pads them."""
+    """Phones, codes and BERT features padded on the right, as the official loader pads them (codes
+    with 0 instead of its 1024: the loss never reads a padded code)."""
     def pad(arrays) -> torch.Tensor:
         length = max(a.shape[0] for a in arrays)
         out = torch.zeros(len(arrays), length, dtype=torch.long)
@@ -94,9 +97,18 @@ def gpt_collate(lines: Sequence) -> dict:
             out[i, :a.shape[0]] = torch.from_numpy(a)
         return out
 
-    return {"stage": GPT_STAGE, "phones": pad([l.phone_ids for l in lines]),
-            "phone_lengths": torch.tensor([l.phone_ids.shape[0] for l in lines]),
-            "codes": pad([l.codes for l in lines]), "code_lengths": torch.tensor([l.codes.shape[0] for l in lines])}
+    phones = pad([l.phone_ids for l in lines])
+    bert = torch.zeros(len(lines), BERT_DIM, phones.shape[1])
+    for i, line in enumerate(lines):
+        features = getattr(line, "bert", None)
+        if features is not None:
+            if features.shape != (BERT_DIM, line.phone_ids.shape[0]):
+                raise VoxmithError(f"A line's BERT features are {tuple(features.shape)}, not ({BERT_DIM}, "
+                                   f"{line.phone_ids.shape[0]}) for its phones: delete the dataset's feature cache.")
+            bert[i, :, :features.shape[1]] = torch.from_numpy(features)
+    return {"stage": GPT_STAGE, "phones": phones, "phone_lengths": torch.tensor([l.phone_ids.shape[0] for l in lines]),
+            "bert": bert, "codes": pad([l.codes for l in lines]),
+            "code_lengths": torch.tensor([l.codes.shape[0] for l in lines])}
 
 
 class StagedModel(nn.Module):
