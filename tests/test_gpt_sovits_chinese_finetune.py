@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_gpt_sovits_chinese import bert_1024, needs_zh
+from tests.test_gpt_sovits_chinese import bert_1024, needs_zh, tiny_g2pw
 from tests.test_gpt_sovits_train_cli import TinyTrainableGptSovits, run_cli
 from tests.test_gpt_sovits_weights import clean_env  # noqa: F401  (pytest fixture)
 from voxmith.engines.base import FinetuneSpec, TrainingLine
@@ -109,6 +109,9 @@ def test_chinese_lines_carry_their_bert_features_into_the_gpt_batch(models, line
                                      chinese=lambda: training_data.ChineseReader(bert_1024(seed=1)))
     assert [line.text for line in computed] == [CHINESE, MIXED]
     assert not np.array_equal(again[0].bert, chinese.bert) and np.array_equal(again[2].hubert, english.hubert)
+    # G2PW instead of pypinyin reads the polyphones: another key, so those lines are read again
+    assert training_data.ChineseReader(bert, tiny_g2pw()).key() != training_data.ChineseReader(bert).key()
+    assert training_data.ChineseReader(bert).key() == training_data.ChineseReader(bert).key()
 
 
 @needs_zh

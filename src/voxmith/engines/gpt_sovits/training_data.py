@@ -102,7 +102,7 @@ class ChineseReader:
         if self.g2pw is None:
             h.update(b"pypinyin")
         else:  # the model's tables and tokenizer (its ONNX weights are fixed per release)
-            h.update("g2pw\n".join([*self.g2pw.labels, *self.g2pw.char_labels]).encode())
+            h.update("g2pw\n".join([*self.g2pw.labels, *sorted(self.g2pw.char_labels)]).encode())
             h.update(self.g2pw.tokenizer.to_str().encode())
         for package in CHINESE_PACKAGES:
             try:
