@@ -179,7 +179,11 @@ def worker_ours(args) -> dict:
         engine.models("v2")
         return engine
 
+    cpu = time.process_time()
     engine, out["load_s"] = _timed(load)
+    out["load_cpu_s"] = time.process_time() - cpu
+    if args.load_only:
+        return out
 
     def speak(ref: str, seed: int, precision: str):
         settings = GptSovitsSettings(aux_references=0, t2s_precision=precision, language="en")
@@ -245,7 +249,11 @@ def worker_official(args) -> dict:
             "bert_base_path": str(folder / "tiny-bert"), "cnhuhbert_base_path": str(folder / "chinese-hubert-base")}})
         return TTS(config)
 
+    cpu = time.process_time()
     tts, out["load_s"] = _timed(load)
+    out["load_cpu_s"] = time.process_time() - cpu
+    if args.load_only:
+        return out
 
     def speak(ref: str, seed: int):
         request = {"text": TEXT, "text_lang": "en", "ref_audio_path": str(folder / f"ref_{ref}.wav"),
@@ -269,6 +277,8 @@ def run_side(side: str, args, folder: Path, work: Path, rep: int) -> dict:
     output = folder / f"{side}_{rep}.json"
     cmd = [str(args.ref_python if side == "official" else sys.executable), str(Path(__file__).resolve()),
            "--worker", side, "--folder", str(folder), "--output", str(output), "--threads", str(args.threads)]
+    if args.load_only:
+        cmd.append("--load-only")
     env = dict(os.environ, NLTK_DATA=str(NLTK_DATA))
     if side == "official":
         env["PYTHONPATH"] = f"{work / 'GPT_SoVITS'}:{work}:{args.extra_path}"
@@ -308,6 +318,8 @@ def main() -> None:
     parser.add_argument("--ours-runs", type=Path, default=None,
                         help="a JSON list of ours-side runs already made (same files: all seeded); only the official "
                              "side runs (for a run whose official side failed; the results say so)")
+    parser.add_argument("--load-only", action="store_true",
+                        help="time only the loading (wall and CPU time) of each side, --reps times; printed, not saved")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     if args.worker:
@@ -329,6 +341,11 @@ def main() -> None:
         make_files(folder, args.max_sec)
         for part in ("GPT_SoVITS", "tools"):
             shutil.copytree(args.ref_src / part, work / part, ignore=shutil.ignore_patterns("pretrained_models"))
+        if args.load_only:
+            for rep in range(args.reps):
+                for side in (("ours", "official") if rep % 2 == 0 else ("official", "ours")):
+                    print(json.dumps({"side": side, "rep": rep, **run_side(side, args, folder, work, rep)}), flush=True)
+            return
         if args.ours_runs:
             results["runs"]["ours"] = json.loads(args.ours_runs.read_text())
             results["ours_runs_from"] = str(args.ours_runs)
