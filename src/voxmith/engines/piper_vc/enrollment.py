@@ -9,6 +9,7 @@ and the ridge correction at that warp (conversion.fit).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -106,9 +107,14 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     prepared = [prepare_clip(s, r) for s, r in clips]
     target_embedding = mean_embedding([encoder.embed(x, world.SAMPLE_RATE_HZ) for x in prepared])
     utterances = []
-    for k, x in enumerate(prepared):
-        tick("analysing clips", k, len(prepared))
-        utterances.append(parallel_utterance(x, transcribe_clip(x, world.SAMPLE_RATE_HZ)))
+    # Whisper transcribes the clips on a second thread (CTranslate2 releases the GIL) while this
+    # one analyses them with WORLD (which holds it): the same results, the two overlapping.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-asr") as asr:
+        texts = [asr.submit(transcribe_clip, x, world.SAMPLE_RATE_HZ) for x in prepared]
+        for k, x in enumerate(prepared):
+            tick("analysing clips", k, len(prepared))
+            target = world.analyse(x, accurate_f0=True)
+            utterances.append(parallel_utterance(x, texts[k].result(), target=target))
     tick("analysing clips", len(prepared), len(prepared))
     return fit_parallel(utterances, target_embedding, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda,
                         cov_mix=cov_mix, progress=progress)

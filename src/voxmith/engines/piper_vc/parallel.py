@@ -87,10 +87,12 @@ class ParallelUtterance:
                                  self.path)
 
 
-def parallel_utterance(prepared: np.ndarray, text: str, voice=None) -> ParallelUtterance:
-    """Analyse a prepared clip (see prepare_clip) and let joe say `text` for it."""
+def parallel_utterance(prepared: np.ndarray, text: str, voice=None,
+                       target: Optional[world.WorldFeatures] = None) -> ParallelUtterance:
+    """Analyse a prepared clip (see prepare_clip; `target`: its analysis, if already made) and let
+    joe say `text` for it."""
     voice = voice or get_base_voice()
-    tf = world.analyse(prepared, accurate_f0=True)
+    tf = world.analyse(prepared, accurate_f0=True) if target is None else target
     if len(text.split()) < 2:
         return ParallelUtterance(tf, text)  # nothing usable to say; still counts for statistics
     joe = world.analyse(trim_silence(voice.speak(text, seed=0).samples, world.SAMPLE_RATE_HZ))
