@@ -17,6 +17,8 @@ per voice, the means and the worst voice, and writes benchmarks/results/clone_qu
     .venv/bin/python benchmarks/clone_quality.py [--voices tom,emma] [--sentences 3]
         [--set postnet_mix=0,1 --set ridge_mix=0.3]   # several values = several rows per voice
         [--out FILE]                                  # (every combination) from one enrollment
+        [--rates 1.2,1.0]  # also speak at these rates (conditioning's `rate` replaced), same enrollment
+        [--seeds 3]        # each sentence at this many seeds (k, k + 1000, ...): more words, less noise
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                     help="engine setting values to compare (repeatable)")
     ap.add_argument("--no-cold-start", action="store_true")
+    ap.add_argument("--rates", default="", help="comma-separated speaking rates to compare with the enrolled one")
+    ap.add_argument("--seeds", type=int, default=1, help="takes per sentence, at seeds k + 1000 j")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     if not VOICES_DIR.is_dir():
@@ -109,6 +113,7 @@ def main() -> int:
     engine = PiperVCEngine(device="cpu")
     base = engine.settings_class()
     grid = setting_grid(args.set)
+    rates = [None] + [float(r) for r in args.rates.split(",") if r]  # None: as enrolled
     encoder = get_speaker_encoder("cpu")
     mos_model = get_naturalness_model()
     spoken = [normalize_text(s) for s in sentences]  # what the studio hands the engine
@@ -132,12 +137,17 @@ def main() -> int:
             cond_file = Path(tempfile.mkdtemp()) / "cond.npz"
             np.savez(cond_file, **cond)
         engine.synthesize("Warm up.", cond, base, seed=0)  # untimed: warm caches
-        for overrides in grid:
+        for overrides, rate in itertools.product(grid, rates):
             settings = engine.settings_class.from_dict({**base.to_dict(), **overrides})
+            said = cond if rate is None else dict(cond, rate=np.asarray(rate, np.float64))
+            if rate is not None:
+                overrides = {**overrides, "rate": rate}
             secs, mos, errors, n_words, synth_s, audio_s, heard = [], [], 0, 0, 0.0, 0.0, []
-            for k, (sentence, text) in enumerate(zip(sentences, spoken)):
+            takes = [(k + 1000 * j, sentence, text) for j in range(max(1, args.seeds))
+                     for k, (sentence, text) in enumerate(zip(sentences, spoken))]
+            for k, sentence, text in takes:
                 t = time.perf_counter()
-                cand = engine.synthesize(text, cond, settings, seed=k)[0]
+                cand = engine.synthesize(text, said, settings, seed=k)[0]
                 synth_s += time.perf_counter() - t
                 audio_s += cand.duration_s
                 secs.append(cosine_similarity(encoder.embed(cand.samples, cand.sample_rate_hz), held_out))
@@ -152,7 +162,7 @@ def main() -> int:
                    "rtf": synth_s / max(audio_s, 1e-9), "enroll_s": enroll_s,
                    "enroll_audio_s": float(sum(c.duration_s for c in clips[:-1])),
                    "enroll_clips": len(clips) - 1, "held_out_mos": held_mos,
-                   "warp": float(cond["conv.warp"]), "rate": float(cond["rate"]),
+                   "warp": float(cond["conv.warp"]), "rate": float(said["rate"]), "seeds": max(1, args.seeds),
                    "guard": {k: np.asarray(v).tolist() for k, v in cond.items() if k.startswith("guard.")},
                    "transcripts": heard}
             rows.append(row)
@@ -172,7 +182,8 @@ def main() -> int:
             print(out.stderr[-2000:])
     summary = []
     print(f"\n{'settings':28s} {'voices':>6s} {'SECS':>6s} {'WER%':>6s} {'MOS':>5s} {'RTF':>6s} {'enroll_s':>8s}  worst voice (WER)")
-    for overrides in grid:
+    for overrides in sorted({json.dumps(r["settings"], sort_keys=True) for r in rows}):
+        overrides = json.loads(overrides)
         sel = [r for r in rows if r["settings"] == overrides]
         if not sel:
             continue

@@ -74,7 +74,7 @@ def main() -> int:
     from voxmith.audio import load_audio, to_mono, trim_silence
     from voxmith.engines.piper_vc import world
     from voxmith.engines.piper_vc.base_voice import get_base_voice
-    from voxmith.engines.piper_vc.enrollment import RATE_RANGE
+    from voxmith.engines.piper_vc.rate import RATE_RANGE
     from voxmith.engines.piper_vc.intelligibility import transcribe_clip
     from voxmith.engines.piper_vc.parallel import prepare_clip
 

@@ -80,12 +80,14 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
+    # 8: the speaking rate from trimmed durations through the base voice's length_scale curve
+    # (rate.py) instead of voiced-frame counts (which put every voice at the 1.2 clip).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
     # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
-    version = "7"
+    version = "8"
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
@@ -168,8 +170,9 @@ class PiperVCEngine(Engine):
             # The base voice's floor depends only on the rate: measured (or taken from this
             # process's earlier enrollments) while the network trains; Piper, Whisper and torch
             # all release the GIL, so on 2 cores the two overlap.
-            base = self._base_speaker(result.rate)
-            key = (get_base_voice(), float(self.settings_class().length_scale * result.rate))
+            voice = get_base_voice()
+            base = self._base_speaker(result.rate, voice)
+            key = (voice, float(self.settings_class().length_scale * result.rate))
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-floor")
             floor = pool.submit(guard.floor, base, key=key)
             pool.shutdown(wait=False)
@@ -208,7 +211,7 @@ class PiperVCEngine(Engine):
         and reused: the same samples, at about half a check's cost."""
         settings = self.settings_class()
         takes: Dict[tuple, Any] = {}
-        base = self._base_speaker(rate)
+        base = self._base_speaker(rate, get_base_voice())
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
             if strengths is None:
@@ -217,13 +220,14 @@ class PiperVCEngine(Engine):
 
         return speak
 
-    def _base_speaker(self, rate: float) -> guard.Speaker:
-        """The unconverted base voice at the default settings and the voice's rate (the guard's floor)."""
+    def _base_speaker(self, rate: float, voice) -> guard.Speaker:
+        """The unconverted base voice `voice` at the default settings and the voice's rate (the
+        guard's floor)."""
         settings = self.settings_class()
         length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
-            return get_base_voice().speak(text, seed=seed, length_scale=length_scale).samples
+            return voice.speak(text, seed=seed, length_scale=length_scale).samples
 
         return speak
 

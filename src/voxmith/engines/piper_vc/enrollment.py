@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import conversion, render, world
+from voxmith.engines.piper_vc import conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.engines.piper_vc.base_voice import get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
@@ -31,9 +31,6 @@ CALIBRATION_SENTENCES = (
 # refinements around the best point: 7 + 2 + 2 syntheses instead of 25 for a 0.025 grid.
 WARP_GRID = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
 WARP_REFINE = ((-0.05, 0.05), (-0.025, 0.025))
-# Speaking-rate match (target duration / joe duration for the same words) is clipped to this
-# range: beyond it the DTW pairs are probably misaligned or the transcript is poor.
-RATE_RANGE = (0.9, 1.2)
 # Warps whose calibration SECS is within this of the best count as ties; the smallest |warp|
 # among them wins, because larger warps cost intelligibility (docs/piper_vc_tuning.md).
 WARP_TIE_SECS = 0.01
@@ -45,7 +42,7 @@ class EnrollmentResult:
     target_embedding: np.ndarray
     warp_grid: np.ndarray  # warps tried (in order)
     warp_scores: np.ndarray  # calibration SECS for each
-    rate: float  # target/joe duration ratio for the same words: Piper's length_scale multiplier
+    rate: float  # the base voice's length_scale that matches the target's speaking rate (rate.py)
     transcripts: List[str] = field(default_factory=list)
     # The analysed parallel data, kept so the engine can train its residual network on it
     # (adaptation.py) without analysing the clips again; not part of the conditioning.
@@ -68,6 +65,14 @@ def _secs(spoken: Sequence[np.ndarray], feats: Sequence[world.WorldFeatures], pa
           encoder, target_embedding: np.ndarray) -> float:
     audio = np.concatenate([render.render(x, f, conversion.convert(f, params)) for x, f in zip(spoken, feats)])
     return cosine_similarity(encoder.embed(audio, world.SAMPLE_RATE_HZ), target_embedding)
+
+
+def base_curve(voice=None) -> speaking.RateCurve:
+    """The duration-vs-length_scale curve (rate.py) of the base voice `voice` (joe when None),
+    measured once per process."""
+    voice = voice or get_base_voice()
+    return speaking.curve_for(voice, lambda text, scale: voice.speak(text, seed=0, length_scale=scale).samples,
+                              voice.sample_rate_hz)
 
 
 def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[str, int, int], None]:
@@ -129,12 +134,17 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     is then fitted on top of the mapping at `cov_mix`."""
     tick = _ticker(progress)
     voice = get_base_voice()
+    # The base voice's duration curve (rate.py) does not depend on the target: measured (once per
+    # process) on a second thread while the warp is searched (Piper releases the GIL).
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-curve")
+    curve = pool.submit(base_curve, voice)
+    pool.shutdown(wait=False)
     encoder = get_speaker_encoder("cpu")
     tgt_feats = [u.target for u in utterances]
     said = [u for u in utterances if u.joe is not None]
     joe_feats = [u.joe for u in said]
     pairs = [(u.joe, u.target, u.path) for u in said]
-    rates = [u.rate for u in said]
+    ratio = speaking.duration_ratio([u.target.f0.size for u in said], [u.joe.f0.size for u in said])
     transcripts = [u.text for u in utterances]
 
     calib_audio = [voice.speak(s, seed=0).samples for s in CALIBRATION_SENTENCES]
@@ -149,7 +159,7 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
     grid = np.array(list(tried.keys()), dtype=np.float64)
-    rate = float(np.clip(np.median(rates), *RATE_RANGE)) if rates else 1.0
+    rate = speaking.speaking_rate(ratio, curve.result())
     return EnrollmentResult(params, target_embedding, grid,
                             np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib,
                             ridge_lambda, cov_mix)

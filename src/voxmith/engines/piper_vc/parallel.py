@@ -62,22 +62,12 @@ def dtw_path(src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
 class ParallelUtterance:
     """One target clip and joe saying its words: the unit of parallel data."""
 
+    # Both sides are analysed from trimmed audio, so their frame counts compare durations (the
+    # speaking rate, rate.py).
     target: world.WorldFeatures  # Harvest F0: the target side of every map
     text: str
     joe: Optional[world.WorldFeatures] = None  # None when the transcript is too short to say
     path: Optional[np.ndarray] = None  # path[i] = target frame aligned to joe frame i
-
-    @property
-    def rate(self) -> Optional[float]:
-        # Voiced frames only: pauses and background noise in real clips would otherwise make
-        # every target look slow (an energy-based count hit the 1.25 clip for all 8 voices).
-        # Known biased too (Harvest on the target, DIO on joe, and real speech voiced longer than
-        # Piper's): it overstates the duration ratio 1.2-1.9x and Piper's length_scale is not a
-        # duration ratio (benchmarks/piper_vc_rate.py, docs/piper_vc_tuning.md). Kept until an
-        # all-voice benchmark backs a duration-based estimate.
-        if self.joe is None:
-            return None
-        return float(self.target.voiced.sum() / max(self.joe.voiced.sum(), 1))
 
     def with_ap_bands(self) -> "ParallelUtterance":
         """This utterance with aperiodicity as postnet bands (what `align_utterance` expects;
