@@ -4,7 +4,8 @@ Steps: (1) clean and analyse the target clips with WORLD (Harvest F0); (2) trans
 with Whisper and let joe say the same words, giving parallel utterances; (3) DTW-align joe's
 frames to the target's (steps 1-3: parallel.py); (4) pick the frequency-warp factor that maximises GE2E similarity
 between converted calibration sentences and the target clips; (5) fit the statistics mapping
-and the ridge correction at that warp (conversion.fit).
+and the ridge correction at that warp (conversion.fit); (6) measure the speaking rate from the
+parallel utterances' durations (rate.py).
 """
 
 from __future__ import annotations
