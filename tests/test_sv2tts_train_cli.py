@@ -154,6 +154,8 @@ def test_encoder_run_on_the_workspace_speakers_and_a_voice_speaking_with_it(work
     run = TrainingRun(workspace / "training" / "enc")
     assert {"encoder.ge2e_loss", "eer"} <= set(run.metric_columns())
     studio = Studio(workspace, device="cpu")
+    summary = studio.training.summary("enc")  # steps counted from speakers x utterances, not the dataset's lines
+    assert summary.step == summary.total_steps > 0
     finetune, _, _ = studio.training.finetune("enc")
     stock_engine = TinyTrainableSV2TTS()
     tuned_engine = stock_engine.with_finetune(finetune)

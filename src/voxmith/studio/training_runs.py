@@ -224,10 +224,12 @@ class TrainingRuns:
         run = self.open(name)
         config = run.load_config()
         rows = run.read_metrics()
+        counted = run.counted_steps_per_epoch()  # what the trainer counted, else estimated from the lines
         try:
-            train, _ = self.lines(config.data.dataset)
-            total = config.schedule.epochs * steps_per_epoch(len(train), config.schedule.batch_size,
-                                                             config.schedule.grad_accumulation)
+            if counted is None:
+                train, _ = self.lines(config.data.dataset)
+                counted = steps_per_epoch(len(train), config.schedule.batch_size, config.schedule.grad_accumulation)
+            total = config.schedule.epochs * counted
         except VoxmithError:
             total = None
         store = run.checkpoints

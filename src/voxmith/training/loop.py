@@ -189,7 +189,7 @@ class _Training:
         self.checkpoint = latest
         if self.ctx.is_main:
             self.run.truncate_metrics(self.step)  # rows after the checkpoint are about to be redone
-            self.run.record_start(self.config, self.resumed_from)
+            self.run.record_start(self.config, self.resumed_from, self.steps_per_epoch)
             self.tensorboard = TensorBoardLog(self.run.tensorboard_dir, first_step=self.step + 1)
 
     def _resume(self, latest: CheckpointInfo) -> None:

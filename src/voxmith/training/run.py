@@ -88,14 +88,29 @@ class TrainingRun:
     def save_config(self, config: TrainingConfig) -> None:
         save_config(config, self.config_path)
 
-    def record_start(self, config: TrainingConfig, resumed_from_step: Optional[int]) -> Path:
-        """Keep a copy of the settings and the voxmith version this start used (for reproducing it)."""
+    def record_start(self, config: TrainingConfig, resumed_from_step: Optional[int],
+                     steps_per_epoch: Optional[int] = None) -> Path:
+        """Keep a copy of the settings and the voxmith version this start used (for reproducing it),
+        and the steps per epoch the trainer counted (a task's batches need not follow the dataset's
+        lines, e.g. a speaker encoder's speakers x utterances)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.folder / "starts" / f"{stamp}-step{resumed_from_step or 0}.yaml"
         record = {"voxmith_version": __version__, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "resumed_from_step": resumed_from_step, "config": config.to_dict()}
+                  "resumed_from_step": resumed_from_step, "steps_per_epoch": steps_per_epoch,
+                  "config": config.to_dict()}
         atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
         return path
+
+    def counted_steps_per_epoch(self) -> Optional[int]:
+        """The steps per epoch the last start counted, or None (never started, or an older voxmith)."""
+        starts = sorted((self.folder / "starts").glob("*.yaml"))
+        if not starts:
+            return None
+        try:
+            value = (yaml.safe_load(starts[-1].read_text()) or {}).get("steps_per_epoch")
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+        return value if isinstance(value, int) and value > 0 else None
 
     # --- metrics -------------------------------------------------------------------------------
 
