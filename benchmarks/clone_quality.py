@@ -91,6 +91,9 @@ def main() -> int:
     ap.add_argument("--rates", default="", help="comma-separated speaking rates to compare with the enrolled one")
     ap.add_argument("--seeds", type=int, default=1, help="takes per sentence, at seeds k + 1000 j")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--base-voices", default="",
+                    help="comma-separated base voices enrollment may choose from (default: the engine's "
+                         "enrollment.BASE_CANDIDATES), e.g. joe or joe,kokoro:jf_alpha")
     args = ap.parse_args()
     if not VOICES_DIR.is_dir():
         print(f"{VOICES_DIR} not found; nothing to benchmark.")
@@ -101,7 +104,7 @@ def main() -> int:
 
     from voxmith.audio import load_audio, to_mono
     from voxmith.asr import get_transcriber
-    from voxmith.engines.piper_vc import PiperVCEngine
+    from voxmith.engines.piper_vc import PiperVCEngine, enrollment
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
     from voxmith.speaker import cosine_similarity, get_speaker_encoder
@@ -110,6 +113,8 @@ def main() -> int:
     def transcribe(samples, rate) -> str:
         return get_transcriber().transcribe(samples, rate, language="en").text
 
+    if args.base_voices:
+        enrollment.BASE_CANDIDATES = tuple(args.base_voices.split(","))
     engine = PiperVCEngine(device="cpu")
     base = engine.settings_class()
     grid = setting_grid(args.set)
@@ -163,6 +168,8 @@ def main() -> int:
                    "enroll_audio_s": float(sum(c.duration_s for c in clips[:-1])),
                    "enroll_clips": len(clips) - 1, "held_out_mos": held_mos,
                    "warp": float(cond["conv.warp"]), "rate": float(said["rate"]), "seeds": max(1, args.seeds),
+                   "base_voice": str(cond.get("base_voice", "joe")),
+                   "base_choice": str(cond.get("base_choice.reason", "")),
                    "guard": {k: np.asarray(v).tolist() for k, v in cond.items() if k.startswith("guard.")},
                    "transcripts": heard}
             rows.append(row)
@@ -172,7 +179,8 @@ def main() -> int:
                                                   "joe_mos": joe_mos, "rows": rows, "partial": True}, indent=2))
             print(f"{name:15s} {json.dumps(overrides):28s} SECS={row['secs']:.3f} WER={row['wer']*100:5.1f}% "
                   f"MOS={row['mos']:.2f} (min {row['mos_min']:.2f}, real {held_mos:.2f}) RTF={row['rtf']:.3f} "
-                  f"enroll={enroll_s:5.1f}s/{row['enroll_audio_s']:.0f}s warp={row['warp']:+.3f}", flush=True)
+                  f"enroll={enroll_s:5.1f}s/{row['enroll_audio_s']:.0f}s warp={row['warp']:+.3f} "
+                  f"base={row['base_voice']}", flush=True)
     cold_start_s = None
     if not args.no_cold_start and cond_file is not None:
         out = subprocess.run([sys.executable, "-c", COLD_START, str(cond_file)], capture_output=True, text=True)

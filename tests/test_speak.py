@@ -357,6 +357,8 @@ def test_voices_show_says_what_the_guard_did(enrolled):
     assert notes["errors"] <= allowed or not any(notes["strengths"].values())
     assert len(notes["reduced"]) == sum(1 for step in notes["reduced"] if "base voice" in step)
     take = enrolled.speak(SpeakRequest("Hello there.", voice="demo", seed=1)).sidecar["sentences"][0]["takes"][0]
-    assert take["details"]["guard"] == notes  # the sidecar records it too
+    # The sidecar records it too, and the base voice that said the text (chosen at enrollment).
+    assert take["details"]["guard"] == {k: v for k, v in notes.items() if k != "base_voice"}
+    assert take["details"]["base_voice"] == notes["base_voice"]["name"]
     text = CliRunner().invoke(cli, ["--home", home, "-q", "voices", "show", "demo"]).output
-    assert "Enrollment check" in text
+    assert "Enrollment check" in text and f"Base voice: {notes['base_voice']['name']}" in text

@@ -160,8 +160,11 @@ def format_enrollment(notes) -> str:
     """The default engine's enrollment notes (its intelligibility guard) as text."""
     if notes is None:
         return "* Not enrolled for these clips yet: the first `speak` enrolls the voice."
-    lines = [f"* Enrollment check: {notes['errors']} word errors in {notes['words']} words "
-             f"({notes['base_errors']} for the unconverted base voice)."]
+    lines = []
+    if notes.get("base_voice"):
+        lines.append(f"* Base voice: {notes['base_voice']['name']} ({notes['base_voice']['reason']}).")
+    lines += [f"* Enrollment check: {notes['errors']} word errors in {notes['words']} words "
+              f"({notes['base_errors']} for the unconverted base voice)."]
     if notes["reduced"]:
         lines.append("* To keep the voice intelligible, enrollment reduced:")
         lines += [f"    - {step}" for step in notes["reduced"]]

