@@ -101,9 +101,10 @@ def test_float_graph_has_no_integer_products_and_sounds_like_the_int8_one(kokoro
         n = min(a.shape[1], b.shape[1])
         return float(np.mean(np.abs(a[:, :n] - b[:, :n])))
 
-    text = SENTENCES[0]
-    same = distance(logmel(kokoro_int8.speak(text, "jf_alpha")[0]), logmel(floats.speak(text, "jf_alpha")[0]))
-    other = distance(logmel(kokoro_int8.speak(text, "jf_alpha")[0]), logmel(kokoro_int8.speak(text, "jm_kumo")[0]))
+    text = "The parcel arrived on Monday."
+    shipped = logmel(kokoro_int8.speak(text, "jf_alpha")[0])
+    same = distance(shipped, logmel(floats.speak(text, "jf_alpha")[0]))
+    other = distance(shipped, logmel(kokoro_int8.speak(text, "jm_kumo")[0]))
     assert same < 0.5 * other
 
 
@@ -115,8 +116,8 @@ def test_kokoro_speaks_english_about_as_clearly_as_joe():
         errors[voice.name] = sum(word_errors(s, transcribe_clip(voice.speak(s, seed=0).samples, voice.sample_rate_hz))
                                  for s in SENTENCES)
     assert errors["kokoro:jf_alpha"] <= errors[JOE] + 2, errors
-    slow = kokoro.speak(SENTENCES[1], seed=0, length_scale=1.3).samples
-    assert slow.size > 1.15 * kokoro.speak(SENTENCES[1], seed=0).samples.size
+    slow = kokoro.speak("Fine, thanks.", seed=0, length_scale=1.3).samples
+    assert slow.size > 1.15 * kokoro.speak("Fine, thanks.", seed=0).samples.size
 
 
 def test_unknown_base_voice_is_refused():
