@@ -123,3 +123,30 @@ def test_kokoro_speaks_english_about_as_clearly_as_joe():
 def test_unknown_base_voice_is_refused():
     with pytest.raises(ValueError, match="unknown base voice"):
         get_base_voice("kokoro:nobody")
+
+
+def test_the_natural_engine_enrolls_with_every_base_voice_and_the_default_with_joe(monkeypatch):
+    """`piper-vc-natural` is piper-vc whose enrollment may choose any base voice; `piper-vc` keeps
+    enrollment's default (joe alone). Scripted: enrollment itself is replaced by a recorder."""
+    from voxmith.audio import Audio
+    from voxmith.engines import available_engines, create_engine
+    from voxmith.engines.piper_vc import engine as piper_engine
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def recorder(pairs, **options):
+        seen.append(options.get("candidates"))
+        raise Stop
+
+    monkeypatch.setattr(piper_engine, "enroll", recorder)
+    clip = Audio(np.zeros(16000, np.float32), 16000)
+    assert {"piper-vc", "piper-vc-natural"} <= set(available_engines())
+    natural, default = create_engine("piper-vc-natural"), create_engine("piper-vc")
+    for engine in (natural, default):
+        with pytest.raises(Stop):
+            engine.prepare_conditioning([clip])
+    assert seen == [BASE_VOICES, None]
+    assert natural.cache_key() != default.cache_key()  # their conditionings never mix in a voice's cache

@@ -19,6 +19,7 @@ DEFAULT_ENGINE = "piper-vc"
 # name -> "module:Class". Engines of later milestones add themselves here.
 _BUILTIN: Dict[str, str] = {
     "piper-vc": "voxmith.engines.piper_vc.engine:PiperVCEngine",
+    "piper-vc-natural": "voxmith.engines.piper_vc.engine:PiperVCNaturalEngine",
     "tortoise": "voxmith.engines.tortoise.engine:TortoiseEngine",
     "gpt-sovits": "voxmith.engines.gpt_sovits.engine:GptSovitsEngine",
     "sv2tts": "voxmith.engines.sv2tts.engine:SV2TTSEngine",
