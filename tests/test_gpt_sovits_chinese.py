@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_download import server  # noqa: F401  (pytest fixture)
 from tests.test_gpt_sovits_weights import clean_env, voxmith  # noqa: F401  (pytest fixtures)
 from voxmith.audio.dsp import resample
 from voxmith.engines.gpt_sovits import chinese, frontend, weights

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tests.test_download import _hf_cache_file, closed_port, server  # noqa: F401  (pytest fixtures)
+from tests.download_server import hf_cache_file
 from voxmith.engines.gpt_sovits import weights
 from voxmith.engines.gpt_sovits.engine import GptSovitsEngine
 from voxmith.engines.gpt_sovits.pos_tags import NltkTagger, load_tagger
@@ -56,7 +56,7 @@ def test_existing_installs_and_caches_are_found(clean_env, tmp_path, monkeypatch
     install = clean_env / "GPT-SoVITS-v2pro-20250604"
     _put(install / "GPT_SoVITS" / "pretrained_models", V2)
     hub = clean_env / ".cache" / "huggingface" / "hub" / weights.HF_CACHE_FOLDER
-    hub_file = _hf_cache_file(hub, "abc", "s1v3.ckpt")
+    hub_file = hf_cache_file(hub, "abc", "s1v3.ckpt")
     workspace = tmp_path / "ws" / "models"
     _put(workspace / "gpt-sovits", V2[:1])
 
@@ -74,7 +74,7 @@ def test_existing_installs_and_caches_are_found(clean_env, tmp_path, monkeypatch
 
 
 @pytest.fixture
-def voxmith(clean_env, tmp_path, server, monkeypatch):  # noqa: F811
+def voxmith(clean_env, tmp_path, server, monkeypatch):
     from click.testing import CliRunner
 
     from voxmith.cli.main import cli
@@ -99,7 +99,7 @@ def _tagger_zip() -> bytes:
     return archive.getvalue()
 
 
-def _serve(server, paths):  # noqa: F811
+def _serve(server, paths):
     server.files["averaged_perceptron_tagger_eng.zip"] = _tagger_zip()
     payloads = {}
     for index, path in enumerate(paths):
@@ -108,7 +108,7 @@ def _serve(server, paths):  # noqa: F811
     return payloads
 
 
-def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, server, monkeypatch):  # noqa: F811
+def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, server, monkeypatch):
     monkeypatch.setattr(weights, "chinese_available", lambda: False)  # no Chinese files (test_gpt_sovits_chinese)
     payloads = _serve(server, set(V2) | set(PRO_PLUS))
     result = voxmith("models", "download", "gpt-sovits")
@@ -134,7 +134,7 @@ def test_cli_downloads_a_version_then_another_reusing_the_shared_files(voxmith, 
     assert both.exit_code != 0 and "only one of" in both.output
 
 
-def test_cli_fetches_and_unpacks_the_nltk_tagger(voxmith, server):  # noqa: F811
+def test_cli_fetches_and_unpacks_the_nltk_tagger(voxmith, server):
     server.files["averaged_perceptron_tagger_eng.zip"] = _tagger_zip()
     result = voxmith("models", "download", "gpt-sovits", "--only", weights.NLTK_TAGGER)
     assert result.exit_code == 0, result.output
@@ -147,7 +147,7 @@ def test_cli_fetches_and_unpacks_the_nltk_tagger(voxmith, server):  # noqa: F811
     assert again.exit_code == 0 and "already present" in again.output
 
 
-def test_offline_download_is_one_clear_error(voxmith, closed_port, monkeypatch):  # noqa: F811
+def test_offline_download_is_one_clear_error(voxmith, closed_port, monkeypatch):
     monkeypatch.setenv("VOXMITH_GPT_SOVITS_BASE_URL", f"http://127.0.0.1:{closed_port}")
     result = voxmith("models", "download", "gpt-sovits")
     assert result.exit_code == 1

@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 
 from tests.fixtures.sv2tts.golden import KEYS_DIR
-from tests.test_download import server  # noqa: F401  (a pytest fixture)
 from voxmith.engines.sv2tts import checkpoints as ckpt
 from voxmith.errors import VoxmithError
 
@@ -82,7 +81,7 @@ def test_existing_saved_models_folders_are_found(clean_env, tmp_path):
     assert ckpt.find_checkpoint("synthesizer.pt").path == hub
 
 
-def test_download_checks_the_official_size(clean_env, server, small_files, tmp_path, monkeypatch):  # noqa: F811
+def test_download_checks_the_official_size(clean_env, server, small_files, tmp_path, monkeypatch):
     server.files.update(small_files)
     server.wrong_bodies["vocoder.pt"] = small_files["vocoder.pt"][:-10]
     monkeypatch.setenv("VOXMITH_SV2TTS_BASE_URL", f"{server.url}/files")
@@ -107,7 +106,7 @@ def voxmith(clean_env, tmp_path):
     return invoke
 
 
-def test_cli_downloads_and_lists_sv2tts(voxmith, server, small_files, monkeypatch):  # noqa: F811
+def test_cli_downloads_and_lists_sv2tts(voxmith, server, small_files, monkeypatch):
     server.files.update(small_files)
     server.etags.update(small_files)  # the server declares each file's sha256, as the hub does
     monkeypatch.setenv("VOXMITH_SV2TTS_BASE_URL", f"{server.url}/files")
