@@ -256,3 +256,20 @@ def test_studio_leaves_chinese_to_the_engine():
 
     scores = score_take(np.zeros(1600, np.float32), 16000, text, np.ones(4, np.float32), Encoder(), NoTranscriber())
     assert scores.wer is None and scores.score == scores.similarity
+
+
+def test_a_fine_tuned_variant_reads_chinese_with_the_stock_engines_models():
+    """A variant made by `load_finetune` holds copies of the GPT and SoVITS only; the RoBERTa and G2PW
+    it reads Chinese with are the stock engine's (loaded from files once, never fine-tuned)."""
+    from types import SimpleNamespace
+
+    from voxmith.engines.gpt_sovits.engine import GptSovitsEngine
+
+    stock, variant = GptSovitsEngine(), GptSovitsEngine()
+    bert, g2pw = object(), object()
+    stock._chinese_bert, stock._g2pw = bert, g2pw
+    stock._g2pw_present = lambda settings: True
+    variant.stock, variant._injected = stock, True
+    settings = GptSovitsEngine.settings_class(chinese_g2p="g2pw")
+    assert variant.chinese_bert(SimpleNamespace(chinese_bert=None)) is bert
+    assert variant.g2pw_for(settings) is g2pw

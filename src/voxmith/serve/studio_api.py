@@ -181,10 +181,11 @@ async def _keep_upload(folder: Path, upload: UploadFile) -> tuple[Path, bool]:
 async def results(request: Request, limit: int = 50, voice: Optional[str] = None,
                   kind: Literal["all", "speech", "conversion"] = "all"):
     studio = request.app.state.studio
-    entries = await run_in_threadpool(list_results, studio.workspace.results_dir, max(1, min(limit, 1000)),
-                                      kind != "speech")
+    limit = max(1, min(limit, 1000))
+    entries = await run_in_threadpool(list_results, studio.workspace.results_dir,
+                                      limit if kind != "conversion" else 1_000_000, kind != "speech")
     if kind == "conversion":
-        entries = [e for e in entries if isinstance(e.record, ConversionRecord)]
+        entries = [e for e in entries if isinstance(e.record, ConversionRecord)][:limit]
     return {"results": [describe_result(studio, e.audio_path, e.record) for e in entries
                         if voice is None or (e.record.voice is not None and e.record.voice.name == voice)]}
 

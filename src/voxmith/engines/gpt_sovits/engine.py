@@ -297,6 +297,8 @@ class GptSovitsEngine(Engine):
         return settings
 
     def _g2pw_present(self, settings: GptSovitsSettings) -> bool:
+        if self.stock is not self:  # a fine-tuned variant reads Chinese with the stock engine's G2PW
+            return self.stock._g2pw_present(settings)
         if self._injected:
             models = self._models.get(settings.model_version)
             return models is not None and models.g2pw is not None
@@ -314,6 +316,8 @@ class GptSovitsEngine(Engine):
                 raise VoxmithError("chinese_g2p=g2pw needs the G2PW model: run `voxmith models download gpt-sovits "
                                    f"--only {weights.G2PW_ZIP}` (or --set chinese_g2p=pypinyin).")
             return None
+        if self.stock is not self:
+            return self.stock.g2pw_for(settings)
         if self._injected:
             return self._models[settings.model_version].g2pw
         with self._lock:
@@ -541,6 +545,8 @@ class GptSovitsEngine(Engine):
         chinese-roberta-wwm-ext-large from the models folders, loaded once per engine."""
         if models.chinese_bert is not None:
             return models.chinese_bert
+        if self.stock is not self:  # a fine-tuned variant: the stock engine's RoBERTa (never fine-tuned)
+            return self.stock.chinese_bert(models)
         if self._injected:
             raise VoxmithError("These gpt-sovits models have no Chinese BERT model, which Chinese text needs.")
         with self._lock:

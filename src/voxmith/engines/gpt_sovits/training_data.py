@@ -64,7 +64,7 @@ CACHE_VERSION = "1"
 INT16_SCALE = 32768.0
 # Bump when the Chinese front end (chinese.py, chinese_normalize.py, tone_sandhi.py) reads differently.
 CHINESE_FRONT_END_VERSION = "1"
-CHINESE_PACKAGES = ("jieba", "pypinyin", "opencc-python-reimplemented")
+CHINESE_PACKAGES = ("jieba", "jieba_fast", "pypinyin", "opencc")
 
 
 @dataclass

@@ -326,12 +326,14 @@ def _unpack_tagger(archive: Path, folder: Path) -> Path:
 
 def _unpack_g2pw(archive: Path, folder: Path) -> Path:
     """Unpack the G2PW zip's files (any folder inside it) into `<folder>/G2PWModel/`, streamed, each
-    file written under a temporary name first."""
+    file written under a temporary name first, g2pW.onnx last: its presence is what `_find_g2pw`
+    takes for a complete folder, so an unpack cut short is found incomplete and done again."""
     target = folder / G2PW_FOLDER
     target.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.infolist():
+            members = sorted(zipped.infolist(), key=lambda m: Path(m.filename).name == "g2pW.onnx")
+            for member in members:
                 name = Path(member.filename).name
                 if member.is_dir() or not name or name.startswith("."):
                     continue

@@ -281,9 +281,11 @@ class PiperVCEngine(Engine):
         enrolled_scale = float(settings.postnet_mix) * float(conditioning.get(adaptation.SCALE_KEY, 1.0))
         if finetuned is None and enrolled_scale > 0 and adaptation.ARCH_KEY in conditioning:
             refiner, refine_scale = adaptation.from_conditioning(conditioning, params), enrolled_scale
-        rate = float(conditioning.get("rate", 1.0)) if settings.match_rate else 1.0
-        # A dataset fine-tune was trained on joe's parallel data (training.py), so it keeps joe.
-        voice = get_base_voice(base_choice.base_name(conditioning) if finetuned is None else JOE)
+        # A dataset fine-tune was trained on joe's parallel data (training.py), so it keeps joe; the
+        # enrolled rate was measured through another base voice's duration curve when joe was not chosen.
+        enrolled_base = base_choice.base_name(conditioning)
+        voice = get_base_voice(enrolled_base if finetuned is None else JOE)
+        rate = float(conditioning.get("rate", 1.0)) if settings.match_rate and voice.name == enrolled_base else 1.0
         out: List[Candidate] = []
         for i in range(max(1, int(candidates))):
             cand_seed = int(seed) + i
@@ -333,14 +335,14 @@ class PiperVCEngine(Engine):
 
 class PiperVCNaturalEngine(PiperVCEngine):
     """piper-vc whose enrollment also weighs Kokoro-82M's five styles as the base voice (base_choice.py)
-    and takes the one nearest the target in pitch and voice. On the 12 shared voices it is more
-    natural and similar than joe alone at a similar word error rate, but speaks about 4x slower
-    (docs/piper_vc_tuning.md), so it is offered beside the default rather than as it."""
+    and takes the one nearest the target in pitch and voice: more natural and similar, at a similar
+    word error rate, but several times slower than joe alone (figures: docs/piper_vc_tuning.md), so
+    it is offered beside the default rather than as it."""
 
     name = "piper-vc-natural"
     base_candidates = BASE_VOICES
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
-                   "for voices far from joe (e.g. most female voices), about 4x slower.")
+                   "for voices far from joe (e.g. most female voices), several times slower.")
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
-                               note="CPU only; with a Kokoro base about 0.65 CPU-seconds per second of speech.")
+                               note="CPU only; with a Kokoro base slower than real time on 2 cores.")

@@ -112,7 +112,7 @@ def load_speakers(sources: Sequence[SpeakerSource], cache: FrameCache, partial_f
             done += 1
             try:
                 frames = cache.frames(Path(path))
-            except VoxmithError:  # an unreadable clip says nothing about the voice: left out, counted
+            except (VoxmithError, OSError):  # an unreadable or vanished clip: left out, counted
                 skipped += 1
                 continue
             if len(frames) < partial_frames:
