@@ -345,4 +345,4 @@ class PiperVCNaturalEngine(PiperVCEngine):
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
                    "for voices far from joe (e.g. most female voices), several times slower.")
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
-                               note="CPU only; with a Kokoro base slower than real time on 2 cores.")
+                               note="CPU only; with a Kokoro base several times slower than piper-vc.")
