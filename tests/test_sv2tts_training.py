@@ -73,7 +73,8 @@ def test_synthesizer_collate_and_losses_match_official(fx):
     for name, grad in fx["syn_grads"].items():
         assert max_abs_diff(params[name].grad, grad) < 1e-5 * max(1.0, float(grad.abs().max())), name
     task = synthesizer_training.SynthesizerTrainingTask.__new__(synthesizer_training.SynthesizerTrainingTask)
-    optimizer = build_optimizer(task.parameter_groups(model, fx["lr"]), "adamw", fx["lr"], torch.device("cpu"))
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], "adamw", fx["lr"],
+                                torch.device("cpu"), **task.optimizer_options)
     optimizer.step()
     torch.manual_seed(fx["train_seed"])
     model.synthesizer.step.fill_(0)

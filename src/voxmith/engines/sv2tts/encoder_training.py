@@ -44,6 +44,7 @@ from .encoder_data import (EncoderBatch, EncoderBatches, FrameCache, SpeakerSour
 from .ge2e import equal_error_rate, loss_of_similarity, similarity_matrix
 from .hparams import EncoderAudio, EncoderConfig
 from .speaker_encoder import SpeakerEncoder
+from .synthesizer_training import ADAM_OPTIONS
 
 SIMILARITY_GRAD_SCALE = 0.01  # official do_gradient_ops: the scale and bias learn 100x slower
 STATE_PREFIX = "encoder."  # the task's model holds the encoder under this name
@@ -55,7 +56,7 @@ LOSSES = (LOSS,)
 ENCODER_TRAINING_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "schedule": {"learning_rate": 1e-4, "max_grad_norm": 3.0, "warmup_steps": 0, "milestones": []},
 }
-OPTIMIZER_OPTIONS = {"weight_decay": 0.0}  # Adam: the loop's AdamW without decoupled weight decay
+OPTIMIZER_OPTIONS = ADAM_OPTIONS
 MIN_UMAP_POINTS = 4  # UMAP's spectral start needs a few more points than its 2 dimensions
 UMAP_MAX_SPEAKERS = 10  # as officially: more colours could not be told apart
 RECENT_PASSES = 64  # passes whose EER and embeddings are kept for the step's metrics and plot

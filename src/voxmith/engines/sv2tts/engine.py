@@ -16,7 +16,7 @@ files, which are never fetched implicitly: without them synthesis names
 `voxmith models download sv2tts`.
 
 Training (`training_task`): one stage per run, picked by the run's `stage` setting
-(training_settings.py) from `STAGE_TASKS` (training.py builds them); `load_finetune` makes an engine
+(training_settings.py) from `STAGE_BUILDERS` (training.py); `load_finetune` makes an engine
 that speaks with the models a run's checkpoint holds, the others stock.
 """
 
@@ -208,7 +208,7 @@ class SV2TTSEngine(Engine):
 
     def training_task(self, spec, progress: Optional[ProgressCallback] = None):
         hparams = TrainingHparams.from_settings(spec.settings)
-        build = STAGE_TASKS.get(hparams.stage)
+        build = STAGE_BUILDERS.get(hparams.stage)
         if build is None:
             raise VoxmithError(f"sv2tts cannot train the {hparams.stage} stage yet.")
         return build(self, spec, hparams, progress)
@@ -311,6 +311,4 @@ class SV2TTSEngine(Engine):
 
 
 # stage -> builder(engine, spec, hparams, progress) of its `voxmith.training.TrainingTask`.
-STAGE_TASKS: Dict[str, object] = dict(STAGE_BUILDERS)
-
-__all__ = ["STAGE_TASKS", "SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]
+__all__ = ["SV2TTSEngine", "SV2TTSSettings", "VOCODERS"]

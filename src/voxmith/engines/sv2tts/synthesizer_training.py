@@ -38,6 +38,9 @@ from .tacotron import Tacotron
 from .training_data import PreparedLine
 from .training_settings import TrainingHparams
 
+# Adam, as the official trainers use for every stage: the loop's AdamW without weight decay is the same update.
+ADAM_OPTIONS = {"weight_decay": 0.0}
+
 STAGE = "synthesizer"
 LOSSES = (
     LossTerm("decoder_mel", 1.0, "decoder mels against the target (MSE + L1), before the post-net", stage=STAGE),
@@ -139,10 +142,7 @@ class SynthesizerTrainingTask:
     def learning_rate_at(self, step: int) -> float:
         return float(self.hparams.schedule_session(self.start_step + step)[1])
 
-    def parameter_groups(self, model: nn.Module, learning_rate: float) -> List[dict]:
-        # Adam, as officially: AdamW without weight decay is the same update.
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate,
-                 "weight_decay": 0.0}]
+    optimizer_options = ADAM_OPTIONS
 
     def validation_loss(self) -> float:
         """Mean over the validation lines (the training lines when there are none) of the three

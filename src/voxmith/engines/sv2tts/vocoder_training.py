@@ -40,7 +40,7 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 from voxmith.training.losses import LossTerm
 
-from .synthesizer_training import collate as synthesizer_collate
+from .synthesizer_training import ADAM_OPTIONS, collate as synthesizer_collate
 from .tacotron import Tacotron
 from .training_data import PreparedLine
 from .wavernn import WaveRNN
@@ -160,9 +160,7 @@ class VocoderTrainingTask:
         return [self._batch([self.items[i] for i in order[s:s + self.batch_size]], rng)
                 for s in range(0, len(order), self.batch_size)]
 
-    def parameter_groups(self, model: nn.Module, learning_rate: float) -> List[dict]:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate,
-                 "weight_decay": 0.0}]  # Adam, as officially
+    optimizer_options = ADAM_OPTIONS
 
     def validation_loss(self) -> float:
         """Mean cross-entropy over one window of each validation line (the training lines when none
