@@ -270,7 +270,7 @@ def test_cli_speak_and_eval(enrolled, tmp_path):
     assert 1.0 <= row["naturalness_mos"] <= 5.0
 
     bad = CliRunner().invoke(cli, ["--home", home, "-q", "speak", "-v", "demo", "--set", "nonsense", "Hi."])
-    assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+    assert bad.exit_code == 1 and "NAME=VALUE" in bad.output
 
 
 @pytest.mark.parametrize("ext", [".mp3", ".opus"])

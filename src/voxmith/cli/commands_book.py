@@ -19,7 +19,7 @@ import click
               show_default=True, help="The joined book (m4b has chapter markers; others get a .cue sheet).")
 @click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: random, kept in book.json).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Engine setting (repeatable).")
 @click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; nothing is flagged for review).")
 @click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
 @click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
@@ -34,13 +34,13 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
     """Read BOOK (.txt, .md or .epub) in a voice: one audio file per chapter, the whole book with
     chapter markers, and a manifest of every sentence. Interrupted? Run the same command again.
     In the text, [pause 1.5s] or <break time="700ms"/> adds a pause."""
-    from voxmith.cli.commands_speak import parse_settings
+    from voxmith.assignments import split_assignments
     from voxmith.studio.book import BookRequest
     from voxmith.studio.ranking import RankingSettings
     from voxmith.text.book import PauseSettings
 
     request = BookRequest(
-        source=book, voice=voice, refs=refs, engine=engine, settings=parse_settings(settings), seed=seed,
+        source=book, voice=voice, refs=refs, engine=engine, settings=split_assignments(settings, "--set"), seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries), rank=not no_rank,
         pauses=PauseSettings(sentence_pause, paragraph_pause, chapter_pause),
         output_dir=Path(output_dir) if output_dir else None, audio_format=audio_format,

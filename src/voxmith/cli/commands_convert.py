@@ -15,18 +15,19 @@ import click
 @click.option("--engine", "-e", default=None, help="Engine (default: piper-vc; it must support conversion).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: results/VOICE/...).")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Conversion setting (repeatable), e.g. f0_scale=1.1 or warp=0.1.")
 @click.option("--play", is_flag=True, help="Play the result.")
 @click.pass_obj
 def convert(obj, recording, voice, refs, engine, output, force, settings, play):
     """Convert RECORDING (anyone speaking) into a voice: same words, timing and intonation, with the
     pitch moved into the voice's range. Long recordings are processed in pieces cut at pauses."""
-    from voxmith.cli.commands_speak import parse_settings, print_conversion
+    from voxmith.assignments import split_assignments
+    from voxmith.cli.commands_speak import print_conversion
     from voxmith.studio.conversion import ConvertRequest
 
     request = ConvertRequest(source=recording, voice=voice, refs=refs, engine=engine,
-                             settings=parse_settings(settings), output=Path(output) if output else None,
+                             settings=split_assignments(settings, "--set"), output=Path(output) if output else None,
                              overwrite=force)
     progress = obj.progress()
     result = obj.studio.convert(request, progress=progress)

@@ -9,17 +9,8 @@ from typing import Dict, List, Optional
 
 import click
 
+from voxmith.assignments import split_assignments
 from voxmith.errors import VoxmithError
-
-
-def parse_settings(pairs) -> dict:
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise VoxmithError(f"--set expects KEY=VALUE, got '{pair}'.")
-        settings[key.strip().replace("-", "_")] = value.strip()
-    return settings
 
 
 def _read_text_file(path: str) -> str:
@@ -146,7 +137,7 @@ def _engine_options(engine: Optional[str], args: List[str]) -> Dict[str, str]:
 @click.option("--candidates", "-n", default=1, show_default=True, help="Takes per sentence; the best is kept.")
 @click.option("--seed", type=int, default=None,
               help="Random seed (default, or -1: random; the seed used is saved in the sidecar).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Engine setting (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Engine setting (repeatable).")
 @click.option("--no-rank", is_flag=True, help="Skip scoring takes (faster; no re-generation).")
 @click.option("--max-wer", default=0.15, show_default=True, help="Re-generate a best take above this WER.")
 @click.option("--retries", default=2, show_default=True, help="Extra takes at most for a sentence that misses words.")
@@ -173,7 +164,7 @@ def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, 
         raise VoxmithError("--run and --stock contradict each other; pick one.")
     finetune = FinetuneChoice.of_run(run, checkpoint) if run else \
         FinetuneChoice.stock() if stock else FinetuneChoice.voice_setting()
-    engine_settings = parse_settings(settings)
+    engine_settings = split_assignments(settings, "--set")
     engine_settings.update(_engine_options(engine, ctx.args))
     request = SpeakRequest(
         text=text or "", voice=voice, refs=refs, engine=engine, settings=engine_settings, seed=seed,

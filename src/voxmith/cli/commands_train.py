@@ -9,6 +9,7 @@ from shlex import quote
 
 import click
 
+from voxmith.assignments import split_assignments
 from voxmith.engines.registry import DEFAULT_ENGINE
 
 
@@ -101,14 +102,8 @@ def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, lear
         "misc": {"mixed_precision": mixed_precision, "seed": seed},
     }
     changes = {section: {k: v for k, v in values.items() if v is not None} for section, values in changes.items()}
-    settings = {}
-    for item in engine_settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.UsageError(f"--set '{item}' is not NAME=VALUE.")
-        settings[key.strip()] = value.strip()
     run = obj.studio.training.init(name, dataset, engine, epochs, {k: v for k, v in changes.items() if v},
-                                   settings=settings)
+                                   settings=split_assignments(engine_settings, "--set"))
     config = run.load_config()
     s = config.schedule
     click.echo(f"Created run '{name}': {engine} on dataset '{dataset}', {s.epochs} epochs, batch {s.batch_size} "

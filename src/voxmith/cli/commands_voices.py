@@ -6,6 +6,8 @@ import json
 
 import click
 
+from voxmith.assignments import split_assignments
+
 
 def format_report(report) -> str:
     """The `voices show` table and advice as text."""
@@ -134,7 +136,7 @@ def format_engine_notes(engine: str, notes: dict) -> str:
 @voices.command("settings")
 @click.argument("name")
 @click.option("--engine", required=True, help="The engine whose settings the voice keeps.")
-@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "pairs", multiple=True, metavar="NAME=VALUE",
               help="Keep this setting for the voice (repeatable), e.g. --set reference_text=\"...\".")
 @click.option("--unset", "unset", multiple=True, metavar="KEY", help="Forget a kept setting (repeatable).")
 @click.pass_obj
@@ -142,12 +144,7 @@ def settings(obj, name, engine, pairs, unset):
     """Show or change the engine settings voice NAME keeps: they apply to every `speak` and `book`
     with that engine (settings given on the command line win). E.g. correct the transcript of
     gpt-sovits' reference: voxmith voices settings alice --engine gpt-sovits --set reference_text="..."."""
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
-        values[key.strip()] = value
+    values = split_assignments(pairs, "--set")
     kept = obj.studio.set_voice_engine_settings(name, engine, values, tuple(unset)) if values or unset \
         else obj.studio.voice_engine_settings(name, engine)
     if not kept:

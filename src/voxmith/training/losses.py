@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
+from voxmith.assignments import split_assignments
 from voxmith.errors import VoxmithError
 
 # What a config written before declared losses named its two weights (text_weight, mel_weight).
@@ -110,15 +111,11 @@ def parse_assignments(items: Iterable[str], terms: Sequence[LossTerm], engine: s
     """`NAME=VALUE` strings (the shells' --loss-weight) as weights under the terms' keys, refusing
     names `engine` has no loss for and values that are not numbers, with a message listing its losses."""
     weights: Dict[str, float] = {}
-    for item in items:
-        name, sep, value = str(item).partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise VoxmithError(f"Loss weight '{item}' is not NAME=VALUE; {engine}'s losses are {describe(terms)}.")
+    for name, value in split_assignments(items, "Loss weight", f"{engine}'s losses are {describe(terms)}.").items():
         try:
             weights[name] = float(value)
         except ValueError:
-            raise VoxmithError(f"Loss weight '{name}' must be a number, not '{value.strip()}'.") from None
+            raise VoxmithError(f"Loss weight '{name}' must be a number, not '{value}'.") from None
     problems = weight_problems(terms, weights, engine)
     if problems:
         raise VoxmithError(problems[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from voxmith.assignments import split_assignments
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.training_jobs import TrainingJobs
@@ -95,13 +96,7 @@ def build(studio, voice_choices):
         items = [item for item in (weights_value or "").replace(",", " ").split() if item]
         if items:
             changes["losses"] = {"weights": parse_assignments(items, training.loss_terms(engine_value), engine_value)}
-        settings = {}
-        for item in (settings_value or "").splitlines():
-            if item.strip():
-                key, sep, value = item.partition("=")
-                if not sep or not key.strip():
-                    raise VoxmithError(f"Engine setting '{item.strip()}' is not NAME=VALUE.")
-                settings[key.strip()] = value.strip()
+        settings = split_assignments([i for i in (settings_value or "").splitlines() if i.strip()], "Engine setting")
         created = training.init(name_value, dataset_value, engine_value,
                                 int(epochs_value) if epochs_value else None, changes, settings=settings)
         s = created.load_config().schedule
