@@ -23,7 +23,6 @@ that speaks with the models a run's checkpoint holds, the others stock.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import threading
 import time
@@ -36,6 +35,7 @@ import torch
 
 from voxmith.audio import Audio
 from voxmith.engines.base import Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune, ModelFile
+from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -133,12 +133,7 @@ class SV2TTSEngine(Engine):
         cache entries, named by its hash."""
         key = super().cache_key()
         if self._models is not None and self._encoder_file is None:  # built in memory (tests)
-            state = self._models.encoder.state_dict()
-            digest = hashlib.sha256()
-            for name in sorted(state):
-                digest.update(name.encode())
-                digest.update(state[name].detach().cpu().numpy().tobytes())
-            return f"{key}-enc-{digest.hexdigest()[:12]}"
+            return f"{key}-enc-{state_fingerprint(self._models.encoder)[:12]}"
         location = self._encoder_file or checkpoints.find_checkpoint("encoder.pt", workspace_models=self.models_dir)
         if location is None:
             return key

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from voxmith.engines.base import FinetuneSpec
+from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_bytes
 from voxmith.progress import ProgressCallback, report
@@ -155,20 +156,12 @@ def build_encoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams
                                all_losses=TRAINING_LOSSES)
 
 
-def state_hash(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def cached_gta_mels(synthesizer: torch.nn.Module, lines: Sequence[PreparedLine], batch_size: int, pad_value: float,
                     spec: FinetuneSpec, progress: Optional[ProgressCallback]) -> List[np.ndarray]:
     """`gta_mels` of `lines`, each batch cached under a key of the synthesizer's weights and the
     batch's lines (a batch's padding changes its mels, so the batch is the unit)."""
     folder = spec.cache_dir / "sv2tts-gta"
-    weights = state_hash(synthesizer)
+    weights = state_fingerprint(synthesizer)
     out: List[np.ndarray] = []
     for start in range(0, len(lines), batch_size):
         chunk = lines[start:start + batch_size]
@@ -213,4 +206,4 @@ STAGE_BUILDERS = {"synthesizer": build_synthesizer_task, "vocoder": build_vocode
 
 __all__ = ["STAGE_BUILDERS", "TRAINING_LOSSES", "build_encoder_task", "build_synthesizer_task", "build_vocoder_task",
            "cached_gta_mels",
-           "finetuned_models", "stage_defaults", "state_hash"]
+           "finetuned_models", "stage_defaults"]

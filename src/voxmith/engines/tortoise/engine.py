@@ -34,6 +34,7 @@ import torch
 from voxmith.audio import Audio
 from voxmith.engines.base import (TORCH_RNG_LOCK, Candidate, Conditioning, DeviceNeeds, Engine, EngineOption,
                                   EngineSettings, Finetune, FinetuneSpec, ModelFile, coerce_setting)
+from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -46,7 +47,7 @@ from .precision import DecoderCache, resolve_ar_precision
 from .presets import AR_PRECISIONS, DEFAULT_PRESET, PRESETS, SAMPLERS, TtsOptions, auto_batch_size, preset_options
 from .tokenizer import TextTooLongError, TortoiseTokenizer
 from .training import LOSSES, TortoiseTrainingTask, apply_finetune_state
-from .training_data import CACHE_FORMAT, dvae_fingerprint
+from .training_data import CACHE_FORMAT
 
 CONDITIONING_MODES = ("whole", "official")
 CVVP_MAX_CHUNKS = 4  # CVVP scores every take against each mel; a few chunks spread over the voice suffice
@@ -270,7 +271,7 @@ class TortoiseEngine(Engine):
         """(identity of the DVAE's weights, function giving the DVAE on this engine's device); the
         file is only found, downloaded and loaded when the function is called."""
         if self.dvae is not None:
-            return dvae_fingerprint(self.dvae), lambda: self.dvae.to(self.device).eval()
+            return state_fingerprint(self.dvae)[:16], lambda: self.dvae.to(self.device).eval()
         loaded: list = []
 
         def load():

@@ -104,15 +104,6 @@ def codes_for_wave(dvae: DiscreteVAE, wave: torch.Tensor) -> torch.Tensor:
     return codes[:wave.shape[-1] // SAMPLES_PER_CODE + 1].cpu()
 
 
-def dvae_fingerprint(dvae: DiscreteVAE) -> str:
-    """Identifies the DVAE's weights (part of the code cache's key)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(dvae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 class CodeCache:
     """Codes per clip under `folder`, one file per audio content hash; written atomically."""
 
@@ -263,5 +254,5 @@ def check_enough(prepared: Sequence[PreparedLine], skipped: Sequence[str], batch
                        f"{batch_size}; add lines or lower the batch size.{why}")
 
 
-__all__ = ["PreparedLine", "TortoiseBatch", "CodeCache", "prepare_lines", "codes_for_wave", "dvae_fingerprint",
+__all__ = ["PreparedLine", "TortoiseBatch", "CodeCache", "prepare_lines", "codes_for_wave",
            "epoch_batches", "validation_batches", "check_enough", "MAX_WAV_SAMPLES", "CONDITIONING_SAMPLES"]
