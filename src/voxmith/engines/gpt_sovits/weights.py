@@ -37,7 +37,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from voxmith.download import DownloadError, download_file, free_bytes, hf_hub_cache, search_folders, size_text
@@ -116,6 +116,7 @@ FILES: Tuple[WeightFile, ...] = (
 )
 BY_PATH: Dict[str, WeightFile] = {f.path: f for f in FILES}
 TAGGER_FOLDER = "nltk_data/taggers/averaged_perceptron_tagger_eng"
+TAGGER_WEIGHTS = "averaged_perceptron_tagger_eng.weights.json"  # unpacked last: its presence means complete
 
 
 def version_files(version: str) -> Tuple[str, ...]:
@@ -183,7 +184,7 @@ def find_file(path: str, models_dir=None, workspace_models=None) -> Optional[Loc
     looking_for = TAGGER_FOLDER if path == NLTK_TAGGER else path
     for folder, label in search_dirs(models_dir, workspace_models):
         candidate = folder / looking_for
-        if (candidate / "averaged_perceptron_tagger_eng.weights.json").is_file() if path == NLTK_TAGGER \
+        if (candidate / TAGGER_WEIGHTS).is_file() if path == NLTK_TAGGER \
                 else candidate.is_file():
             return Location(candidate, label)
     if path == NLTK_TAGGER:
@@ -294,48 +295,28 @@ def download_files(paths: Sequence[str], folder: os.PathLike,
         url = file_url(path)
         target = download_file(url, folder / path, progress=progress, stage=f"downloading {Path(path).name}",
                                headers=_auth_headers(url), offline_hint=_offline_hint(folder))
-        if path == NLTK_TAGGER:
-            target = _unpack_tagger(target, folder)
+        if path == NLTK_TAGGER:  # only the tagger's three JSON files
+            target = _unpack(target, folder / TAGGER_FOLDER, "The NLTK tagger download", TAGGER_WEIGHTS,
+                             lambda name: name.startswith("averaged_perceptron_tagger_eng.") and name.endswith(".json"))
         elif path == G2PW_ZIP:
-            target = _unpack_g2pw(target, folder)
+            target = _unpack(target, folder / G2PW_FOLDER, "The G2PW download", "g2pW.onnx",
+                             lambda name: not name.startswith("."))
         result[path] = target
     return result
 
 
-def _unpack_tagger(archive: Path, folder: Path) -> Path:
-    """Unpack NLTK's tagger zip into `<folder>/nltk_data/taggers/` (only its three JSON files)."""
-    target = folder / TAGGER_FOLDER
+def _unpack(archive: Path, target: Path, what: str, marker: str, keep: Callable[[str], bool]) -> Path:
+    """Unpack the files of zip `archive` whose base names `keep` accepts (from any folder inside
+    it) into `target`, then delete the archive. Streamed, each file written under a temporary name
+    first and `marker` last: its presence is what the finders take for a complete folder, so an
+    unpack cut short is found incomplete and done again."""
     target.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.namelist():
-                name = Path(member).name
-                if name.startswith("averaged_perceptron_tagger_eng.") and name.endswith(".json"):
-                    tmp = target / (name + ".tmp")
-                    tmp.write_bytes(zipped.read(member))
-                    os.replace(tmp, target / name)
-    except zipfile.BadZipFile:
-        archive.unlink(missing_ok=True)
-        raise DownloadError(f"The NLTK tagger download {archive.name} is not a zip archive; it was "
-                            "deleted. Try again.") from None
-    if not (target / "averaged_perceptron_tagger_eng.weights.json").is_file():
-        raise DownloadError(f"{archive.name} does not hold NLTK's English tagger files.")
-    archive.unlink(missing_ok=True)
-    return target
-
-
-def _unpack_g2pw(archive: Path, folder: Path) -> Path:
-    """Unpack the G2PW zip's files (any folder inside it) into `<folder>/G2PWModel/`, streamed, each
-    file written under a temporary name first, g2pW.onnx last: its presence is what `_find_g2pw`
-    takes for a complete folder, so an unpack cut short is found incomplete and done again."""
-    target = folder / G2PW_FOLDER
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = sorted(zipped.infolist(), key=lambda m: Path(m.filename).name == "g2pW.onnx")
+            members = sorted(zipped.infolist(), key=lambda m: Path(m.filename).name == marker)
             for member in members:
                 name = Path(member.filename).name
-                if member.is_dir() or not name or name.startswith("."):
+                if member.is_dir() or not name or not keep(name):
                     continue
                 tmp = target / (name + ".tmp")
                 with zipped.open(member) as source, open(tmp, "wb") as sink:
@@ -343,9 +324,9 @@ def _unpack_g2pw(archive: Path, folder: Path) -> Path:
                 os.replace(tmp, target / name)
     except zipfile.BadZipFile:
         archive.unlink(missing_ok=True)
-        raise DownloadError(f"The G2PW download {archive.name} is not a zip archive; it was deleted. Try again.") from None
-    if not (target / "g2pW.onnx").is_file():
-        raise DownloadError(f"{archive.name} does not hold g2pW.onnx.")
+        raise DownloadError(f"{what} {archive.name} is not a zip archive; it was deleted. Try again.") from None
+    if not (target / marker).is_file():
+        raise DownloadError(f"{archive.name} does not hold {marker}.")
     archive.unlink(missing_ok=True)
     return target
 
