@@ -26,6 +26,8 @@ def test_shell_strings_are_read_as_literals_like_the_official_hparams():
     ({"stages": "vocoder"}, "Known: stage"),
     ({"stage": "decoder"}, "synthesizer, vocoder"),
     ({"max_mel_frames": "9.5"}, "whole number"),
+    ({"ground_truth": "maybe"}, "true or false"),
+    ({"rescaling_max": float("nan")}, "should be a number"),  # from a config.yaml (.nan)
     ({"tts_schedule": "[(2, 1e-3)]"}, "sessions"),
     ({"tts_schedule": "[(2, 1e-3, 100, 12), (2, 1e-4, 50, 12)]"}, "previous"),
     ({"tts_schedule": "[(2, 1e-3, 100, 12), (2, 1e-4, 200, 8)]"}, "--batch-size"),

@@ -177,7 +177,7 @@ def _section_from_dict(section_type: Any, data: Any, where: str) -> Any:
                            f"known settings are {', '.join(names)}.")
     free = {f.name for f in dataclasses.fields(default) if f.metadata.get("free")}
     values = {name: _free(data[name], f"{where}: '{name}'") if name in free
-              else _coerce(data[name], getattr(default, name), f"{where}: '{name}'")
+              else typed_value(data[name], getattr(default, name), f"{where}: '{name}'")
               for name in names if name in data}
     return dataclasses.replace(default, **values, **internal)
 
@@ -191,14 +191,18 @@ def _free(value: Any, where: str) -> dict:
     return dict(value)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Check `value` against the type of the field's default (the config's only types)."""
+def typed_value(value: Any, default: Any, where: str) -> Any:
+    """`value` checked against the type of a setting's default (bool, int, float, str, a dict of
+    numbers, a list of ints or of strs: a config's only types; a whole number where a float is
+    expected is read as one, NaN and infinities are refused); else
+    VoxmithError "<where> should be <what the default is>, not <value>". Engines' own typed settings
+    use it too, handling their other types first."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     elif isinstance(default, str):
         ok = isinstance(value, str)

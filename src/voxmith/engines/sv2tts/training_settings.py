@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from voxmith.errors import VoxmithError
+from voxmith.training.config import typed_value
 
 from .tacotron import MAX_R
 
@@ -146,34 +146,21 @@ def _literal(value: Any) -> Any:
 
 
 def _typed(name: str, value: Any, default: Any) -> Any:
-    """`value` as the type of the field's default, or VoxmithError saying what was expected."""
-    if isinstance(default, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
-            value = value.lower() in ("true", "yes", "on")
-        if isinstance(value, bool):
-            return value
-        expected = "True or False"
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        expected = "a whole number"
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        expected = "a number"
-    elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-        expected = "text"
-    else:  # tts_schedule
+    """`value` as the type of the field's default (the run config's check, after the two things
+    only these settings have: a switch given in words on the command line, and tts_schedule)."""
+    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on",
+                                                                                 "off"):
+        return value.lower() in ("true", "yes", "on")
+    if isinstance(default, tuple):  # tts_schedule
         sessions = value if isinstance(value, (list, tuple)) else None
         if sessions and all(isinstance(s, (list, tuple)) and len(s) == 4 for s in sessions):
             try:
                 return tuple((_whole(s[0]), float(s[1]), _whole(s[2]), _whole(s[3])) for s in sessions)
             except (TypeError, ValueError):
                 pass
-        expected = "a list of sessions (r, lr, step, batch_size), like [(2, 3e-5, 320000, 12)]"
-    raise VoxmithError(f"sv2tts: '{name}' should be {expected}, not {value!r}.")
+        raise VoxmithError(f"sv2tts: '{name}' should be a list of sessions (r, lr, step, batch_size), like "
+                           f"[(2, 3e-5, 320000, 12)], not {value!r}.")
+    return typed_value(value, default, f"sv2tts: '{name}'")
 
 
 def _whole(value: Any) -> int:
