@@ -20,7 +20,7 @@ from voxmith.engines.sv2tts.encoder_data import (BatchShape, EncoderBatch, Encod
                                                  load_speakers)
 from voxmith.engines.sv2tts.encoder_training import (ENCODER_TRAINING_DEFAULTS, LOSS, LOSSES, OPTIMIZER_OPTIONS,
                                                      EncoderTrainingModel, EncoderTrainingSettings,
-                                                     EncoderTrainingTask, encoder_state, pretrained_encoder)
+                                                     EncoderTrainingTask, pretrained_encoder)
 from voxmith.engines.sv2tts.hparams import EncoderConfig
 from voxmith.engines.sv2tts.speaker_encoder import SpeakerEncoder
 from voxmith.errors import VoxmithError
@@ -224,8 +224,8 @@ def test_fine_tuning_the_pretrained_encoder_on_real_voices_resumes_and_draws_its
     resumed = run.checkpoints.load(result.checkpoint)["model"]
     uninterrupted = TrainingRun(tmp_path / "training" / "straight").checkpoints.load(straight.checkpoint)["model"]
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
-    # The weights come back by the official key names, loadable into the engine's encoder.
-    state = encoder_state(resumed)
+    # The weights are the official key names after "encoder.", loadable into the engine's encoder.
+    state = {k[len("encoder."):]: v for k, v in resumed.items() if k.startswith("encoder.")}
     fresh = SpeakerEncoder(EncoderConfig())
     fresh.load_state_dict(state, strict=True)
     assert not torch.equal(state["linear.weight"], pretrained_encoder(location.path).linear.weight)

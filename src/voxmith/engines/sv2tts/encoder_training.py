@@ -14,9 +14,9 @@ optional: without it the plots are skipped with a note) and drawn coloured by sp
 `umap_<step>.png` in the run folder, and an image in the run's TensorBoard log.
 
 The encoder starts from the pretrained weights (the engine's encoder.pt) or from scratch (setting
-`from_scratch`). The checkpoint's model state is the encoder's under the prefix "encoder.";
-`encoder_state` gives it back by the official key names, which is what the sv2tts engine loads
-into its encoder when a voice uses the run. No validation split (the official training has none):
+`from_scratch`). The checkpoint's model state is the encoder's under the prefix "encoder." (by
+the official key names after it), which the sv2tts engine loads into a copy of its encoder when a
+voice uses the run (training.finetuned_models). No validation split (the official training has none):
 the validation loss is the GE2E loss of one fixed batch of the training speakers.
 """
 
@@ -225,24 +225,6 @@ def projection_figure(embeds: np.ndarray, utterances_per_speaker: int, step: int
     return figure
 
 
-def encoder_state(model_state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The encoder's weights by the official key names, from a checkpoint's model state."""
-    state = {k[len(STATE_PREFIX):]: v for k, v in model_state.items() if k.startswith(STATE_PREFIX)}
-    if not state:
-        raise VoxmithError("The checkpoint holds no speaker-encoder weights (not a speaker-encoder training run).")
-    return state
-
-
-def is_encoder_state(model_state: Mapping[str, Any]) -> bool:
-    return any(k.startswith(STATE_PREFIX + "lstm.") for k in model_state)
-
-
-def official_checkpoint(model_state: Mapping[str, torch.Tensor], step: int) -> Dict[str, Any]:
-    """The encoder as the official train.py saves it (loadable by the official code and by voxmith
-    as an encoder.pt): its next step and its model state (no optimizer state)."""
-    return {"step": int(step) + 1, "model_state": encoder_state(model_state)}
-
-
 __all__ = ["ENCODER_TRAINING_DEFAULTS", "EncoderTrainingModel", "EncoderTrainingSettings", "EncoderTrainingTask",
-           "LOSS", "LOSSES", "OPTIMIZER_OPTIONS", "SIMILARITY_GRAD_SCALE", "encoder_state", "is_encoder_state",
-           "new_encoder", "official_checkpoint", "pretrained_encoder", "projection_figure"]
+           "LOSS", "LOSSES", "OPTIMIZER_OPTIONS", "SIMILARITY_GRAD_SCALE", "new_encoder",
+           "pretrained_encoder", "projection_figure"]
