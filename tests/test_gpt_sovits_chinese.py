@@ -151,9 +151,15 @@ def test_engine_speaks_chinese_with_tiny_models(demo_audio):
                     "reference_text": np.asarray("\u4eca\u5929\u5929\u6c14\u5f88\u597d\u3002"),
                     "reference_language": np.asarray("zh")}
     settings = GptSovitsSettings(language="zh", top_k=5)
+    read_by_bert = []
+    features = models.chinese_bert.phone_features
+    models.chinese_bert.phone_features = lambda text, word2ph: read_by_bert.append(text) or features(text, word2ph)
     takes = engine.synthesize("\u4f60\u597d\uff0c\u4e16\u754c\uff01\u8fd9\u662f2024\u5e74\u3002", conditioning,
                               settings, seed=3, candidates=1)
     take = takes[0]
+    assert read_by_bert.count("\u4eca\u5929\u5929\u6c14\u5f88\u597d.") == 1  # the transcript once, not per piece
+    assert len(read_by_bert) == 3
+    del models.chinese_bert.phone_features
     assert take.samples.ndim == 1 and take.samples.size > 0 and np.isfinite(take.samples).all()
     # cut5 pieces; those under 5 characters joined to the next, as officially
     assert take.details["pieces"] == ["\u4f60\u597d,\u4e16\u754c!", "\u8fd9\u662f\u4e8c\u96f6\u4e8c\u56db\u5e74."]

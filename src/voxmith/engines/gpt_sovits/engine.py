@@ -583,10 +583,12 @@ class GptSovitsEngine(Engine):
         codes_made: List[List[int]] = [[] for _ in seeds]
         needs_bert = any(run.language == "zh" for piece in pieces for run in (*prompt["runs"], *piece.runs))
         bert = self.chinese_bert(models) if needs_bert else None
+        # The reference transcript's features are the same before every piece: one RoBERTa pass.
+        prompt_features = bert_features(prompt["runs"], bert)
         for index, piece in enumerate(pieces):
             report(progress, "gpt-sovits: synthesising", index, len(pieces))
             all_phones = list(prompt["phones"]) + list(piece.phone_ids)
-            features = bert_features((*prompt["runs"], *piece.runs), bert)
+            features = np.concatenate([prompt_features, bert_features(piece.runs, bert)], axis=1)
             takes = generate_semantic_candidates(t2s, torch.tensor(all_phones, dtype=torch.long),
                                                  torch.from_numpy(features), prompt["codes"],
                                                  settings.sampling(), generators,
