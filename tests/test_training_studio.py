@@ -53,7 +53,13 @@ def test_init_explains_bad_settings_and_validate_reads_edits(workspace):
     assert result.exit_code == 1 and "already exists" in result.output
 
 
-def test_train_resume_show_use_and_speak(workspace, tmp_path):
+def test_train_resume_show_use_and_speak(workspace, tmp_path, monkeypatch):
+    from voxmith.studio.training_runs import TrainingRuns
+
+    def scanned(self):
+        raise AssertionError("a piper-vc run read every speaker of the workspace (only speaker-encoder training needs them)")
+
+    monkeypatch.setattr(TrainingRuns, "speakers", scanned)
     assert run_cli(workspace, "train", "init", "ft", "--dataset", "demo-ds", "--engine", "piper-vc",
                    "--epochs", "3").exit_code == 0
     result = run_cli(workspace, "train", "run", "ft")

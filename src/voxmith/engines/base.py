@@ -193,8 +193,9 @@ class FinetuneSpec:
     run_weights: Optional[Callable[[str], "Finetune"]] = field(default=None, compare=False)
     # Every speaker of the workspace as (name, audio files): each voice's clips and each dataset's
     # usable segments, a voice and a dataset of the same name being one speaker. For training that
-    # compares speakers (sv2tts' speaker encoder); other engines ignore it.
-    speakers: Tuple[Tuple[str, Tuple[Path, ...]], ...] = ()
+    # compares speakers (sv2tts' speaker encoder), which calls it; a function because finding them
+    # reads every dataset's manifest, which other engines' runs need not pay for.
+    speakers: Callable[[], Tuple[Tuple[str, Tuple[Path, ...]], ...]] = field(default=lambda: (), compare=False)
 
 
 @dataclass(frozen=True)

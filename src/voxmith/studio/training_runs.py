@@ -191,7 +191,7 @@ class TrainingRuns:
             epochs=config.schedule.epochs,
             settings=type(engine).parse_training_settings(config.engine.settings),
             run_weights=lambda other: self.finetune(other)[0],
-            speakers=self.speakers())
+            speakers=self.speakers)
         task = engine.training_task(spec, progress)
         return train_loop(task, run, config=config, force_restart=force_restart, commands=commands,
                           progress=progress, handle_sigint=handle_sigint)

@@ -151,7 +151,7 @@ def build_encoder_task(engine: Any, spec: FinetuneSpec, hparams: TrainingHparams
     if encoder is None or settings.from_scratch:
         config = encoder.config if encoder is not None else (engine.model_configs or {}).get("encoder.pt")
         encoder = new_encoder(config or EncoderConfig(), spec.seed).to(engine.device)
-    sources = [SpeakerSource(name, tuple(files)) for name, files in spec.speakers]
+    sources = [SpeakerSource(name, tuple(files)) for name, files in spec.speakers()]
     return EncoderTrainingTask(encoder, sources, settings, seed=spec.seed, cache_dir=spec.cache_dir, progress=progress,
                                all_losses=TRAINING_LOSSES)
 
