@@ -333,3 +333,71 @@ def test_dataset_finetune_replaces_the_enrollment_network(engine, enrolled_demo,
     run = trained[1]
     variant = engine.with_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "latest"))
     assert np.array_equal(speak_with(variant, cond), speak_with(variant, analytic))
+
+
+# The intelligibility guard when a dataset fine-tune is put to use (engine.check_finetune).
+
+def scripted_check(variant, cond, garbled):
+    """check_finetune on `variant` with a ScriptedListener in place of synthesis and Whisper."""
+    listener = ScriptedListener(garbled)
+    variant._guard_speaker = lambda conditioning_at, rate, base_name="joe": listener.speak
+    variant._base_speaker = lambda rate, voice: listener.speak
+    try:
+        events = []
+        return variant.check_finetune(cond, progress=events.append, transcribe=listener.transcribe), events
+    finally:
+        del variant._guard_speaker, variant._base_speaker
+
+
+def test_finetune_check_passes_backs_off_the_network_or_refuses(engine, trained):
+    from voxmith.engines import FINETUNE_REFUSED
+    from voxmith.engines.piper_vc import guard
+
+    task, run, _, _, _ = trained
+    cond = base_conditioning(task)
+    variant = engine.with_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "check"))
+    # Heard as well as the base voice: used at full strength, nothing reduced.
+    good, events = scripted_check(variant, cond, lambda s: 0)
+    assert FINETUNE_REFUSED not in good
+    notes = variant.conditioning_notes({**cond, **good})
+    assert notes["reduced"] == [] and notes["strengths"]["network"] == 1.0
+    assert notes["words"] == sum(len(t.split()) for t in guard.CHECK_SENTENCES)
+    assert {"measuring the base voice (fine-tuned weights)",
+            "checking intelligibility (fine-tuned weights)"} <= {e.stage for e in events}
+    # A fine-tune whose network babbles: the network is backed off, nothing else.
+    babbling, _ = scripted_check(variant, cond, lambda s: 3 if s.network > 0 else 0)
+    notes = variant.conditioning_notes({**cond, **babbling})
+    assert FINETUNE_REFUSED not in babbling
+    assert [s.split()[0] for s in notes["reduced"]] == ["network", "network"]
+    assert notes["strengths"] == {"network": 0.0, "ridge": 1.0, "warp": 1.0, "statistics": 1.0}
+    # Hopeless: every step of the fine-tune ladder (never the warp: no data to refit it) and refused.
+    hopeless, _ = scripted_check(variant, cond, lambda s: 3)
+    notes = variant.conditioning_notes({**cond, **hopeless})
+    assert [s.split()[0] for s in notes["reduced"]] == ["network", "network", "ridge", "statistics", "statistics"]
+    message = str(hopeless[FINETUNE_REFUSED])
+    assert "word errors" in message and f"makes {notes['errors']}" in message and "babble" in message
+    # The stock engine checks nothing; the key follows the weights, not the Finetune's name.
+    assert engine.finetune_check_key() is None and engine.check_finetune(cond) == {}
+    same = engine.with_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "again"))
+    untrained = engine.with_finetune(as_finetune(trained[3], "untrained"))
+    assert same.finetune_check_key() == variant.finetune_check_key() != untrained.finetune_check_key()
+
+
+def test_finetune_synthesis_follows_the_strengths_its_check_allowed(engine, trained):
+    from voxmith.engines.piper_vc import guard
+    from voxmith.engines.piper_vc.engine import FINETUNE_PREFIX
+
+    task, run, _, _, _ = trained
+    cond = base_conditioning(task)
+    variant = engine.with_finetune(as_finetune(run.checkpoints.load(run.checkpoints.latest())["model"], "check"))
+    reduced = guard.Strengths(network=0.0, ridge=0.0, statistics=0.5)
+    checked = guard.GuardResult(reduced, 1, 2, 53, ["network 1 -> 0: ..."], 5).to_conditioning(FINETUNE_PREFIX)
+    take = variant.synthesize(TEXT, {**cond, **checked}, variant.settings_class(), seed=3)[0]
+    # No network, no ridge, half the envelope change: exactly the stock conversion so reduced.
+    stock = speak(engine, {**cond, **guard.Strengths(ridge=0.0, statistics=0.5).to_conditioning()})
+    assert np.array_equal(take.samples, stock)
+    assert not np.array_equal(take.samples, speak(variant, cond))  # unchecked: everything at full strength
+    assert take.details["guard"]["checked"] == "fine-tuned weights"
+    assert take.details["guard"]["strengths"]["statistics"] == 0.5 and take.details["postnet_mix"] == 0.0
+    # The enrollment's own reductions (unprefixed) are not the fine-tune's.
+    assert np.array_equal(speak(variant, {**cond, **reduced.to_conditioning()}), speak(variant, cond))

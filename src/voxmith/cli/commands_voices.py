@@ -84,17 +84,27 @@ def list_voices(obj):
 @click.option("--stock", is_flag=True, help="Go back to the engine's stock weights.")
 @click.pass_obj
 def use(obj, name, run, checkpoint, stock):
-    """Make voice NAME speak with a fine-tuned run's weights (or --stock ones) from now on."""
+    """Make voice NAME speak with a fine-tuned run's weights (or --stock ones) from now on.
+
+    piper-vc weights are first checked on the voice (its intelligibility guard, as at enrollment):
+    what the fine-tune adds is backed off until Whisper hears the voice as well as the base voice,
+    and weights that babble even then are refused, the voice keeping its current setting."""
     from voxmith.errors import VoxmithError
 
     if bool(run) == stock:
         raise VoxmithError("Say which weights to use: --run RUN [--checkpoint latest|best|STEP], or --stock.")
-    choice = obj.studio.training.use(name, None if stock else run, checkpoint)
+    progress = obj.progress()
+    try:
+        choice = obj.studio.training.use(name, None if stock else run, checkpoint, progress=progress)
+    finally:
+        progress.close()
     if choice is None:
         click.echo(f"Voice '{name}' speaks with the stock weights again.")
     else:
         click.echo(f"Voice '{name}' now speaks with run '{run}' ({checkpoint}: step {choice['step']} now) "
                    f"when the {choice['engine']} engine is used.")
+        if choice.get("check"):
+            click.echo(format_finetune_check(choice["check"]))
 
 
 @voices.command("show")
@@ -111,8 +121,9 @@ def show(obj, name, as_json, engine):
     progress.close()
     notes = obj.studio.enrollment_notes(name, engine) if engine else obj.studio.enrollment_notes(name)
     kept = obj.studio.voice_engine_settings(name, engine) if engine else {}
+    finetune = obj.studio.voices.get(name).metadata.get("finetune")  # with its check (`voices use`)
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "enrollment": notes,
+        click.echo(json.dumps({**report.to_dict(), "enrollment": notes, "finetune": finetune,
                                **({"engine_settings": kept} if engine else {})}, indent=2))
         return
     click.echo(format_report(report))
@@ -120,9 +131,23 @@ def show(obj, name, as_json, engine):
         click.echo(format_engine_notes(engine, notes))
     else:
         click.echo(format_enrollment(notes))
+    if finetune and finetune.get("check"):
+        click.echo(format_finetune_check(finetune["check"]))
     if kept:
         click.echo(f"* Settings this voice keeps for {engine}: "
                    + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in kept.items()))
+
+
+def format_finetune_check(check: dict) -> str:
+    """The intelligibility check of the fine-tuned weights a voice uses (`voices use`) as text."""
+    lines = [f"* Fine-tune check (step {check['step']}): {check['errors']} word errors in {check['words']} words "
+             f"({check['base_errors']} for the unconverted base voice)."]
+    if check.get("reduced"):
+        lines.append("* To keep the voice intelligible with these weights, the check reduced:")
+        lines += [f"    - {step}" for step in check["reduced"]]
+    else:
+        lines.append("* The fine-tuned weights are used at full strength.")
+    return "\n".join(lines)
 
 
 def format_engine_notes(engine: str, notes: dict) -> str:

@@ -4,7 +4,8 @@ Each engine lives in its own subpackage (one file per model) and is imported onl
 """
 
 from voxmith.engines.base import (Candidate, Conditioning, Converter, DeviceNeeds, Engine, EngineOption,
-                                  EngineSettings, Finetune, FinetuneSpec, LoraSpec, ModelFile, TrainingLine)
+                                  EngineSettings, FINETUNE_REFUSED, Finetune, FinetuneSpec, LoraSpec, ModelFile,
+                                  TrainingLine)
 from voxmith.engines.device import resolve_device
 from voxmith.engines.registry import available_engines, create_engine, engine_class, register_engine
 
@@ -16,6 +17,7 @@ __all__ = [
     "Engine",
     "EngineOption",
     "EngineSettings",
+    "FINETUNE_REFUSED",
     "Finetune",
     "FinetuneSpec",
     "LoraSpec",

@@ -44,6 +44,8 @@ TORCH_RNG_LOCK = threading.RLock()
 # Fine-tuned variants an engine keeps loaded (least recently used dropped first): each may hold a
 # copy of a large model, and a web UI or server rarely alternates between more than two.
 FINETUNES_KEPT = 2
+# The key under which `Engine.check_finetune` says, in words, why weights must not be used.
+FINETUNE_REFUSED = "finetune.refused"
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,21 @@ class Engine(ABC):
         can with this (stock) engine and never changing it. Called by `with_finetune`, once per
         key; engines that train override it and raise VoxmithError for weights that do not fit."""
         raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
+
+    def finetune_check_key(self) -> Optional[str]:
+        """For a fine-tuned variant whose weights are checked on a voice before it speaks with them
+        (`check_finetune`): what the check's outcome depends on besides the voice's conditioning
+        (a digest of the weights, the check's version), so the studio runs it once per voice and
+        weights. None (the default, and for stock engines): nothing to check."""
+        return None
+
+    def check_finetune(self, conditioning: Conditioning,
+                       progress: Optional[ProgressCallback] = None) -> Conditioning:
+        """Check this variant's fine-tuned weights on the voice of `conditioning` (only called when
+        `finetune_check_key` is not None): the entries to add to the voice's conditioning whenever
+        it speaks with these weights, with FINETUNE_REFUSED (a message) when they must not be used
+        at all. A pure function of the weights and the conditioning."""
+        return {}
 
     def resolved_settings(self, settings: EngineSettings) -> EngineSettings:
         """`settings` with machine-dependent choices (an `auto` precision) replaced by what this

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from voxmith.audio.io import WRITABLE_EXTENSIONS
 from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
-from voxmith.engines import Conditioning, Engine, available_engines, create_engine, engine_class, resolve_device
+from voxmith.engines import (FINETUNE_REFUSED, Conditioning, Engine, Finetune, available_engines, create_engine,
+                             engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import fingerprint_files, reserve_file
@@ -78,7 +79,8 @@ class Studio:
         from voxmith.studio.training_runs import TrainingRuns  # torch loads only when training is used
 
         return TrainingRuns(self.workspace.training_dir, self.datasets, self.voices,
-                            device_request=self.device_request, models_dir=self.workspace.models_dir)
+                            device_request=self.device_request, models_dir=self.workspace.models_dir,
+                            check_finetune=self.check_finetune)
 
     def engine(self, name: str = DEFAULT_ENGINE) -> Engine:
         with self._engines_lock:
@@ -252,6 +254,8 @@ class Studio:
             report(progress, f"preparing voice '{voice.name}' for {engine.name}", 0, None,
                    "first use: enrolling" if not self._is_prepared(voice, engine) else "cached")
             conditioning, _ = self.conditioning(voice, engine, progress)
+            conditioning = self._finetune_checked(voice.cache, self._conditioning_key(voice, engine), engine,
+                                                  conditioning, f"Voice '{voice.name}'", progress)
             if embed:
                 _, embedding, _ = voice_embeddings(voice, "cpu", progress)
             source = {"voice": {"name": voice.name, "fingerprint": voice.fingerprint(),
@@ -264,13 +268,51 @@ class Studio:
         # slow: their conditioning is cached in the workspace by content fingerprint.
         cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
         tag = selection_tag([c.duration_s for c in clips])  # long clips: a bounded selection of them
+        key = CacheKey(engine.name, engine.cache_key() + tag, fingerprint)
         conditioning, _ = cache.get_or_compute(
-            CacheKey(engine.name, engine.cache_key() + tag, fingerprint),
-            lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress))
+            key, lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress))
+        conditioning = self._finetune_checked(cache, key, engine, conditioning, "The reference clips' voice", progress)
         if embed:
             embedding = reference_embedding(clips)
         source = {"refs": {"files": [str(p) for p in paths], "fingerprint": fingerprint}}
         return conditioning, embedding, source, "_refs"
+
+    # --- checking fine-tuned weights on a voice ---------------------------------------------------
+
+    def check_finetune(self, voice: Voice | str, finetune: Finetune, engine_name: str,
+                       progress: Optional[ProgressCallback] = None) -> Optional[dict]:
+        """Check `finetune` (weights for `engine_name`) on `voice` as speaking with them would
+        (enrolling the voice first if needed; see `_finetune_checked`): the engine's notes on the
+        outcome, None for engines that check nothing. Raises VoxmithError when they are refused.
+        `TrainingRuns.use` calls it before a voice is set to use a run."""
+        voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        engine = self.engine(engine_name).with_finetune(finetune)
+        if engine.finetune_check_key() is None:
+            return None
+        conditioning, _ = self.conditioning(voice, engine, progress)
+        checked = self._finetune_checked(voice.cache, self._conditioning_key(voice, engine), engine, conditioning,
+                                         f"Voice '{voice.name}'", progress)
+        return engine.conditioning_notes(checked)
+
+    @staticmethod
+    def _finetune_checked(cache: ConditioningCache, key: CacheKey, engine: Engine, conditioning: Conditioning,
+                          owner: str, progress: Optional[ProgressCallback]) -> Conditioning:
+        """`conditioning` (cached under `key` in `cache`) with what the check of `engine`'s fine-tuned
+        weights on that voice found (Engine.check_finetune). It runs once per voice and weights: the
+        outcome, a refusal included, is cached beside the conditioning, keyed by the weights' digest.
+        Raises VoxmithError, naming `owner` (the voice), when the weights are refused."""
+        check = engine.finetune_check_key() if engine.finetune is not None else None
+        if check is None:
+            return conditioning
+        checked, _ = cache.get_or_compute(
+            CacheKey(f"{key.namespace}.finetune-{check}", key.producer_version, key.fingerprint),
+            lambda: engine.check_finetune(conditioning, progress),
+            {"finetune": engine.finetune.description})
+        if FINETUNE_REFUSED in checked:
+            raise VoxmithError(f"{owner} cannot speak with the fine-tuned weights of {engine.finetune.description}: "
+                               f"{checked[FINETUNE_REFUSED]}. Choose another checkpoint or run, or the stock "
+                               "weights (--stock).")
+        return {**conditioning, **checked}
 
     # --- converting recordings ------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import os
 from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from voxmith.datasets import DatasetLibrary
 from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, available_engines, create_engine,
@@ -61,15 +61,19 @@ class RunSummary:
 class TrainingRuns:
     """The workspace's `training/` folder, with the datasets runs train on and the voices that
     speak with them. `device_request` ("auto", "cpu", "cuda:1"...) is resolved when training starts;
-    `models_dir` is where engines find their weights."""
+    `models_dir` is where engines find their weights. `check_finetune(voice, finetune, engine,
+    progress)` (the studio's `Studio.check_finetune`) checks weights on a voice before `use` gives
+    them to it: its notes, None when the engine checks nothing; it raises to refuse them."""
 
     def __init__(self, root: Path, datasets: DatasetLibrary, voices: VoiceLibrary, *,
-                 device_request: str = "auto", models_dir: Optional[Path] = None):
+                 device_request: str = "auto", models_dir: Optional[Path] = None,
+                 check_finetune: Optional[Callable[..., Optional[dict]]] = None):
         self.root = Path(root)
         self.datasets = datasets
         self.voices = voices
         self.device_request = device_request
         self.models_dir = models_dir
+        self.check_finetune = check_finetune
 
     # --- creating and checking ------------------------------------------------------------------
 
@@ -282,17 +286,23 @@ class TrainingRuns:
             config=config.to_dict(),
         ), config.data.engine, info
 
-    def use(self, voice: str, run: Optional[str], which: str | int = "latest") -> Optional[dict]:
-        """Make `voice` speak with run `run`'s weights (checked now), or stock weights if `run` is None."""
+    def use(self, voice: str, run: Optional[str], which: str | int = "latest",
+            progress: Optional[ProgressCallback] = None) -> Optional[dict]:
+        """Make `voice` speak with run `run`'s weights, or stock weights if `run` is None. The
+        checkpoint is checked now, and so are the weights on the voice (`check_finetune`: for
+        piper-vc the intelligibility guard, whose notes are kept with the choice as "check");
+        refused weights leave the voice's setting as it was."""
         target = self.voices.get(voice)
         if run is None:
             target.update_metadata(finetune=None)
             return None
         if str(which) not in CHECKPOINT_CHOICES:
             which = _parse_step(which)
-        info = self.find_checkpoint(run, which)
-        engine = self.open(run).load_config().data.engine
-        choice = {"run": run, "checkpoint": which, "engine": engine}
+        finetune, engine, info = self.finetune(run, which)
+        choice: Dict[str, Any] = {"run": run, "checkpoint": which, "engine": engine}
+        notes = self.check_finetune(target, finetune, engine, progress) if self.check_finetune else None
+        if notes is not None:  # what the check found for this step's weights (a later "latest" is checked when used)
+            choice["check"] = {"step": info.step, **notes}
         target.update_metadata(finetune=choice)
         return {**choice, "step": info.step}
 

@@ -10,7 +10,7 @@ from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.training_jobs import TrainingJobs
 from voxmith.training.losses import parse_assignments
-from voxmith.webui.progress import friendly
+from voxmith.webui.progress import friendly, to_gradio
 
 RUN_HEADERS = ["run", "engine", "dataset", "progress", "last loss", "best validation"]
 POLL_SECONDS = 2.0
@@ -140,12 +140,17 @@ def build(studio, voice_choices):
         return text, plot_path, choices, _runs_table(training, summaries)
 
     @friendly
-    def use_run(voice_value, run_value, checkpoint_value):
+    def use_run(voice_value, run_value, checkpoint_value, progress=gr.Progress()):
         if not voice_value or not run_value:
             raise VoxmithError("Pick a voice and a run.")
-        choice = training.use(voice_value, run_value, checkpoint_value or "latest")
+        # piper-vc weights are checked on the voice first (its intelligibility guard; refused ones
+        # leave the voice as it was), which takes a while: hence the progress.
+        choice = training.use(voice_value, run_value, checkpoint_value or "latest", progress=to_gradio(progress))
+        check = choice.get("check")
+        reduced = (" The intelligibility check reduced: " + "; ".join(check["reduced"]) + "."
+                   if check and check["reduced"] else "")
         return (f"Voice **{voice_value}** now speaks with run **{run_value}** ({checkpoint_value}: step "
-                f"{choice['step']}) when the {choice['engine']} engine is used.")
+                f"{choice['step']}) when the {choice['engine']} engine is used.{reduced}")
 
     @friendly
     def use_stock(voice_value):

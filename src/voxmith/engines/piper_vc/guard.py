@@ -16,6 +16,10 @@ instead of words being lost. Each step taken is recorded in words, with the erro
 caused it, in the conditioning (`guard.*`), and from there in every take's details (the result
 sidecar).
 
+A dataset fine-tune is checked the same way when it is put to use (engine.check_finetune): the same
+sentences, tolerance and floor, backed off along FINETUNE_LADDER, recorded under a `finetune.`
+prefix; weights that stay unintelligible with everything backed off are refused.
+
 Not here: fitting anything (enrollment.py, adaptation.py) or synthesis itself (engine.py hands the
 guard a `Speaker`).
 """
@@ -57,6 +61,10 @@ LADDER: Tuple[Tuple[str, Tuple[float, ...]], ...] = (
 )
 KEYS = {"network": "postnet_scale", "ridge": "guard.ridge_scale", "warp": "guard.warp_scale",
         "statistics": "guard.spectral_scale"}
+# The ladder for a dataset fine-tune (engine.check_finetune): its network, then the ridge and the
+# statistics of the conversion its checkpoint carries. The warp is kept: the checkpoint holds no
+# data to refit it on, and with the statistics at 0 the envelope (warp included) is joe's anyway.
+FINETUNE_LADDER = tuple(step for step in LADDER if step[0] != "warp")
 
 
 def tolerance_words(words: int) -> int:
@@ -71,9 +79,9 @@ class Strengths:
     warp: float = 1.0  # fraction of the enrolled warp (the statistics are refitted at it)
     statistics: float = 1.0  # share of the envelope change applied (render.render spectral_scale)
 
-    def to_conditioning(self) -> Dict[str, np.ndarray]:
-        """The conditioning keys synthesis reads the strengths from (KEYS)."""
-        return {key: np.asarray(getattr(self, name), np.float64) for name, key in KEYS.items()}
+    def to_conditioning(self, prefix: str = "") -> Dict[str, np.ndarray]:
+        """The conditioning keys synthesis reads the strengths from (KEYS, after `prefix`)."""
+        return {prefix + key: np.asarray(getattr(self, name), np.float64) for name, key in KEYS.items()}
 
 
 @dataclass
@@ -83,23 +91,37 @@ class GuardResult:
     errors: int  # the final conversion's (a lower bound when every step failed: see guard())
     words: int
     steps: List[str] = field(default_factory=list)  # each back-off and why, in words
+    tolerance: int = 0  # word errors allowed above base_errors
 
-    def to_conditioning(self) -> Dict[str, np.ndarray]:
-        return {**self.strengths.to_conditioning(),
-                "guard.base_errors": np.asarray(self.base_errors, np.int64),
-                "guard.errors": np.asarray(self.errors, np.int64),
-                "guard.words": np.asarray(self.words, np.int64),
-                "guard.steps": np.asarray(self.steps if self.steps else [""], dtype=str)}
+    @property
+    def passed(self) -> bool:
+        """Whether the final strengths are intelligible (False: even the last step was not)."""
+        return self.errors <= self.base_errors + self.tolerance
+
+    def to_conditioning(self, prefix: str = "") -> Dict[str, np.ndarray]:
+        """The strengths and the record, every key after `prefix` ("" for enrollment's guard)."""
+        return {**self.strengths.to_conditioning(prefix),
+                prefix + "guard.base_errors": np.asarray(self.base_errors, np.int64),
+                prefix + "guard.errors": np.asarray(self.errors, np.int64),
+                prefix + "guard.words": np.asarray(self.words, np.int64),
+                prefix + "guard.tolerance": np.asarray(self.tolerance, np.int64),
+                prefix + "guard.steps": np.asarray(self.steps if self.steps else [""], dtype=str)}
 
 
-def summary(conditioning: Dict[str, np.ndarray]) -> Optional[dict]:
-    """What the guard did for a voice, for sidecars and reports; None if it never ran."""
-    if "guard.errors" not in conditioning:
+def summary(conditioning: Dict[str, np.ndarray], prefix: str = "") -> Optional[dict]:
+    """What the guard did for a voice (its keys after `prefix`), for sidecars and reports; None if
+    it never ran."""
+    if prefix + "guard.errors" not in conditioning:
         return None
-    steps = [str(s) for s in np.asarray(conditioning["guard.steps"]).reshape(-1).tolist() if str(s)]
-    return {"base_errors": int(conditioning["guard.base_errors"]), "errors": int(conditioning["guard.errors"]),
-            "words": int(conditioning["guard.words"]), "reduced": steps,
-            "strengths": {name: float(conditioning[key]) for name, key in KEYS.items() if key in conditioning}}
+    steps = [str(s) for s in np.asarray(conditioning[prefix + "guard.steps"]).reshape(-1).tolist() if str(s)]
+    out = {"base_errors": int(conditioning[prefix + "guard.base_errors"]),
+           "errors": int(conditioning[prefix + "guard.errors"]),
+           "words": int(conditioning[prefix + "guard.words"]), "reduced": steps,
+           "strengths": {name: float(conditioning[prefix + key]) for name, key in KEYS.items()
+                         if prefix + key in conditioning}}
+    if prefix + "guard.tolerance" in conditioning:  # conditionings enrolled before it was stored lack it
+        out["tolerance"] = int(conditioning[prefix + "guard.tolerance"])
+    return out
 
 
 # speak(text, seed, strengths): the conversion at `strengths` saying `text` as synthesis would
@@ -194,8 +216,8 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
         k += 1
     if progress is not None:
         progress("checking intelligibility", total, total)
-    return GuardResult(current, base, made, words, steps)
+    return GuardResult(current, base, made, words, steps, tolerance)
 
 
-__all__ = ["CHECK_SENTENCES", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "Speaker", "Strengths",
+__all__ = ["CHECK_SENTENCES", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
            "GuardResult", "Refits", "Transcribe", "floor", "guard", "summary", "tolerance_words"]
