@@ -81,9 +81,22 @@ def test_train_resume_show_use_and_speak(workspace, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "no validated checkpoint" in result.output
     result = run_cli(workspace, "voices", "use", "demo", "--run", "ft", "--checkpoint", "9999")
     assert result.exit_code == 1 and "no checkpoint at step 9999" in result.output
+    # The weights are checked on the voice first (Whisper on the guard's sentences, for real).
     result = run_cli(workspace, "voices", "use", "demo", "--run", "ft")
     assert result.exit_code == 0 and f"step {shown['step']}" in result.output
+    assert f"Fine-tune check (step {shown['step']}):" in result.output, result.output
     assert "fine-tuned: run 'ft'" in run_cli(workspace, "voices", "list").output
+    assert f"Fine-tune check (step {shown['step']}):" in run_cli(workspace, "voices", "show", "demo").output
+    check = json.loads(run_cli(workspace, "voices", "show", "demo", "--json").output)["finetune"]["check"]
+    assert check["words"] > 0 and check["errors"] <= check["base_errors"] + check["tolerance"]
+    # The same weights again: the check is not run a second time.
+    from voxmith.engines.piper_vc import PiperVCEngine
+
+    def no_second_check(*args, **kwargs):
+        raise AssertionError("the fine-tune check ran again for the same weights")
+    monkeypatch.setattr(PiperVCEngine, "check_finetune", no_second_check)
+    result = run_cli(workspace, "voices", "use", "demo", "--run", "ft")
+    assert result.exit_code == 0 and "Fine-tune check" in result.output, result.output
 
     tuned_path, stock_path = tmp_path / "tuned.wav", tmp_path / "stock.wav"
     result = run_cli(workspace, "speak", SENTENCE, "--voice", "demo", "--seed", "3", "--no-rank",
@@ -92,6 +105,9 @@ def test_train_resume_show_use_and_speak(workspace, tmp_path, monkeypatch):
     assert f"fine-tuned weights of run 'ft', step {shown['step']}" in result.output
     sidecar = json.loads(tuned_path.with_suffix(".json").read_text())
     assert sidecar["finetune"] == {"run": "ft", "checkpoint": "latest", "step": shown["step"]}
+    takes = [take for sentence in sidecar["sentences"] for take in sentence["takes"]]
+    assert takes and all(t["details"]["guard"]["checked"] == "fine-tuned weights" for t in takes)
+    assert all(t["details"]["guard"]["strengths"] == check["strengths"] for t in takes)
     result = run_cli(workspace, "speak", SENTENCE, "--voice", "demo", "--seed", "3", "--no-rank", "--stock",
                      "-o", str(stock_path))
     assert result.exit_code == 0 and "with stock weights" in result.output
@@ -156,3 +172,78 @@ def test_loss_weights_are_the_engines_own_and_old_configs_still_load(workspace):
     listing = run_cli(workspace, "engines")
     assert "train init --loss-weight cepstral=VALUE (default 1)" in listing.output
     assert "train init --loss-weight text=VALUE (default 0.01)" in listing.output
+
+
+class Listener:
+    """Scripted listening for the guard: each rendering is remembered, and what is heard is the
+    sentence with `garbled(strengths)` of its first words replaced."""
+
+    def __init__(self, garbled):
+        self.garbled, self.said = garbled, []
+
+    def speak(self, text, seed, strengths):
+        self.said.append((text, strengths))
+        return np.full(4, len(self.said) - 1, np.float32)
+
+    def transcribe(self, samples, sample_rate_hz):
+        text, strengths = self.said[int(samples[0])]
+        words = text.split()
+        wrong = 0 if strengths is None else min(self.garbled(strengths), len(words))
+        return " ".join(["blah"] * wrong + words[wrong:])
+
+
+def test_finetune_check_backs_off_refuses_keeps_the_setting_and_runs_once(workspace, monkeypatch, tmp_path):
+    """Putting piper-vc weights to use through the studio, with what Whisper hears scripted: a
+    babbling network is backed off (and the takes say so), hopeless weights are refused and the
+    voice keeps its setting, and each voice and weights are checked once (a refusal too)."""
+    from voxmith.engines.piper_vc import guard
+    from voxmith.studio import Studio
+    from voxmith.studio.record import FinetuneChoice
+    from voxmith.studio.speech import SpeakRequest
+
+    studio = Studio(workspace, device="cpu")
+    studio.training.init("ft-guard", "demo-ds", "piper-vc", epochs=2,
+                         changes={"checkpoints": {"save_every_steps": 1, "keep_last": 10}})
+    studio.training.train("ft-guard", handle_sigint=False)
+    steps = [c.step for c in studio.training.open("ft-guard").checkpoints.list()]
+    assert len(steps) >= 2, steps
+    studio.conditioning("demo", studio.engine("piper-vc"))  # enrolled (for real) before listening is scripted
+    verdict, checks = {}, []
+    real_guard = guard.guard
+
+    def scripted_guard(speak, start, **kwargs):
+        listener = Listener(verdict["garbled"])
+        checks.append(start)
+        return real_guard(listener.speak, start, **{**kwargs, "transcribe": listener.transcribe, "base_errors": 0})
+    monkeypatch.setattr(guard, "guard", scripted_guard)
+    monkeypatch.setattr(guard, "floor", lambda *args, **kwargs: 0)
+    voice = studio.voices.get("demo")
+    voice.update_metadata(finetune=None)
+    try:
+        verdict["garbled"] = lambda s: 3 if s.network > 0 else 0  # the fine-tune's network babbles
+        choice = studio.training.use("demo", "ft-guard", steps[0])
+        assert [step.split()[0] for step in choice["check"]["reduced"]] == ["network", "network"]
+        assert choice["check"]["strengths"]["network"] == 0.0 and choice["check"]["step"] == steps[0]
+        kept = studio.voices.get("demo").metadata["finetune"]
+        assert kept["run"] == "ft-guard" and kept["check"] == choice["check"] and len(checks) == 1
+        assert studio.training.use("demo", "ft-guard", steps[0])["check"] == choice["check"]
+        assert len(checks) == 1  # cached by the weights' digest
+
+        verdict["garbled"] = lambda s: 3  # nothing helps
+        with pytest.raises(VoxmithError, match=r"(?s)Voice 'demo' cannot speak with .*step %d.*word errors" % steps[-1]):
+            studio.training.use("demo", "ft-guard", steps[-1])
+        assert studio.voices.get("demo").metadata["finetune"] == kept and len(checks) == 2
+        with pytest.raises(VoxmithError, match="would babble"):  # asked for explicitly: refused, not re-checked
+            studio.speak(SpeakRequest(text=SENTENCE, voice="demo", seed=1, rank=False, output=tmp_path / "x.wav",
+                                      finetune=FinetuneChoice.of_run("ft-guard", steps[-1])))
+        assert len(checks) == 2 and not (tmp_path / "x.wav").exists()
+
+        result = studio.speak(SpeakRequest(text=SENTENCE, voice="demo", seed=1, rank=False, candidates=1,
+                                           output=tmp_path / "ok.wav"))  # the voice's setting: steps[0]
+        sidecar = json.loads(result.sidecar_path.read_text())
+        guards = [t["details"]["guard"] for s in sidecar["sentences"] for t in s["takes"]]
+        assert guards and all(g["strengths"]["network"] == 0.0 and g["reduced"] == choice["check"]["reduced"]
+                              for g in guards)
+        assert len(checks) == 2
+    finally:
+        studio.voices.get("demo").update_metadata(finetune=None)
