@@ -23,7 +23,6 @@ from the conditioning's `finetune.*` keys; weights that fail even fully backed o
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, ge
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.training import LOSSES, build_task
+from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 
@@ -166,7 +166,7 @@ class PiperVCEngine(Engine):
                                f"engine ({err}); were they trained with another engine?") from None
         variant = type(self)(self.device, self.models_dir)
         variant._finetuned = model
-        variant._weights_digest = _state_digest(model.state_dict())
+        variant._weights_digest = state_fingerprint(model)[:24]
         return variant
 
     def finetune_check_key(self) -> Optional[str]:
@@ -397,16 +397,6 @@ class PiperVCEngine(Engine):
 
 # Where the fine-tune check's strengths and record live in a conditioning (see check_finetune).
 FINETUNE_PREFIX = "finetune."
-
-
-def _state_digest(state: Dict[str, Any]) -> str:
-    """A digest of a model's weights (names, dtypes, shapes and values): the fine-tune check's key."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        value = state[name].detach().cpu().contiguous()
-        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        h.update(value.numpy().tobytes())
-    return h.hexdigest()[:24]
 
 
 class PiperVCNaturalEngine(PiperVCEngine):
