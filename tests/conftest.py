@@ -17,6 +17,14 @@ SHARED_VOICES = Path(os.environ.get("VOXMITH_SHARED_VOICES",
                                     Path(__file__).resolve().parents[1].parent / "shared" / "voices"))
 
 
+@pytest.fixture(autouse=True)
+def _private_base_voice_cache(tmp_path_factory, monkeypatch):
+    """piper-vc keeps its base voices' self-measurements on disk (base_cache.py): each test gets
+    a folder of its own, so a scripted voice's measurement never reaches another test or the
+    machine's real cache."""
+    monkeypatch.setenv("VOXMITH_BASE_VOICE_CACHE", str(tmp_path_factory.mktemp("base-voice-cache")))
+
+
 @pytest.fixture(scope="session")
 def demo_files() -> list[Path]:
     return demo_voice_files()

@@ -48,7 +48,7 @@ def scripted_voice(stretch):
 def test_curve_measures_trimmed_durations_and_is_measured_once_per_voice():
     say, calls = scripted_voice(lambda s: 1 + 0.7 * (s - 1))
     key = object()
-    curve = rate.curve_for(key, say, RATE_HZ)
+    curve = rate.curve_for(key, lambda: rate.measure_curve(say, RATE_HZ))
     assert curve.scales == tuple(sorted(rate.CURVE_SCALES))
     # The silences are trimmed down to the 100 ms trim_silence keeps on each side.
     chars = sum(len(t) for t in rate.CURVE_SENTENCES)
@@ -56,9 +56,9 @@ def test_curve_measures_trimmed_durations_and_is_measured_once_per_voice():
     expected = lambda s: (chars * 10 * (1 + 0.7 * (s - 1)) + pads) / (chars * 10 + pads)  # noqa: E731
     assert curve.ratios == pytest.approx([expected(s) for s in curve.scales], abs=0.01)
     assert len(calls) == len(rate.CURVE_SCALES) * len(rate.CURVE_SENTENCES)
-    assert rate.curve_for(key, say, RATE_HZ) is curve and len(calls) == len(rate.CURVE_SCALES) * 3
+    assert rate.curve_for(key, lambda: rate.measure_curve(say, RATE_HZ)) is curve and len(calls) == len(rate.CURVE_SCALES) * 3
     other, other_calls = scripted_voice(lambda s: s)
-    assert rate.curve_for(object(), other, RATE_HZ) != curve and other_calls
+    assert rate.curve_for(object(), lambda: rate.measure_curve(other, RATE_HZ)) != curve and other_calls
     with pytest.raises(ValueError):
         rate.measure_curve(say, RATE_HZ, scales=(0.8, 1.2))
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from voxmith.engines.piper_vc import world
+from voxmith.engines.piper_vc import base_cache
 from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, get_base_voice
 from voxmith.speaker import cosine_similarity, get_speaker_encoder
 
@@ -107,15 +108,27 @@ _profiles: Dict[str, BaseProfile] = {}
 _profiles_lock = threading.Lock()
 
 
+def _identity(voice, *parts: Sequence[str]) -> Optional[tuple]:
+    identity = getattr(voice, "identity", None)
+    return None if identity is None else tuple(identity) + tuple(x for p in parts for x in p)
+
+
 def profile(name: str) -> BaseProfile:
-    """The candidate's profile (cached per process)."""
+    """The candidate's profile (cached per process, and on disk by base_cache)."""
     with _profiles_lock:
         if name not in _profiles:
             voice = get_base_voice(name)
-            audio = [voice.speak(s, seed=0).samples for s in PROFILE_SENTENCES]
-            f0 = target_f0_hz([world.analyse(x) for x in audio])
-            embedding = get_speaker_encoder("cpu").embed(np.concatenate(audio), world.SAMPLE_RATE_HZ)
-            _profiles[name] = BaseProfile(name, f0, np.asarray(embedding))
+
+            def measure() -> dict:
+                audio = [voice.speak(s, seed=0).samples for s in PROFILE_SENTENCES]
+                f0 = target_f0_hz([world.analyse(x) for x in audio])
+                embedding = get_speaker_encoder("cpu").embed(np.concatenate(audio), world.SAMPLE_RATE_HZ)
+                return {"f0_hz": float(f0), "embedding": [float(v) for v in np.asarray(embedding)]}
+
+            value = base_cache.remembered("profile", _identity(voice, PROFILE_SENTENCES), measure,
+                                          ("f0_hz", "embedding"))
+            _profiles[name] = BaseProfile(name, float(value["f0_hz"]),
+                                          np.asarray(value["embedding"], dtype=np.float32))
         return _profiles[name]
 
 

@@ -82,6 +82,9 @@ class BaseVoice:
         import json
 
         model, config = voice_files()
+        stat = model.stat()
+        # What its self-measurements (base_cache.py) depend on: the model file and its runtime.
+        self.identity = (JOE, str(stat.st_size), str(int(stat.st_mtime)), f"onnxruntime={onnxruntime.__version__}")
         options = onnxruntime.SessionOptions()
         # One thread: parallel reductions can reorder float sums and break bit-exactness, and
         # on a 2-core machine the gain is small next to WORLD analysis anyway.
@@ -153,7 +156,12 @@ class KokoroBase:
     def __init__(self, style: str):
         self.name = KOKORO_PREFIX + style
         self.sample_rate_hz = SAMPLE_RATE_HZ
-        self.voice = kokoro_voice.KokoroVoice(kokoro_voice.get_kokoro_model(), style, SAMPLE_RATE_HZ)
+        model = kokoro_voice.get_kokoro_model()
+        self.voice = kokoro_voice.KokoroVoice(model, style, SAMPLE_RATE_HZ)
+        graph = kokoro_voice.model_file()
+        stat = graph.stat() if graph is not None else None
+        self.identity = (self.name, model.backend.label, model.backend.precision,
+                         f"{stat.st_size}-{int(stat.st_mtime)}" if stat else "no-model-file")
 
     def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
               noise_w: float = 0.0) -> PiperOutput:

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import base_choice, conversion, rate as speaking, render, world
+from voxmith.engines.piper_vc import base_cache, base_choice, conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
@@ -38,7 +38,8 @@ WARP_REFINE = ((-0.05, 0.05), (-0.025, 0.025))
 # among them wins, because larger warps cost intelligibility (docs/piper_vc_tuning.md).
 WARP_TIE_SECS = 0.01
 # The base voices enrollment chooses from (base_choice.py; base_voice.BASE_VOICES are all there
-# are: joe and Kokoro's stock styles). Joe only until an all-voice benchmark backs the choice
+# are: joe and Kokoro's stock styles). Joe only: with a Kokoro base the all-voice benchmark gains
+# naturalness and similarity but loses words on three voices and runs several times slower
 # (docs/piper_vc_tuning.md); `benchmarks/clone_quality.py --base-voices` tries others.
 BASE_CANDIDATES: Tuple[str, ...] = (JOE,)
 
@@ -79,10 +80,22 @@ def _secs(spoken: Sequence[np.ndarray], feats: Sequence[world.WorldFeatures], pa
 
 def base_curve(voice=None) -> speaking.RateCurve:
     """The duration-vs-length_scale curve (rate.py) of the base voice `voice` (joe when None),
-    measured once per process."""
+    measured once per process, and once per machine (base_cache)."""
     voice = voice or get_base_voice()
-    return speaking.curve_for(voice, lambda text, scale: voice.speak(text, seed=0, length_scale=scale).samples,
-                              voice.sample_rate_hz)
+
+    def measure() -> dict:
+        curve = speaking.measure_curve(lambda text, scale: voice.speak(text, seed=0, length_scale=scale).samples,
+                                       voice.sample_rate_hz)
+        return {"scales": list(curve.scales), "ratios": list(curve.ratios)}
+
+    def remembered() -> speaking.RateCurve:
+        identity = getattr(voice, "identity", None)  # scripted voices in tests have none
+        if identity is not None:
+            identity = tuple(identity) + speaking.CURVE_SENTENCES + tuple(map(str, speaking.CURVE_SCALES))
+        value = base_cache.remembered("rate-curve", identity, measure, ("scales", "ratios"))
+        return speaking.RateCurve(tuple(value["scales"]), tuple(value["ratios"]))
+
+    return speaking.curve_for(voice, remembered)
 
 
 def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[str, int, int], None]:

@@ -9,7 +9,8 @@ length than Piper's): they overstated the ratio 1.2-1.9x (docs/piper_vc_tuning.m
 A duration ratio is not a length_scale: Piper's durations grow more slowly than its scale
 (joe at 1.2 is about 8 % longer, not 20 %). The base voice's own curve, measured by saying
 CURVE_SENTENCES at CURVE_SCALES, turns one into the other. It depends only on the base voice, so
-it is measured once per base voice per process and kept (`curve_for`).
+it is measured once per base voice per process and kept (`curve_for`; base_cache.py keeps it
+on disk between processes).
 
 Not here: the parallel data the durations come from (parallel.py), synthesis (engine.py).
 """
@@ -87,12 +88,12 @@ _curves: Dict[Hashable, RateCurve] = {}
 _curves_lock = threading.Lock()
 
 
-def curve_for(key: Hashable, say: Say, sample_rate_hz: int) -> RateCurve:
-    """measure_curve for the base voice `key` (the voice object itself will do), measured once
+def curve_for(key: Hashable, measure: Callable[[], RateCurve]) -> RateCurve:
+    """The curve of the base voice `key` (the voice object itself will do), `measure()`d once
     per process: it does not depend on the target."""
     with _curves_lock:
         if key not in _curves:
-            _curves[key] = measure_curve(say, sample_rate_hz)
+            _curves[key] = measure()
         return _curves[key]
 
 

@@ -1,0 +1,84 @@
+"""What a base voice measures about itself, kept on disk between processes: base_choice's profile
+(median F0 and GE2E embedding) and rate.py's duration curve. Neither depends on any target, only
+on the base voice's model, the runtime that runs it and this code, yet measuring them makes a
+Kokoro style say about 25 seconds of speech: once per machine instead of once per process keeps
+that out of every enrollment but the first.
+
+Stored as small JSON files in a folder beside Kokoro's assembled model (where its float graph is
+cached already), written atomically, named by a hash of everything the value depends on; a file
+that is missing, unreadable or of the wrong shape is measured again. Without the Kokoro packages
+there is no such folder and values are kept in memory only (by the callers, as before).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+from voxmith.engines.piper_vc import kokoro_voice
+from voxmith.fsutil import atomic_write_text
+
+# Bump when the profile or curve measurement changes (sentences, analysis, scales).
+VERSION = "1"
+FOLDER_NAME = "voxmith-base-voices"
+ENV_VAR = "VOXMITH_BASE_VOICE_CACHE"
+# Libraries whose versions the measured values depend on (F0, embedding, audio handling).
+_LIBRARIES = ("pyworld", "resemblyzer", "numpy", "scipy")
+
+log = logging.getLogger(__name__)
+
+
+def folder() -> Optional[Path]:
+    """The cache folder ($VOXMITH_BASE_VOICE_CACHE when set, e.g. by the tests), or None without
+    the Kokoro packages."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    model = kokoro_voice.model_file()
+    return None if model is None else model.parent / FOLDER_NAME
+
+
+def _library_versions() -> list:
+    out = []
+    for name in _LIBRARIES:
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=none")
+    return out
+
+
+def _path(base: Path, kind: str, identity: Sequence[str]) -> Path:
+    key = json.dumps([VERSION, kind, list(identity), _library_versions()])
+    return base / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def remembered(kind: str, identity: Optional[Sequence[str]], measure: Callable[[], Dict],
+               fields: Sequence[str]) -> Dict:
+    """`measure()` (a JSON-able dict with at least `fields`), or the value stored for the same
+    `kind` and `identity` by an earlier process. No identity (a voice object that cannot say
+    what it depends on): measured, not stored."""
+    base = folder() if identity is not None else None
+    path = _path(base, kind, identity) if base is not None else None
+    if path is not None and path.is_file():
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(value, dict) and all(f in value for f in fields):
+                return value
+        except (OSError, ValueError):
+            pass
+    value = measure()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(value))
+        except OSError as err:  # a read-only cache only costs the next process the measurement
+            log.debug("could not keep %s in %s: %s", kind, path, err)
+    return value
+
+
+__all__ = ["VERSION", "folder", "remembered"]
