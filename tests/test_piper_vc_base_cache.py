@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from voxmith.engines.piper_vc import base_cache
 
 
@@ -45,3 +47,22 @@ def test_an_unwritable_folder_only_costs_the_measurement(tmp_path, monkeypatch):
     monkeypatch.setattr(base_cache, "folder", lambda: blocker / "cache")  # under a file: mkdir fails
     value = base_cache.remembered("profile", ("joe",), lambda: {"f0_hz": 1.0, "embedding": []}, ("f0_hz", "embedding"))
     assert value["f0_hz"] == 1.0
+
+
+def test_a_real_profile_is_read_back_by_a_later_process_without_speaking(monkeypatch):
+    """Joe's profile (two sentences, Piper + WORLD + GE2E) measured once; with the in-process
+    cache emptied, as in a new process, it comes back from disk and joe says nothing."""
+    from voxmith.engines.piper_vc import base_choice
+    from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
+
+    monkeypatch.setattr(base_choice, "_profiles", {})
+    first = base_choice.profile(JOE)
+    monkeypatch.setattr(base_choice, "_profiles", {})
+
+    def silent(*args, **kwargs):
+        raise AssertionError("the profile was measured again")
+
+    monkeypatch.setattr(get_base_voice(JOE), "speak", silent)
+    again = base_choice.profile(JOE)
+    assert again.f0_hz == first.f0_hz
+    assert np.allclose(again.embedding, first.embedding, atol=1e-6)
