@@ -116,8 +116,10 @@ class OnnxruntimeSession:
 def openvino_config(precision: str, threads: int) -> dict:
     # One stream and the latency hint: one sentence at a time, as fast as possible (the
     # throughput hint would split the cores into streams that only concurrent requests fill).
+    # No pinning: OpenVINO would bind every process's threads to the same first cores, so two
+    # voxmith processes (web UI and CLI, several workers) would share two cores of a larger CPU.
     return {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
 
 
 def compiled_blob_path(graph: Path, precision: str, threads: int, device_name: str,
