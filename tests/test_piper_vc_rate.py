@@ -79,3 +79,12 @@ def test_known_rate_is_recovered_from_the_real_base_voice():
     ratio = rate.duration_ratio([trimmed[1.15]], [trimmed[1.0]])
     assert ratio < 1.11
     assert rate.speaking_rate(ratio, curve) == pytest.approx(1.15, abs=0.051)
+
+
+def test_kokoro_bases_are_never_sped_up_and_joe_may_be():
+    curve = rate.RateCurve((0.8, 1.0, 1.2), (0.8, 1.0, 1.2))
+    assert rate.rate_range_for("joe") == rate.RATE_RANGE
+    assert rate.rate_range_for("kokoro:jf_alpha") == rate.KOKORO_RATE_RANGE
+    fast_speaker = 0.8  # the target takes 0.8x the base voice's time
+    assert rate.speaking_rate(fast_speaker, curve, rate.rate_range_for("joe")) == pytest.approx(rate.RATE_RANGE[0])
+    assert rate.speaking_rate(fast_speaker, curve, rate.rate_range_for("kokoro:jm_kumo")) == pytest.approx(1.0)

@@ -408,6 +408,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
     it is offered beside the default rather than as it."""
 
     name = "piper-vc-natural"
+    version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     base_candidates = BASE_VOICES
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "

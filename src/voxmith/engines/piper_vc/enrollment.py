@@ -192,7 +192,7 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
     grid = np.array(list(tried.keys()), dtype=np.float64)
-    rate = speaking.speaking_rate(ratio, curve.result())
+    rate = speaking.speaking_rate(ratio, curve.result(), speaking.rate_range_for(getattr(voice, "name", JOE)))
     return EnrollmentResult(params, target_embedding, grid,
                             np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib,
                             ridge_lambda, cov_mix)

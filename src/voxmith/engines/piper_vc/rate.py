@@ -42,6 +42,10 @@ CURVE_SCALES = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
 # guard back off further, at no gain in words (docs/piper_vc_tuning.md). Below 0.9 a ratio more
 # likely means a bad transcript than a speaker that fast.
 RATE_RANGE = (0.9, 1.2)
+# Kokoro's styles speak more slowly than most speakers, so the measured rate often asked for
+# faster than their own pace; sped up, they lost words and naturalness on 7 of the 8 shared voices
+# that chose one (docs/piper_vc_tuning.md). A Kokoro base is never made faster than it speaks.
+KOKORO_RATE_RANGE = (1.0, 1.2)
 # Rates are rounded to this step: finer differences are below the synthesis jitter (4 %), and a
 # few distinct rates let per-rate results of the base voice be reused (guard.py's floor).
 RATE_STEP = 0.05
@@ -104,6 +108,12 @@ def duration_ratio(target_frames: Sequence[int], base_frames: Sequence[int]) -> 
     return float(np.median(ratios)) if ratios else None
 
 
+def rate_range_for(base_name: str) -> Tuple[float, float]:
+    """The length_scale range a voice with base voice `base_name` may get: Kokoro's styles are
+    never sped up (KOKORO_RATE_RANGE), joe may be (RATE_RANGE)."""
+    return KOKORO_RATE_RANGE if base_name.startswith("kokoro:") else RATE_RANGE
+
+
 def speaking_rate(ratio: Optional[float], curve: RateCurve, rate_range: Tuple[float, float] = RATE_RANGE,
                   step: float = RATE_STEP) -> float:
     """The length_scale for a target `ratio` times as long as the base voice: through `curve`,
@@ -114,5 +124,5 @@ def speaking_rate(ratio: Optional[float], curve: RateCurve, rate_range: Tuple[fl
     return round(round(scale / step) * step, 4)
 
 
-__all__ = ["CURVE_SCALES", "CURVE_SENTENCES", "RATE_RANGE", "RATE_STEP", "RateCurve", "curve_for",
-           "duration_ratio", "measure_curve", "speaking_rate"]
+__all__ = ["CURVE_SCALES", "CURVE_SENTENCES", "KOKORO_RATE_RANGE", "RATE_RANGE", "RATE_STEP", "RateCurve", "curve_for",
+           "duration_ratio", "measure_curve", "rate_range_for", "speaking_rate"]
