@@ -92,3 +92,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def piper_vc_enrollments_shared():
+    """piper-vc's enrollment (warp search, residual network, intelligibility guard) takes ~30 s on
+    2 cores and is a pure function of the clips and the engine: a dozen tests enroll the same demo
+    clips in fresh workspaces (speak, convert, serve, the web UI, fine-tuning, reference clips). The
+    first enrollment of a clip set is computed for real; later ones in this process get copies of
+    its arrays. Keyed by everything the result depends on: the engine's class and cache key (name,
+    version, fine-tune), its device and models folder, and every clip's samples and rate. The
+    workspace's own conditioning cache is untouched (its tests still see misses and hits), and
+    enrollments in subprocesses (the console-script tests) still run in full."""
+    import hashlib
+
+    from voxmith.engines.piper_vc import PiperVCEngine
+
+    real = PiperVCEngine.prepare_conditioning
+    done: dict = {}
+
+    def shared(self, clips, progress=None):
+        digests = tuple((hashlib.sha1(np.ascontiguousarray(c.samples).tobytes()).hexdigest(), c.sample_rate_hz,
+                         c.samples.shape) for c in clips)
+        key = (type(self), self.cache_key(), str(self.device), str(self.models_dir), digests)
+        if key not in done:
+            done[key] = real(self, clips, progress)
+        return {name: array.copy() for name, array in done[key].items()}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PiperVCEngine, "prepare_conditioning", shared)
+        yield
