@@ -100,10 +100,11 @@ def piper_vc_enrollments_shared():
     2 cores and is a pure function of the clips and the engine: a dozen tests enroll the same demo
     clips in fresh workspaces (speak, convert, serve, the web UI, fine-tuning, reference clips). The
     first enrollment of a clip set is computed for real; later ones in this process get copies of
-    its arrays. Keyed by everything the result depends on: the engine's class and cache key (name,
-    version, fine-tune), its device and models folder, and every clip's samples and rate. The
-    workspace's own conditioning cache is untouched (its tests still see misses and hits), and
-    enrollments in subprocesses (the console-script tests) still run in full."""
+    its arrays. Only stock engines share (a fine-tuned variant enrolls for real), keyed by all the
+    result depends on: the engine's class and cache key (name, version), its device, the model
+    files it finds (piper-vc's come with packages, the same for every workspace), and every clip's
+    samples and rate. The workspace's own conditioning cache is untouched (its tests still see
+    misses and hits); enrollments in subprocesses (the console-script tests) still run in full."""
     import hashlib
 
     from voxmith.engines.piper_vc import PiperVCEngine
@@ -112,9 +113,12 @@ def piper_vc_enrollments_shared():
     done: dict = {}
 
     def shared(self, clips, progress=None):
+        if self.stock is not self:
+            return real(self, clips, progress)
         digests = tuple((hashlib.sha1(np.ascontiguousarray(c.samples).tobytes()).hexdigest(), c.sample_rate_hz,
                          c.samples.shape) for c in clips)
-        key = (type(self), self.cache_key(), str(self.device), str(self.models_dir), digests)
+        models = tuple(str(f.path) for f in type(self).model_files(self.models_dir))
+        key = (type(self), self.cache_key(), str(self.device), models, digests)
         if key not in done:
             done[key] = real(self, clips, progress)
         return {name: array.copy() for name, array in done[key].items()}
