@@ -50,7 +50,9 @@ class EnrollmentResult:
     target_embedding: np.ndarray
     warp_grid: np.ndarray  # warps tried (in order)
     warp_scores: np.ndarray  # calibration SECS for each
-    rate: float  # the base voice's length_scale that matches the target's speaking rate (rate.py)
+    # The base voice's length_scale that matches the target's speaking rate (rate.py), measured by
+    # `enroll`; 1 from `fit_parallel` alone (dataset fine-tuning speaks at joe's own pace).
+    rate: float = 1.0
     transcripts: List[str] = field(default_factory=list)
     # The analysed parallel data, kept so the engine can train its residual network on it
     # (adaptation.py) without analysing the clips again; not part of the conditioning.
@@ -151,8 +153,16 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
                                     BASE_CANDIDATES if candidates is None else candidates, progress=tick)
     voice = get_base_voice(choice.name)
     utterances = [parallel_utterance(x, text, voice, target=f) for x, f, text in analysed]
+    # The base voice's duration curve (rate.py) does not depend on the target: measured (once per
+    # machine, base_cache) on a second thread while fit_parallel searches the warp (Piper releases the GIL).
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-curve")
+    curve = pool.submit(base_curve, voice)
+    pool.shutdown(wait=False)
     result = fit_parallel(utterances, target_embedding, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda,
                           cov_mix=cov_mix, progress=progress, voice=voice)
+    said = [u for u in utterances if u.joe is not None]
+    ratio = speaking.duration_ratio([u.target.f0.size for u in said], [u.joe.f0.size for u in said])
+    result.rate = speaking.speaking_rate(ratio, curve.result(), speaking.rate_range_for(getattr(voice, "name", JOE)))
     result.base = choice
     return result
 
@@ -167,17 +177,11 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     is then fitted on top of the mapping at `cov_mix`."""
     tick = _ticker(progress)
     voice = voice or get_base_voice()
-    # The base voice's duration curve (rate.py) does not depend on the target: measured (once per
-    # process) on a second thread while the warp is searched (Piper releases the GIL).
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-curve")
-    curve = pool.submit(base_curve, voice)
-    pool.shutdown(wait=False)
     encoder = get_speaker_encoder("cpu")
     tgt_feats = [u.target for u in utterances]
     said = [u for u in utterances if u.joe is not None]
     joe_feats = [u.joe for u in said]
     pairs = [(u.joe, u.target, u.path) for u in said]
-    ratio = speaking.duration_ratio([u.target.f0.size for u in said], [u.joe.f0.size for u in said])
     transcripts = [u.text for u in utterances]
 
     calib_audio = [voice.speak(s, seed=0).samples for s in CALIBRATION_SENTENCES]
@@ -192,7 +196,6 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
     grid = np.array(list(tried.keys()), dtype=np.float64)
-    rate = speaking.speaking_rate(ratio, curve.result(), speaking.rate_range_for(getattr(voice, "name", JOE)))
-    return EnrollmentResult(params, target_embedding, grid,
-                            np.array([tried[w] for w in tried]), rate, transcripts, list(utterances), calib,
-                            ridge_lambda, cov_mix)
+    return EnrollmentResult(params, target_embedding, grid, np.array([tried[w] for w in tried]),
+                            transcripts=transcripts, utterances=list(utterances), calibration=calib,
+                            ridge_lambda=ridge_lambda, cov_mix=cov_mix)
