@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -470,8 +471,10 @@ def test_convert_an_uploaded_recording(studio, base_url, demo_files):
     result = made.json()
     sidecar = result["sidecar"]
     assert sidecar["settings"]["f0_scale"] == 1.1 and sidecar["origin"]["upload"] == recording.name
-    kept = Path(sidecar["input"]["file"])
-    assert kept.parent == studio.workspace.uploads_dir and kept.read_bytes() == recording.read_bytes()
+    kept = Path(sidecar["input"]["file"])  # uploads/<content hash>/<the client's file name>
+    assert kept.parent.parent == studio.workspace.uploads_dir and kept.name == recording.name
+    assert kept.read_bytes() == recording.read_bytes()
+    assert re.fullmatch(r"\d{8}-\d{6}-lj-1-converted\.wav", Path(result["id"]).name)  # the client's name, no hash
     audio, rate = decode(httpx.get(f"{base_url}{result['audio_url']}").content, "wav", 0)
     assert abs(len(audio) / rate - result["duration_s"]) < 0.05 and np.abs(audio).max() > 0.01
     assert result["id"] in [r["id"] for r in httpx.get(f"{base_url}/voxmith/results").json()["results"]]
@@ -490,3 +493,43 @@ def test_convert_an_uploaded_recording(studio, base_url, demo_files):
     assert post("a.wav", recording.read_bytes(), settings="[1]").status_code == 400
     assert "nobody" in post("a.wav", recording.read_bytes(), voice="nobody").json()["error"]["message"]
     assert sorted(studio.workspace.uploads_dir.iterdir()) == uploads_before  # failures keep nothing new
+
+
+def test_identical_uploads_where_one_fails_leave_the_other_its_recording(studio, demo_files, tmp_path, monkeypatch):
+    """Two requests upload the same recording (one kept file, named by its content) while the only
+    worker is busy; the one that stored it fails (no such voice) before the other converts it: the
+    other still converts it, and the upload stays with its result."""
+    samples, rate = sf.read(demo_files[1], dtype="float32")
+    sf.write(tmp_path / "talk.wav", 0.9 * samples, rate)  # content no other test uploads
+    content = (tmp_path / "talk.wav").read_bytes()
+    gate, speak = threading.Event(), PacedToneEngine.synthesize
+    monkeypatch.setattr(PacedToneEngine, "synthesize", lambda *a, **k: gate.wait(120) and speak(*a, **k))
+
+    def until(condition):
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    with running(studio, workers=1) as url, ThreadPoolExecutor(3) as requests:
+        def active():
+            return httpx.get(f"{url}/health").json()["active"]
+
+        def convert(voice):
+            return httpx.post(f"{url}/voxmith/convert", data={"voice": voice}, files={"recording": ("talk.wav", content)},
+                              timeout=300)
+        busy = requests.submit(httpx.post, f"{url}/voxmith/speak", timeout=300,
+                               json={"text": "Hold the worker.", "voice": "demo", "engine": TONE, "rank": False})
+        until(lambda: active() == 1)
+        failing = requests.submit(convert, "nobody")
+        until(lambda: active() == 2)  # its upload is stored: the other finds it there
+        converting = requests.submit(convert, "demo")
+        until(lambda: active() == 3)
+        gate.set()
+        assert busy.result().status_code == 200
+        assert failing.result().status_code == 400 and "nobody" in failing.result().json()["error"]["message"]
+        made = converting.result()
+    assert made.status_code == 200, made.text
+    kept = Path(made.json()["sidecar"]["input"]["file"])
+    assert kept.read_bytes() == content and kept.name == "talk.wav"
+    assert re.fullmatch(r"\d{8}-\d{6}-talk-converted\.wav", Path(made.json()["id"]).name)

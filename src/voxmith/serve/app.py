@@ -15,6 +15,7 @@ from voxmith.serve import openai_api, studio_api
 from voxmith.serve.errors import install_error_handlers
 from voxmith.serve.guards import BodyLimit, TokenGuard, send_json_error
 from voxmith.serve.pool import SynthesisPool, default_workers
+from voxmith.serve.uploads import ConvertUploads
 
 WEBUI_PATH = "/ui"
 
@@ -52,6 +53,7 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
                   description="A local voice-cloning studio's HTTP API. `/v1` speaks OpenAI's audio "
                               "speech protocol; `/voxmith` has the studio's own options.")
     app.state.studio, app.state.config = studio, config
+    app.state.uploads = ConvertUploads(studio.workspace.uploads_dir)  # recordings sent to /voxmith/convert
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(studio_api.router)

@@ -10,9 +10,7 @@ here, upload a voice instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from voxmith.errors import VoxmithError
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import finish_speech, result_id, start_speech
+from voxmith.serve.uploads import CHUNK_BYTES
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.conversion import ConvertRequest
 from voxmith.studio.record import ConversionRecord, FinetuneChoice, ResultRecord
@@ -35,7 +34,6 @@ from voxmith.studio.speech import SpeakRequest
 router = APIRouter(prefix="/voxmith", tags=["voxmith"])
 
 RESULT_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aac", ".json")
-UPLOAD_CHUNK_BYTES = 1 << 20
 
 
 class Finetune(BaseModel):
@@ -131,50 +129,24 @@ async def convert(request: Request, recording: UploadFile = File(...), voice: st
         chosen = None
     if not isinstance(chosen, dict):
         raise ApiError(400, 'settings must be a JSON object, e.g. {"f0_scale": 1.1}.', "settings")
-    source, stored_now = await _keep_upload(studio.workspace.uploads_dir, recording)
+    uploads = request.app.state.uploads
+    source = await uploads.keep(recording)
     convert_request = ConvertRequest(source=source, voice=voice, engine=engine or None, settings=chosen,
                                      origin={"api": "voxmith", "upload": recording.filename or source.name})
     job = pool.submit(lambda _job: _convert(studio, convert_request))
+    result = None
     try:
         result = await job.next()
-    except VoxmithError as err:  # nothing was made: keep no upload, name it as the client knows it
-        if stored_now:
-            source.unlink(missing_ok=True)
+    except VoxmithError as err:  # nothing was made: name the upload as the client knows it
         raise ApiError(400, str(err).replace(str(source), recording.filename or "the recording")) from None
     finally:
         job.cancel()
+        uploads.release(source, made_result=result is not None)  # kept for the result, else removed
     return {**describe_result(studio, result.path, result.record), "sidecar": result.sidecar}
 
 
 def _convert(studio, convert_request: ConvertRequest):
     yield studio.convert(convert_request)
-
-
-async def _keep_upload(folder: Path, upload: UploadFile) -> tuple[Path, bool]:
-    """The uploaded recording, kept in the workspace under its content hash and base name (the
-    result's sidecar points at it, so the result can be reproduced); the same upload twice is
-    stored once, and a different file never replaces one already there. Also says whether this
-    call stored it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = Path((upload.filename or "").replace("\\", "/")).name.lstrip(".") or "recording.wav"
-    digest, size = hashlib.sha256(), 0
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=".upload-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
-                digest.update(chunk)
-                size += out.write(chunk)
-        if not size:
-            raise ApiError(400, "The uploaded recording is empty.", "recording")
-        kept = folder / f"{digest.hexdigest()[:16]}-{base}"
-        if kept.exists():
-            os.unlink(partial)
-            return kept, False
-        os.replace(partial, kept)
-        return kept, True
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
 
 
 @router.get("/results", summary="Results (spoken and converted), newest first")
@@ -238,7 +210,7 @@ async def add_voice(name: str, request: Request, files: List[UploadFile] = File(
             target = folder / f"{i:03d}" / base
             target.parent.mkdir()
             with open(target, "wb") as out:
-                while chunk := await upload.read(UPLOAD_CHUNK_BYTES):
+                while chunk := await upload.read(CHUNK_BYTES):
                     out.write(chunk)
             paths.append(target)
         try:

@@ -1,0 +1,79 @@
+"""Recordings uploaded to `POST /voxmith/convert`, kept in the workspace's uploads/ folder as
+`<content hash>/<file name as uploaded>`: the result's sidecar points at the upload (so `reproduce`
+works), the same recording uploaded twice is stored once, and the result is named after the
+client's file, not the hash.
+
+A request that fails keeps nothing new, but identical uploads share one file: the file is removed
+only when the request that stored it failed, no other request of this server is converting it,
+and none has made a result from it. The bookkeeping lives in the event loop's thread (every method
+runs there, between awaits), so it needs no lock; it covers one server process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Set
+
+from fastapi import UploadFile
+
+from voxmith.serve.errors import ApiError
+
+CHUNK_BYTES = 1 << 20
+HASH_CHARS = 16  # of the sha256, naming the upload's folder
+
+
+class ConvertUploads:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._users: Counter = Counter()  # path -> requests converting it now
+        self._unclaimed: Set[Path] = set()  # stored by a request of this server, no result made from it yet
+
+    async def keep(self, upload: UploadFile) -> Path:
+        """The upload's kept path (stored now, or the identical one already there), marked in use
+        until `release`. An empty upload is refused (ApiError 400)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = Path((upload.filename or "").replace("\\", "/")).name.lstrip(".") or "recording.wav"
+        digest, size = hashlib.sha256(), 0
+        handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".upload-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                while chunk := await upload.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    size += out.write(chunk)
+            if not size:
+                raise ApiError(400, "The uploaded recording is empty.", "recording")
+            kept = self.folder / digest.hexdigest()[:HASH_CHARS] / name
+            if kept.exists():
+                os.unlink(partial)
+            else:
+                kept.parent.mkdir(exist_ok=True)
+                os.replace(partial, kept)
+                self._unclaimed.add(kept)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        self._users[kept] += 1  # no await since the exists() check: no release can come between
+        return kept
+
+    def release(self, kept: Path, made_result: bool) -> None:
+        """This request is done with `kept`; removes it if nobody needs it (see the module docstring)."""
+        self._users[kept] -= 1
+        if made_result:
+            self._unclaimed.discard(kept)
+        if self._users[kept] > 0:
+            return
+        del self._users[kept]
+        if kept in self._unclaimed:
+            self._unclaimed.discard(kept)
+            kept.unlink(missing_ok=True)
+            try:
+                kept.parent.rmdir()  # the hash folder, unless the same content came under another name
+            except OSError:
+                pass
+
+
+__all__ = ["ConvertUploads"]
