@@ -13,6 +13,7 @@ there is no such folder and values are kept in memory only (by the callers, as b
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-from voxmith.engines.piper_vc import kokoro_voice
+from voxmith.engines.piper_vc.base_voice import KOKORO_MODULE
 from voxmith.fsutil import atomic_write_text
 
 # Bump when the profile or curve measurement changes (sentences, analysis, scales).
@@ -38,7 +39,8 @@ def folder() -> Optional[Path]:
     the Kokoro packages."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    model = kokoro_voice.model_file()
+    # Kokoro's module (and its runtimes) only now, at the first value kept, not with piper-vc.
+    model = importlib.import_module(KOKORO_MODULE).model_file()
     return None if model is None else model.parent / FOLDER_NAME
 
 
