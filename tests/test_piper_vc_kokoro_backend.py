@@ -18,9 +18,9 @@ X86_OLD = ("WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT")
 
 
 @pytest.mark.parametrize("override, available, caps, label", [
-    ("", True, X86_AMX, "openvino-bf16"),
-    ("", True, X86_OLD, "onnxruntime"),            # no bf16: onnxruntime is as fast, and known
-    ("", False, X86_AMX, "onnxruntime"),           # openvino missing: the fallback
+    ("", True, X86_AMX, "onnxruntime"),            # bf16 degrades the voice: never by default
+    ("", True, X86_OLD, "onnxruntime"),
+    ("", False, X86_AMX, "onnxruntime"),           # openvino missing
     ("onnxruntime", True, X86_AMX, "onnxruntime"),
     ("openvino", True, X86_OLD, "openvino-f32"),   # forced openvino without bf16: float32
     ("openvino", True, X86_AMX, "openvino-bf16"),
@@ -46,8 +46,10 @@ def test_without_openvino_onnxruntime_runs_kokoro(monkeypatch):
     monkeypatch.setattr(kokoro_backend, "openvino", None)
     monkeypatch.delenv(kokoro_backend.ENV_VAR, raising=False)
     assert kokoro_backend.cpu_capabilities() == ()
-    assert kokoro_backend.choose_here() == BackendChoice(
-        "onnxruntime", "float", "openvino is not installed or does not import")
+    assert kokoro_backend.choose_here().label == "onnxruntime"
+    monkeypatch.setenv(kokoro_backend.ENV_VAR, "openvino")
+    with pytest.raises(VoxmithError, match="does not import"):
+        kokoro_backend.choose_here()
 
 
 def test_the_environment_variable_forces_a_backend(monkeypatch):

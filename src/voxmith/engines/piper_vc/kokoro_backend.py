@@ -1,18 +1,17 @@
-"""The runtime that runs Kokoro-82M's float graph: OpenVINO or onnxruntime, chosen per machine.
+"""The runtime that runs Kokoro-82M's float graph: onnxruntime, or OpenVINO when asked for.
 
-88 % of Kokoro's time is its iSTFTNet generator (convolutions, Snake activations, AdaIN), which
-OpenVINO runs fastest on CPUs with bfloat16 units (AVX-512 BF16 / AMX): its CPU plugin computes in
-bf16 while weights and graph stay float32. Where the CPU has no bf16, OpenVINO in float32 and
-onnxruntime on the float graph with 2-D convolutions were as fast as each other (2 threads), so
-onnxruntime stays the runtime there (and wherever openvino has no wheel or fails to import).
-Figures: benchmarks/kokoro_speed.py, docs/piper_vc_tuning.md.
+OpenVINO computing in bfloat16 (AVX-512 BF16 / AMX) runs Kokoro in about half onnxruntime's CPU
+time, but its output is not the same voice: on all five styles x 6 sentences DistillMOS fell from
+4.17 to 1.40 and the GE2E similarity to float32 output was 0.73 (benchmarks/kokoro_speed.py,
+docs/piper_vc_tuning.md). OpenVINO in float32 was no faster than onnxruntime. So onnxruntime
+(float graph with 2-D convolutions) runs Kokoro unless `VOXMITH_KOKORO_BACKEND` forces OpenVINO
+(benchmarks and experiments; `openvino` is optional and not a dependency).
 
 The choice (`choose`) is a pure function of the override, whether openvino imports, and the CPU's
-capabilities as OpenVINO reports them; `VOXMITH_KOKORO_BACKEND` forces one of BACKENDS (for
-benchmarks and debugging). OpenVINO compiles the graph for the CPU on first use (5-16 s); the
-compiled model is exported once to a blob beside the float graph (atomically: two processes
-compiling at once both write whole files, the last one stays) and imported afterwards, keyed by
-the graph, the OpenVINO version, the precision, the thread count and the CPU.
+capabilities as OpenVINO reports them. OpenVINO compiles the graph for the CPU on first use (5-16
+s); the compiled model is exported once to a blob beside the float graph (atomically: two
+processes compiling at once both write whole files, the last one stays) and imported afterwards,
+keyed by the graph, the OpenVINO version, the precision, the thread count and the CPU.
 
 Not here: the graph rewrite (kokoro_model.py), text, styles and synthesis (kokoro_voice.py).
 """
@@ -32,13 +31,13 @@ import onnxruntime
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_bytes
 
-try:  # no wheel on some platforms (Windows on ARM, old glibc): onnxruntime runs Kokoro there
+try:  # optional: only a forced backend uses it
     import openvino
 except ImportError:  # pragma: no cover - depends on the platform
     openvino = None
 
 ENV_VAR = "VOXMITH_KOKORO_BACKEND"
-# "openvino" takes bf16 where the CPU has it, else float32; the others force one runtime/precision.
+# "openvino" takes bf16 where the CPU has it, else float32 (bf16 degrades Kokoro: see above).
 BACKENDS = ("openvino", "openvino-bf16", "openvino-f32", "onnxruntime")
 # Two intra-op threads: on 2 idle cores they halve Kokoro's wall time against one (both runtimes),
 # and the engine serialises Kokoro calls (kokoro_voice.KokoroModel), so one call may use two cores
@@ -68,7 +67,7 @@ def cpu_capabilities() -> Sequence[str]:
 
 def choose(override: str, openvino_available: bool, capabilities: Sequence[str]) -> BackendChoice:
     """The runtime for Kokoro: `override` (the env var's value, "" for none) when given, else
-    OpenVINO in bf16 where the CPU has bf16, else onnxruntime."""
+    onnxruntime (OpenVINO's bf16 degrades the voice, its f32 is no faster)."""
     override = override.strip().lower()
     if override and override not in BACKENDS:
         raise VoxmithError(f"{ENV_VAR}={override!r} is not a Kokoro backend; use one of "
@@ -85,12 +84,8 @@ def choose(override: str, openvino_available: bool, capabilities: Sequence[str])
         return BackendChoice("openvino", precision, f"forced by {ENV_VAR}={override}")
     if override == "onnxruntime":
         return BackendChoice("onnxruntime", "float", f"forced by {ENV_VAR}=onnxruntime")
-    if not openvino_available:
-        return BackendChoice("onnxruntime", "float", "openvino is not installed or does not import")
-    if bf16:
-        return BackendChoice("openvino", "bf16", "the CPU computes in bfloat16: OpenVINO in bf16 is fastest")
-    return BackendChoice("onnxruntime", "float",
-                         "no bfloat16 on this CPU: OpenVINO in float32 is no faster than onnxruntime")
+    return BackendChoice("onnxruntime", "float", "the default: OpenVINO's bf16 degrades Kokoro's voice "
+                                                  "and its f32 is no faster than onnxruntime")
 
 
 def choose_here() -> BackendChoice:

@@ -10,7 +10,7 @@ the package does. Kokoro has no sampling noise, so output does not depend on the
 
 Kokoro speaks at 24 kHz; output is resampled to world.SAMPLE_RATE_HZ so the rest of the engine
 is unchanged. The graph runs with float weights by default (kokoro_model.py: faster on CPUs than
-the shipped int8 graph), in OpenVINO (bf16) or onnxruntime as kokoro_backend.py chooses for the CPU
+the shipped int8 graph), in onnxruntime unless kokoro_backend.py is told to use OpenVINO
 (benchmarks/kokoro_speed.py).
 
 Not here: choosing between base voices (base_voice.py, enrollment.py).
