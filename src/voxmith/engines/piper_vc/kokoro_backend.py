@@ -42,7 +42,8 @@ BACKENDS = ("openvino", "openvino-bf16", "openvino-f32", "onnxruntime")
 # Two intra-op threads: on 2 idle cores they halve Kokoro's wall time against one (both runtimes),
 # and the engine serialises Kokoro calls (kokoro_voice.KokoroModel), so one call may use two cores
 # while other requests' WORLD analysis and rendering wait or run beside it. More threads were not
-# measured (the development machine has 2 cores); one core gets one thread.
+# measured (the development machine has 2 cores); one core gets one thread. With the second core
+# busy the second thread only adds cost (docs/piper_vc_tuning.md); the output is bit-identical.
 THREADS = min(2, os.cpu_count() or 1)
 
 
