@@ -32,7 +32,7 @@ def test_voice_keeps_engine_settings_and_requests_override_them(run, demo_files,
     assert bad.exit_code == 1 and "Unknown setting" in bad.output and "Traceback" not in bad.output
     assert json.loads((run.home / "voices" / "alice" / "voice.json").read_text())["engine_settings"] == \
         {"tone": {"pitch_scale": "2"}}  # nothing changed by the refused value
-    gone = run("voices", "settings", "alice", "--engine", "tone", "--unset", "pitch_scale")
+    gone = run("voices", "settings", "alice", "--engine", "tone", "--unset", "pitch-scale")  # - read as _
     assert gone.exit_code == 0 and "keeps no settings" in gone.output
     assert not json.loads((run.home / "voices" / "alice" / "voice.json").read_text()).get("engine_settings")
 

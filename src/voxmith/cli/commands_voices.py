@@ -170,7 +170,7 @@ def settings(obj, name, engine, pairs, unset):
     with that engine (settings given on the command line win). E.g. correct the transcript of
     gpt-sovits' reference: voxmith voices settings alice --engine gpt-sovits --set reference_text="..."."""
     values = split_assignments(pairs, "--set")
-    kept = obj.studio.set_voice_engine_settings(name, engine, values, tuple(unset)) if values or unset \
+    kept = obj.studio.set_voice_engine_settings(name, engine, values, tuple(k.replace("-", "_") for k in unset)) if values or unset \
         else obj.studio.voice_engine_settings(name, engine)
     if not kept:
         click.echo(f"Voice '{name}' keeps no settings for {engine}.")

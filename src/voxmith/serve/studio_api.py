@@ -133,15 +133,20 @@ async def convert(request: Request, recording: UploadFile = File(...), voice: st
     source = await uploads.keep(recording)
     convert_request = ConvertRequest(source=source, voice=voice, engine=engine or None, settings=chosen,
                                      origin={"api": "voxmith", "upload": recording.filename or source.name})
-    job = pool.submit(lambda _job: _convert(studio, convert_request))
-    result = None
+    job, refused = None, False
     try:
+        job = pool.submit(lambda _job: _convert(studio, convert_request))
         result = await job.next()
     except VoxmithError as err:  # nothing was made: name the upload as the client knows it
+        refused = True
         raise ApiError(400, str(err).replace(str(source), recording.filename or "the recording")) from None
     finally:
-        job.cancel()
-        uploads.release(source, made_result=result is not None)  # kept for the result, else removed
+        if job is not None:
+            job.cancel()
+        # Removed only when nothing can still read it: the pool refused the job, or the conversion
+        # refused the recording. Kept for a result, and when the request ended while the job may
+        # still be converting (a cancelled request: job.cancel cannot stop a running conversion).
+        uploads.release(source, made_result=not (job is None or refused))
     return {**describe_result(studio, result.path, result.record), "sidecar": result.sidecar}
 
 

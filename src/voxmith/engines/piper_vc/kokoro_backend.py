@@ -33,7 +33,7 @@ from voxmith.fsutil import atomic_write_bytes
 
 try:  # optional: only a forced backend uses it
     import openvino
-except ImportError:  # pragma: no cover - depends on the platform
+except Exception:  # pragma: no cover - not installed, or broken (a native library that fails to load)
     openvino = None
 
 ENV_VAR = "VOXMITH_KOKORO_BACKEND"
@@ -91,7 +91,11 @@ def choose(override: str, openvino_available: bool, capabilities: Sequence[str])
 
 def choose_here() -> BackendChoice:
     """The choice for this machine and environment."""
-    return choose(os.environ.get(ENV_VAR, ""), openvino is not None, cpu_capabilities())
+    override = os.environ.get(ENV_VAR, "")
+    # OpenVINO is asked about the CPU only when a forced backend needs it: a broken openvino
+    # install must not break the default runtime.
+    wants_openvino = override.strip().lower().startswith("openvino") and openvino is not None
+    return choose(override, openvino is not None, cpu_capabilities() if wants_openvino else ())
 
 
 class OnnxruntimeSession:
