@@ -156,13 +156,7 @@ def float_graph(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.extend(new)
     nodes = [n for n in nodes if id(n) not in dead]
     nodes = _live(nodes, {o.name for o in model.graph.output})
-    used = {i for n in nodes for i in n.input}
-    initializers = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(initializers)
-    return model
+    return _with_nodes(model, nodes)
 
 
 def conv_2d(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -195,6 +189,11 @@ def conv_2d(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.append(helper.make_node("Conv", [x4, weight + "_2d"] + list(node.input[2:]), [y4],
                                       name=node.name + "_2d", **new))
         nodes.append(helper.make_node("Squeeze", [y4, "conv_2d_axis"], list(node.output)))
+    return _with_nodes(model, nodes)
+
+
+def _with_nodes(model: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
+    """`model` with `nodes` as its graph, keeping only the initializers they use."""
     used = {i for n in nodes for i in n.input}
     initializers = [t for t in model.graph.initializer if t.name in used]
     del model.graph.node[:]
