@@ -83,3 +83,11 @@ def test_a_real_profile_is_read_back_by_a_later_process_without_speaking(monkeyp
     again = base_choice.profile(JOE)
     assert again.f0_hz == first.f0_hz
     assert np.allclose(again.embedding, first.embedding, atol=1e-6)
+
+
+def test_identity_names_the_voice_and_the_parts_and_a_voice_without_one_has_none():
+    class Voice:
+        identity = ("joe", "123")
+
+    assert base_cache.identity_of(Voice(), ("a", "b"), (0.8, 1.0)) == ("joe", "123", "a", "b", "0.8", "1.0")
+    assert base_cache.identity_of(object(), ("a",)) is None

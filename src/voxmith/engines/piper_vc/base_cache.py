@@ -58,6 +58,14 @@ def _path(base: Path, kind: str, identity: Sequence[str]) -> Path:
     return base / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
+def identity_of(voice, *parts: Sequence) -> Optional[tuple]:
+    """What a value measured on base voice `voice` with `parts` (sentences, scales) depends on:
+    the voice's `identity` and the parts as strings; None for a voice object without one (the
+    scripted voices of tests), whose values are never stored."""
+    identity = getattr(voice, "identity", None)
+    return None if identity is None else tuple(identity) + tuple(str(x) for p in parts for x in p)
+
+
 def finite_numbers(value, length: Optional[int] = None) -> bool:
     """Whether `value` is a list of finite numbers (of `length` when given)."""
     return (isinstance(value, list) and (length is None or len(value) == length)
@@ -88,4 +96,4 @@ def remembered(kind: str, identity: Optional[Sequence[str]], measure: Callable[[
     return value
 
 
-__all__ = ["VERSION", "finite_numbers", "folder", "remembered"]
+__all__ = ["VERSION", "finite_numbers", "folder", "identity_of", "remembered"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -108,11 +108,6 @@ _profiles: Dict[str, BaseProfile] = {}
 _profiles_lock = threading.Lock()
 
 
-def _identity(voice, *parts: Sequence[str]) -> Optional[tuple]:
-    identity = getattr(voice, "identity", None)
-    return None if identity is None else tuple(identity) + tuple(x for p in parts for x in p)
-
-
 def profile(name: str) -> BaseProfile:
     """The candidate's profile (cached per process, and on disk by base_cache)."""
     with _profiles_lock:
@@ -126,7 +121,7 @@ def profile(name: str) -> BaseProfile:
                 return {"f0_hz": float(f0), "embedding": [float(v) for v in np.asarray(embedding)]}
 
             value = base_cache.remembered(
-                "profile", _identity(voice, PROFILE_SENTENCES), measure,
+                "profile", base_cache.identity_of(voice, PROFILE_SENTENCES), measure,
                 lambda v: base_cache.finite_numbers([v["f0_hz"]]) and base_cache.finite_numbers(v["embedding"]))
             _profiles[name] = BaseProfile(name, float(value["f0_hz"]),
                                           np.asarray(value["embedding"], dtype=np.float32))

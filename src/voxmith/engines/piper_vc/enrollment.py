@@ -91,11 +91,8 @@ def base_curve(voice=None) -> speaking.RateCurve:
         return {"scales": list(curve.scales), "ratios": list(curve.ratios)}
 
     def remembered() -> speaking.RateCurve:
-        identity = getattr(voice, "identity", None)  # scripted voices in tests have none
-        if identity is not None:
-            identity = tuple(identity) + speaking.CURVE_SENTENCES + tuple(map(str, speaking.CURVE_SCALES))
         value = base_cache.remembered(
-            "rate-curve", identity, measure,
+            "rate-curve", base_cache.identity_of(voice, speaking.CURVE_SENTENCES, speaking.CURVE_SCALES), measure,
             lambda v: base_cache.finite_numbers(v["scales"], len(speaking.CURVE_SCALES))
             and base_cache.finite_numbers(v["ratios"], len(speaking.CURVE_SCALES)))
         return speaking.RateCurve(tuple(value["scales"]), tuple(value["ratios"]))
