@@ -43,3 +43,40 @@ class ToneEngine(Engine):
             out.append(Candidate((float(conditioning["rms"]) * np.sin(2 * np.pi * freq * t)).astype(np.float32),
                                  self.sample_rate_hz, seed + i, details={"freq": freq}))
         return out
+
+
+class TunedToneEngine(ToneEngine):
+    """The tone engine with fine-tunes that are checked on a voice, as piper-vc's are: a run's
+    "weights" are a pitch factor, and the check (`check_finetune`, counted in `checks`) allows half
+    of it, which every take then records in `details["guard"]`. For tests of how the studio resolves,
+    checks, caches and records fine-tunes; the training runs are stood in for by the test."""
+
+    checks_finetunes = True
+    checks: list = []  # (voice conditioning rms, weights digest) of every check run, in this process
+
+    def __init__(self, device="cpu", models_dir=None):
+        super().__init__(device, models_dir)
+        self.factor = None  # the fine-tune's pitch factor; None: stock
+
+    def load_finetune(self, finetune):
+        variant = type(self)(self.device, self.models_dir)
+        variant.factor = float(finetune.load_state()["factor"])
+        return variant
+
+    def finetune_check_key(self):
+        return None if self.factor is None else f"check1-{self.factor:.6f}"
+
+    def check_finetune(self, conditioning, progress=None):
+        type(self).checks.append((float(conditioning["rms"]), self.finetune_check_key()))
+        return {"finetune.allowed": np.array(0.5)}
+
+    def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+        if self.factor is None:
+            return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
+        allowed = float(conditioning["finetune.allowed"])  # present only when the check ran
+        scale = 1.0 + (self.factor - 1.0) * allowed
+        tuned = type(settings)(**{**settings.to_dict(), "pitch_scale": settings.pitch_scale * scale})
+        takes = super().synthesize(text, conditioning, tuned, seed=seed, candidates=candidates)
+        for take in takes:
+            take.details["guard"] = {"checked": "fine-tuned weights", "allowed": allowed}
+        return takes

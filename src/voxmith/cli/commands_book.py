@@ -28,22 +28,31 @@ import click
 @click.option("--chapter-pause", default=2.0, show_default=True, help="Seconds between chapters in the joined book.")
 @click.option("--redo", "redo", multiple=True, metavar="SENTENCE_ID",
               help="Make this sentence again with new seeds (ids in manifest.json, e.g. c02-s0014); repeatable.")
+@click.option("--run", "run", help="Read with this training run's weights (default: what the voice uses, as speak).")
+@click.option("--checkpoint", default="latest", show_default=True, help="With --run: latest, best or a step.")
+@click.option("--stock", is_flag=True, help="Read with the engine's stock weights even if the voice is fine-tuned.")
 @click.pass_obj
 def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, seed, settings, no_rank, max_wer,
-         retries, sentence_pause, paragraph_pause, chapter_pause, redo):
+         retries, sentence_pause, paragraph_pause, chapter_pause, redo, run, checkpoint, stock):
     """Read BOOK (.txt, .md or .epub) in a voice: one audio file per chapter, the whole book with
     chapter markers, and a manifest of every sentence. Interrupted? Run the same command again.
     In the text, [pause 1.5s] or <break time="700ms"/> adds a pause."""
     from voxmith.assignments import split_assignments
+    from voxmith.errors import VoxmithError
     from voxmith.studio.book import BookRequest
     from voxmith.studio.ranking import RankingSettings
+    from voxmith.studio.record import FinetuneChoice
     from voxmith.text.book import PauseSettings
 
+    if run and stock:
+        raise VoxmithError("--run and --stock contradict each other; pick one.")
     request = BookRequest(
         source=book, voice=voice, refs=refs, engine=engine, settings=split_assignments(settings, "--set"), seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries), rank=not no_rank,
         pauses=PauseSettings(sentence_pause, paragraph_pause, chapter_pause),
         output_dir=Path(output_dir) if output_dir else None, audio_format=audio_format,
+        finetune=FinetuneChoice.of_run(run, checkpoint) if run else
+        FinetuneChoice.stock() if stock else FinetuneChoice.voice_setting(),
     )
     progress = obj.progress()
     try:
@@ -56,8 +65,11 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
         raise
     progress.close()
     book = result.record
+    weights = f"fine-tuned weights of run '{book.finetune.run}', step {book.finetune.step}" if book.finetune \
+        else "stock weights"
     click.echo(f"{len(book.chapters)} chapter(s), {len(book.sentences)} sentences, "
-               f"{book.duration_s / 60:.1f} min; manifest: {result.folder / 'manifest.json'}", err=True)
+               f"{book.duration_s / 60:.1f} min, {book.engine_name} with {weights}; "
+               f"manifest: {result.folder / 'manifest.json'}", err=True)
     if result.review:
         click.echo(f"{len(result.review)} sentence(s) to review (still missing words after the retries): "
                    f"{', '.join(result.review)}; redo one with --redo ID.", err=True)

@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import time
+from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -37,6 +38,7 @@ from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, re
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.ranking import RankingSettings, needs_regeneration
 from voxmith.studio.book_manifest import BOOK_SCHEMA_VERSION, BookManifest
+from voxmith.studio.record import FinetuneChoice
 from voxmith.studio.speech import SEED_STRIDE, SpeakRequest, Speaker, sentence_piece
 from voxmith.text import normalize_text
 from voxmith.text.book import Chapter, PauseSettings, chapter_sentences, parse_book
@@ -59,6 +61,12 @@ class BookRequest:
     pauses: PauseSettings = field(default_factory=PauseSettings)
     output_dir: Optional[Path] = None
     audio_format: str = "m4b"  # the joined book; chapters are WAV, or MP3 when this is mp3
+    # Which weights read it, as for `speak`: the voice's own setting (`voices use`), the stock
+    # weights, or a training run's checkpoint.
+    finetune: FinetuneChoice = field(default_factory=FinetuneChoice.voice_setting)
+
+    def __post_init__(self) -> None:
+        self.finetune = FinetuneChoice.coerce(self.finetune)
 
     def validate(self) -> None:
         if bool(self.voice) == bool(self.refs):
@@ -194,11 +202,13 @@ class BookMaker:
         """The book's seed: the one its folder was started with (the settings must match), else new."""
         state = read_json(self.folder / "book.json", default=None)
         if state is not None:
-            if state.get("settings") != json.loads(json.dumps(self.settings)):
-                changed = sorted(k for k in set(state.get("settings", {})) | set(self.settings)
-                                 if state.get("settings", {}).get(k) != json.loads(json.dumps(self.settings.get(k))))
+            before, now = _comparable(state.get("settings", {})), _comparable(json.loads(json.dumps(self.settings)))
+            if before != now:
+                changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+                hint = _finetune_hint(state.get("settings", {}).get("finetune"), self.settings.get("finetune")) \
+                    if "finetune" in changed else ""
                 raise VoxmithError(f"'{self.folder}' holds this book made with other settings ({', '.join(changed)}); "
-                                   "choose another output folder (-o) or delete that one to start again.")
+                                   f"{hint}choose another output folder (-o) or delete that one to start again.")
             if self.request.seed is not None and self.request.seed >= 0 and self.request.seed != state["seed"]:
                 raise VoxmithError(f"'{self.folder}' was started with seed {state['seed']}; use that seed or "
                                    "another output folder.")
@@ -230,8 +240,9 @@ class BookMaker:
                   "normalized": normalize_text(sentence.text), "pause_after_s": sentence.pause_after_s,
                   "chosen_take": best, "status": status, "redo": redo,
                   "seconds": round(time.perf_counter() - started, 3),
-                  "takes": [{"seed": t.seed, "duration_s": round(t.duration_s, 3),
-                             "scores": s.to_dict() if s else None} for t, s in zip(takes, scores)]}
+                  "takes": [_take_record(t, s) for t, s in zip(takes, scores)]}
+        if self.settings.get("finetune"):  # as a speech's sidecar says it (and each take's details.guard)
+            record["finetune"] = self.settings["finetune"]
         samples_path, record_path = self._paths(sentence_id)
         with atomic_path(samples_path) as tmp:
             np.save(tmp, piece.astype(np.float32), allow_pickle=False)
@@ -304,7 +315,10 @@ class BookMaker:
                     "start_s": round(position / self.rate, 3),
                     "end_s": round((position + length) / self.rate - sentence.pause_after_s, 3),
                     "take": record["chosen_take"], "takes": len(record["takes"]), "seed": chosen["seed"],
-                    "scores": chosen["scores"], "redo": record.get("redo", 0)})
+                    "scores": chosen["scores"], "redo": record.get("redo", 0),
+                    # the engine's record of the chosen take (piper-vc: the guard's, fine-tune check included)
+                    "details": chosen.get("details", {}),
+                    **({"finetune": record["finetune"]} if record.get("finetune") else {})})
                 position += length
             spans.append((chapter.title, start / self.rate, position / self.rate))
             if c < len(self.chapters) - 1:
@@ -342,6 +356,34 @@ class BookMaker:
         atomic_write_json(self.folder / "chapters.json", chapters)
         atomic_write_json(self.folder / "manifest.json", record.to_json())
         return BookResult(self.folder, book_path, record)
+
+
+def _take_record(take, scores) -> dict:
+    """One take of a sentence as its record keeps it (as a speech's sidecar keeps its takes)."""
+    record = {"seed": take.seed, "duration_s": round(take.duration_s, 3), "details": take.details,
+              "scores": scores.to_dict() if scores else None}
+    if take.scores:  # the engine's own (tortoise: CLVP, CVVP)
+        record["engine_scores"] = dict(take.scores)
+    return record
+
+
+def _comparable(settings: dict) -> dict:
+    """A book's settings as far as they decide its audio: the fine-tune by its run and step, not by
+    how it was asked for ("latest" then, the step number now, is the same weights)."""
+    weights = settings.get("finetune")
+    if not weights:
+        return settings
+    return {**settings, "finetune": {"run": weights.get("run"), "step": weights.get("step")}}
+
+
+def _finetune_hint(before: Optional[dict], now: Optional[dict]) -> str:
+    """Why a book's weights differ from the ones its folder was started with, and how to match them."""
+    def named(weights: Optional[dict]) -> str:
+        return f"run '{weights['run']}', step {weights['step']}" if weights else "the stock weights"
+
+    match = f"--run {quote(str(before['run']))} --checkpoint {before['step']}" if before else "--stock"
+    return (f"it was read with {named(before)} and would now be read with {named(now)} (the voice's fine-tune "
+            f"changed?): pass {match} to finish it with the same weights, or ")
 
 
 def _slug(title: str) -> str:

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
 from voxmith.errors import VoxmithError
-from voxmith.studio.record import RefsSource, VoiceSource
+from voxmith.studio.record import FinetuneUsed, RefsSource, VoiceSource
 
-# 2: the "schema" key. 1: manifests written before, without it.
+# 2: the "schema" key. 1: manifests written before, without it. The optional "finetune" (book and
+# sentences) and sentences' "details" came later without a new number: a voxmith that does not know
+# them keeps them as unknown keys.
 BOOK_SCHEMA_VERSION = 2
 
 
@@ -45,10 +47,18 @@ class BookSentence:
     seed: int  # the chosen take's
     scores: Optional[Dict[str, Any]] = None
     redo: int = 0  # how many times --redo made it again
+    # The engine's record of the chosen take, as a speech's sidecar keeps each take's (piper-vc: how it
+    # was converted and the intelligibility guard's outcome, the fine-tune check's included).
+    details: Dict[str, Any] = field(default_factory=dict)
+    finetune: Optional[FinetuneUsed] = None  # the fine-tuned weights that read it (None: stock)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", "details", "finetune")}
+        if self.details:  # absent from manifests written before they were recorded
+            out["details"] = self.details
+        if self.finetune is not None:
+            out["finetune"] = self.finetune.to_json()
         out.update(self.extra)
         return out
 
@@ -69,6 +79,7 @@ class BookManifest:
     review: List[str] = field(default_factory=list)  # ids of the sentences to listen to
     voice: Optional[VoiceSource] = None
     refs: Optional[RefsSource] = None
+    finetune: Optional[FinetuneUsed] = None  # the fine-tuned weights that read the book (None: stock)
     candidates: int = 1
     ranking: Dict[str, Any] = field(default_factory=dict)
     pauses: Dict[str, Any] = field(default_factory=dict)
@@ -87,6 +98,8 @@ class BookManifest:
             out["voice"] = dataclasses.asdict(self.voice)
         if self.refs is not None:
             out["refs"] = dataclasses.asdict(self.refs)
+        if self.finetune is not None:
+            out["finetune"] = self.finetune.to_json()
         out.update({
             "engine": {"name": self.engine_name, "version": self.engine_version}, "settings": self.settings,
             "candidates": self.candidates, "ranking": self.ranking, "pauses": self.pauses, "format": self.audio_format,
@@ -122,6 +135,7 @@ class BookManifest:
                 voice=VoiceSource(str(voice["name"]), str(voice["fingerprint"]), list(voice.get("clips", [])))
                 if voice else None,
                 refs=RefsSource([str(f) for f in refs["files"]], str(refs.get("fingerprint", ""))) if refs else None,
+                finetune=_finetune(data.get("finetune")),
                 candidates=int(data.get("candidates", 1)), ranking=dict(data.get("ranking", {})),
                 pauses=dict(data.get("pauses", {})), audio_format=str(data.get("format", "m4b")),
                 source_path=str(data.get("source_path", "")), created=str(data.get("created", "")),
@@ -132,8 +146,8 @@ class BookManifest:
                                "book again to rebuild it.") from None
 
 
-_KEYS = frozenset({"schema", "voxmith_version", "kind", "created", "seed", "book", "voice", "refs", "engine",
-                   "settings", "candidates", "ranking", "pauses", "format", "source_path", "output", "chapters",
+_KEYS = frozenset({"schema", "voxmith_version", "kind", "created", "seed", "book", "voice", "refs", "finetune",
+                   "engine", "settings", "candidates", "ranking", "pauses", "format", "source_path", "output", "chapters",
                    "sentences", "review"})
 _SENTENCE_FIELDS = tuple(f.name for f in dataclasses.fields(BookSentence) if f.name != "extra")
 
@@ -143,7 +157,14 @@ def _sentence(data: Mapping) -> BookSentence:
         id=str(data["id"]), chapter=int(data["chapter"]), text=str(data["text"]), status=str(data["status"]),
         chapter_start_s=float(data["chapter_start_s"]), start_s=float(data["start_s"]), end_s=float(data["end_s"]),
         take=int(data["take"]), takes=int(data["takes"]), seed=int(data["seed"]), scores=data.get("scores"),
-        redo=int(data.get("redo", 0)), extra={k: v for k, v in data.items() if k not in _SENTENCE_FIELDS})
+        redo=int(data.get("redo", 0)), details=dict(data.get("details") or {}), finetune=_finetune(data.get("finetune")),
+        extra={k: v for k, v in data.items() if k not in _SENTENCE_FIELDS})
+
+
+def _finetune(data: Any) -> Optional[FinetuneUsed]:
+    if not data:
+        return None
+    return FinetuneUsed(str(data["run"]), data.get("checkpoint", data["step"]), int(data["step"]))
 
 
 __all__ = ["BOOK_SCHEMA_VERSION", "BookChapter", "BookManifest", "BookSentence"]

@@ -186,7 +186,7 @@ class Studio:
         voice = self.voices.get(request.voice) if request.voice else None
         request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
                                                                                           request.settings))
-        finetune, finetune_record = self._finetune_for(request, voice, engine)
+        finetune, finetune_record = self._finetune_for(request.finetune, voice, engine)
         engine = engine.with_finetune(finetune)  # the weights are part of this request only
         # The speaker embedding only serves ranking: not computed for --no-rank.
         conditioning, embedding, source, folder = self._voice_or_refs(voice, request.refs, engine, progress,
@@ -351,7 +351,13 @@ class Studio:
         voice = self.voices.get(request.voice) if request.voice else None
         request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
                                                                                           request.settings))
+        # The same weights `speak` would use for this voice (its `voices use` setting, checked on it).
+        finetune, finetune_record = self._finetune_for(request.finetune, voice, engine)
+        engine = engine.with_finetune(finetune)
         conditioning, embedding, voice_record, _ = self._voice_or_refs(voice, request.refs, engine, progress)
+        if finetune_record:
+            voice_record["finetune"] = finetune_record.to_json()
+            report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         source = Path(request.source).resolve()
         folder = self.book_folder(request)
         folder.mkdir(parents=True, exist_ok=True)
@@ -392,9 +398,9 @@ class Studio:
             return Path(request.output_dir).expanduser().resolve()
         return self.workspace.results_dir / (request.voice or "_refs") / f"{slugify(Path(request.source).stem)}-book"
 
-    def _finetune_for(self, request: SpeakRequest, voice: Optional[Voice], engine: Engine):
-        """The fine-tuned weights this request speaks with (None: stock) and what the record says of them."""
-        choice = request.finetune
+    def _finetune_for(self, choice: FinetuneChoice, voice: Optional[Voice], engine: Engine):
+        """The fine-tuned weights a request's `choice` speaks with (None: stock) and what the record says
+        of them."""
         from_voice = choice.kind == "voice"
         if from_voice:  # what the voice was set to use, if it was trained for this engine
             setting = (voice.metadata.get("finetune") if voice is not None else None) or {}

@@ -1,0 +1,99 @@
+"""`voxmith book` reads with the weights `voxmith speak` would use: the voice's fine-tune (`voices
+use`), checked on the voice by the engine's check (run once, cached), recorded per sentence; `--stock`
+and `--run` as for speak. The training run is stood in for (tests/tone_engine.py's TunedToneEngine):
+what is under test is how the studio resolves, checks and records the weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from voxmith.cli.main import cli
+from voxmith.engines import Finetune
+from voxmith.errors import VoxmithError
+from voxmith.studio import Studio
+from voxmith.studio.book import BookRequest
+from voxmith.studio.record import FinetuneChoice
+from voxmith.studio.speech import SpeakRequest
+from voxmith.training.checkpoints import CheckpointInfo
+
+STEP = 7
+
+
+@pytest.fixture
+def tuned_tone(monkeypatch, tmp_path):
+    """The fine-tunable tone engine as "tone", and run 'ft' (step 7) whose weights raise its pitch."""
+    from tests.tone_engine import TunedToneEngine
+    from voxmith.engines import register_engine
+    from voxmith.engines.registry import unregister_engine
+    from voxmith.studio.training_runs import TrainingRuns
+
+    def finetune(self, name, which="latest"):
+        if name != "ft":
+            raise VoxmithError(f"No training run named '{name}'.")
+        return (Finetune(f"ft:{STEP}", f"run 'ft', step {STEP}", lambda: {"factor": 1.5}), "tone",
+                CheckpointInfo(tmp_path / "step.pt", STEP, 1, None))
+
+    monkeypatch.setattr(TrainingRuns, "finetune", finetune)
+    monkeypatch.setattr(TunedToneEngine, "checks", [])
+    register_engine("tone", TunedToneEngine)
+    yield TunedToneEngine
+    unregister_engine("tone")
+
+
+def _book(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text("One two three four. Five six seven.\n")
+    return path
+
+
+def test_book_reads_with_the_voices_checked_finetune_and_records_it(tmp_path, tuned_tone):
+    studio = Studio(tmp_path / "ws", device="cpu")
+    studio.import_demo_voice()
+    studio.voices.get("demo").update_metadata(finetune={"run": "ft", "checkpoint": "latest", "engine": "tone"})
+    source = _book(tmp_path)
+
+    tuned = studio.book(BookRequest(source=source, voice="demo", engine="tone", seed=3, rank=False,
+                                    output_dir=tmp_path / "tuned", audio_format="wav"))
+    used = {"run": "ft", "checkpoint": "latest", "step": STEP}
+    manifest = json.loads((tuned.folder / "manifest.json").read_text())
+    assert manifest["finetune"] == used and tuned.record.finetune.step == STEP
+    assert len(manifest["sentences"]) == 2
+    for sentence in manifest["sentences"]:  # as a speech's sidecar records its takes
+        assert sentence["finetune"] == used
+        assert sentence["details"]["guard"] == {"checked": "fine-tuned weights", "allowed": 0.5}
+    assert len(tuned_tone.checks) == 1  # the check ran on the voice, once
+
+    # The same sentence spoken by `speak` (the voice's setting, same seed) is the book's first sentence.
+    spoken = studio.speak(SpeakRequest("One two three four.", voice="demo", engine="tone", seed=3, rank=False))
+    assert spoken.record.finetune.step == STEP and len(tuned_tone.checks) == 1  # cached: not checked again
+    first = tuned.sentence_audio("c01-s0001")
+    np.testing.assert_array_equal(first[:spoken.samples.size], spoken.samples)
+
+    # --stock reads with the stock weights: other audio, nothing recorded; no check.
+    stock = studio.book(BookRequest(source=source, voice="demo", engine="tone", seed=3, rank=False,
+                                    output_dir=tmp_path / "stock", audio_format="wav",
+                                    finetune=FinetuneChoice.stock()))
+    assert stock.record.finetune is None and "finetune" not in stock.manifest
+    assert all("finetune" not in s and "guard" not in s.get("details", {}) for s in stock.manifest["sentences"])
+    assert not np.array_equal(stock.sentence_audio("c01-s0001")[:first.size], first[:stock.sentence_audio("c01-s0001").size])
+    assert len(tuned_tone.checks) == 1
+
+    # A book started with the fine-tune is not finished with other weights: refused, saying how to match.
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", str(tmp_path / "ws"), "-q", "book", str(source), "-v", "demo",
+                                 "-e", "tone", "--no-rank", "--format", "wav", "-o", str(tmp_path / "tuned"),
+                                 "--stock"])
+    assert result.exit_code == 1 and f"--run ft --checkpoint {STEP}" in result.output, result.output
+    result = runner.invoke(cli, ["--home", str(tmp_path / "ws"), "-q", "book", str(source), "-v", "demo",
+                                 "-e", "tone", "--no-rank", "--format", "wav", "-o", str(tmp_path / "tuned"),
+                                 "--run", "ft", "--checkpoint", str(STEP), "--redo", "c01-s0002"])
+    assert result.exit_code == 0, result.output
+    assert f"fine-tuned weights of run 'ft', step {STEP}" in result.output
+    redone = json.loads((tmp_path / "tuned" / "manifest.json").read_text())["sentences"][1]
+    assert redone["redo"] == 1 and redone["finetune"]["step"] == STEP
+    assert len(tuned_tone.checks) == 1
