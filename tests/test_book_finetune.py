@@ -13,33 +13,22 @@ import pytest
 from click.testing import CliRunner
 
 from voxmith.cli.main import cli
-from voxmith.engines import Finetune
-from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
 from voxmith.studio.book import BookRequest
 from voxmith.studio.record import FinetuneChoice
 from voxmith.studio.speech import SpeakRequest
-from voxmith.training.checkpoints import CheckpointInfo
 
 STEP = 7
 
 
 @pytest.fixture
 def tuned_tone(monkeypatch, tmp_path):
-    """The fine-tunable tone engine as "tone", and run 'ft' (step 7) whose weights raise its pitch."""
-    from tests.tone_engine import TunedToneEngine
+    """The fine-tunable tone engine as "tone", and run 'ft' whose latest checkpoint is step 7."""
+    from tests.tone_engine import TunedToneEngine, stand_in_runs
     from voxmith.engines import register_engine
     from voxmith.engines.registry import unregister_engine
-    from voxmith.studio.training_runs import TrainingRuns
 
-    def finetune(self, name, which="latest"):
-        if name != "ft":
-            raise VoxmithError(f"No training run named '{name}'.")
-        return (Finetune(f"ft:{STEP}", f"run 'ft', step {STEP}", lambda: {"factor": 1.5}), "tone",
-                CheckpointInfo(tmp_path / "step.pt", STEP, 1, None))
-
-    monkeypatch.setattr(TrainingRuns, "finetune", finetune)
-    monkeypatch.setattr(TunedToneEngine, "checks", [])
+    stand_in_runs(monkeypatch, tmp_path, latest=STEP)
     register_engine("tone", TunedToneEngine)
     yield TunedToneEngine
     unregister_engine("tone")

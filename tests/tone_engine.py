@@ -80,3 +80,21 @@ class TunedToneEngine(ToneEngine):
         for take in takes:
             take.details["guard"] = {"checked": "fine-tuned weights", "allowed": allowed}
         return takes
+
+
+def stand_in_runs(monkeypatch, tmp_path, latest: int = 7):
+    """Training runs stood in for `TunedToneEngine`: every run's checkpoint STEP ("latest": `latest`)
+    has the pitch factor 1 + STEP / 10; a run named "missing" does not exist."""
+    from voxmith.engines import Finetune
+    from voxmith.studio.training_runs import TrainingRuns
+    from voxmith.training.checkpoints import CheckpointInfo
+
+    def finetune(self, name, which="latest"):
+        if name == "missing":
+            raise VoxmithError(f"No training run named '{name}'.")
+        step = latest if which in ("latest", "best") else int(which)
+        return (Finetune(f"{name}:{step}", f"run '{name}', step {step}", lambda: {"factor": 1 + step / 10}),
+                "tone", CheckpointInfo(tmp_path / f"{name}-{step}.pt", step, 1, None))
+
+    monkeypatch.setattr(TrainingRuns, "finetune", finetune)
+    monkeypatch.setattr(TunedToneEngine, "checks", [])

@@ -1,5 +1,6 @@
-"""File-system helpers: atomic writes (a reader, or a crash, never sees a half-written file) and
-content fingerprints of files (`fingerprint_files`), which caches use as keys.
+"""File-system helpers: atomic writes (a reader, or a crash, never sees a half-written file),
+content fingerprints of files (`fingerprint_files`), which caches use as keys, and an exclusive lock
+shared by threads and processes (`exclusive_lock`).
 
 Everything is written to a temporary file in the destination folder and moved into place with
 `os.replace`, which is atomic on POSIX and Windows when both paths are on one file system.
@@ -14,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator
+
+import filelock
 
 
 @contextlib.contextmanager
@@ -114,3 +117,26 @@ def fingerprint_files(paths: list[Path]) -> str:
     for path in sorted(paths, key=lambda p: p.name):
         outer.update(path.name.encode("utf-8") + b"\0" + _file_digest(path))
     return outer.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock named by `path` against every other thread and process that asks for
+    it (a kernel lock through the filelock package: a killed holder's lock is released by the OS);
+    yields True while held. With `wait=False` it yields False at once when someone else holds it.
+    Where the lock file cannot be made (a read-only folder) it yields True without locking: nothing
+    can be written there for the lock to protect."""
+    lock = filelock.FileLock(os.fspath(path))
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=-1 if wait else 0)
+    except filelock.Timeout:
+        yield False
+        return
+    except OSError:
+        yield True
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

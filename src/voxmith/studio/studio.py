@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from voxmith.studio.training_runs import TrainingRuns
 
 DEMO_VOICE_NAME = "demo"
+# Fine-tune checks kept per voice and engine (the newest and those used last): a voice keeps the
+# outcome for the weights it uses and a few tried beside them, not one per checkpoint ever tried.
+FINETUNE_CHECKS_KEPT = 3
 
 
 def demo_voice_files() -> List[Path]:
@@ -114,7 +117,8 @@ class Studio:
         """The engine's conditioning for `voice`, from the cache when the clips are unchanged.
         Returns (conditioning, was_cached)."""
         voice = self.voices.get(voice) if isinstance(voice, str) else voice
-        return voice.cache.get_or_compute(
+        # Once per voice, even for requests arriving together (server threads, other processes).
+        return voice.cache.get_or_compute_once(
             self._conditioning_key(voice, engine),
             lambda: engine.prepare_conditioning(select_clips(voice.load_clips(), f"voice '{voice.name}'").clips,
                                                 progress),
@@ -269,7 +273,7 @@ class Studio:
         cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
         tag = selection_tag([c.duration_s for c in clips])  # long clips: a bounded selection of them
         key = CacheKey(engine.name, engine.cache_key() + tag, fingerprint)
-        conditioning, _ = cache.get_or_compute(
+        conditioning, _ = cache.get_or_compute_once(
             key, lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress))
         conditioning = self._finetune_checked(cache, key, engine, conditioning, "The reference clips' voice", progress)
         if embed:
@@ -306,10 +310,16 @@ class Studio:
         check = engine.finetune_check_key() if engine.finetune is not None else None
         if check is None:
             return conditioning
-        checked, _ = cache.get_or_compute(
-            CacheKey(f"{key.namespace}.finetune-{check}", key.producer_version, key.fingerprint),
-            lambda: engine.check_finetune(conditioning, progress),
-            {"finetune": engine.finetune.description})
+        prefix = f"{key.namespace}.finetune-"
+        check_key = CacheKey(prefix + check, key.producer_version, key.fingerprint)
+        # Once, even when several requests (server threads, other processes) put the same weights to
+        # use at the same moment: the others wait for the first's outcome.
+        checked, cached = cache.get_or_compute_once(check_key, lambda: engine.check_finetune(conditioning, progress),
+                                                    {"finetune": engine.finetune.description})
+        if cached:
+            cache.touch(check_key)
+        else:  # checks of weights not used lately (older checkpoints) go; this one and the latest others stay
+            cache.prune(prefix, keep=check_key.namespace, keep_recent=FINETUNE_CHECKS_KEPT - 1)
         if FINETUNE_REFUSED in checked:
             raise VoxmithError(f"{owner} cannot speak with the fine-tuned weights of {engine.finetune.description}: "
                                f"{checked[FINETUNE_REFUSED]}. Choose another checkpoint or run, or the stock "
