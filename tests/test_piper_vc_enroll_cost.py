@@ -1,5 +1,6 @@
 """What keeps piper-vc's enrollment cheap without changing its results: the guard's floor measured
-once per base voice and rate, and the mel-cepstrum conversions as matrix products.
+once per base voice and rate (and kept on disk), the warp search's scores on two threads, and the
+mel-cepstrum conversions as matrix products.
 (The reuse of the base voice's takes across guard checks is tested with a real enrollment in
 test_piper_vc_training.py.)"""
 
@@ -29,6 +30,60 @@ def test_floor_is_measured_once_per_key_and_the_guard_takes_it_as_given():
     result = guard.guard(speak, guard.Strengths(), sentences=sentences, tolerance=0, transcribe=transcribe,
                          base_errors=2)
     assert result.base_errors == 2 and result.steps == [] and all(s is not None for _, s in heard)
+
+
+def test_floor_with_an_identity_is_kept_on_disk_for_later_processes(tmp_path, monkeypatch):
+    from voxmith.engines.piper_vc import base_cache
+
+    monkeypatch.setattr(base_cache, "folder", lambda: tmp_path / "cache")
+    monkeypatch.setattr(guard, "_floors", {})  # a fresh process
+    heard = []
+
+    def speak(text, seed, strengths):
+        heard.append(seed)
+        return np.zeros(10, np.float32)
+
+    def transcribe(samples, rate_hz):
+        return "a b"
+
+    sentences = ("a b c", "a b c")
+    identity = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.2, ("whisper=x",))
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
+    monkeypatch.setattr(guard, "_floors", {})  # another process: read from disk, nothing said
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
+    # Another rate, or a voice that cannot name what it depends on (no identity): measured.
+    other = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.15, ("whisper=x",))
+    assert other != identity
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.15), identity=other) == 2 and len(heard) == 4
+    assert guard.floor_identity(object(), 1.2, ("whisper=x",)) is None
+    # A damaged file is measured again.
+    for path in (tmp_path / "cache").iterdir():
+        path.write_text('{"errors": -1}')
+    monkeypatch.setattr(guard, "_floors", {})
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 6
+
+
+def test_warp_search_on_two_threads_scores_and_chooses_as_on_one():
+    import threading
+    import time
+
+    from voxmith.engines.piper_vc import enrollment
+
+    def score(warp):  # peaked at 0.14 with a near-tie at -0.14 (the tie rule picks by |warp|, then score)
+        return 0.8 - abs(abs(warp) - 0.14) - (0.001 if warp < 0 else 0.0)
+
+    threads = set()
+
+    def traced(warp):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.05)  # long enough that both threads take a warp
+        return score(warp)
+
+    ticks = []
+    one = enrollment.search_warp(score)
+    two = enrollment.search_warp(traced, lambda done, total: ticks.append((done, total)), workers=2)
+    assert two[0] == one[0] and list(two[1].items()) == list(one[1].items())
+    assert len(threads) == 2 and [d for d, _ in ticks] == list(range(1, len(one[1]) + 1))
 
 
 def test_mel_cepstrum_conversions_equal_pysptks_per_frame_ones():

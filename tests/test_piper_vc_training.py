@@ -314,6 +314,17 @@ def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolle
     finally:
         del voice.speak
     assert np.array_equal(again, heard) and not said
+    # Takes made ahead (_check_takes, while the network trains) are the ones the guard then uses.
+    takes = {}
+    engine._check_takes(voice, float(cond["rate"]), takes, sentences=("Spare words.", TEXT))
+    ahead = engine._guard_speaker(lambda s: dict(cond, **s.to_conditioning()), float(cond["rate"]), takes=takes)
+    voice.speak = lambda *a, **k: said.append(a) or original(*a, **k)
+    try:
+        early = ahead(TEXT, 1, weaker)
+    finally:
+        del voice.speak
+    assert not said and np.array_equal(early, engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()),
+                                                                settings, seed=1)[0].samples)
     assert np.array_equal(other, engine.synthesize(TEXT, dict(cond, **guard.Strengths(
         network=0.0, ridge=0.0, warp=0.5).to_conditioning()), settings, seed=3)[0].samples)
     # The base voice speaks at the voice's own rate, as synthesis does.

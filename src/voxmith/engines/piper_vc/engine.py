@@ -37,7 +37,7 @@ from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard
                                      render, source_conversion, world)
 from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
-from voxmith.engines.piper_vc.intelligibility import transcribe_clip
+from voxmith.engines.piper_vc.intelligibility import transcribe_clip, transcriber_identity
 from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
@@ -199,8 +199,10 @@ class PiperVCEngine(Engine):
             tick("measuring the base voice", seed, len(guard.CHECK_SENTENCES))  # sentence k at seed k
             return base(text, seed, strengths)
 
-        key = (voice, float(self.settings_class().length_scale * rate))  # enrollment's floor key
-        floor = guard.floor(base_heard, transcribe=transcribe, key=key)
+        length_scale = float(self.settings_class().length_scale * rate)
+        key = (voice, length_scale)  # enrollment's floor key
+        floor = guard.floor(base_heard, transcribe=transcribe, key=key,
+                            identity=self._floor_identity(voice, length_scale, transcribe))
         speak = self._guard_speaker(
             lambda strengths: {**conditioning, **strengths.to_conditioning(FINETUNE_PREFIX)}, rate, JOE)
         checked = guard.guard(speak, guard.Strengths(), ladder_steps=guard.FINETUNE_LADDER, progress=tick,
@@ -234,17 +236,22 @@ class PiperVCEngine(Engine):
         intelligibility guard backed off (guard.py)."""
         tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
         config = adaptation.AdaptConfig()
-        floor = None
+        floor = prefetched = None
         base_name = result.base.name if result.base is not None else JOE
+        takes: Dict[tuple, Any] = {}
         if config.check_intelligibility:
-            # The base voice's floor depends only on the rate: measured (or taken from this
-            # process's earlier enrollments) while the network trains; Piper, Whisper and torch
-            # all release the GIL, so on 2 cores the two overlap.
+            # While the network trains, on other threads (Piper, WORLD's analysis in part, Whisper
+            # and torch release the GIL, so on 2 cores they overlap): the base voice's floor, which
+            # depends only on the rate (taken from disk or this process's earlier enrollments
+            # when known), and the base voice's takes of the check sentences, which every guard
+            # check converts (only the conversion differs between checks).
             voice = get_base_voice(base_name)
             base = self._base_speaker(result.rate, voice)
-            key = (voice, float(self.settings_class().length_scale * result.rate))
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-floor")
-            floor = pool.submit(guard.floor, base, key=key)
+            length_scale = float(self.settings_class().length_scale * result.rate)
+            pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="piper-vc-floor")
+            floor = pool.submit(guard.floor, base, key=(voice, length_scale),
+                                identity=self._floor_identity(voice, length_scale, transcribe_clip))
+            prefetched = pool.submit(self._check_takes, voice, result.rate, takes)
             pool.shutdown(wait=False)
         model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
         refits = guard.Refits(refit=result.refit, enrolled=result.params)
@@ -267,7 +274,8 @@ class PiperVCEngine(Engine):
         strengths = guard.Strengths(network=1.0 if model is not None else 0.0)
         checked = None
         if config.check_intelligibility:
-            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate, base_name), strengths,
+            prefetched.result()
+            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate, base_name, takes), strengths,
                                   progress=tick,
                                   base_errors=floor.result() if floor is not None else None)
             strengths = checked.strengths
@@ -276,14 +284,34 @@ class PiperVCEngine(Engine):
             cond.update(checked.to_conditioning())
         return cond
 
-    def _guard_speaker(self, conditioning_at, rate: float, base_name: str = JOE) -> guard.Speaker:
+    @staticmethod
+    def _floor_identity(voice, length_scale: float, transcribe: guard.Transcribe) -> Optional[tuple]:
+        """What the guard's floor depends on, so it is measured once per machine (guard.floor);
+        None (measured per process) for a transcriber other than the studio's Whisper."""
+        if transcribe is not transcribe_clip:
+            return None
+        return guard.floor_identity(voice, length_scale, transcriber_identity())
+
+    def _check_takes(self, voice, rate: float, takes: Dict[tuple, Any],
+                     sentences: Sequence[str] = guard.CHECK_SENTENCES) -> None:
+        """The base voice's takes of the guard's `sentences` (sentence k at seed k) at the default
+        settings and the voice's rate, kept in `takes` as _synthesize keys them."""
+        settings = self.settings_class()
+        rate = float(rate) if settings.match_rate else 1.0
+        for k, text in enumerate(sentences):
+            _base_take(voice, text, k, float(settings.noise_scale), _jittered_length_scale(settings, rate, k),
+                       float(settings.noise_w), takes)
+
+    def _guard_speaker(self, conditioning_at, rate: float, base_name: str = JOE,
+                       takes: Optional[Dict[tuple, Any]] = None) -> guard.Speaker:
         """What the guard listens to: this engine's synthesis at the default settings with the
         conditioning at the strengths under test, or the base voice at the voice's speaking rate
         (`rate`). Every check says the same sentences at the same seeds, so the base voice's take
         of each (Piper and its analysis; only the conversion differs between checks) is made once
-        and reused: the same samples, at about half a check's cost."""
+        and reused (kept in `takes`, which may hold them already: _check_takes): the same samples,
+        at about half a check's cost."""
         settings = self.settings_class()
-        takes: Dict[tuple, Any] = {}
+        takes = {} if takes is None else takes
         base = self._base_speaker(rate, get_base_voice(base_name))
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
@@ -376,18 +404,8 @@ class PiperVCEngine(Engine):
                 details["guard"] = checked
             details["base_voice"] = voice.name
             report(progress, "synthesising", i, candidates)
-            key = (voice.name, text, cand_seed, details["noise_scale"], details["length_scale"], details["noise_w"])
-            take = takes.get(key) if takes is not None else None
-            if take is None:
-                spoken = voice.speak(text, seed=cand_seed, noise_scale=details["noise_scale"],
-                                     length_scale=details["length_scale"], noise_w=details["noise_w"])
-                feats = world.analyse(spoken.samples)
-                nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size,
-                                                 world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
-                take = (spoken, feats, nucleus)
-                if takes is not None:
-                    takes[key] = take
-            spoken, feats, nucleus = take
+            spoken, feats, nucleus = _base_take(voice, text, cand_seed, details["noise_scale"],
+                                                details["length_scale"], details["noise_w"], takes)
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus)
             if refiner is not None:
@@ -399,6 +417,31 @@ class PiperVCEngine(Engine):
                                  seed=cand_seed, details=details))
         report(progress, "synthesising", len(out), candidates)
         return out
+
+
+def _jittered_length_scale(settings: PiperVCSettings, rate: float, cand_seed: int) -> float:
+    """The base voice's length_scale for candidate seed `cand_seed` (the first of the seed's
+    jitter draws, as _synthesize makes them)."""
+    u = np.random.default_rng(cand_seed).uniform(-1.0, 1.0, size=3)
+    return float(settings.length_scale * rate * (1.0 + settings.length_jitter * u[0]))
+
+
+def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scale: float, noise_w: float,
+               takes: Optional[Dict[tuple, Any]] = None) -> tuple:
+    """(the base voice's output, its WORLD analysis, phone nucleus weights) for one candidate,
+    from `takes` when it holds them (kept there when given)."""
+    key = (voice.name, text, cand_seed, noise_scale, length_scale, noise_w)
+    take = takes.get(key) if takes is not None else None
+    if take is None:
+        spoken = voice.speak(text, seed=cand_seed, noise_scale=noise_scale, length_scale=length_scale,
+                             noise_w=noise_w)
+        feats = world.analyse(spoken.samples)
+        nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size, world.SAMPLE_RATE_HZ,
+                                         world.FRAME_PERIOD_MS)
+        take = (spoken, feats, nucleus)
+        if takes is not None:
+            takes[key] = take
+    return take
 
 
 # Where the fine-tune check's strengths and record live in a conditioning (see check_finetune).

@@ -37,6 +37,8 @@ WARP_REFINE = ((-0.05, 0.05), (-0.025, 0.025))
 # Warps whose calibration SECS is within this of the best count as ties; the smallest |warp|
 # among them wins, because larger warps cost intelligibility (docs/piper_vc_tuning.md).
 WARP_TIE_SECS = 0.01
+# Threads scoring warps at once during enrollment's search (search_warp); the choice is the same.
+WARP_WORKERS = 2
 # The base voices enrollment chooses from (base_choice.py; base_voice.BASE_VOICES are all there
 # are: joe and Kokoro's stock styles). Joe only: with a Kokoro base the all-voice benchmark gains
 # naturalness and similarity but loses words on three voices and runs several times slower
@@ -105,23 +107,34 @@ def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[st
 
 
 def search_warp(score: Callable[[float], float],
-                tick: Optional[Callable[[int, int], None]] = None) -> Tuple[float, dict]:
+                tick: Optional[Callable[[int, int], None]] = None, workers: int = 1) -> Tuple[float, dict]:
     """The warp to use and {warp: score} of every warp tried: `score(warp)` (speaker similarity of
     a conversion at that warp) over WARP_GRID, refined around the best, then the smallest |warp|
     among those within WARP_TIE_SECS of the top. Used by enrollment (joe -> target) and by
-    voice conversion of other speakers (source -> target)."""
+    voice conversion of other speakers (source -> target). With `workers` > 1 the warps of each
+    round (the grid, then each refinement) are scored on that many threads: `score` must be
+    thread-safe; the scores, their order and the choice are those of one thread."""
     tried: dict = {}
+    total = len(WARP_GRID) + 2 * len(WARP_REFINE)
 
-    def cached(warp: float) -> float:
-        if warp not in tried:
-            tried[warp] = score(warp)
+    def scored(warps: Sequence[float]) -> None:
+        todo = list(dict.fromkeys(w for w in warps if w not in tried))  # in order, once each
+        if workers > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp") as pool:
+                scores = list(pool.map(score, todo))
+        else:
+            scores = None
+        for k, warp in enumerate(todo):
+            tried[warp] = scores[k] if scores is not None else score(warp)
             if tick is not None:
-                tick(len(tried), len(WARP_GRID) + 2 * len(WARP_REFINE))
-        return tried[warp]
+                tick(len(tried), total)
 
-    best = max(WARP_GRID, key=cached)
+    scored(WARP_GRID)
+    best = max(WARP_GRID, key=tried.__getitem__)
     for steps in WARP_REFINE:
-        best = max([best] + [round(best + d, 3) for d in steps], key=cached)
+        candidates = [best] + [round(best + d, 3) for d in steps]
+        scored(candidates)
+        best = max(candidates, key=tried.__getitem__)
     top = max(tried.values())
     best = min((w for w in tried if tried[w] >= top - WARP_TIE_SECS), key=lambda w: (abs(w), -tried[w]))
     return float(best), tried
@@ -192,7 +205,9 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
         p = conversion.fit(src_feats, tgt_feats, warp=warp)
         return _secs(calib_audio, calib, p, encoder, target_embedding)
 
-    best, tried = search_warp(score, lambda done, total: tick("choosing warp", done, total))
+    # Each warp's score (a fit, two renderings, a GE2E embedding) is independent of the others:
+    # two at a time on 2 cores (numpy and torch release the GIL for most of it).
+    best, tried = search_warp(score, lambda done, total: tick("choosing warp", done, total), workers=WARP_WORKERS)
     params = conversion.fit(src_feats, tgt_feats, warp=float(best), pairs=pairs,
                             ridge_lambda=ridge_lambda, ridge_mix=ridge_mix, cov_mix=cov_mix)
     grid = np.array(list(tried.keys()), dtype=np.float64)

@@ -32,7 +32,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import adaptation, conversion, world
+from voxmith.engines.piper_vc import adaptation, base_cache, conversion, world
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip, word_errors
 
 # Semantically unpredictable sentences (the listening-test kind): grammatical, but no word can be
@@ -153,14 +153,23 @@ _floors_lock = threading.Lock()
 
 
 def floor(speak: Speaker, sentences: Sequence[str] = CHECK_SENTENCES, transcribe: Transcribe = transcribe_clip,
-          key: Optional[Hashable] = None) -> int:
+          key: Optional[Hashable] = None, identity: Optional[Sequence[str]] = None) -> int:
     """The base voice's word errors on `sentences` (`speak` with strengths None, sentence k at
     seed k): the guard's floor. It does not depend on the target, so with a `key` (what the base
     voice's output depends on: the voice, its length_scale, the transcriber) it is measured once
-    per process and reused by later enrollments."""
-    def measure() -> int:
+    per process and reused by later enrollments; with an `identity` too (the same as strings:
+    `floor_identity`) once per machine (base_cache.py), which keeps five syntheses and Whisper
+    passes out of every process's first enrollment at that rate."""
+    def measured() -> int:
         return sum(word_errors(text, transcribe(speak(text, k, None), world.SAMPLE_RATE_HZ))
                    for k, text in enumerate(sentences))
+
+    def measure() -> int:
+        if identity is None:
+            return measured()
+        value = base_cache.remembered("guard-floor", tuple(identity) + tuple(sentences),
+                                      lambda: {"errors": measured()}, _valid_floor)
+        return int(value["errors"])
 
     if key is None:
         return measure()
@@ -171,6 +180,18 @@ def floor(speak: Speaker, sentences: Sequence[str] = CHECK_SENTENCES, transcribe
     made = measure()  # outside the lock: other enrollments need not wait on this one
     with _floors_lock:
         return _floors.setdefault(key, made)
+
+
+def _valid_floor(value: dict) -> bool:
+    errors = value.get("errors")
+    return isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0
+
+
+def floor_identity(voice, length_scale: float, transcriber: Sequence[str]) -> Optional[tuple]:
+    """What a floor measured on base voice `voice` at `length_scale` and heard by the transcriber
+    named `transcriber` (intelligibility.transcriber_identity) depends on, for `floor`; None for a
+    voice that cannot say what it depends on (scripted voices): then it is not kept on disk."""
+    return base_cache.identity_of(voice, [f"length_scale={float(length_scale)!r}"], transcriber)
 
 
 def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SENTENCES,
@@ -220,4 +241,5 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
 
 
 __all__ = ["CHECK_SENTENCES", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
-           "GuardResult", "Refits", "Transcribe", "floor", "guard", "summary", "tolerance_words"]
+           "GuardResult", "Refits", "Transcribe", "floor", "floor_identity", "guard", "summary",
+           "tolerance_words"]
