@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from voxmith import __version__
 from voxmith.http_access import HostOriginGuard
-from voxmith.serve import openai_api, studio_api
+from voxmith.serve import book_api, openai_api, studio_api
+from voxmith.serve.book_jobs import BookJobs
 from voxmith.serve.errors import install_error_handlers
 from voxmith.serve.guards import BodyLimit, TokenGuard, send_json_error
 from voxmith.serve.pool import SynthesisPool, default_workers
@@ -29,6 +30,8 @@ class ServeConfig:
     max_waiting: Optional[int] = None  # default: 16 per worker
     max_body_bytes: int = 1 << 20  # JSON requests (4096 characters of text need far less)
     max_upload_bytes: int = 200 << 20  # a voice's clips, or a recording to convert, in one upload
+    max_book_bytes: int = 50 << 20  # a book (text, Markdown, EPUB) uploaded or named in the workspace
+    max_waiting_books: int = 8  # books waiting for the book worker; more get 503
     allowed_hosts: Tuple[str, ...] = ()
     drain_timeout_s: float = 300.0  # SIGTERM: how long in-flight requests may take to finish
 
@@ -44,9 +47,11 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.pool = SynthesisPool(config.workers, config.waiting)
+        app.state.books = BookJobs(lambda job: book_api.make_book(studio, job), config.max_waiting_books)
         try:
             yield
         finally:  # uvicorn has let in-flight requests finish (SIGTERM drains); now the workers
+            app.state.books.shutdown()  # books stop at their next sentence; their folders resume them
             app.state.pool.shutdown(wait=True, timeout_s=config.drain_timeout_s)
 
     app = FastAPI(title="voxmith", version=__version__, lifespan=lifespan,
@@ -57,6 +62,7 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(studio_api.router)
+    app.include_router(book_api.router)
 
     @app.get("/health", tags=["voxmith"], summary="Liveness and load")
     async def health():
@@ -76,7 +82,7 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
             if config.token else None, allowed_paths=[str(studio.workspace.home)])
     # Outermost first: Host/Origin, then the token, then body size.
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_max_bytes=config.max_upload_bytes,
-                       upload_prefixes=("/voxmith/voices", "/voxmith/convert", WEBUI_PATH))
+                       upload_prefixes=("/voxmith/voices", "/voxmith/convert", "/voxmith/books", WEBUI_PATH))
     if config.token:
         app.add_middleware(TokenGuard, token=config.token,
                            open_prefixes=("/docs", "/openapi.json", "/redoc", WEBUI_PATH))

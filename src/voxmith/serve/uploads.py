@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Set
+from typing import Optional, Set
 
 from fastapi import UploadFile
 
@@ -32,9 +32,10 @@ class ConvertUploads:
         self._users: Counter = Counter()  # path -> requests converting it now
         self._unclaimed: Set[Path] = set()  # stored by a request of this server, no result made from it yet
 
-    async def keep(self, upload: UploadFile) -> Path:
+    async def keep(self, upload: UploadFile, max_bytes: Optional[int] = None, what: str = "recording") -> Path:
         """The upload's kept path (stored now, or the identical one already there), marked in use
-        until `release`. An empty upload is refused (ApiError 400)."""
+        until `release`. An empty upload is refused (ApiError 400), and one over `max_bytes` (413);
+        `what` names it in those messages (and is the form field's name)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = Path((upload.filename or "").replace("\\", "/")).name.lstrip(".") or "recording.wav"
         digest, size = hashlib.sha256(), 0
@@ -44,8 +45,11 @@ class ConvertUploads:
                 while chunk := await upload.read(CHUNK_BYTES):
                     digest.update(chunk)
                     size += out.write(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise ApiError(413, f"The uploaded {what} is larger than the server's limit of "
+                                            f"{max_bytes // 2 ** 20} MB.", what)
             if not size:
-                raise ApiError(400, "The uploaded recording is empty.", "recording")
+                raise ApiError(400, f"The uploaded {what} is empty.", what)
             kept = self.folder / digest.hexdigest()[:HASH_CHARS] / name
             if kept.exists():
                 os.unlink(partial)

@@ -1,0 +1,219 @@
+"""`/voxmith/books`: read a book into a voice in the background, as `voxmith book` does.
+
+    POST   /voxmith/books                      start: an uploaded book (`book`) or a text file in the
+                                               workspace (`path`, relative to it) -> 202 with the job id
+    GET    /voxmith/books                      the jobs this server knows (newest last)
+    GET    /voxmith/books/{id}                 status: queued/running/done/failed/cancelled, the
+                                               latest progress, the error, and when done the files
+    GET    /voxmith/books/{id}/events          progress as server-sent events (`?after=SEQ` resumes)
+    GET    /voxmith/books/{id}/files/{name}    a file of the finished book (book.m4b, chapters/..., manifest.json)
+    DELETE /voxmith/books/{id}                 cancel (finished sentences are kept: starting the same
+                                               book again resumes it)
+
+The book is made in its usual folder, results/VOICE/<book>-book/, so the CLI, the web UI and this
+API resume each other's books. Clients name a workspace file, never a path outside the workspace;
+uploads and workspace files are limited to `ServeConfig.max_book_bytes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+
+from voxmith.errors import VoxmithError
+from voxmith.serve.book_jobs import BookJob
+from voxmith.serve.errors import ApiError
+from voxmith.serve.speech import result_id
+from voxmith.studio.book import BOOK_FORMATS, BookRequest
+from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.record import FinetuneChoice
+from voxmith.text.book import PauseSettings
+
+router = APIRouter(prefix="/voxmith/books", tags=["books"])
+
+BOOK_SUFFIXES = (".txt", ".md", ".markdown", ".epub")
+# What a client may fetch from a book's folder: its audio, manifest, chapter list and cue sheet
+# (not the per-sentence arrays kept for resuming).
+FILE_SUFFIXES = (".m4b", ".mp3", ".wav", ".flac", ".json", ".cue")
+EVENT_POLL_S = 0.2
+
+
+def _json_form(value: str, name: str, example: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ApiError(400, f"{name} must be JSON, e.g. {example}.", name) from None
+
+
+def _finetune(value: str) -> FinetuneChoice:
+    if value in ("voice", "stock"):
+        return FinetuneChoice.voice_setting() if value == "voice" else FinetuneChoice.stock()
+    chosen = _json_form(value, "finetune", '"voice", "stock" or {"run": "alice-ft", "checkpoint": "latest"}')
+    if not isinstance(chosen, dict) or not isinstance(chosen.get("run"), str):
+        raise ApiError(400, 'finetune must be "voice", "stock" or {"run": RUN, "checkpoint": ...}.', "finetune")
+    return FinetuneChoice.of_run(chosen["run"], chosen.get("checkpoint", "latest"))
+
+
+def _workspace_file(studio, relative: str, limit: int) -> Path:
+    """A book file named relative to the workspace, refused when it resolves anywhere outside it."""
+    home = studio.workspace.home.resolve()
+    path = (home / relative).resolve()
+    if Path(relative).is_absolute() or not path.is_relative_to(home):
+        raise ApiError(403, f"'{relative}' is outside the workspace; name a file inside it, relative to it "
+                            "(e.g. books/novel.md), or upload the book.", "path")
+    if not path.is_file():
+        raise ApiError(404, f"There is no file '{relative}' in the workspace.", "path")
+    if path.suffix.lower() not in BOOK_SUFFIXES:
+        raise ApiError(400, f"A book is a {', '.join(BOOK_SUFFIXES)} file, not '{path.name}'.", "path")
+    if path.stat().st_size > limit:
+        raise ApiError(413, f"'{relative}' is larger than the server's book limit of {limit // 2 ** 20} MB.", "path")
+    return path
+
+
+def _when(seconds: Optional[float]) -> Optional[str]:
+    return None if seconds is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds))
+
+
+def job_status(studio, job: BookJob) -> dict:
+    """A job as the API shows it."""
+    with job.lock:
+        status, error, result = job.status, job.error, job.result
+        progress = next((e for e in reversed(job.events) if e["type"] == "book.progress"), None)
+    out = {"id": job.id, "status": status, "voice": job.request.voice, "book": Path(job.request.source).name,
+           "folder": result_id(studio, job.folder), "created": _when(job.created), "started": _when(job.started),
+           "finished": _when(job.finished), "progress": progress, "error": error,
+           "status_url": f"/voxmith/books/{job.id}", "events_url": f"/voxmith/books/{job.id}/events"}
+    if result is not None:
+        record = result.record
+        files = [result.book_path.name, "manifest.json", *(c.file for c in record.chapters)]
+        files += [name for name in ("chapters.json", "book.cue") if (job.folder / name).is_file()]
+        out["result"] = {
+            "duration_s": record.duration_s, "chapters": len(record.chapters), "sentences": len(record.sentences),
+            "review": list(record.review), "finetune": record.finetune.to_json() if record.finetune else None,
+            "files": [{"name": name, "url": f"/voxmith/books/{job.id}/files/{name}"} for name in files]}
+    return out
+
+
+@router.post("", status_code=202, summary="Start reading a book (upload or a workspace text file); returns the job")
+async def start_book(request: Request, voice: str = Form(...), book: Optional[UploadFile] = File(None),
+                     path: Optional[str] = Form(None, description="A .txt/.md/.epub file in the workspace, "
+                                                                    "relative to it."),
+                     engine: Optional[str] = Form(None), seed: Optional[int] = Form(None),
+                     candidates: int = Form(1), rank: bool = Form(True), max_wer: float = Form(0.15),
+                     retries: int = Form(2), audio_format: str = Form("m4b", alias="format"),
+                     settings: str = Form("{}", description="Engine settings as a JSON object."),
+                     finetune: str = Form("voice", description='"voice", "stock" or {"run", "checkpoint"} as JSON.'),
+                     sentence_pause: float = Form(0.35), paragraph_pause: float = Form(0.8),
+                     chapter_pause: float = Form(2.0)):
+    app = request.app
+    studio, limit = app.state.studio, app.state.config.max_book_bytes
+    if (book is None) == (path is None):
+        raise ApiError(400, "Send the book as an upload (form field 'book') or name a file in the workspace "
+                            "('path'): one of them.", "book")
+    if audio_format not in BOOK_FORMATS:
+        raise ApiError(400, f"format must be one of {', '.join(BOOK_FORMATS)}.", "format")
+    chosen = _json_form(settings, "settings", '{"f0_scale": 1.1}')
+    if not isinstance(chosen, dict):
+        raise ApiError(400, 'settings must be a JSON object, e.g. {"f0_scale": 1.1}.', "settings")
+    weights = _finetune(finetune)
+    upload = None
+    if book is not None:
+        suffix = Path((book.filename or "").replace("\\", "/")).suffix.lower()
+        if suffix not in BOOK_SUFFIXES:
+            raise ApiError(400, f"A book is a {', '.join(BOOK_SUFFIXES)} file; send it under its name "
+                                f"(got '{book.filename}').", "book")
+        upload = source = await app.state.uploads.keep(book, max_bytes=limit, what="book")
+    else:
+        source = _workspace_file(studio, path, limit)
+    try:
+        book_request = BookRequest(
+            source=source, voice=voice, engine=engine or None, settings=chosen, seed=seed, candidates=candidates,
+            ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries), rank=rank,
+            pauses=PauseSettings(sentence_pause, paragraph_pause, chapter_pause), audio_format=audio_format,
+            finetune=weights)
+        book_request.validate()  # the rest (voice, engine, weights) is checked when the job starts
+        studio.voices.get(voice)
+        job = app.state.books.submit(book_request, studio.book_folder(book_request), upload)
+    except BaseException:
+        if upload is not None:
+            app.state.uploads.release(upload, made_result=False)
+        raise
+    if upload is not None:  # kept: the book's manifest names it, and the same upload resumes the book
+        app.state.uploads.release(upload, made_result=True)
+    return job_status(studio, job)
+
+
+def _job(request: Request, job_id: str) -> BookJob:
+    job = request.app.state.books.get(job_id)
+    if job is None:
+        raise ApiError(404, f"No book job '{job_id}' (jobs are forgotten when the server restarts; the book's "
+                            "files stay in the workspace).", "id")
+    return job
+
+
+@router.get("", summary="The book jobs this server knows")
+async def list_books(request: Request):
+    studio = request.app.state.studio
+    return {"books": [job_status(studio, job) for job in request.app.state.books.list()]}
+
+
+@router.get("/{job_id}", summary="A book job's status, latest progress and, when done, its files")
+async def book_status(job_id: str, request: Request):
+    return job_status(request.app.state.studio, _job(request, job_id))
+
+
+@router.delete("/{job_id}", summary="Cancel a book job (its finished sentences are kept)")
+async def cancel_book(job_id: str, request: Request):
+    job = _job(request, job_id)
+    request.app.state.books.cancel(job)
+    return job_status(request.app.state.studio, job)
+
+
+@router.get("/{job_id}/events", summary="A book job's progress as server-sent events, until it ends")
+async def book_events(job_id: str, request: Request, after: int = -1):
+    job = _job(request, job_id)
+    last = request.headers.get("last-event-id")
+    if last is not None and last.lstrip("-").isdigit():
+        after = int(last)
+
+    async def events():
+        seen = after
+        while True:
+            ended = job.ended  # read before the events: the last event is added after the status changes
+            for event in job.events_after(seen):
+                seen = event["seq"]
+                yield f"id: {seen}\ndata: {json.dumps(event)}\n\n".encode()
+            if ended and not job.events_after(seen):
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENT_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{job_id}/files/{name:path}", summary="A file of a finished book")
+async def book_file(job_id: str, name: str, request: Request):
+    job = _job(request, job_id)
+    folder = job.folder.resolve()
+    path = (folder / name).resolve()
+    if name.startswith("/") or not path.is_relative_to(folder) or path.suffix.lower() not in FILE_SUFFIXES \
+            or not path.is_file() or path.parent.name == "sentences":
+        raise ApiError(404, f"No file '{name}' in this book (the status lists its files).", "name")
+    return FileResponse(path, filename=path.name)
+
+
+def make_book(studio, job: BookJob):
+    """What the book worker runs for a job."""
+    try:
+        return studio.book(job.request, progress=job.progress)
+    except VoxmithError as err:  # name the upload as the client sent it, not where it is kept
+        if job.upload is not None and str(job.upload) in str(err):
+            raise VoxmithError(str(err).replace(str(job.upload), job.upload.name)) from None
+        raise

@@ -1,0 +1,176 @@
+"""`/voxmith/books` of `voxmith serve`: a real server on a random loopback port, spoken to with httpx.
+A two-sentence book read by the paced tone engine (tests/serve_engines.py): what is under test is
+the job, its events, status and files, and the limits on what a client may name or send."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import soundfile as sf
+
+from tests.serve_engines import PacedToneEngine
+from voxmith.engines import register_engine
+from voxmith.engines.registry import unregister_engine
+from voxmith.serve import ServeConfig, build_app
+from voxmith.studio import Studio
+
+TONE = PacedToneEngine.name
+TWO_SENTENCES = b"The lamp was lit at dusk. The keeper slept at dawn.\n"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    register_engine(TONE, PacedToneEngine)
+    studio = Studio(tmp_path_factory.mktemp("serve-books") / "ws", device="cpu")
+    studio.import_demo_voice()
+    yield studio
+    unregister_engine(TONE)
+
+
+@pytest.fixture(autouse=True)
+def no_delay():
+    PacedToneEngine.delay_s = 0.0
+    yield
+    PacedToneEngine.delay_s = 0.0
+
+
+@contextmanager
+def running(studio, **config):
+    """The API on a free loopback port in a background thread (uvicorn, as `voxmith serve` runs it)."""
+    import uvicorn
+
+    app = build_app(studio, ServeConfig(**{"workers": 1, **config}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _fields(**extra):
+    return {"voice": "demo", "engine": TONE, "rank": "false", "seed": "3", "format": "wav", **extra}
+
+
+def _events(url: str, job_id: str, after: int = -1) -> list:
+    """Every event of the job until it ends, read as a client reads server-sent events."""
+    events = []
+    with httpx.stream("GET", f"{url}/voxmith/books/{job_id}/events", params={"after": after}, timeout=60) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: "):]))
+    return events
+
+
+def test_an_uploaded_book_is_read_with_progress_events_status_and_files(studio):
+    with running(studio) as url:
+        started = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                             files={"book": ("tiny.txt", TWO_SENTENCES, "text/plain")}, timeout=30)
+        assert started.status_code == 202, started.text
+        job = started.json()
+        assert job["status"] in ("queued", "running") and job["folder"] == "demo/tiny-book"
+
+        events = _events(url, job["id"])
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "book.queued" and "book.started" in kinds and kinds[-1] == "book.done"
+        reading = [e for e in events if e["type"] == "book.progress" and e["stage"] == "reading the book (sentences)"]
+        assert reading[-1]["done"] == reading[-1]["total"] == 2
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        # a client that reconnects after an event gets only the later ones
+        assert _events(url, job["id"], after=events[-2]["seq"]) == events[-1:]
+
+        status = httpx.get(f"{url}{job['status_url']}").json()
+        assert status["status"] == "done" and status["error"] is None
+        result = status["result"]
+        assert result["sentences"] == 2 and result["chapters"] == 1 and result["review"] == []
+        names = [f["name"] for f in result["files"]]
+        assert names[:2] == ["book.wav", "manifest.json"] and any(n.startswith("chapters/") for n in names)
+        manifest = httpx.get(f"{url}{result['files'][1]['url']}").json()
+        assert [s["text"] for s in manifest["sentences"]] == ["The lamp was lit at dusk.", "The keeper slept at dawn."]
+        audio, rate = sf.read(io.BytesIO(httpx.get(f"{url}{result['files'][0]['url']}").content))
+        assert rate == manifest["output"]["sample_rate_hz"]
+        assert len(audio) / rate == pytest.approx(manifest["output"]["duration_s"], abs=1e-3)
+        assert (studio.workspace.results_dir / "demo" / "tiny-book" / "book.wav").is_file()  # in the workspace
+        assert job["id"] in [b["id"] for b in httpx.get(f"{url}/voxmith/books").json()["books"]]
+
+        # Only the book's own files are served: nothing outside its folder, not its resume state.
+        for name in ("../../demo/voice.json", "%2E%2E/%2E%2E/%2E%2E/voices/demo/voice.json", "sentences/c01-s0001.json",
+                     "sentences/c01-s0001.npy", "book.json.missing"):
+            assert httpx.get(f"{url}/voxmith/books/{job['id']}/files/{name}").status_code == 404, name
+        assert httpx.get(f"{url}/voxmith/books/nope").status_code == 404
+
+
+def test_a_workspace_book_is_named_relative_to_the_workspace_and_never_outside(studio, tmp_path):
+    home = studio.workspace.home
+    (home / "books").mkdir(exist_ok=True)
+    (home / "books" / "short.md").write_bytes(b"# One\n\n" + TWO_SENTENCES)
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(TWO_SENTENCES)
+    (home / "books" / "link.txt").symlink_to(outside)
+    with running(studio, max_book_bytes=1000) as url:
+        made = httpx.post(f"{url}/voxmith/books", data=_fields(path="books/short.md"), timeout=30)
+        assert made.status_code == 202, made.text
+        assert _events(url, made.json()["id"])[-1]["type"] == "book.done"
+        assert httpx.get(f"{url}/voxmith/books/{made.json()['id']}").json()["result"]["chapters"] == 1
+
+        for path, status in (("../secret.txt", 403), (str(outside), 403), ("books/link.txt", 403),
+                             ("books/none.txt", 404), ("voices/demo/voice.json", 400)):
+            refused = httpx.post(f"{url}/voxmith/books", data=_fields(path=path), timeout=30)
+            assert refused.status_code == status, (path, refused.text)
+            assert refused.json()["error"]["param"] == "path"
+        both = httpx.post(f"{url}/voxmith/books", data=_fields(path="books/short.md"),
+                          files={"book": ("tiny.txt", TWO_SENTENCES)}, timeout=30)
+        assert both.status_code == 400 and "one of them" in both.json()["error"]["message"]
+        assert httpx.post(f"{url}/voxmith/books", data=_fields(), timeout=30).status_code == 400
+
+        # Bounded: an upload or a workspace file over max_book_bytes is refused, and nothing is kept.
+        big = TWO_SENTENCES * 40
+        (home / "books" / "big.txt").write_bytes(big)
+        too_big = httpx.post(f"{url}/voxmith/books", data=_fields(), files={"book": ("big.txt", big)}, timeout=30)
+        assert too_big.status_code == 413 and "limit" in too_big.json()["error"]["message"]
+        assert httpx.post(f"{url}/voxmith/books", data=_fields(path="books/big.txt"), timeout=30).status_code == 413
+        assert not [p for p in studio.workspace.uploads_dir.rglob("big.txt")]
+        wrong = httpx.post(f"{url}/voxmith/books", data=_fields(), files={"book": ("song.mp3", b"x")}, timeout=30)
+        assert wrong.status_code == 400
+        unknown = httpx.post(f"{url}/voxmith/books", data=_fields(voice="nobody"),
+                             files={"book": ("tiny.txt", TWO_SENTENCES)}, timeout=30)
+        assert unknown.status_code == 400 and "nobody" in unknown.json()["error"]["message"]
+
+
+def test_a_cancelled_book_keeps_its_sentences_and_the_same_book_resumes(studio):
+    text = b" ".join(b"Sentence number %d is here." % i for i in range(1, 7))
+    PacedToneEngine.delay_s = 0.3
+    with running(studio) as url:
+        job = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                         files={"book": ("six.txt", text)}, timeout=30).json()
+        deadline = time.monotonic() + 30
+        while not any(e.get("done", 0) >= 1 for e in _progress(url, job["id"])):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.delete(f"{url}/voxmith/books/{job['id']}").status_code == 200
+        events = _events(url, job["id"])
+        assert events[-1]["type"] == "book.cancelled"
+        assert httpx.get(f"{url}/voxmith/books/{job['id']}").json()["status"] == "cancelled"
+        PacedToneEngine.delay_s = 0.0
+        again = httpx.post(f"{url}/voxmith/books", data=_fields(), files={"book": ("six.txt", text)}, timeout=30)
+        events = _events(url, again.json()["id"])
+        assert events[-1]["type"] == "book.done"
+        assert any(e.get("stage", "").startswith("resuming:") for e in events)
+
+
+def _progress(url: str, job_id: str) -> list:
+    status = httpx.get(f"{url}/voxmith/books/{job_id}").json()
+    return [status["progress"]] if status["progress"] and status["progress"]["stage"].startswith("reading") else []
