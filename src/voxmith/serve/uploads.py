@@ -7,6 +7,11 @@ A request that fails keeps nothing new, but identical uploads share one file: th
 only when the request that stored it failed, no other request of this server is converting it,
 and none has made a result from it. The bookkeeping lives in the event loop's thread (every method
 runs there, between awaits), so it needs no lock; it covers one server process.
+
+Names that differ only in case are one file on a case-insensitive file system (macOS, Windows): an
+upload whose name matches a kept file of the same content but for case reuses that file, under its
+spelling, and the bookkeeping is keyed by the path's case-folded form, so one client's cleanup
+never deletes a file another's request is using, whatever the file system.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Set
+from typing import Dict, Optional, Set
 
 from fastapi import UploadFile
 
@@ -29,8 +34,9 @@ HASH_CHARS = 16  # of the sha256, naming the upload's folder
 class ConvertUploads:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._users: Counter = Counter()  # path -> requests converting it now
-        self._unclaimed: Set[Path] = set()  # stored by a request of this server, no result made from it yet
+        self._users: Counter = Counter()  # _key(path) -> requests using it now
+        # _key(path) -> the paths stored by a request of this server under that key, no result made from them yet
+        self._unclaimed: Dict[str, Set[Path]] = {}
 
     async def keep(self, upload: UploadFile, max_bytes: Optional[int] = None, what: str = "recording") -> Path:
         """The upload's kept path (stored now, or the identical one already there), marked in use
@@ -50,34 +56,47 @@ class ConvertUploads:
                                             f"{max_bytes // 2 ** 20} MB.", what)
             if not size:
                 raise ApiError(400, f"The uploaded {what} is empty.", what)
-            kept = self.folder / digest.hexdigest()[:HASH_CHARS] / name
+            kept = _same_but_for_case(self.folder / digest.hexdigest()[:HASH_CHARS] / name)
             if kept.exists():
                 os.unlink(partial)
             else:
                 kept.parent.mkdir(exist_ok=True)
                 os.replace(partial, kept)
-                self._unclaimed.add(kept)
+                self._unclaimed.setdefault(_key(kept), set()).add(kept)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
-        self._users[kept] += 1  # no await since the exists() check: no release can come between
+        self._users[_key(kept)] += 1  # no await since the exists() check: no release can come between
         return kept
 
     def release(self, kept: Path, made_result: bool) -> None:
         """This request is done with `kept`; removes it if nobody needs it (see the module docstring)."""
-        self._users[kept] -= 1
-        if made_result:
-            self._unclaimed.discard(kept)
-        if self._users[kept] > 0:
+        key = _key(kept)
+        self._users[key] -= 1
+        if made_result:  # every spelling: on a case-insensitive file system they are the result's file
+            self._unclaimed.pop(key, None)
+        if self._users[key] > 0:
             return
-        del self._users[kept]
-        if kept in self._unclaimed:
-            self._unclaimed.discard(kept)
-            kept.unlink(missing_ok=True)
+        del self._users[key]
+        for path in self._unclaimed.pop(key, ()):
+            path.unlink(missing_ok=True)
             try:
-                kept.parent.rmdir()  # the hash folder, unless the same content came under another name
+                path.parent.rmdir()  # the hash folder, unless the same content came under another name
             except OSError:
                 pass
+
+
+def _key(path: Path) -> str:
+    """What the bookkeeping knows a kept file by: the same for names that differ only in case."""
+    return os.path.normcase(str(path)).casefold()
+
+
+def _same_but_for_case(path: Path) -> Path:
+    """`path`, or the file already kept in its folder under a name that differs only in case."""
+    try:
+        return next((p for p in path.parent.iterdir() if p.name.casefold() == path.name.casefold()), path)
+    except OSError:  # no folder yet
+        return path
 
 
 __all__ = ["ConvertUploads"]
