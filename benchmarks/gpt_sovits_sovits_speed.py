@@ -59,7 +59,6 @@ def _inputs(seconds: float, version: str):
 
 
 def _official_model(version: str, weights: dict):
-    import torch
     from module.models import SynthesizerTrn
 
     hps = json.loads((REF_SRC / "GPT_SoVITS" / "configs" / OFFICIAL_CONFIGS[version]).read_text())
