@@ -136,3 +136,16 @@ def test_a_lock_that_cannot_be_made_does_not_stop_the_work(tmp_path):
         assert held
     with exclusive_lock(tmp_path / "x.lock") as held, exclusive_lock(tmp_path / "x.lock", wait=False) as other:
         assert held and not other
+
+
+def test_a_new_entry_replaces_the_stale_ones_and_their_locks(tmp_path):
+    import numpy as np
+
+    from voxmith.studio.conditioning import CacheKey, ConditioningCache
+
+    cache = ConditioningCache(tmp_path / "voice")
+    old, new = CacheKey("tone", "tone-1", "clips-a"), CacheKey("tone", "tone-1", "clips-b")
+    assert cache.get_or_compute_once(old, lambda: {"x": np.ones(2)})[1] is False
+    assert cache.get_or_compute_once(new, lambda: {"x": np.zeros(2)})[1] is False
+    assert sorted(p.suffix for p in (cache.root / "tone").iterdir()) == [".json", ".lock", ".npz"]
+    assert cache.get_or_compute_once(new, lambda: {"x": np.ones(3)})[0]["x"].tolist() == [0.0, 0.0]

@@ -1,7 +1,7 @@
-"""Recordings uploaded to `POST /voxmith/convert`, kept in the workspace's uploads/ folder as
-`<content hash>/<file name as uploaded>`: the result's sidecar points at the upload (so `reproduce`
-works), the same recording uploaded twice is stored once, and the result is named after the
-client's file, not the hash.
+"""Recordings uploaded to `POST /voxmith/convert` (and books to `POST /voxmith/books`), kept in the
+workspace's uploads/ folder as `<content hash>/<file name as uploaded>`: the result's sidecar points
+at the upload (so `reproduce` works), the same recording uploaded twice is stored once, and the
+result is named after the client's file, not the hash.
 
 A request that fails keeps nothing new, but identical uploads share one file: the file is removed
 only when the request that stored it failed, no other request of this server is converting it,

@@ -74,10 +74,10 @@ class ConditioningCache:
             "fingerprint": key.fingerprint, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "arrays": {k: list(np.shape(v)) for k, v in arrays.items()}, **(info or {}),
         })
-        # Entries for other clip sets or versions in this namespace are stale now (not the temporary
-        # files, ".NAME....", of another writer still writing).
+        # Entries for other clip sets or versions in this namespace are stale now, and so are their
+        # locks (not the temporary files, ".NAME....", of another writer still writing).
         for old in folder.iterdir():
-            if old.stem != key.file_stem and old.suffix in (".npz", ".json") and not old.name.startswith("."):
+            if old.stem != key.file_stem and old.suffix in (".npz", ".json", ".lock") and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], Arrays],
