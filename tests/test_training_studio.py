@@ -114,6 +114,18 @@ def test_train_resume_show_use_and_speak(workspace, tmp_path, monkeypatch):
     tuned, stock = sf.read(tuned_path)[0], sf.read(stock_path)[0]
     assert tuned.shape != stock.shape or not np.allclose(tuned, stock, atol=1e-3)
 
+    # A book reads with the same weights, checked as for speak (cached: not listened to again).
+    book_text = tmp_path / "one.txt"
+    book_text.write_text(SENTENCE + "\n")
+    result = run_cli(workspace, "book", str(book_text), "--voice", "demo", "--seed", "3", "--no-rank",
+                     "--format", "wav", "-o", str(tmp_path / "book"))
+    assert result.exit_code == 0 and f"run 'ft', step {shown['step']}" in result.output, result.output
+    manifest = json.loads((tmp_path / "book" / "manifest.json").read_text())
+    assert manifest["finetune"]["step"] == shown["step"]
+    assert manifest["sentences"][0]["details"]["guard"]["strengths"] == check["strengths"]
+    first = np.load(tmp_path / "book" / "sentences" / "c01-s0001.npy")
+    np.testing.assert_allclose(first[:tuned.size], tuned, atol=1e-4)  # the tuned speech, as speak made it
+
     # Reproducing uses the recorded step, whatever the voice uses now.
     run_cli(workspace, "voices", "use", "demo", "--stock")
     again_path = tmp_path / "again.wav"
