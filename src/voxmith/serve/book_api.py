@@ -185,7 +185,7 @@ async def book_events(job_id: str, request: Request, after: int = -1):
     async def events():
         seen = after
         while True:
-            ended = job.ended  # read before the events: the last event is added after the status changes
+            ended = job.ended  # read before the events: a job ends together with its last event (BookJob.end)
             for event in job.events_after(seen):
                 seen = event["seq"]
                 yield f"id: {seen}\ndata: {json.dumps(event)}\n\n".encode()

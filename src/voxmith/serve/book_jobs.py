@@ -61,9 +61,19 @@ class BookJob:
 
     def add_event(self, event: dict) -> None:
         with self.lock:
-            self.events.append({"seq": self.next_seq, **event})
-            self.next_seq += 1
-            del self.events[:-EVENTS_KEPT]
+            self._append_event(event)
+
+    def end(self, status: str, event: dict, error: Optional[str] = None) -> None:
+        """Mark the job ended and add its last event in one step, under the lock: a reader that sees
+        the job ended always finds that event (an event stream closes once the job has ended)."""
+        with self.lock:
+            self._append_event(event)
+            self.status, self.error, self.finished = status, error, time.time()
+
+    def _append_event(self, event: dict) -> None:  # the caller holds self.lock
+        self.events.append({"seq": self.next_seq, **event})
+        self.next_seq += 1
+        del self.events[:-EVENTS_KEPT]
 
     def events_after(self, seq: int) -> List[dict]:
         """The kept events numbered above `seq` (-1: all kept)."""
@@ -119,12 +129,8 @@ class BookJobs:
         job.cancel_requested.set()
         with job.lock:
             if job.status == "queued":
+                job._append_event({"type": "book.cancelled"})
                 job.status, job.finished = "cancelled", time.time()
-                queued = True
-            else:
-                queued = False
-        if queued:
-            job.add_event({"type": "book.cancelled"})
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Refuse new books, cancel every job (finished sentences are kept), wait for the worker."""
@@ -166,9 +172,7 @@ class BookJobs:
             else:
                 status, event, error = "done", {"type": "book.done"}, None
                 job.result = result
-            with job.lock:
-                job.status, job.error, job.finished = status, error, time.time()
-            job.add_event(event)
+            job.end(status, event, error)
 
 
 __all__ = ["BookCancelled", "BookJob", "BookJobs"]
