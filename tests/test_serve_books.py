@@ -145,6 +145,11 @@ def test_a_workspace_book_is_named_relative_to_the_workspace_and_never_outside(s
         assert not [p for p in studio.workspace.uploads_dir.rglob("big.txt")]
         wrong = httpx.post(f"{url}/voxmith/books", data=_fields(), files={"book": ("song.mp3", b"x")}, timeout=30)
         assert wrong.status_code == 400
+        # Retries and the WER limit have the bounds of /voxmith/speak (a huge retries would never end).
+        for field, value in (("retries", "11"), ("retries", "-1"), ("max_wer", "1.5"), ("max_wer", "-0.1")):
+            refused = httpx.post(f"{url}/voxmith/books", data=_fields(**{field: value}),
+                                 files={"book": ("tiny.txt", TWO_SENTENCES)}, timeout=30)
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == field, (field, refused.text)
         unknown = httpx.post(f"{url}/voxmith/books", data=_fields(voice="nobody"),
                              files={"book": ("tiny.txt", TWO_SENTENCES)}, timeout=30)
         assert unknown.status_code == 400 and "nobody" in unknown.json()["error"]["message"]

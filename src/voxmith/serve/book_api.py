@@ -105,8 +105,9 @@ async def start_book(request: Request, voice: str = Form(...), book: Optional[Up
                      path: Optional[str] = Form(None, description="A .txt/.md/.epub file in the workspace, "
                                                                     "relative to it."),
                      engine: Optional[str] = Form(None), seed: Optional[int] = Form(None),
-                     candidates: int = Form(1), rank: bool = Form(True), max_wer: float = Form(0.15),
-                     retries: int = Form(2), audio_format: str = Form("m4b", alias="format"),
+                     candidates: int = Form(1), rank: bool = Form(True),
+                     max_wer: float = Form(0.15, ge=0.0, le=1.0),  # the bounds of /voxmith/speak
+                     retries: int = Form(2, ge=0, le=10), audio_format: str = Form("m4b", alias="format"),
                      settings: str = Form("{}", description="Engine settings as a JSON object."),
                      finetune: str = Form("voice", description='"voice", "stock" or {"run", "checkpoint"} as JSON.'),
                      sentence_pause: float = Form(0.35), paragraph_pause: float = Form(0.8),
