@@ -14,6 +14,7 @@ Not here: file I/O, the warp search and statistics (enrollment.py, conversion.py
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -49,6 +50,12 @@ class AdaptConfig:
     # kept because dropping some did not help (docs/piper_vc_tuning.md).
     keep_quantile: float = 1.0
     check_intelligibility: bool = True  # the guard (guard.py) at enrollment
+    # torch intra-op threads for the training steps. One: the network is small, so a second
+    # thread mostly waits at each operator's barrier, and when the other core is busy (enrollment
+    # makes the guard's takes meanwhile; other programs) the waiting spins: pat's 150 steps took
+    # 10 CPU-s on one thread and 60-75 on two at load 8 (docs/piper_vc_tuning.md). The weights
+    # differ from two threads' at float rounding (4e-6).
+    threads: int = 1
     net: postnet.PostnetConfig = field(default_factory=postnet.PostnetConfig)
 
 
@@ -67,6 +74,15 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
     lines = aligned_lines(utterances, params)
     if not lines or config.steps <= 0:
         return None
+    # On a thread of its own, so the thread count set there (per thread with OpenMP, torch's CPU
+    # backend) leaves the caller's untouched.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-adapt") as pool:
+        return pool.submit(_train, lines, params, config, progress).result()
+
+
+def _train(lines: list, params: conversion.ConversionParams, config: AdaptConfig,
+           progress=None) -> postnet.FinetunedConversion:
+    torch.set_num_threads(max(1, int(config.threads)))
     batch = collate(lines)
     if config.keep_quantile < 1.0:
         batch = drop_far_pairs(batch, config.keep_quantile)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from voxmith.engines.piper_vc import base_cache, base_choice, conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
@@ -120,7 +121,10 @@ def search_warp(score: Callable[[float], float],
     def scored(warps: Sequence[float]) -> None:
         todo = list(dict.fromkeys(w for w in warps if w not in tried))  # in order, once each
         if workers > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp") as pool:
+            # One torch thread each (the GE2E embedding): `workers` threads already fill the cores,
+            # and a second OpenMP thread per worker would only wait at barriers.
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp",
+                                    initializer=torch.set_num_threads, initargs=(1,)) as pool:
                 scores = list(pool.map(score, todo))
         else:
             scores = None
@@ -150,15 +154,20 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     tick = _ticker(progress)
     encoder = get_speaker_encoder("cpu")
     prepared = [prepare_clip(s, r) for s, r in clips]
-    target_embedding = mean_embedding([encoder.embed(x, world.SAMPLE_RATE_HZ) for x in prepared])
     analysed = []
-    # Whisper transcribes the clips on a second thread (CTranslate2 releases the GIL) while this
-    # one analyses them with WORLD (which holds it): the same results, the two overlapping.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-asr") as asr:
+    # Whisper transcribes the clips and GE2E embeds them on two other threads (CTranslate2 and
+    # torch release the GIL) while this one analyses them with WORLD (which holds it): the same
+    # results, overlapping. The embedding runs on one torch thread: its OpenMP threads would only
+    # wait at barriers while the cores are this busy.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-asr") as asr, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-embed",
+                               initializer=torch.set_num_threads, initargs=(1,)) as embed:
+        embeddings = [embed.submit(encoder.embed, x, world.SAMPLE_RATE_HZ) for x in prepared]
         texts = [asr.submit(transcribe_clip, x, world.SAMPLE_RATE_HZ) for x in prepared]
         for k, x in enumerate(prepared):
             tick("analysing clips", k, len(prepared))
             analysed.append((x, world.analyse(x, accurate_f0=True), texts[k].result()))
+        target_embedding = mean_embedding([e.result() for e in embeddings])
     tick("analysing clips", len(prepared), len(prepared))
     # The base voice is chosen from the target's pitch and voice before it says anything, so
     # every base-dependent step below (parallel data, calibration, warp search, guard) uses it.
