@@ -196,3 +196,26 @@ def test_cli_book_and_epub(tmp_path, tone_engine):
     again = CliRunner().invoke(cli, ["--home", str(home), "book", "-v", "demo", "-e", "tone", "--no-rank",
                                      "--seed", "1", str(path)])
     assert again.exit_code == 0 and "resuming: 6 of 6 sentences already done" in again.output
+
+
+def test_an_epub_that_unpacks_to_too_much_is_refused_unread(tmp_path, monkeypatch):
+    """A zip bomb (a small file that unpacks to far more) is refused from its zip directory, before
+    ebooklib unpacks it into memory; a file that is no zip at all gets a clear error too."""
+    import zipfile
+
+    from voxmith.studio import book as book_module
+    from voxmith.studio.book import read_chapters
+
+    path = tmp_path / "bomb.epub"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mimetype", "application/epub+zip")
+        archive.writestr("OEBPS/page.xhtml", " " * 4_000_000)  # 4 MB of spaces, a few KB packed
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr(book_module, "MAX_EPUB_UNPACKED_BYTES", 1_000_000)
+    with pytest.raises(VoxmithError, match="unpacks to 4 MB") as refused:
+        read_chapters(path, PauseSettings())
+    assert "bomb.epub" in str(refused.value)
+    broken = tmp_path / "broken.epub"
+    broken.write_bytes(b"not a zip at all")
+    with pytest.raises(VoxmithError, match="not a valid EPUB"):
+        read_chapters(broken, PauseSettings())

@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import time
+import zipfile
 from shlex import quote
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ from voxmith.text import normalize_text
 from voxmith.text.book import Chapter, PauseSettings, chapter_sentences, parse_book
 
 BOOK_FORMATS = ("m4b", "mp3", "wav", "flac")
+# ebooklib holds every file of an EPUB unpacked in memory; a novel, illustrations included, unpacks
+# to tens of MB, so a book claiming more is refused before it is opened (a zip bomb: a few MB that
+# unpack to gigabytes). Python's zipfile reads no more than each member's declared size.
+MAX_EPUB_UNPACKED_BYTES = 512 * 2 ** 20
 REDO_SEED_STEP = 100  # a redone sentence's takes start this far (times the redo count) from its first seed
 
 
@@ -153,6 +158,7 @@ def _epub_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
             else:
                 self.parts.append(data)
 
+    _check_epub_size(path)
     try:
         book = epub.read_epub(str(path))
     except Exception as err:  # ebooklib raises many kinds for broken files
@@ -170,6 +176,18 @@ def _epub_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
     if not chapters:
         raise VoxmithError(f"The EPUB '{path}' has no words to read.")
     return chapters
+
+
+def _check_epub_size(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise VoxmithError(f"Cannot read the EPUB '{path}': it is not a valid EPUB (zip) file ({err}).") from None
+    if unpacked > MAX_EPUB_UNPACKED_BYTES:
+        raise VoxmithError(f"The EPUB '{path}' unpacks to {unpacked / 2 ** 20:.0f} MB, more than the "
+                           f"{MAX_EPUB_UNPACKED_BYTES // 2 ** 20} MB a book may hold; it is refused unread "
+                           "(save the book as plain text, or remove its large images).")
 
 
 class BookMaker:
