@@ -179,3 +179,24 @@ def test_a_cancelled_book_keeps_its_sentences_and_the_same_book_resumes(studio):
 def _progress(url: str, job_id: str) -> list:
     status = httpx.get(f"{url}/voxmith/books/{job_id}").json()
     return [status["progress"]] if status["progress"] and status["progress"]["stage"].startswith("reading") else []
+
+
+def test_an_uploaded_book_is_kept_while_its_job_runs_and_after_only_if_the_book_was_started(studio):
+    uploads = studio.workspace.uploads_dir
+    with running(studio) as url:
+        # the job fails before it starts the book's folder (no such engine): the upload goes
+        failed = httpx.post(f"{url}/voxmith/books", data=_fields(engine="no-such-engine"),
+                            files={"book": ("never.txt", TWO_SENTENCES)}, timeout=30)
+        assert failed.status_code == 202, failed.text
+        assert _events(url, failed.json()["id"])[-1]["type"] == "book.failed"
+        deadline = time.monotonic() + 10
+        while list(uploads.rglob("never.txt")):
+            assert time.monotonic() < deadline, "the upload of a book that made nothing was kept"
+            time.sleep(0.05)
+        # a book that was made keeps its upload: the manifest names it
+        made = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                          files={"book": ("kept.txt", TWO_SENTENCES)}, timeout=30)
+        assert _events(url, made.json()["id"])[-1]["type"] == "book.done"
+        manifest = json.loads((studio.workspace.results_dir / "demo" / "kept-book" / "manifest.json").read_text())
+        time.sleep(0.2)  # the release runs in the event loop after the job ends
+        assert [str(p.resolve()) for p in uploads.rglob("kept.txt")] == [manifest["source_path"]]

@@ -140,14 +140,30 @@ async def start_book(request: Request, voice: str = Form(...), book: Optional[Up
             finetune=weights)
         book_request.validate()  # the rest (voice, engine, weights) is checked when the job starts
         studio.voices.get(voice)
-        job = app.state.books.submit(book_request, studio.book_folder(book_request), upload)
+        job = app.state.books.submit(book_request, studio.book_folder(book_request), upload,
+                                     on_end=_release_upload(app, upload) if upload is not None else None)
     except BaseException:
         if upload is not None:
             app.state.uploads.release(upload, made_result=False)
         raise
-    if upload is not None:  # kept: the book's manifest names it, and the same upload resumes the book
-        app.state.uploads.release(upload, made_result=True)
     return job_status(studio, job)
+
+
+def _release_upload(app, upload: Path):
+    """What a job made from an upload calls when it ends: the upload is kept while the job runs, and
+    after it only when the job started the book's folder (book.json: the manifest names the upload,
+    and the folder resumes from it); a job that made nothing leaves nothing behind. The bookkeeping
+    of uploads lives in the event loop's thread, so the release is handed to it."""
+    loop = asyncio.get_running_loop()
+
+    def on_end(job: BookJob) -> None:
+        started = (job.folder / "book.json").is_file()
+        try:
+            loop.call_soon_threadsafe(app.state.uploads.release, upload, started)
+        except RuntimeError:  # the loop has closed (the server stopped): nothing to keep count for
+            pass
+
+    return on_end
 
 
 def _job(request: Request, job_id: str) -> BookJob:

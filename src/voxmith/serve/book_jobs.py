@@ -44,6 +44,8 @@ class BookJob:
     request: BookRequest
     folder: Path  # where the book is made
     upload: Optional[Path] = None  # the uploaded book, when it came as an upload
+    # called once when the job has ended (from the worker thread, or the one that cancelled it queued)
+    on_end: Optional[Callable[["BookJob"], None]] = None
     status: str = "queued"  # queued, running, done, failed, cancelled
     created: float = dataclasses.field(default_factory=time.time)
     started: Optional[float] = None
@@ -69,6 +71,13 @@ class BookJob:
         with self.lock:
             self._append_event(event)
             self.status, self.error, self.finished = status, error, time.time()
+
+    def call_on_end(self) -> None:
+        if self.on_end is not None:
+            try:
+                self.on_end(self)
+            except Exception:  # never let it stop the worker thread
+                log.exception("book job %s: cleaning up after it failed", self.id)
 
     def _append_event(self, event: dict) -> None:  # the caller holds self.lock
         self.events.append({"seq": self.next_seq, **event})
@@ -101,15 +110,17 @@ class BookJobs:
         self._thread = threading.Thread(target=self._work, name="voxmith-books", daemon=True)
         self._thread.start()
 
-    def submit(self, request: BookRequest, folder: Path, upload: Optional[Path] = None) -> BookJob:
-        """Queue a book; raises PoolFull when too many are waiting, PoolClosed when shutting down."""
+    def submit(self, request: BookRequest, folder: Path, upload: Optional[Path] = None,
+               on_end: Optional[Callable[[BookJob], None]] = None) -> BookJob:
+        """Queue a book; raises PoolFull when too many are waiting, PoolClosed when shutting down.
+        `on_end(job)` is called once the job has ended, however it ended."""
         with self._lock:
             if self._closed:
                 raise PoolClosed("The server is shutting down; no new books are taken.")
             waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
             if waiting >= self.max_waiting:
                 raise PoolFull(60)
-            job = BookJob(secrets.token_urlsafe(12), request, folder, upload)
+            job = BookJob(secrets.token_urlsafe(12), request, folder, upload, on_end)
             self._jobs[job.id] = job
             self._forget_old()
         job.add_event({"type": "book.queued"})
@@ -131,6 +142,11 @@ class BookJobs:
             if job.status == "queued":
                 job._append_event({"type": "book.cancelled"})
                 job.status, job.finished = "cancelled", time.time()
+                ended_here = True
+            else:
+                ended_here = False
+        if ended_here:
+            job.call_on_end()
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Refuse new books, cancel every job (finished sentences are kept), wait for the worker."""
@@ -173,6 +189,7 @@ class BookJobs:
                 status, event, error = "done", {"type": "book.done"}, None
                 job.result = result
             job.end(status, event, error)
+            job.call_on_end()
 
 
 __all__ = ["BookCancelled", "BookJob", "BookJobs"]

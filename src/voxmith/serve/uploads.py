@@ -5,7 +5,8 @@ result is named after the client's file, not the hash.
 
 A request that fails keeps nothing new, but identical uploads share one file: the file is removed
 only when the request that stored it failed, no other request of this server is converting it,
-and none has made a result from it. The bookkeeping lives in the event loop's thread (every method
+and none has made a result from it (a book job holds its upload until the job ends, and it counts
+as a result once the book's folder was started). The bookkeeping lives in the event loop's thread (every method
 runs there, between awaits), so it needs no lock; it covers one server process.
 
 Names that differ only in case are one file on a case-insensitive file system (macOS, Windows): an
