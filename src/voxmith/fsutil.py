@@ -13,10 +13,13 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import filelock
+
+from voxmith.errors import VoxmithError
 
 
 @contextlib.contextmanager
@@ -119,24 +122,58 @@ def fingerprint_files(paths: list[Path]) -> str:
     return outer.hexdigest()
 
 
+# Waiting for a lock: in steps, so the waiter can report progress (and be cancelled through it), and
+# not forever. A held kernel lock means a live holder (a killed one's is released by the OS), busy
+# with the same work: an enrollment or a check takes minutes at most, even on a loaded CPU. Past the
+# limit the holder is most likely stuck (a stopped process, a hung device), and computing beside it
+# would double the load of a machine already too slow, so the waiter stops with an error naming
+# the lock file instead.
+LOCK_WAIT_STEP_S = 1.0
+LOCK_WAIT_LIMIT_S = 15 * 60.0
+
+
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+def exclusive_lock(path: str | os.PathLike, wait: bool = True, waiting: Optional[Callable[[float], None]] = None,
+                   limit_s: float = LOCK_WAIT_LIMIT_S) -> Iterator[bool]:
     """Hold an exclusive lock named by `path` against every other thread and process that asks for
     it (a kernel lock through the filelock package: a killed holder's lock is released by the OS);
     yields True while held. With `wait=False` it yields False at once when someone else holds it.
-    Where the lock file cannot be made (a read-only folder) it yields True without locking: nothing
-    can be written there for the lock to protect."""
+    While it waits, `waiting(seconds_waited)` is called about every LOCK_WAIT_STEP_S (it may raise
+    to give up); after `limit_s` it raises VoxmithError naming the lock file. Where the lock file
+    cannot be made (a read-only folder), or the file system has no locks, it yields True without
+    locking: nothing can be written there for the lock to protect, or nothing to lock with."""
     lock = filelock.FileLock(os.fspath(path))
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire(timeout=-1 if wait else 0)
+        if not wait:
+            lock.acquire(timeout=0)
+        else:
+            _acquire_waiting(lock, Path(path), waiting, limit_s)
     except filelock.Timeout:
         yield False
         return
-    except OSError:
+    except (OSError, NotImplementedError):  # filelock raises NotImplementedError where it cannot lock
         yield True
         return
     try:
         yield True
     finally:
         lock.release()
+
+
+def _acquire_waiting(lock: filelock.FileLock, path: Path, waiting: Optional[Callable[[float], None]],
+                     limit_s: float) -> None:
+    started = time.monotonic()
+    while True:
+        try:
+            lock.acquire(timeout=LOCK_WAIT_STEP_S)
+            return
+        except filelock.Timeout:
+            waited = time.monotonic() - started
+            if waited >= limit_s:
+                raise VoxmithError(
+                    f"Another voxmith process (a server, or a speak, book or training command) has held the "
+                    f"lock '{path}' for over {waited / 60:.0f} minutes while computing the same thing for this "
+                    "voice. Wait for it to finish, or stop it if it is stuck, then try again.") from None
+            if waiting is not None:
+                waiting(waited)

@@ -20,11 +20,12 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from voxmith.fsutil import atomic_write_bytes, atomic_write_json, exclusive_lock, read_json
+from voxmith.progress import ProgressCallback, report
 
 Arrays = Dict[str, np.ndarray]
 CACHE_FOLDER = ".cache"
@@ -74,10 +75,12 @@ class ConditioningCache:
             "fingerprint": key.fingerprint, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "arrays": {k: list(np.shape(v)) for k, v in arrays.items()}, **(info or {}),
         })
-        # Entries for other clip sets or versions in this namespace are stale now, and so are their
-        # locks (not the temporary files, ".NAME....", of another writer still writing).
+        # Entries for other clip sets or versions in this namespace are stale now (not the temporary
+        # files, ".NAME....", of another writer still writing). Their lock files stay: they are empty,
+        # and removing one that is held would let a second holder in beside the first (and fails on
+        # Windows).
         for old in folder.iterdir():
-            if old.stem != key.file_stem and old.suffix in (".npz", ".json", ".lock") and not old.name.startswith("."):
+            if old.stem != key.file_stem and old.suffix in (".npz", ".json") and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], Arrays],
@@ -96,31 +99,44 @@ class ConditioningCache:
                                "computed without caching, so the next run computes it again.")
         return arrays, False
 
-    def get_or_compute_once(self, key: CacheKey, compute: Callable[[], Arrays],
-                            info: Optional[dict] = None) -> tuple[Arrays, bool]:
+    def get_or_compute_once(self, key: CacheKey, compute: Callable[[], Arrays], info: Optional[dict] = None,
+                            progress: Optional[ProgressCallback] = None) -> tuple[Arrays, bool]:
         """`get_or_compute`, with `compute` run once for `key` however many threads and processes ask
         at the same time: the first computes under a lock beside the entry, the others wait for it
-        and then read what it stored (they compute too only when it could not be stored)."""
+        (reporting to `progress` while they wait; it may raise to stop waiting) and then read what it
+        stored (they compute too only when it could not be stored). A wait beyond
+        fsutil.LOCK_WAIT_LIMIT_S raises VoxmithError naming the lock file."""
         cached = self.load(key)
         if cached is not None:
             return cached, True
-        with exclusive_lock(self._folder(key.namespace) / f"{key.file_stem}.lock"):
+
+        def waiting(seconds: float) -> None:
+            report(progress, "waiting for another voxmith process computing the same", int(seconds), None,
+                   f"{seconds:.0f} s")
+
+        with exclusive_lock(self._folder(key.namespace) / f"{key.file_stem}.lock", waiting=waiting):
             return self.get_or_compute(key, compute, info)
 
     def touch(self, key: CacheKey) -> None:
-        """Mark `key`'s entry as used now (what `prune` keeps by); silently nothing when unwritable."""
-        with contextlib.suppress(OSError):
-            os.utime(self._folder(key.namespace) / f"{key.file_stem}.json")
+        """Mark `key`'s entry as used now (what `prune` keeps by): its sidecar's `last_used_ns`, in
+        nanoseconds, not the file's time (a file system may keep seconds, or less). Silently
+        nothing when unwritable or missing."""
+        path = self._folder(key.namespace) / f"{key.file_stem}.json"
+        with contextlib.suppress(OSError, ValueError):
+            meta = read_json(path)
+            if isinstance(meta, dict):
+                atomic_write_json(path, {**meta, "last_used_ns": time.time_ns()})
 
-    def prune(self, prefix: str, keep: str, keep_recent: int) -> List[str]:
-        """Remove the namespaces whose names start with `prefix`, except `keep` and the `keep_recent`
-        others used last (their entries' time, see `touch`). Only this cache's own files go, and a
-        namespace whose entry is being computed right now (its lock is held) is left alone. Returns
-        the namespaces' folder names removed."""
-        stem_prefix, kept = self._folder(prefix).name, self._folder(keep).name
+    def prune(self, prefix: str, keep: Sequence[str], keep_recent: int) -> List[str]:
+        """Remove the namespaces whose names start with `prefix`, except those in `keep` and the
+        `keep_recent` others used last (their entries' `last_used_ns`, see `touch`). Only this cache's
+        own files go (not another writer's temporary ".NAME..." files), and a namespace whose entry
+        is being computed right now (its lock is held) is left alone. Returns the namespaces' folder
+        names removed."""
+        stem_prefix, kept = self._folder(prefix).name, {self._folder(name).name for name in keep}
         try:
             folders = [f for f in self.root.iterdir() if f.is_dir() and f.name.startswith(stem_prefix)
-                       and f.name != kept]
+                       and f.name not in kept]
         except OSError:
             return []
         folders.sort(key=_last_used, reverse=True)
@@ -131,16 +147,28 @@ class ConditioningCache:
                     continue  # being computed now
                 with contextlib.suppress(OSError):
                     for path in folder.iterdir():
-                        if path.suffix in (".npz", ".json", ".lock"):
+                        if path.suffix in (".npz", ".json") and not path.name.startswith("."):
                             path.unlink()
-                    folder.rmdir()
-                    removed.append(folder.name)
+                # The locks, taken with wait=False above, are removed while held: a process that
+                # opened one just before waits on the removed file, and filelock (4.x) has it try
+                # again on the path. Windows refuses to remove an open file: there filelock removes
+                # it itself when the lock is let go.
+                for lock in folder.glob("*.lock"):
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # not while another writer's temporary file is there
+                removed.append(folder.name)
         return removed
 
 
-def _last_used(folder: Path) -> float:
-    """When a namespace's entry was last stored or used (the newest of its sidecars' times)."""
-    try:
-        return max([p.stat().st_mtime for p in folder.glob("*.json")] or [folder.stat().st_mtime])
-    except OSError:
-        return 0.0
+def _last_used(folder: Path) -> int:
+    """When a namespace's entry was last stored or used, in nanoseconds: the newest `last_used_ns`
+    of its sidecars, else (an entry never used since it was stored) the sidecar's own time."""
+    newest = 0
+    for sidecar in folder.glob("[!.]*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            meta = read_json(sidecar)
+            used = meta.get("last_used_ns") if isinstance(meta, dict) else None
+            newest = max(newest, used if isinstance(used, int) else sidecar.stat().st_mtime_ns)
+    return newest

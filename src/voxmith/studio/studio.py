@@ -17,7 +17,7 @@ import time
 from shlex import quote
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from voxmith.audio.io import WRITABLE_EXTENSIONS
 from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
@@ -122,7 +122,7 @@ class Studio:
             self._conditioning_key(voice, engine),
             lambda: engine.prepare_conditioning(select_clips(voice.load_clips(), f"voice '{voice.name}'").clips,
                                                 progress),
-            {"clips": [p.name for p in voice.clip_paths]},
+            {"clips": [p.name for p in voice.clip_paths]}, progress,
         )
 
     @staticmethod
@@ -259,7 +259,8 @@ class Studio:
                    "first use: enrolling" if not self._is_prepared(voice, engine) else "cached")
             conditioning, _ = self.conditioning(voice, engine, progress)
             conditioning = self._finetune_checked(voice.cache, self._conditioning_key(voice, engine), engine,
-                                                  conditioning, f"Voice '{voice.name}'", progress)
+                                                  conditioning, f"Voice '{voice.name}'", progress,
+                                                  lambda: self._own_check_key(voice, engine))
             if embed:
                 _, embedding, _ = voice_embeddings(voice, "cpu", progress)
             source = {"voice": {"name": voice.name, "fingerprint": voice.fingerprint(),
@@ -274,7 +275,8 @@ class Studio:
         tag = selection_tag([c.duration_s for c in clips])  # long clips: a bounded selection of them
         key = CacheKey(engine.name, engine.cache_key() + tag, fingerprint)
         conditioning, _ = cache.get_or_compute_once(
-            key, lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress))
+            key, lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress),
+            progress=progress)
         conditioning = self._finetune_checked(cache, key, engine, conditioning, "The reference clips' voice", progress)
         if embed:
             embedding = reference_embedding(clips)
@@ -297,16 +299,27 @@ class Studio:
             return None
         conditioning, _ = self.conditioning(voice, engine, progress)
         checked = self._finetune_checked(voice.cache, self._conditioning_key(voice, engine), engine, conditioning,
-                                         f"Voice '{voice.name}'", progress)
+                                         f"Voice '{voice.name}'", progress, lambda: self._own_check_key(voice, engine))
         return engine.conditioning_notes(checked)
+
+    def _own_check_key(self, voice: Voice, engine: Engine) -> Optional[str]:
+        """The check key of the weights `voices use` set `voice` to speak with on `engine` (None: the
+        stock weights, or weights that cannot be loaded now)."""
+        try:
+            finetune, _ = self._finetune_for(FinetuneChoice.voice_setting(), voice, engine)
+            return engine.with_finetune(finetune).finetune_check_key() if finetune is not None else None
+        except VoxmithError:
+            return None
 
     @staticmethod
     def _finetune_checked(cache: ConditioningCache, key: CacheKey, engine: Engine, conditioning: Conditioning,
-                          owner: str, progress: Optional[ProgressCallback]) -> Conditioning:
+                          owner: str, progress: Optional[ProgressCallback],
+                          own_check: Callable[[], Optional[str]] = lambda: None) -> Conditioning:
         """`conditioning` (cached under `key` in `cache`) with what the check of `engine`'s fine-tuned
         weights on that voice found (Engine.check_finetune). It runs once per voice and weights: the
         outcome, a refusal included, is cached beside the conditioning, keyed by the weights' digest.
-        Raises VoxmithError, naming `owner` (the voice), when the weights are refused."""
+        Raises VoxmithError, naming `owner` (the voice), when the weights are refused. `own_check`:
+        the check key of the weights the voice is set to use, whose check pruning keeps."""
         check = engine.finetune_check_key() if engine.finetune is not None else None
         if check is None:
             return conditioning
@@ -315,11 +328,13 @@ class Studio:
         # Once, even when several requests (server threads, other processes) put the same weights to
         # use at the same moment: the others wait for the first's outcome.
         checked, cached = cache.get_or_compute_once(check_key, lambda: engine.check_finetune(conditioning, progress),
-                                                    {"finetune": engine.finetune.description})
+                                                    {"finetune": engine.finetune.description}, progress)
         if cached:
             cache.touch(check_key)
-        else:  # checks of weights not used lately (older checkpoints) go; this one and the latest others stay
-            cache.prune(prefix, keep=check_key.namespace, keep_recent=FINETUNE_CHECKS_KEPT - 1)
+        else:  # checks of weights not used lately (older checkpoints) go; this one, the voice's own (trying
+            # other runs must not make it check again what it speaks with) and the latest others stay
+            keep = {check_key.namespace, *([prefix + own] if (own := own_check()) else [])}
+            cache.prune(prefix, keep=sorted(keep), keep_recent=FINETUNE_CHECKS_KEPT - len(keep))
         if FINETUNE_REFUSED in checked:
             raise VoxmithError(f"{owner} cannot speak with the fine-tuned weights of {engine.finetune.description}: "
                                f"{checked[FINETUNE_REFUSED]}. Choose another checkpoint or run, or the stock "
