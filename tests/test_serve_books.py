@@ -108,7 +108,7 @@ def test_an_uploaded_book_is_read_with_progress_events_status_and_files(studio):
 
         # Only the book's own files are served: nothing outside its folder, not its resume state.
         for name in ("../../demo/voice.json", "%2E%2E/%2E%2E/%2E%2E/voices/demo/voice.json", "sentences/c01-s0001.json",
-                     "sentences/c01-s0001.npy", "book.json.missing"):
+                     "sentences/c01-s0001.npy", "book.json.missing", "book%00.wav", "x" * 5000 + ".wav"):
             assert httpx.get(f"{url}/voxmith/books/{job['id']}/files/{name}").status_code == 404, name
         assert httpx.get(f"{url}/voxmith/books/nope").status_code == 404
 
@@ -127,7 +127,8 @@ def test_a_workspace_book_is_named_relative_to_the_workspace_and_never_outside(s
         assert httpx.get(f"{url}/voxmith/books/{made.json()['id']}").json()["result"]["chapters"] == 1
 
         for path, status in (("../secret.txt", 403), (str(outside), 403), ("books/link.txt", 403),
-                             ("books/none.txt", 404), ("voices/demo/voice.json", 400)):
+                             ("books/none.txt", 404), ("voices/demo/voice.json", 400), ("books/a\x00.txt", 400),
+                             ("books/" + "x" * 5000 + ".txt", 400)):
             refused = httpx.post(f"{url}/voxmith/books", data=_fields(path=path), timeout=30)
             assert refused.status_code == status, (path, refused.text)
             assert refused.json()["error"]["param"] == "path"

@@ -63,11 +63,18 @@ def _finetune(value: str) -> FinetuneChoice:
 def _workspace_file(studio, relative: str, limit: int) -> Path:
     """A book file named relative to the workspace, refused when it resolves anywhere outside it."""
     home = studio.workspace.home.resolve()
-    path = (home / relative).resolve()
+    try:
+        path = (home / relative).resolve()
+    except (ValueError, OSError):  # a NUL byte, a name too long: no such file can be there
+        raise ApiError(400, f"{relative!r} cannot name a file.", "path") from None
     if Path(relative).is_absolute() or not path.is_relative_to(home):
         raise ApiError(403, f"'{relative}' is outside the workspace; name a file inside it, relative to it "
                             "(e.g. books/novel.md), or upload the book.", "path")
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system
+        raise ApiError(400, f"{relative!r} cannot name a file.", "path") from None
+    if not is_file:
         raise ApiError(404, f"There is no file '{relative}' in the workspace.", "path")
     if path.suffix.lower() not in BOOK_SUFFIXES:
         raise ApiError(400, f"A book is a {', '.join(BOOK_SUFFIXES)} file, not '{path.name}'.", "path")
@@ -219,10 +226,14 @@ async def book_events(job_id: str, request: Request, after: int = -1):
 async def book_file(job_id: str, name: str, request: Request):
     job = _job(request, job_id)
     folder = job.folder.resolve()
-    path = (folder / name).resolve()
-    if name.startswith("/") or not path.is_relative_to(folder) or path.suffix.lower() not in FILE_SUFFIXES \
-            or not path.is_file() or path.parent.name == "sentences":
-        raise ApiError(404, f"No file '{name}' in this book (the status lists its files).", "name")
+    try:
+        path = (folder / name).resolve()
+        found = not name.startswith("/") and path.is_relative_to(folder) and path.suffix.lower() in FILE_SUFFIXES \
+            and path.is_file() and path.parent.name != "sentences"
+    except (ValueError, OSError):  # a NUL byte, a name too long
+        found = False
+    if not found:
+        raise ApiError(404, f"No file {name!r} in this book (the status lists its files).", "name")
     return FileResponse(path, filename=path.name)
 
 
