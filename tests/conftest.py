@@ -100,29 +100,98 @@ def piper_vc_enrollments_shared():
     2 cores and is a pure function of the clips and the engine: a dozen tests enroll the same demo
     clips in fresh workspaces (speak, convert, serve, the web UI, fine-tuning, reference clips). The
     first enrollment of a clip set is computed for real; later ones in this process get copies of
-    its arrays. Only stock engines share (a fine-tuned variant enrolls for real), keyed by all the
-    result depends on: the engine's class and cache key (name, version), its device, the model
-    files it finds (piper-vc's come with packages, the same for every workspace), and every clip's
-    samples and rate. The workspace's own conditioning cache is untouched (its tests still see
-    misses and hits); enrollments in subprocesses (the console-script tests) still run in full."""
+    its arrays. Only stock engines share whole conditionings, keyed by all the result depends on:
+    the engine's class and cache key (name, version), its device, the model files it finds
+    (piper-vc's come with packages, the same for every workspace), and every clip's samples and
+    rate. The two halves of an enrollment are shared the same way for tests that call them
+    directly: `enrollment.enroll` (Whisper on the clips, WORLD analysis, base voice choice, warp
+    search; independent of the engine's weights), keyed by the clips and its arguments, and a stock
+    engine's `conditioning_from` on a result it handed out (residual network, intelligibility
+    guard), whose progress events are replayed to a later caller. A fine-tuned variant still adapts
+    and checks its conditioning for real, without repeating the analysis. The workspace's own
+    conditioning cache is untouched (its tests still see misses and hits); enrollments in
+    subprocesses (the console-script tests) still run in full."""
+    import copy
     import hashlib
+    import weakref
 
+    from voxmith.engines.piper_vc import engine as engine_module
+    from voxmith.engines.piper_vc import enrollment
     from voxmith.engines.piper_vc import PiperVCEngine
 
+    def digest(samples) -> str:
+        return hashlib.sha1(np.ascontiguousarray(samples).tobytes()).hexdigest()
+
     real = PiperVCEngine.prepare_conditioning
+    real_enroll = enrollment.enroll
+    real_from = PiperVCEngine.conditioning_from
     done: dict = {}
+    enrolled: dict = {}
+    handed = weakref.WeakValueDictionary()  # id(a copy of an enrollment result) -> that copy...
+    handed_keys: dict = {}  # ...-> its enroll key
+    adapted: dict = {}
+
+    def engine_key(engine, *rest):
+        models = tuple(str(f.path) for f in type(engine).model_files(engine.models_dir))
+        return (type(engine), engine.cache_key(), str(engine.device), models, *rest)
 
     def shared(self, clips, progress=None):
         if self.stock is not self:
             return real(self, clips, progress)
-        digests = tuple((hashlib.sha1(np.ascontiguousarray(c.samples).tobytes()).hexdigest(), c.sample_rate_hz,
-                         c.samples.shape) for c in clips)
-        models = tuple(str(f.path) for f in type(self).model_files(self.models_dir))
-        key = (type(self), self.cache_key(), str(self.device), models, digests)
+        key = engine_key(self, tuple((digest(c.samples), c.sample_rate_hz, c.samples.shape) for c in clips))
         if key not in done:
             done[key] = real(self, clips, progress)
         return {name: array.copy() for name, array in done[key].items()}
 
+    def shared_enroll(clips, *, ridge_mix=0.5, ridge_lambda=30.0, cov_mix=0.0, candidates=None, progress=None):
+        key = (tuple((digest(x), rate, np.shape(x)) for x, rate in clips), float(ridge_mix), float(ridge_lambda),
+               float(cov_mix), None if candidates is None else tuple(candidates))
+        if key not in enrolled:
+            enrolled[key] = real_enroll(clips, ridge_mix=ridge_mix, ridge_lambda=ridge_lambda, cov_mix=cov_mix,
+                                        candidates=candidates, progress=progress)
+        out = copy.deepcopy(enrolled[key])
+        handed[id(out)], handed_keys[id(out)] = out, key
+        return out
+
+    def shared_from(self, result, progress=None):
+        if self.stock is not self or handed.get(id(result)) is not result:
+            return real_from(self, result, progress)
+        key = engine_key(self, handed_keys[id(result)])
+        if key not in adapted:
+            events = []
+
+            def record(event):
+                events.append(event)
+                if progress is not None:
+                    progress(event)
+            adapted[key] = (real_from(self, result, record), events)
+        elif progress is not None:
+            for event in adapted[key][1]:
+                progress(event)
+        return {name: array.copy() for name, array in adapted[key][0].items()}
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PiperVCEngine, "prepare_conditioning", shared)
+        patch.setattr(enrollment, "enroll", shared_enroll)
+        patch.setattr(engine_module, "enroll", shared_enroll)
+        patch.setattr(PiperVCEngine, "conditioning_from", shared_from)
         yield
+
+
+@pytest.fixture
+def finetune_check_passes(monkeypatch):
+    """piper-vc's fine-tune check (engine.check_finetune: the base voice's floor and the guard's
+    ladder, each sentence heard by Whisper; ~20 s on 2 cores per voice and weights) answered as a
+    check that passed with nothing backed off, for tests about something else that put weights to
+    use. The real check runs in test_training_studio.py (CLI `voices use`), its logic with scripted
+    listening there and in test_piper_vc_training.py."""
+    from voxmith.engines.piper_vc import PiperVCEngine
+
+    calls = []
+
+    def passed(self, conditioning, progress=None, transcribe=None):
+        calls.append(self.finetune_check_key())
+        return {}
+
+    monkeypatch.setattr(PiperVCEngine, "check_finetune", passed)
+    return calls

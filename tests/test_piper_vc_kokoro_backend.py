@@ -108,9 +108,10 @@ def distance(a, b):
     return float(np.mean(np.abs(a[:, :n] - b[:, :n])))
 
 
+# Skipped before `spoken` speaks: with one runtime there is nothing to compare it with.
+@pytest.mark.skipif(len(available_backends()) < 2,
+                    reason="only onnxruntime runs Kokoro here (openvino not installed, or VOXMITH_TEST_OPENVINO unset)")
 def test_every_runtime_says_the_same_thing(spoken):
-    if len(spoken) < 2:
-        pytest.skip("only onnxruntime runs Kokoro here (openvino not installed, or VOXMITH_TEST_OPENVINO unset)")
     reference = spoken["onnxruntime"]
     for label, clips in spoken.items():
         # Durations come from the same predictor: the lengths agree within a frame or two.
