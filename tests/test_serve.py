@@ -462,8 +462,17 @@ def test_results_never_leave_the_results_folder(base_url, rid):
     assert reproduce.status_code == 404
 
 
-def test_convert_an_uploaded_recording(studio, base_url, demo_files):
-    recording = demo_files[0]
+def short_copy(clip: Path, folder: Path, seconds: float = 4.0) -> Path:
+    """The first `seconds` of `clip` under its own name in `folder`: the upload tests are about
+    the HTTP side, and converting 4 s costs less than converting the clip's 10."""
+    samples, rate = sf.read(clip, dtype="float32")
+    out = folder / clip.name
+    sf.write(out, samples[: int(seconds * rate)], rate)
+    return out
+
+
+def test_convert_an_uploaded_recording(studio, base_url, demo_files, tmp_path):
+    recording = short_copy(demo_files[0], tmp_path)
     form = {"voice": "demo", "settings": json.dumps({"f0_scale": 1.1})}
     made = httpx.post(f"{base_url}/voxmith/convert", data=form,
                       files={"recording": (recording.name, recording.read_bytes())}, timeout=300)
@@ -500,7 +509,7 @@ def test_identical_uploads_where_one_fails_leave_the_other_its_recording(studio,
     worker is busy; the one that stored it fails (no such voice) before the other converts it: the
     other still converts it, and the upload stays with its result."""
     samples, rate = sf.read(demo_files[1], dtype="float32")
-    sf.write(tmp_path / "talk.wav", 0.9 * samples, rate)  # content no other test uploads
+    sf.write(tmp_path / "talk.wav", 0.9 * samples[:4 * rate], rate)  # content no other test uploads (4 s)
     content = (tmp_path / "talk.wav").read_bytes()
     gate, speak = threading.Event(), PacedToneEngine.synthesize
     monkeypatch.setattr(PacedToneEngine, "synthesize", lambda *a, **k: gate.wait(120) and speak(*a, **k))
