@@ -198,7 +198,11 @@ def reproduce(obj, sidecar, output, force):
 def evaluate(obj, files, voice, references, text, as_json):
     """Score audio files: speaker similarity to a voice, WER against the text, naturalness
     (DistillMOS, 1-5), duration."""
-    rows = obj.studio.evaluate(files, voice=voice, references=references, text=text)
+    progress = obj.progress()
+    try:
+        rows = obj.studio.evaluate(files, voice=voice, references=references, text=text, progress=progress)
+    finally:
+        progress.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

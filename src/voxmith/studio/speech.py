@@ -12,6 +12,7 @@ import contextlib
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence
@@ -105,8 +106,16 @@ class SpeakResult:
         return list(self.record.warnings)
 
 
+_UNDECOMPOSED_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe",
+                                       "Œ": "OE", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th"})
+
+
 def slugify(text: str, words: int = 6) -> str:
-    return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:words])[:48] or "speech"
+    # Accents are folded first ("bóok" -> "book"), else the accented letter split the word ("b-ok").
+    # Letters that do not decompose are spelled out.
+    folded = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSED_LETTERS))
+    folded = folded.encode("ascii", "ignore").decode("ascii")
+    return "-".join(re.findall(r"[a-z0-9]+", folded.lower())[:words])[:48] or "speech"
 
 
 def sentence_piece(take: np.ndarray, sample_rate_hz: int, pause_ms: int) -> np.ndarray:

@@ -495,9 +495,13 @@ class Studio:
             raise VoxmithError(f"This result was made with {record.engine_name} version {record.engine_version}; "
                                f"version {installed} is installed.")
 
-    def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None) -> List[dict]:
+    def evaluate(self, files, voice: Optional[str] = None, references=(), text: Optional[str] = None,
+                 progress: Optional[ProgressCallback] = None) -> List[dict]:
         """Speaker similarity (to a voice or reference clips), WER, naturalness (DistillMOS) and
-        duration of any audio files. Without `text`, a file's own sidecar text is used when it has one."""
+        duration of any audio files. Without `text`, a file's own sidecar text is used when it has one.
+
+        Every file is read once before the scoring models load, so a missing or unreadable file is
+        refused at once rather than after a minute of loading Whisper and DistillMOS."""
         from voxmith.asr import get_transcriber
         from voxmith.audio import load_audio, to_mono
         from voxmith.quality import get_naturalness_model
@@ -506,13 +510,20 @@ class Studio:
 
         if bool(voice) == bool(references):
             raise VoxmithError("Compare with --voice NAME or --reference CLIP... (one of them).")
+        files = list(files)
+        for index, file in enumerate(files):
+            report(progress, "reading files", index, len(files), Path(file).name)
+            load_audio(file)  # decoding is cheap next to scoring; audio is read again below
+        report(progress, "reading files", len(files), len(files))
         if voice:
-            _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu")
+            _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu", progress=progress)
         else:
             embedding = reference_embedding(load_reference_clips(references))
+        report(progress, "loading the scoring models (speaker encoder, Whisper, DistillMOS)", 0)
         encoder, transcriber, naturalness = get_speaker_encoder("cpu"), get_transcriber(), get_naturalness_model()
         rows = []
-        for file in files:
+        for index, file in enumerate(files):
+            report(progress, "scoring", index, len(files), Path(file).name)
             audio = load_audio(file)
             expected = text
             if expected is None:
@@ -526,6 +537,7 @@ class Studio:
                          "wer": None if scores.wer is None else round(scores.wer, 4),
                          "naturalness_mos": round(scores.naturalness, 3),
                          "expected_text": expected, "transcript": transcript})
+        report(progress, "scoring", len(files), len(files))
         return rows
 
     # --- datasets -------------------------------------------------------------------------------

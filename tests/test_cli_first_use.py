@@ -1,0 +1,41 @@
+"""Rough edges a new user meets on the first day, each fixed and kept fixed here (scripted inputs, fast)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def no_scoring_models(monkeypatch):
+    """Make loading Whisper, DistillMOS or the speaker encoder fail loudly: the tests below must not need them."""
+    import voxmith.asr
+    import voxmith.quality
+    import voxmith.speaker
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a scoring model was loaded")
+
+    for module, name in ((voxmith.asr, "get_transcriber"), (voxmith.quality, "get_naturalness_model"),
+                         (voxmith.speaker, "get_speaker_encoder")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_eval_refuses_an_unreadable_file_before_loading_models(run, tmp_path, demo_files, no_scoring_models):
+    # Before: a typo in the file name was reported after a minute or two of loading the models.
+    text_file = tmp_path / "notes.wav"
+    text_file.write_text("not audio")
+    for bad, why in ((tmp_path / "missing.wav", "file not found"), (text_file, "notes.wav")):
+        result = run("eval", "--reference", str(demo_files[0]), str(demo_files[1]), str(bad))
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: ") and why in result.output
+        assert "Traceback" not in result.output
+
+
+def test_result_names_fold_accents_instead_of_splitting_words():
+    from voxmith.studio.speech import slugify
+
+    # Before: "small bóok" named its book folder "small-b-ok".
+    assert slugify("small bóok") == "small-book"
+    assert slugify("Café déjà vu, naïve Zoë!") == "cafe-deja-vu-naive-zoe"
+    assert slugify("Straße, Ærø, Łódź") == "strasse-aero-lodz"
+    assert slugify("你好") == "speech"
