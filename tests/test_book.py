@@ -219,3 +219,28 @@ def test_an_epub_that_unpacks_to_too_much_is_refused_unread(tmp_path, monkeypatc
     broken.write_bytes(b"not a zip at all")
     with pytest.raises(VoxmithError, match="not a valid EPUB"):
         read_chapters(broken, PauseSettings())
+
+
+def test_another_format_or_chapter_pause_rejoins_the_finished_sentences(tmp_path, tone_engine, monkeypatch):
+    # Before: asking for the same book as mp3 (or with another chapter pause) was refused as "other
+    # settings", and the HTTP API, which has no -o, could only delete the folder and read it again.
+    studio = _studio(tmp_path / "ws")
+    first = studio.book(_request(tmp_path / "book", audio_format="wav"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in (first.folder / "sentences").iterdir()}
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("a finished sentence was made again")
+
+    monkeypatch.setattr(Speaker, "speak_sentence", no_synthesis)
+    again = studio.book(_request(tmp_path / "book", audio_format="mp3",
+                                 pauses=PauseSettings(chapter_pause_s=4.0)))
+    assert again.book_path.name == "book.mp3" and again.book_path.exists()
+    assert {p.name: p.stat().st_mtime_ns for p in (first.folder / "sentences").iterdir()} == stamps
+    assert again.record.seed == first.record.seed
+    chapters = json.loads((again.folder / "chapters.json").read_text())
+    assert all(c["file"].endswith(".mp3") and (again.folder / c["file"]).exists() for c in chapters)
+    gaps = [b["start_s"] - a["end_s"] for a, b in zip(chapters, chapters[1:])]
+    assert gaps == pytest.approx([4.0] * len(gaps), abs=2e-3)
+    # what the sentences sound like still counts: other sentence pauses are refused
+    with pytest.raises(VoxmithError, match="other settings \\(pauses\\)"):
+        studio.book(_request(tmp_path / "book", audio_format="mp3", pauses=PauseSettings(sentence_pause_s=0.5)))

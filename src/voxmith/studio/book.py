@@ -386,8 +386,14 @@ def _take_record(take, scores) -> dict:
 
 
 def _comparable(settings: dict) -> dict:
-    """A book's settings as far as they decide its audio: the fine-tune by its run and step, not by
-    how it was asked for ("latest" then, the step number now, is the same weights)."""
+    """A book's settings as far as they decide its sentences' audio: the fine-tune by its run and
+    step, not by how it was asked for ("latest" then, the step number now, is the same weights).
+    The file format and the pause between chapters only decide how the finished sentences are
+    joined, so the same folder can give the book in another format without reading it again."""
+    settings = {k: v for k, v in settings.items() if k != "format"}
+    pauses = settings.get("pauses")
+    if isinstance(pauses, dict):
+        settings["pauses"] = {k: v for k, v in pauses.items() if k != "chapter_pause_s"}
     weights = settings.get("finetune")
     if not weights:
         return settings
