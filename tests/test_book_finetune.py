@@ -78,6 +78,8 @@ def test_book_reads_with_the_voices_checked_finetune_and_records_it(tmp_path, tu
                                  "-e", "tone", "--no-rank", "--format", "wav", "-o", str(tmp_path / "tuned"),
                                  "--stock"])
     assert result.exit_code == 1 and f"--run ft --checkpoint {STEP}" in result.output, result.output
+    # said so that a user of the API or the web UI, who has no options, knows what to choose too
+    assert f"choose run 'ft', step {STEP} as the weights" in " ".join(result.output.split())
     result = runner.invoke(cli, ["--home", str(tmp_path / "ws"), "-q", "book", str(source), "-v", "demo",
                                  "-e", "tone", "--no-rank", "--format", "wav", "-o", str(tmp_path / "tuned"),
                                  "--run", "ft", "--checkpoint", str(STEP), "--redo", "c01-s0002"])
@@ -86,3 +88,21 @@ def test_book_reads_with_the_voices_checked_finetune_and_records_it(tmp_path, tu
     redone = json.loads((tmp_path / "tuned" / "manifest.json").read_text())["sentences"][1]
     assert redone["redo"] == 1 and redone["finetune"]["step"] == STEP
     assert len(tuned_tone.checks) == 1
+
+
+def test_the_web_ui_book_tab_offers_the_weights_to_read_with(tmp_path):
+    """The Book tab's Weights choice: the voice's setting, the stock weights, or a run's checkpoint,
+    each turned into the request's FinetuneChoice as the CLI's --stock/--run would."""
+    pytest.importorskip("gradio")
+    from voxmith.webui.tab_book import finetune_choice, weights_choices
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    assert [value for _, value in weights_choices(studio)] == ["voice", "stock"]
+    (studio.training.root / "alice-ft").mkdir(parents=True)
+    (studio.training.root / "alice-ft" / "config.yaml").write_text("{}")
+    values = [value for _, value in weights_choices(studio)]
+    assert values == ["voice", "stock", "run:latest:alice-ft", "run:best:alice-ft"]
+    assert finetune_choice("voice") == FinetuneChoice.voice_setting() == finetune_choice(None)
+    assert finetune_choice("stock") == FinetuneChoice.stock()
+    assert finetune_choice("run:best:alice-ft") == FinetuneChoice.of_run("alice-ft", "best")
+    assert finetune_choice("run:latest:a:b") == FinetuneChoice.of_run("a:b", "latest")

@@ -226,7 +226,8 @@ class BookMaker:
                 hint = _finetune_hint(state.get("settings", {}).get("finetune"), self.settings.get("finetune")) \
                     if "finetune" in changed else ""
                 raise VoxmithError(f"'{self.folder}' holds this book made with other settings ({', '.join(changed)}); "
-                                   f"{hint}choose another output folder (-o) or delete that one to start again.")
+                                   f"{hint}start again in another output folder (`voxmith book -o`) or after "
+                                   "deleting that one.")
             if self.request.seed is not None and self.request.seed >= 0 and self.request.seed != state["seed"]:
                 raise VoxmithError(f"'{self.folder}' was started with seed {state['seed']}; use that seed or "
                                    "another output folder.")
@@ -405,9 +406,11 @@ def _finetune_hint(before: Optional[dict], now: Optional[dict]) -> str:
     def named(weights: Optional[dict]) -> str:
         return f"run '{weights['run']}', step {weights['step']}" if weights else "the stock weights"
 
+    # Said for every front end: the choice by name, then the command line's options for it.
     match = f"--run {quote(str(before['run']))} --checkpoint {before['step']}" if before else "--stock"
     return (f"it was read with {named(before)} and would now be read with {named(now)} (the voice's fine-tune "
-            f"changed?): pass {match} to finish it with the same weights, or ")
+            f"changed?): choose {named(before)} as the weights to finish it with them (`voxmith book {match}`), "
+            "or ")
 
 
 def _slug(title: str) -> str:

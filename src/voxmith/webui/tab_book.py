@@ -11,9 +11,11 @@ from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.book import BookRequest, load_book
 from voxmith.studio.ranking import RankingSettings
+from voxmith.studio.record import FinetuneChoice
 from voxmith.text.book import PauseSettings
 from voxmith.webui.progress import friendly, to_gradio
 
+VOICE_WEIGHTS, STOCK_WEIGHTS = "voice", "stock"  # the weights choices' values; a run's is "run:WHICH:NAME"
 CHAPTER_HEADERS = ["chapter", "title", "minutes", "sentences", "to review"]
 SENTENCE_HEADERS = ["id", "status", "WER", "similarity", "text"]
 
@@ -26,6 +28,27 @@ def _tables(result):
     sentences = [[s.id, s.status, (s.scores or {}).get("wer"), (s.scores or {}).get("similarity"), s.text]
                  for s in book.sentences]
     return chapters, sentences
+
+
+def weights_choices(studio) -> list:
+    """(label, value) for the Weights dropdown: the voice's setting (`voices use`), the stock weights,
+    and each training run's latest and best checkpoints."""
+    try:
+        runs = studio.training.names()
+    except OSError:  # no runs folder yet
+        runs = []
+    return [("the voice's setting (Training tab: Speak with this run)", VOICE_WEIGHTS), ("the stock weights", STOCK_WEIGHTS),
+            *((f"run {name}, {which} checkpoint", f"run:{which}:{name}") for name in runs for which in ("latest", "best"))]
+
+
+def finetune_choice(value) -> FinetuneChoice:
+    """The FinetuneChoice of a Weights dropdown value (see `weights_choices`)."""
+    if not value or value == VOICE_WEIGHTS:
+        return FinetuneChoice.voice_setting()
+    if value == STOCK_WEIGHTS:
+        return FinetuneChoice.stock()
+    _, which, name = str(value).split(":", 2)
+    return FinetuneChoice.of_run(name, which)
 
 
 def _playable(result, sentence_id: str):
@@ -46,6 +69,8 @@ def build(studio, voice_choices):
                                          elem_id="book-engine")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random, kept by the book)")
                     rank = gr.Checkbox(value=True, label="Rank takes (Whisper) and flag sentences for review")
+                    weights = gr.Dropdown(choices=weights_choices(studio), value=VOICE_WEIGHTS, label="Weights",
+                                          elem_id="book-weights")
                 with gr.Row():
                     sentence_pause = gr.Number(value=0.35, label="Sentence pause (s)")
                     paragraph_pause = gr.Number(value=0.8, label="Paragraph pause (s)")
@@ -62,7 +87,7 @@ def build(studio, voice_choices):
             chosen = gr.Textbox(label="Sentence id", interactive=False, elem_id="book-chosen")
             redo = gr.Button("Make this sentence again", elem_id="book-redo")
 
-    def request(path, voice_value, engine_value, seed_value, rank_value, s_pause, p_pause, c_pause):
+    def request(path, voice_value, engine_value, seed_value, rank_value, weights_value, s_pause, p_pause, c_pause):
         if not path:
             raise VoxmithError("Upload a book first (.txt, .md or .epub).")
         if not voice_value:
@@ -70,7 +95,8 @@ def build(studio, voice_choices):
         return BookRequest(source=path, voice=voice_value, engine=engine_value,
                            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
                            rank=bool(rank_value), ranking=RankingSettings(),
-                           pauses=PauseSettings(float(s_pause), float(p_pause), float(c_pause)))
+                           pauses=PauseSettings(float(s_pause), float(p_pause), float(c_pause)),
+                           finetune=finetune_choice(weights_value))
 
     def shown(result):
         chapter_rows, sentence_rows = _tables(result)
@@ -80,7 +106,7 @@ def build(studio, voice_choices):
                 + (f"\n\n{len(review)} sentence(s) to review: {', '.join(review)}" if review else ""))
         return str(result.book_path), note, chapter_rows, sentence_rows
 
-    inputs = [book_file, voice, engine, seed, rank, sentence_pause, paragraph_pause, chapter_pause]
+    inputs = [book_file, voice, engine, seed, rank, weights, sentence_pause, paragraph_pause, chapter_pause]
 
     @friendly
     def read(*values, progress=gr.Progress()):
@@ -106,7 +132,7 @@ def build(studio, voice_choices):
     go.click(read, inputs, [download, summary, chapters, sentences])
     redo.click(redo_one, [chosen, *inputs], [download, summary, chapters, sentences, player])
     sentences.select(select, inputs, [chosen, player])
-    tab.select(lambda: (gr.update(choices=voice_choices()), gr.update(choices=available_engines())), None,
-               [voice, engine])
+    tab.select(lambda: (gr.update(choices=voice_choices()), gr.update(choices=available_engines()),
+                        gr.update(choices=weights_choices(studio))), None, [voice, engine, weights])
     return voice
 
