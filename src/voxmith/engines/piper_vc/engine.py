@@ -284,13 +284,14 @@ class PiperVCEngine(Engine):
             cond.update(checked.to_conditioning())
         return cond
 
-    @staticmethod
-    def _floor_identity(voice, length_scale: float, transcribe: guard.Transcribe) -> Optional[tuple]:
-        """What the guard's floor depends on, so it is measured once per machine (guard.floor);
-        None (measured per process) for a transcriber other than the studio's Whisper."""
+    @classmethod
+    def _floor_identity(cls, voice, length_scale: float, transcribe: guard.Transcribe) -> Optional[tuple]:
+        """What the guard's floor depends on (this engine's version included: a floor kept on disk
+        never outlives an upgrade), so it is measured once per machine (guard.floor); None
+        (measured per process) for a transcriber other than the studio's Whisper."""
         if transcribe is not transcribe_clip:
             return None
-        return guard.floor_identity(voice, length_scale, transcriber_identity())
+        return guard.floor_identity(voice, length_scale, transcriber_identity(), engine=f"{cls.name}-{cls.version}")
 
     def _check_takes(self, voice, rate: float, takes: Dict[tuple, Any],
                      sentences: Sequence[str] = guard.CHECK_SENTENCES) -> None:

@@ -187,11 +187,18 @@ def _valid_floor(value: dict) -> bool:
     return isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0
 
 
-def floor_identity(voice, length_scale: float, transcriber: Sequence[str]) -> Optional[tuple]:
+# Bump when how a floor is measured changes (the check sentences' synthesis or how errors are
+# counted), so that floors kept on disk by an earlier voxmith are measured again.
+FLOOR_VERSION = 1
+
+
+def floor_identity(voice, length_scale: float, transcriber: Sequence[str], engine: str = "") -> Optional[tuple]:
     """What a floor measured on base voice `voice` at `length_scale` and heard by the transcriber
-    named `transcriber` (intelligibility.transcriber_identity) depends on, for `floor`; None for a
-    voice that cannot say what it depends on (scripted voices): then it is not kept on disk."""
-    return base_cache.identity_of(voice, [f"length_scale={float(length_scale)!r}"], transcriber)
+    named `transcriber` (intelligibility.transcriber_identity) depends on, for `floor`, with
+    FLOOR_VERSION and the measuring `engine`'s name and version; None for a voice that cannot say
+    what it depends on (scripted voices): then it is not kept on disk."""
+    return base_cache.identity_of(voice, [f"length_scale={float(length_scale)!r}", f"floor={FLOOR_VERSION}",
+                                          f"engine={engine}"], transcriber)
 
 
 def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SENTENCES,
