@@ -71,3 +71,37 @@ def test_long_clips_are_embedded_in_chunks_alike(encoder, demo_files, monkeypatc
     chunked = encoder.embed(audio.samples, audio.sample_rate_hz)
     assert chunked.shape == whole.shape and np.linalg.norm(chunked) == pytest.approx(1.0, abs=1e-4)
     assert cosine_similarity(whole, chunked) > 0.99
+
+
+def test_embedding_leaves_the_warning_filters_alone(encoder, monkeypatch):
+    """Two threads embed at once in enrollment's warp search: silence's floating-point warnings are
+    silenced for the calling thread (numpy's errstate), never by swapping the process's warning
+    filters (warnings.catch_warnings, which two threads at once can leave changed)."""
+    import threading
+    import warnings
+    from types import SimpleNamespace
+
+    from voxmith.speaker import encoder as encoder_module
+
+    def swapped(*args, **kwargs):
+        raise AssertionError("the process's warning filters were swapped")
+
+    monkeypatch.setattr(encoder_module, "warnings", SimpleNamespace(catch_warnings=swapped, simplefilter=swapped))
+    silence = np.zeros(16000, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a warning silence raised would fail here
+        assert encoder.embed(silence, 16000).shape == (256,)
+    filters, errors = list(warnings.filters), []
+
+    def embed():
+        try:
+            encoder.embed(silence, 16000)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=embed) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and warnings.filters == filters

@@ -54,9 +54,10 @@ class SpeakerEncoder:
         """Embedding of one mono clip, averaged over windows covering all of it."""
         wav16k = resample(np.asarray(samples, dtype=np.float32), sample_rate_hz, ENCODER_RATE_HZ)
         # resemblyzer's preprocessing levels the volume and removes long pauses (WebRTC VAD);
-        # a clip whose speech it cannot find is embedded as it is rather than dropped.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        # a clip whose speech it cannot find is embedded as it is rather than dropped. On silence it
+        # takes the log of zero: numpy's floating-point warnings are silenced for this thread only
+        # (warnings.catch_warnings swaps the process's filters, unsafe when threads embed at once).
+        with np.errstate(all="ignore"):
             prepared = self._resemblyzer.preprocess_wav(wav16k, source_sr=ENCODER_RATE_HZ)
         if prepared.shape[0] < ENCODER_RATE_HZ // 2:
             prepared = wav16k
