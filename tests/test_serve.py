@@ -217,7 +217,12 @@ def test_errors_in_openais_shape(base_url, body, status, words):
 def test_malformed_json_and_unknown_route(base_url):
     response = httpx.post(f"{base_url}/v1/audio/speech", content=b"{not json", timeout=10,
                           headers={"content-type": "application/json"})
-    assert response.status_code == 400 and "Invalid request" in response.json()["error"]["message"]
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+    assert response.json()["error"]["param"] is None  # was "0", and the message "0: JSON decode error"
+    for content, kind in ((b"[1, 2]", "application/json"), (b"model=tts-1&voice=demo&input=hi",
+                                                             "application/x-www-form-urlencoded")):
+        wrong = httpx.post(f"{base_url}/v1/audio/speech", content=content, timeout=10, headers={"content-type": kind})
+        assert wrong.status_code == 400 and "must be a JSON object" in wrong.json()["error"]["message"]
     missing = httpx.get(f"{base_url}/v1/nothing-here")
     assert missing.status_code == 404 and "/docs" in missing.json()["error"]["message"]
 

@@ -42,6 +42,15 @@ def error_response(status: int, message: str, param: Optional[str] = None, code:
 def _validation_message(err: RequestValidationError) -> tuple[str, Optional[str]]:
     problems, param = [], None
     for item in err.errors():
+        # The body as a whole is wrong: say so in words, not as pydantic's "0: JSON decode error".
+        if item.get("type") == "json_invalid":
+            where = (item.get("ctx") or {}).get("error", "")
+            return (f"The request body is not valid JSON ({where or item.get('msg', 'decode error')}); send a "
+                    "JSON object with Content-Type: application/json."), None
+        if item.get("type") in ("model_attributes_type", "dict_type") and \
+                [p for p in item.get("loc", ()) if p != "body"] == []:
+            return ("The request body must be a JSON object (e.g. {\"voice\": ..., \"input\": ...}) sent with "
+                    "Content-Type: application/json."), None
         where = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path")]
         param = param or (".".join(where) or None)
         problems.append(f"{'.'.join(where) or 'request body'}: {item.get('msg', 'invalid')}")
