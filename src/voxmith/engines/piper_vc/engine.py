@@ -23,7 +23,7 @@ from the conditioning's `finetune.*` keys; weights that fail even fully backed o
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -253,6 +253,18 @@ class PiperVCEngine(Engine):
                                 identity=self._floor_identity(voice, length_scale, transcribe_clip))
             prefetched = pool.submit(self._check_takes, voice, result.rate, takes)
             pool.shutdown(wait=False)
+        try:
+            return self._conditioning_checked(result, config, floor, prefetched, takes, base_name, tick)
+        finally:  # failed or cancelled: no work of this enrollment goes on behind the caller's back
+            for future in (floor, prefetched):
+                if future is not None:
+                    future.cancel()  # not started yet: it never starts
+                    wait([future])  # running: it finishes first (its result is dropped)
+
+    def _conditioning_checked(self, result: EnrollmentResult, config: adaptation.AdaptConfig, floor: Optional[Future],
+                              prefetched: Optional[Future], takes: Dict[tuple, Any], base_name: str,
+                              tick) -> Conditioning:
+        """conditioning_from's second half: the network trained, then the guard's checks."""
         model = adaptation.train_residual(result.utterances, result.params, config, progress=tick)
         refits = guard.Refits(refit=result.refit, enrolled=result.params)
 
