@@ -19,6 +19,9 @@ per voice, the means and the worst voice, and writes benchmarks/results/clone_qu
         [--out FILE]                                  # (every combination) from one enrollment
         [--rates 1.2,1.0]  # also speak at these rates (conditioning's `rate` replaced), same enrollment
         [--seeds 3]        # each sentence at this many seeds (k, k + 1000, ...): more words, less noise
+        [--config '{"postnet_mix": 0}' --config '{"unconverted": true}']  # explicit rows (repeatable),
+                           # after the --set grid; "unconverted": the base voice alone at the voice's rate
+        [--cond-dir DIR]   # keep each voice's conditioning there (DIR/VOICE.npz) and reuse it when present
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def main() -> int:
     ap.add_argument("--rates", default="", help="comma-separated speaking rates to compare with the enrolled one")
     ap.add_argument("--seeds", type=int, default=1, help="takes per sentence, at seeds k + 1000 j")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--config", action="append", default=[], metavar="JSON",
+                    help="one row's settings as a JSON object (repeatable; added after the --set grid)")
+    ap.add_argument("--cond-dir", default="", help="cache conditionings as DIR/VOICE.npz (reused when present)")
     ap.add_argument("--base-voices", default="",
                     help="comma-separated base voices enrollment may choose from (default: the engine's "
                          "enrollment.BASE_CANDIDATES), e.g. joe or joe,kokoro:jf_alpha")
@@ -104,6 +110,7 @@ def main() -> int:
 
     from voxmith.audio import load_audio, to_mono
     from voxmith.asr import get_transcriber
+    from voxmith.engines.base import Candidate
     from voxmith.engines.piper_vc import PiperVCEngine, enrollment
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
@@ -117,7 +124,7 @@ def main() -> int:
         enrollment.BASE_CANDIDATES = tuple(args.base_voices.split(","))
     engine = PiperVCEngine(device="cpu")
     base = engine.settings_class()
-    grid = setting_grid(args.set)
+    grid = (setting_grid(args.set) if args.set or not args.config else []) + [json.loads(c) for c in args.config]
     rates = [None] + [float(r) for r in args.rates.split(",") if r]  # None: as enrolled
     encoder = get_speaker_encoder("cpu")
     mos_model = get_naturalness_model()
@@ -136,14 +143,23 @@ def main() -> int:
         held_out = encoder.embed(to_mono(held.samples), held.sample_rate_hz)
         held_mos = mos_model.score(to_mono(held.samples), held.sample_rate_hz)
         t = time.perf_counter()
-        cond = engine.prepare_conditioning(clips[:-1])
+        cached = Path(args.cond_dir) / f"{name}.npz" if args.cond_dir else None
+        if cached is not None and cached.is_file():
+            cond = dict(np.load(cached))
+        else:
+            cond = engine.prepare_conditioning(clips[:-1])
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cached, **cond)
         enroll_s = time.perf_counter() - t
         if cond_file is None:
             cond_file = Path(tempfile.mkdtemp()) / "cond.npz"
             np.savez(cond_file, **cond)
         engine.synthesize("Warm up.", cond, base, seed=0)  # untimed: warm caches
         for overrides, rate in itertools.product(grid, rates):
-            settings = engine.settings_class.from_dict({**base.to_dict(), **overrides})
+            unconverted = bool(overrides.get("unconverted", False))
+            settings = engine.settings_class.from_dict(
+                {**base.to_dict(), **{k: v for k, v in overrides.items() if k != "unconverted"}})
             said = cond if rate is None else dict(cond, rate=np.asarray(rate, np.float64))
             if rate is not None:
                 overrides = {**overrides, "rate": rate}
@@ -152,7 +168,13 @@ def main() -> int:
                      for k, (sentence, text) in enumerate(zip(sentences, spoken))]
             for k, sentence, text in takes:
                 t = time.perf_counter()
-                cand = engine.synthesize(text, said, settings, seed=k)[0]
+                if unconverted:  # the base voice alone, at the voice's rate and Piper settings, no jitter
+                    voice = get_base_voice(str(said.get("base_voice", "joe")))
+                    out = voice.speak(text, seed=k, noise_scale=settings.noise_scale, noise_w=settings.noise_w,
+                                      length_scale=settings.length_scale * float(said.get("rate", 1.0)))
+                    cand = Candidate(samples=out.samples, sample_rate_hz=22050, seed=k, details={})
+                else:
+                    cand = engine.synthesize(text, said, settings, seed=k)[0]
                 synth_s += time.perf_counter() - t
                 audio_s += cand.duration_s
                 secs.append(cosine_similarity(encoder.embed(cand.samples, cand.sample_rate_hz), held_out))

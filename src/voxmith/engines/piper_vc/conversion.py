@@ -190,10 +190,11 @@ def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], 
 
 
 def convert(feats: WorldFeatures, p: ConversionParams, *, warp_jitter: float = 0.0,
-            f0_scale: float = 1.0, nucleus: Optional[np.ndarray] = None) -> WorldFeatures:
+            f0_scale: float = 1.0, nucleus: Optional[np.ndarray] = None, f0_range: float = 1.0) -> WorldFeatures:
     """Convert joe's features toward the target. `warp_jitter` (added to the fitted warp) and
     `f0_scale` are the free parameters candidates may vary; `nucleus` (per-frame weight from
-    phones.nucleus_weights) lets the OT map reach cov_nucleus on vowels."""
+    phones.nucleus_weights) lets the OT map reach cov_nucleus on vowels; `f0_range` raises the
+    log-F0 spread ratio (target / joe) to that power (1: the target's spread, 0: joe's)."""
     voiced = feats.voiced
     c = _map_stats(warp_mcep(feats.mcep, p.warp + warp_jitter), voiced, p, nucleus)
     c[:, 0] = feats.mcep[:, 0]  # keep joe's energy contour: loudness is normalised later
@@ -206,6 +207,7 @@ def convert(feats: WorldFeatures, p: ConversionParams, *, warp_jitter: float = 0
         c[voiced, 1:] = (corrected - mu) * (spread / sd) + mu
     f0 = np.zeros_like(feats.f0)
     lf0 = np.log(feats.f0[voiced])
-    f0[voiced] = np.exp((lf0 - p.src_lf0.mean) / p.src_lf0.std * p.tgt_lf0.std + p.tgt_lf0.mean)
+    spread = (float(p.tgt_lf0.std) / float(p.src_lf0.std)) ** float(f0_range)
+    f0[voiced] = np.exp((lf0 - p.src_lf0.mean) * spread + p.tgt_lf0.mean)
     f0[voiced] *= f0_scale
     return WorldFeatures(f0=f0, mcep=c, ap=feats.ap)

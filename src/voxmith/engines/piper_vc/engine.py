@@ -73,13 +73,22 @@ class PiperVCSettings(EngineSettings):
     # check): 0 = the analytic conversion only, 1 = as enrolled. Ignored while a dataset
     # fine-tune is in use (its network replaces this one).
     postnet_mix: float = 1.0
+    # Share of the spectral-envelope change applied, times what the guard allowed (0: the base
+    # voice's timbre at the target's pitch).
+    spectral_mix: float = 1.0
+    # How much of the target's intonation range (log-F0 spread) to take: the spread ratio is
+    # raised to this power (1: the target's spread; 0: the base voice's, around the target's mean).
+    f0_range: float = 1.0
+    # Smoothing of the envelope filter in time (Hann window, milliseconds; 0: frame by frame).
+    envelope_smoothing_ms: float = 0.0
 
     def validate(self) -> None:
         checks = [
             ("noise_scale", 0.0, 1.5), ("noise_w", 0.0, 1.5), ("length_scale", 0.5, 2.0),
             ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
             ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0), ("cov_mix", 0.0, 1.0),
-            ("cov_nucleus", -1.0, 2.0), ("postnet_mix", 0.0, 2.0),
+            ("cov_nucleus", -1.0, 2.0), ("postnet_mix", 0.0, 2.0), ("spectral_mix", 0.0, 1.5),
+            ("f0_range", 0.0, 1.5), ("envelope_smoothing_ms", 0.0, 200.0),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -376,7 +385,7 @@ class PiperVCEngine(Engine):
         # The ridge was fitted at full strength; the setting (times what the guard allowed) scales it.
         ridge_scale = float(conditioning.get(prefix + guard.KEYS["ridge"], 1.0))
         params.ridge_mix = float(settings.ridge_mix) * ridge_scale if params.ridge.any() else 0.0
-        spectral_scale = float(conditioning.get(prefix + guard.KEYS["statistics"], 1.0))
+        spectral_scale = float(conditioning.get(prefix + guard.KEYS["statistics"], 1.0)) * float(settings.spectral_mix)
         checked = guard.summary(conditioning, prefix)
         if checked is not None and finetuned is not None:
             checked["checked"] = "fine-tuned weights"
@@ -412,6 +421,8 @@ class PiperVCEngine(Engine):
                 "cov_nucleus": float(params.cov_nucleus),
                 "postnet_mix": float(refine_scale) if refiner is not None else 0.0,
                 "spectral_scale": spectral_scale,
+                "f0_range": float(settings.f0_range),
+                "envelope_smoothing_ms": float(settings.envelope_smoothing_ms),
             }
             if checked is not None:
                 details["guard"] = checked
@@ -420,10 +431,12 @@ class PiperVCEngine(Engine):
             spoken, feats, nucleus = _base_take(voice, text, cand_seed, details["noise_scale"],
                                                 details["length_scale"], details["noise_w"], takes)
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
-                                           f0_scale=details["f0_scale"], nucleus=nucleus)
+                                           f0_scale=details["f0_scale"], nucleus=nucleus,
+                                           f0_range=details["f0_range"])
             if refiner is not None:
                 converted = postnet.refine(refiner, converted, params, scale=refine_scale)
-            rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale)
+            rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale,
+                                     smoothing_ms=details["envelope_smoothing_ms"])
             samples = peak_normalize(rendered, -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,

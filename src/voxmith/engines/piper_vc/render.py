@@ -119,9 +119,10 @@ def envelope_filter(samples: np.ndarray, log_gain_mcep: np.ndarray) -> np.ndarra
 
 
 def render(samples: np.ndarray, source: world.WorldFeatures, converted: world.WorldFeatures,
-           spectral_scale: float = 1.0) -> np.ndarray:
+           spectral_scale: float = 1.0, smoothing_ms: float = 0.0) -> np.ndarray:
     """Audio for `converted` made from the base voice's `samples` (analysed as `source`).
-    `spectral_scale` < 1 applies only that share of the envelope change (the guard's back-off)."""
+    `spectral_scale` < 1 applies only that share of the envelope change (the guard's back-off);
+    `smoothing_ms` > 0 smooths the envelope change in time (smooth_in_time)."""
     n = min(source.f0.size, converted.f0.size)
     both = (source.f0[:n] > 0) & (converted.f0[:n] > 0)
     ratio = np.ones(source.f0.size)
@@ -131,7 +132,20 @@ def render(samples: np.ndarray, source: world.WorldFeatures, converted: world.Wo
     diff[:n] = converted.mcep[:n] - source.mcep[:n]
     diff[:, 0] = 0.0  # loudness stays the base voice's (the output is peak-normalised anyway)
     diff *= float(spectral_scale)
-    return envelope_filter(shifted, diff)
+    return envelope_filter(shifted, smooth_in_time(diff, smoothing_ms))
 
 
-__all__ = ["pitch_marks", "psola", "envelope_filter", "render"]
+def smooth_in_time(frames: np.ndarray, smoothing_ms: float) -> np.ndarray:
+    """`frames` (T, D) averaged over a Hann window `smoothing_ms` wide (normalised, so a constant
+    stays constant; the edges are padded with their own values). Under one frame: unchanged."""
+    width = int(round(smoothing_ms / world.FRAME_PERIOD_MS))
+    if width < 2 or frames.shape[0] < 2:
+        return frames
+    window = np.hanning(width + 2)[1:-1]
+    window /= window.sum()
+    half = window.size // 2
+    padded = np.pad(frames, ((half, window.size - 1 - half), (0, 0)), mode="edge")
+    return signal.fftconvolve(padded, window[:, None], mode="valid", axes=0)
+
+
+__all__ = ["pitch_marks", "psola", "envelope_filter", "render", "smooth_in_time"]

@@ -1,0 +1,110 @@
+"""piper-vc synthesis knobs: Piper's sampling noise drawn from the seed through graph inputs
+(base_voice.with_noise_inputs), the envelope filter smoothed in time (render.smooth_in_time) and the
+share of the target's intonation range taken (conversion.convert f0_range).
+
+Graph surgery and the maths run on scripted inputs; joe runs for real (the bundled model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+from voxmith.engines.piper_vc import conversion, render, world
+from voxmith.engines.piper_vc.base_voice import get_base_voice, with_noise_inputs
+from voxmith.engines.piper_vc.engine import PiperVCSettings
+from voxmith.errors import VoxmithError
+
+
+def random_like_model() -> onnx.ModelProto:
+    """y = x + RandomNormalLike(x): what a graph drawing noise shaped like a tensor looks like."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["a", "b", "c"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b", "c"])
+    nodes = [helper.make_node("RandomNormalLike", ["x"], ["r"], dtype=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "r"], ["y"])]
+    graph = helper.make_graph(nodes, "noisy", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+
+
+def run(model: onnx.ModelProto, **inputs) -> np.ndarray:
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)[0]
+
+
+def test_random_op_becomes_a_slice_of_the_given_noise():
+    model = random_like_model()
+    assert with_noise_inputs(model) == ["noise_0"]
+    onnx.checker.check_model(model)
+    assert not any(n.op_type == "RandomNormalLike" for n in model.graph.node)
+    x = np.zeros((1, 2, 5), np.float32)
+    noise = np.arange(3 * 8, dtype=np.float32).reshape(1, 3, 8)
+    out = run(model, x=x, noise_0=noise)
+    np.testing.assert_array_equal(out, noise[:, :2, :5])  # cut to x's shape from the start
+
+
+def test_noise_shorter_than_needed_is_repeated():
+    model = random_like_model()
+    with_noise_inputs(model)
+    noise = np.asarray([[[1.0, 2.0, 3.0]]], np.float32)
+    out = run(model, x=np.zeros((1, 2, 7), np.float32), noise_0=noise)
+    np.testing.assert_array_equal(out, np.tile(noise, (1, 2, 3))[:, :, :7])
+
+
+SENTENCE = "A letter from her brother arrived on Friday."
+
+
+def test_joe_noise_follows_the_seed_alone():
+    joe = get_base_voice()
+    a = joe.speak(SENTENCE, seed=3, noise_scale=0.667, noise_w=0.8)
+    again = joe.speak(SENTENCE, seed=3, noise_scale=0.667, noise_w=0.8)
+    other = joe.speak(SENTENCE, seed=4, noise_scale=0.667, noise_w=0.8)
+    np.testing.assert_array_equal(a.samples, again.samples)
+    assert a.samples.size != other.samples.size or not np.array_equal(a.samples, other.samples)
+    # Without noise the seed changes nothing (and the noisy take is not the flat one).
+    flat = joe.speak(SENTENCE, seed=3)
+    np.testing.assert_array_equal(flat.samples, joe.speak(SENTENCE, seed=4).samples)
+    assert a.samples.size != flat.samples.size or not np.array_equal(a.samples, flat.samples)
+
+
+def test_smoothing_keeps_constants_and_calms_frame_jitter():
+    rng = np.random.default_rng(0)
+    frames = np.ones((200, 3)) * np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(render.smooth_in_time(frames, 30.0), frames)
+    jitter = frames + rng.normal(scale=0.3, size=frames.shape)
+    smooth = render.smooth_in_time(jitter, 30.0)
+    assert smooth.shape == jitter.shape
+    assert np.abs(np.diff(smooth, axis=0)).mean() < 0.3 * np.abs(np.diff(jitter, axis=0)).mean()
+    # Under two frames of smoothing: unchanged.
+    assert render.smooth_in_time(jitter, world.FRAME_PERIOD_MS) is jitter
+
+
+def stats(mean: float, std: float, d: int = 3) -> conversion.Stats:
+    return conversion.Stats(np.full(d, mean), np.full(d, std))
+
+
+def params_with_f0(src_std: float, tgt_std: float) -> conversion.ConversionParams:
+    d = 3
+    return conversion.ConversionParams(
+        warp=0.0, src_voiced=stats(0, 1), src_unvoiced=stats(0, 1), tgt_voiced=stats(0, 1),
+        tgt_unvoiced=stats(0, 1), src_lf0=conversion.Stats(np.asarray(np.log(150.0)), np.asarray(src_std)),
+        tgt_lf0=conversion.Stats(np.asarray(np.log(220.0)), np.asarray(tgt_std)),
+        ridge=np.zeros((d + 1, d)), ridge_mix=0.0, ot_voiced=np.eye(d), ot_unvoiced=np.eye(d), cov_mix=0.0)
+
+
+@pytest.mark.parametrize("f0_range, expected_spread", [(1.0, 0.4), (0.0, 0.2), (0.5, 0.2 * np.sqrt(2.0))])
+def test_f0_range_takes_that_share_of_the_spread_ratio(f0_range, expected_spread):
+    rng = np.random.default_rng(1)
+    lf0 = np.log(150.0) + rng.normal(scale=0.2, size=400)
+    lf0 = (lf0 - lf0.mean()) / lf0.std() * 0.2 + np.log(150.0)  # exactly joe's statistics
+    feats = world.WorldFeatures(f0=np.exp(lf0), mcep=np.zeros((400, 4)), ap=np.zeros((400, 5)))
+    out = conversion.convert(feats, params_with_f0(0.2, 0.4), f0_range=f0_range)
+    assert np.log(out.f0).std() == pytest.approx(expected_spread, rel=1e-6)
+    assert np.log(out.f0).mean() == pytest.approx(np.log(220.0), rel=1e-9)  # the target's mean either way
+
+
+@pytest.mark.parametrize("name, value", [("spectral_mix", -0.1), ("f0_range", 2.0), ("envelope_smoothing_ms", -1.0)])
+def test_new_settings_are_range_checked(name, value):
+    with pytest.raises(VoxmithError, match=name):
+        PiperVCSettings(**{name: value}).validate()
