@@ -46,8 +46,8 @@ from voxmith.progress import ProgressCallback, report
 
 @dataclass
 class PiperVCSettings(EngineSettings):
-    # Piper's own sampling noise. 0 (default) is fast and reproducible with one shared ONNX
-    # session; > 0 costs ~1.6 s per call because the session must be rebuilt to seed it.
+    # Piper's own sampling noise (noise_scale: the prior's, noise_w: the durations'), drawn from
+    # the seed (base_voice.py): reproducible at any value, and no dearer than 0.
     noise_scale: float = 0.0
     noise_w: float = 0.0
     length_scale: float = 1.0  # > 1 speaks slower
