@@ -108,3 +108,29 @@ def test_f0_range_takes_that_share_of_the_spread_ratio(f0_range, expected_spread
 def test_new_settings_are_range_checked(name, value):
     with pytest.raises(VoxmithError, match=name):
         PiperVCSettings(**{name: value}).validate()
+
+
+def pulse_train(f0_hz: float, seconds: float = 0.5) -> tuple:
+    """A decaying pulse per period (a crude voiced sound) and its per-frame F0."""
+    sr = render.SR
+    x = np.zeros(int(sr * seconds))
+    period = int(sr / f0_hz)
+    decay = np.exp(-np.arange(period) / (period / 6.0)) * np.sin(2 * np.pi * 900 * np.arange(period) / sr)
+    for start in range(0, x.size - period, period):
+        x[start:start + period] += decay
+    frames = x.size // render.FRAME + 1
+    return x.astype(np.float32), np.full(frames, float(f0_hz))
+
+
+def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
+    x, f0 = pulse_train(150.0)
+    ratio = np.full(f0.size, 0.7)
+    filled = render.psola(x, f0, ratio, weight_floor=0.3)
+    gapped = render.psola(x, f0, ratio, weight_floor=1.0)
+    # Same pulses, but the floor of 1 does not amplify their tails into the widened gaps.
+    assert np.sum(gapped ** 2) < np.sum(filled ** 2)
+    assert np.max(np.abs(gapped)) == pytest.approx(np.max(np.abs(filled)), rel=0.3)
+    # At ratio 1 the floor hardly matters: both give back the input.
+    same = np.ones(f0.size)
+    a, b = render.psola(x, f0, same, weight_floor=0.3), render.psola(x, f0, same, weight_floor=1.0)
+    assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95

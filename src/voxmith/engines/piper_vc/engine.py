@@ -81,6 +81,9 @@ class PiperVCSettings(EngineSettings):
     f0_range: float = 1.0
     # Smoothing of the envelope filter in time (Hann window, milliseconds; 0: frame by frame).
     envelope_smoothing_ms: float = 0.0
+    # The floor of the summed grain window the pitch shift divides by (render.psola): 1 keeps
+    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails.
+    psola_floor: float = 0.3
 
     def validate(self) -> None:
         checks = [
@@ -88,7 +91,7 @@ class PiperVCSettings(EngineSettings):
             ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
             ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0), ("cov_mix", 0.0, 1.0),
             ("cov_nucleus", -1.0, 2.0), ("postnet_mix", 0.0, 2.0), ("spectral_mix", 0.0, 1.5),
-            ("f0_range", 0.0, 1.5), ("envelope_smoothing_ms", 0.0, 200.0),
+            ("f0_range", 0.0, 1.5), ("envelope_smoothing_ms", 0.0, 200.0), ("psola_floor", 0.05, 1.0),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -423,6 +426,7 @@ class PiperVCEngine(Engine):
                 "spectral_scale": spectral_scale,
                 "f0_range": float(settings.f0_range),
                 "envelope_smoothing_ms": float(settings.envelope_smoothing_ms),
+                "psola_floor": float(settings.psola_floor),
             }
             if checked is not None:
                 details["guard"] = checked
@@ -436,7 +440,8 @@ class PiperVCEngine(Engine):
             if refiner is not None:
                 converted = postnet.refine(refiner, converted, params, scale=refine_scale)
             rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale,
-                                     smoothing_ms=details["envelope_smoothing_ms"])
+                                     smoothing_ms=details["envelope_smoothing_ms"],
+                                     psola_floor=details["psola_floor"])
             samples = peak_normalize(rendered, -1.0).astype(np.float32)
             details["phonemes"] = "".join(spoken.phonemes)
             out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,

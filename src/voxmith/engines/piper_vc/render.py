@@ -66,9 +66,13 @@ def pitch_marks(samples: np.ndarray, f0: np.ndarray) -> Tuple[np.ndarray, np.nda
     return marks_a, periods_a
 
 
-def psola(samples: np.ndarray, f0: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+def psola(samples: np.ndarray, f0: np.ndarray, ratio: np.ndarray, weight_floor: float = 0.3) -> np.ndarray:
     """`samples` with the pitch of each voiced WORLD frame multiplied by `ratio` (per frame),
-    duration unchanged. A ratio of 1 everywhere gives back the input up to grain overlap."""
+    duration unchanged. A ratio of 1 everywhere gives back the input up to grain overlap. The
+    overlap-added grains are divided by their summed window, floored at `weight_floor`: where the
+    pitch is lowered, grains spaced wider than their period leave dips in that sum between pitch
+    pulses, and a low floor fills them by amplifying the pulses' decaying tails; a floor of 1
+    leaves those dips as a lower voice has them and only evens out where grains pile up."""
     x = np.asarray(samples, dtype=np.float64)
     marks, periods = pitch_marks(x, f0)
     if marks.size < 3:
@@ -94,7 +98,7 @@ def psola(samples: np.ndarray, f0: np.ndarray, ratio: np.ndarray) -> np.ndarray:
             weight[start:start + w.size] += w
         t += max(period / max(r, 1e-3), MIN_GRAIN)
     out, weight = out[:x.size], weight[:x.size]
-    return (out / np.maximum(weight, 0.3)).astype(np.float32)
+    return (out / np.maximum(weight, weight_floor)).astype(np.float32)
 
 
 def envelope_filter(samples: np.ndarray, log_gain_mcep: np.ndarray) -> np.ndarray:
@@ -119,15 +123,16 @@ def envelope_filter(samples: np.ndarray, log_gain_mcep: np.ndarray) -> np.ndarra
 
 
 def render(samples: np.ndarray, source: world.WorldFeatures, converted: world.WorldFeatures,
-           spectral_scale: float = 1.0, smoothing_ms: float = 0.0) -> np.ndarray:
+           spectral_scale: float = 1.0, smoothing_ms: float = 0.0, psola_floor: float = 0.3) -> np.ndarray:
     """Audio for `converted` made from the base voice's `samples` (analysed as `source`).
     `spectral_scale` < 1 applies only that share of the envelope change (the guard's back-off);
-    `smoothing_ms` > 0 smooths the envelope change in time (smooth_in_time)."""
+    `smoothing_ms` > 0 smooths the envelope change in time (smooth_in_time); `psola_floor`: psola's
+    weight_floor."""
     n = min(source.f0.size, converted.f0.size)
     both = (source.f0[:n] > 0) & (converted.f0[:n] > 0)
     ratio = np.ones(source.f0.size)
     ratio[:n][both] = converted.f0[:n][both] / source.f0[:n][both]
-    shifted = psola(samples, source.f0, ratio)
+    shifted = psola(samples, source.f0, ratio, weight_floor=psola_floor)
     diff = np.zeros_like(source.mcep)
     diff[:n] = converted.mcep[:n] - source.mcep[:n]
     diff[:, 0] = 0.0  # loudness stays the base voice's (the output is peak-normalised anyway)
