@@ -39,3 +39,24 @@ def test_result_names_fold_accents_instead_of_splitting_words():
     assert slugify("Café déjà vu, naïve Zoë!") == "cafe-deja-vu-naive-zoe"
     assert slugify("Straße, Ærø, Łódź") == "strasse-aero-lodz"
     assert slugify("你好") == "speech"
+
+
+def test_voices_add_takes_a_folder_of_clips(run, tmp_path, demo_files, no_scoring_models):
+    # Before: `voxmith voices add alice ~/clips/` answered "File '~/clips' is a directory."
+    import shutil
+
+    folder = tmp_path / "my clips"
+    (folder / "older").mkdir(parents=True)
+    for clip in demo_files:
+        shutil.copy(clip, folder / clip.name)
+    (folder / "notes.txt").write_text("recorded in the kitchen")  # not audio: not taken
+    shutil.copy(demo_files[0], folder / "older" / "old.flac")  # subfolders are not searched
+    result = run("voices", "add", "alice", str(folder))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run.home / "voices" / "alice").iterdir() if p.suffix == ".flac") == \
+        sorted(p.name for p in demo_files)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = run("voices", "add", "bob", str(empty))
+    assert refused.exit_code == 1 and refused.output.startswith("Error: Folder") and "no audio files" in refused.output
+    assert not (run.home / "voices" / "bob").exists()

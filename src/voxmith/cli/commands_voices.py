@@ -37,14 +37,15 @@ def voices():
 
 @voices.command("add")
 @click.argument("name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--force", is_flag=True,
               help="Replace an existing voice of this name (after asking; its clips move to the trash).")
 @click.option("--append", is_flag=True, help="Add the clips to an existing voice.")
 @click.option("-y", "--yes", is_flag=True, help="With --force: do not ask before replacing.")
 @click.pass_obj
 def add(obj, name, files, force, append, yes):
-    """Create voice NAME from copies of FILES (your files are never changed)."""
+    """Create voice NAME from copies of FILES (your files are never changed); a folder stands for the
+    audio files in it."""
     library = obj.studio.voices
     if force and not append and not yes and library.exists(name):
         old = library.get(name)

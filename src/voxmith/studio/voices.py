@@ -108,6 +108,23 @@ def _unique_name(wanted: str, taken: set[str]) -> str:
     return candidate
 
 
+def _expand_folders(paths: Iterable[Path]) -> List[Path]:
+    """A folder given among the clips stands for the audio files directly in it (by extension,
+    sorted; not its subfolders), as `dataset prepare --from FOLDER` reads one."""
+    files: List[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not found:
+            raise VoiceError(f"Folder '{path}' has no audio files in it (looked for "
+                             f"{', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}; subfolders are not searched).")
+        files.extend(found)
+    return files
+
+
 def _store_clip(path: Path, source_info: dict, folder: Path, taken: set[str]) -> str:
     """Copy a checked clip into `folder` under a safe, unique name whose extension is the format it
     decoded as, so the folder scan finds it (WAV data sent as 'take.txt' or 'take' becomes
@@ -156,7 +173,7 @@ class VoiceLibrary:
         """Create voice `name` from copies of `files` (or add them with `append`, or replace the
         voice with `force`). Nothing changes unless every file is a usable clip."""
         target = self._dir(name)
-        files = [Path(f) for f in files]
+        files = _expand_folders(Path(f) for f in files)
         if not files:
             raise VoiceError("No clips given. Pass one or more audio files.")
         if force and append:
