@@ -307,3 +307,12 @@ def test_the_engines_own_take_scores_are_kept(tmp_path, tone_engine, demo_files)
         unregister_engine("scored-tone")
     takes = json.loads(result.sidecar_path.read_text())["sentences"][0]["takes"]
     assert [t["engine_scores"]["clvp"] for t in takes] == [0.5, 1.5] and takes[0]["scores"] is None
+
+
+def test_out_of_range_retries_and_max_wer_are_refused_before_any_work(run, tmp_path):
+    for args in (["speak", "-v", "nobody", "hi", "--retries", "1000000"],
+                 ["speak", "-v", "nobody", "hi", "--max-wer", "2"],
+                 ["book", "-v", "nobody", str(tmp_path / "b.md"), "--retries", "-1"]):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert "range" in result.output and "Traceback" not in result.output

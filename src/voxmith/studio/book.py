@@ -81,7 +81,8 @@ class BookRequest:
         if self.audio_format not in BOOK_FORMATS:
             raise VoxmithError(f"--format must be one of {', '.join(BOOK_FORMATS)}.")
         if not 1 <= self.candidates <= 16:
-            raise VoxmithError("--candidates must be between 1 and 16.")
+            raise VoxmithError("The number of candidates (--candidates) must be between 1 and 16.")
+        self.ranking.validate()
         self.pauses.validate()
 
 

@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from voxmith.asr import Transcriber
+from voxmith.errors import VoxmithError
 from voxmith.speaker import SpeakerEncoder, cosine_similarity
 from voxmith.text import word_error_rate
 from voxmith.text.language import reads_as_latin
@@ -46,6 +47,14 @@ class RankingSettings:
     # to what the engine can do for that voice and sentence.
     min_naturalness: float = 1.3
     naturalness_drop: float = 0.6
+
+    def validate(self) -> None:
+        """Bounds every front end shares (the HTTP API's are the same): a retry limit in the
+        millions would regenerate one sentence for hours."""
+        if not 0.0 <= float(self.max_wer) <= 1.0:
+            raise VoxmithError(f"The word-error limit (max_wer, --max-wer) must be between 0 and 1, got {self.max_wer}.")
+        if not 0 <= int(self.regenerate_limit) <= 10:
+            raise VoxmithError(f"Retries (--retries) must be between 0 and 10, got {self.regenerate_limit}.")
 
 
 def score_take(samples: np.ndarray, sample_rate_hz: int, text: Optional[str], speaker_embedding: np.ndarray,

@@ -70,7 +70,8 @@ class SpeakRequest:
         if bool(self.voice) == bool(self.refs):
             raise VoxmithError("Say whose voice to use: --voice NAME or --ref CLIP... (one of them).")
         if not 1 <= self.candidates <= 16:
-            raise VoxmithError("--candidates must be between 1 and 16.")
+            raise VoxmithError("The number of candidates (--candidates) must be between 1 and 16.")
+        self.ranking.validate()
         if self.seed is not None and self.seed >= MAX_SEED:
             raise VoxmithError(f"--seed must be below {MAX_SEED} (or -1 for a random seed).")
 
