@@ -60,3 +60,18 @@ def test_voices_add_takes_a_folder_of_clips(run, tmp_path, demo_files, no_scorin
     refused = run("voices", "add", "bob", str(empty))
     assert refused.exit_code == 1 and refused.output.startswith("Error: Folder") and "no audio files" in refused.output
     assert not (run.home / "voices" / "bob").exists()
+
+
+def test_a_busy_run_is_refused_before_asking_or_explaining(run, monkeypatch):
+    # Before: a second `train run` printed "While training: type save, eval or quit..." (and with
+    # --force-restart asked whether to delete the checkpoints) and only then said the run was busy.
+    from voxmith.studio.training_runs import TrainingRuns
+    from voxmith.training.lock import LockHolder
+
+    monkeypatch.setattr(TrainingRuns, "trainer",
+                        lambda self, name: LockHolder(4242, "box", "2026-11-28T09:00:00", "voxmith train run ft"))
+    for extra in ((), ("--force-restart",)):
+        result = run("train", "run", "ft", *extra, input="y\n")
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: Run 'ft' is already being trained by process 4242"), result.output
+        assert "While training" not in result.output and "Continue?" not in result.output

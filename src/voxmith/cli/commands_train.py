@@ -141,6 +141,8 @@ def run_training(obj, name, force_restart, yes):
 
     training = obj.studio.training
     main = is_main_process()
+    if main:  # before asking about --force-restart or printing how to steer a run that will not start
+        training.refuse_if_busy(name)
     if force_restart and not yes and main and training.open(name).checkpoints.list():
         click.confirm(f"--force-restart deletes every checkpoint and the metrics of run '{name}'. Continue?",
                       abort=True)

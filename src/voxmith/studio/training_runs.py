@@ -176,9 +176,7 @@ class TrainingRuns:
               progress: Optional[ProgressCallback] = None, handle_sigint: bool = True) -> TrainingResult:
         """Train run `name`, resuming from its latest checkpoint unless `force_restart`."""
         run = self.open(name)
-        holder = self.trainer(name)
-        if holder is not None:  # refuse now, before the engine prepares anything (train_loop locks)
-            raise RunBusy(name, holder)
+        self.refuse_if_busy(name)  # now, before the engine prepares anything (train_loop locks)
         config = run.load_config()
         train, validation = self.lines(config.data.dataset)
         problems = self._problems(config, train, validation)
@@ -217,6 +215,12 @@ class TrainingRuns:
                      and not any(f.startswith(OTHER_SPEAKER_FLAG) for f in s.get("flags", []))]
             found.setdefault(name, []).extend(p for p in files if p.is_file())
         return tuple((name, tuple(files)) for name, files in sorted(found.items()) if files)
+
+    def refuse_if_busy(self, name: str) -> None:
+        """Raise RunBusy, naming the process, when run `name` is being trained right now."""
+        holder = self.trainer(name)
+        if holder is not None:
+            raise RunBusy(name, holder)
 
     def trainer(self, name: str) -> Optional[LockHolder]:
         """Who is training run `name` right now (any process on this machine), or None."""
