@@ -16,20 +16,20 @@ def test_floor_is_measured_once_per_key_and_the_guard_takes_it_as_given():
 
     def speak(text, seed, strengths):
         heard.append((seed, strengths))
-        return np.full(10, seed, np.float32)
+        return np.full(10, seed + 1, np.float32)
 
-    def transcribe(samples, rate_hz):  # sentence 0 heard right, the others with one word lost
-        return "a b c" if samples[0] == 0 else "a b"
+    def transcribe(samples, rate_hz):  # the sentences are heard joined; each of them loses a word
+        return " ".join(["a b"] * int(np.count_nonzero(np.diff(samples) != 0) // 2 + 1))
 
     sentences = ("a b c", "a b c", "a b c")
     key = ("scripted voice", 1.2)
-    assert guard.floor(speak, sentences, transcribe, key=key) == 2
-    assert guard.floor(speak, sentences, transcribe, key=key) == 2 and len(heard) == 3
-    assert guard.floor(speak, sentences, transcribe, key=("scripted voice", 1.0)) == 2 and len(heard) == 6
+    assert guard.floor(speak, sentences, transcribe, key=key) == 3
+    assert guard.floor(speak, sentences, transcribe, key=key) == 3 and len(heard) == 3
+    assert guard.floor(speak, sentences, transcribe, key=("scripted voice", 1.0)) == 3 and len(heard) == 6
     heard.clear()
     result = guard.guard(speak, guard.Strengths(), sentences=sentences, tolerance=0, transcribe=transcribe,
-                         base_errors=2)
-    assert result.base_errors == 2 and result.steps == [] and all(s is not None for _, s in heard)
+                         base_errors=3)
+    assert result.base_errors == 3 and result.steps == [] and all(s is not None for _, s in heard)
 
 
 def test_floor_with_an_identity_is_kept_on_disk_for_later_processes(tmp_path, monkeypatch):
@@ -43,24 +43,48 @@ def test_floor_with_an_identity_is_kept_on_disk_for_later_processes(tmp_path, mo
         heard.append(seed)
         return np.zeros(10, np.float32)
 
-    def transcribe(samples, rate_hz):
+    def transcribe(samples, rate_hz):  # the two sentences heard joined, 4 of their 6 words lost
         return "a b"
 
     sentences = ("a b c", "a b c")
     identity = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.2, ("whisper=x",))
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 2
     monkeypatch.setattr(guard, "_floors", {})  # another process: read from disk, nothing said
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 2
     # Another rate, or a voice that cannot name what it depends on (no identity): measured.
     other = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.15, ("whisper=x",))
     assert other != identity
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.15), identity=other) == 2 and len(heard) == 4
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.15), identity=other) == 4 and len(heard) == 4
     assert guard.floor_identity(object(), 1.2, ("whisper=x",)) is None
     # A damaged file is measured again.
     for path in (tmp_path / "cache").iterdir():
         path.write_text('{"errors": -1}')
     monkeypatch.setattr(guard, "_floors", {})
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 6
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 6
+
+
+def test_checks_hear_their_sentences_joined_in_windows_and_stop_past_the_limit(monkeypatch):
+    sr = guard.world.SAMPLE_RATE_HZ
+    seconds = {"a b": 12.0, "c d": 10.0, "e f": 9.0, "g h": 30.0}
+    heard = []
+
+    def speak(text, seed, strengths):
+        return np.full(int(seconds[text] * sr), seed + 1, np.float32)
+
+    def transcribe(samples, rate_hz):  # each sentence heard with its first word lost
+        runs = [int(v) for k, v in enumerate(samples) if v and (k == 0 or samples[k - 1] != v)]
+        heard.append((runs, round(samples.size / rate_hz, 2)))
+        return " ".join(sentences[r - 1].split()[1] for r in runs)
+
+    sentences = ("a b", "c d", "e f", "g h")
+    # 12 + 0.5 + 10 fits in 28 s, adding 9 would not; 30 s alone is its own window.
+    assert guard._windows([12.0, 10.0, 9.0, 30.0]) == [[0, 1], [2], [3]]
+    assert guard.heard_errors(speak, sentences, None, transcribe) == (4, False)
+    assert heard == [([1, 2], 22.5), ([3], 9.0), ([4], 30.0)]
+    heard.clear()
+    assert guard.heard_errors(speak, sentences, None, transcribe, limit=1) == (2, True) and len(heard) == 1
+    monkeypatch.setattr(guard, "JOIN_WINDOW_S", 0.0)  # one sentence per pass
+    assert guard._windows([1.0, 1.0]) == [[0], [1]]
 
 
 def test_warp_search_on_two_threads_scores_and_chooses_as_on_one():

@@ -244,13 +244,17 @@ class ScriptedListener:
 
     def speak(self, text, seed, strengths):
         self.said.append((text, seed, strengths))
-        return np.full(4, len(self.said) - 1, np.float32)
+        return np.full(4, len(self.said), np.float32)  # nonzero: the guard joins sentences with silence
 
     def transcribe(self, samples, sample_rate_hz):
-        text, _, strengths = self.said[int(samples[0])]
-        words = text.split()
-        wrong = 0 if strengths is None else min(self.garbled(strengths), len(words))
-        return " ".join(["blah"] * wrong + words[wrong:])
+        self.heard = getattr(self, "heard", 0) + 1
+        out = []
+        for index in [int(v) for k, v in enumerate(samples) if v and (k == 0 or samples[k - 1] != v)]:
+            text, _, strengths = self.said[index - 1]
+            words = text.split()
+            wrong = 0 if strengths is None else min(self.garbled(strengths), len(words))
+            out += ["blah"] * wrong + words[wrong:]
+        return " ".join(out)
 
 
 def test_guard_backs_off_in_order_until_heard_and_records_why():
@@ -263,12 +267,21 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
                          transcribe=listener.transcribe)
     assert result.strengths == guard.Strengths(network=0.0, ridge=0.0, warp=0.5, statistics=1.0)
     assert [s.split()[0] for s in result.steps] == ["network", "network", "ridge", "warp"]
-    # A check stops at the first sentence that puts it over the tolerance: the rest cannot pass it.
-    assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
+    assert "6 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
     assert (result.base_errors, result.errors, result.words) == (0, 0, 12)
-    # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it.
+    # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it;
+    # each check hears its sentences joined, in one Whisper pass.
     assert [(seed, s) for _, seed, s in listener.said[:3]] == [(0, None), (1, None), (0, guard.Strengths())]
-    assert len(listener.said) == 2 + 4 * 1 + 2  # base, four failed checks cut short, the passing one
+    assert len(listener.said) == 2 + 4 * 2 + 2 and listener.heard == 1 + 4 + 1
+    # One sentence at a time (no joining), a check stops at the first sentence that puts it over
+    # the tolerance: the rest cannot pass it. The verdict is the same.
+    one_by_one = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guard, "JOIN_WINDOW_S", 0.0)
+        alone = guard.guard(one_by_one.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+                            transcribe=one_by_one.transcribe)
+    assert alone.strengths == result.strengths and one_by_one.heard == 2 + 4 * 1 + 2
+    assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in alone.steps[0]
     summary = guard.summary(result.to_conditioning())
     assert summary["reduced"] == result.steps and summary["strengths"]["warp"] == 0.5
     # Within tolerance nothing is reduced; past every step everything is, and nothing else.
