@@ -41,26 +41,26 @@ def test_floor_with_an_identity_is_kept_on_disk_for_later_processes(tmp_path, mo
 
     def speak(text, seed, strengths):
         heard.append(seed)
-        return np.zeros(10, np.float32)
+        return np.full(10, seed + 1, np.float32)
 
-    def transcribe(samples, rate_hz):  # the two sentences heard joined, 4 of their 6 words lost
-        return "a b"
+    def transcribe(samples, rate_hz):  # each sentence heard loses a word
+        return " ".join(["a b"] * int(np.count_nonzero(np.diff(samples) != 0) // 2 + 1))
 
     sentences = ("a b c", "a b c")
     identity = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.2, ("whisper=x",))
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 2
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
     monkeypatch.setattr(guard, "_floors", {})  # another process: read from disk, nothing said
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 2
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 2
     # Another rate, or a voice that cannot name what it depends on (no identity): measured.
     other = guard.floor_identity(type("Voice", (), {"identity": ("joe", "1")})(), 1.15, ("whisper=x",))
     assert other != identity
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.15), identity=other) == 4 and len(heard) == 4
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.15), identity=other) == 2 and len(heard) == 4
     assert guard.floor_identity(object(), 1.2, ("whisper=x",)) is None
     # A damaged file is measured again.
     for path in (tmp_path / "cache").iterdir():
         path.write_text('{"errors": -1}')
     monkeypatch.setattr(guard, "_floors", {})
-    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 4 and len(heard) == 6
+    assert guard.floor(speak, sentences, transcribe, key=("joe", 1.2), identity=identity) == 2 and len(heard) == 6
 
 
 def test_checks_hear_their_sentences_joined_in_windows_and_stop_past_the_limit(monkeypatch):
@@ -77,14 +77,17 @@ def test_checks_hear_their_sentences_joined_in_windows_and_stop_past_the_limit(m
         return " ".join(sentences[r - 1].split()[1] for r in runs)
 
     sentences = ("a b", "c d", "e f", "g h")
+    monkeypatch.setattr(guard, "JOIN_WINDOW_S", 28.0)
     # 12 + 0.5 + 10 fits in 28 s, adding 9 would not; 30 s alone is its own window.
     assert guard._windows([12.0, 10.0, 9.0, 30.0]) == [[0, 1], [2], [3]]
     assert guard.heard_errors(speak, sentences, None, transcribe) == (4, False)
     assert heard == [([1, 2], 22.5), ([3], 9.0), ([4], 30.0)]
     heard.clear()
     assert guard.heard_errors(speak, sentences, None, transcribe, limit=1) == (2, True) and len(heard) == 1
-    monkeypatch.setattr(guard, "JOIN_WINDOW_S", 0.0)  # one sentence per pass
+    monkeypatch.setattr(guard, "JOIN_WINDOW_S", 0.0)  # one sentence per pass (the default)
     assert guard._windows([1.0, 1.0]) == [[0], [1]]
+    heard.clear()
+    assert guard.heard_errors(speak, sentences, None, transcribe, limit=1) == (2, True) and len(heard) == 2
 
 
 def test_warp_search_on_two_threads_scores_and_chooses_as_on_one():

@@ -267,21 +267,22 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
                          transcribe=listener.transcribe)
     assert result.strengths == guard.Strengths(network=0.0, ridge=0.0, warp=0.5, statistics=1.0)
     assert [s.split()[0] for s in result.steps] == ["network", "network", "ridge", "warp"]
-    assert "6 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
+    # A check stops at the first sentence that puts it over the tolerance: the rest cannot pass it.
+    assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
     assert (result.base_errors, result.errors, result.words) == (0, 0, 12)
-    # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it;
-    # each check hears its sentences joined, in one Whisper pass.
+    # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it.
     assert [(seed, s) for _, seed, s in listener.said[:3]] == [(0, None), (1, None), (0, guard.Strengths())]
-    assert len(listener.said) == 2 + 4 * 2 + 2 and listener.heard == 1 + 4 + 1
-    # One sentence at a time (no joining), a check stops at the first sentence that puts it over
-    # the tolerance: the rest cannot pass it. The verdict is the same.
-    one_by_one = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
+    assert len(listener.said) == 2 + 4 * 1 + 2  # base, four failed checks cut short, the passing one
+    assert listener.heard == len(listener.said)  # one Whisper pass per sentence
+    # Heard joined (guard.JOIN_WINDOW_S), each check is one Whisper pass over all its sentences;
+    # here the verdict is the same.
+    joined = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(guard, "JOIN_WINDOW_S", 0.0)
-        alone = guard.guard(one_by_one.speak, guard.Strengths(), sentences=sentences, tolerance=2,
-                            transcribe=one_by_one.transcribe)
-    assert alone.strengths == result.strengths and one_by_one.heard == 2 + 4 * 1 + 2
-    assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in alone.steps[0]
+        patch.setattr(guard, "JOIN_WINDOW_S", 28.0)
+        together = guard.guard(joined.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+                               transcribe=joined.transcribe)
+    assert together.strengths == result.strengths and joined.heard == 1 + 4 + 1
+    assert "6 word errors on the check sentences, 0 for the base voice (tolerance 2)" in together.steps[0]
     summary = guard.summary(result.to_conditioning())
     assert summary["reduced"] == result.steps and summary["strengths"]["warp"] == 0.5
     # Within tolerance nothing is reduced; past every step everything is, and nothing else.

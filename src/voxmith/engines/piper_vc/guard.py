@@ -47,12 +47,15 @@ CHECK_SENTENCES = (
     "Why does the silver pencil marry the sleepy garage every winter?",
     "The brave kettle swallowed a sudden thunder near the wooden elbow.",
 )
-# A check hears its sentences joined into one recording, JOIN_PAUSE_S of silence apart, in
-# windows of at most JOIN_WINDOW_S: Whisper's encoder costs a whole 30-s window however short the
-# audio, so five sentences heard one by one cost five windows where joined they cost one (about
-# 3x less Whisper time per check; docs/piper_vc_tuning.md). JOIN_WINDOW_S 0: one by one.
+# JOIN_WINDOW_S > 0: a check hears its sentences joined into one recording, JOIN_PAUSE_S of
+# silence apart, in windows of at most JOIN_WINDOW_S seconds. Whisper's encoder costs a whole 30-s
+# window however short the audio, so five sentences heard one by one cost five windows where
+# joined they cost one (a check about 3x cheaper). Off (0: one sentence per pass, as the guard was
+# tuned): joined, Whisper hears both the base voice and the conversion better, and 3 of 8 voices
+# came out with other strengths (both ways), a change not yet shown harmless on all 12 voices
+# (docs/piper_vc_tuning.md, "Enrollment under a minute").
 JOIN_PAUSE_S = 0.5
-JOIN_WINDOW_S = 28.0
+JOIN_WINDOW_S = 0.0
 # Word errors over the base voice's that still count as intelligible: this share of the check
 # sentences' words, and never fewer than MIN_TOLERANCE_WORDS. On these sentences one misheard word
 # often takes its neighbours with it, so a voice that reads ordinary text well still makes a few.
@@ -198,7 +201,7 @@ def _windows(durations: Sequence[float]) -> List[List[int]]:
     groups: List[List[int]] = []
     length = 0.0
     for k, seconds in enumerate(durations):
-        if groups and JOIN_WINDOW_S > 0 and length + JOIN_PAUSE_S + seconds <= JOIN_WINDOW_S:
+        if groups and _fits(length, seconds):
             groups[-1].append(k)
             length += JOIN_PAUSE_S + seconds
         else:
@@ -207,23 +210,45 @@ def _windows(durations: Sequence[float]) -> List[List[int]]:
     return groups
 
 
+def _fits(length: float, seconds: float) -> bool:
+    return JOIN_WINDOW_S > 0 and length + JOIN_PAUSE_S + seconds <= JOIN_WINDOW_S
+
+
 def heard_errors(speak: Speaker, sentences: Sequence[str], strengths: Optional[Strengths],
                  transcribe: Transcribe = transcribe_clip, limit: Optional[int] = None) -> Tuple[int, bool]:
     """(word errors, whether it stopped early): `sentences` said by `speak` at `strengths`
-    (sentence k at seed k) and heard by `transcribe`, joined into windows (JOIN_WINDOW_S); past
-    `limit` errors no further window is heard, since the rest cannot change a verdict."""
-    audio = [np.asarray(speak(text, k, strengths), np.float32) for k, text in enumerate(sentences)]
-    groups = _windows([a.size / world.SAMPLE_RATE_HZ for a in audio])
-    pause = np.zeros(int(round(JOIN_PAUSE_S * world.SAMPLE_RATE_HZ)), np.float32)
+    (sentence k at seed k) and heard by `transcribe`, one by one or joined into windows
+    (`_windows`); past `limit` errors nothing more is said or heard, since the rest cannot change
+    a verdict."""
     made = 0
-    for n, group in enumerate(groups):
-        pieces: List[np.ndarray] = []
-        for k in group:
-            pieces += [pause, audio[k]] if pieces else [audio[k]]
-        joined = np.concatenate(pieces)
-        made += word_errors(" ".join(sentences[k] for k in group), transcribe(joined, world.SAMPLE_RATE_HZ))
-        if limit is not None and made > limit and n + 1 < len(groups):
-            return made, True
+    if JOIN_WINDOW_S <= 0:  # one by one: each sentence said only once the ones before it are heard
+        for k, text in enumerate(sentences):
+            made += word_errors(text, transcribe(speak(text, k, strengths), world.SAMPLE_RATE_HZ))
+            if limit is not None and made > limit and k + 1 < len(sentences):
+                return made, True
+        return made, False
+    pause = np.zeros(int(round(JOIN_PAUSE_S * world.SAMPLE_RATE_HZ)), np.float32)
+    window: List[np.ndarray] = []
+    texts: List[str] = []
+    length = 0.0
+
+    def hear() -> int:
+        return word_errors(" ".join(texts), transcribe(np.concatenate(window), world.SAMPLE_RATE_HZ))
+
+    for k, text in enumerate(sentences):
+        audio = np.asarray(speak(text, k, strengths), np.float32)
+        seconds = audio.size / world.SAMPLE_RATE_HZ
+        if window and _fits(length, seconds):
+            window += [pause, audio]
+            texts.append(text)
+            length += JOIN_PAUSE_S + seconds
+            continue
+        if window:
+            made += hear()
+            if limit is not None and made > limit:
+                return made, True
+        window, texts, length = [audio], [text], seconds
+    made += hear()
     return made, False
 
 
