@@ -75,3 +75,34 @@ def test_a_busy_run_is_refused_before_asking_or_explaining(run, monkeypatch):
         assert result.exit_code == 1, result.output
         assert result.output.startswith("Error: Run 'ft' is already being trained by process 4242"), result.output
         assert "While training" not in result.output and "Continue?" not in result.output
+
+
+def test_a_recording_given_as_text_is_refused_in_words(run, tmp_path, demo_files, monkeypatch):
+    # Before: `speak --text-file clip.wav` read the WAV as Latin-1, set out to say 2,000 "sentences"
+    # and failed with "Unexpected ValueError: embedded null character. This is a bug in voxmith".
+    import soundfile as sf
+
+    from voxmith.text.files import decode_text_file
+
+    wav = tmp_path / "take.wav"
+    audio, rate = sf.read(demo_files[0])
+    sf.write(wav, audio[:rate], rate)
+    result = run("speak", "-v", "demo", "--text-file", str(wav))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "take.wav' is not a text file: it looks like a WAV recording" \
+        in result.output
+    book = tmp_path / "novel.md"
+    book.write_bytes(wav.read_bytes())
+    run("voices", "add", "demo", *map(str, demo_files))
+    from voxmith.studio import Studio
+
+    def no_enrolling(*args, **kwargs):  # an unreadable book is refused before the voice is prepared
+        raise AssertionError("the voice was prepared for a book that cannot be read")
+
+    monkeypatch.setattr(Studio, "_voice_or_refs", no_enrolling)
+    refused = run("book", "-v", "demo", str(book))
+    assert refused.exit_code == 1 and "'novel.md' is not a text file" in refused.output, refused.output
+    assert "bug" not in result.output + refused.output
+    # text in the encodings that are read stays readable
+    for data in ("Grüße, naïve café.".encode("utf-16"), "Grüße.".encode("cp1252"), "Plain.".encode()):
+        assert decode_text_file(data, "t.txt")[0].startswith(("Grüße", "Plain"))

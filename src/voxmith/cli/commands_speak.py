@@ -15,7 +15,7 @@ from voxmith.errors import VoxmithError
 
 def _read_text_file(path: str) -> str:
     """The file's text, decoded as UTF-8 or, failing that, as Windows-1252/Latin-1 (with a note)."""
-    from voxmith.text.files import decode_text, describe_encoding
+    from voxmith.text.files import decode_text_file, describe_encoding
 
     try:
         data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
@@ -23,7 +23,7 @@ def _read_text_file(path: str) -> str:
         raise VoxmithError(f"--text-file '{path}' does not exist.") from None
     except OSError as err:
         raise VoxmithError(f"Cannot read --text-file '{path}': {err.strerror}.") from None
-    text, encoding = decode_text(data)
+    text, encoding = decode_text_file(data, path)
     if encoding in ("cp1252", "latin-1"):  # a guess (a byte-order mark would have been certain)
         click.echo(f"Note: '{path}' is not UTF-8; read it as {describe_encoding(encoding)}. If some letters "
                    "come out wrong, save the file as UTF-8.", err=True)

@@ -121,12 +121,12 @@ def load_book(folder: Path) -> Optional[BookResult]:
 def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
     """The book's chapters: EPUB through ebooklib (its spine documents with words, in reading order),
     Markdown by headings, plain text by 'Chapter N' lines."""
-    from voxmith.text.files import decode_text
+    from voxmith.text.files import decode_text_file
 
     suffix = path.suffix.lower()
     if suffix == ".epub":
         return _epub_chapters(path, pauses)
-    text, _ = decode_text(path.read_bytes())
+    text, _ = decode_text_file(path.read_bytes(), path.name)
     return parse_book(text, suffix in (".md", ".markdown"), pauses)
 
 
@@ -195,10 +195,12 @@ class BookMaker:
     """Reads one book into its folder; `make()` resumes whatever is missing, `redo(id)` one sentence."""
 
     def __init__(self, engine: Engine, conditioning, embedding: np.ndarray, request: BookRequest, folder: Path,
-                 voice_record: dict, book_fingerprint: str, progress: Optional[ProgressCallback] = None):
+                 voice_record: dict, book_fingerprint: str, progress: Optional[ProgressCallback] = None,
+                 chapters: Optional[List[Chapter]] = None):
         self.engine, self.request, self.folder, self.progress = engine, request, folder, progress
         self.rate = engine.sample_rate_hz
-        self.chapters = read_chapters(Path(request.source), request.pauses)
+        # `chapters`: the book already read by the caller (Studio.book reads it before preparing the voice)
+        self.chapters = chapters if chapters is not None else read_chapters(Path(request.source), request.pauses)
         speak_request = SpeakRequest(text="book", voice=request.voice, refs=request.refs, engine=engine.name,
                                      settings=request.settings, candidates=request.candidates,
                                      ranking=request.ranking, rank=request.rank)

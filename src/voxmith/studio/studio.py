@@ -35,7 +35,7 @@ from voxmith.studio.language_check import check_text_language, installed_engine_
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.record import (ConversionRecord, FinetuneChoice, FinetuneUsed, ResultRecord, read_record,
                                    text_of_result)
-from voxmith.studio.book import BookMaker, BookRequest, BookResult
+from voxmith.studio.book import BookMaker, BookRequest, BookResult, read_chapters
 from voxmith.studio.unfinished import SentenceStore, folder_lock, request_key
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
                                    reference_embedding, speak_sentences)
@@ -374,6 +374,9 @@ class Studio:
         request.validate()
         engine = self.engine(request.engine or DEFAULT_ENGINE)
         voice = self.voices.get(request.voice) if request.voice else None
+        # A book that cannot be read (not text, no words, a zip bomb) is refused now, not after the
+        # minutes a new voice's enrollment or a fine-tune's check take.
+        chapters = read_chapters(Path(request.source), request.pauses)
         request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
                                                                                           request.settings))
         # The same weights `speak` would use for this voice (its `voices use` setting, checked on it).
@@ -389,7 +392,7 @@ class Studio:
         with folder_lock(folder, "This book is being made by another voxmith process right now; wait for it "
                                  "(or stop it) and run the command again."):
             maker = BookMaker(engine, conditioning, embedding, request, folder, voice_record,
-                              fingerprint_files([source]), progress)
+                              fingerprint_files([source]), progress, chapters)
             return maker.redo(redo) if redo else maker.make()
 
     # --- a voice's own engine settings ----------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 from typing import Tuple
 
+from voxmith.errors import VoxmithError
+
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 FALLBACKS = ("utf-8", "cp1252", "latin-1")
@@ -30,6 +32,25 @@ def decode_text(data: bytes) -> Tuple[str, str]:
         except UnicodeDecodeError:
             continue
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+# What a binary file given as text most likely is, by its first bytes (for the error message).
+_SIGNATURES = ((b"RIFF", "a WAV recording"), (b"fLaC", "a FLAC recording"), (b"ID3", "an MP3 recording"),
+               (b"OggS", "an Ogg recording"), (b"PK\x03\x04", "a zip archive (an EPUB must be named .epub)"),
+               (b"%PDF", "a PDF document"))
+
+
+def decode_text_file(data: bytes, name: str) -> Tuple[str, str]:
+    """`decode_text`, refusing bytes that are no text at all: Latin-1 decodes anything, so a
+    recording given as a text file was read as 2,000 "sentences" of noise until a NUL byte in one
+    crashed the engine. Text (in any encoding tried here) never holds NUL characters."""
+    text, encoding = decode_text(data)
+    if "\x00" in text:
+        kind = next((what for magic, what in _SIGNATURES if data.startswith(magic)),
+                    "binary data (or UTF-16 text without a byte-order mark)")
+        raise VoxmithError(f"'{name}' is not a text file: it looks like {kind}. Give a .txt or .md file "
+                           "saved as text (UTF-8 is best).")
+    return text, encoding
 
 
 def describe_encoding(encoding: str) -> str:
