@@ -106,3 +106,18 @@ def test_a_recording_given_as_text_is_refused_in_words(run, tmp_path, demo_files
     # text in the encodings that are read stays readable
     for data in ("Grüße, naïve café.".encode("utf-16"), "Grüße.".encode("cp1252"), "Plain.".encode()):
         assert decode_text_file(data, "t.txt")[0].startswith(("Grüße", "Plain"))
+
+
+def test_speaking_from_reference_clips_says_it_enrolls_them(tmp_path, demo_files, tone_engine):
+    # Before: `speak --ref clip.wav` went straight into minutes of "analysing clips", "choosing warp",
+    # ... with no line saying the clips were being enrolled (a voice's first use says so).
+    from voxmith.studio import Studio
+    from voxmith.studio.speech import SpeakRequest
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    for expected in ("first use: enrolling", "cached"):
+        events = []
+        studio.speak(SpeakRequest("Hello.", refs=[str(demo_files[0])], engine="tone", rank=False, seed=1),
+                     progress=events.append)
+        prepared = [e for e in events if e.stage == "preparing the reference clips for tone"]
+        assert [e.detail for e in prepared] == [expected]

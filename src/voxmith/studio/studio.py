@@ -274,6 +274,9 @@ class Studio:
         cache = ConditioningCache(self.workspace.home / ".cache" / "refs" / fingerprint[:24])
         tag = selection_tag([c.duration_s for c in clips])  # long clips: a bounded selection of them
         key = CacheKey(engine.name, engine.cache_key() + tag, fingerprint)
+        # As for a voice: say that the first use of these clips enrolls them (minutes on a CPU).
+        report(progress, f"preparing the reference clips for {engine.name}", 0, None,
+               "cached" if cache.load(key) is not None else "first use: enrolling")
         conditioning, _ = cache.get_or_compute_once(
             key, lambda: engine.prepare_conditioning(select_clips(clips, "the reference clips").clips, progress),
             progress=progress)
