@@ -121,3 +121,17 @@ def test_speaking_from_reference_clips_says_it_enrolls_them(tmp_path, demo_files
                      progress=events.append)
         prepared = [e for e in events if e.stage == "preparing the reference clips for tone"]
         assert [e.detail for e in prepared] == [expected]
+
+
+def test_undecodable_recordings_are_explained_without_ffmpeg_error_numbers(tmp_path):
+    # Before: converting a text file answered "it could not be decoded ([Errno 1094995529] Invalid
+    # data found when processing input: 'notes.wav')".
+    from voxmith.audio.stream import read_blocks
+    from voxmith.errors import AudioError
+
+    notes = tmp_path / "notes.wav"
+    notes.write_text("not a recording, just words")
+    with pytest.raises(AudioError) as refused:
+        next(read_blocks(notes, 16000))
+    message = str(refused.value)
+    assert "Errno" not in message and "Invalid data found" in message and "corrupt or not contain audio" in message

@@ -72,6 +72,15 @@ def _ffmpeg_missing_message(path: Path) -> str:
     )
 
 
+def undecodable(path: Path, err: Exception) -> AudioError:
+    """The error for a file FFmpeg's libraries could not decode: FFmpeg's own words (PyAV's
+    `strerror`), not PyAV's "[Errno 1094995529] ...: 'path'" text."""
+    reason = getattr(err, "strerror", None) or str(err)
+    return AudioError(f"Cannot read '{path}': it could not be decoded ({reason}). The file may be corrupt or "
+                      "not contain audio; if it plays elsewhere, install ffmpeg (voxmith then uses it) "
+                      "or convert it to WAV or FLAC.")
+
+
 def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
     """Decode with PyAV's bundled FFmpeg libraries (None when PyAV is missing)."""
     try:
@@ -90,9 +99,7 @@ def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
     except AudioError:
         raise
     except Exception as err:  # FFmpeg reports through many exception types
-        raise AudioError(f"Cannot read '{path}': it could not be decoded ({err}). The file may be corrupt or "
-                         "not contain audio; if it plays elsewhere, install ffmpeg (voxmith then uses it) "
-                         "or convert the clip to WAV or FLAC.") from err
+        raise undecodable(path, err) from err
     if not frames:
         return np.zeros((0, 1), np.float32), rate
     return np.concatenate(frames, axis=1).T.astype(np.float32), rate  # packed flt: (1, n*ch) per frame

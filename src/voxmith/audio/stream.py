@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voxmith.audio.io import ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError
+from voxmith.audio.io import ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, undecodable
 from voxmith.fsutil import atomic_path
 
 BLOCK_S = 2.0
@@ -51,7 +51,7 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
     try:
         container = av.open(str(path))
     except Exception as err:  # FFmpeg reports through many exception types
-        raise AudioError(f"Cannot read '{path}': it could not be decoded ({err}).") from err
+        raise undecodable(path, err) from err
     with container:
         if not container.streams.audio:
             raise AudioError(f"Cannot read '{path}': it contains no audio stream.")
@@ -78,7 +78,8 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
         except AudioError:
             raise
         except Exception as err:
-            raise AudioError(f"Cannot read '{path}': decoding failed part-way ({err}).") from err
+            reason = getattr(err, "strerror", None) or err
+            raise AudioError(f"Cannot read '{path}': decoding failed part-way ({reason}).") from err
         if resampler is not None and stream.codec_context.sample_rate != sample_rate_hz:
             pending.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         if pending:
