@@ -135,3 +135,16 @@ def test_undecodable_recordings_are_explained_without_ffmpeg_error_numbers(tmp_p
         next(read_blocks(notes, 16000))
     message = str(refused.value)
     assert "Errno" not in message and "Invalid data found" in message and "corrupt or not contain audio" in message
+
+
+def test_a_dataset_being_prepared_is_not_prepared_twice_at_once(run, demo_files, no_scoring_models):
+    # Before: two `dataset prepare` of one name both sliced and transcribed into the same files.
+    from voxmith.fsutil import exclusive_lock
+
+    datasets = run.home / "datasets"
+    with exclusive_lock(datasets / ".alice-ds.prepare.lock") as held:  # as the first process holds it
+        assert held
+        result = run("dataset", "prepare", "alice-ds", "--from", str(demo_files[0]))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: Dataset 'alice-ds' is being prepared by another voxmith process")
+    assert not (datasets / "alice-ds").exists()
