@@ -148,3 +148,18 @@ def test_a_dataset_being_prepared_is_not_prepared_twice_at_once(run, demo_files,
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: Dataset 'alice-ds' is being prepared by another voxmith process")
     assert not (datasets / "alice-ds").exists()
+
+
+def test_a_run_without_validation_lines_says_it_has_no_best_checkpoint(run, monkeypatch):
+    # Before: a dataset of under 10 segments (no validation lines) made a run that `train show`
+    # called "not validated yet" forever, and `voices use --checkpoint best` (the README's example)
+    # was refused only at the end.
+    from voxmith.studio.training_runs import TrainingRuns
+
+    monkeypatch.setattr(TrainingRuns, "lines", lambda self, dataset: ([object()] * 5, []))
+    created = run("train", "init", "small-ft", "--dataset", "small-ds")
+    assert created.exit_code == 0, created.output
+    assert "no validation lines" in created.output and "--checkpoint latest" in created.output
+    shown = run("train", "show", "small-ft")
+    assert shown.exit_code == 0, shown.output
+    assert "never validated (no validation lines; no best checkpoint)" in shown.output

@@ -51,6 +51,7 @@ def test_interrupted_train_run_exits_130(run, monkeypatch):
     from voxmith.studio.training_runs import TrainingRuns
     from voxmith.training import TrainingResult
 
+    monkeypatch.setattr(TrainingRuns, "refuse_if_busy", lambda self, name: None)  # no run folder here
     monkeypatch.setattr(TrainingRuns, "train", lambda self, name, **kw: TrainingResult(4, "interrupted", None, None))
     result = run("train", "run", "my run")
     assert result.exit_code == 130, result.output
@@ -238,6 +239,7 @@ def test_torchrun_workers_leave_without_interpreter_shutdown(run, monkeypatch):
 
     monkeypatch.setattr(distributed, "exit_worker", fake_exit)
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(TrainingRuns, "refuse_if_busy", lambda self, name: None)  # no run folder here
     for rank, stopped, status in (("1", "finished", 0), ("0", "finished", 0), ("0", "interrupted", 130)):
         monkeypatch.setenv("RANK", rank)
         monkeypatch.setattr(TrainingRuns, "train",

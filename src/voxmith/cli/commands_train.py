@@ -15,7 +15,8 @@ from voxmith.engines.registry import DEFAULT_ENGINE
 
 def format_run(summary, detailed: bool = False) -> str:
     best = summary.best
-    best_text = f"best validation loss {best.val_loss:.4g} at step {best.step}" if best else "not validated yet"
+    best_text = f"best validation loss {best.val_loss:.4g} at step {best.step}" if best else \
+        "not validated yet" if summary.validates else "never validated (no validation lines; no best checkpoint)"
     loss = "-" if summary.last_loss is None else f"{summary.last_loss:.4g}"
     head = (f"{summary.name:<20} {summary.engine:<9} dataset {summary.dataset:<16} {summary.progress_text}, "
             f"loss {loss}, {best_text}")
@@ -110,6 +111,10 @@ def init(obj, name, dataset, engine, epochs, batch_size, grad_accumulation, lear
                f"x {s.grad_accumulation}, lr {s.learning_rate:g} ({s.scheduler}).")
     if config.engine.settings:
         click.echo("Engine settings: " + ", ".join(f"{k}={v}" for k, v in config.engine.settings.items()))
+    if config.checkpoints.validate_every_steps == 0:
+        click.echo(f"Note: dataset '{dataset}' has no validation lines, so this run is never validated and has no "
+                   "'best' checkpoint: use it with `--checkpoint latest` (a dataset of 10 or more segments is "
+                   "split into training and validation lines).")
     click.echo(f"Settings: {run.config_path} (edit it, then `voxmith train validate {quote(name)}`).")
     click.echo(f"Start with: voxmith train run {quote(name)}")
 

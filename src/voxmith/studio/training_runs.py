@@ -50,6 +50,7 @@ class RunSummary:
     plots: List[Path] = field(default_factory=list)
     voices: List[str] = field(default_factory=list)  # voices that speak with this run
     folder: Optional[Path] = None
+    validates: bool = True  # False: no validation lines, so never validated and no "best" checkpoint
 
     @property
     def progress_text(self) -> str:
@@ -246,6 +247,7 @@ class TrainingRuns:
             name=name, dataset=config.data.dataset, engine=config.data.engine,
             step=int(rows[-1]["step"]) if rows else 0, total_steps=total, epochs=config.schedule.epochs,
             lora=config.lora.enabled, latest=store.latest(), best=store.best(), checkpoints=store.list(),
+            validates=config.checkpoints.validate_every_steps > 0,
             last_loss=None if loss is None or math.isnan(loss) else loss,
             plots=[p for p in (run.folder / "loss.png", run.folder / "lr.png") if p.exists()],
             voices=[v.name for v in self.voices.list()
