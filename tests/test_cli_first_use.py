@@ -163,3 +163,17 @@ def test_a_run_without_validation_lines_says_it_has_no_best_checkpoint(run, monk
     shown = run("train", "show", "small-ft")
     assert shown.exit_code == 0, shown.output
     assert "never validated (no validation lines; no best checkpoint)" in shown.output
+
+
+def test_openai_speed_out_of_range_names_the_speeds_to_send():
+    # Before: "speed 0.3 is outside what the piper-vc engine can do (Setting 'length_scale' must be
+    # between 0.5 and 2.0, got 3.3333.)": the bounds of a setting the client never sent.
+    from voxmith.serve.errors import ApiError
+    from voxmith.serve.openai_api import speed_settings
+
+    for speed in (0.3, 4.0):
+        with pytest.raises(ApiError) as refused:
+            speed_settings("piper-vc", speed)
+        assert refused.value.message == f"speed {speed} is outside what the piper-vc engine can do: send a " \
+                                        "speed from 0.5 to 2."
+    assert speed_settings("piper-vc", 2.0) == {"length_scale": 0.5}

@@ -62,8 +62,24 @@ def speed_settings(engine: str, speed: float) -> dict:
     try:
         settings_class.from_dict(settings)
     except VoxmithError as err:
-        raise ApiError(400, f"speed {speed} is outside what the {engine} engine can do ({err}).", "speed") from None
+        allowed = _speed_range(settings_class)
+        reach = f": send a speed from {allowed[0]:g} to {allowed[1]:g}" if allowed else f" ({err})"
+        raise ApiError(400, f"speed {speed} is outside what the {engine} engine can do{reach}.", "speed") from None
     return settings
+
+
+def _speed_range(settings_class) -> Optional[tuple]:
+    """The speeds (OpenAI's 0.25-4.0, in steps of 0.05) the engine's length_scale accepts, as
+    (slowest, fastest): the range a client should send, rather than the engine's length_scale bounds."""
+    accepted = []
+    for step in range(5, 81):
+        speed = step / 20
+        try:
+            settings_class.from_dict({"length_scale": round(1.0 / speed, 4)})
+            accepted.append(speed)
+        except VoxmithError:
+            continue
+    return (accepted[0], accepted[-1]) if accepted else None
 
 
 def check_voice(studio, name: str) -> None:
