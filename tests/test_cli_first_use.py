@@ -177,3 +177,19 @@ def test_openai_speed_out_of_range_names_the_speeds_to_send():
         assert refused.value.message == f"speed {speed} is outside what the piper-vc engine can do: send a " \
                                         "speed from 0.5 to 2."
     assert speed_settings("piper-vc", 2.0) == {"length_scale": 0.5}
+
+
+def test_voices_show_names_every_unusable_clip_dropped_in_by_hand(run, demo_files, no_scoring_models):
+    # Before: the first unreadable file ended `voices show` with a bare "Cannot read ..." that did
+    # not say it was in the voice's folder, nor what to do, nor whether other files were wrong too.
+    import shutil
+
+    folder = run.home / "voices" / "handmade"
+    folder.mkdir(parents=True)
+    shutil.copy(demo_files[0], folder / "good.flac")
+    (folder / "notes.wav").write_text("not audio")
+    (folder / "empty.mp3").write_bytes(b"")
+    result = run("voices", "show", "handmade")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: Voice 'handmade' has clips that cannot be used; remove or replace them")
+    assert "notes.wav" in result.output and "empty.mp3" in result.output and "good.flac" not in result.output

@@ -17,6 +17,7 @@ import numpy as np
 
 from voxmith.audio import analyse_audio, load_audio
 from voxmith.audio.analysis import ClipStats
+from voxmith.errors import AudioError
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import ENCODER_ID, cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.studio.conditioning import CacheKey
@@ -158,11 +159,16 @@ def analyse_voice(voice: Voice, device: str = "cpu",
                   progress: Optional[ProgressCallback] = None) -> VoiceReport:
     paths = voice.clip_paths
     duplicates = find_duplicates(paths)
-    stats = []
+    stats, problems = [], []
     for i, path in enumerate(paths):
         report(progress, "analysing clips", i, len(paths), path.name)
-        stats.append(analyse_audio(load_audio(path, mono=False)))
+        try:
+            stats.append(analyse_audio(load_audio(path, mono=False)))
+        except AudioError as err:  # a file dropped into the folder by hand: name every such file at once
+            problems.append(str(err))
     report(progress, "analysing clips", len(paths), len(paths))
+    if problems:
+        raise voice.unusable(problems)
 
     if paths:
         clip_embeddings, speaker_embedding, _ = voice_embeddings(voice, device, progress)

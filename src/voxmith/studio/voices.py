@@ -91,9 +91,13 @@ class Voice:
             except AudioError as err:
                 problems.append(str(err))
         if problems:
-            raise VoiceError(f"Voice '{self.name}' has clips that cannot be used; remove or replace them "
-                             f"in '{self.path}':\n  - " + "\n  - ".join(problems))
+            raise self.unusable(problems)
         return clips
+
+    def unusable(self, problems: List[str]) -> VoiceError:
+        """The error for clips of this voice that cannot be used (dropped into the folder by hand)."""
+        return VoiceError(f"Voice '{self.name}' has clips that cannot be used; remove or replace them "
+                          f"in '{self.path}':\n  - " + "\n  - ".join(problems))
 
 
 def _unique_name(wanted: str, taken: set[str]) -> str:
