@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from voxmith.engines.piper_vc import conversion, render, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice, with_noise_inputs
-from voxmith.engines.piper_vc.engine import PiperVCSettings
+from voxmith.engines.piper_vc.engine import PiperVCEngine, PiperVCNaturalEngine, PiperVCSettings
 from voxmith.errors import VoxmithError
 
 
@@ -134,3 +134,12 @@ def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
     same = np.ones(f0.size)
     a, b = render.psola(x, f0, same, weight_floor=0.3), render.psola(x, f0, same, weight_floor=1.0)
     assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95
+
+
+def test_natural_engine_keeps_engine_8_rendering_and_its_own_floor():
+    plain, natural = PiperVCEngine("cpu"), PiperVCNaturalEngine("cpu")
+    assert plain.settings_class().noise_scale > 0 and plain.settings_class().psola_floor == 1.0
+    assert natural.settings_class().noise_scale == 0 and natural.settings_class().psola_floor == 0.3
+    # In one process both may enroll on joe at the same rate: their floors (joe with and without
+    # noise) must not be taken for each other.
+    assert plain._floor_key("joe", 1.2) != natural._floor_key("joe", 1.2)
