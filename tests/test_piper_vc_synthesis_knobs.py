@@ -134,4 +134,3 @@ def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
     same = np.ones(f0.size)
     a, b = render.psola(x, f0, same, weight_floor=0.3), render.psola(x, f0, same, weight_floor=1.0)
     assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95
-
