@@ -115,7 +115,7 @@ class PiperVCEngine(Engine):
                    "envelope filter); an intelligibility guard backs off what would cost words.")
     sample_rate_hz = world.SAMPLE_RATE_HZ
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
-                               note="CPU only; about 0.23x real time on 2 cores.")
+                               note="CPU only; about 0.2-0.25x real time on 2 idle cores.")
     settings_class = PiperVCSettings
     languages = ("en",)  # Piper's joe voice is en_US
     supports_training = True
@@ -492,4 +492,4 @@ class PiperVCNaturalEngine(PiperVCEngine):
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
                    "for voices far from joe (e.g. most female voices), several times slower.")
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
-                               note="CPU only; with a Kokoro base several times slower than piper-vc.")
+                               note="CPU only; with a Kokoro base about 0.5x real time on 2 idle cores (joe: as piper-vc).")
