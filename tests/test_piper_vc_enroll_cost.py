@@ -90,6 +90,31 @@ def test_checks_hear_their_sentences_joined_in_windows_and_stop_past_the_limit(m
     assert guard.heard_errors(speak, sentences, None, transcribe, limit=1) == (2, True) and len(heard) == 2
 
 
+def test_calibration_audio_is_kept_on_disk_exactly(tmp_path, monkeypatch):
+    from voxmith.engines.piper_vc import base_cache, enrollment
+    from voxmith.engines.piper_vc.base_voice import PiperOutput
+
+    monkeypatch.setattr(base_cache, "folder", lambda: tmp_path / "cache")
+    said = []
+
+    class Voice:
+        identity = ("scripted", "1")
+
+        def speak(self, text, seed):
+            said.append(text)
+            rng = np.random.default_rng(len(text))
+            return PiperOutput(rng.standard_normal(1000).astype(np.float32) * 0.3, [], None)
+
+    first = enrollment.calibration_audio(Voice())
+    again = enrollment.calibration_audio(Voice())  # a later process: read back, nothing said
+    assert len(said) == len(enrollment.CALIBRATION_SENTENCES)
+    assert all(a.dtype == np.float32 and np.array_equal(a, b) for a, b in zip(first, again))
+    for path in (tmp_path / "cache").iterdir():  # damaged: said again
+        path.write_text('{"samples": ["!!", "??"]}')
+    assert all(np.array_equal(a, b) for a, b in zip(enrollment.calibration_audio(Voice()), first))
+    assert len(said) == 2 * len(enrollment.CALIBRATION_SENTENCES)
+
+
 def test_warp_search_on_two_threads_scores_and_chooses_as_on_one():
     import threading
     import time

@@ -12,6 +12,7 @@ parallel utterances' durations (rate.py).
 
 from __future__ import annotations
 
+import base64
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -101,6 +102,31 @@ def base_curve(voice=None) -> speaking.RateCurve:
         return speaking.RateCurve(tuple(value["scales"]), tuple(value["ratios"]))
 
     return speaking.curve_for(voice, remembered)
+
+
+def calibration_audio(voice) -> List[np.ndarray]:
+    """The base voice `voice` saying CALIBRATION_SENTENCES (seed 0, its own pace): it depends only
+    on the voice, so it is kept on disk per machine (base_cache; float32 samples, exact), which
+    spares every later enrollment two syntheses (about 7 s of Kokoro speech for a Kokoro base)."""
+    def measure() -> dict:
+        audio = [np.asarray(voice.speak(s, seed=0).samples, np.float32) for s in CALIBRATION_SENTENCES]
+        return {"samples": [base64.b64encode(x.astype("<f4").tobytes()).decode("ascii") for x in audio]}
+
+    def valid(value: dict) -> bool:
+        items = value.get("samples")
+        return isinstance(items, list) and len(items) == len(CALIBRATION_SENTENCES) and all(
+            isinstance(x, str) and x for x in items)
+
+    value = base_cache.remembered("calibration-audio", base_cache.identity_of(voice, CALIBRATION_SENTENCES),
+                                  measure, valid)
+    try:
+        audio = [np.frombuffer(base64.b64decode(x, validate=True), dtype="<f4").astype(np.float32)
+                 for x in value["samples"]]
+    except ValueError:  # a damaged file that still looked like one: say them again
+        audio = []
+    if not audio or any(x.size == 0 or not np.isfinite(x).all() for x in audio):
+        audio = [np.asarray(voice.speak(s, seed=0).samples, np.float32) for s in CALIBRATION_SENTENCES]
+    return audio
 
 
 def _ticker(progress: Optional[Callable[[str, int, int], None]]) -> Callable[[str, int, int], None]:
@@ -206,7 +232,7 @@ def fit_parallel(utterances: Sequence[ParallelUtterance], target_embedding: np.n
     pairs = [(u.joe, u.target, u.path) for u in said]
     transcripts = [u.text for u in utterances]
 
-    calib_audio = [voice.speak(s, seed=0).samples for s in CALIBRATION_SENTENCES]
+    calib_audio = calibration_audio(voice)
     calib = [world.analyse(x) for x in calib_audio]
     src_feats = joe_feats + calib  # joe's statistics from everything he said
 
