@@ -1,12 +1,14 @@
-"""A paced test engine for the HTTP API's tests: the tone engine, but each call takes `delay_s`
-seconds (a stand-in for real synthesis time) and is counted, so tests can see streaming, queueing
-and cancellation happen. Registered only by test fixtures, which unregister it again."""
+"""For the HTTP API's tests: a paced test engine (the tone engine, but each call takes `delay_s`
+seconds, a stand-in for real synthesis time, and is counted, so tests can see streaming, queueing
+and cancellation happen; registered only by test fixtures, which unregister it again) and
+`running_api`, the API served on a free loopback port as `voxmith serve` serves it."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 from tests.tone_engine import ToneEngine
 
@@ -35,3 +37,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@contextmanager
+def running_api(studio, config, webui=None):
+    """The API of `studio` under `config` (a voxmith.serve.ServeConfig) on a free loopback port in a
+    background thread (uvicorn, as `voxmith serve` runs it): yields its base URL."""
+    import uvicorn
+
+    from voxmith.serve import build_app
+
+    app = build_app(studio, config, webui=webui)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

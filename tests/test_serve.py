@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -27,12 +26,12 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from tests.serve_engines import PacedToneEngine
+from tests.serve_engines import PacedToneEngine, running_api
 from voxmith.cli.main import cli
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
 from voxmith.errors import VoxmithError
-from voxmith.serve import ServeConfig, build_app
+from voxmith.serve import ServeConfig
 from voxmith.serve.server import check_token, parse_listen
 from voxmith.studio import Studio
 
@@ -60,25 +59,9 @@ def no_delay():
     PacedToneEngine.delay_s = 0.0
 
 
-@contextmanager
 def running(studio, webui=None, **config):
-    """The API on a free loopback port in a background thread (uvicorn, as `voxmith serve` runs it)."""
-    import uvicorn
-
-    app = build_app(studio, ServeConfig(**{"workers": 2, **config}), webui=webui)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    """The API on a free loopback port (two synthesis workers unless `config` says otherwise)."""
+    return running_api(studio, ServeConfig(**{"workers": 2, **config}), webui=webui)
 
 
 @pytest.fixture(scope="module")

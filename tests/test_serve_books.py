@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
 import soundfile as sf
 
-from tests.serve_engines import PacedToneEngine
+from tests.serve_engines import PacedToneEngine, running_api
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
-from voxmith.serve import ServeConfig, build_app
+from voxmith.serve import ServeConfig
 from voxmith.studio import Studio
 
 TONE = PacedToneEngine.name
@@ -40,24 +38,9 @@ def no_delay():
     PacedToneEngine.delay_s = 0.0
 
 
-@contextmanager
 def running(studio, **config):
-    """The API on a free loopback port in a background thread (uvicorn, as `voxmith serve` runs it)."""
-    import uvicorn
-
-    app = build_app(studio, ServeConfig(**{"workers": 1, **config}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    """The API on a free loopback port with one synthesis worker (books have their own thread)."""
+    return running_api(studio, ServeConfig(**{"workers": 1, **config}))
 
 
 def _fields(**extra):
