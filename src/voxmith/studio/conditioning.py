@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
