@@ -318,3 +318,12 @@ def test_out_of_range_retries_and_max_wer_are_refused_before_any_work(run, tmp_p
         result = run(*args)
         assert result.exit_code == 2, result.output
         assert "range" in result.output and "Traceback" not in result.output
+
+
+def test_a_fine_tune_check_that_turned_the_network_off_says_so():
+    from voxmith.cli.commands_voices import format_finetune_check
+    check = {"step": 7, "errors": 9, "words": 53, "base_errors": 5, "reduced": ["network 1 -> 0.5: ...", "network 0.5 -> 0: ..."],
+             "strengths": {"network": 0.0, "ridge": 1.0, "statistics": 1.0}}
+    assert "network is off" in format_finetune_check(check)
+    check["strengths"]["network"], check["reduced"] = 0.5, ["network 1 -> 0.5: ..."]
+    assert "network is off" not in format_finetune_check(check)

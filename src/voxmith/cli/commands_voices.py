@@ -146,6 +146,12 @@ def format_finetune_check(check: dict) -> str:
     if check.get("reduced"):
         lines.append("* To keep the voice intelligible with these weights, the check reduced:")
         lines += [f"    - {step}" for step in check["reduced"]]
+        if check.get("strengths", {}).get("network", 1.0) <= 0:
+            # The network is what the fine-tune trained; without it only the run's conversion
+            # statistics remain, which is easy to miss in the list above.
+            lines.append("* The fine-tune's network is off: the voice keeps only the run's conversion statistics "
+                         "(closer to the stock voice). More or cleaner training data usually helps; "
+                         "`voxmith voices use NAME --stock` goes back to the stock weights.")
     else:
         lines.append("* The fine-tuned weights are used at full strength.")
     return "\n".join(lines)
