@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.download_server import closed_port, server  # noqa: F401  (fixtures for every test file)
+from tests.serve_engines import PacedToneEngine
 from voxmith.audio import load_audio
 from voxmith.studio import Studio, demo_voice_files
 
@@ -195,3 +196,12 @@ def finetune_check_passes(monkeypatch):
 
     monkeypatch.setattr(PiperVCEngine, "check_finetune", passed)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def paced_tone_undelayed():
+    """The paced test engine (tests/serve_engines.py) answers at once unless a test slows it, and
+    a test that slows it never leaves it slow for the next."""
+    PacedToneEngine.delay_s = 0.0
+    yield
+    PacedToneEngine.delay_s = 0.0

@@ -5,11 +5,11 @@ what is under test is the studio's caching and locking."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
+from tests.concurrency import run_at_once
 from voxmith.studio import Studio
 from voxmith.studio.studio import FINETUNE_CHECKS_KEPT
 
@@ -54,20 +54,8 @@ def test_two_requests_putting_the_same_weights_to_use_check_them_once(tmp_path, 
         return real(self, conditioning, progress)
 
     monkeypatch.setattr(tuned_tone, "check_finetune", slow_check)
-    start, results, errors = threading.Barrier(2), [], []
-
-    def use():
-        start.wait()
-        try:
-            results.append(Studio(tmp_path / "ws", device="cpu").training.use("demo", "ft"))
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=use) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = []
+    errors = run_at_once(lambda: results.append(Studio(tmp_path / "ws", device="cpu").training.use("demo", "ft")))
     assert not errors, errors
     assert len(running) == 1 and len(tuned_tone.checks) == 1
     assert results[0] == results[1] and results[0]["step"] == 7
@@ -110,18 +98,13 @@ def test_a_voice_enrolled_by_two_requests_at_once_is_enrolled_once(tmp_path, tun
         return real(self, clips, progress)
 
     monkeypatch.setattr(tuned_tone, "prepare_conditioning", slow_enrollment)
-    start, results = threading.Barrier(2), []
+    results = []
 
     def enroll():
-        start.wait()
         other = Studio(tmp_path / "ws", device="cpu")
         results.append(other.conditioning("demo", other.engine("tone")))
 
-    threads = [threading.Thread(target=enroll) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_at_once(enroll) == []
     assert len(calls) == 1 and sorted(cached for _, cached in results) == [False, True]
     assert "cannot write the cache" not in caplog.text
 

@@ -52,12 +52,6 @@ def studio(tmp_path_factory):
     unregister_engine(TONE)
 
 
-@pytest.fixture(autouse=True)
-def no_delay():
-    PacedToneEngine.delay_s = 0.0
-    yield
-    PacedToneEngine.delay_s = 0.0
-
 
 def running(studio, webui=None, **config):
     """The API on a free loopback port (two synthesis workers unless `config` says otherwise)."""

@@ -31,12 +31,6 @@ def studio(tmp_path_factory):
     unregister_engine(TONE)
 
 
-@pytest.fixture(autouse=True)
-def no_delay():
-    PacedToneEngine.delay_s = 0.0
-    yield
-    PacedToneEngine.delay_s = 0.0
-
 
 def running(studio, **config):
     """The API on a free loopback port with one synthesis worker (books have their own thread)."""

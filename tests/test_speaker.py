@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from tests.concurrency import run_at_once
 from voxmith.audio import load_audio
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 
@@ -77,7 +78,6 @@ def test_embedding_leaves_the_warning_filters_alone(encoder, monkeypatch):
     """Two threads embed at once in enrollment's warp search: silence's floating-point warnings are
     silenced for the calling thread (numpy's errstate), never by swapping the process's warning
     filters (warnings.catch_warnings, which two threads at once can leave changed)."""
-    import threading
     import warnings
     from types import SimpleNamespace
 
@@ -91,17 +91,6 @@ def test_embedding_leaves_the_warning_filters_alone(encoder, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a warning silence raised would fail here
         assert encoder.embed(silence, 16000).shape == (256,)
-    filters, errors = list(warnings.filters), []
-
-    def embed():
-        try:
-            encoder.embed(silence, 16000)
-        except Exception as err:  # noqa: BLE001 - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=embed) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    filters = list(warnings.filters)
+    errors = run_at_once(lambda: encoder.embed(silence, 16000))
     assert errors == [] and warnings.filters == filters
