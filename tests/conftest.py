@@ -87,12 +87,10 @@ def tone_engine():
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy machine a 2-thread team that loses
     one core makes each step many times slower; torch's thread count is restored afterwards."""
-    import torch
+    from voxmith.engines.threads import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

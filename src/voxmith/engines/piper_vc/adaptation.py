@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from voxmith.engines.base import TORCH_RNG_LOCK
+from voxmith.engines.threads import on_torch_threads
 from voxmith.engines.piper_vc import conversion, postnet
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, align_utterance, collate, training_params
 from voxmith.training.config import ScheduleConfig
@@ -74,15 +75,12 @@ def train_residual(utterances: Sequence[ParallelUtterance], params: conversion.C
     lines = aligned_lines(utterances, params)
     if not lines or config.steps <= 0:
         return None
-    # On a thread of its own, so the thread count set there (per thread with OpenMP, torch's CPU
-    # backend) leaves the caller's untouched.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-adapt") as pool:
-        return pool.submit(_train, lines, params, config, progress).result()
+        return pool.submit(on_torch_threads(config.threads, _train), lines, params, config, progress).result()
 
 
 def _train(lines: list, params: conversion.ConversionParams, config: AdaptConfig,
            progress=None) -> postnet.FinetunedConversion:
-    torch.set_num_threads(max(1, int(config.threads)))
     batch = collate(lines)
     if config.keep_quantile < 1.0:
         batch = drop_far_pairs(batch, config.keep_quantile)

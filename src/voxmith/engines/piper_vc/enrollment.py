@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from voxmith.engines.piper_vc import base_cache, base_choice, conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, parallel_utterance, prepare_clip
+from voxmith.engines.threads import on_torch_threads
 
 # Short, phonetically varied sentences joe says during the warp search; fixed so enrollment is
 # reproducible. Two keep the search at a few seconds on 2 cores.
@@ -149,9 +149,8 @@ def search_warp(score: Callable[[float], float],
         if workers > 1 and len(todo) > 1:
             # One torch thread each (the GE2E embedding): `workers` threads already fill the cores,
             # and a second OpenMP thread per worker would only wait at barriers.
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp",
-                                    initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                scores = list(pool.map(score, todo))
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp") as pool:
+                scores = list(pool.map(on_torch_threads(1, score), todo))
         else:
             scores = None
         for k, warp in enumerate(todo):
@@ -186,9 +185,8 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     # results, overlapping. The embedding runs on one torch thread: its OpenMP threads would only
     # wait at barriers while the cores are this busy.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-asr") as asr, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-embed",
-                               initializer=torch.set_num_threads, initargs=(1,)) as embed:
-        embeddings = [embed.submit(encoder.embed, x, world.SAMPLE_RATE_HZ) for x in prepared]
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper-vc-embed") as embed:
+        embeddings = [embed.submit(on_torch_threads(1, encoder.embed), x, world.SAMPLE_RATE_HZ) for x in prepared]
         texts = [asr.submit(transcribe_clip, x, world.SAMPLE_RATE_HZ) for x in prepared]
         for k, x in enumerate(prepared):
             tick("analysing clips", k, len(prepared))
