@@ -32,6 +32,8 @@ from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
 from voxmith.errors import VoxmithError
 from voxmith.serve import ServeConfig
+from voxmith.serve.errors import ApiError
+from voxmith.serve.openai_api import engine_for_model
 from voxmith.serve.server import check_token, parse_listen
 from voxmith.studio import Studio
 
@@ -178,6 +180,7 @@ def test_speed_and_instructions(studio, base_url):
     ({"speed": 4.0, "model": "piper-vc"}, 400, ["speed 4.0", "piper-vc"]),
     ({"speed": 2.0, "model": TONE}, 400, ["cannot change its speaking speed"]),
     ({"voice": "../etc"}, 400, ["voice name"]),
+    ({"model": "piper-cv"}, 400, ["Unknown model 'piper-cv'", "piper-vc", "tts-1"]),
 ])
 def test_errors_in_openais_shape(base_url, body, status, words):
     request = {"model": TONE, "voice": "demo", "input": "Hello there.", **body}
@@ -189,6 +192,18 @@ def test_errors_in_openais_shape(base_url, body, status, words):
         assert word in error["message"]
     with pytest.raises(openai.BadRequestError, match=words[0].split("'")[0]):
         client(base_url).audio.speech.create(**request)
+
+
+def test_openai_model_names_map_to_the_default_engine_and_typos_are_refused():
+    for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "tts-1-1106", "tts-1-hd-1106",
+                 "gpt-4o-mini-tts-2025-03-20", "TTS-1"):
+        assert engine_for_model(name) == "piper-vc", name
+    assert engine_for_model("tortoise") == "tortoise"
+    for typo in ("tts-2", "piper_vc", "tts-1-hdd", "", "gpt-4o"):
+        with pytest.raises(ApiError) as refused:
+            engine_for_model(typo)
+        assert refused.value.status == 400 and refused.value.param == "model"
+        assert "piper-vc" in refused.value.message and "tts-1" in refused.value.message
 
 
 def test_malformed_json_and_unknown_route(base_url):

@@ -1,7 +1,9 @@
 """OpenAI's speech API: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
 
 Mapping onto the studio: `voice` is a voxmith voice; `model` is recorded, and picks the engine when
-it names one (`piper-vc`, `tortoise`; anything else, e.g. `tts-1`, gets the default engine);
+it names one (`piper-vc`, `tortoise`); OpenAI's own names (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`
+and their dated snapshots such as `tts-1-1106`) get the default engine; any other name is refused
+with the names that work (a mistyped engine would otherwise speak with the wrong one unnoticed);
 `speed` becomes the engine's `length_scale` (engines without one only speak at speed 1);
 `instructions` is recorded (no engine uses it yet). One take per sentence, unranked: chat clients
 want the first words quickly (`/voxmith/speak` has every option of `voxmith speak`).
@@ -9,6 +11,7 @@ want the first words quickly (`/voxmith/speak` has every option of `voxmith spea
 
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional, Union
 
 from fastapi import APIRouter, Request
@@ -25,6 +28,9 @@ from voxmith.studio.speech import SpeakRequest
 MAX_INPUT_CHARS = 4096  # as OpenAI
 # OpenAI's own model names, listed so clients that offer only those still find something to pick.
 OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+# OpenAI's dated snapshots of those names (`tts-1-1106`, `gpt-4o-mini-tts-2025-03-20`), which some
+# clients send as they are.
+_OPENAI_SNAPSHOT = re.compile(r"^(?:%s)(?:-\d[\d-]*)?$" % "|".join(re.escape(a) for a in OPENAI_MODEL_ALIASES))
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -36,7 +42,7 @@ class VoiceRef(BaseModel):
 class SpeechBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field("tts-1", max_length=200, description="Recorded; an engine name picks that engine.")
+    model: str = Field("tts-1", max_length=200, description="Recorded; an engine name picks that engine, OpenAI's names (tts-1, ...) the default one.")
     input: str = Field(..., description=f"The text, up to {MAX_INPUT_CHARS} characters.")
     voice: Union[str, VoiceRef] = Field(..., description="A voxmith voice name (GET /v1/audio/voices).")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
@@ -48,7 +54,16 @@ class SpeechBody(BaseModel):
 
 
 def engine_for_model(model: str) -> str:
-    return model if model in available_engines() else DEFAULT_ENGINE
+    """The engine a request's `model` asks for: a voxmith engine by name, the default engine for
+    OpenAI's names; anything else is a 400 naming the choices."""
+    engines = available_engines()
+    if model in engines:
+        return model
+    if _OPENAI_SNAPSHOT.match(model.strip().lower()):
+        return DEFAULT_ENGINE
+    raise ApiError(400, f"Unknown model '{model}'. Send a voxmith engine ({', '.join(engines)}) or one of "
+                        f"OpenAI's names for the default engine, {DEFAULT_ENGINE} "
+                        f"({', '.join(OPENAI_MODEL_ALIASES)}).", "model", "model_not_found")
 
 
 def speed_settings(engine: str, speed: float) -> dict:
