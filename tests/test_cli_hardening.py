@@ -327,3 +327,30 @@ def test_a_fine_tune_check_that_turned_the_network_off_says_so():
     assert "network is off" in format_finetune_check(check)
     check["strengths"]["network"], check["reduced"] = 0.5, ["network 1 -> 0.5: ..."]
     assert "network is off" not in format_finetune_check(check)
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+def test_eval_table_keeps_the_extension_of_long_file_names(run, monkeypatch):
+    # Before: names were cut at 40 characters, so take-a.wav and take-a.mp3 of a long name looked alike.
+    from voxmith.cli.commands_speak import fit_name
+    from voxmith.studio import Studio
+
+    long_wav = "20261122-101500-dr-smith-paid-five-dollars-for-three-apples.wav"
+    long_mp3 = long_wav[:-4] + ".mp3"
+    for name in (long_wav, long_mp3, "x" * 80 + ".flac"):
+        short = fit_name(name, 40)
+        assert len(short) == 40 and short.endswith(name[name.rindex("."):]) and short[:10] == name[:10]
+    assert fit_name(long_wav, 40) != fit_name(long_mp3, 40)
+    assert fit_name("short.wav", 40) == "short.wav"
+    assert fit_name("no-extension-" * 5, 40).startswith("no-extension-") and len(fit_name("n" * 60, 40)) == 40
+
+    def fake_evaluate(self, files, **kwargs):
+        return [{"file": f, "duration_s": 1.0, "similarity": 0.5, "wer": None, "naturalness_mos": 3.0,
+                 "transcript": "hi"} for f in files]
+
+    monkeypatch.setattr(Studio, "evaluate", fake_evaluate)
+    result = run("eval", "--reference", "ref.wav", long_wav, long_mp3)
+    assert result.exit_code == 0, result.output
+    rows = result.output.splitlines()[1:]
+    assert rows[0].split()[0].endswith(".wav") and rows[1].split()[0].endswith(".mp3")

@@ -209,8 +209,26 @@ def evaluate(obj, files, voice, references, text, as_json):
     click.echo(f"{'file':<40} {'dur s':>6} {'similarity':>10} {'WER':>6} {'MOS':>5}  transcript")
     for row in rows:
         wer = "-" if row["wer"] is None else f"{row['wer']:.0%}"
-        click.echo(f"{Path(row['file']).name[:40]:<40} {row['duration_s']:>6.2f} {row['similarity']:>10.3f} "
-                   f"{wer:>6} {row['naturalness_mos']:>5.2f}  {row['transcript']}")
+        click.echo(f"{fit_name(Path(row['file']).name, 40):<40} {row['duration_s']:>6.2f} "
+                   f"{row['similarity']:>10.3f} {wer:>6} {row['naturalness_mos']:>5.2f}  {row['transcript']}")
+
+
+def fit_name(name: str, width: int) -> str:
+    """`name` in at most `width` characters: a long one loses the middle of its stem, never its extension
+    or its end (result names differ in their time stamp at the start and their text at the end, and
+    `take1.wav` / `take1.mp3` differ only in the extension)."""
+    if len(name) <= width:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 8:
+        stem, extension = name, ""
+    else:
+        extension = "." + extension
+    room = width - len(extension) - 3  # 3: the "..." standing for the cut
+    if room < 2:
+        return name[:width]
+    tail = room // 3
+    return f"{stem[:room - tail]}...{stem[len(stem) - tail:]}{extension}"
 
 
 COMMANDS = [speak, reproduce, evaluate]
