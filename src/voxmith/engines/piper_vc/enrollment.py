@@ -13,7 +13,7 @@ parallel utterances' durations (rate.py).
 from __future__ import annotations
 
 import base64
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -150,14 +150,22 @@ def search_warp(score: Callable[[float], float],
             # One torch thread each (the GE2E embedding): `workers` threads already fill the cores,
             # and a second OpenMP thread per worker would only wait at barriers.
             with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="piper-vc-warp") as pool:
-                scores = list(pool.map(on_torch_threads(1, score), todo))
-        else:
-            scores = None
-        for k, warp in enumerate(todo):
-            tried[warp] = scores[k] if scores is not None else score(warp)
+                futures = [pool.submit(on_torch_threads(1, score), w) for w in todo]
+                # Ticked as each warp finishes, not all at once after the round (a bar showed
+                # thousands of warps a second and no ETA).
+                for done, _ in enumerate(as_completed(futures), 1):
+                    if tick is not None:
+                        tick(len(tried) + done, total)
+                scores = [f.result() for f in futures]
+            tried.update(zip(todo, scores))  # in `todo` order, as one thread would
+            return
+        for warp in todo:
+            tried[warp] = score(warp)
             if tick is not None:
                 tick(len(tried), total)
 
+    if tick is not None:
+        tick(0, total)  # the bar starts with the search, so its rate and ETA count from here
     scored(WARP_GRID)
     best = max(WARP_GRID, key=tried.__getitem__)
     for steps in WARP_REFINE:

@@ -1,0 +1,52 @@
+"""Progress bars a user reads: the rate and ETA must describe the work, not when it was reported.
+
+Before: piper-vc's warp search scored a round of warps on two threads and reported them all at once
+when the round ended, and the CLI's bar started at that first report: thousands of "it/s" and no ETA.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from voxmith.cli.progress import TqdmProgress
+from voxmith.engines.piper_vc.enrollment import WARP_GRID, WARP_REFINE, search_warp
+from voxmith.progress import Progress
+
+
+def _score(warp: float) -> float:
+    time.sleep(0.03)
+    return -abs(warp - 0.12)  # best near 0.12: the refinement rounds move
+
+
+def test_warp_search_ticks_each_warp_as_it_finishes():
+    ticks = []
+    lock = threading.Lock()
+
+    def tick(done, total):
+        with lock:
+            ticks.append((time.monotonic(), done, total))
+
+    best, tried = search_warp(_score, tick, workers=2)
+    total = len(WARP_GRID) + 2 * len(WARP_REFINE)
+    assert [d for _, d, _ in ticks] == list(range(total + 1)) and {t for _, _, t in ticks} == {total}
+    grid_ticks = [t for t, d, _ in ticks if 1 <= d <= len(WARP_GRID)]
+    # The grid's warps were reported over the grid's time (3-4 sleeps on 2 threads), not in one burst.
+    assert grid_ticks[-1] - grid_ticks[0] > 0.05
+    # The same choice, scores and order as one thread.
+    assert (best, list(tried.items())) == (lambda r: (r[0], list(r[1].items())))(search_warp(_score, workers=1))
+
+
+def test_a_bar_first_seen_part_way_counts_its_rate_from_there(capsys):
+    progress = TqdmProgress()
+    progress(Progress("choosing warp", 7, 11))  # work done before the bar existed
+    time.sleep(0.2)
+    progress(Progress("choosing warp", 8, 11))
+    bar = progress._bars["choosing warp"]
+    meter = bar.format_meter(**bar.format_dict)
+    progress.close()
+    rate = re.search(r"([\d.]+)(step/s|s/step)", meter)  # a unit on either side of the slash
+    assert rate, meter
+    per_second = float(rate.group(1)) if rate.group(2) == "step/s" else 1 / float(rate.group(1))
+    assert per_second < 10, meter  # one warp in 0.2 s: about 5/s, was 8/0.2 s = 40/s and more
