@@ -354,3 +354,23 @@ def test_eval_table_keeps_the_extension_of_long_file_names(run, monkeypatch):
     assert result.exit_code == 0, result.output
     rows = result.output.splitlines()[1:]
     assert rows[0].split()[0].endswith(".wav") and rows[1].split()[0].endswith(".mp3")
+
+
+# --- voices ------------------------------------------------------------------------------------
+
+def test_removing_a_voice_that_does_not_exist_names_the_voices_not_voices_add(run, demo_files):
+    # Before: `voices remove nobody` ended with "Create it with `voxmith voices add nobody CLIP...`".
+    refused = run("voices", "remove", "-y", "alice")
+    assert refused.exit_code == 1 and "No voice named 'alice'" in refused.output
+    assert "no voices yet" in refused.output and "voices add" not in refused.output
+    assert run("voices", "add", "alice", *map(str, demo_files)).exit_code == 0
+    assert run("voices", "add", "bob", str(demo_files[0])).exit_code == 0
+    for typo, hint in (("alcie", "Did you mean 'alice'?"), ("Bob", "Did you mean 'bob'?"), ("nobody", "")):
+        refused = run("voices", "remove", typo)  # asks nothing: refused before the confirmation
+        assert refused.exit_code == 1, refused.output
+        assert f"No voice named '{typo}'" in refused.output and "Voices: alice, bob." in refused.output
+        assert hint in refused.output and "voices add" not in refused.output and "Traceback" not in refused.output
+    assert sorted(p.name for p in (run.home / "voices").iterdir()) == ["alice", "bob"]
+    # speak and show still say how to create a voice that is not there
+    shown = run("voices", "show", "alcie")
+    assert "Did you mean 'alice'?" in shown.output and "voxmith voices add alcie" in shown.output

@@ -208,7 +208,7 @@ def format_enrollment(notes) -> str:
 @click.pass_obj
 def remove(obj, name, yes):
     """Remove voice NAME: its folder moves to the workspace's trash (your originals are untouched)."""
-    voice = obj.studio.voices.get(name)
+    voice = obj.studio.voices.get(name, to_create=False)
     if not yes:
         click.confirm(f"Remove voice '{name}' ({len(voice.clip_paths)} clips in {voice.path})? "
                       f"It will be moved to {obj.studio.voices.trash_dir}.", abort=True)

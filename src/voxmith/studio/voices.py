@@ -11,6 +11,7 @@ back by hand (its cache, which is recomputed anyway, is dropped).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import shutil
 from shlex import quote
 import tempfile
@@ -164,13 +165,26 @@ class VoiceLibrary:
     def exists(self, name: str) -> bool:
         return self._dir(name).is_dir()
 
-    def get(self, name: str) -> Voice:
+    def get(self, name: str, *, to_create: bool = True) -> Voice:
+        """Voice `name`; a missing one is an error naming the voices there are and the close ones
+        (a typo), and, with `to_create`, how to make it (not for `remove`: it would only mislead)."""
         path = self._dir(name)
         if not path.is_dir():
-            known = ", ".join(self.names()) or "none yet"
-            raise VoiceError(f"No voice named '{name}'. Voices: {known}. "
-                             f"Create it with `voxmith voices add {quote(name)} CLIP...`.")
+            raise self._missing(name, to_create)
         return Voice(name, path)
+
+    def _missing(self, name: str, to_create: bool) -> VoiceError:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6) + \
+            [n for n in names if n.lower() == name.lower()]
+        close = list(dict.fromkeys(close))
+        message = f"No voice named '{name}'."
+        if close:
+            message += " Did you mean " + " or ".join(f"'{n}'" for n in close) + "?"
+        message += f" Voices: {', '.join(names)}." if names else " There are no voices yet."
+        if to_create:
+            message += f" Create it with `voxmith voices add {quote(name)} CLIP...`."
+        return VoiceError(message)
 
     def add(self, name: str, files: Iterable[str | Path], *, force: bool = False, append: bool = False,
             progress: Optional[ProgressCallback] = None) -> Voice:
@@ -254,7 +268,7 @@ class VoiceLibrary:
 
     def remove(self, name: str) -> Path:
         """Move voice `name` to the workspace's trash; returns where it is now."""
-        voice = self.get(name)
+        voice = self.get(name, to_create=False)
         slot = self._reserve_backup(name)
         try:
             return self._move_to_backup(voice.path, slot)
