@@ -3,9 +3,11 @@ Synthesis by the instant `tone` test engine: the book logic is what is under tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -13,10 +15,13 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+import voxmith.asr
 from voxmith.cli.main import cli
 from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
 from voxmith.studio.book import BookRequest
+from voxmith.studio.fragments import fails_on_words_only
+from voxmith.studio.ranking import RankingSettings, TakeScores
 from voxmith.studio.speech import Speaker
 from voxmith.text.book import PauseSettings, parse_book
 
@@ -157,6 +162,66 @@ def test_sentences_that_fail_ranking_are_listed_for_review(tmp_path, tone_engine
     assert result.review == ["c01-s0001", "c01-s0002"]
     assert result.manifest["sentences"][0]["takes"] == 2  # the take and its one retry
     assert result.book_path.suffix == ".mp3"
+
+
+class _HeardByLength:
+    """Whisper stand-in: what it 'hears' depends on the audio's length (the tone engine says 0.2 s per
+    word): short pieces of a sentence heard alone are misheard, as real Whisper does with a few words."""
+
+    def __init__(self, script):
+        self.script, self.heard = script, []
+
+    def transcribe(self, samples, sample_rate_hz, **kwargs):
+        seconds = len(samples) / sample_rate_hz
+        text = self.script[min(self.script, key=lambda s: abs(s - seconds))]
+        self.heard.append((round(seconds, 2), text))
+        return SimpleNamespace(text=text)
+
+
+def test_pieces_cut_by_a_pause_mark_are_judged_as_one_sentence(tmp_path, tone_engine, monkeypatch):
+    # Before: "The keeper waited [pause 1s] and then ..." left "The keeper waited" alone, which Whisper
+    # misheard, so it was on the review list every time.
+    book = tmp_path / "cut.txt"
+    book.write_text("The keeper waited [pause 1s] and then he climbed the stairs. The lamp was lit.\n\n"
+                    "He slept well [pause 1s] until dawn.\n", encoding="utf-8")
+    cut = [(s.text, s.continues) for s in parse_book("Wait [pause 1s] here. Done. [pause 1s] New [pause 2s]\n\nNext.",
+                                                      False, PauseSettings())[0].sentences]
+    assert cut == [("Wait", True), ("here.", False), ("Done.", False), ("New", False), ("Next.", False)]
+    heard = _HeardByLength({
+        0.6: "",  # "The keeper waited" / "He slept well" alone: nothing heard
+        1.2: "and then he climbed the stairs",
+        2.1: "The keeper waited and then he climbed the stairs.",  # the first sentence joined: right
+        0.8: "The lamp was lost",  # an uncut sentence misheard: stays on the review list
+        0.4: "until dawn",
+        1.3: "He slipped until dawn",  # the second sentence joined: a word missing, stays for review
+    })
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
+    studio = _studio(tmp_path / "ws")
+    request = _request(tmp_path / "book", source=book, rank=True, audio_format="wav")
+    request.ranking = RankingSettings(regenerate_limit=0, min_naturalness=0.0)
+    result = studio.book(request)
+    assert result.review == ["c01-s0003", "c01-s0004"]
+    sentences = {s["id"]: s for s in result.manifest["sentences"]}
+    first = sentences["c01-s0001"]
+    assert first["status"] == "ok" and first["joined"]["alone"] == "review"
+    assert first["joined"]["with"] == ["c01-s0001", "c01-s0002"] and first["joined"]["refused"] is None
+    assert first["joined"]["transcript"] == "The keeper waited and then he climbed the stairs."
+    assert sentences["c01-s0004"]["joined"]["refused"].startswith("skips")
+    assert sentences["c01-s0005"]["status"] == "ok" and "joined" not in sentences["c01-s0003"]
+    # Resumed: nothing is heard again; a redo of one piece judges its sentence again.
+    count = len(heard.heard)
+    assert studio.book(request).review == ["c01-s0003", "c01-s0004"] and len(heard.heard) == count
+    redone = studio.book(request, redo="c01-s0002")
+    assert redone.review == ["c01-s0003", "c01-s0004"] and len(heard.heard) == count + 2  # the piece, then joined
+    assert {s["id"]: s for s in redone.manifest["sentences"]}["c01-s0001"]["joined"]["takes"][1] == [0, 1]
+
+
+def test_only_a_failure_on_words_is_judged_again_joined():
+    settings = RankingSettings()
+    words = TakeScores(0.7, 0.5, 1, 0, "the", 0.2, naturalness=3.5)
+    assert fails_on_words_only(words, settings)
+    assert not fails_on_words_only(dataclasses.replace(words, naturalness=1.0), settings)  # broken audio
+    assert not fails_on_words_only(dataclasses.replace(words, wer=0.0, deletions=0), settings)  # passes
 
 
 def test_cli_book_and_epub(tmp_path, tone_engine):

@@ -46,6 +46,9 @@ class BookSentence:
     id: str  # "c02-s0014": chapter 2, its 14th sentence
     text: str
     pause_after_s: float
+    # A pause mark cut the sentence after this piece ("He waited [pause 1s] and waited."): it goes on
+    # in the next one, with which it is judged as one sentence (studio/fragments.py).
+    continues: bool = False
 
 
 @dataclass
@@ -61,6 +64,11 @@ def _pause_seconds(match: re.Match) -> float:
     if seconds > MAX_PAUSE_S:
         raise VoxmithError(f"The pause '{match.group(0)}' is longer than {MAX_PAUSE_S:g} s; is it a typo?")
     return seconds
+
+
+def _ends_sentence(text: str) -> bool:
+    """Whether `text` (the words before a pause mark) ends with a sentence's final punctuation."""
+    return bool(re.search(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s*$", text))
 
 
 def _plain_markdown(text: str) -> str:
@@ -114,9 +122,12 @@ def chapter_sentences(number: int, title: Optional[str], body: str, pauses: Paus
                     explicit_last = False
             if pause is not None and chapter.sentences:
                 chapter.sentences[-1].pause_after_s = pause
+                chapter.sentences[-1].continues = len(chapter.sentences) > first and not _ends_sentence(text)
                 explicit_last = True
-        if len(chapter.sentences) > first and not explicit_last:
-            chapter.sentences[-1].pause_after_s = pauses.paragraph_pause_s
+        if len(chapter.sentences) > first:
+            chapter.sentences[-1].continues = False  # a paragraph's end ends its sentence, pause or not
+            if not explicit_last:
+                chapter.sentences[-1].pause_after_s = pauses.paragraph_pause_s
     if chapter.sentences:
         chapter.sentences[-1].pause_after_s = 0.0
     return chapter
