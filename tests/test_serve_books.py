@@ -133,6 +133,36 @@ def test_a_workspace_book_is_named_relative_to_the_workspace_and_never_outside(s
         assert unknown.status_code == 400 and "nobody" in unknown.json()["error"]["message"]
 
 
+def test_one_sentence_of_a_finished_book_is_made_again_over_http(studio):
+    PacedToneEngine.delay_s = 0.5  # the book is still being read when the first redo comes
+    with running(studio) as url:
+        job = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                         files={"book": ("redo.txt", TWO_SENTENCES, "text/plain")}, timeout=30).json()
+        too_soon = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/c01-s0002/redo", timeout=30)
+        assert too_soon.status_code == 409 and "once the book is done" in too_soon.json()["error"]["message"]
+        assert _events(url, job["id"])[-1]["type"] == "book.done"
+        PacedToneEngine.delay_s = 0.0
+        before = httpx.get(f"{url}/voxmith/books/{job['id']}/files/manifest.json").json()["sentences"]
+
+        redo = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/c01-s0002/redo", timeout=30)
+        assert redo.status_code == 202, redo.text
+        assert redo.json()["redo"] == "c01-s0002" and redo.json()["folder"] == job["folder"]
+        events = _events(url, redo.json()["id"])
+        assert events[-1]["type"] == "book.done"
+        assert any(e.get("stage", "").startswith("c01-s0002: made again") for e in events)
+        after = httpx.get(f"{url}/voxmith/books/{redo.json()['id']}/files/manifest.json").json()["sentences"]
+        assert after[0] == before[0]  # the other sentence is untouched
+        assert after[1]["redo"] == before[1]["redo"] + 1 and after[1]["seed"] != before[1]["seed"]
+        # the first job shows the book as it is now
+        assert httpx.get(f"{url}/voxmith/books/{job['id']}").json()["result"]["sentences"] == 2
+
+        for sentence, status, words in (("c09-s0001", 404, "no sentence 'c09-s0001'"),
+                                        ("../../x", 404, "")):
+            refused = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/{sentence}/redo", timeout=30)
+            assert refused.status_code == status and words in refused.json()["error"]["message"]
+        assert httpx.post(f"{url}/voxmith/books/nope/sentences/c01-s0001/redo", timeout=30).status_code == 404
+
+
 def test_a_cancelled_book_keeps_its_sentences_and_the_same_book_resumes(studio):
     text = b" ".join(b"Sentence number %d is here." % i for i in range(1, 7))
     PacedToneEngine.delay_s = 0.3

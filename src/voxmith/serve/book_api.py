@@ -9,6 +9,10 @@
     GET    /voxmith/books/{id}/files/{name}    a file of the finished book (book.m4b, chapters/..., manifest.json)
     DELETE /voxmith/books/{id}                 cancel (finished sentences are kept: starting the same
                                                book again resumes it)
+    POST   /voxmith/books/{id}/sentences/{sentence}/redo
+                                               make one sentence of a finished book again (new seeds;
+                                               its chapter and the joined book are rebuilt), as
+                                               `voxmith book --redo`: 202 with a new job
 
 The book is made in its usual folder, results/VOICE/<book>-book/, so the CLI, the web UI and this
 API resume each other's books. Clients name a workspace file, never a path outside the workspace;
@@ -93,6 +97,7 @@ def job_status(studio, job: BookJob) -> dict:
         status, error, result = job.status, job.error, job.result
         progress = next((e for e in reversed(job.events) if e["type"] == "book.progress"), None)
     out = {"id": job.id, "status": status, "voice": job.request.voice, "book": Path(job.request.source).name,
+           "redo": job.redo,
            "folder": result_id(studio, job.folder), "created": _when(job.created), "started": _when(job.started),
            "finished": _when(job.finished), "progress": progress, "error": error,
            "status_url": f"/voxmith/books/{job.id}", "events_url": f"/voxmith/books/{job.id}/events"}
@@ -199,6 +204,29 @@ async def cancel_book(job_id: str, request: Request):
     return job_status(request.app.state.studio, job)
 
 
+@router.post("/{job_id}/sentences/{sentence_id}/redo", status_code=202,
+             summary="Make one sentence of a finished book again (as `voxmith book --redo`); returns a new job")
+async def redo_sentence(job_id: str, sentence_id: str, request: Request):
+    app = request.app
+    job = _job(request, job_id)
+    with job.lock:
+        status, finished = job.status, job.result
+    if status != "done" or finished is None:
+        what = "is still being read" if status in ("queued", "running") else f"was not finished ({status})"
+        raise ApiError(409, f"The book {what}; a sentence can be made again once the book is done"
+                            f"{'' if status in ('queued', 'running') else ' (start it again to finish it)'}.", "id")
+    known = [s.id for s in finished.record.sentences]
+    if sentence_id not in known:
+        example = f" (its ids run from {known[0]} to {known[-1]}; the manifest lists them)" if known else ""
+        raise ApiError(404, f"There is no sentence '{sentence_id}' in this book{example}.", "sentence_id")
+    if not Path(job.request.source).is_file():
+        raise ApiError(409, f"The book's file '{Path(job.request.source).name}' is no longer there; start the book "
+                            "again (same file and options: it resumes at once) and redo the sentence in that job.",
+                       "id")
+    redo = app.state.books.submit(job.request, job.folder, redo=sentence_id)
+    return job_status(app.state.studio, redo)
+
+
 @router.get("/{job_id}/events", summary="A book job's progress as server-sent events, until it ends")
 async def book_events(job_id: str, request: Request, after: int = -1):
     job = _job(request, job_id)
@@ -240,7 +268,7 @@ async def book_file(job_id: str, name: str, request: Request):
 def make_book(studio, job: BookJob):
     """What the book worker runs for a job."""
     try:
-        return studio.book(job.request, progress=job.progress)
+        return studio.book(job.request, redo=job.redo, progress=job.progress)
     except VoxmithError as err:  # name the upload as the client sent it, not where it is kept
         if job.upload is not None and str(job.upload) in str(err):
             raise VoxmithError(str(err).replace(str(job.upload), job.upload.name)) from None

@@ -44,6 +44,7 @@ class BookJob:
     request: BookRequest
     folder: Path  # where the book is made
     upload: Optional[Path] = None  # the uploaded book, when it came as an upload
+    redo: Optional[str] = None  # a sentence id: the job makes that sentence of the finished book again
     # called once when the job has ended (from the worker thread, or the one that cancelled it queued)
     on_end: Optional[Callable[["BookJob"], None]] = None
     status: str = "queued"  # queued, running, done, failed, cancelled
@@ -111,16 +112,17 @@ class BookJobs:
         self._thread.start()
 
     def submit(self, request: BookRequest, folder: Path, upload: Optional[Path] = None,
-               on_end: Optional[Callable[[BookJob], None]] = None) -> BookJob:
-        """Queue a book; raises PoolFull when too many are waiting, PoolClosed when shutting down.
-        `on_end(job)` is called once the job has ended, however it ended."""
+               on_end: Optional[Callable[[BookJob], None]] = None, redo: Optional[str] = None) -> BookJob:
+        """Queue a book (or, with `redo`, one sentence of it made again); raises PoolFull when too many
+        are waiting, PoolClosed when shutting down. `on_end(job)` is called once the job has ended,
+        however it ended."""
         with self._lock:
             if self._closed:
                 raise PoolClosed("The server is shutting down; no new books are taken.")
             waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
             if waiting >= self.max_waiting:
                 raise PoolFull(60)
-            job = BookJob(secrets.token_urlsafe(12), request, folder, upload, on_end)
+            job = BookJob(secrets.token_urlsafe(12), request, folder, upload=upload, on_end=on_end, redo=redo)
             self._jobs[job.id] = job
             self._forget_old()
         job.add_event({"type": "book.queued"})
@@ -159,6 +161,15 @@ class BookJobs:
         self._queue.put(None)
         self._thread.join(timeout_s)
 
+    def _refresh_results(self, folder: Path, result: BookResult) -> None:
+        """After a redo, the other finished jobs of the same book show the book as it is now (their
+        files are the folder's, so their review list must be too)."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.folder == folder and j.result is not None]
+        for other in jobs:
+            with other.lock:
+                other.result = result
+
     def _forget_old(self) -> None:
         ended = [job_id for job_id, job in self._jobs.items() if job.ended]
         for job_id in ended[:max(0, len(self._jobs) - JOBS_KEPT)]:
@@ -188,6 +199,8 @@ class BookJobs:
             else:
                 status, event, error = "done", {"type": "book.done"}, None
                 job.result = result
+                if job.redo:
+                    self._refresh_results(job.folder, result)
             job.end(status, event, error)
             job.call_on_end()
 
