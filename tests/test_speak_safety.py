@@ -3,6 +3,7 @@ Ctrl-C keeps the finished sentences and leaves no clutter. Uses the instant tone
 
 from __future__ import annotations
 
+import ctypes
 import json
 import threading
 import time
@@ -44,13 +45,36 @@ class StopsAtStop(ToneEngine):
         return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
 
 
+def _ctrl_c_inside_c_code() -> None:
+    """Ctrl-C arriving while C code runs a Python callback (as llvmlite's, while numba compiles):
+    Python prints it as 'Exception ignored' and drops it."""
+    compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+    def interrupted(a, b):
+        raise KeyboardInterrupt
+
+    values = (ctypes.c_int * 2)(2, 1)
+    ctypes.CDLL(None).qsort(values, 2, ctypes.sizeof(ctypes.c_int), compare(interrupted))
+
+
+class DropsCtrlC(ToneEngine):
+    """Ctrl-C is pressed (and dropped by a callback from C) while it speaks a sentence with 'stop'."""
+
+    name = "dropped-ctrl-c-tone"
+
+    def synthesize(self, text, conditioning, settings, *, seed, candidates=1, progress=None):
+        if "stop" in text.lower():
+            _ctrl_c_inside_c_code()
+        return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates)
+
+
 @pytest.fixture
 def voice_studio(studio, demo_files):
-    for cls in (SlowTone, StopsAtStop):
+    for cls in (SlowTone, StopsAtStop, DropsCtrlC):
         register_engine(cls.name, cls)
     studio.voices.add("v", demo_files)
     yield studio
-    for cls in (SlowTone, StopsAtStop):
+    for cls in (SlowTone, StopsAtStop, DropsCtrlC):
         unregister_engine(cls.name)
 
 
@@ -134,3 +158,18 @@ def test_ctrl_c_with_o_keeps_the_part_and_cli_exits_130(voice_studio, tmp_path):
     result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e", "stop-tone",
                                       "-v", "v", "--no-rank", "-o", str(other), "Stop now."])
     assert result.exit_code == 130 and not other.exists()
+
+
+def test_a_ctrl_c_dropped_inside_c_code_still_stops_the_command(voice_studio, tmp_path, capsys):
+    # Before: Ctrl-C during the first sentence (numba compiling through llvmlite) printed "Exception
+    # ignored ... KeyboardInterrupt" and the command went on to the end as if nothing was pressed.
+    from voxmith.cli.main import cli
+
+    out = tmp_path / "long.wav"
+    result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e",
+                                      "dropped-ctrl-c-tone", "-v", "v", "--no-rank", "-o", str(out),
+                                      "First part. Then stop here. Never said. Nor this."])
+    assert result.exit_code == 130, result.output
+    assert "Exception ignored" not in capsys.readouterr().err
+    # stopped at the next sentence: the sentence being spoken when Ctrl-C came is finished and kept
+    assert json.loads(out.with_suffix(".json").read_text())["interrupted"]["sentences_done"] == 2

@@ -14,6 +14,7 @@ import warnings
 
 import click
 
+from voxmith.cli import interrupts
 from voxmith.version import __version__
 from voxmith.errors import VoxmithError
 
@@ -97,6 +98,7 @@ def _file_system_problem(err: OSError) -> str | None:
 def cli(ctx, home, device, debug, quiet):
     """voxmith: clone a voice from a few clips and make it say anything, locally."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    interrupts.install()
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     ctx.obj = StudioContext(home, device, debug, quiet)
 

@@ -7,6 +7,7 @@ from typing import Dict
 
 from tqdm import tqdm
 
+from voxmith.cli.interrupts import raise_if_lost
 from voxmith.progress import Progress
 
 
@@ -19,6 +20,7 @@ class TqdmProgress:
         self._last_line = ""
 
     def __call__(self, event: Progress) -> None:
+        raise_if_lost()  # a Ctrl-C that Python dropped in a callback from C stops the command here
         if not self.enabled:
             return
         if event.total is None:  # open-ended work: one line per step, no bar
