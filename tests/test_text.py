@@ -20,9 +20,24 @@ from voxmith.text import normalize_text, split_paragraphs, split_sentences, word
     ("-4 degrees", "minus four degrees"),
     ("e.g. this vs. that", "for example this versus that"),
     ("It’s “quoted” — here", "It's \"quoted\", here"),
+    # Found by a new user's trial: a minus sign before money or decimals, not a hyphen in a name;
+    # superscripts, vulgar fractions, digits glued to letters, decades; numbers too long to say.
+    ("-273.15°C and -$5", "minus two hundred and seventy-three point one five degrees Celsius and minus five dollars"),
+    ("COVID-19 and pages 3-4", "COVID-nineteen and pages three-four"),
+    ("3² and 5 m²", "three squared and five meters squared"),
+    ("½ cup or 3½ cups", "one half cup or three and a half cups"),
+    ("H₂O at 3pm on MP3", "H two O at three pm on MP three"),
+    ("the 1920s, the '90s and 45s", "the nineteen twenties, the nineties and forty-fives"),
+    ("Order 12345678901234567", "Order one two three four five six seven eight nine zero one two three four five six seven"),
 ])
 def test_normalize(written, spoken):
     assert normalize_text(written) == spoken
+
+
+def test_a_number_of_hundreds_of_digits_is_read_not_a_crash():
+    # Before: OverflowError from num2words (a traceback for `speak "999...9"`).
+    assert normalize_text("9" * 400 + " and $" + "9" * 60) == " ".join(["nine"] * 400) + " and " \
+        + " ".join(["nine"] * 60) + " dollars"
 
 
 def test_words_used_as_words_are_left_alone():

@@ -33,8 +33,21 @@ CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "poun
               "€": ("euro", "euros", "cent", "cents")}
 
 
+# Longer numbers are identifiers (account, order, card numbers), read digit by digit: nobody says
+# "nine hundred and ninety-nine quadrillion ...", and num2words overflows on a few hundred digits.
+MAX_NUMBER_DIGITS = 15
+_DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _cardinal(n: int | str, to: str = "cardinal") -> str:
+    digits = str(n).lstrip("0") or "0"
+    if len(digits) > MAX_NUMBER_DIGITS:
+        return " ".join(_DIGIT_WORDS[int(d)] for d in str(n))
+    return num2words(int(digits), to=to)
+
+
 def _plural(n: int, one: str, many: str) -> str:
-    return f"{num2words(n)} {one if n == 1 else many}"
+    return f"{_cardinal(n)} {one if n == 1 else many}"
 
 
 def _money(match: re.Match) -> str:
@@ -52,8 +65,8 @@ def _number(text: str) -> str:
     text = text.replace(",", "")
     if "." in text:
         whole, frac = text.split(".", 1)
-        return f"{num2words(int(whole or 0))} point " + " ".join(num2words(int(d)) for d in frac)
-    return num2words(int(text))
+        return f"{_cardinal(whole or 0)} point " + " ".join(_DIGIT_WORDS[int(d)] for d in frac)
+    return _cardinal(text)
 
 
 def _year_or_number(match: re.Match) -> str:
@@ -62,7 +75,16 @@ def _year_or_number(match: re.Match) -> str:
     # Four-digit numbers from 1100 to 2099 without separators read as years ("nineteen ninety").
     if len(value) == 4 and 1100 <= n <= 2099 and not (2000 <= n <= 2009):
         return num2words(n, to="year")
-    return num2words(n)
+    return _cardinal(value)
+
+
+def _decade(match: re.Match) -> str:
+    """'1920s' -> 'nineteen twenties', '90s' -> 'nineties', '1900s' -> 'nineteen hundreds'."""
+    value = match.group(1)
+    if len(value) == 2 and value.endswith("0") or len(value) == 4 and 1100 <= int(value) <= 2099:
+        words = num2words(int(value), to="year") if len(value) == 4 else num2words(int(value))
+        return words[:-1] + "ies" if words.endswith("y") else words + "s"
+    return match.group(0)
 
 
 def _time(match: re.Match) -> str:
@@ -81,19 +103,27 @@ def normalize_text(text: str) -> str:
     "twelve thirty-four円")."""
     if not reads_as_latin(text):
         return text
-    text = unicodedata.normalize("NFKC", text)
+    # Before NFKC, which would make "3²" "32" and "3½" "31⁄2".
+    text = re.sub(r"(?<=\w)²", " squared", text)
+    text = re.sub(r"(?<=\w)³", " cubed", text)
+    text = re.sub(r"(\d)([\u00bc-\u00be\u2150-\u215e])", r"\1 \2", text)
+    text = unicodedata.normalize("NFKC", text).replace("\u2044", "/")  # ½ -> 1⁄2 -> 1/2, read as a fraction
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = re.sub(r"[\u2013\u2014]", ", ", text)  # dashes are pauses
     text = spell_readings(text)
     for pattern, words in _LATIN:
         text = pattern.sub(words, text)
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
+    # A minus sign, not a hyphen ("COVID-19", "5-10"): first, before money and decimals become words.
+    text = re.sub(r"(?<![\w.,/-])-(?=[$£€]?\d)", "minus ", text)
     text = re.sub(r"([$£€])\s?(\d[\d,]*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?", _money, text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})(?:\s?(am|pm|a m|p m))?\b",
                   lambda m: _time(m) + (f" {m.group(3)}" if m.group(3) else ""), text, flags=re.I)
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: num2words(int(m.group(1)), to="ordinal"), text, flags=re.I)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _cardinal(m.group(1), to="ordinal"), text, flags=re.I)
     text = re.sub(r"(\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+)", lambda m: _number(m.group(0)), text)
-    text = re.sub(r"(?<!\d)-(\d)", r"minus \1", text)
+    text = re.sub(r"(?<![\w.,])'?(\d{2}|\d{4})'?s\b", _decade, text)  # "the 1920s", "the '90s"
+    # Digits glued to letters are said apart: "H2O", "MP3", "3pm" (units and ordinals are done above).
+    text = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])(?!s\b)", " ", text)  # not "45s": "forty-fives"
     text = re.sub(r"\d+", _year_or_number, text)
     for symbol, words in SYMBOLS.items():
         text = text.replace(symbol, words)
