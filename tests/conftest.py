@@ -87,7 +87,7 @@ def tone_engine():
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy machine a 2-thread team that loses
     one core makes each step many times slower; torch's thread count is restored afterwards."""
-    from voxmith.engines.threads import torch_threads
+    from voxmith.torch_threads import torch_threads
 
     with torch_threads(1):
         yield
@@ -203,3 +203,29 @@ def paced_tone_undelayed():
     PacedToneEngine.delay_s = 0.0
     yield
     PacedToneEngine.delay_s = 0.0
+
+
+@pytest.fixture(autouse=True)
+def torch_thread_count_kept():
+    """A test that leaves torch's process-wide thread count changed (threads started later copy it:
+    voxmith.torch_threads) fails here, and the count is put back so that the next tests run as alone."""
+    yield
+    import sys
+    import threading
+
+    if "torch" not in sys.modules:
+        return
+    import torch
+
+    from voxmith.torch_threads import active_bodies
+
+    if active_bodies():
+        return  # a body still running on another thread holds its count on purpose
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    here = torch.get_num_threads()
+    if seen[0] != here:
+        torch.set_num_threads(here)
+        pytest.fail(f"torch's thread count for new threads was left at {seen[0]} (this thread: {here})")

@@ -214,7 +214,7 @@ def test_history_loads_the_request_and_rerun_matches_cli_reproduce(page, studio,
 
     # Exact across threads: the page's synthesis runs on a Gradio worker thread, the CLI's and the
     # original's on pytest's main thread (they differed by one 16-bit step while an enrollment's
-    # worker pool left torch's thread count at 1 for threads started later; voxmith.engines.threads).
+    # worker pool left torch's thread count at 1 for threads started later; voxmith.torch_threads).
     assert np.array_equal(from_page, from_cli), f"page vs CLI: {differ(from_page, from_cli)}"
     assert np.array_equal(from_page, original), f"page vs original: {differ(from_page, original)}"
 

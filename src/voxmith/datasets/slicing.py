@@ -9,12 +9,14 @@ is used and the segment is marked as a forced cut. Pure numpy on 16 kHz mono; no
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
 from voxmith.audio.dsp import frame_rms_db
+from voxmith.torch_threads import torch_threads
 
 VAD_RATE_HZ = 16000
 FRAME_MS = 10
@@ -49,12 +51,7 @@ class Span:
 
 def silero_speech_mask(samples16k: np.ndarray) -> np.ndarray:
     """Speech probability > 0.5 per 10 ms frame, from Silero VAD (its windows are 32 ms)."""
-    import torch
-
-    model = _silero_model()
-    with torch.no_grad():
-        probs = model.audio_forward(torch.from_numpy(np.ascontiguousarray(samples16k, np.float32)),
-                                    VAD_RATE_HZ).numpy().ravel()
+    probs = _silero_probabilities(samples16k)
     window_s = 512 / VAD_RATE_HZ
     n_frames = int(np.ceil(samples16k.shape[0] / (VAD_RATE_HZ * FRAME_MS / 1000)))
     frame_times = (np.arange(n_frames) + 0.5) * FRAME_MS / 1000
@@ -62,17 +59,27 @@ def silero_speech_mask(samples16k: np.ndarray) -> np.ndarray:
     return probs[index] > 0.5 if probs.size else np.zeros(n_frames, bool)
 
 
-_model_cache: list = []
+_silero_lock = threading.Lock()
+_silero_model: list = []
 
 
-def _silero_model():
-    if not _model_cache:
-        from silero_vad import load_silero_vad
+def _silero_probabilities(samples16k: np.ndarray) -> np.ndarray:
+    import torch
 
-        _model_cache.append(load_silero_vad())
-    model = _model_cache[0]
-    model.reset_states()
-    return model
+    # The model carries its recurrent state from chunk to chunk in the object: one caller at a time.
+    with _silero_lock:
+        if not _silero_model:
+            # Importing silero_vad sets torch's process-wide thread count to 1 (module-level code):
+            # every thread started later, a server's requests included, would run on one core.
+            with torch_threads(torch.get_num_threads()):
+                from silero_vad import load_silero_vad
+
+                _silero_model.append(load_silero_vad())
+        model = _silero_model[0]
+        model.reset_states()
+        with torch.no_grad():
+            return model.audio_forward(torch.from_numpy(np.ascontiguousarray(samples16k, np.float32)),
+                                       VAD_RATE_HZ).numpy().ravel()
 
 
 def quiet_mask(samples16k: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from voxmith.engines.base import TORCH_RNG_LOCK
-from voxmith.engines.threads import on_torch_threads
+from voxmith.torch_threads import on_torch_threads
 from voxmith.engines.piper_vc import conversion, postnet
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, align_utterance, collate, training_params
 from voxmith.training.config import ScheduleConfig

@@ -24,7 +24,7 @@ from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embeddi
 from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, parallel_utterance, prepare_clip
-from voxmith.engines.threads import on_torch_threads
+from voxmith.torch_threads import on_torch_threads
 
 # Short, phonetically varied sentences joe says during the warp search; fixed so enrollment is
 # reproducible. Two keep the search at a few seconds on 2 cores.

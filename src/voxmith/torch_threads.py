@@ -5,7 +5,8 @@ OpenMP team, and every thread started later copies the stored count on its first
 a worker and left there, it makes the threads a server starts afterwards run on that count: slower,
 and with different float sums than the same request on the main thread (reductions split by the
 team size). `torch_threads` sets the count for the body and puts the stored count back when the last
-such body in the process ends.
+such body in the process ends; `with torch_threads(torch.get_num_threads())` keeps a library that sets
+the count when imported (silero_vad) from changing it for the process.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import functools
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
-
-import torch
 
 _lock = threading.Lock()
 _active = 0
@@ -27,6 +26,8 @@ T = TypeVar("T")
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """Run the body with `count` intra-op threads in this thread (see the module's docstring)."""
+    import torch  # here, so that importing this module does not import torch
+
     global _active, _process_count
     with _lock:
         own = torch.get_num_threads()
@@ -50,3 +51,8 @@ def on_torch_threads(count: int, fn: Callable[..., T]) -> Callable[..., T]:
         with torch_threads(count):
             return fn(*args, **kwargs)
     return wrapped
+
+
+def active_bodies() -> int:
+    """How many torch_threads bodies are running now (tests check for leaks only when none is)."""
+    return _active

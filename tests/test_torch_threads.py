@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from voxmith.engines.threads import on_torch_threads, torch_threads
+from voxmith.torch_threads import on_torch_threads, torch_threads
 
 
 def _count_in_new_thread() -> int:
@@ -56,3 +56,26 @@ def test_the_count_comes_back_after_an_error():
         pass
     assert torch.get_num_threads() == process
     assert _count_in_new_thread() == process
+
+
+def test_silero_vad_loaded_on_a_worker_thread_leaves_the_process_count(tmp_path):
+    """silero_vad's module code sets torch to one thread; the dataset slicer loads it without that
+    leaking (a fresh process: the module runs once per process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, numpy as np, torch\n"
+        "from voxmith.datasets.slicing import silero_speech_mask\n"
+        "before = torch.get_num_threads()\n"
+        "worker = threading.Thread(target=silero_speech_mask, args=(np.zeros(16000, np.float32),))\n"
+        "worker.start(); worker.join()\n"
+        "seen = []\n"
+        "probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))\n"
+        "probe.start(); probe.join()\n"
+        "print(before, torch.get_num_threads(), seen[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, main_after, new_thread = out.stdout.split()
+    assert before == main_after == new_thread
