@@ -197,6 +197,28 @@ def test_model_that_needs_a_download_fails_fast(tmp_path, demo_files, monkeypatc
         _prepare(tmp_path, demo_files, model="large-v3")
 
 
+def test_the_same_recording_given_twice_is_sliced_once(tmp_path, demo_files, monkeypatch):
+    # Before: a voice whose folder holds one take twice (a WAV and its re-encoding) gave the same
+    # lines twice, so they could land in train and in validation.
+    import voxmith.asr
+    from types import SimpleNamespace
+
+    from voxmith.audio import save_audio
+    from voxmith.audio.dsp import resample
+
+    heard = SimpleNamespace(text="Some words.", language="en",
+                            segments=[SimpleNamespace(avg_logprob=-0.2, no_speech_prob=0.01)])
+    monkeypatch.setattr(voxmith.asr, "get_transcriber",
+                        lambda *a, **k: SimpleNamespace(transcribe=lambda *a, **k: heard))
+    audio = load_audio(demo_files[0])
+    copy = tmp_path / "copy.wav"
+    save_audio(copy, resample(audio.samples, audio.sample_rate_hz, 16000), 16000)
+    summary = _prepare(tmp_path, [demo_files[0], copy, demo_files[1], demo_files[0]])
+    alone = _prepare(tmp_path / "alone", demo_files)
+    assert summary["sources"] == 2 and summary["segments"] == alone["segments"]
+    assert f"copy.wav was left out: the same recording as {demo_files[0].name}." in summary["note"]
+
+
 def test_unknown_source(tmp_path):
     with pytest.raises(VoxmithError, match="neither a voice"):
         _prepare(tmp_path, ["no-such-voice-or-file"])

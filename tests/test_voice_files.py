@@ -60,6 +60,24 @@ def test_the_same_clip_added_several_times_is_flagged_and_counted_once(studio, d
     assert set(many.duplicates) == set(flagged) and "counted once" in many.clips[1].flags[0]
 
 
+def test_a_clip_added_again_in_another_format_is_flagged_and_counted_once(studio, demo_files, tmp_path):
+    # Before: only byte-identical files were caught; the shared voice 'pat' holds one take twice
+    # (2.wav and 3.wav differ in their bytes), and voices show counted it twice.
+    from voxmith.audio import load_audio, save_audio
+    from voxmith.audio.dsp import resample
+
+    audio = load_audio(demo_files[0])
+    again = tmp_path / "take-again.mp3"  # after lj_*.flac: the report counts the first in name order
+    save_audio(again, resample(audio.samples, audio.sample_rate_hz, 16000), 16000)
+    report = studio.analyse_voice(studio.voices.add("twice", [demo_files[0], again, demo_files[1]]).name)
+    once = studio.analyse_voice(studio.voices.add("distinct", demo_files).name)
+    assert report.duplicates == {"take-again.mp3": demo_files[0].name}
+    flags = {c.file: c.flags for c in report.clips}
+    assert flags["take-again.mp3"][0] == f"duplicate of {demo_files[0].name} (the same recording; counted once)"
+    assert not any(f.startswith("duplicate") for f in flags[demo_files[1].name])
+    assert report.total_speech_s == pytest.approx(once.total_speech_s)
+
+
 def test_telephone_audio_is_flagged(studio, demo_audio, tmp_path):
     from voxmith.audio.dsp import resample
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from voxmith.audio import Audio, load_audio, loudness_normalize, resample, save_audio
 from voxmith.audio.analysis import CLIP_LEVEL
+from voxmith.audio.duplicates import same_recordings
 from voxmith.datasets.slicing import VAD_RATE_HZ, plan_segments
 from voxmith.datasets.store import Dataset
 from voxmith.errors import VoxmithError
@@ -187,7 +188,16 @@ def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: Prepare
     paths = [Path(p) for p in sources]
     if not paths:
         raise VoxmithError("No recordings given: pass voices or audio files with --from.")
-    fingerprint = fingerprint_files(paths)
+    fingerprint = fingerprint_files(paths)  # of what was given: a dataset made before resumes as it was
+    # The same recording given twice (a voice and its folder, a WAV and its MP3) would put the same
+    # lines in train and validation: only its first copy is sliced.
+    paths = list(dict.fromkeys(p.resolve() for p in paths))  # a file named twice is one source
+    copies = same_recordings(paths)
+    left_out = [{"path": str(p.resolve()), "same_as": str(first.resolve())} for p, first in copies.items()]
+    for item in left_out:
+        report(progress, f"left out {Path(item['path']).name}: the same recording as {Path(item['same_as']).name}",
+               0, None)
+    paths = [p for p in paths if p not in copies]
     existing = dataset.load() if dataset.record_path.exists() else None
     resumable = (existing is not None and not redo and existing.get("fingerprint") == fingerprint
                  and existing.get("slicing") == settings.slicing_key())
@@ -209,7 +219,8 @@ def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: Prepare
                   "fingerprint": fingerprint, "slicing": settings.slicing_key(), "settings": asdict(settings),
                   "sources": [{"path": str(p.resolve()), "duration_s": round(a.duration_s, 3)}
                               for p, a in zip(paths, sources_audio)],
-                  "sample_rate_hz": settings.sample_rate_hz, "segments": segments}
+                  "sample_rate_hz": settings.sample_rate_hz, "segments": segments,
+                  **({"left_out": left_out} if left_out else {})}
         dataset.save(record)
     try:
         transcribed = _transcribe(dataset, record, settings, redo, progress)

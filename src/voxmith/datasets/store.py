@@ -106,7 +106,9 @@ class Dataset:
                           for lo, hi, n in zip(edges, edges[1:] + [None], histogram) if n],
             "flagged": [{"id": s["id"], "flags": s["flags"], "transcript": s.get("transcript")}
                         for s in segments if s.get("flags") and not s.get("dropped")],
-            "note": record.get("split_note", ""),
+            "note": " ".join(n for n in [record.get("split_note", "")] + [
+                f"{Path(copy['path']).name} was left out: the same recording as {Path(copy['same_as']).name}."
+                for copy in record.get("left_out", [])] if n),
         }
 
 

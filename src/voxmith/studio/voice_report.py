@@ -7,7 +7,6 @@ advice. Embeddings go through the conditioning cache, so a second report does no
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from shlex import quote
@@ -17,6 +16,7 @@ import numpy as np
 
 from voxmith.audio import analyse_audio, load_audio
 from voxmith.audio.analysis import ClipStats
+from voxmith.audio.duplicates import same_recordings
 from voxmith.errors import AudioError
 from voxmith.progress import ProgressCallback, report
 from voxmith.speaker import ENCODER_ID, cosine_similarity, get_speaker_encoder, mean_embedding
@@ -134,25 +134,10 @@ def _advice(total_speech_s: float, clips: List[ClipReport], voice: Voice, missin
     return advice
 
 
-def _content_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def find_duplicates(paths: List[Path]) -> Dict[str, str]:
-    """Clips whose audio file is byte-for-byte another clip's: {clip: first clip with that content}."""
-    first: Dict[str, str] = {}
-    duplicates = {}
-    for path in paths:
-        digest = _content_digest(path)
-        if digest in first:
-            duplicates[path.name] = first[digest]
-        else:
-            first[digest] = path.name
-    return duplicates
+    """Clips that hold another clip's recording (byte for byte, or re-encoded: voxmith.audio.duplicates):
+    {clip: the first clip with that recording}."""
+    return {later.name: first.name for later, first in same_recordings(paths).items()}
 
 
 def analyse_voice(voice: Voice, device: str = "cpu",
@@ -183,7 +168,7 @@ def analyse_voice(voice: Voice, device: str = "cpu",
         c = consistency[i] if len(paths) >= 2 else None  # one clip is trivially consistent
         flags = _flags(s, c, median)
         if path.name in duplicates:
-            flags.insert(0, f"duplicate of {duplicates[path.name]} (the same audio; counted once)")
+            flags.insert(0, f"duplicate of {duplicates[path.name]} (the same recording; counted once)")
         clips.append(ClipReport(path.name, s, c, flags))
     # A clip added several times is still one recording's worth of speech.
     unique = [s for path, s in zip(paths, stats) if path.name not in duplicates]
