@@ -173,8 +173,10 @@ def test_speed_and_instructions(studio, base_url):
 
 @pytest.mark.parametrize("body,status,words", [
     ({"voice": "nobody"}, 400, ["Unknown voice 'nobody'", "demo"]),
+    ({"voice": "Demo"}, 400, ["Unknown voice 'Demo'", "Did you mean 'demo'?"]),
     ({"input": "x" * 4097}, 400, ["4097 characters", "4096"]),
-    ({"input": "   "}, 400, ["input is empty"]),
+    ({"input": "   "}, 400, ["input has no words"]),
+    ({"input": "\u0000 \u200b ..."}, 400, ["input has no words"]),  # was the CLI's "--text-file" advice
     ({"response_format": "wma"}, 400, ["response_format"]),
     ({"speed": 5}, 400, ["speed"]),
     ({"speed": 4.0, "model": "piper-vc"}, 400, ["speed 4.0", "piper-vc"]),

@@ -12,6 +12,8 @@ from voxmith.text.language import detect_languages
     ("Привет, мир! Как дела?", "ru", ()),
     ("你好，世界。今天天气很好。", "zh", ()),
     ("こんにちは、世界。", "ja", ()),
+    ("日本語です", "ja", ()),  # more kanji than kana in one run: was called Chinese
+    ("東京都に行きます。", "ja", ()),
     ("안녕하세요 세계", "ko", ()),
     ("مرحبا بالعالم", "ar", ()),
     ("Ich bin nicht sicher, ob das heute geht.", "de", ()),

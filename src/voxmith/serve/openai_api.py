@@ -104,7 +104,9 @@ def check_voice(studio, name: str) -> None:
         raise ApiError(400, str(err), "voice") from None
     if not exists:
         known = ", ".join(studio.voices.names()) or "none yet (add one with POST /voxmith/voices/NAME)"
-        raise ApiError(400, f"Unknown voice '{name}'. Voices: {known}.", "voice", "voice_not_found")
+        close = studio.voices.close_names(name)
+        meant = f" Did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+        raise ApiError(400, f"Unknown voice '{name}'.{meant} Voices: {known}.", "voice", "voice_not_found")
 
 
 @router.post("/audio/speech", summary="Speak text (OpenAI's audio.speech)",
@@ -115,8 +117,8 @@ async def create_speech(body: SpeechBody, request: Request):
     if len(text) > MAX_INPUT_CHARS:
         raise ApiError(400, f"input is {len(text)} characters long; the limit is {MAX_INPUT_CHARS} (as OpenAI's). "
                             "Split the text into several requests.", "input", "string_above_max_length")
-    if not text.strip():
-        raise ApiError(400, "input is empty: send the text to speak.", "input")
+    if not any(c.isalnum() for c in text):  # blank, or only punctuation, emoji, control characters
+        raise ApiError(400, "input has no words to speak: send the text to speak.", "input")
     voice = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
     check_voice(studio, voice)
     engine = engine_for_model(body.model)

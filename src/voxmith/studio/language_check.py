@@ -24,7 +24,9 @@ def _quoted(words: Sequence[str]) -> str:
 def _speakers_of(language: str, engine_languages: Dict[str, Tuple[str, ...]]) -> str:
     names = [name for name, langs in engine_languages.items() if language in langs]
     if names:
-        return f"Use --engine {names[0]}" + (f" (or {', '.join(names[1:])})" if names[1:] else "") + "."
+        # Said by every shell: the CLI's option, and what the HTTP API and web UI call it.
+        others = f" (or {', '.join(names[1:])})" if names[1:] else ""
+        return f"Use the {names[0]} engine{others}: --engine {names[0]}, or engine/model '{names[0]}' over HTTP."
     return f"No installed engine speaks {language_name(language)} yet."
 
 

@@ -66,7 +66,7 @@ class SpeakRequest:
 
     def validate(self) -> None:
         if not self.text or not any(c.isalnum() for c in self.text):
-            raise VoxmithError("There is no text to speak. Pass the text, or --text-file with some words in it.")
+            raise VoxmithError("There is no text to speak: the text has no words in it.")
         if bool(self.voice) == bool(self.refs):
             raise VoxmithError("Say whose voice to use: --voice NAME or --ref CLIP... (one of them).")
         if not 1 <= self.candidates <= 16:

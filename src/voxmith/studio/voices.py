@@ -173,11 +173,15 @@ class VoiceLibrary:
             raise self._missing(name, to_create)
         return Voice(name, path)
 
+    def close_names(self, name: str) -> List[str]:
+        """Voices whose names are close to `name` (a typo, another case): for "did you mean"."""
+        names = self.names()
+        close = [n for n in names if n.lower() == name.lower()] + difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        return list(dict.fromkeys(close))[:3]
+
     def _missing(self, name: str, to_create: bool) -> VoiceError:
         names = self.names()
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6) + \
-            [n for n in names if n.lower() == name.lower()]
-        close = list(dict.fromkeys(close))
+        close = self.close_names(name)
         message = f"No voice named '{name}'."
         if close:
             message += " Did you mean " + " or ".join(f"'{n}'" for n in close) + "?"

@@ -64,6 +64,11 @@ class TextLanguages:
 def _word_script(word: str) -> str:
     scripts = Counter(script_of(c) for c in word)
     scripts.pop("", None)
+    # Japanese runs kanji and kana together without spaces ("日本語です"): any kana makes the run
+    # Japanese, however many kanji it has (Chinese has no kana).
+    kana = [s for s in ("HIRAGANA", "KATAKANA") if s in scripts]
+    if kana:
+        return kana[0]
     return scripts.most_common(1)[0][0] if scripts else ""
 
 
