@@ -11,6 +11,7 @@ Marked `slow` (about a minute or two on 2 CPU cores): `pytest -m slow tests/test
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 
@@ -30,17 +31,50 @@ pytestmark = pytest.mark.slow
 SAMPLING = dict(do_sample=True, temperature=0.8, top_p=0.8, repetition_penalty=2.0, length_penalty=1.0)
 
 
+# Drawing hundreds of millions of normal numbers one by one costs seconds of CPU per model (the
+# generator is serial): every parameter is filled from one bank of N(0, 1) draws instead, from an
+# offset drawn per parameter. The bank's length is prime, so no two rows of a weight repeat each other.
+BANK = 1_000_003
+# nn.init functions the modules' constructors call; redrawn by randomize_ anyway, so skipped.
+INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                  "xavier_normal_", "orthogonal_", "zeros_", "ones_", "constant_")
+
+
+@contextlib.contextmanager
+def no_default_init():
+    """Build a model without its default initialisation (randomize_ overwrites every parameter, so
+    the model is the same as with it; the official init of ~420M parameters costs seconds of CPU)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in INIT_FUNCTIONS:
+            patch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+
+
+def build(cls, config):
+    with no_default_init():
+        return cls(config)
+
+
+def _fill_(flat: torch.Tensor, bank: torch.Tensor, start: int) -> None:
+    done, position = 0, start
+    while done < flat.numel():
+        take = min(flat.numel() - done, bank.numel() - position)
+        flat[done:done + take].copy_(bank[position:position + take])
+        done, position = done + take, 0
+
+
 @torch.no_grad()
 def randomize_(model: torch.nn.Module, seed: int, std: float = 0.02) -> torch.nn.Module:
     """Redraw every floating parameter in place (no second copy of the weights): norm gains near 1,
     everything else N(0, std). std is smaller than the golden tests' 0.05 so 30 layers stay finite."""
     generator = torch.Generator().manual_seed(seed)
+    bank = torch.randn(BANK, generator=generator)
     for name, param in sorted(model.named_parameters()):
-        noise = torch.randn(param.shape, generator=generator)
+        _fill_(param.view(-1), bank, int(torch.randint(BANK, (1,), generator=generator)))
         if param.dim() == 1 and ("norm" in name or "ln_" in name or name.endswith((".g", ".gamma"))):
-            param.copy_(1.0 + 0.1 * noise)
+            param.mul_(0.1).add_(1.0)
         else:
-            param.copy_(std * noise)
+            param.mul_(std)
     return model.eval()
 
 
@@ -58,7 +92,7 @@ def free_memory():
 
 def test_autoregressive_full_size():
     config = UnifiedVoiceConfig()
-    model = randomize_(UnifiedVoice(config), 1)
+    model = randomize_(build(UnifiedVoice, config), 1)
     assert sum(p.numel() for p in model.parameters()) > 400e6  # really the official 421.5M model
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -77,7 +111,7 @@ def test_autoregressive_full_size():
 
 
 def test_clvp_full_size():
-    model = randomize_(CLVP(CLVPConfig()), 2)
+    model = randomize_(build(CLVP, CLVPConfig()), 2)
     g = torch.Generator().manual_seed(1)
     text = torch.randint(1, 255, (2, 12), generator=g)
     codes = torch.randint(0, 8192, (2, 40), generator=g)
@@ -86,7 +120,7 @@ def test_clvp_full_size():
 
 
 def test_cvvp_full_size():
-    model = randomize_(CVVP(CVVPConfig()), 3)
+    model = randomize_(build(CVVP, CVVPConfig()), 3)
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         check(model(torch.randn(2, 80, 64, generator=g), torch.randint(0, 8192, (2, 40), generator=g)), (2,))
@@ -94,7 +128,7 @@ def test_cvvp_full_size():
 
 def test_diffusion_full_size():
     config = DiffusionConfig()
-    model = randomize_(DiffusionTts(config), 4)
+    model = randomize_(build(DiffusionTts, config), 4)
     g = torch.Generator().manual_seed(3)
     frames = 8 * 4 * 24000 // 22050  # 8 AR latents -> 34 frames, as api.py sizes the output
     with torch.no_grad():
@@ -112,7 +146,7 @@ def test_diffusion_full_size():
 
 
 def test_vocoder_full_size():
-    model = randomize_(UnivNetGenerator(UnivNetConfig()), 5)
+    model = randomize_(build(UnivNetGenerator, UnivNetConfig()), 5)
     mel = torch.randn(1, 100, 8, generator=torch.Generator().manual_seed(4)) * 2 - 5
     audio = model.inference(mel, generator=torch.Generator().manual_seed(5))
     check(audio, (1, 1, 8 * 256))
@@ -121,7 +155,7 @@ def test_vocoder_full_size():
 
 @pytest.mark.parametrize("config", [RandomLatentConfig.auto(), RandomLatentConfig.diffuser()], ids=["auto", "diffuser"])
 def test_random_latents_full_size(config):
-    model = randomize_(RandomLatentConverter(config), 6)
+    model = randomize_(build(RandomLatentConverter, config), 6)
     with torch.no_grad():
         latent = model.convert(torch.randn(1, config.channels, generator=torch.Generator().manual_seed(6)))
     check(latent, (1, config.channels))
