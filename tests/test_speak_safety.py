@@ -173,3 +173,14 @@ def test_a_ctrl_c_dropped_inside_c_code_still_stops_the_command(voice_studio, tm
     assert "Exception ignored" not in capsys.readouterr().err
     # stopped at the next sentence: the sentence being spoken when Ctrl-C came is finished and kept
     assert json.loads(out.with_suffix(".json").read_text())["interrupted"]["sentences_done"] == 2
+
+
+def test_ctrl_c_during_a_text_file_says_interrupted_once_and_how_to_resume(voice_studio, tmp_path):
+    from voxmith.cli.main import cli
+
+    text = tmp_path / "chapter.txt"
+    text.write_text("First part. Then stop. Never.", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "speak", "-e", "stop-tone",
+                                      "-v", "v", "--no-rank", "--text-file", str(text), "-o", str(tmp_path / "c.wav")])
+    assert result.exit_code == 130, result.output
+    assert result.output.count("Interrupted") == 1 and "run the same command again to resume" in result.output

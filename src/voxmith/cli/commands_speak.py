@@ -86,6 +86,7 @@ def _run_and_print(obj, speak, play: bool, resumable: bool = False) -> None:
             if resumable:
                 click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.",
                            err=True)
+                sys.exit(130)  # said once (re-raised, the CLI said "Interrupted." a second time)
             raise
         progress.close()
         done = stopped.result.record.interrupted
