@@ -57,6 +57,10 @@ def test_plain_text_chapters_and_bad_pauses():
         parse_book("\n\n  \n", False, PauseSettings())
     with pytest.raises(VoxmithError, match="chapter pause"):
         PauseSettings(chapter_pause_s=-1).validate()
+    # Before: "chapter pause s must be between 0 and 30 s, got 1000000000.0."
+    with pytest.raises(VoxmithError, match=r"^The chapter pause \(--chapter-pause\) must be between 0 and 30 seconds, "
+                                           r"got 1e\+09\.$"):
+        PauseSettings(chapter_pause_s=1e9).validate()
 
 
 def _studio(path: Path) -> Studio:

@@ -35,10 +35,11 @@ class PauseSettings:
     chapter_pause_s: float = 2.0  # between chapters in the joined book
 
     def validate(self) -> None:
-        for name in ("sentence_pause_s", "paragraph_pause_s", "chapter_pause_s"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= MAX_PAUSE_S:
-                raise VoxmithError(f"{name.replace('_', ' ')} must be between 0 and {MAX_PAUSE_S:g} s, got {value}.")
+        for kind in ("sentence", "paragraph", "chapter"):
+            value = getattr(self, f"{kind}_pause_s")
+            if not 0.0 <= value <= MAX_PAUSE_S:  # said with the option's name (the API's field is alike)
+                raise VoxmithError(f"The {kind} pause (--{kind}-pause) must be between 0 and {MAX_PAUSE_S:g} seconds, "
+                                   f"got {value:g}.")
 
 
 @dataclass
