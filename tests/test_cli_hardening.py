@@ -374,3 +374,20 @@ def test_removing_a_voice_that_does_not_exist_names_the_voices_not_voices_add(ru
     # speak and show still say how to create a voice that is not there
     shown = run("voices", "show", "alcie")
     assert "Did you mean 'alice'?" in shown.output and "voxmith voices add alcie" in shown.output
+
+
+
+# --- book --------------------------------------------------------------------------------------
+
+def test_ctrl_c_in_a_book_says_interrupted_once_and_exits_130(run, monkeypatch, tmp_path):
+    from voxmith.studio import Studio
+
+    def interrupted(self, request, redo=None, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Studio, "book", interrupted)
+    book = tmp_path / "story.txt"
+    book.write_text("Once upon a time.", encoding="utf-8")
+    result = run("book", "-v", "anyone", str(book))
+    assert result.exit_code == 130, result.output
+    assert result.output.count("Interrupted") == 1 and "run the same command again to resume" in result.output

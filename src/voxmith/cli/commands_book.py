@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 
 import click
@@ -62,7 +64,7 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
     except KeyboardInterrupt:
         progress.close()
         click.echo("\nInterrupted. The finished sentences are kept: run the same command again to resume.", err=True)
-        raise
+        sys.exit(130)  # said once (re-raised, the CLI said "Interrupted." a second time)
     progress.close()
     book = result.record
     weights = f"fine-tuned weights of run '{book.finetune.run}', step {book.finetune.step}" if book.finetune \
