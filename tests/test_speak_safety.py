@@ -184,3 +184,17 @@ def test_ctrl_c_during_a_text_file_says_interrupted_once_and_how_to_resume(voice
                                       "-v", "v", "--no-rank", "--text-file", str(text), "-o", str(tmp_path / "c.wav")])
     assert result.exit_code == 130, result.output
     assert result.output.count("Interrupted") == 1 and "run the same command again to resume" in result.output
+
+
+def test_reproduce_takes_the_results_audio_file_for_its_sidecar(voice_studio, tmp_path):
+    # Before: `voxmith reproduce results/v/x.wav` said it "cannot be read as JSON (UnicodeDecodeError)".
+    from voxmith.cli.main import cli
+
+    made = voice_studio.speak(SpeakRequest(text="Hello there.", voice="v", engine="slow-tone", seed=3, rank=False))
+    again = tmp_path / "again.wav"
+    result = CliRunner().invoke(cli, ["--home", str(voice_studio.workspace.home), "-q", "reproduce", str(made.path),
+                                      "-o", str(again)])
+    assert result.exit_code == 0, result.output
+    from voxmith.audio import load_audio
+
+    assert (load_audio(again).samples == load_audio(made.path).samples).all()  # the same audio

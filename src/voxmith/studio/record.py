@@ -347,6 +347,9 @@ def read_result(path: str | os.PathLike) -> ResultRecord:
 
 
 def _read_object(path: str | os.PathLike) -> dict:
+    sidecar_path = Path(path).with_suffix(".json")
+    if Path(path).suffix.lower() != ".json" and sidecar_path.is_file():
+        path = sidecar_path  # the result's audio was named (`reproduce take.wav`): its sidecar is beside it
     what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
     try:
         sidecar = read_json(path)
