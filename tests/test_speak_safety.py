@@ -198,3 +198,22 @@ def test_reproduce_takes_the_results_audio_file_for_its_sidecar(voice_studio, tm
     from voxmith.audio import load_audio
 
     assert (load_audio(again).samples == load_audio(made.path).samples).all()  # the same audio
+
+
+def test_eval_of_results_compares_with_the_voice_they_were_made_in(voice_studio, monkeypatch):
+    # Before: `voxmith eval results/v/x.wav` answered "Compare with --voice NAME or --reference CLIP...".
+    import voxmith.studio.studio as studio_module
+
+    made = voice_studio.speak(SpeakRequest(text="Hello there.", voice="v", engine="slow-tone", seed=3, rank=False))
+    compared = []
+
+    def stop_here(voice, device, progress=None):
+        compared.append(voice.name)
+        raise VoxmithError("stop before the scoring models load")
+
+    monkeypatch.setattr(studio_module, "voice_embeddings", stop_here)
+    with pytest.raises(VoxmithError, match="stop before"):
+        voice_studio.evaluate([made.path])
+    assert compared == ["v"]
+    with pytest.raises(VoxmithError, match="--voice NAME or --reference"):  # a file that is no result: as before
+        voice_studio.evaluate([voice_studio.voices.get("v").clip_paths[0]])

@@ -383,6 +383,17 @@ def text_of_result(sidecar_path: Path) -> Optional[str]:
         return None
 
 
+def voice_of_result(sidecar_path: Path) -> Optional[str]:
+    """The library voice a result (spoken or converted) was made in, if `sidecar_path` is a readable
+    result sidecar naming one; else None."""
+    try:
+        record = read_record(sidecar_path) if Path(sidecar_path).is_file() else None
+    except VoxmithError:
+        return None
+    voice = getattr(record, "voice", None)
+    return voice.name if voice is not None else None
+
+
 _RESULT_KEYS = frozenset({"schema", "voxmith_version", "created", "text", "voice", "refs", "finetune", "engine",
                           "settings", "seed", "candidates", "ranking", "device", "output", "timing", "sentences",
                           "origin", "warnings", "resumed", "interrupted"})

@@ -34,7 +34,7 @@ from voxmith.studio import models
 from voxmith.studio.language_check import check_text_language, installed_engine_languages
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.record import (ConversionRecord, FinetuneChoice, FinetuneUsed, ResultRecord, read_record,
-                                   text_of_result)
+                                   text_of_result, voice_of_result)
 from voxmith.studio.book import BookMaker, BookRequest, BookResult, read_chapters
 from voxmith.studio.unfinished import SentenceStore, folder_lock, request_key
 from voxmith.studio.speech import (SpeakRequest, SpeakResult, SpeechStream, slugify, load_reference_clips,
@@ -514,9 +514,18 @@ class Studio:
         from voxmith.speaker import get_speaker_encoder
         from voxmith.studio.ranking import score_take
 
+        files = list(files)
+        if not voice and not references:
+            # Results of this studio say their voice: `eval results/alice/x.wav` compares with alice.
+            named = {voice_of_result(Path(f).with_suffix(".json")) for f in files}
+            if len(named) == 1 and None not in named and self.voices.exists(next(iter(named))):
+                voice = next(iter(named))
+                report(progress, f"comparing with voice '{voice}' (the one the results were made in)", 0, None)
+            elif len(named - {None}) > 1:
+                raise VoxmithError(f"The results were made in different voices ({', '.join(sorted(named - {None}))}); "
+                                   "say which to compare with: --voice NAME or --reference CLIP....")
         if bool(voice) == bool(references):
             raise VoxmithError("Compare with --voice NAME or --reference CLIP... (one of them).")
-        files = list(files)
         for index, file in enumerate(files):
             report(progress, "reading files", index, len(files), Path(file).name)
             load_audio(file)  # decoding is cheap next to scoring; audio is read again below
