@@ -50,3 +50,39 @@ def test_a_bar_first_seen_part_way_counts_its_rate_from_there(capsys):
     assert rate, meter
     per_second = float(rate.group(1)) if rate.group(2) == "step/s" else 1 / float(rate.group(1))
     assert per_second < 10, meter  # one warp in 0.2 s: about 5/s, was 8/0.2 s = 40/s and more
+
+
+def test_a_conversion_counts_up_to_the_total_it_announced(studio, demo_files, tmp_path):
+    # Before: a 9.6 s recording was counted 0/10, then ended at 9/9.
+    from tests.tone_engine import ToneEngine
+    from voxmith.engines import register_engine
+    from voxmith.engines.registry import unregister_engine
+    from voxmith.studio.conversion import ConvertRequest
+
+    class Passthrough:
+        details: dict = {}
+
+        def __init__(self, rate):
+            self.sample_rate_hz = rate
+
+        def convert(self, samples):
+            return samples
+
+    class ToneConverter(ToneEngine):
+        name = "tone-converter"
+        supports_convert = True
+
+        def converter(self, sample, conditioning, settings, progress=None):
+            return Passthrough(self.sample_rate_hz)
+
+    register_engine(ToneConverter.name, ToneConverter)
+    try:
+        studio.voices.add("v", demo_files)
+        events = []
+        studio.convert(ConvertRequest(source=demo_files[0], voice="v", engine=ToneConverter.name),
+                       progress=lambda e: events.append(e) if e.stage.startswith("converting") else None)
+    finally:
+        unregister_engine(ToneConverter.name)
+    totals = {e.total for e in events}
+    assert len(totals) == 1 and events[-1].done == events[-1].total == totals.pop()
+    assert all(e.done <= e.total for e in events)

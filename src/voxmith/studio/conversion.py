@@ -92,10 +92,13 @@ def convert_recording(engine: Engine, conditioning, request: ConvertRequest, out
     done = 0
     with StreamWriter(output, rate) as writer:
         for chunk in itertools.chain(head, chunks):
-            report(progress, "converting (seconds of the recording)", int(done / rate), total)
+            done_s = int(done / rate)
+            report(progress, "converting (seconds of the recording)", min(done_s, total) if total else done_s, total)
             writer.write(converter.convert(chunk))
             done += chunk.size
-    report(progress, "converting (seconds of the recording)", int(done / rate), int(done / rate))
+    # Ends at the total it announced (a 9.6 s recording counted 0/10 ... then 9/9).
+    final = total if total else int(round(done / rate))
+    report(progress, "converting (seconds of the recording)", final, final)
     elapsed = time.perf_counter() - started
     seconds = done / rate
     voice, refs = voice_record.get("voice"), voice_record.get("refs")
