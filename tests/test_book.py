@@ -16,6 +16,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 import voxmith.asr
+import voxmith.quality
 from voxmith.cli.main import cli
 from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
@@ -218,6 +219,26 @@ def test_pieces_cut_by_a_pause_mark_are_judged_as_one_sentence(tmp_path, tone_en
     redone = studio.book(request, redo="c01-s0002")
     assert redone.review == ["c01-s0003", "c01-s0004"] and len(heard.heard) == count + 2  # the piece, then joined
     assert {s["id"]: s for s in redone.manifest["sentences"]}["c01-s0001"]["joined"]["takes"][1] == [0, 1]
+
+
+def test_the_cli_shows_what_was_heard_in_each_sentence_to_review(tmp_path, tone_engine, monkeypatch):
+    # Before: "2 sentence(s) to review (still missing words after the retries): c01-s0003, ..." (the
+    # reason may be other words, not missing ones, and the user had to open the manifest to see them).
+    book = tmp_path / "lamp.txt"
+    book.write_text("The lamp was lit. The keeper slept.\n", encoding="utf-8")
+    heard = _HeardByLength({0.8: "The lamp was lost", 0.6: "The keeper slept."})
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
+
+    def no_mos_model():  # ranked on words here; DistillMOS would take seconds to load
+        raise voxmith.quality.NaturalnessUnavailable("not in this test")
+
+    monkeypatch.setattr(voxmith.quality, "get_naturalness_model", no_mos_model)
+    studio = _studio(tmp_path / "ws")
+    result = CliRunner().invoke(cli, ["--home", str(studio.workspace.home), "-q", "book", "-v", "demo", "-e", "tone",
+                                      "--retries", "0", "--format", "wav", str(book)])
+    assert result.exit_code == 0, result.output
+    assert "1 sentence(s) to review" in result.output
+    assert 'c01-s0001: "The lamp was lit." heard as "The lamp was lost"' in result.output
 
 
 def test_only_a_failure_on_words_is_judged_again_joined():

@@ -73,9 +73,18 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
                f"{book.duration_s / 60:.1f} min, {book.engine_name} with {weights}; "
                f"manifest: {result.folder / 'manifest.json'}", err=True)
     if result.review:
-        click.echo(f"{len(result.review)} sentence(s) to review (still missing words after the retries): "
-                   f"{', '.join(result.review)}; redo one with --redo ID.", err=True)
+        # What was heard, so a user can judge without opening the manifest (a misheard name is fine).
+        click.echo(f"{len(result.review)} sentence(s) to review (Whisper still heard other words after the "
+                   "retries); listen to them and redo one with --redo ID:", err=True)
+        listed = [s for s in book.sentences if s.id in set(result.review)]
+        for sentence in listed[:REVIEW_LISTED]:
+            heard = (sentence.scores or {}).get("transcript", "")
+            click.echo(f"  {sentence.id}: \"{sentence.text}\" heard as \"{heard.strip()}\"", err=True)
+        if len(listed) > REVIEW_LISTED:
+            click.echo(f"  ... and {len(listed) - REVIEW_LISTED} more (manifest.json's review)", err=True)
     click.echo(str(result.book_path))
 
+
+REVIEW_LISTED = 10  # sentences shown with what was heard; the manifest lists them all
 
 COMMANDS = [book]
