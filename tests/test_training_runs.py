@@ -42,6 +42,31 @@ def test_loss_decreases_and_files_are_written(tmp_path):
     assert again.step == 30 and again.resumed_from == 30 and len(run.read_metrics()) == 30
 
 
+def test_plots_are_drawn_at_the_first_and_last_save_and_when_asked(tmp_path, monkeypatch):
+    """Every save writes a checkpoint; the plots (~0.3 CPU-s each time) only at a call's first and
+    last save, at a `save` command, and otherwise once PLOT_INTERVAL_S has passed since the last."""
+    from voxmith.training import loop
+
+    drawn = []
+    real_render = TrainingRun.render_plots
+
+    def render(self):
+        drawn.append(len(self.read_metrics()))
+        return real_render(self)
+    monkeypatch.setattr(TrainingRun, "render_plots", render)
+    for interval, expected in ((1e9, [1, 3, 6]), (0.0, list(range(1, 7)))):
+        monkeypatch.setattr(loop, "PLOT_INTERVAL_S", interval)
+        drawn.clear()
+        run = new_run(tmp_path, f"plots-{interval:g}", tiny_config(epochs=2, save=1, keep=10))  # 3 steps an epoch
+
+        def commands():
+            return ["save"] if len(run.read_metrics()) == 2 else []  # read during step 3
+        result = train_loop(TinyTask(), run, commands=commands)
+        assert result.step == 6 and [c.step for c in run.checkpoints.list()] == list(range(1, 7))
+        assert drawn == expected
+        assert (run.folder / "loss.png").stat().st_size > 1000
+
+
 def _state(task, run):
     ckpt = run.checkpoints.load(run.checkpoints.latest())
     return task.model.state_dict(), ckpt["optimizer"], ckpt["scheduler"]

@@ -18,6 +18,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
 
@@ -35,6 +36,11 @@ from voxmith.training.lock import TrainerLock
 from voxmith.training.losses import LossTerm, resolve
 from voxmith.training.run import TrainingRun
 from voxmith.training.tensorboard_log import TensorBoardLog
+
+# loss.png and lr.png take ~0.3 CPU-s to draw: a run saving every few steps redrew them at each save.
+# They are drawn at a call's first save, its last (finished or stopped), a save asked for, and
+# otherwise at most this often (the web UI's plot then trails by at most this much).
+PLOT_INTERVAL_S = 30.0
 
 __all__ = ["COMMANDS", "TrainingResult", "TrainingTask", "lr_factor", "train_loop"]
 
@@ -163,6 +169,7 @@ class _Training:
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self.resumed_from: Optional[int] = None
         self.checkpoint: Optional[CheckpointInfo] = None
+        self.plotted_at: Optional[float] = None  # time.monotonic() of the last plots
         self.tensorboard: Optional[TensorBoardLog] = None
         self.terms = tuple(getattr(task, "losses", ()) or ())
         if not self.terms:
@@ -260,9 +267,9 @@ class _Training:
             self.run.append_metrics(row)
             self.tensorboard.log(row)
         stopped = "quit" if quit_ else "interrupted" if interrupted else "finished"
-        if (stopped != "finished" or save or self.step % c.save_every_steps == 0
-                or self.step == self.total_steps):
-            self._save(val_loss)
+        last = stopped != "finished" or self.step == self.total_steps
+        if last or save or self.step % c.save_every_steps == 0:
+            self._save(val_loss, plots=last or save)
         return stopped
 
     def _optimizer_step(self, forward: torch.nn.Module, batches: list[Any],
@@ -335,8 +342,9 @@ class _Training:
         report(self.progress, "validation", self.step, self.total_steps, detail=f"validation loss {val_loss:.4g}")
         return val_loss
 
-    def _save(self, val_loss: Optional[float]) -> None:
-        """Rank 0 writes a checkpoint; every process contributes its RNG state for an exact resume."""
+    def _save(self, val_loss: Optional[float], plots: bool = False) -> None:
+        """Rank 0 writes a checkpoint; every process contributes its RNG state for an exact resume.
+        The plots are redrawn when `plots`, at this call's first save, or PLOT_INTERVAL_S after the last."""
         rng_by_rank = distributed.gather_to_main(capture_rng_state(), self.ctx)
         if not self.ctx.is_main:
             return
@@ -350,7 +358,10 @@ class _Training:
         store = self.run.checkpoints
         info = store.save(state, self.step, self.epoch, val_loss)
         store.prune(self.config.checkpoints.keep_last)
-        self.run.render_plots()
+        now = time.monotonic()
+        if plots or self.plotted_at is None or now - self.plotted_at >= PLOT_INTERVAL_S:
+            self.run.render_plots()
+            self.plotted_at = now
         self.tensorboard.flush()
         report(self.progress, "saved checkpoint", self.step, self.total_steps, detail=info.path.name)
         self.checkpoint = info
