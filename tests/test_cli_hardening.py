@@ -391,3 +391,18 @@ def test_ctrl_c_in_a_book_says_interrupted_once_and_exits_130(run, monkeypatch, 
     result = run("book", "-v", "anyone", str(book))
     assert result.exit_code == 130, result.output
     assert result.output.count("Interrupted") == 1 and "run the same command again to resume" in result.output
+
+
+
+def test_global_flags_may_come_after_the_command(tmp_path, demo_files):
+    # Before: `voxmith voices add alice clip.flac -q` answered "No such option '-q'".
+    from click.testing import CliRunner
+
+    from voxmith.cli.main import cli
+
+    home = str(tmp_path / "home")
+    added = CliRunner().invoke(cli, ["--home", home, "voices", "add", "alice", str(demo_files[0]), "-q"])
+    assert added.exit_code == 0, added.output
+    assert "checking clips" not in added.output  # quiet: no progress bar
+    listed = CliRunner().invoke(cli, ["--home", home, "voices", "list", "--debug"])
+    assert listed.exit_code == 0 and "alice" in listed.output

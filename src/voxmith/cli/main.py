@@ -40,8 +40,21 @@ class StudioContext:
         return TqdmProgress(enabled=not self.quiet)
 
 
+# Global flags a user naturally puts at the end (`voxmith speak ... -q`): taken from anywhere before a
+# `--`, as if given before the command (no command has options of these names).
+GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
+
+
 class FriendlyGroup(click.Group):
     """Turns errors into messages instead of tracebacks."""
+
+    def parse_args(self, ctx, args):
+        if ctx.parent is None:
+            end = args.index("--") if "--" in args else len(args)
+            flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+            if flags:
+                args = flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
