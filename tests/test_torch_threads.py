@@ -1,11 +1,27 @@
-"""torch_threads: a thread count set for one piece of work does not leak into threads started later."""
+"""torch_threads: a thread count set for one piece of work does not leak into threads started later.
 
+The process runs on 3 threads here (not the machine's count, so that a leak of 1 or of the default
+shows on any machine)."""
+
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 
-from voxmith.torch_threads import on_torch_threads, torch_threads
+from voxmith.torch_threads import on_torch_threads, process_threads, torch_threads
+
+PROCESS = 3
+
+
+@pytest.fixture(autouse=True)
+def three_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(PROCESS)
+    yield
+    torch.set_num_threads(before)
 
 
 def _count_in_new_thread() -> int:
@@ -17,65 +33,97 @@ def _count_in_new_thread() -> int:
 
 
 def test_a_pool_task_on_one_thread_leaves_later_threads_at_the_process_count():
-    process = torch.get_num_threads()
     with ThreadPoolExecutor(2) as pool:
         inside = list(pool.map(on_torch_threads(1, lambda _: torch.get_num_threads()), range(4)))
     assert inside == [1, 1, 1, 1]
-    assert torch.get_num_threads() == process
-    assert _count_in_new_thread() == process
+    assert torch.get_num_threads() == PROCESS
+    assert _count_in_new_thread() == PROCESS
 
 
-def test_overlapping_bodies_restore_the_process_count_when_the_last_one_ends():
-    process = torch.get_num_threads()
-    first_in, second_done, first_done = threading.Event(), threading.Event(), threading.Event()
+def test_overlapping_bodies_restore_the_process_count():
+    first_in, release = threading.Event(), threading.Event()
+    after_first = []
 
     def first():
         with torch_threads(1):
             first_in.set()
-            second_done.wait(10)
-        first_done.set()
+            release.wait(10)
+        after_first.append(torch.get_num_threads())
 
     worker = threading.Thread(target=first)
     worker.start()
     first_in.wait(10)
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == process     # this thread got its own count back
-    second_done.set()
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == PROCESS     # this thread is back while the other body runs
+    assert _count_in_new_thread() == PROCESS      # and so are threads started from now on
+    release.set()
     worker.join()
-    assert first_done.is_set()
-    assert _count_in_new_thread() == process
+    assert after_first == [PROCESS]
+    assert _count_in_new_thread() == PROCESS
+
+
+def test_nested_bodies_give_the_enclosing_count_back():
+    with torch_threads(1):
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == PROCESS
+
+
+def test_a_thread_that_started_inside_a_window_runs_jobs_on_the_process_count():
+    """A server's worker whose first operation fell inside an enrollment's window copied 1;
+    process_threads gives it the process's count for each job, and it pins nothing else."""
+    window_open, job, done = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def enrolling():
+        with torch_threads(1):
+            window_open.set()
+            job.wait(10)
+
+    def server_worker():
+        window_open.wait(10)
+        seen["copied"] = torch.get_num_threads()
+        job.set()
+        done.wait(10)
+        with process_threads():
+            seen["job"] = torch.get_num_threads()
+        with torch_threads(seen["copied"]):      # a body entered by a pinned thread pins nobody
+            pass
+
+    threads = [threading.Thread(target=enrolling), threading.Thread(target=server_worker)]
+    for t in threads:
+        t.start()
+    threads[0].join()
+    done.set()
+    threads[1].join()
+    assert seen == {"copied": 1, "job": PROCESS}
+    assert _count_in_new_thread() == PROCESS
 
 
 def test_the_count_comes_back_after_an_error():
-    process = torch.get_num_threads()
-    try:
+    with pytest.raises(ValueError):
         with torch_threads(1):
             raise ValueError("boom")
-    except ValueError:
-        pass
-    assert torch.get_num_threads() == process
-    assert _count_in_new_thread() == process
+    assert torch.get_num_threads() == PROCESS
+    assert _count_in_new_thread() == PROCESS
 
 
-def test_silero_vad_loaded_on_a_worker_thread_leaves_the_process_count(tmp_path):
+def test_silero_vad_loaded_on_a_worker_thread_leaves_the_process_count():
     """silero_vad's module code sets torch to one thread; the dataset slicer loads it without that
     leaking (a fresh process: the module runs once per process)."""
-    import subprocess
-    import sys
-
     script = (
         "import threading, numpy as np, torch\n"
+        f"torch.set_num_threads({PROCESS})\n"
         "from voxmith.datasets.slicing import silero_speech_mask\n"
-        "before = torch.get_num_threads()\n"
         "worker = threading.Thread(target=silero_speech_mask, args=(np.zeros(16000, np.float32),))\n"
         "worker.start(); worker.join()\n"
         "seen = []\n"
         "probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))\n"
         "probe.start(); probe.join()\n"
-        "print(before, torch.get_num_threads(), seen[0])\n"
+        "print(torch.get_num_threads(), seen[0])\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    before, main_after, new_thread = out.stdout.split()
-    assert before == main_after == new_thread
+    assert out.stdout.split() == [str(PROCESS), str(PROCESS)]

@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from voxmith.audio.dsp import frame_rms_db
-from voxmith.torch_threads import torch_threads
+from voxmith.torch_threads import process_threads
 
 VAD_RATE_HZ = 16000
 FRAME_MS = 10
@@ -71,7 +71,7 @@ def _silero_probabilities(samples16k: np.ndarray) -> np.ndarray:
         if not _silero_model:
             # Importing silero_vad sets torch's process-wide thread count to 1 (module-level code):
             # every thread started later, a server's requests included, would run on one core.
-            with torch_threads(torch.get_num_threads()):
+            with process_threads():
                 from silero_vad import load_silero_vad
 
                 _silero_model.append(load_silero_vad())

@@ -27,6 +27,7 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import Progress
 from voxmith.serve.pool import PoolClosed, PoolFull
 from voxmith.studio.book import BookRequest, BookResult
+from voxmith.torch_threads import process_threads
 
 log = logging.getLogger("voxmith.serve")
 
@@ -186,7 +187,8 @@ class BookJobs:
                 job.status, job.started = "running", time.time()
             job.add_event({"type": "book.started"})
             try:
-                result = self._make(job)
+                with process_threads():  # not the count this thread copied while an enrollment ran
+                    result = self._make(job)
             except BookCancelled:
                 status, event, error = "cancelled", {"type": "book.cancelled"}, None
             except VoxmithError as err:

@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Generator, Optional
 
 from voxmith.errors import VoxmithError
+from voxmith.torch_threads import process_threads
 
 _DONE = object()
 
@@ -140,7 +141,8 @@ class SynthesisPool:
                 return
             started = time.monotonic()
             try:
-                job._run()
+                with process_threads():  # not the count this thread copied while an enrollment ran
+                    job._run()
             finally:
                 with self._lock:
                     self._active -= 1

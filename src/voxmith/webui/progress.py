@@ -12,6 +12,7 @@ import gradio as gr
 
 from voxmith.errors import VoxmithError
 from voxmith.progress import Progress
+from voxmith.torch_threads import process_threads
 
 logger = logging.getLogger("voxmith.webui")
 
@@ -43,7 +44,8 @@ def friendly(handler):
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
-            return handler(*args, **kwargs)
+            with process_threads():  # Gradio's worker threads copy the count when they start
+                return handler(*args, **kwargs)
         except VoxmithError as err:
             message = user_message(err)
             logger.warning("%s: %s", getattr(handler, "__name__", "request"), html.unescape(message).splitlines()[0])
