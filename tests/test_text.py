@@ -29,6 +29,10 @@ from voxmith.text import normalize_text, split_paragraphs, split_sentences, word
     ("H₂O at 3pm on MP3", "H two O at three pm on MP three"),
     ("the 1920s, the '90s and 45s", "the nineteen twenties, the nineties and forty-fives"),
     ("Order 12345678901234567", "Order one two three four five six seven eight nine zero one two three four five six seven"),
+    # Thousands separators mean an amount, however long (up to the decillions), money too.
+    ("1,000,000,000,000,000,000 grains", "one quintillion grains"),
+    ("$2,000,000,000,000,000,000.50", "two quintillion dollars and fifty cents"),
+    ("1" + ",000" * 12, "one " + "zero " * 35 + "zero"),
 ])
 def test_normalize(written, spoken):
     assert normalize_text(written) == spoken
@@ -38,6 +42,14 @@ def test_a_number_of_hundreds_of_digits_is_read_not_a_crash():
     # Before: OverflowError from num2words (a traceback for `speak "999...9"`).
     assert normalize_text("9" * 400 + " and $" + "9" * 60) == " ".join(["nine"] * 400) + " and " \
         + " ".join(["nine"] * 60) + " dollars"
+
+
+@pytest.mark.parametrize("written", ["1" * 4301, "$" + "1" * 5000, "x" + "1" * 5000, "$" + "1" * 5000 + ".5"])
+def test_a_number_longer_than_python_converts_is_read_digit_by_digit(written):
+    # Before: ValueError from int() (Python refuses strings of over 4300 digits): a book with such a
+    # number could never finish.
+    assert normalize_text(written).split()[-1] in ("one", "dollars", "cents")
+    assert normalize_text(written).count("one") >= 4301
 
 
 def test_words_used_as_words_are_left_alone():

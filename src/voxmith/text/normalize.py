@@ -35,46 +35,62 @@ CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "poun
 
 # Longer numbers are identifiers (account, order, card numbers), read digit by digit: nobody says
 # "nine hundred and ninety-nine quadrillion ...", and num2words overflows on a few hundred digits.
+# Numbers stay strings until their length is known: Python refuses int() on over 4300 digits.
 MAX_NUMBER_DIGITS = 15
+# Digits grouped by thousands separators ("1,000,000,000,000,000,000") are an amount whatever their
+# length, read as one up to the decillions; longer still, they are read digit by digit too.
+MAX_GROUPED_DIGITS = 36
 _DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")
 
 
-def _cardinal(n: int | str, to: str = "cardinal") -> str:
-    digits = str(n).lstrip("0") or "0"
-    if len(digits) > MAX_NUMBER_DIGITS:
-        return " ".join(_DIGIT_WORDS[int(d)] for d in str(n))
+def _digit_by_digit(digits: str) -> str:
+    return " ".join(_DIGIT_WORDS[int(d)] for d in digits)
+
+
+def _cardinal(n: int | str, to: str = "cardinal", limit: int = MAX_NUMBER_DIGITS) -> str:
+    text = str(n)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > limit:
+        return _digit_by_digit(text)
     return num2words(int(digits), to=to)
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{_cardinal(n)} {one if n == 1 else many}"
+def _plural(n: str, one: str, many: str, limit: int = MAX_NUMBER_DIGITS) -> str:
+    return f"{_cardinal(n, limit=limit)} {one if n.lstrip('0') == '1' else many}"
+
+
+def _digit_limit(written: str) -> int:
+    """How many digits `written` (the whole part as printed) may have and still be read as a number."""
+    return MAX_GROUPED_DIGITS if _GROUPED.fullmatch(written) else MAX_NUMBER_DIGITS
 
 
 def _money(match: re.Match) -> str:
-    symbol, whole, frac, scale = match.group(1), match.group(2).replace(",", ""), match.group(3), match.group(4)
+    symbol, written, frac, scale = match.group(1), match.group(2), match.group(3), match.group(4)
+    whole, limit = written.replace(",", ""), _digit_limit(written)
     one, many, sub_one, sub_many = CURRENCIES[symbol]
     if scale:  # "$5 million" -> "five million dollars"
-        return f"{_number(whole + ('.' + frac if frac else ''))} {scale} {many}"
-    parts = [_plural(int(whole), one, many)] if int(whole) or not frac else []
-    if frac and int(frac[:2].ljust(2, "0")):
-        parts.append(_plural(int(frac[:2].ljust(2, "0")), sub_one, sub_many))
+        return f"{_number(written + ('.' + frac if frac else ''))} {scale} {many}"
+    parts = [_plural(whole, one, many, limit)] if whole.strip("0") or not frac else []
+    cents = frac[:2].ljust(2, "0") if frac else ""
+    if cents.strip("0"):
+        parts.append(_plural(cents, sub_one, sub_many))
     return " and ".join(parts) or f"zero {many}"
 
 
 def _number(text: str) -> str:
-    text = text.replace(",", "")
-    if "." in text:
-        whole, frac = text.split(".", 1)
-        return f"{_cardinal(whole or 0)} point " + " ".join(_DIGIT_WORDS[int(d)] for d in frac)
-    return _cardinal(text)
+    written, _, frac = text.partition(".")
+    limit, whole = _digit_limit(written), written.replace(",", "")
+    if frac:
+        return f"{_cardinal(whole or 0, limit=limit)} point " + _digit_by_digit(frac)
+    return _cardinal(whole, limit=limit)
 
 
 def _year_or_number(match: re.Match) -> str:
     value = match.group(0)
-    n = int(value)
     # Four-digit numbers from 1100 to 2099 without separators read as years ("nineteen ninety").
-    if len(value) == 4 and 1100 <= n <= 2099 and not (2000 <= n <= 2009):
-        return num2words(n, to="year")
+    if len(value) == 4 and 1100 <= int(value) <= 2099 and not (2000 <= int(value) <= 2009):
+        return num2words(int(value), to="year")
     return _cardinal(value)
 
 
