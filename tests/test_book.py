@@ -229,16 +229,17 @@ def test_the_cli_shows_what_was_heard_in_each_sentence_to_review(tmp_path, tone_
     heard = _HeardByLength({0.8: "The lamp was lost", 0.6: "The keeper slept."})
     monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
 
-    def no_mos_model():  # ranked on words here; DistillMOS would take seconds to load
-        raise voxmith.quality.NaturalnessUnavailable("not in this test")
-
-    monkeypatch.setattr(voxmith.quality, "get_naturalness_model", no_mos_model)
+    # DistillMOS stand-in (the real one takes seconds to load): the second sentence, heard right,
+    # sounds broken. Before, it was listed as 'heard as "The keeper slept."', as if words were wrong.
+    mos = SimpleNamespace(score=lambda samples, rate: 1.1 if len(samples) / rate < 0.7 else 3.5)
+    monkeypatch.setattr(voxmith.quality, "get_naturalness_model", lambda: mos)
     studio = _studio(tmp_path / "ws")
     result = CliRunner().invoke(cli, ["--home", str(studio.workspace.home), "-q", "book", "-v", "demo", "-e", "tone",
                                       "--retries", "0", "--format", "wav", str(book)])
     assert result.exit_code == 0, result.output
-    assert "1 sentence(s) to review" in result.output
-    assert 'c01-s0001: "The lamp was lit." heard as "The lamp was lost"' in result.output
+    assert "2 sentence(s) to review" in result.output and "Whisper still heard" not in result.output
+    assert 'c01-s0001: "The lamp was lit." heard as "The lamp was lost" (word error rate' in result.output
+    assert 'c01-s0002: "The keeper slept." naturalness 1.10 below the floor 1.30' in result.output
 
 
 def test_only_a_failure_on_words_is_judged_again_joined():

@@ -74,17 +74,37 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
                f"manifest: {result.folder / 'manifest.json'}", err=True)
     if result.review:
         # What was heard, so a user can judge without opening the manifest (a misheard name is fine).
-        click.echo(f"{len(result.review)} sentence(s) to review (Whisper still heard other words after the "
-                   "retries); listen to them and redo one with --redo ID:", err=True)
+        click.echo(f"{len(result.review)} sentence(s) to review (their best take still failed a check after "
+                   "the retries); listen to them and redo one with --redo ID:", err=True)
         listed = [s for s in book.sentences if s.id in set(result.review)]
         for sentence in listed[:REVIEW_LISTED]:
-            heard = (sentence.scores or {}).get("transcript", "")
-            click.echo(f"  {sentence.id}: \"{sentence.text}\" heard as \"{heard.strip()}\"", err=True)
+            click.echo(f"  {sentence.id}: \"{sentence.text}\" {_why_listed(sentence.scores, request.ranking)}", err=True)
         if len(listed) > REVIEW_LISTED:
             click.echo(f"  ... and {len(listed) - REVIEW_LISTED} more (manifest.json's review)", err=True)
     click.echo(str(result.book_path))
 
 
 REVIEW_LISTED = 10  # sentences shown with what was heard; the manifest lists them all
+
+
+def _why_listed(scores, settings) -> str:
+    """Why a sentence is on the review list: what Whisper heard when the words failed (a misheard name
+    is fine), else the ranking's own reason (a take that sounds broken may be heard right)."""
+    from dataclasses import fields
+
+    from voxmith.studio.ranking import TakeScores, refusal
+
+    scores = scores or {}
+    heard = f"heard as \"{str(scores.get('transcript', '')).strip()}\""
+    known = {f.name for f in fields(TakeScores)}
+    try:
+        reason = refusal(TakeScores(**{k: v for k, v in scores.items() if k in known}), settings)
+    except TypeError:  # scores of an older manifest without every field
+        return heard
+    if reason is None:  # made under other settings, or refused only joined with its neighbours
+        return heard
+    if reason.startswith("naturalness"):
+        return reason
+    return f"{heard} ({reason})"
 
 COMMANDS = [book]
