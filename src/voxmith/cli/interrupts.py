@@ -27,7 +27,8 @@ def _hook(unraisable) -> None:
 
 def install() -> None:
     """Remember dropped KeyboardInterrupts from now on (once per process; other unraisable
-    exceptions are reported as before)."""
+    exceptions are reported as before). A command starts with none pending."""
+    _lost.clear()
     if sys.unraisablehook is not _hook:
         _hook.previous = sys.unraisablehook
         sys.unraisablehook = _hook
