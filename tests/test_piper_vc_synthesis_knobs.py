@@ -6,6 +6,8 @@ Graph surgery and the maths run on scripted inputs; joe runs for real (the bundl
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -134,3 +136,30 @@ def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
     same = np.ones(f0.size)
     a, b = render.psola(x, f0, same, weight_floor=0.3), render.psola(x, f0, same, weight_floor=1.0)
     assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95
+
+
+def test_requests_draw_pipers_noise_and_the_guard_hears_the_conversion_without_it():
+    from voxmith.engines.piper_vc.engine import GUARD_RENDERING, PiperVCEngine, PiperVCNaturalEngine
+
+    engine = PiperVCEngine()
+    defaults = engine.settings_class()
+    assert defaults.noise_scale > 0 and defaults.noise_w > 0 and defaults.psola_floor == 1.0
+    # The guard hears every other default; the noise is off and the pitch shift's floor is the one
+    # its tolerance was set with.
+    heard = engine._guard_settings()
+    assert (heard.noise_scale, heard.noise_w, heard.psola_floor) == (0.0, 0.0, 0.3)
+    assert dataclasses.replace(heard, **{k: getattr(defaults, k) for k in GUARD_RENDERING}) == defaults
+    # Its floor (the base voice) and the takes it prepares ahead are noise-free too.
+    joe = get_base_voice()
+    asked = []
+    original = joe.speak
+    joe.speak = lambda *a, **k: asked.append(k) or original(*a, **k)
+    try:
+        engine._base_speaker(1.1, joe)(SENTENCE, 2)
+        engine._check_takes(joe, 1.1, {}, sentences=(SENTENCE,))
+    finally:
+        del joe.speak
+    assert len(asked) == 2 and all(k.get("noise_scale", 0.0) == k.get("noise_w", 0.0) == 0.0 for k in asked)
+    # piper-vc-natural keeps the renderer it was measured with (no noise, psola_floor 0.3).
+    natural = PiperVCNaturalEngine.settings_class()
+    assert (natural.noise_scale, natural.noise_w, natural.psola_floor) == (0.0, 0.0, 0.3)

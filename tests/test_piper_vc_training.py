@@ -3,6 +3,7 @@ transcribed by Whisper, trained through the engine-independent loop."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -313,10 +314,19 @@ def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolle
     assert guard.summary(cond)["words"] == sum(len(t.split()) for t in guard.CHECK_SENTENCES)  # it ran
     weaker = guard.Strengths(network=0.0, ridge=0.0)
     speak = engine._guard_speaker(lambda s: dict(cond, **s.to_conditioning()), float(cond["rate"]))
-    settings = engine.settings_class()
+    # As a request at the default settings with Piper's sampling noise off and the pitch shift's
+    # floor the guard was tuned with: it judges the conversion, not the seed's noise (which the
+    # default request does draw).
+    from voxmith.engines.piper_vc.engine import GUARD_RENDERING
+
+    defaults = engine.settings_class()
+    assert defaults.noise_scale > 0 and defaults.noise_w > 0
+    settings = dataclasses.replace(defaults, **GUARD_RENDERING)
     heard = speak(TEXT, 3, weaker)
     assert np.array_equal(heard, engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()), settings,
                                                    seed=3)[0].samples)
+    noisy = engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()), defaults, seed=3)[0].samples
+    assert noisy.size != heard.size or not np.array_equal(noisy, heard)
     # Later checks reuse the base voice's take of each sentence: the same audio, Piper run once.
     voice = get_base_voice()
     said = []

@@ -4,8 +4,9 @@ the voice: base_choice.py), WORLD features are converted to the enrolled voice.
 Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.*", the target
 GE2E embedding, the warp-search record, and the weights of the residual network trained at
 enrollment on the voice's own clips under "postnet.*" (adaptation.py; `postnet_mix` scales it).
-Synthesis is deterministic: Piper runs noise-free by default (see base_voice) and every
-per-candidate variation is drawn from `numpy.random.default_rng(seed + i)`.
+Synthesis is deterministic: Piper's sampling noise (on by default) and every per-candidate
+variation are drawn from `numpy.random.default_rng(seed + i)` (base_voice.py). The intelligibility
+guard hears synthesis without Piper's noise and at the pitch shift's old floor (`_guard_settings`).
 
 Fine-tuning (`training_task`, `with_finetune`; see training.py and postnet.py): a checkpoint holds
 the conversion it was trained on plus a residual network, so a fine-tuned variant takes the warp,
@@ -24,7 +25,7 @@ from the conditioning's `finetune.*` keys; weights that fail even fully backed o
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -47,9 +48,11 @@ from voxmith.progress import ProgressCallback, report
 @dataclass
 class PiperVCSettings(EngineSettings):
     # Piper's own sampling noise (noise_scale: the prior's, noise_w: the durations'), drawn from
-    # the seed (base_voice.py): reproducible at any value, and no dearer than 0.
-    noise_scale: float = 0.0
-    noise_w: float = 0.0
+    # the seed (base_voice.py): reproducible at any value, and no dearer than 0. Piper's own
+    # values: joe sounds more natural with them, and so do his conversions (DistillMOS on every
+    # shared voice; docs/piper_vc_tuning.md). The guard hears synthesis without them (_guard_settings).
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
     length_scale: float = 1.0  # > 1 speaks slower
     # How far candidates may stray from the seed's base take (uniform +- these amounts).
     length_jitter: float = 0.04  # relative
@@ -82,8 +85,9 @@ class PiperVCSettings(EngineSettings):
     # Smoothing of the envelope filter in time (Hann window, milliseconds; 0: frame by frame).
     envelope_smoothing_ms: float = 0.0
     # The floor of the summed grain window the pitch shift divides by (render.psola): 1 keeps
-    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails.
-    psola_floor: float = 0.3
+    # the gaps between pitch pulses of a lowered voice instead of filling them with their tails
+    # (more natural on the voices lowered from joe; little change where the pitch is raised).
+    psola_floor: float = 1.0
 
     def validate(self) -> None:
         checks = [
@@ -108,6 +112,8 @@ class PiperVCEngine(Engine):
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
     # resynthesis; the intelligibility guard (guard.py) replaces the network-only check.
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
+    # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
+    # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
     version = "8"
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
@@ -317,11 +323,21 @@ class PiperVCEngine(Engine):
             return None
         return guard.floor_identity(voice, length_scale, transcriber_identity(), engine=f"{cls.name}-{cls.version}")
 
+    def _guard_settings(self) -> PiperVCSettings:
+        """The settings the guard hears synthesis at: the defaults with the renderer the guard was
+        tuned with (GUARD_RENDERING: no Piper noise, psola_floor 0.3). It judges what the
+        conversion does to intelligibility against the base voice's own noise-free floor. Heard
+        with the noise, the verdict moved with the seed's draw and backed off more on every
+        re-enrolled voice measured; heard at psola_floor 1, which moved no voice's benchmark WER by
+        more than a word, borderline voices flipped both ways (one up to full strength, one down
+        to no warp). Figures: docs/piper_vc_tuning.md ("Piper's noise and psola_floor 1 by default")."""
+        return replace(self.settings_class(), **GUARD_RENDERING)
+
     def _check_takes(self, voice, rate: float, takes: Dict[tuple, Any],
                      sentences: Sequence[str] = guard.CHECK_SENTENCES) -> None:
-        """The base voice's takes of the guard's `sentences` (sentence k at seed k) at the default
+        """The base voice's takes of the guard's `sentences` (sentence k at seed k) at the guard's
         settings and the voice's rate, kept in `takes` as _synthesize keys them."""
-        settings = self.settings_class()
+        settings = self._guard_settings()
         rate = float(rate) if settings.match_rate else 1.0
         for k, text in enumerate(sentences):
             _base_take(voice, text, k, float(settings.noise_scale), _jittered_length_scale(settings, rate, k),
@@ -329,13 +345,13 @@ class PiperVCEngine(Engine):
 
     def _guard_speaker(self, conditioning_at, rate: float, base_name: str = JOE,
                        takes: Optional[Dict[tuple, Any]] = None) -> guard.Speaker:
-        """What the guard listens to: this engine's synthesis at the default settings with the
-        conditioning at the strengths under test, or the base voice at the voice's speaking rate
-        (`rate`). Every check says the same sentences at the same seeds, so the base voice's take
-        of each (Piper and its analysis; only the conversion differs between checks) is made once
-        and reused (kept in `takes`, which may hold them already: _check_takes): the same samples,
-        at about half a check's cost."""
-        settings = self.settings_class()
+        """What the guard listens to: this engine's synthesis at the guard's settings (the defaults
+        at the guard's rendering: _guard_settings) with the conditioning at the strengths under test,
+        or the base voice at the voice's speaking rate (`rate`). Every check says the same
+        sentences at the same seeds, so the base voice's take of each (Piper and its analysis; only
+        the conversion differs between checks) is made once and reused (kept in `takes`, which may
+        hold them already: _check_takes): the same samples, at about half a check's cost."""
+        settings = self._guard_settings()
         takes = {} if takes is None else takes
         base = self._base_speaker(rate, get_base_voice(base_name))
 
@@ -347,9 +363,9 @@ class PiperVCEngine(Engine):
         return speak
 
     def _base_speaker(self, rate: float, voice) -> guard.Speaker:
-        """The unconverted base voice `voice` at the default settings and the voice's rate (the
+        """The unconverted base voice `voice` at the voice's rate, without Piper's noise (the
         guard's floor)."""
-        settings = self.settings_class()
+        settings = self._guard_settings()
         length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
@@ -479,6 +495,22 @@ def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scal
 FINETUNE_PREFIX = "finetune."
 
 
+# What the guard hears synthesis without (engine._guard_settings): Piper's sampling noise and
+# psola_floor 1, defaults added after the guard's tolerance was set.
+GUARD_RENDERING = {"noise_scale": 0.0, "noise_w": 0.0, "psola_floor": 0.3}
+
+
+@dataclass
+class PiperVCNaturalSettings(PiperVCSettings):
+    """piper-vc's settings with engine 8's renderer defaults: Piper's noise and psola_floor 1 were
+    measured on joe's conversions only; with a Kokoro base (no sampling noise, pitch often
+    lowered from a female style) they are unmeasured, so this engine keeps what it was tuned with."""
+
+    noise_scale: float = 0.0
+    noise_w: float = 0.0
+    psola_floor: float = 0.3
+
+
 class PiperVCNaturalEngine(PiperVCEngine):
     """piper-vc whose enrollment also weighs Kokoro-82M's five styles as the base voice (base_choice.py)
     and takes the one nearest the target in pitch and voice: more natural and similar, at a similar
@@ -488,6 +520,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
     name = "piper-vc-natural"
     version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     base_candidates = BASE_VOICES
+    settings_class = PiperVCNaturalSettings
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "
                    "for voices far from joe (e.g. most female voices), several times slower.")
