@@ -210,7 +210,7 @@ def remove(obj, name, yes):
     """Remove voice NAME: its folder moves to the workspace's trash (your originals are untouched)."""
     voice = obj.studio.voices.get(name, to_create=False)
     if not yes:
-        click.confirm(f"Remove voice '{name}' ({len(voice.clip_paths)} clips in {voice.path})? "
+        click.confirm(f"Remove voice '{name}' ({len(voice.clip_paths)} clip(s) in {voice.path})? "
                       f"It will be moved to {obj.studio.voices.trash_dir}.", abort=True)
     backup = obj.studio.voices.remove(name)
     click.echo(f"Removed voice '{name}'; it is in {backup} (move it back to undo, delete it to free the space).")
