@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import json
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
 import soundfile as sf
 
+import voxmith.asr
+import voxmith.quality
 from tests.serve_engines import PacedToneEngine, running_api
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
@@ -133,16 +136,36 @@ def test_a_workspace_book_is_named_relative_to_the_workspace_and_never_outside(s
         assert unknown.status_code == 400 and "nobody" in unknown.json()["error"]["message"]
 
 
-def test_one_sentence_of_a_finished_book_is_made_again_over_http(studio):
+class _MishearsOnce:
+    """Whisper stand-in: the second (shorter: the tone engine says 0.2 s a word) sentence is misheard
+    the first time only, so the book's review list holds it until it is made again."""
+
+    def __init__(self):
+        self.misheard = False
+
+    def transcribe(self, samples, sample_rate_hz, **kwargs):
+        if len(samples) / sample_rate_hz > 1.1:
+            return SimpleNamespace(text="The lamp was lit at dusk.")
+        text = "The keeper slept at dawn." if self.misheard else "The keeper"
+        self.misheard = True
+        return SimpleNamespace(text=text)
+
+
+def test_one_sentence_of_a_finished_book_is_made_again_over_http(studio, monkeypatch):
+    mos = SimpleNamespace(score=lambda samples, rate: 3.5)  # DistillMOS would take seconds to load
+    monkeypatch.setattr(voxmith.quality, "get_naturalness_model", lambda: mos)
+    transcriber = _MishearsOnce()
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: transcriber)
     PacedToneEngine.delay_s = 0.5  # the book is still being read when the first redo comes
     with running(studio) as url:
-        job = httpx.post(f"{url}/voxmith/books", data=_fields(),
+        job = httpx.post(f"{url}/voxmith/books", data=_fields(rank="true", retries="0"),
                          files={"book": ("redo.txt", TWO_SENTENCES, "text/plain")}, timeout=30).json()
         too_soon = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/c01-s0002/redo", timeout=30)
         assert too_soon.status_code == 409 and "once the book is done" in too_soon.json()["error"]["message"]
         assert _events(url, job["id"])[-1]["type"] == "book.done"
         PacedToneEngine.delay_s = 0.0
         before = httpx.get(f"{url}/voxmith/books/{job['id']}/files/manifest.json").json()["sentences"]
+        assert httpx.get(f"{url}/voxmith/books/{job['id']}").json()["result"]["review"] == ["c01-s0002"]
 
         redo = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/c01-s0002/redo", timeout=30)
         assert redo.status_code == 202, redo.text
@@ -153,8 +176,9 @@ def test_one_sentence_of_a_finished_book_is_made_again_over_http(studio):
         after = httpx.get(f"{url}/voxmith/books/{redo.json()['id']}/files/manifest.json").json()["sentences"]
         assert after[0] == before[0]  # the other sentence is untouched
         assert after[1]["redo"] == before[1]["redo"] + 1 and after[1]["seed"] != before[1]["seed"]
-        # the first job shows the book as it is now
-        assert httpx.get(f"{url}/voxmith/books/{job['id']}").json()["result"]["sentences"] == 2
+        # the first job shows the book as it is now: the sentence made again (heard right) left the list
+        assert httpx.get(f"{url}/voxmith/books/{redo.json()['id']}").json()["result"]["review"] == []
+        assert httpx.get(f"{url}/voxmith/books/{job['id']}").json()["result"]["review"] == []
 
         for sentence, status, words in (("c09-s0001", 404, "no sentence 'c09-s0001'"),
                                         ("../../x", 404, "")):
