@@ -18,6 +18,7 @@ import voxmith.quality
 from tests.serve_engines import PacedToneEngine, running_api
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
+from voxmith.errors import VoxmithError
 from voxmith.serve import ServeConfig
 from voxmith.studio import Studio
 
@@ -185,6 +186,17 @@ def test_one_sentence_of_a_finished_book_is_made_again_over_http(studio, monkeyp
             refused = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/{sentence}/redo", timeout=30)
             assert refused.status_code == status and words in refused.json()["error"]["message"]
         assert httpx.post(f"{url}/voxmith/books/nope/sentences/c01-s0001/redo", timeout=30).status_code == 404
+
+        # An error naming the book during a redo names the upload as the client sent it, not where the
+        # server keeps it (before: the redo job did not know its book was an upload).
+        def book_gone(request, redo=None, progress=None):
+            raise VoxmithError(f"The book '{request.source}' does not exist.")
+
+        monkeypatch.setattr(studio, "book", book_gone)
+        failed = httpx.post(f"{url}/voxmith/books/{job['id']}/sentences/c01-s0002/redo", timeout=30).json()
+        assert _events(url, failed["id"])[-1]["type"] == "book.failed"
+        error = httpx.get(f"{url}/voxmith/books/{failed['id']}").json()["error"]
+        assert error == "The book 'redo.txt' does not exist.", error
 
 
 def test_a_cancelled_book_keeps_its_sentences_and_the_same_book_resumes(studio):

@@ -223,7 +223,7 @@ async def redo_sentence(job_id: str, sentence_id: str, request: Request):
         raise ApiError(409, f"The book's file '{Path(job.request.source).name}' is no longer there; start the book "
                             "again (same file and options: it resumes at once) and redo the sentence in that job.",
                        "id")
-    redo = app.state.books.submit(job.request, job.folder, redo=sentence_id)
+    redo = app.state.books.submit(job.request, job.folder, upload=job.upload, redo=sentence_id)  # its errors name the upload
     return job_status(app.state.studio, redo)
 
 
