@@ -217,6 +217,18 @@ def test_the_same_recording_given_twice_is_sliced_once(tmp_path, demo_files, mon
     alone = _prepare(tmp_path / "alone", demo_files)
     assert summary["sources"] == 2 and summary["segments"] == alone["segments"]
     assert f"copy.wav was left out: the same recording as {demo_files[0].name}." in summary["note"]
+    # Copies are looked for (every source decoded) only when the dataset is made: a resume has them in
+    # its record, a run refused for other sources stops first (before, both decoded everything again).
+    import voxmith.datasets.prepare
+
+    def decoded_again(paths):
+        raise AssertionError("the sources were decoded again to find copies")
+
+    monkeypatch.setattr(voxmith.datasets.prepare, "same_recordings", decoded_again)
+    resumed = _prepare(tmp_path, [demo_files[0], copy, demo_files[1], demo_files[0]])
+    assert resumed["note"] == summary["note"] and resumed["segments"] == summary["segments"]
+    with pytest.raises(VoxmithError, match="already exists"):
+        _prepare(tmp_path, [demo_files[1], copy])
 
 
 def test_unknown_source(tmp_path):

@@ -101,7 +101,8 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
 _digest_memo: Dict[tuple, bytes] = {}
 
 
-def _file_digest(path: Path) -> bytes:
+def file_digest(path: Path) -> bytes:
+    """SHA-256 of a file's bytes, remembered for this process while its size and mtime stay."""
     stat = path.stat()
     memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     digest = _digest_memo.get(memo_key)
@@ -118,7 +119,7 @@ def fingerprint_files(paths: list[Path]) -> str:
     """SHA-256 over the names and contents of `paths` (order-independent)."""
     outer = hashlib.sha256()
     for path in sorted(paths, key=lambda p: p.name):
-        outer.update(path.name.encode("utf-8") + b"\0" + _file_digest(path))
+        outer.update(path.name.encode("utf-8") + b"\0" + file_digest(path))
     return outer.hexdigest()
 
 

@@ -13,7 +13,6 @@ Not here: what to do about it (the voice report counts such a clip once; a datas
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -23,6 +22,7 @@ from voxmith.audio.dsp import frame_rms_db, to_mono
 from voxmith.audio.io import load_audio
 from voxmith.audio.stream import duration_s
 from voxmith.errors import AudioError
+from voxmith.fsutil import file_digest
 
 DURATION_TOLERANCE_S = 0.1  # a re-encoding pads or trims a few ms; other recordings differ by more
 FRAME_MS = 10.0
@@ -30,14 +30,6 @@ MAX_LAG_FRAMES = 10  # 100 ms: MP3/AAC encoder delay and padding
 MIN_CORRELATION = 0.98  # of the envelopes in dB (above a -60 dB floor) at the best lag
 FLOOR_DB = -60.0
 ENVELOPE_RATE_HZ = 16000
-
-
-def _content_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _envelope(path: Path) -> Optional[np.ndarray]:
@@ -72,7 +64,7 @@ def same_recordings(paths: Sequence[Path]) -> Dict[Path, Path]:
     same: Dict[Path, Path] = {}
     kept: List[Path] = []
     for path in paths:
-        digest = _content_digest(path)
+        digest = file_digest(path)  # cached: the same files are fingerprinted by whoever asks
         if digest in first_by_bytes:
             same[path] = first_by_bytes[digest]
         else:

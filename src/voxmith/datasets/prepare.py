@@ -189,15 +189,7 @@ def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: Prepare
     if not paths:
         raise VoxmithError("No recordings given: pass voices or audio files with --from.")
     fingerprint = fingerprint_files(paths)  # of what was given: a dataset made before resumes as it was
-    # The same recording given twice (a voice and its folder, a WAV and its MP3) would put the same
-    # lines in train and validation: only its first copy is sliced.
     paths = list(dict.fromkeys(p.resolve() for p in paths))  # a file named twice is one source
-    copies = same_recordings(paths)
-    left_out = [{"path": str(p.resolve()), "same_as": str(first.resolve())} for p, first in copies.items()]
-    for item in left_out:
-        report(progress, f"left out {Path(item['path']).name}: the same recording as {Path(item['same_as']).name}",
-               0, None)
-    paths = [p for p in paths if p not in copies]
     existing = dataset.load() if dataset.record_path.exists() else None
     resumable = (existing is not None and not redo and existing.get("fingerprint") == fingerprint
                  and existing.get("slicing") == settings.slicing_key())
@@ -208,6 +200,15 @@ def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: Prepare
         record = existing
         record["settings"] = asdict(settings)  # language/model/ratio may change on resume
     else:
+        # The same recording given twice (a voice and its folder, a WAV and its MP3) would put the same
+        # lines in train and validation: only its first copy is sliced. Found here, where the dataset
+        # is made (decoding every source): a resume has the record's `left_out`, a refused run stops first.
+        copies = same_recordings(paths)
+        left_out = [{"path": str(p.resolve()), "same_as": str(first.resolve())} for p, first in copies.items()]
+        for item in left_out:
+            report(progress, f"left out {Path(item['path']).name}: the same recording as "
+                             f"{Path(item['same_as']).name}", 0, None)
+        paths = [p for p in paths if p not in copies]
         sources_audio = _load_sources(paths, progress)
         plans = _plan(sources_audio, paths, settings, progress)
         if redo and (dataset.path / "audio").exists():
