@@ -21,7 +21,7 @@ def _analysis(studio, name, progress):
              round(c.stats.loudness_lufs, 1), round(c.stats.peak_dbfs, 1), round(c.stats.snr_db),
              f"{c.stats.speech_ratio:.0%}", "-" if c.consistency is None else round(c.consistency, 3),
              "; ".join(c.flags)] for c in report.clips]
-    advice = (f"**{report.name}**: {len(report.clips)} clip{"" if len(report.clips) == 1 else "s"}, {report.total_speech_s:.1f} s of speech.\n\n"
+    advice = (f"**{report.name}**: {len(report.clips)} clip{'' if len(report.clips) == 1 else 's'}, {report.total_speech_s:.1f} s of speech.\n\n"
               + "\n".join(f"- {line}" for line in report.advice))
     heatmap = plots.similarity_heatmap(report.similarity_matrix, [c.file for c in report.clips])
     return rows, advice, heatmap, plots.voices_map(voice_map(studio.voices), highlight=name)
