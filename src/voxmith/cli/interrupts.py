@@ -7,7 +7,8 @@ C code: it prints "Exception ignored ... Traceback ... KeyboardInterrupt" and dr
 command went on as if nothing had been pressed. Here such a dropped KeyboardInterrupt is remembered
 (through `sys.unraisablehook`) instead of printed, and `raise_if_lost()` raises it again; the CLI's
 progress callback calls it, so the interrupt lands at the next progress event (a sentence, a step)
-and the command stops as Ctrl-C promises (what is finished is kept, exit code 130).
+and the command stops as Ctrl-C promises (what is finished is kept, exit code 130); one dropped after
+the last progress event is raised when the command's body returns (voxmith.cli.main.FriendlyGroup).
 """
 
 from __future__ import annotations

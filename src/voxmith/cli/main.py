@@ -58,7 +58,11 @@ class FriendlyGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            # A Ctrl-C dropped inside C code after the command's last progress event (or in a command
+            # without any) would vanish: it stops here, so the shell sees 130 as for any Ctrl-C.
+            interrupts.raise_if_lost()
+            return result
         except VoxmithError as err:
             raise click.ClickException(str(err)) from None
         except KeyboardInterrupt:
