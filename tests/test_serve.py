@@ -198,10 +198,12 @@ def test_errors_in_openais_shape(base_url, body, status, words):
 
 def test_openai_model_names_map_to_the_default_engine_and_typos_are_refused():
     for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "tts-1-1106", "tts-1-hd-1106",
-                 "gpt-4o-mini-tts-2025-03-20", "TTS-1"):
-        assert engine_for_model(name) == "piper-vc", name
+                 "gpt-4o-mini-tts-2025-03-20", "TTS-1", "", " "):  # some clients send an empty model
+        assert engine_for_model(name) == "piper-vc", repr(name)
     assert engine_for_model("tortoise") == "tortoise"
-    for typo in ("tts-2", "piper_vc", "tts-1-hdd", "", "gpt-4o"):
+    # Engine names in any case, as OpenAI's (before: "TTS-1" was taken, "Piper-VC" refused).
+    assert engine_for_model("Piper-VC") == "piper-vc" and engine_for_model("TORTOISE ") == "tortoise"
+    for typo in ("tts-2", "piper_vc", "tts-1-hdd", "Piper-CV", "gpt-4o"):
         with pytest.raises(ApiError) as refused:
             engine_for_model(typo)
         assert refused.value.status == 400 and refused.value.param == "model"

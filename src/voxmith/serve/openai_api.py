@@ -42,7 +42,8 @@ class VoiceRef(BaseModel):
 class SpeechBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field("tts-1", max_length=200, description="Recorded; an engine name picks that engine, OpenAI's names (tts-1, ...) the default one.")
+    model: str = Field("tts-1", max_length=200, description="Recorded; an engine name picks that engine, OpenAI's names (tts-1, ...) "
+                                                         "or an empty one the default one (any case).")
     input: str = Field(..., description=f"The text, up to {MAX_INPUT_CHARS} characters.")
     voice: Union[str, VoiceRef] = Field(..., description="A voxmith voice name (GET /v1/audio/voices).")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
@@ -55,11 +56,14 @@ class SpeechBody(BaseModel):
 
 def engine_for_model(model: str) -> str:
     """The engine a request's `model` asks for: a voxmith engine by name, the default engine for
-    OpenAI's names; anything else is a 400 naming the choices."""
+    OpenAI's names and for an empty one (some clients send ""), both in any case as OpenAI takes
+    its names ("Piper-VC", "TTS-1"); anything else is a 400 naming the choices."""
     engines = available_engines()
-    if model in engines:
-        return model
-    if _OPENAI_SNAPSHOT.match(model.strip().lower()):
+    asked = model.strip().lower()
+    by_name = {name.lower(): name for name in engines}
+    if asked in by_name:
+        return by_name[asked]
+    if not asked or _OPENAI_SNAPSHOT.match(asked):
         return DEFAULT_ENGINE
     raise ApiError(400, f"Unknown model '{model}'. Send a voxmith engine ({', '.join(engines)}) or one of "
                         f"OpenAI's names for the default engine, {DEFAULT_ENGINE} "
