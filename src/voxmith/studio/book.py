@@ -300,7 +300,7 @@ class BookMaker:
         if any(self._stored(i) is None for i in self.index):
             raise VoxmithError("The book is not finished yet; run it to the end before redoing sentences.")
         previous = self._stored(sentence_id)
-        record = self._make_sentence(sentence_id, redo=int(previous.get("redo", 0)) + 1)
+        self._make_sentence(sentence_id, redo=int(previous.get("redo", 0)) + 1)
         self._judge_cut_sentences(self.index[sentence_id][0])
         status = self._stored(sentence_id)["status"]  # its sentence, if a pause mark cut it, judged again
         report(self.progress, f"{sentence_id}: made again ({status})", 0, None)
