@@ -211,21 +211,16 @@ def torch_thread_count_kept():
     voxmith.torch_threads) fails here, and the count is put back so that the next tests run as alone."""
     yield
     import sys
-    import threading
 
     if "torch" not in sys.modules:
         return
     import torch
 
-    from voxmith.torch_threads import active_bodies
+    from voxmith.torch_threads import active_bodies, new_thread_count
 
     if active_bodies():
         return  # a body still running on another thread holds its count on purpose
-    seen = []
-    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    probe.start()
-    probe.join()
-    here = torch.get_num_threads()
-    if seen[0] != here:
+    seen, here = new_thread_count(), torch.get_num_threads()
+    if seen != here:
         torch.set_num_threads(here)
-        pytest.fail(f"torch's thread count for new threads was left at {seen[0]} (this thread: {here})")
+        pytest.fail(f"torch's thread count for new threads was left at {seen} (this thread: {here})")

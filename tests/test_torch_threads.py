@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from voxmith.torch_threads import on_torch_threads, process_threads, torch_threads
+from voxmith.torch_threads import new_thread_count, on_torch_threads, process_threads, torch_threads
 
 PROCESS = 3
 
@@ -24,20 +24,12 @@ def three_threads():
     torch.set_num_threads(before)
 
 
-def _count_in_new_thread() -> int:
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    thread.start()
-    thread.join()
-    return seen[0]
-
-
 def test_a_pool_task_on_one_thread_leaves_later_threads_at_the_process_count():
     with ThreadPoolExecutor(2) as pool:
         inside = list(pool.map(on_torch_threads(1, lambda _: torch.get_num_threads()), range(4)))
     assert inside == [1, 1, 1, 1]
     assert torch.get_num_threads() == PROCESS
-    assert _count_in_new_thread() == PROCESS
+    assert new_thread_count() == PROCESS
 
 
 def test_overlapping_bodies_restore_the_process_count():
@@ -56,11 +48,11 @@ def test_overlapping_bodies_restore_the_process_count():
     with torch_threads(2):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == PROCESS     # this thread is back while the other body runs
-    assert _count_in_new_thread() == PROCESS      # and so are threads started from now on
+    assert new_thread_count() == PROCESS      # and so are threads started from now on
     release.set()
     worker.join()
     assert after_first == [PROCESS]
-    assert _count_in_new_thread() == PROCESS
+    assert new_thread_count() == PROCESS
 
 
 def test_nested_bodies_give_the_enclosing_count_back():
@@ -99,7 +91,7 @@ def test_a_thread_that_started_inside_a_window_runs_jobs_on_the_process_count():
     done.set()
     threads[1].join()
     assert seen == {"copied": 1, "job": PROCESS}
-    assert _count_in_new_thread() == PROCESS
+    assert new_thread_count() == PROCESS
 
 
 def test_the_count_comes_back_after_an_error():
@@ -107,7 +99,7 @@ def test_the_count_comes_back_after_an_error():
         with torch_threads(1):
             raise ValueError("boom")
     assert torch.get_num_threads() == PROCESS
-    assert _count_in_new_thread() == PROCESS
+    assert new_thread_count() == PROCESS
 
 
 def test_silero_vad_loaded_on_a_worker_thread_leaves_the_process_count():

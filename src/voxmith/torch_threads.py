@@ -30,7 +30,8 @@ _process_count = 0
 T = TypeVar("T")
 
 
-def _new_thread_count() -> int:
+def new_thread_count() -> int:
+    """The count a thread started now gets on its first operation (torch's stored count)."""
     import torch
 
     seen = []
@@ -43,7 +44,7 @@ def _new_thread_count() -> int:
 def process_count() -> int:
     """The process's intra-op thread count: what a thread started now gets, read while no body runs."""
     with _lock:
-        return _process_count if _active else _new_thread_count()
+        return _process_count if _active else new_thread_count()
 
 
 @contextmanager
@@ -54,7 +55,7 @@ def torch_threads(count: int) -> Iterator[None]:
     global _active, _process_count
     with _lock:
         if _active == 0:
-            _process_count = _new_thread_count()
+            _process_count = new_thread_count()
         _active += 1
         count = max(1, int(count))
         torch.set_num_threads(count)
@@ -72,9 +73,7 @@ def torch_threads(count: int) -> Iterator[None]:
 @contextmanager
 def process_threads() -> Iterator[None]:
     """Run the body on the process's count, whatever this thread copied when it started."""
-    with _lock:
-        count = _process_count if _active else _new_thread_count()
-    with torch_threads(count):
+    with torch_threads(process_count()):
         yield
 
 
