@@ -21,7 +21,7 @@ per voice, the means and the worst voice, and writes benchmarks/results/clone_qu
         [--seeds 3]        # each sentence at this many seeds (k, k + 1000, ...): more words, less noise
         [--config '{"postnet_mix": 0}' --config '{"unconverted": true}']  # explicit rows (repeatable),
                            # after the --set grid; "unconverted": the base voice alone at the voice's rate
-        [--cond-dir DIR]   # keep each voice's conditioning there (DIR/VOICE.npz) and reuse it when present
+        [--cond-dir DIR]   # keep each voice's conditioning there (DIR/VOICE.vENGINE.npz), reuse it when present
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--config", action="append", default=[], metavar="JSON",
                     help="one row's settings as a JSON object (repeatable; added after the --set grid)")
-    ap.add_argument("--cond-dir", default="", help="cache conditionings as DIR/VOICE.npz (reused when present)")
+    ap.add_argument("--cond-dir", default="", help="cache conditionings as DIR/VOICE.vENGINE_VERSION.npz (reused when present)")
     ap.add_argument("--base-voices", default="",
                     help="comma-separated base voices enrollment may choose from (default: the engine's "
                          "enrollment.BASE_CANDIDATES), e.g. joe or joe,kokoro:jf_alpha")
@@ -143,7 +143,8 @@ def main() -> int:
         held_out = encoder.embed(to_mono(held.samples), held.sample_rate_hz)
         held_mos = mos_model.score(to_mono(held.samples), held.sample_rate_hz)
         t = time.perf_counter()
-        cached = Path(args.cond_dir) / f"{name}.npz" if args.cond_dir else None
+        # Keyed by engine version: an older engine's conditioning is enrolled again, never reused.
+        cached = Path(args.cond_dir) / f"{name}.v{engine.version}.npz" if args.cond_dir else None
         if cached is not None and cached.is_file():
             cond = dict(np.load(cached))
         else:

@@ -82,6 +82,8 @@ def test_book_chapters_m4b_and_manifest(tmp_path, tone_engine):
     manifest = json.loads((result.folder / "manifest.json").read_text())
     assert [c["title"] for c in manifest["chapters"]][0] == "The Keeper of Gull Rock"
     assert result.book_path.name == "book.m4b" and manifest["review"] == []
+    # the folder is the user's: what keeps two processes apart is hidden
+    assert "lock" not in {p.name for p in result.folder.iterdir()}
     with av.open(str(result.book_path)) as container:
         chapters = container.chapters()
         assert [c["metadata"]["title"] for c in chapters] == [c["title"] for c in manifest["chapters"]]

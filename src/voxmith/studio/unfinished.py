@@ -31,6 +31,8 @@ from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_json, read_json
 
 FOLDER = "unfinished"
+# Hidden: a book's folder is the user's (its chapters and manifest), and a lock file is no part of it.
+LOCK_FILE = ".lock"
 
 
 def request_key(parts: dict) -> str:
@@ -40,11 +42,11 @@ def request_key(parts: dict) -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder: Path, busy_message: str) -> Iterator[None]:
-    """Hold an exclusive `flock` on `folder/lock` (released by the OS if the process dies)."""
+    """Hold an exclusive `flock` on `folder/.lock` (released by the OS if the process dies)."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "a+") as lock:
+    with open(folder / LOCK_FILE, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -64,7 +66,7 @@ class SentenceStore:
         import fcntl
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        lock = open(self.folder / "lock", "a+")
+        lock = open(self.folder / LOCK_FILE, "a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
