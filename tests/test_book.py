@@ -21,9 +21,10 @@ from voxmith.cli.main import cli
 from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
 from voxmith.studio.book import BookRequest
-from voxmith.studio.fragments import fails_on_words_only
+from voxmith.studio.fragments import fails_on_words_only, joins
 from voxmith.studio.ranking import RankingSettings, TakeScores
 from voxmith.studio.speech import Speaker
+from voxmith.text import word_errors_by_part
 from voxmith.text.book import PauseSettings, parse_book
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book" / "lighthouse.md"
@@ -221,6 +222,65 @@ def test_pieces_cut_by_a_pause_mark_are_judged_as_one_sentence(tmp_path, tone_en
     redone = studio.book(request, redo="c01-s0002")
     assert redone.review == ["c01-s0003", "c01-s0004"] and len(heard.heard) == count + 2  # the piece, then joined
     assert {s["id"]: s for s in redone.manifest["sentences"]}["c01-s0001"]["joined"]["takes"][1] == [0, 1]
+
+
+def test_a_short_sentence_is_judged_with_its_neighbour_and_still_refused_when_said_wrong(tmp_path, tone_engine,
+                                                                                        monkeypatch):
+    # Before: a chapter title such as "Two." heard alone ("Tim.") was on the review list however the
+    # voice said it. Now it is heard again with the next sentence (the previous one when it is last);
+    # its own words must still be right in that transcript, whatever the neighbour's length.
+    book = tmp_path / "short.txt"
+    book.write_text("Two.\n\nThe keeper climbed up.\n\nHe slept well until the sun rose. Yes.\n", encoding="utf-8")
+    heard = _HeardByLength({
+        0.2: "Tim.",  # "Two." and "Yes." alone
+        0.8: "The keeper climbed up.",
+        1.3: "Two. The keeper climbed up.",  # "Two." with the next sentence: right
+        1.4: "He slept well until the sun rose.",
+        1.9: "He slept well until the sun rose. Yet.",  # "Yes." said wrong: 1 error in 8 words
+    })
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
+    studio = _studio(tmp_path / "ws")
+    request = _request(tmp_path / "book", source=book, rank=True, audio_format="wav")
+    request.ranking = RankingSettings(regenerate_limit=0, min_naturalness=0.0)
+    result = studio.book(request)
+    assert result.review == ["c01-s0004"]
+    sentences = {s["id"]: s for s in result.manifest["sentences"]}
+    title = sentences["c01-s0001"]
+    assert title["status"] == "ok" and title["joined"]["alone"] == "review" and title["joined"]["refused"] is None
+    assert title["joined"]["with"] == ["c01-s0001", "c01-s0002"]
+    assert title["joined"]["transcript"] == "Two. The keeper climbed up."
+    assert "joined" not in sentences["c01-s0002"]  # its neighbour's own verdict is its own
+    last = sentences["c01-s0004"]
+    assert last["joined"]["with"] == ["c01-s0003", "c01-s0004"]
+    # the joined sentence's error rate (1/8) is within the limit, but "Yes." itself was misheard
+    assert last["joined"]["wer"] < request.ranking.max_wer
+    assert last["joined"]["refused"] == "word error rate 100% above 15% in 'Yes.'"
+    # A redo of the neighbour judges the short sentence again with the new take.
+    count = len(heard.heard)
+    assert studio.book(request).review == ["c01-s0004"] and len(heard.heard) == count
+    redone = studio.book(request, redo="c01-s0002")
+    assert redone.review == ["c01-s0004"] and len(heard.heard) == count + 2
+    assert {s["id"]: s for s in redone.manifest["sentences"]}["c01-s0001"]["joined"]["takes"][1] == [0, 1]
+
+
+def test_which_sentences_are_heard_joined():
+    chapter = parse_book("Two. [pause 1s]\n\nThe keeper waited [pause 1s] and then he climbed. Done. It rained hard.\n\n"
+                         "All night long it rained. Yes.", False, PauseSettings())[0].sentences
+    found = [([s.text for s in j.sentences], j.own) for j in joins(chapter)]
+    assert found == [(["The keeper waited", "and then he climbed."], None),
+                     (["Two.", "The keeper waited", "and then he climbed."], 0),  # a cut neighbour comes whole
+                     (["Done.", "It rained hard."], 0), (["All night long it rained.", "Yes."], 1)]
+    assert joins(parse_book("Alone.", False, PauseSettings())[0].sentences) == []  # no neighbour
+
+
+def test_word_errors_are_shared_out_to_the_texts_said():
+    title, rest = word_errors_by_part(["Two.", "The lamp was lit."], "Tim. The lamp was lit.")
+    assert (title.wer, title.substitutions, rest.wer) == (1.0, 1, 0.0)
+    title, rest = word_errors_by_part(["Two.", "The lamp was lit."], "two uh the lamp was lit")
+    assert title.insertions == rest.insertions == 1  # heard between them: counts against both
+    title, rest = word_errors_by_part(["Two.", "The lamp was lit."], "")
+    assert (title.deletions, rest.deletions) == (1, 4)
+    assert [e.wer for e in word_errors_by_part(["Chapter 12.", "It rained."], "chapter twelve it rained")] == [0, 0]
 
 
 def test_the_cli_shows_what_was_heard_in_each_sentence_to_review(tmp_path, tone_engine, monkeypatch):

@@ -37,7 +37,7 @@ from voxmith.engines import Engine
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.fragments import fails_on_words_only, judge_joined
+from voxmith.studio.fragments import fails_on_words_only, joins, judge_joined
 from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration
 from voxmith.studio.book_manifest import BOOK_SCHEMA_VERSION, BookManifest
 from voxmith.studio.record import FinetuneChoice
@@ -287,7 +287,7 @@ class BookMaker:
                            f"chapter {chapter.number}: {sentence.text[:30]}")
                     self._make_sentence(sentence.id)
                     made += 1
-            self._judge_cut_sentences(chapter)
+            self._judge_joined(chapter)
             self._write_chapter(chapter, force=False)
         report(self.progress, "reading the book (sentences)", total, total)
         return self._write_book()
@@ -301,35 +301,38 @@ class BookMaker:
             raise VoxmithError("The book is not finished yet; run it to the end before redoing sentences.")
         previous = self._stored(sentence_id)
         self._make_sentence(sentence_id, redo=int(previous.get("redo", 0)) + 1)
-        self._judge_cut_sentences(self.index[sentence_id][0])
-        status = self._stored(sentence_id)["status"]  # its sentence, if a pause mark cut it, judged again
+        self._judge_joined(self.index[sentence_id][0])
+        status = self._stored(sentence_id)["status"]  # judged again joined, if it is cut or short
         report(self.progress, f"{sentence_id}: made again ({status})", 0, None)
         self._write_chapter(self.index[sentence_id][0], force=True)
         return self._write_book()
 
-    def _judge_cut_sentences(self, chapter: Chapter) -> None:
-        """Pieces of a sentence cut by pause marks that failed on their words alone: judged again joined
-        (studio/fragments.py). A piece's own status is kept in its record's `joined.alone`; a group
-        is judged once for its chosen takes (again after a redo of one of them)."""
+    def _judge_joined(self, chapter: Chapter) -> None:
+        """Pieces of a sentence cut by pause marks, and short sentences, that failed on their words
+        alone: judged again joined (studio/fragments.py). A sentence's own status is kept in its
+        record's `joined.alone`; a join is judged once for its chosen takes (again after a redo of
+        any of them)."""
         if self.speaker.transcriber is None:
             return
-        for group in _cut_sentences(chapter):
+        for join in joins(chapter.sentences):
+            group = join.sentences
             records = [self._stored(s.id) for s in group]
             if any(r is None for r in records):
                 continue
-            alone = [r.get("joined", {}).get("alone", r["status"]) for r in records]
             takes = [[r["chosen_take"], r.get("redo", 0)] for r in records]
-            if "review" not in alone:  # every piece passes alone (after a redo): no joined verdict to keep
-                for sentence, record, status in zip(group, records, alone):
+            judged = [(group[k], records[k]) for k in join.judged]
+            alone = [r.get("joined", {}).get("alone", r["status"]) for _, r in judged]
+            if "review" not in alone:  # each passes alone (after a redo): no joined verdict to keep
+                for (sentence, record), status in zip(judged, alone):
                     if record.pop("joined", None) is not None:
                         atomic_write_json(self._paths(sentence.id)[1], {**record, "status": status})
                 continue
-            if all(r.get("joined", {}).get("takes") == takes for r in records):
+            if all(r.get("joined", {}).get("takes") == takes for _, r in judged):
                 continue  # judged already for these takes
             speech = [self._speech(s) for s in group]
             check = judge_joined(speech, self.rate, [s.text for s in group], self.speaker.transcriber,
-                                 self.request.ranking)
-            for sentence, record, status in zip(group, records, alone):
+                                 self.request.ranking, own=join.own)
+            for (sentence, record), status in zip(judged, alone):
                 chosen = TakeScores(**record["takes"][record["chosen_take"]]["scores"])
                 cleared = status == "review" and check.refused is None and \
                     fails_on_words_only(chosen, self.request.ranking)
@@ -381,7 +384,7 @@ class BookMaker:
                     "scores": chosen["scores"], "redo": record.get("redo", 0),
                     # the engine's record of the chosen take (piper-vc: the guard's, fine-tune check included)
                     "details": chosen.get("details", {}),
-                    # a piece of a sentence cut by a pause mark: how it was judged joined with the others
+                    # a piece of a sentence cut by a pause mark, or a short sentence: how it was judged joined
                     **({"joined": record["joined"]} if record.get("joined") else {}),
                     **({"finetune": record["finetune"]} if record.get("finetune") else {})})
                 position += length
@@ -421,18 +424,6 @@ class BookMaker:
         atomic_write_json(self.folder / "chapters.json", chapters)
         atomic_write_json(self.folder / "manifest.json", record.to_json())
         return BookResult(self.folder, book_path, record)
-
-
-def _cut_sentences(chapter: Chapter) -> List[List]:
-    """The chapter's sentences that pause marks cut into pieces, each as its list of pieces."""
-    groups, current = [], []
-    for sentence in chapter.sentences:
-        current.append(sentence)
-        if not sentence.continues:
-            if len(current) > 1:
-                groups.append(current)
-            current = []
-    return groups
 
 
 def _take_record(take, scores) -> dict:
