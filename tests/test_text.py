@@ -3,6 +3,7 @@
 import pytest
 
 from voxmith.text import normalize_text, split_paragraphs, split_sentences, word_error_rate
+from voxmith.text.language import detect_languages
 
 
 @pytest.mark.parametrize("written,spoken", [
@@ -33,6 +34,20 @@ from voxmith.text import normalize_text, split_paragraphs, split_sentences, word
     ("1,000,000,000,000,000,000 grains", "one quintillion grains"),
     ("$2,000,000,000,000,000,000.50", "two quintillion dollars and fifty cents"),
     ("1" + ",000" * 12, "one " + "zero " * 35 + "zero"),
+    # Before: "¥five hundred", "₹two hundred" (only $, £ and € were read); ¥ is read as the yen.
+    ("It costs ¥500 or ₹1,200.50", "It costs five hundred yen or one thousand, two hundred rupees and fifty paise"),
+    ("₩50000, ¥1.5 and -₽3", "fifty thousand won, one point five yen and minus three rubles"),
+    ("￥300 and ₪1", "three hundred yen and one shekel"),  # a full-width sign (NFKC) is the same sign
+    # Before: "one e three hundred and eight", "six point zero twoe twenty-three", "one point fiveE-three".
+    ("1e308", "one times ten to the three hundred and eighth"),
+    ("6.02e23 atoms weigh 1.5E-3 kg", "six point zero two times ten to the twenty-third atoms weigh one point five "
+                                      "times ten to the minus third kilograms"),
+    ("-2.5e+0 and 3e8 m", "minus two point five times ten to the zeroth and three times ten to the eighth meters"),
+    ("0x1e5 and #1e3", "zero x one e five and number one e three"),  # hexadecimal, not powers of ten
+    # Full-width letters and digits, as pasted from CJK text. Before: "Ｈｅｌｌｏ ｗｏｒｌｄ" was left as it
+    # was (not Latin script, so not English), and a speech engine said nothing for it.
+    ("Ｈｅｌｌｏ ｗｏｒｌｄ", "Hello world"),
+    ("ＡＢＣ１２３ is ½ of 3²", "ABC one hundred and twenty-three is one half of three squared"),
 ])
 def test_normalize(written, spoken):
     assert normalize_text(written) == spoken
@@ -50,6 +65,21 @@ def test_a_number_longer_than_python_converts_is_read_digit_by_digit(written):
     # number could never finish.
     assert normalize_text(written).split()[-1] in ("one", "dollars", "cents")
     assert normalize_text(written).count("one") >= 4301
+
+
+def test_a_huge_power_of_ten_is_read_not_computed():
+    # An exponent is never evaluated: "1e" followed by thousands of digits is read at once.
+    assert normalize_text("1e" + "9" * 5000) == "one times ten to the power of " + " ".join(["nine"] * 5000)
+    assert normalize_text("2e-" + "1" * 15).endswith("ten to the minus one hundred and eleven trillion, "
+                                                     "one hundred and eleven billion, one hundred and eleven "
+                                                     "million, one hundred and eleven thousand, one hundred "
+                                                     "and eleventh")
+
+
+def test_full_width_letters_are_latin_and_cjk_text_is_left_to_its_engine():
+    assert detect_languages("Ｈｅｌｌｏ ｗｏｒｌｄ").main == "en"
+    assert detect_languages("ﾃｽﾄです").main == "ja"  # half-width katakana are katakana
+    assert normalize_text("１２３４円です。") == "１２３４円です。"
 
 
 def test_words_used_as_words_are_left_alone():

@@ -41,6 +41,8 @@ def script_of(char: str) -> str:
     if not char.isalpha():
         return ""
     name = unicodedata.name(char, "")
+    # "FULLWIDTH LATIN CAPITAL LETTER A", "HALFWIDTH KATAKANA LETTER A": forms of their script's letters
+    name = name.removeprefix("FULLWIDTH ").removeprefix("HALFWIDTH ")
     return name.split(" ", 1)[0] if name else "UNKNOWN"
 
 

@@ -29,8 +29,26 @@ _LATIN = [(re.compile(r"\be\.g\.", re.I), "for example"), (re.compile(r"\bi\.e\.
           (re.compile(r"\ba\.m\.", re.I), "a m"), (re.compile(r"\bp\.m\.", re.I), "p m")]
 SYMBOLS = {"&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "%": " percent ", "#": " number ",
            "°": " degrees ", "×": " times ", "/": " slash "}
+# Sign -> (one, many, and the hundredth's one and many; None where cents are not used: "¥1.5" is
+# read as a decimal, "one point five yen"). ¥ is the yen and the yuan: English text means the yen
+# more often. Full-width signs (￥, ￦, as pasted from CJK text) are these after NFKC.
 CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
-              "€": ("euro", "euros", "cent", "cents")}
+              "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", None, None),
+              "₹": ("rupee", "rupees", "paisa", "paise"), "₩": ("won", "won", None, None),
+              "₽": ("ruble", "rubles", "kopeck", "kopecks"), "₺": ("lira", "lira", "kurus", "kurus"),
+              "₪": ("shekel", "shekels", "agora", "agorot"), "₱": ("peso", "pesos", "centavo", "centavos"),
+              "₫": ("dong", "dong", None, None), "₦": ("naira", "naira", "kobo", "kobo"),
+              "₴": ("hryvnia", "hryvnias", "kopiyka", "kopiykas"), "฿": ("baht", "baht", "satang", "satang"),
+              "₿": ("bitcoin", "bitcoins", None, None)}
+_CURRENCY_SIGNS = "[" + re.escape("".join(CURRENCIES)) + "]"
+# Full-width Latin letters and digits (ＡＢＣ１２３, as typed in CJK input methods) are the ASCII ones:
+# folded first, so the language check sees Latin text. Only these: NFKC on everything happens later,
+# after the readings that NFKC would spoil ("3²" -> "32").
+_FULLWIDTH = {c: c - 0xFEE0 for start, end in (("０", "９"), ("Ａ", "Ｚ"), ("ａ", "ｚ"))
+              for c in range(ord(start), ord(end) + 1)}
+# "6.02e23", "1.5E-3", "1e308": a number times a power of ten, never computed (an exponent may have
+# any length). Not after a letter, digit, point or "#" ("0x1e5", "v1.2e3", "#1e3" are not numbers).
+_SCIENTIFIC = re.compile(r"(?<![\w.,/#-])(-)?(\d+(?:\.\d+)?)[eE]([+-])?(\d+)\b")
 
 
 # Longer numbers are identifiers (account, order, card numbers), read digit by digit: nobody says
@@ -71,6 +89,8 @@ def _money(match: re.Match) -> str:
     one, many, sub_one, sub_many = CURRENCIES[symbol]
     if scale:  # "$5 million" -> "five million dollars"
         return f"{_number(written + ('.' + frac if frac else ''))} {scale} {many}"
+    if frac and sub_one is None:  # no hundredths in use: a decimal amount
+        return f"{_number(written + '.' + frac)} {many}"
     parts = [_plural(whole, one, many, limit)] if whole.strip("0") or not frac else []
     cents = frac[:2].ljust(2, "0") if frac else ""
     if cents.strip("0"):
@@ -84,6 +104,18 @@ def _number(text: str) -> str:
     if frac:
         return f"{_cardinal(whole or 0, limit=limit)} point " + _digit_by_digit(frac)
     return _cardinal(whole, limit=limit)
+
+
+def _scientific(match: re.Match) -> str:
+    """'6.02e23' -> 'six point zero two times ten to the twenty-third'."""
+    sign, mantissa, power_sign, power = match.groups()
+    power = power.lstrip("0") or "0"
+    minus = "minus " if power_sign == "-" else ""
+    if len(power) > MAX_NUMBER_DIGITS:  # no ordinal to say: the power's digits
+        ten = f"ten to the power of {minus}{_digit_by_digit(power)}"
+    else:
+        ten = f"ten to the {minus}{num2words(int(power), to='ordinal')}"
+    return f"{'minus ' if sign else ''}{_number(mantissa)} times {ten}"
 
 
 def _year_or_number(match: re.Match) -> str:
@@ -117,8 +149,10 @@ def normalize_text(text: str) -> str:
     shapes prosody (. , ; : ! ? and quotes). This reader is English: text mostly in another script
     (Japanese, ...) is returned as it is, for the engine's own front end ("1234円" must not become
     "twelve thirty-four円")."""
-    if not reads_as_latin(text):
+    folded = text.translate(_FULLWIDTH)
+    if not reads_as_latin(folded):
         return text
+    text = folded
     # Before NFKC, which would make "3²" "32" and "3½" "31⁄2".
     text = re.sub(r"(?<=\w)²", " squared", text)
     text = re.sub(r"(?<=\w)³", " cubed", text)
@@ -126,13 +160,15 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).replace("\u2044", "/")  # ½ -> 1⁄2 -> 1/2, read as a fraction
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = re.sub(r"[\u2013\u2014]", ", ", text)  # dashes are pauses
-    text = spell_readings(text)
+    text = spell_readings(text)  # its units take a number in scientific notation ("1.5e-3 kg")
+    text = _SCIENTIFIC.sub(_scientific, text)
     for pattern, words in _LATIN:
         text = pattern.sub(words, text)
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
     # A minus sign, not a hyphen ("COVID-19", "5-10"): first, before money and decimals become words.
-    text = re.sub(r"(?<![\w.,/-])-(?=[$£€]?\d)", "minus ", text)
-    text = re.sub(r"([$£€])\s?(\d[\d,]*)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?", _money, text)
+    text = re.sub(r"(?<![\w.,/-])-(?=" + _CURRENCY_SIGNS + r"?\d)", "minus ", text)
+    text = re.sub(r"(" + _CURRENCY_SIGNS + r")\s?(\d(?:[\d,]*\d)?)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?",
+                  _money, text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})(?:\s?(am|pm|a m|p m))?\b",
                   lambda m: _time(m) + (f" {m.group(3)}" if m.group(3) else ""), text, flags=re.I)
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _cardinal(m.group(1), to="ordinal"), text, flags=re.I)

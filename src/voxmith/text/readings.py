@@ -46,7 +46,7 @@ _PHONE = re.compile(r"(?<![\w-])(\+\d{1,3}[ .-]?)?(?:\((\d{3})\)\s?|(\d{3})[ .-]
 _MIXED_FRACTION = re.compile(r"\b(\d+)\s+(\d{1,2})/(\d{1,2})\b")
 _FRACTION = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?![\d/])")
 _TEMPERATURE = re.compile(rf"(-?{_NUMBER})\s?°\s?([CFK])\b")
-_UNIT = re.compile(rf"\b({_NUMBER})\s?({'|'.join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))})"
+_UNIT = re.compile(rf"\b({_NUMBER}(?:[eE][+-]?\d+)?)\s?({'|'.join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))})"
                    r"(?![\w/])", re.IGNORECASE)
 
 
