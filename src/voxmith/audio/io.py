@@ -1,9 +1,11 @@
 """Reading and writing audio files.
 
-`load_audio` reads WAV (any integer or float subtype, any rate, any channel count), FLAC, MP3 and
-OGG through libsndfile, and everything else (M4A/AAC, Opus, WMA, video containers...) through
-ffmpeg when it is installed, else through PyAV (FFmpeg's libraries in the `av` wheel). Every
-failure becomes an `AudioError` naming the file and the problem. `save_audio` writes atomically;
+`load_audio` reads WAV (any integer or float subtype, any rate, any channel count), FLAC and OGG
+through libsndfile, MP3 through PyAV (FFmpeg's libraries in the `av` wheel: libsndfile's MP3 decoder
+prints to the terminal), and everything else (M4A/AAC, Opus, WMA, video containers...) through
+ffmpeg when it is installed, else through PyAV. Every failure becomes an `AudioError` naming the
+file and the problem; a file no decoder can read gets the one message of `undecodable`, whichever
+command read it. `save_audio` writes atomically;
 MP3, Opus and AAC are encoded by `voxmith.audio.encode`.
 """
 
@@ -72,13 +74,25 @@ def _ffmpeg_missing_message(path: Path) -> str:
     )
 
 
-def undecodable(path: Path, err: Exception) -> AudioError:
-    """The error for a file FFmpeg's libraries could not decode: FFmpeg's own words (PyAV's
-    `strerror`), not PyAV's "[Errno 1094995529] ...: 'path'" text."""
+def undecodable(path: Path, err: Exception | str) -> AudioError:
+    """The one error for a file no decoder could read, whichever read it (libsndfile, PyAV, the ffmpeg
+    program; `load_audio` for `voices add`, `read_blocks` for `convert`): FFmpeg's own words (PyAV's
+    `strerror`), not PyAV's "[Errno 1094995529] ...: 'path'" text nor ffmpeg's "path: ..." prefix."""
     reason = getattr(err, "strerror", None) or str(err)
+    reason = reason.removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+    advice = "convert it to WAV or FLAC" if shutil.which("ffmpeg") else \
+        "install ffmpeg (voxmith then uses it) or convert it to WAV or FLAC"
     return AudioError(f"Cannot read '{path}': it could not be decoded ({reason}). The file may be corrupt or "
-                      "not contain audio; if it plays elsewhere, install ffmpeg (voxmith then uses it) "
-                      "or convert it to WAV or FLAC.")
+                      f"not contain audio; if it plays elsewhere, {advice}.")
+
+
+def _is_mpeg(path: Path) -> bool:
+    """An MP3 by name, or by its first bytes (an ID3 tag, or an MPEG audio frame's sync word)."""
+    if path.suffix.lower() == ".mp3":
+        return True
+    with open(path, "rb") as file:
+        head = file.read(3)
+    return head == b"ID3" or len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
 
 
 def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
@@ -120,9 +134,7 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             detail = (proc.stderr or "").strip().splitlines()
-            reason = detail[-1] if detail else f"ffmpeg exited with code {proc.returncode}"
-            raise AudioError(f"Cannot read '{path}': ffmpeg could not decode it ({reason}). "
-                             "The file may be corrupt or not contain audio.")
+            raise undecodable(path, detail[-1] if detail else f"ffmpeg exited with code {proc.returncode}")
         samples, rate = sf.read(out, dtype="float32", always_2d=True)
     return samples, rate
 
@@ -132,29 +144,34 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
     if suffix in FFMPEG_FORMATS:
         samples, rate = _decode_with_ffmpeg(path)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
+    if _is_mpeg(path):
+        # libsndfile decodes MP3 through libmpg123, which prints its complaints about a damaged file
+        # ("Giving up searching valid MPEG header", "Xing stream size off ...") straight to the
+        # terminal, around our own error. FFmpeg's decoder (PyAV, its logging off) is silent, and gives
+        # the same frames (samples within 3e-6 on the shared voices' MP3s).
+        decoded = _decode_with_pyav(path)
+        if decoded is not None:
+            return decoded[0], decoded[1], {"format": "MP3", "subtype": "MPEG_LAYER_III"}
     try:
         info = sf.info(str(path))
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
         return samples, rate, {"format": info.format, "subtype": info.subtype}
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         native_error = str(err)
-    # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, explain.
-    if shutil.which("ffmpeg") or suffix in FFMPEG_FORMATS:
+    # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, FFmpeg's libraries.
+    if shutil.which("ffmpeg"):
         samples, rate = _decode_with_ffmpeg(path)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
-    if suffix not in SUPPORTED_NATIVE_FORMATS:
-        # Perhaps a known format under an odd name ('memo.bin'): FFmpeg's libraries tell by content.
-        try:
-            decoded = _decode_with_pyav(path)
-        except AudioError:
-            decoded = None
-        if decoded is not None:
-            return decoded[0], decoded[1], {"format": "FFMPEG", "subtype": "pyav"}
+    try:  # perhaps a known format under an odd name ('memo.bin'): FFmpeg's libraries tell by content
+        decoded = _decode_with_pyav(path)
+    except AudioError as err:
+        if suffix in SUPPORTED_NATIVE_FORMATS:
+            raise err from None
+        decoded = None
+    if decoded is not None:
+        return decoded[0], decoded[1], {"format": "FFMPEG", "subtype": "pyav"}
     if suffix in SUPPORTED_NATIVE_FORMATS:
-        raise AudioError(
-            f"Cannot read '{path}': it is not a valid {suffix.lstrip('.').upper()} file "
-            f"(corrupt or truncated header: {native_error}). Re-export or re-download the clip."
-        )
+        raise undecodable(path, native_error)
     known = ", ".join(e.lstrip(".").upper() for e in SUPPORTED_NATIVE_FORMATS[:4])
     raise AudioError(
         f"Cannot read '{path}': unsupported or unrecognised format '{suffix or '(no extension)'}'. "

@@ -77,9 +77,8 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
                         pending, size = [], 0
         except AudioError:
             raise
-        except Exception as err:
-            reason = getattr(err, "strerror", None) or err
-            raise AudioError(f"Cannot read '{path}': decoding failed part-way ({reason}).") from err
+        except Exception as err:  # part-way: the same words as a file that fails at once
+            raise undecodable(path, err) from err
         if resampler is not None and stream.codec_context.sample_rate != sample_rate_hz:
             pending.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         if pending:

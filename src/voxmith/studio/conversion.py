@@ -27,6 +27,7 @@ from voxmith.studio.record import ConversionRecord, RefsSource, VoiceSource
 
 
 FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
+CHECK_RATE_HZ = 16000  # the recording's first block is decoded at this rate to check it can be read
 
 
 @dataclass
@@ -51,6 +52,12 @@ class ConvertRequest:
         source = Path(self.source)
         if not source.is_file():
             raise VoxmithError(f"The recording to convert, '{source}', does not exist.")
+        # A file no decoder reads is refused now, in `load_audio`'s words, not after the voice is enrolled.
+        blocks = read_blocks(source, CHECK_RATE_HZ)
+        try:
+            next(blocks, None)
+        finally:
+            blocks.close()
 
 
 @dataclass
