@@ -52,6 +52,27 @@ def test_a_bar_first_seen_part_way_counts_its_rate_from_there(capsys):
     assert per_second < 10, meter  # one warp in 0.2 s: about 5/s, was 8/0.2 s = 40/s and more
 
 
+def test_bars_name_what_they_count(tmp_path, demo_files):
+    # Before: every bar counted "step"s: "checking clips: 1/2 [00:00<00:00, 9.50step/s]", and a
+    # conversion "converting (seconds of the recording): 12/60 [..., 1.20step/s]".
+    from click.testing import CliRunner
+
+    from voxmith.cli.main import cli
+
+    progress = TqdmProgress()
+    for unit in ("sentence", ""):
+        progress(Progress(f"counting {unit or 'steps'}", 1, 5, unit=unit))
+        time.sleep(0.05)
+        progress(Progress(f"counting {unit or 'steps'}", 2, 5, unit=unit))
+    meters = [bar.format_meter(**bar.format_dict) for bar in progress._bars.values()]
+    progress.close()
+    assert re.search(r"(sentence/s|s/sentence)\]", meters[0]) and re.search(r"(step/s|s/step)\]", meters[1]), meters
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "voices", "add", "alice", *map(str, demo_files)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"checking clips: .*2/2 \[.*(clip/s|s/clip)", result.output), result.output
+    assert "step" not in result.output
+
+
 def test_a_conversion_counts_up_to_the_total_it_announced(studio, demo_files, tmp_path):
     # Before: a 9.6 s recording was counted 0/10, then ended at 9/9.
     from tests.tone_engine import ToneEngine
@@ -84,5 +105,6 @@ def test_a_conversion_counts_up_to_the_total_it_announced(studio, demo_files, tm
     finally:
         unregister_engine(ToneConverter.name)
     totals = {e.total for e in events}
+    assert {e.unit for e in events} == {"s"}  # seconds of the recording, not steps
     assert len(totals) == 1 and events[-1].done == events[-1].total == totals.pop()
     assert all(e.done <= e.total for e in events)

@@ -68,7 +68,7 @@ def test_an_uploaded_book_is_read_with_progress_events_status_and_files(studio):
         kinds = [e["type"] for e in events]
         assert kinds[0] == "book.queued" and "book.started" in kinds and kinds[-1] == "book.done"
         reading = [e for e in events if e["type"] == "book.progress" and e["stage"] == "reading the book (sentences)"]
-        assert reading[-1]["done"] == reading[-1]["total"] == 2
+        assert reading[-1]["done"] == reading[-1]["total"] == 2 and reading[-1]["unit"] == "sentence"
         assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
         # a client that reconnects after an event gets only the later ones
         assert _events(url, job["id"], after=events[-2]["seq"]) == events[-1:]

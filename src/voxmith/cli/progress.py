@@ -14,6 +14,7 @@ from voxmith.progress import Progress
 class TqdmProgress:
     def __init__(self, enabled: bool = True, unit: str = "step"):
         self.enabled = enabled
+        # The unit of events that name none (an event's own unit wins: "sentence", "clip", "s").
         # "B" shows bytes with K/M/G prefixes (downloads); an empty unit read "4.98/s" and "1.20s/".
         self.unit = unit
         self._bars: Dict[str, tqdm] = {}
@@ -33,8 +34,9 @@ class TqdmProgress:
         if bar is None:
             # `initial`: work done before the first event (a resumed job, a round finished before it
             # reported) is not counted as done in no time, which showed absurd rates and no ETA.
-            bar = tqdm(total=event.total, desc=event.stage, unit=self.unit, unit_scale=self.unit == "B",
-                       file=sys.stderr, leave=self.unit == "B", dynamic_ncols=True, initial=event.done)
+            unit = event.unit or self.unit
+            bar = tqdm(total=event.total, desc=event.stage, unit=unit, unit_scale=unit == "B",
+                       file=sys.stderr, leave=unit == "B", dynamic_ncols=True, initial=event.done)
             self._bars[event.stage] = bar
         if bar.total != event.total:
             bar.total = event.total

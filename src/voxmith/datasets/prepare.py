@@ -72,7 +72,7 @@ class PrepareSettings:
 def _load_sources(paths: Sequence[Path], progress) -> List[Audio]:
     sources, problems = [], []
     for i, path in enumerate(paths):
-        report(progress, "reading recordings", i, len(paths), path.name)
+        report(progress, "reading recordings", i, len(paths), path.name, unit="recording")
         try:
             sources.append(load_audio(path))
         except VoxmithError as err:
@@ -87,10 +87,10 @@ def _plan(sources: List[Audio], paths: Sequence[Path], settings: PrepareSettings
     """Cut plans for every source; refuses recordings with no usable speech before writing anything."""
     plans = []
     for index, (audio, path) in enumerate(zip(sources, paths)):
-        report(progress, "finding pauses", index, len(sources), path.name)
+        report(progress, "finding pauses", index, len(sources), path.name, unit="recording")
         plans.append(plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
                                    settings.min_seconds, settings.max_seconds, settings.pad_seconds))
-    report(progress, "finding pauses", len(sources), len(sources))
+    report(progress, "finding pauses", len(sources), len(sources), unit="recording")
     spans = [span for plan in plans for span in plan]
     if not spans:
         raise VoxmithError("No speech was found in the recordings (they are silent or contain only noise).")
@@ -111,7 +111,7 @@ def _write_segments(dataset: Dataset, sources: List[Audio], paths: Sequence[Path
     total = sum(len(plan) for plan in plans)
     for audio, path, plan in zip(sources, paths, plans):
         for span in plan:
-            report(progress, "writing segments", len(segments), total, path.name)
+            report(progress, "writing segments", len(segments), total, path.name, unit="segment")
             number = len(segments) + 1
             segment_id = f"{dataset.name}_{number:05d}"
             start, end = int(span.start_s * audio.sample_rate_hz), int(span.end_s * audio.sample_rate_hz)
@@ -129,7 +129,7 @@ def _write_segments(dataset: Dataset, sources: List[Audio], paths: Sequence[Path
                 "duration_s": round(span.duration_s, 3), "transcript": None, "language": None,
                 "avg_logprob": None, "no_speech_prob": None, "flags": flags, "edited": False, "dropped": False,
             })
-    report(progress, "writing segments", total, total)
+    report(progress, "writing segments", total, total, unit="segment")
     return segments
 
 
@@ -162,7 +162,7 @@ def _transcribe(dataset: Dataset, record: dict, settings: PrepareSettings, redo:
     transcriber = get_transcriber(settings.model, "cpu")
     language = None if settings.language == "auto" else settings.language
     for i, segment in enumerate(todo):
-        report(progress, "transcribing", i, len(todo), segment["id"])
+        report(progress, "transcribing", i, len(todo), segment["id"], unit="segment")
         audio = load_audio(dataset.path / segment["file"])
         result = transcriber.transcribe(audio.samples, audio.sample_rate_hz, language=language, beam_size=5)
         flags = [f for f in segment["flags"] if f not in ("low confidence", "empty transcript")]
@@ -177,7 +177,7 @@ def _transcribe(dataset: Dataset, record: dict, settings: PrepareSettings, redo:
             flags.append("low confidence")
         segment["flags"] = flags
         dataset.save(record)  # after every segment: an interruption loses at most one
-    report(progress, "transcribing", len(todo), len(todo))
+    report(progress, "transcribing", len(todo), len(todo), unit="segment")
     return len(todo)
 
 

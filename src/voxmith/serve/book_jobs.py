@@ -97,7 +97,7 @@ class BookJob:
             raise BookCancelled("The book job was cancelled; its finished sentences are kept (start it again "
                                 "to resume).")
         self.add_event({"type": "book.progress", "stage": event.stage, "done": event.done, "total": event.total,
-                        "detail": event.detail})
+                        "detail": event.detail, "unit": event.unit})
 
 
 class BookJobs:

@@ -284,12 +284,12 @@ class BookMaker:
             for sentence in chapter.sentences:
                 if self._stored(sentence.id) is None:
                     report(self.progress, "reading the book (sentences)", done + made, total,
-                           f"chapter {chapter.number}: {sentence.text[:30]}")
+                           f"chapter {chapter.number}: {sentence.text[:30]}", unit="sentence")
                     self._make_sentence(sentence.id)
                     made += 1
             self._judge_joined(chapter)
             self._write_chapter(chapter, force=False)
-        report(self.progress, "reading the book (sentences)", total, total)
+        report(self.progress, "reading the book (sentences)", total, total, unit="sentence")
         return self._write_book()
 
     def redo(self, sentence_id: str) -> BookResult:

@@ -100,12 +100,13 @@ def convert_recording(engine: Engine, conditioning, request: ConvertRequest, out
     with StreamWriter(output, rate) as writer:
         for chunk in itertools.chain(head, chunks):
             done_s = int(done / rate)
-            report(progress, "converting (seconds of the recording)", min(done_s, total) if total else done_s, total)
+            report(progress, "converting (seconds of the recording)", min(done_s, total) if total else done_s, total,
+                   unit="s")
             writer.write(converter.convert(chunk))
             done += chunk.size
     # Ends at the total it announced (a 9.6 s recording counted 0/10 ... then 9/9).
     final = total if total else int(round(done / rate))
-    report(progress, "converting (seconds of the recording)", final, final)
+    report(progress, "converting (seconds of the recording)", final, final, unit="s")
     elapsed = time.perf_counter() - started
     seconds = done / rate
     voice, refs = voice_record.get("voice"), voice_record.get("refs")

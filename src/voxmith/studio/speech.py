@@ -222,7 +222,7 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         report(progress, f"resuming: {resumed} of {len(sentences)} sentences already done", 0, None)
     try:
         for i, sentence in enumerate(sentences):
-            report(progress, "speaking sentences", i, len(sentences), sentence[:40])
+            report(progress, "speaking sentences", i, len(sentences), sentence[:40], unit="sentence")
             kept = store.load(i) if store is not None else None
             if kept is not None:
                 pieces.append(kept[0])
@@ -270,7 +270,7 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         del sentence_records[done:], pieces[done:]
         _drop_unlisted_takes(takes_dir, sentence_records, output.parent)
         interrupted = {"sentences_done": done, "sentences_total": len(sentences)}
-    report(progress, "speaking sentences", len(sentence_records), len(sentences))
+    report(progress, "speaking sentences", len(sentence_records), len(sentences), unit="sentence")
 
     samples = np.concatenate(pieces).astype(np.float32)
     save_audio(output, samples, engine.sample_rate_hz)

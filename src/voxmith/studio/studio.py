@@ -527,9 +527,9 @@ class Studio:
         if bool(voice) == bool(references):
             raise VoxmithError("Compare with --voice NAME or --reference CLIP... (one of them).")
         for index, file in enumerate(files):
-            report(progress, "reading files", index, len(files), Path(file).name)
+            report(progress, "reading files", index, len(files), Path(file).name, unit="file")
             load_audio(file)  # decoding is cheap next to scoring; audio is read again below
-        report(progress, "reading files", len(files), len(files))
+        report(progress, "reading files", len(files), len(files), unit="file")
         if voice:
             _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu", progress=progress)
         else:
@@ -538,7 +538,7 @@ class Studio:
         encoder, transcriber, naturalness = get_speaker_encoder("cpu"), get_transcriber(), get_naturalness_model()
         rows = []
         for index, file in enumerate(files):
-            report(progress, "scoring", index, len(files), Path(file).name)
+            report(progress, "scoring", index, len(files), Path(file).name, unit="file")
             audio = load_audio(file)
             expected = text
             if expected is None:
@@ -552,7 +552,7 @@ class Studio:
                          "wer": None if scores.wer is None else round(scores.wer, 4),
                          "naturalness_mos": round(scores.naturalness, 3),
                          "expected_text": expected, "transcript": transcript})
-        report(progress, "scoring", len(files), len(files))
+        report(progress, "scoring", len(files), len(files), unit="file")
         return rows
 
     # --- datasets -------------------------------------------------------------------------------

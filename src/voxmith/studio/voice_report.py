@@ -81,10 +81,10 @@ def voice_embeddings(voice: Voice, device: str = "cpu",
         encoder = get_speaker_encoder(device)
         embeddings = []
         for i, path in enumerate(paths):
-            report(progress, "embedding clips", i, len(paths), path.name)
+            report(progress, "embedding clips", i, len(paths), path.name, unit="clip")
             audio = load_audio(path)
             embeddings.append(encoder.embed(audio.samples, audio.sample_rate_hz))
-        report(progress, "embedding clips", len(paths), len(paths))
+        report(progress, "embedding clips", len(paths), len(paths), unit="clip")
         return {"clip_embeddings": np.stack(embeddings), "speaker_embedding": mean_embedding(embeddings)}
 
     arrays, cached = voice.cache.get_or_compute(key, compute, {"clips": [p.name for p in paths]})
@@ -146,12 +146,12 @@ def analyse_voice(voice: Voice, device: str = "cpu",
     duplicates = find_duplicates(paths)
     stats, problems = [], []
     for i, path in enumerate(paths):
-        report(progress, "analysing clips", i, len(paths), path.name)
+        report(progress, "analysing clips", i, len(paths), path.name, unit="clip")
         try:
             stats.append(analyse_audio(load_audio(path, mono=False)))
         except AudioError as err:  # a file dropped into the folder by hand: name every such file at once
             problems.append(str(err))
-    report(progress, "analysing clips", len(paths), len(paths))
+    report(progress, "analysing clips", len(paths), len(paths), unit="clip")
     if problems:
         raise voice.unusable(problems)
 

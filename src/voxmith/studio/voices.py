@@ -207,14 +207,14 @@ class VoiceLibrary:
 
         problems, formats = [], {}
         for i, path in enumerate(files):
-            report(progress, "checking clips", i, len(files), path.name)
+            report(progress, "checking clips", i, len(files), path.name, unit="clip")
             try:
                 audio = load_audio(path)
                 check_usable(audio)
                 formats[path] = audio.source_info
             except AudioError as err:
                 problems.append(str(err))
-        report(progress, "checking clips", len(files), len(files))
+        report(progress, "checking clips", len(files), len(files), unit="clip")
         if problems:
             raise VoiceError(f"Voice '{name}' was not changed because {len(problems)} of "
                              f"{len(files)} clip(s) cannot be used:\n  - " + "\n  - ".join(problems))

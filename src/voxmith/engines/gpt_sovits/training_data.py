@@ -241,14 +241,14 @@ def load_lines(lines: Sequence[TrainingLine], cache_dir: Path, hubert, sovits, *
         (", speaker embeddings)" if verifier else ")")
     out = []
     for index, line in enumerate(lines):
-        report(progress, stage, index, len(lines))
+        report(progress, stage, index, len(lines), unit="line")
         path = folder / f"{line_key(line, reader_key if is_chinese(line.text) else '')}.npz"
         if not path.is_file():
             arrays = compute_line(line, hubert, sovits, verifier, reader)
             with atomic_path(path) as tmp:
                 np.savez(tmp, **arrays)
         out.append(_read(path))
-    report(progress, stage, len(lines), len(lines))
+    report(progress, stage, len(lines), len(lines), unit="line")
     return out
 
 

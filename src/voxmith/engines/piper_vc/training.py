@@ -169,10 +169,10 @@ def build_task(spec: FinetuneSpec, engine_cache_key: str, progress: Optional[Pro
     lines = list(spec.train) + list(spec.validation)
     keys, features = [], []
     for k, line in enumerate(lines):
-        report(progress, "analysing lines", k, len(lines), detail=Path(line.audio_path).name)
+        report(progress, "analysing lines", k, len(lines), detail=Path(line.audio_path).name, unit="line")
         keys.append(line_key(line))
         features.append(load_line(line, folder))
-    report(progress, "analysing lines", len(lines), len(lines))
+    report(progress, "analysing lines", len(lines), len(lines), unit="line")
     n_train = len(spec.train)
     if not any(f.utterance.joe is not None for f in features[:n_train]):
         raise VoxmithError("No training line has two or more words of transcript; piper-vc needs "
@@ -181,9 +181,9 @@ def build_task(spec: FinetuneSpec, engine_cache_key: str, progress: Optional[Pro
     params = parallel.training_params(base)
     aligned = []
     for k, f in enumerate(features):
-        report(progress, "aligning lines", k, len(features))
+        report(progress, "aligning lines", k, len(features), unit="line")
         aligned.append(parallel.align_utterance(f.utterance, params))
-    report(progress, "aligning lines", len(features), len(features))
+    report(progress, "aligning lines", len(features), len(features), unit="line")
     with TORCH_RNG_LOCK, torch.random.fork_rng():  # seeded initial weights; the caller's RNG untouched
         torch.manual_seed(spec.seed)
         model = postnet.FinetunedConversion(base, config)

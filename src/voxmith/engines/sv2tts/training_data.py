@@ -141,7 +141,7 @@ def prepare_lines(lines: Sequence[TrainingLine], *, hparams: TrainingHparams, si
     stage = f"sv2tts: preparing {what} lines"
     for i, line in enumerate(lines):
         name = Path(line.audio_path).name
-        report(progress, stage, i, len(lines), detail=name)
+        report(progress, stage, i, len(lines), detail=name, unit="line")
         chars = np.asarray(text_to_ids(line.text.strip()) if line.text else [], dtype=np.int64)
         if len(chars) < 2:  # text_to_ids always ends with the end-of-sequence id
             skipped.append(f"{name}: no transcript the synthesizer can read")
@@ -172,7 +172,7 @@ def prepare_lines(lines: Sequence[TrainingLine], *, hparams: TrainingHparams, si
             skipped.append(f"{name}: the speaker encoder could not embed it")
             continue
         prepared.append(PreparedLine(name, key, line.text, chars, mel, embedding.astype(np.float32), wav))
-    report(progress, stage, len(lines), len(lines))
+    report(progress, stage, len(lines), len(lines), unit="line")
     return prepared, skipped
 
 

@@ -137,7 +137,7 @@ def prepare_lines(lines: Sequence[TrainingLine], *, encode_text: Callable[[str],
     skipped: List[str] = []
     stage = f"tortoise: preparing {what} lines"
     for i, line in enumerate(lines):
-        report(progress, stage, i, len(lines), detail=Path(line.audio_path).name)
+        report(progress, stage, i, len(lines), detail=Path(line.audio_path).name, unit="line")
         try:
             raw = Path(line.audio_path).read_bytes()
             wave = load_wave_22k(Path(line.audio_path))
@@ -155,7 +155,7 @@ def prepare_lines(lines: Sequence[TrainingLine], *, encode_text: Callable[[str],
             codes = codes_for_wave(dvae(), wave)
             cache.save(audio_hash, codes)
         prepared.append(PreparedLine(line, torch.tensor(tokens, dtype=torch.long), codes, wave))
-    report(progress, stage, len(lines), len(lines),
+    report(progress, stage, len(lines), len(lines), unit="line",
            detail=f"{len(prepared)} usable" + (f", {len(skipped)} left out" if skipped else ""))
     return prepared, skipped
 
