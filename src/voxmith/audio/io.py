@@ -95,6 +95,25 @@ def _is_mpeg(path: Path) -> bool:
     return head == b"ID3" or len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
 
 
+def header_duration_s(path: str | os.PathLike) -> Optional[float]:
+    """The file's length as its header says, without decoding it (None when it does not say, or is
+    unreadable). MP3 headers are read by FFmpeg's libraries: libsndfile's reader prints libmpg123's
+    notes about a damaged file ("Xing stream size off ...") to the terminal."""
+    path = Path(path)
+    try:
+        if not _is_mpeg(path):
+            return float(sf.info(str(path)).duration)
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1_000_000 if container.duration is not None else None
+    except Exception:  # a format libsndfile does not read, or a damaged file: the caller decodes it
+        return None
+
+
 def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
     """Decode with PyAV's bundled FFmpeg libraries (None when PyAV is missing)."""
     try:

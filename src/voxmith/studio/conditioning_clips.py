@@ -53,17 +53,15 @@ def selection_tag(durations_s: Sequence[float]) -> str:
 
 
 def clip_durations(paths: Sequence[Path]) -> List[float]:
-    """Each file's duration from its header (cheap); decoded only where the header cannot say."""
-    import soundfile as sf
-
+    """Each file's duration from its header (cheap); decoded only where the header cannot say (m4a,
+    opus...)."""
     from voxmith.audio import load_audio
+    from voxmith.audio.io import header_duration_s
 
     durations = []
     for path in paths:
-        try:
-            durations.append(float(sf.info(str(path)).duration))
-        except Exception:  # a format libsndfile does not read (m4a, opus...): decode it
-            durations.append(load_audio(path).duration_s)
+        duration = header_duration_s(path)
+        durations.append(duration if duration is not None else load_audio(path).duration_s)
     return durations
 
 
