@@ -26,11 +26,24 @@ class PacedToneEngine(ToneEngine):
         return super().synthesize(text, conditioning, settings, seed=seed, candidates=candidates, progress=progress)
 
 
+class _TeardownWitness:
+    """Says so when the interpreter's shutdown frees it (module teardown), which a process that
+    leaves at once never does (for tests of how `voxmith serve` exits)."""
+
+    def __del__(self):
+        os.write(2, b"module teardown\n")
+
+
 def main() -> None:
     """`python -m tests.serve_engines ARGS...`: the voxmith CLI with this engine registered."""
+    import atexit
+
     from voxmith.cli.main import main as voxmith_main
     from voxmith.engines import register_engine
 
+    global _witness
+    _witness = _TeardownWitness()
+    atexit.register(os.write, 2, b"exit handlers ran\n")
     register_engine(PacedToneEngine.name, PacedToneEngine)
     voxmith_main()
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
+from typing import NoReturn
+
 import click
 
 
@@ -30,7 +36,34 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
                                   log_level="warning" if obj.quiet else "info")
     click.echo(describe(address, webui), err=True)
     click.echo("SIGTERM or Ctrl-C stops it after the requests in progress.", err=True)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C only once it has shut down: every request finished and the app's
+        # lifespan stopped the synthesis and book workers (serve/app.py). The interpreter's own
+        # shutdown would then tear down every model a request loaded (torch, onnxruntime, Whisper),
+        # most of a second of CPU after the first synthesis and many seconds on a busy machine, for
+        # nothing: leave now, as an interpreter's exit does up to that teardown.
+        click.echo("\nInterrupted.", err=True)
+        leave_without_teardown(130)
+
+
+def leave_without_teardown(status: int) -> NoReturn:
+    """End the process as Python's exit does, without its last step (freeing every module and
+    object): non-daemon threads are waited for, exit handlers run (logging's flush, the web UI's
+    upload folder removal), the standard streams are flushed."""
+    shutdown_threads = getattr(threading, "_shutdown", None)  # what Python's exit calls first
+    if shutdown_threads is not None:
+        shutdown_threads()
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is not None:
+        run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _webui_blocks(studio):
