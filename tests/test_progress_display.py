@@ -108,3 +108,15 @@ def test_a_conversion_counts_up_to_the_total_it_announced(studio, demo_files, tm
     assert {e.unit for e in events} == {"s"}  # seconds of the recording, not steps
     assert len(totals) == 1 and events[-1].done == events[-1].total == totals.pop()
     assert all(e.done <= e.total for e in events)
+
+
+def test_the_web_uis_bar_names_what_it_counts():
+    # Before: every bar was a bare "3/12" (unit="").
+    from voxmith.webui.progress import to_gradio
+
+    shown = []
+    callback = to_gradio(lambda value, desc=None, unit="": shown.append((value, desc, unit)))
+    callback(Progress("reading the book (sentences)", 3, 12, unit="sentence"))
+    callback(Progress("converting (seconds of the recording)", 4, 60, unit="s"))
+    callback(Progress("training", 5, 100))
+    assert [u for _, _, u in shown] == ["sentences", "s", ""]

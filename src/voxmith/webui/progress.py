@@ -20,10 +20,15 @@ logger = logging.getLogger("voxmith.webui")
 def to_gradio(progress: gr.Progress):
     def callback(event: Progress) -> None:
         if event.total:
-            progress((event.done, event.total), desc=event.stage, unit="")
+            progress((event.done, event.total), desc=event.stage, unit=plural_unit(event.unit))
         else:
             progress(None, desc=f"{event.stage}: {event.detail}" if event.detail else event.stage)
     return callback
+
+
+def plural_unit(unit: str) -> str:
+    """Gradio shows "3/12 UNIT": "sentence" -> "sentences"; "s" (seconds) and no unit stay."""
+    return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
 def user_message(err: VoxmithError) -> str:
