@@ -295,6 +295,56 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
     assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0) and len(strict.steps) == 7
 
 
+def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_naturalness():
+    from voxmith.engines.piper_vc import guard
+
+    sentences = ("one two three", "four five six")
+    checked = guard.GuardResult(guard.Strengths(network=1.0, warp=0.5), base_errors=1, errors=3, words=6,
+                                steps=["warp 1 -> 0.5: ..."], tolerance=2)
+    # Every candidate is weaker in every component than the guard's strengths (so never heard again).
+    candidates = guard.gentler(checked.strengths)
+    assert candidates == [guard.Strengths(network=0.0, warp=0.5),
+                          guard.Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=0.5)]
+    assert all(getattr(c, name) <= getattr(checked.strengths, name) for c in candidates for name in guard.KEYS)
+    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.5)) == []
+    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.0)) == []
+    # score = (similarity, naturalness) of one clip; the clip says which strengths made it.
+    table = {checked.strengths: (0.70, 2.0), candidates[0]: (0.66, 3.0), candidates[1]: (0.60, 3.5)}
+    made = []
+
+    def speak(text, seed, strengths):
+        made.append((text, seed, strengths))
+        return np.full(3, len(made), np.float32)
+
+    def score(samples):
+        return table[made[int(samples[0]) - 1][2]]
+
+    # 0.66 + 0.08 x 3 = 0.90 beats 0.70 + 0.16 = 0.86 and 0.60 + 0.28 = 0.88
+    chosen = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.08)
+    assert chosen.strengths == candidates[0] and chosen.steps[0] == checked.steps[0]
+    assert chosen.steps[1].startswith("network 1 -> 0: more natural (naturalness 2.00 -> 3.00, similarity 0.700 -> 0.660")
+    assert (chosen.errors, chosen.base_errors, chosen.tolerance) == (3, 1, 2) and checked.strengths.network == 1.0
+    assert [(seed, s) for _, seed, s in made[:2]] == [(0, checked.strengths), (1, checked.strengths)]  # sentence k at seed k
+    summary = guard.summary(chosen.to_conditioning())
+    assert summary["strengths"]["network"] == 0.0 and summary["reduced"][-1] == chosen.steps[-1]
+    # Similarity alone (weight 0) keeps the guard's own strengths, unchanged and unrecorded.
+    kept = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0)
+    assert kept is checked and kept.steps == ["warp 1 -> 0.5: ..."]
+
+
+def test_without_distillmos_enrollment_keeps_the_guards_strengths(monkeypatch):
+    from voxmith.engines.piper_vc import engine as engine_module
+    from voxmith.quality import NaturalnessUnavailable
+
+    def unavailable():
+        raise NaturalnessUnavailable("distillmos is not installed")
+
+    monkeypatch.setattr(engine_module, "get_naturalness_model", unavailable)
+    assert engine_module.PiperVCEngine._enrollment_score(np.ones(256, np.float32)) is None
+    # piper-vc-natural's Kokoro bases were never weighed: it keeps the guard's strengths.
+    assert engine_module.PiperVCEngine.prefers_natural and not engine_module.PiperVCNaturalEngine.prefers_natural
+
+
 def test_guard_tolerance_and_check_sentences():
     from voxmith.engines.piper_vc import enrollment, guard
 

@@ -357,7 +357,9 @@ def test_voices_show_says_what_the_guard_did(enrolled):
 
     allowed = notes["base_errors"] + tolerance_words(notes["words"])
     assert notes["errors"] <= allowed or not any(notes["strengths"].values())
-    assert len(notes["reduced"]) == sum(1 for step in notes["reduced"] if "base voice" in step)
+    # each step is a back-off with the errors that caused it, or the gentler choice made after them
+    assert all("base voice" in step or "more natural" in step for step in notes["reduced"])
+    assert sum("more natural" in step for step in notes["reduced"]) <= 1
     take = enrolled.speak(SpeakRequest("Hello there.", voice="demo", seed=1)).sidecar["sentences"][0]["takes"][0]
     # The sidecar records it too, and the base voice that said the text (chosen at enrollment).
     assert take["details"]["guard"] == {k: v for k, v in notes.items() if k != "base_voice"}

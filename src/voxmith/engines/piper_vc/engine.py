@@ -43,6 +43,8 @@ from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
+from voxmith.quality import NaturalnessUnavailable, get_naturalness_model
+from voxmith.speaker import cosine_similarity, get_speaker_encoder
 
 
 @dataclass
@@ -107,6 +109,8 @@ class PiperVCEngine(Engine):
     name = "piper-vc"
     # 8: the speaking rate from trimmed durations through the base voice's length_scale curve
     # (rate.py) instead of voiced-frame counts (which put every voice at the 1.2 clip).
+    # 10: after the guard, enrollment keeps gentler strengths when they score better on
+    # similarity + naturalness (guard.prefer_natural). (9 is piper-vc-natural's.)
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
@@ -114,7 +118,10 @@ class PiperVCEngine(Engine):
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
     # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
-    version = "8"
+    version = "10"
+    # Whether enrollment weighs gentler strengths after the guard (guard.prefer_natural; its weight
+    # was chosen on joe's conversions only).
+    prefers_natural = True
     description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
@@ -305,14 +312,33 @@ class PiperVCEngine(Engine):
         checked = None
         if config.check_intelligibility:
             prefetched.result()
-            checked = guard.guard(self._guard_speaker(conditioning_at, result.rate, base_name, takes), strengths,
-                                  progress=tick,
+            speaker = self._guard_speaker(conditioning_at, result.rate, base_name, takes)
+            checked = guard.guard(speaker, strengths, progress=tick,
                                   base_errors=floor.result() if floor is not None else None)
+            score = self._enrollment_score(result.target_embedding) if self.prefers_natural else None
+            if score is not None:
+                checked = guard.prefer_natural(speaker, checked, score, progress=tick)
             strengths = checked.strengths
         cond = conditioning_at(strengths)
         if checked is not None:
             cond.update(checked.to_conditioning())
         return cond
+
+    @staticmethod
+    def _enrollment_score(target_embedding: np.ndarray) -> Optional[guard.Score]:
+        """guard.prefer_natural's score of one clip: (GE2E cosine to the voice's enrolled embedding,
+        DistillMOS); None when DistillMOS cannot load (the guard's strengths are kept)."""
+        try:
+            naturalness = get_naturalness_model()
+        except NaturalnessUnavailable:
+            return None
+        encoder = get_speaker_encoder("cpu")
+
+        def score(samples: np.ndarray) -> Tuple[float, float]:
+            return (cosine_similarity(encoder.embed(samples, world.SAMPLE_RATE_HZ), target_embedding),
+                    naturalness.score(samples, world.SAMPLE_RATE_HZ))
+
+        return score
 
     @classmethod
     def _floor_identity(cls, voice, length_scale: float, transcribe: guard.Transcribe) -> Optional[tuple]:
@@ -519,6 +545,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
 
     name = "piper-vc-natural"
     version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
+    prefers_natural = False  # guard.NATURALNESS_WEIGHT is unmeasured on Kokoro bases
     base_candidates = BASE_VOICES
     settings_class = PiperVCNaturalSettings
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "

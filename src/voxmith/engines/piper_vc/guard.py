@@ -16,6 +16,16 @@ instead of words being lost. Each step taken is recorded in words, with the erro
 caused it, in the conditioning (`guard.*`), and from there in every take's details (the result
 sidecar).
 
+The strongest intelligible strengths are not always the ones to keep: the residual network and a
+strong envelope change cost naturalness on most voices for little similarity on some. So after the
+ladder, enrollment (`prefer_natural`) also speaks the check sentences at GENTLER strengths (each
+weaker in every component than the ladder's, so no less intelligible: never heard again by
+Whisper) and keeps whichever scores best on similarity to the voice (GE2E cosine to its enrolled
+embedding) plus NATURALNESS_WEIGHT x naturalness (DistillMOS), both averaged over the sentences.
+The change is recorded as a step like a back-off. Choosing with the listener's figures in hindsight
+showed why (benchmarks/results/guard_grid.json, docs/piper_vc_tuning.md): at equal naturalness the
+best choice of strengths gains little similarity, while a gentler one gains much naturalness.
+
 A dataset fine-tune is checked the same way when it is put to use (engine.check_finetune): the same
 sentences, tolerance and floor, backed off along FINETUNE_LADDER, recorded under a `finetune.`
 prefix; weights that stay unintelligible with everything backed off are refused.
@@ -74,6 +84,10 @@ KEYS = {"network": "postnet_scale", "ridge": "guard.ridge_scale", "warp": "guard
 # statistics of the conversion its checkpoint carries. The warp is kept: the checkpoint holds no
 # data to refit it on, and with the statistics at 0 the envelope (warp included) is joe's anyway.
 FINETUNE_LADDER = tuple(step for step in LADDER if step[0] != "warp")
+# Similarity (cosine) that one point of naturalness (DistillMOS, 1-5) is worth when prefer_natural
+# compares the ladder's strengths with gentler ones. Chosen from 0.03-0.15 on the shared voices'
+# development sentences (guard_grid.json; 0.08-0.10 chose alike), never on benchmark sentences.
+NATURALNESS_WEIGHT = 0.08
 
 
 def tolerance_words(words: int) -> int:
@@ -157,6 +171,8 @@ class Refits:
 
 
 Transcribe = Callable[[np.ndarray, int], str]
+# score(samples at world.SAMPLE_RATE_HZ) -> (similarity to the voice, naturalness) of one clip
+Score = Callable[[np.ndarray], Tuple[float, float]]
 _floors: Dict[Hashable, int] = {}
 _floors_lock = threading.Lock()
 
@@ -307,6 +323,46 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
     return GuardResult(current, base, made, words, steps, tolerance)
 
 
+def gentler(strengths: Strengths) -> List[Strengths]:
+    """prefer_natural's candidates after `strengths`, each weaker in every component: without the
+    network, then the gentlest conversion (no network, ridge or warp; at most half the statistics)."""
+    out: List[Strengths] = []
+    if strengths.network > 0:
+        out.append(replace(strengths, network=0.0))
+    gentlest = Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=min(0.5, strengths.statistics))
+    if gentlest != strengths and gentlest not in out:
+        out.append(gentlest)
+    return out
+
+
+def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences: Sequence[str] = CHECK_SENTENCES,
+                   weight: float = NATURALNESS_WEIGHT, progress=None) -> GuardResult:
+    """`checked` with its strengths replaced by the best of them and their `gentler` ones, by mean
+    similarity + `weight` x mean naturalness of `sentences` said by `speak` (sentence k at seed k);
+    the choice recorded as a step. Unchanged when the guard's own strengths score best."""
+    candidates = [checked.strengths] + gentler(checked.strengths)
+    if len(candidates) == 1:
+        return checked
+    measured = []
+    for k, strengths in enumerate(candidates):
+        if progress is not None:
+            progress("weighing naturalness", k, len(candidates))
+        scores = np.array([score(speak(text, j, strengths)) for j, text in enumerate(sentences)], np.float64)
+        measured.append(scores.mean(axis=0))
+    if progress is not None:
+        progress("weighing naturalness", len(candidates), len(candidates))
+    best = int(np.argmax([similarity + weight * naturalness for similarity, naturalness in measured]))
+    if best == 0:
+        return checked
+    chosen = candidates[best]
+    changed = ", ".join(f"{name} {getattr(checked.strengths, name):g} -> {getattr(chosen, name):g}"
+                        for name in KEYS if getattr(chosen, name) != getattr(checked.strengths, name))
+    (sim0, nat0), (sim1, nat1) = measured[0], measured[best]
+    step = (f"{changed}: more natural (naturalness {nat0:.2f} -> {nat1:.2f}, similarity {sim0:.3f} -> {sim1:.3f} "
+            f"on the check sentences, weighed similarity + {weight:g} x naturalness)")
+    return replace(checked, strengths=chosen, steps=checked.steps + [step])
+
+
 __all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
-           "GuardResult", "Refits", "Transcribe", "floor", "floor_identity", "guard", "heard_errors", "summary",
+           "GuardResult", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
            "tolerance_words"]
