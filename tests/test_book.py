@@ -263,6 +263,34 @@ def test_a_short_sentence_is_judged_with_its_neighbour_and_still_refused_when_sa
     assert {s["id"]: s for s in redone.manifest["sentences"]}["c01-s0001"]["joined"]["takes"][1] == [0, 1]
 
 
+def test_a_short_sentence_said_right_does_not_use_its_retries_and_one_said_wrong_does(tmp_path, tone_engine,
+                                                                                     monkeypatch):
+    # Before: "Two." heard alone as "Tim." was made again up to --retries times, every take said
+    # right, before the joined check cleared it. Now its neighbour is made first and a take that
+    # passes heard with it is kept; "Yes." said wrong still gets its retries (and stays for review).
+    book = tmp_path / "short.txt"
+    book.write_text("Two.\n\nThe keeper climbed up.\n\nHe slept well until the sun rose. Yes.\n", encoding="utf-8")
+    heard = _HeardByLength({0.2: "Tim.", 0.8: "The keeper climbed up.", 1.3: "Two. The keeper climbed up.",
+                            1.4: "He slept well until the sun rose.", 1.9: "He slept well until the sun rose. Yet."})
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
+    made = []
+    original = Speaker.speak_sentence
+
+    def counted(self, text, seed, **kwargs):
+        made.append(text)
+        return original(self, text, seed, **kwargs)
+
+    monkeypatch.setattr(Speaker, "speak_sentence", counted)
+    studio = _studio(tmp_path / "ws")
+    request = _request(tmp_path / "book", source=book, rank=True, audio_format="wav")
+    request.ranking = RankingSettings(regenerate_limit=2, min_naturalness=0.0)
+    result = studio.book(request)
+    assert made[:2] == ["The keeper climbed up.", "Two."]  # the neighbour first
+    sentences = {s["id"]: s for s in result.manifest["sentences"]}
+    assert sentences["c01-s0001"]["takes"] == 1 and sentences["c01-s0001"]["status"] == "ok"
+    assert sentences["c01-s0004"]["takes"] == 3 and result.review == ["c01-s0004"]
+
+
 def test_which_sentences_are_heard_joined():
     chapter = parse_book("Two. [pause 1s]\n\nThe keeper waited [pause 1s] and then he climbed. Done. It rained hard.\n\n"
                          "All night long it rained. Yes.", False, PauseSettings())[0].sentences

@@ -37,7 +37,7 @@ from voxmith.engines import Engine
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from voxmith.progress import ProgressCallback, report
-from voxmith.studio.fragments import fails_on_words_only, joins, judge_joined
+from voxmith.studio.fragments import accepts_with_neighbour, fails_on_words_only, joins, judge_joined, short_joins
 from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration
 from voxmith.studio.book_manifest import BOOK_SCHEMA_VERSION, BookManifest
 from voxmith.studio.record import FinetuneChoice
@@ -219,6 +219,8 @@ class BookMaker:
         self.seed = self._seed()
         self.index = {s.id: (chapter, k, n) for n, (chapter, k, s) in enumerate(
             (c, k, s) for c in self.chapters for k, s in enumerate(c.sentences))}
+        # short sentence id -> its join with its neighbour, which is made first (fragments.py)
+        self.short_joins = {i: j for c in self.chapters for i, j in short_joins(c.sentences).items()}
 
     def _seed(self) -> int:
         """The book's seed: the one its folder was started with (the settings must match), else new."""
@@ -255,7 +257,13 @@ class BookMaker:
         sentence = chapter.sentences[k]
         seed = self.seed + n * SEED_STRIDE + redo * REDO_SEED_STEP
         started = time.perf_counter()
-        takes, scores, best = self.speaker.speak_sentence(sentence.text, seed)
+        join = self.short_joins.get(sentence_id)
+        if join is not None and self.speaker.transcriber is not None:  # retried only if wrong joined too
+            speech = {k: self._speech(s) for k, s in enumerate(join.sentences) if k != join.own}
+            accept = accepts_with_neighbour(join, speech, self.rate, self.speaker.transcriber, self.request.ranking)
+            takes, scores, best = self.speaker.speak_sentence(sentence.text, seed, accept=accept)
+        else:
+            takes, scores, best = self.speaker.speak_sentence(sentence.text, seed)
         piece = sentence_piece(takes[best].samples, self.rate, int(round(sentence.pause_after_s * 1000)))
         status = "unranked" if scores[best] is None else (
             "review" if needs_regeneration(scores[best], self.request.ranking) else "ok")
@@ -282,11 +290,14 @@ class BookMaker:
         made = 0
         for chapter in self.chapters:
             for sentence in chapter.sentences:
-                if self._stored(sentence.id) is None:
-                    report(self.progress, "reading the book (sentences)", done + made, total,
-                           f"chapter {chapter.number}: {sentence.text[:30]}", unit="sentence")
-                    self._make_sentence(sentence.id)
-                    made += 1
+                join = self.short_joins.get(sentence.id)
+                # a short sentence's neighbour first: its retries are judged heard with it
+                for needed in ([s for s in join.sentences if s is not sentence] if join else []) + [sentence]:
+                    if self._stored(needed.id) is None:
+                        report(self.progress, "reading the book (sentences)", done + made, total,
+                               f"chapter {chapter.number}: {needed.text[:30]}", unit="sentence")
+                        self._make_sentence(needed.id)
+                        made += 1
             self._judge_joined(chapter)
             self._write_chapter(chapter, force=False)
         report(self.progress, "reading the book (sentences)", total, total, unit="sentence")

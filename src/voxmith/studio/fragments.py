@@ -15,7 +15,9 @@ its words it is heard again joined with its neighbour (the next sentence of its 
 previous one when it is last; a neighbour cut by pause marks comes whole). The joined text must pass
 the rules of any sentence, and the short sentence's own words, aligned in that transcript, must pass
 them too (no word skipped, its own error rate within the limit): a long neighbour heard right cannot
-cover a short sentence said wrong.
+cover a short sentence said wrong. The same check stands in for the short sentence's retries
+(`accepts_with_neighbour`): a take it accepts is not made again, so a title said right no longer
+uses every retry because Whisper cannot hear it alone. The book makes the neighbour first.
 
 Not here: making the takes (studio/speech.Speaker), the book's files (studio/book.py).
 """
@@ -25,12 +27,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from voxmith.asr import Transcriber
 from voxmith.studio.ranking import RankingSettings, TakeScores, refusal
+from voxmith.studio.speech import sentence_piece
 from voxmith.text import word_error_rate, word_errors_by_part
 from voxmith.text.book import BookSentence
 
@@ -73,6 +76,28 @@ def joins(sentences: Sequence[BookSentence]) -> List[Join]:
         else:
             found.append(Join(units[u - 1] + unit, own=len(units[u - 1])))
     return found
+
+
+def short_joins(sentences: Sequence[BookSentence]) -> dict:
+    """Each short sentence's id -> its join with its neighbour."""
+    return {j.sentences[j.own].id: j for j in joins(sentences) if j.own is not None}
+
+
+def accepts_with_neighbour(join: Join, neighbour_speech: Dict[int, np.ndarray], sample_rate_hz: int,
+                           transcriber: Transcriber, settings: RankingSettings) -> Callable:
+    """For `Speaker.speak_sentence(accept=)`: whether a take of the join's short sentence that fails
+    only on its words passes heard with its neighbour (`neighbour_speech`: index in the join -> its
+    stored speech). The take is trimmed as the book keeps it."""
+    texts = [s.text for s in join.sentences]
+
+    def accept(take, scores: TakeScores) -> bool:
+        if not fails_on_words_only(scores, settings):
+            return False
+        trimmed = sentence_piece(take.samples, sample_rate_hz, 0)
+        speech = [trimmed if k == join.own else neighbour_speech[k] for k in range(len(texts))]
+        return judge_joined(speech, sample_rate_hz, texts, transcriber, settings, own=join.own).refused is None
+
+    return accept
 
 
 def is_short(text: str) -> bool:

@@ -178,8 +178,11 @@ class Speaker:
         return score_take(take.samples, take.sample_rate_hz, text, self.embedding, self.encoder,
                           self.transcriber, self.request.ranking.intelligibility_weight, self.naturalness)
 
-    def speak_sentence(self, text: str, seed: int) -> tuple[List[Candidate], List[Optional[TakeScores]], int]:
-        """All takes of one sentence, their scores, and the index of the chosen one."""
+    def speak_sentence(self, text: str, seed: int, accept: Optional[Callable[[Candidate, TakeScores], bool]] = None
+                       ) -> tuple[List[Candidate], List[Optional[TakeScores]], int]:
+        """All takes of one sentence, their scores, and the index of the chosen one. `accept`: a
+        second opinion on a chosen take that fails ranking (a book's short sentence heard with its
+        neighbour, studio/fragments.py); a take it accepts is not re-generated."""
         normalized = normalize_text(text)
         takes = self.engine.synthesize(normalized, self.conditioning, self.settings, seed=seed,
                                        candidates=self.request.candidates)
@@ -190,6 +193,8 @@ class Speaker:
         best, _ = choose_take(scores, ranking)
         extra = 0
         while needs_regeneration(scores[best], ranking) and extra < ranking.regenerate_limit:
+            if accept is not None and accept(takes[best], scores[best]):
+                break
             retry_seed = seed + len(takes)
             take = self.engine.synthesize(normalized, self.conditioning, self.settings, seed=retry_seed, candidates=1)[0]
             takes.append(take)
