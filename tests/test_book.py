@@ -291,6 +291,26 @@ def test_a_short_sentence_said_right_does_not_use_its_retries_and_one_said_wrong
     assert sentences["c01-s0004"]["takes"] == 3 and result.review == ["c01-s0004"]
 
 
+def test_short_sentences_in_a_row_are_each_heard_with_the_next(tmp_path, tone_engine, monkeypatch):
+    # "Two." waits for "Yes.", which waits for the sentence after it: each is made after its neighbour.
+    book = tmp_path / "short.txt"
+    book.write_text("Two.\n\nYes.\n\nThe keeper climbed up.\n", encoding="utf-8")
+    heard = _HeardByLength({0.2: "Tim.", 0.7: "Two. Yes.", 0.8: "The keeper climbed up.",
+                            1.3: "Yes. The keeper climbed up."})
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: heard)
+    studio = _studio(tmp_path / "ws")
+    request = _request(tmp_path / "book", source=book, rank=True, audio_format="wav")
+    request.ranking = RankingSettings(regenerate_limit=1, min_naturalness=0.0)
+    result = studio.book(request)
+    assert result.review == []
+    assert [s["takes"] for s in result.manifest["sentences"]] == [1, 1, 1]
+    # two short sentences alone, each the other's neighbour: one is made first, with its own retries
+    book.write_text("Two.\n\nYes.\n", encoding="utf-8")
+    result = studio.book(_request(tmp_path / "ring", source=book, rank=True, audio_format="wav",
+                                  ranking=RankingSettings(regenerate_limit=1, min_naturalness=0.0)))
+    assert result.review == [] and sorted(s["takes"] for s in result.manifest["sentences"]) == [1, 2]
+
+
 def test_which_sentences_are_heard_joined():
     chapter = parse_book("Two. [pause 1s]\n\nThe keeper waited [pause 1s] and then he climbed. Done. It rained hard.\n\n"
                          "All night long it rained. Yes.", False, PauseSettings())[0].sentences

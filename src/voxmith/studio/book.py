@@ -258,7 +258,9 @@ class BookMaker:
         seed = self.seed + n * SEED_STRIDE + redo * REDO_SEED_STEP
         started = time.perf_counter()
         join = self.short_joins.get(sentence_id)
-        if join is not None and self.speaker.transcriber is not None:  # retried only if wrong joined too
+        # retried only if wrong joined too; its neighbour is made first (not in a ring of short ones)
+        if join is not None and self.speaker.transcriber is not None and \
+                all(self._stored(s.id) is not None for s in join.sentences if s.id != sentence_id):
             speech = {k: self._speech(s) for k, s in enumerate(join.sentences) if k != join.own}
             accept = accepts_with_neighbour(join, speech, self.rate, self.speaker.transcriber, self.request.ranking)
             takes, scores, best = self.speaker.speak_sentence(sentence.text, seed, accept=accept)
@@ -290,9 +292,7 @@ class BookMaker:
         made = 0
         for chapter in self.chapters:
             for sentence in chapter.sentences:
-                join = self.short_joins.get(sentence.id)
-                # a short sentence's neighbour first: its retries are judged heard with it
-                for needed in ([s for s in join.sentences if s is not sentence] if join else []) + [sentence]:
+                for needed in self._reading_order(sentence, set()):
                     if self._stored(needed.id) is None:
                         report(self.progress, "reading the book (sentences)", done + made, total,
                                f"chapter {chapter.number}: {needed.text[:30]}", unit="sentence")
@@ -302,6 +302,17 @@ class BookMaker:
             self._write_chapter(chapter, force=False)
         report(self.progress, "reading the book (sentences)", total, total, unit="sentence")
         return self._write_book()
+
+    def _reading_order(self, sentence, seen: set) -> list:
+        """`sentence` after the neighbours it is judged with when it is short (theirs first, in turn:
+        "Two." waits for "Yes.", which waits for the sentence after it)."""
+        seen.add(sentence.id)
+        join = self.short_joins.get(sentence.id)
+        first = []
+        for other in join.sentences if join is not None else ():
+            if other.id not in seen:
+                first += self._reading_order(other, seen)
+        return first + [sentence]
 
     def redo(self, sentence_id: str) -> BookResult:
         """Make one sentence again with new seeds (its next redo), rebuild its chapter and the book."""
