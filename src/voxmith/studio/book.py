@@ -307,7 +307,7 @@ class BookMaker:
         """`sentence` after the neighbours it is judged with when it is short (theirs first, in turn:
         "Two." waits for "Yes.", which waits for the sentence after it)."""
         seen.add(sentence.id)
-        join = self.short_joins.get(sentence.id)
+        join = self.short_joins.get(sentence.id) if self.speaker.transcriber is not None else None  # unranked: in order
         first = []
         for other in join.sentences if join is not None else ():
             if other.id not in seen:
