@@ -332,6 +332,27 @@ def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_nat
     assert kept is checked and kept.steps == ["warp 1 -> 0.5: ..."]
 
 
+def test_the_passing_checks_clips_are_scored_without_being_made_again():
+    from voxmith.engines.piper_vc import guard
+    from voxmith.engines.piper_vc.engine import _remembering_last
+
+    made = []
+
+    def speak(text, seed, strengths):
+        made.append((text, seed, strengths))
+        return np.full(3, len(made), np.float32)
+
+    remembering = _remembering_last(speak)
+    passing, other = guard.Strengths(network=0.0), guard.Strengths(network=0.0, warp=0.5)
+    first = remembering("a b", 0, passing)
+    assert np.array_equal(remembering("a b", 0, passing), first) and len(made) == 1
+    remembering("a b", 0, None), remembering("a b", 0, None)  # the base voice is never kept
+    assert len(made) == 3
+    remembering("a b", 0, other)  # other strengths: the earlier ones are dropped
+    remembering("a b", 0, passing)
+    assert len(made) == 5
+
+
 def test_without_distillmos_enrollment_keeps_the_guards_strengths(monkeypatch):
     from voxmith.engines.piper_vc import engine as engine_module
     from voxmith.quality import NaturalnessUnavailable

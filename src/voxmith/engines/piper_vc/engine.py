@@ -215,7 +215,7 @@ class PiperVCEngine(Engine):
         everything backed off stays unintelligible, FINETUNE_REFUSED says why."""
         if self._finetuned is None:
             return {}
-        tick = lambda stage, done, total: report(progress, f"{stage} (fine-tuned weights)", done, total)  # noqa: E731
+        tick = _reporter(progress, " (fine-tuned weights)")
         rate = self._finetune_rate(conditioning)
         voice = get_base_voice(JOE)  # a fine-tune speaks through joe (see _synthesize)
         base = self._base_speaker(rate, voice)
@@ -250,7 +250,7 @@ class PiperVCEngine(Engine):
             raise VoxmithError("piper-vc needs at least one clip of the voice.")
         pairs = [(to_mono(c.samples), c.sample_rate_hz) for c in clips]
         result = enroll(pairs, ridge_mix=1.0, cov_mix=conversion.DEFAULT_COV_MIX, candidates=self.base_candidates,
-                        progress=lambda stage, done, total: report(progress, stage, done, total))
+                        progress=_reporter(progress))
         return self.conditioning_from(result, progress)
 
     def conditioning_from(self, result: EnrollmentResult,
@@ -259,7 +259,7 @@ class PiperVCEngine(Engine):
         conversion.DEFAULT_COV_MIX, as prepare_conditioning does): the conversion, the embedding, the
         warp search record, the rate, the residual network trained on its utterances, and what the
         intelligibility guard backed off (guard.py)."""
-        tick = lambda stage, done, total: report(progress, stage, done, total)  # noqa: E731
+        tick = _reporter(progress)
         config = adaptation.AdaptConfig()
         floor = prefetched = None
         base_name = result.base.name if result.base is not None else JOE
@@ -312,7 +312,7 @@ class PiperVCEngine(Engine):
         checked = None
         if config.check_intelligibility:
             prefetched.result()
-            speaker = self._guard_speaker(conditioning_at, result.rate, base_name, takes)
+            speaker = _remembering_last(self._guard_speaker(conditioning_at, result.rate, base_name, takes))
             checked = guard.guard(speaker, strengths, progress=tick,
                                   base_errors=floor.result() if floor is not None else None)
             score = self._enrollment_score(result.target_embedding) if self.prefers_natural else None
@@ -524,6 +524,37 @@ FINETUNE_PREFIX = "finetune."
 # What the guard hears synthesis without (engine._guard_settings): Piper's sampling noise and
 # psola_floor 1, defaults added after the guard's tolerance was set.
 GUARD_RENDERING = {"noise_scale": 0.0, "noise_w": 0.0, "psola_floor": 0.3}
+# What each enrollment stage counts, for the CLI's bar and the HTTP API's events.
+STAGE_UNITS = {"analysing clips": "clip", "choosing warp": "warp", "choosing the base voice": "voice",
+               "adapting": "step", "measuring the base voice": "sentence", "checking intelligibility": "check",
+               "weighing naturalness": "candidate"}
+
+
+def _reporter(progress: Optional[ProgressCallback], suffix: str = ""):
+    """A (stage, done, total) callback for the enrollment's parts that reports to `progress` with
+    each stage's unit (STAGE_UNITS) and `suffix` after its name."""
+    def tick(stage: str, done: int, total: Optional[int]) -> None:
+        report(progress, stage + suffix, done, total, unit=STAGE_UNITS.get(stage, ""))
+
+    return tick
+
+
+def _remembering_last(speak: guard.Speaker) -> guard.Speaker:
+    """`speak`, keeping the clips of the last strengths it said (the guard's passing check), which
+    guard.prefer_natural scores again: the same samples, not made twice. Older strengths are dropped."""
+    kept: Dict[tuple, np.ndarray] = {}
+
+    def remembering(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
+        if strengths is None:
+            return speak(text, seed, None)
+        key = (text, seed, strengths)
+        if key not in kept:
+            if any(known[2] != strengths for known in kept):
+                kept.clear()
+            kept[key] = speak(text, seed, strengths)
+        return kept[key]
+
+    return remembering
 
 
 @dataclass
