@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 
 import numpy as np
@@ -260,3 +261,56 @@ def test_a_truncated_mp3_loads_what_is_there_quietly(tmp_path, demo_audio, capfd
     capfd.readouterr()
     clip_durations([cut])
     assert capfd.readouterr().err == ""
+
+
+def _id3v2_tag() -> bytes:
+    """An ID3v2.3 tag with one title frame, as taggers put in front of WAV, AIFF and FLAC files."""
+    title = b"\x00" + b"Interview take 3"
+    frame = b"TIT2" + len(title).to_bytes(4, "big") + b"\x00\x00" + title
+    size = len(frame)  # synchsafe: 7 bits a byte
+    return b"ID3\x03\x00\x00" + bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0)) + frame
+
+
+@pytest.mark.parametrize("ext,fmt", [(".wav", "WAV"), (".flac", "FLAC"), (".aiff", "AIFF")])
+def test_a_clip_with_an_id3_tag_in_front_is_read_as_its_own_format(tmp_path, demo_audio, ext, fmt):
+    # Before: any file starting with "ID3" went to FFmpeg as an MP3 only: a tagged WAV was refused
+    # "could not be decoded" (libsndfile reads all its frames), a tagged FLAC was labelled MP3.
+    plain = tmp_path / f"plain{ext}"
+    sf.write(plain, demo_audio.samples, demo_audio.sample_rate_hz, subtype="PCM_16")
+    tagged = tmp_path / f"tagged{ext}"
+    tagged.write_bytes(_id3v2_tag() + plain.read_bytes())
+    assert sf.read(tagged)[0].shape[0] == demo_audio.frames  # libsndfile reads past the tag
+    audio = load_audio(tagged)
+    assert audio.source_info["format"] == fmt
+    np.testing.assert_allclose(audio.samples, load_audio(plain).samples, atol=1e-6)
+
+
+def test_an_mp3_under_an_odd_name_is_still_told_by_its_first_bytes(tmp_path, demo_audio):
+    odd = tmp_path / "memo.bin"
+    sf.write(tmp_path / "real.mp3", demo_audio.samples[:demo_audio.sample_rate_hz * 2], demo_audio.sample_rate_hz,
+             format="MP3")
+    odd.write_bytes(_id3v2_tag() + (tmp_path / "real.mp3").read_bytes())
+    audio = load_audio(odd)
+    assert audio.source_info["format"] == "MP3" and abs(audio.duration_s - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("name", ["clip.wav", "clip.mp3", "memo.bin"])
+def test_an_unreadable_clip_is_an_audio_error(tmp_path, demo_audio, monkeypatch, name):
+    # Before: the first-bytes check opened the file outside any handler: a PermissionError, which the
+    # CLI blamed on the folder, and `voices add` stopped at that clip instead of listing it.
+    import voxmith.audio.io as io_module
+
+    path = tmp_path / name
+    sf.write(path, demo_audio.samples[:8000], demo_audio.sample_rate_hz, format="WAV")
+    if os.geteuid() == 0:  # root reads any file whatever its mode: refuse the open instead
+        def refuse(file, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(file))
+
+        monkeypatch.setattr(io_module, "open", refuse, raising=False)
+    else:
+        path.chmod(0)
+    try:
+        with pytest.raises(AudioError, match="Permission denied"):
+            load_audio(path)
+    finally:
+        path.chmod(0o644)

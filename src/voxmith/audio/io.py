@@ -86,10 +86,15 @@ def undecodable(path: Path, err: Exception | str) -> AudioError:
                       f"not contain audio; if it plays elsewhere, {advice}.")
 
 
-def _is_mpeg(path: Path) -> bool:
-    """An MP3 by name, or by its first bytes (an ID3 tag, or an MPEG audio frame's sync word)."""
-    if path.suffix.lower() == ".mp3":
+def _sniffs_as_mpeg(path: Path) -> bool:
+    """An MP3 by name; under a name libsndfile does not know ('memo.bin'), by its first bytes (an ID3
+    tag or an MPEG audio frame's sync word). A WAV, FLAC or AIFF may carry an ID3 tag in front too,
+    which libsndfile reads past: those are never sniffed. Raises OSError for an unreadable file."""
+    suffix = path.suffix.lower()
+    if suffix == ".mp3":
         return True
+    if suffix in SUPPORTED_NATIVE_FORMATS:
+        return False
     with open(path, "rb") as file:
         head = file.read(3)
     return head == b"ID3" or len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
@@ -101,21 +106,28 @@ def header_duration_s(path: str | os.PathLike) -> Optional[float]:
     notes about a damaged file ("Xing stream size off ...") to the terminal."""
     path = Path(path)
     try:
-        if not _is_mpeg(path):
+        if not _sniffs_as_mpeg(path):
             return float(sf.info(str(path)).duration)
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            return container.duration / 1_000_000 if container.duration is not None else None
+        return container_duration_s(path)
     except Exception:  # a format libsndfile does not read, or a damaged file: the caller decodes it
         return None
 
 
-def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
-    """Decode with PyAV's bundled FFmpeg libraries (None when PyAV is missing)."""
+def container_duration_s(path: str | os.PathLike) -> Optional[float]:
+    """The length FFmpeg's libraries read from the container's header (None when it does not say);
+    raises what PyAV raises for a file it cannot open."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        return container.duration / 1_000_000 if container.duration is not None else None
+
+
+def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int, str]]:
+    """Decode with PyAV's bundled FFmpeg libraries: samples, rate and the container's format name as
+    FFmpeg tells it by content ("MP3", "FLAC"...; None when PyAV is missing)."""
     try:
         import av
     except ImportError:
@@ -129,13 +141,15 @@ def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int]]:
             frames = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
             frames += [f.to_ndarray() for f in resampler.resample(None)]
             rate = stream.codec_context.sample_rate
+            container_format = container.format.name.split(",")[0].upper()
     except AudioError:
         raise
     except Exception as err:  # FFmpeg reports through many exception types
         raise undecodable(path, err) from err
     if not frames:
-        return np.zeros((0, 1), np.float32), rate
-    return np.concatenate(frames, axis=1).T.astype(np.float32), rate  # packed flt: (1, n*ch) per frame
+        return np.zeros((0, 1), np.float32), rate, container_format
+    # packed flt: (1, n*ch) per frame
+    return np.concatenate(frames, axis=1).T.astype(np.float32), rate, container_format
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
@@ -145,7 +159,7 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         decoded = _decode_with_pyav(path)
         if decoded is None:
             raise AudioError(_ffmpeg_missing_message(path))
-        return decoded
+        return decoded[0], decoded[1]
     with tempfile.TemporaryDirectory(prefix="voxmith-ffmpeg-") as tmp:
         out = Path(tmp) / "decoded.wav"
         cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn",
@@ -158,19 +172,34 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
+def _unopenable(path: Path, err: OSError) -> AudioError:
+    return AudioError(f"Cannot read '{path}': {err.strerror or err}. Check the file's permissions.")
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
     suffix = path.suffix.lower()
     if suffix in FFMPEG_FORMATS:
         samples, rate = _decode_with_ffmpeg(path)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
-    if _is_mpeg(path):
+    try:
+        mpeg = _sniffs_as_mpeg(path)
+    except OSError as err:
+        raise _unopenable(path, err) from err
+    if mpeg:
         # libsndfile decodes MP3 through libmpg123, which prints its complaints about a damaged file
         # ("Giving up searching valid MPEG header", "Xing stream size off ...") straight to the
         # terminal, around our own error. FFmpeg's decoder (PyAV, its logging off) is silent, and gives
-        # the same frames (samples within 3e-6 on the shared voices' MP3s).
-        decoded = _decode_with_pyav(path)
+        # the same frames (samples within 3e-6 on the shared voices' MP3s). A file sniffed by its first
+        # bytes that FFmpeg cannot decode may still be one libsndfile reads: it gets its turn below.
+        try:
+            decoded = _decode_with_pyav(path)
+        except AudioError:
+            if suffix == ".mp3":
+                raise
+            decoded = None
         if decoded is not None:
-            return decoded[0], decoded[1], {"format": "MP3", "subtype": "MPEG_LAYER_III"}
+            subtype = "MPEG_LAYER_III" if decoded[2] == "MP3" else "pyav"
+            return decoded[0], decoded[1], {"format": decoded[2], "subtype": subtype}
     try:
         info = sf.info(str(path))
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -211,6 +240,11 @@ def load_audio(path: str | os.PathLike, *, sample_rate_hz: Optional[int] = None,
         raise AudioError(f"Cannot read '{path}': it is a folder, not an audio file.")
     if path.stat().st_size == 0:
         raise AudioError(f"Cannot read '{path}': the file is empty (0 bytes).")
+    try:  # libsndfile and FFmpeg would call an unreadable file undecodable
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise _unopenable(path, err) from err
     samples, rate, info = _read_file(path)
     if samples.shape[0] == 0:
         raise AudioError(f"Cannot read '{path}': it contains no audio (zero length).")

@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voxmith.audio.io import ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, undecodable
+from voxmith.audio.io import (ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, container_duration_s,
+                              undecodable)
 from voxmith.fsutil import atomic_path
 
 BLOCK_S = 2.0
@@ -25,18 +26,10 @@ BLOCK_S = 2.0
 
 def duration_s(path: str | os.PathLike) -> Optional[float]:
     """The recording's length from its header (None when the container does not say)."""
-    import av
-
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / 1_000_000
+        return container_duration_s(path)
     except Exception:  # unreadable files are reported by read_blocks
         return None
-    return None
 
 
 def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
