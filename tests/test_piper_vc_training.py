@@ -321,15 +321,20 @@ def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_nat
 
     # 0.66 + 0.08 x 3 = 0.90 beats 0.70 + 0.16 = 0.86 and 0.60 + 0.28 = 0.88
     chosen = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.08)
-    assert chosen.strengths == candidates[0] and chosen.steps[0] == checked.steps[0]
-    assert chosen.steps[1].startswith("network 1 -> 0: more natural (naturalness 2.00 -> 3.00, similarity 0.700 -> 0.660")
+    assert chosen.strengths == candidates[0] and chosen.steps == checked.steps  # back-offs only
+    assert chosen.natural.startswith("network 1 -> 0: more natural (naturalness 2.00 -> 3.00, similarity 0.700 -> 0.660")
     assert (chosen.errors, chosen.base_errors, chosen.tolerance) == (3, 1, 2) and checked.strengths.network == 1.0
     assert [(seed, s) for _, seed, s in made[:2]] == [(0, checked.strengths), (1, checked.strengths)]  # sentence k at seed k
     summary = guard.summary(chosen.to_conditioning())
-    assert summary["strengths"]["network"] == 0.0 and summary["reduced"][-1] == chosen.steps[-1]
-    # Similarity alone (weight 0) keeps the guard's own strengths, unchanged and unrecorded.
+    assert summary["strengths"]["network"] == 0.0 and summary["natural"] == chosen.natural
+    assert summary["reduced"] == checked.steps
+    # Similarity alone (weight 0) keeps the guard's own strengths, and says so.
     kept = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0)
-    assert kept is checked and kept.steps == ["warp 1 -> 0.5: ..."]
+    assert kept.strengths == checked.strengths and kept.steps == checked.steps
+    assert kept.natural.startswith("kept: the intelligible strengths scored best")
+    nothing = guard.GuardResult(guard.Strengths(0.0, 0.0, 0.0, 0.5), 0, 0, 6)
+    assert guard.prefer_natural(speak, nothing, score).natural == "kept: nothing gentler to weigh"
+    assert "natural" not in guard.summary(checked.to_conditioning())  # enrolled before engine 10
 
 
 def test_the_passing_checks_clips_are_scored_without_being_made_again():
@@ -362,6 +367,12 @@ def test_without_distillmos_enrollment_keeps_the_guards_strengths(monkeypatch):
 
     monkeypatch.setattr(engine_module, "get_naturalness_model", unavailable)
     assert engine_module.PiperVCEngine._enrollment_score(np.ones(256, np.float32)) is None
+    # ... and such a conditioning is cached apart (installing DistillMOS later enrolls again)
+    engine = engine_module.PiperVCEngine()
+    assert engine.cache_key() == f"piper-vc-{engine.version}"
+    monkeypatch.setattr(engine_module, "naturalness_installed", lambda: False)
+    assert engine.cache_key() == f"piper-vc-{engine.version}{engine_module.NOT_WEIGHED_KEY}"
+    assert engine_module.PiperVCNaturalEngine().cache_key() == "piper-vc-natural-9"
     # piper-vc-natural's Kokoro bases were never weighed: it keeps the guard's strengths.
     assert engine_module.PiperVCEngine.prefers_natural and not engine_module.PiperVCNaturalEngine.prefers_natural
 

@@ -199,6 +199,8 @@ def format_enrollment(notes) -> str:
         lines += [f"    - {step}" for step in notes["reduced"]]
     else:
         lines.append("* Nothing had to be reduced to keep the voice intelligible.")
+    if notes.get("natural"):
+        lines.append(f"* Naturalness weighed against similarity: {notes['natural']}.")
     return "\n".join(lines)
 
 

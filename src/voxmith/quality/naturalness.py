@@ -56,6 +56,11 @@ def _torchaudio_stand_in() -> Iterator[None]:
             del sys.modules["torchaudio"]
 
 
+def naturalness_installed() -> bool:
+    """Whether DistillMOS can be imported (found, not loaded)."""
+    return importlib.util.find_spec("distillmos") is not None
+
+
 def _load_model():
     try:
         with _torchaudio_stand_in(), contextlib.redirect_stdout(io.StringIO()):  # it prints on load

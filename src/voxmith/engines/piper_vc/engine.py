@@ -43,7 +43,7 @@ from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.engines.weights import state_fingerprint
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
-from voxmith.quality import NaturalnessUnavailable, get_naturalness_model
+from voxmith.quality import NaturalnessUnavailable, get_naturalness_model, naturalness_installed
 from voxmith.speaker import cosine_similarity, get_speaker_encoder
 
 
@@ -318,11 +318,19 @@ class PiperVCEngine(Engine):
             score = self._enrollment_score(result.target_embedding) if self.prefers_natural else None
             if score is not None:
                 checked = guard.prefer_natural(speaker, checked, score, progress=tick)
+            elif self.prefers_natural:
+                checked = replace(checked, natural=NOT_WEIGHED)
             strengths = checked.strengths
         cond = conditioning_at(strengths)
         if checked is not None:
             cond.update(checked.to_conditioning())
         return cond
+
+    def cache_key(self) -> str:
+        """Without DistillMOS, enrollment keeps the guard's strengths (no prefer_natural): such a
+        conditioning is keyed apart, so installing it later enrolls the voice again."""
+        key = super().cache_key()
+        return key if not self.prefers_natural or naturalness_installed() else key + NOT_WEIGHED_KEY
 
     @staticmethod
     def _enrollment_score(target_embedding: np.ndarray) -> Optional[guard.Score]:
@@ -524,6 +532,8 @@ FINETUNE_PREFIX = "finetune."
 # What the guard hears synthesis without (engine._guard_settings): Piper's sampling noise and
 # psola_floor 1, defaults added after the guard's tolerance was set.
 GUARD_RENDERING = {"noise_scale": 0.0, "noise_w": 0.0, "psola_floor": 0.3}
+NOT_WEIGHED = "not weighed: DistillMOS is not installed (see the Makefile), so the guard's strengths were kept"
+NOT_WEIGHED_KEY = "-without-naturalness"
 # What each enrollment stage counts, for the CLI's bar and the HTTP API's events.
 STAGE_UNITS = {"analysing clips": "clip", "choosing warp": "warp", "choosing the base voice": "voice",
                "adapting": "step", "measuring the base voice": "sentence", "checking intelligibility": "check",

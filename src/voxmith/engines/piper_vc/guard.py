@@ -22,7 +22,7 @@ ladder, enrollment (`prefer_natural`) also speaks the check sentences at GENTLER
 weaker in every component than the ladder's, so no less intelligible: never heard again by
 Whisper) and keeps whichever scores best on similarity to the voice (GE2E cosine to its enrolled
 embedding) plus NATURALNESS_WEIGHT x naturalness (DistillMOS), both averaged over the sentences.
-The change is recorded as a step like a back-off. Choosing with the listener's figures in hindsight
+What was weighed and kept is recorded apart from the back-offs (`guard.natural`). Choosing with the listener's figures in hindsight
 showed why (benchmarks/results/guard_grid.json, docs/piper_vc_tuning.md): at equal naturalness the
 best choice of strengths gains little similarity, while a gentler one gains much naturalness.
 
@@ -115,6 +115,7 @@ class GuardResult:
     words: int
     steps: List[str] = field(default_factory=list)  # each back-off and why, in words
     tolerance: int = 0  # word errors allowed above base_errors
+    natural: str = ""  # prefer_natural's record (what it kept and why); "" when it did not run
 
     @property
     def passed(self) -> bool:
@@ -128,7 +129,8 @@ class GuardResult:
                 prefix + "guard.errors": np.asarray(self.errors, np.int64),
                 prefix + "guard.words": np.asarray(self.words, np.int64),
                 prefix + "guard.tolerance": np.asarray(self.tolerance, np.int64),
-                prefix + "guard.steps": np.asarray(self.steps if self.steps else [""], dtype=str)}
+                prefix + "guard.steps": np.asarray(self.steps if self.steps else [""], dtype=str),
+                **({prefix + "guard.natural": np.asarray(self.natural, dtype=str)} if self.natural else {})}
 
 
 def summary(conditioning: Dict[str, np.ndarray], prefix: str = "") -> Optional[dict]:
@@ -144,6 +146,8 @@ def summary(conditioning: Dict[str, np.ndarray], prefix: str = "") -> Optional[d
                          if prefix + key in conditioning}}
     if prefix + "guard.tolerance" in conditioning:  # conditionings enrolled before it was stored lack it
         out["tolerance"] = int(conditioning[prefix + "guard.tolerance"])
+    if prefix + "guard.natural" in conditioning:  # engine 10 on
+        out["natural"] = str(conditioning[prefix + "guard.natural"])
     return out
 
 
@@ -338,11 +342,11 @@ def gentler(strengths: Strengths) -> List[Strengths]:
 def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences: Sequence[str] = CHECK_SENTENCES,
                    weight: float = NATURALNESS_WEIGHT, progress=None) -> GuardResult:
     """`checked` with its strengths replaced by the best of them and their `gentler` ones, by mean
-    similarity + `weight` x mean naturalness of `sentences` said by `speak` (sentence k at seed k);
-    the choice recorded as a step. Unchanged when the guard's own strengths score best."""
+    similarity + `weight` x mean naturalness of `sentences` said by `speak` (sentence k at seed k),
+    and the choice recorded in `natural` (its errors stay the check's of the guard's strengths)."""
     candidates = [checked.strengths] + gentler(checked.strengths)
     if len(candidates) == 1:
-        return checked
+        return replace(checked, natural="kept: nothing gentler to weigh")
     measured = []
     for k, strengths in enumerate(candidates):
         if progress is not None:
@@ -353,14 +357,17 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
         progress("weighing naturalness", len(candidates), len(candidates))
     best = int(np.argmax([similarity + weight * naturalness for similarity, naturalness in measured]))
     if best == 0:
-        return checked
+        similarity, naturalness = measured[0]
+        return replace(checked, natural=(f"kept: the intelligible strengths scored best (naturalness {naturalness:.2f}, "
+                                         f"similarity {similarity:.3f} on the check sentences, weighed similarity + "
+                                         f"{weight:g} x naturalness against {len(candidates) - 1} gentler)"))
     chosen = candidates[best]
     changed = ", ".join(f"{name} {getattr(checked.strengths, name):g} -> {getattr(chosen, name):g}"
                         for name in KEYS if getattr(chosen, name) != getattr(checked.strengths, name))
     (sim0, nat0), (sim1, nat1) = measured[0], measured[best]
-    step = (f"{changed}: more natural (naturalness {nat0:.2f} -> {nat1:.2f}, similarity {sim0:.3f} -> {sim1:.3f} "
-            f"on the check sentences, weighed similarity + {weight:g} x naturalness)")
-    return replace(checked, strengths=chosen, steps=checked.steps + [step])
+    natural = (f"{changed}: more natural (naturalness {nat0:.2f} -> {nat1:.2f}, similarity {sim0:.3f} -> "
+               f"{sim1:.3f} on the check sentences, weighed similarity + {weight:g} x naturalness)")
+    return replace(checked, strengths=chosen, natural=natural)
 
 
 __all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
