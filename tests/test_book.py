@@ -20,8 +20,8 @@ import voxmith.quality
 from voxmith.cli.main import cli
 from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
-from voxmith.studio.book import BookRequest
-from voxmith.studio.fragments import fails_on_words_only, joins
+from voxmith.studio.book import BookMaker, BookRequest
+from voxmith.studio.fragments import fails_on_words_only, joins, short_joins
 from voxmith.studio.ranking import RankingSettings, TakeScores
 from voxmith.studio.speech import Speaker
 from voxmith.text import word_errors_by_part
@@ -309,6 +309,24 @@ def test_short_sentences_in_a_row_are_each_heard_with_the_next(tmp_path, tone_en
     result = studio.book(_request(tmp_path / "ring", source=book, rank=True, audio_format="wav",
                                   ranking=RankingSettings(regenerate_limit=1, min_naturalness=0.0)))
     assert result.review == [] and sorted(s["takes"] for s in result.manifest["sentences"]) == [1, 2]
+
+
+def test_a_long_run_of_short_sentences_is_ordered_without_recursion():
+    # Before: one recursive call per short sentence in a row: 1100 "Yes." lines raised RecursionError.
+    def order(text, first=0, ranked=True):
+        sentences = parse_book(text, False, PauseSettings())[0].sentences
+        maker = SimpleNamespace(short_joins=short_joins(sentences),
+                                speaker=SimpleNamespace(transcriber=object() if ranked else None))
+        return [s.text for s in BookMaker._reading_order(maker, sentences[first])]
+
+    lines = [f"Line {i}." for i in range(3000)] + ["The keeper climbed up the long stair."]
+    assert order("\n\n".join(lines)) == lines[::-1]  # each waits for the next, the long one first
+    assert order("\n\n".join(lines), ranked=False) == ["Line 0."]  # unranked: in order
+    # the previous one is the neighbour of a short last sentence; already placed ones are not repeated
+    assert order("Two.\n\nYes.\n\nThe keeper climbed up.\n\nDone.", first=0) == \
+        ["The keeper climbed up.", "Yes.", "Two."]
+    assert order("The keeper climbed up.\n\nDone.", first=1) == ["The keeper climbed up.", "Done."]
+    assert order("Two.\n\nYes.", first=0) == ["Yes.", "Two."]  # a ring: each placed once
 
 
 def test_which_sentences_are_heard_joined():

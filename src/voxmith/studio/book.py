@@ -292,7 +292,7 @@ class BookMaker:
         made = 0
         for chapter in self.chapters:
             for sentence in chapter.sentences:
-                for needed in self._reading_order(sentence, set()):
+                for needed in self._reading_order(sentence):
                     if self._stored(needed.id) is None:
                         report(self.progress, "reading the book (sentences)", done + made, total,
                                f"chapter {chapter.number}: {needed.text[:30]}", unit="sentence")
@@ -303,16 +303,26 @@ class BookMaker:
         report(self.progress, "reading the book (sentences)", total, total, unit="sentence")
         return self._write_book()
 
-    def _reading_order(self, sentence, seen: set) -> list:
+    def _reading_order(self, sentence) -> list:
         """`sentence` after the neighbours it is judged with when it is short (theirs first, in turn:
-        "Two." waits for "Yes.", which waits for the sentence after it)."""
-        seen.add(sentence.id)
-        join = self.short_joins.get(sentence.id) if self.speaker.transcriber is not None else None  # unranked: in order
-        first = []
-        for other in join.sentences if join is not None else ():
-            if other.id not in seen:
-                first += self._reading_order(other, seen)
-        return first + [sentence]
+        "Two." waits for "Yes.", which waits for the sentence after it). A loop, not recursion: a
+        chapter of a thousand short lines in a row ("Yes." "No." ...) is one chain that deep."""
+        def neighbours(of):
+            join = self.short_joins.get(of.id) if self.speaker.transcriber is not None else None  # unranked: in order
+            return iter(join.sentences if join is not None else ())
+
+        seen, order = {sentence.id}, []
+        path = [(sentence, neighbours(sentence))]  # each sentence walked into, with its neighbours still to see
+        while path:
+            current, pending = path[-1]
+            other = next((o for o in pending if o.id not in seen), None)
+            if other is None:  # all its neighbours are placed: it comes after them
+                path.pop()
+                order.append(current)
+            else:
+                seen.add(other.id)
+                path.append((other, neighbours(other)))
+        return order
 
     def redo(self, sentence_id: str) -> BookResult:
         """Make one sentence again with new seeds (its next redo), rebuild its chapter and the book."""
