@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 from typing import NoReturn
@@ -36,8 +37,15 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
                                   log_level="warning" if obj.quiet else "info")
     click.echo(describe(address, webui), err=True)
     click.echo("SIGTERM or Ctrl-C stops it after the requests in progress.", err=True)
+    # uvicorn takes SIGTERM over while it serves, then puts back the handler it found and raises the
+    # signal again into it: with Python's default one the process was killed outright (no exit
+    # handlers: the web UI's upload folder of users' recordings stayed behind after `docker stop`).
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         server.run()
+    except Terminated:
+        click.echo("\nStopped (SIGTERM).", err=True)
+        leave_without_teardown(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         # uvicorn re-raises Ctrl-C only once it has shut down: every request finished and the app's
         # lifespan stopped the synthesis and book workers (serve/app.py). The interpreter's own
@@ -46,6 +54,14 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
         # nothing: leave now, as an interpreter's exit does up to that teardown.
         click.echo("\nInterrupted.", err=True)
         leave_without_teardown(130)
+
+
+class Terminated(Exception):
+    """SIGTERM, once uvicorn has shut down (the counterpart of Ctrl-C's KeyboardInterrupt)."""
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated()
 
 
 def leave_without_teardown(status: int) -> NoReturn:
