@@ -105,7 +105,12 @@ def test_a_conversion_counts_up_to_the_total_it_announced(studio, demo_files, tm
     finally:
         unregister_engine(ToneConverter.name)
     totals = {e.total for e in events}
-    assert {e.unit for e in events} == {"s"}  # seconds of the recording, not steps
+    assert {e.unit for e in events} == {"audio s"}  # seconds of the recording, not steps
+    # and the rate says which way real time is: before, unit "s" read "4.00s/s" and "1.20s/s"
+    from tqdm import tqdm
+
+    assert "4.00audio s/s" in tqdm.format_meter(8, 60, 2.0, unit=events[0].unit)
+    assert "1.20s/audio s" in tqdm.format_meter(10, 60, 12.0, unit=events[0].unit)
     assert len(totals) == 1 and events[-1].done == events[-1].total == totals.pop()
     assert all(e.done <= e.total for e in events)
 
@@ -117,6 +122,6 @@ def test_the_web_uis_bar_names_what_it_counts():
     shown = []
     callback = to_gradio(lambda value, desc=None, unit="": shown.append((value, desc, unit)))
     callback(Progress("reading the book (sentences)", 3, 12, unit="sentence"))
-    callback(Progress("converting (seconds of the recording)", 4, 60, unit="s"))
+    callback(Progress("converting (seconds of the recording)", 4, 60, unit="audio s"))
     callback(Progress("training", 5, 100))
-    assert [u for _, _, u in shown] == ["sentences", "s", ""]
+    assert [u for _, _, u in shown] == ["sentences", "audio s", ""]

@@ -14,7 +14,7 @@ from voxmith.progress import Progress
 class TqdmProgress:
     def __init__(self, enabled: bool = True, unit: str = "step"):
         self.enabled = enabled
-        # The unit of events that name none (an event's own unit wins: "sentence", "clip", "s").
+        # The unit of events that name none (an event's own unit wins: "sentence", "clip", "audio s").
         # "B" shows bytes with K/M/G prefixes (downloads); an empty unit read "4.98/s" and "1.20s/".
         self.unit = unit
         self._bars: Dict[str, tqdm] = {}

@@ -25,6 +25,10 @@ from voxmith.fsutil import atomic_write_json, fingerprint_files
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.record import ConversionRecord, RefsSource, VoiceSource
 
+# convert's progress counts seconds of the recording: "audio s", so that tqdm's rate reads
+# "4.00audio s/s" (faster than real time) or "1.20s/audio s" (slower); with "s" both read "s/s".
+AUDIO_SECONDS = "audio s"
+
 
 FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
 CHECK_RATE_HZ = 16000  # the recording's first block is decoded at this rate to check it can be read
@@ -101,12 +105,12 @@ def convert_recording(engine: Engine, conditioning, request: ConvertRequest, out
         for chunk in itertools.chain(head, chunks):
             done_s = int(done / rate)
             report(progress, "converting (seconds of the recording)", min(done_s, total) if total else done_s, total,
-                   unit="s")
+                   unit=AUDIO_SECONDS)
             writer.write(converter.convert(chunk))
             done += chunk.size
     # Ends at the total it announced (a 9.6 s recording counted 0/10 ... then 9/9).
     final = total if total else int(round(done / rate))
-    report(progress, "converting (seconds of the recording)", final, final, unit="s")
+    report(progress, "converting (seconds of the recording)", final, final, unit=AUDIO_SECONDS)
     elapsed = time.perf_counter() - started
     seconds = done / rate
     voice, refs = voice_record.get("voice"), voice_record.get("refs")

@@ -27,7 +27,7 @@ def to_gradio(progress: gr.Progress):
 
 
 def plural_unit(unit: str) -> str:
-    """Gradio shows "3/12 UNIT": "sentence" -> "sentences"; "s" (seconds) and no unit stay."""
+    """Gradio shows "3/12 UNIT": "sentence" -> "sentences"; "audio s" (seconds of a recording) and no unit stay."""
     return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
