@@ -314,3 +314,33 @@ def test_an_unreadable_clip_is_an_audio_error(tmp_path, demo_audio, monkeypatch,
             load_audio(path)
     finally:
         path.chmod(0o644)
+
+
+def test_undecodable_audio_gets_advice_that_would_help(tmp_path, demo_audio, monkeypatch):
+    # Before: an MP3 (read by FFmpeg's libraries only) and convert's streamed reader (the same) advised
+    # "install ffmpeg (voxmith then uses it)", which changes nothing there; and a recording that broke
+    # part-way was told apart from one that fails at once no more.
+    from voxmith.audio.stream import read_blocks
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # a PATH where no ffmpeg exists
+    data = bytearray(_mp3(tmp_path / "real.mp3", demo_audio).read_bytes())
+    noise = tmp_path / "noise.mp3"
+    noise.write_bytes(np.random.default_rng(5).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    broken = tmp_path / "broken-in-the-middle.mp3"
+    data[len(data) // 2:len(data) // 2 + 4000] = bytes(4000)
+    broken.write_bytes(bytes(data))
+    for read in (load_audio, lambda path: list(read_blocks(path, 16000))):
+        with pytest.raises(AudioError) as caught:
+            read(noise)
+        assert "could not be decoded" in str(caught.value) and "install ffmpeg" not in str(caught.value)
+        assert str(caught.value).endswith("if it plays elsewhere, convert it to WAV or FLAC.")
+    blocks = read_blocks(broken, 16000, block_s=0.5)
+    assert next(blocks).size  # the first seconds decode
+    with pytest.raises(AudioError, match="decoding failed part-way") as caught:
+        list(blocks)
+    assert "install ffmpeg" not in str(caught.value)
+    # where ffmpeg would be tried (a WAV libsndfile refuses), installing it is still the advice
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_bytes(b"RIFF" + bytes(200))
+    with pytest.raises(AudioError, match=r"install ffmpeg \(voxmith then uses it\)"):
+        load_audio(bad_wav)

@@ -74,16 +74,26 @@ def _ffmpeg_missing_message(path: Path) -> str:
     )
 
 
-def undecodable(path: Path, err: Exception | str) -> AudioError:
+# The advice for a file FFmpeg's libraries could not decode where the ffmpeg program is never tried
+# (MP3s, convert's streamed reader): installing ffmpeg would change nothing.
+CONVERT_HINT = "convert it to WAV or FLAC"
+
+
+def undecodable(path: Path, err: Exception | str, *, hint: Optional[str] = None,
+                part_way: bool = False) -> AudioError:
     """The one error for a file no decoder could read, whichever read it (libsndfile, PyAV, the ffmpeg
     program; `load_audio` for `voices add`, `read_blocks` for `convert`): FFmpeg's own words (PyAV's
-    `strerror`), not PyAV's "[Errno 1094995529] ...: 'path'" text nor ffmpeg's "path: ..." prefix."""
+    `strerror`), not PyAV's "[Errno 1094995529] ...: 'path'" text nor ffmpeg's "path: ..." prefix.
+    `hint`: what to do if it plays elsewhere (default: install ffmpeg, which the caller would then try,
+    or convert it); `part_way`: it failed after some of it was read."""
     reason = getattr(err, "strerror", None) or str(err)
     reason = reason.removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
-    advice = "convert it to WAV or FLAC" if shutil.which("ffmpeg") else \
-        "install ffmpeg (voxmith then uses it) or convert it to WAV or FLAC"
-    return AudioError(f"Cannot read '{path}': it could not be decoded ({reason}). The file may be corrupt or "
-                      f"not contain audio; if it plays elsewhere, {advice}.")
+    if hint is None:
+        hint = CONVERT_HINT if shutil.which("ffmpeg") else \
+            "install ffmpeg (voxmith then uses it) or convert it to WAV or FLAC"
+    what = "decoding failed part-way" if part_way else "it could not be decoded"
+    return AudioError(f"Cannot read '{path}': {what} ({reason}). The file may be corrupt or "
+                      f"not contain audio; if it plays elsewhere, {hint}.")
 
 
 def _sniffs_as_mpeg(path: Path) -> bool:
@@ -125,7 +135,7 @@ def container_duration_s(path: str | os.PathLike) -> Optional[float]:
         return container.duration / 1_000_000 if container.duration is not None else None
 
 
-def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int, str]]:
+def _decode_with_pyav(path: Path, hint: Optional[str] = None) -> Optional[tuple[np.ndarray, int, str]]:
     """Decode with PyAV's bundled FFmpeg libraries: samples, rate and the container's format name as
     FFmpeg tells it by content ("MP3", "FLAC"...; None when PyAV is missing)."""
     try:
@@ -145,7 +155,7 @@ def _decode_with_pyav(path: Path) -> Optional[tuple[np.ndarray, int, str]]:
     except AudioError:
         raise
     except Exception as err:  # FFmpeg reports through many exception types
-        raise undecodable(path, err) from err
+        raise undecodable(path, err, hint=hint) from err
     if not frames:
         return np.zeros((0, 1), np.float32), rate, container_format
     # packed flt: (1, n*ch) per frame
@@ -191,8 +201,8 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
         # terminal, around our own error. FFmpeg's decoder (PyAV, its logging off) is silent, and gives
         # the same frames (samples within 3e-6 on the shared voices' MP3s). A file sniffed by its first
         # bytes that FFmpeg cannot decode may still be one libsndfile reads: it gets its turn below.
-        try:
-            decoded = _decode_with_pyav(path)
+        try:  # the ffmpeg program is not tried for an MP3: installing it would not help
+            decoded = _decode_with_pyav(path, hint=CONVERT_HINT)
         except AudioError:
             if suffix == ".mp3":
                 raise

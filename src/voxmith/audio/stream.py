@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voxmith.audio.io import (ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, container_duration_s,
-                              undecodable)
+from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError,
+                              container_duration_s, undecodable)
 from voxmith.fsutil import atomic_path
 
 BLOCK_S = 2.0
@@ -44,7 +44,7 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
     try:
         container = av.open(str(path))
     except Exception as err:  # FFmpeg reports through many exception types
-        raise undecodable(path, err) from err
+        raise undecodable(path, err, hint=CONVERT_HINT) from err  # only FFmpeg's libraries read it here
     with container:
         if not container.streams.audio:
             raise AudioError(f"Cannot read '{path}': it contains no audio stream.")
@@ -70,8 +70,8 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
                         pending, size = [], 0
         except AudioError:
             raise
-        except Exception as err:  # part-way: the same words as a file that fails at once
-            raise undecodable(path, err) from err
+        except Exception as err:  # FFmpeg's reason in words, as for a file that fails at once
+            raise undecodable(path, err, hint=CONVERT_HINT, part_way=True) from err
         if resampler is not None and stream.codec_context.sample_rate != sample_rate_hz:
             pending.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         if pending:
