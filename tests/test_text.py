@@ -44,6 +44,11 @@ from voxmith.text.language import detect_languages
                                       "times ten to the minus third kilograms"),
     ("-2.5e+0 and 3e8 m", "minus two point five times ten to the zeroth and three times ten to the eighth meters"),
     ("0x1e5 and #1e3", "zero x one e five and number one e three"),  # hexadecimal, not powers of ten
+    # Before: "Room 3E12" read "three times ten to the twelfth", "$1e6" "$one times ten to the sixth".
+    ("Room 3E12, ID 12E45 and 2E-4", "Room three E twelve, ID twelve E forty-five and two times ten to the minus "
+                                     "fourth"),
+    ("1.5E3 and $1e6", "one point five times ten to the third and one times ten to the sixth dollars"),
+    ("₹5 crore and ₹2.5 lakh", "five crore rupees and two point five lakh rupees"),  # Indian scale words
     # Full-width letters and digits, as pasted from CJK text. Before: "Ｈｅｌｌｏ ｗｏｒｌｄ" was left as it
     # was (not Latin script, so not English), and a speech engine said nothing for it.
     ("Ｈｅｌｌｏ ｗｏｒｌｄ", "Hello world"),

@@ -48,7 +48,9 @@ _FULLWIDTH = {c: c - 0xFEE0 for start, end in (("０", "９"), ("Ａ", "Ｚ"), (
               for c in range(ord(start), ord(end) + 1)}
 # "6.02e23", "1.5E-3", "1e308": a number times a power of ten, never computed (an exponent may have
 # any length). Not after a letter, digit, point or "#" ("0x1e5", "v1.2e3", "#1e3" are not numbers).
-_SCIENTIFIC = re.compile(r"(?<![\w.,/#-])(-)?(\d+(?:\.\d+)?)[eE]([+-])?(\d+)\b")
+# An uppercase E only with a decimal mantissa or a signed exponent ("1.5E3", "2E-4"): "Room 3E12" and
+# "ID 12E45" are names. An amount in a currency keeps it ("$1e6": "... dollars").
+_SCIENTIFIC = re.compile(r"(?<![\w.,/#-])(-)?(" + _CURRENCY_SIGNS + r")?(\d+(?:\.\d+)?)([eE])([+-])?(\d+)\b")
 
 
 # Longer numbers are identifiers (account, order, card numbers), read digit by digit: nobody says
@@ -108,14 +110,17 @@ def _number(text: str) -> str:
 
 def _scientific(match: re.Match) -> str:
     """'6.02e23' -> 'six point zero two times ten to the twenty-third'."""
-    sign, mantissa, power_sign, power = match.groups()
+    sign, currency, mantissa, e, power_sign, power = match.groups()
+    if e == "E" and "." not in mantissa and not power_sign:  # "Room 3E12": a name, read as written
+        return match.group(0)
     power = power.lstrip("0") or "0"
     minus = "minus " if power_sign == "-" else ""
     if len(power) > MAX_NUMBER_DIGITS:  # no ordinal to say: the power's digits
         ten = f"ten to the power of {minus}{_digit_by_digit(power)}"
     else:
         ten = f"ten to the {minus}{num2words(int(power), to='ordinal')}"
-    return f"{'minus ' if sign else ''}{_number(mantissa)} times {ten}"
+    amount = f" {CURRENCIES[currency][1]}" if currency else ""
+    return f"{'minus ' if sign else ''}{_number(mantissa)} times {ten}{amount}"
 
 
 def _year_or_number(match: re.Match) -> str:
@@ -167,7 +172,7 @@ def normalize_text(text: str) -> str:
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
     # A minus sign, not a hyphen ("COVID-19", "5-10"): first, before money and decimals become words.
     text = re.sub(r"(?<![\w.,/-])-(?=" + _CURRENCY_SIGNS + r"?\d)", "minus ", text)
-    text = re.sub(r"(" + _CURRENCY_SIGNS + r")\s?(\d(?:[\d,]*\d)?)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion)\b)?",
+    text = re.sub(r"(" + _CURRENCY_SIGNS + r")\s?(\d(?:[\d,]*\d)?)(?:\.(\d+))?(?:\s?(thousand|million|billion|trillion|lakh|crore)\b)?",
                   _money, text)
     text = re.sub(r"\b(\d{1,2}):(\d{2})(?:\s?(am|pm|a m|p m))?\b",
                   lambda m: _time(m) + (f" {m.group(3)}" if m.group(3) else ""), text, flags=re.I)
