@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import atexit
-import os
 import signal
-import sys
 import threading
 from typing import NoReturn
 
 import click
+
+from voxmith.process_exit import exit_now
 
 
 @click.command()
@@ -74,12 +74,7 @@ def leave_without_teardown(status: int) -> NoReturn:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if run_exit_handlers is not None:
         run_exit_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
-    os._exit(status)
+    exit_now(status)
 
 
 def _webui_blocks(studio):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn, Optional, Union
 
@@ -23,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from voxmith.errors import VoxmithError
+from voxmith.process_exit import exit_now
 
 DeviceLike = Union[str, torch.device, None]
 
@@ -135,12 +135,7 @@ def exit_worker(status: int = 0) -> NoReturn:
     reports a failed run although training finished. A pause only makes that rarer; skipping the
     shutdown removes it. Nothing is lost: the loop has closed every file it wrote (checkpoints,
     metrics, TensorBoard), and the standard streams are flushed here."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
-    os._exit(status)
+    exit_now(status)
 
 
 def under_torchrun() -> bool:
