@@ -31,6 +31,10 @@ def torchrun(run: TrainingRun, *args: str) -> list[dict]:
         old.unlink()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("RANK", None)
+    # torchrun makes a torchelastic_* folder in the temporary folder per launch and leaves it: in the
+    # test's own folder, not one more in /tmp per run of the suite.
+    env["TMPDIR"] = str(run.folder.parent / "tmp")
+    os.makedirs(env["TMPDIR"], exist_ok=True)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "tests.tiny_training", str(run.folder), "--lines", str(LINES), *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
