@@ -18,6 +18,18 @@ SHARED_VOICES = Path(os.environ.get("VOXMITH_SHARED_VOICES",
                                     Path(__file__).resolve().parents[1].parent / "shared" / "voices"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_base_voice_cache(tmp_path_factory):
+    """The base-voice cache of the module- and session-scoped fixtures (the enrollments a test file
+    shares), which run before any test's own folder below is set: one folder for the session, never
+    the machine's real cache. They used to read and write ~/.cache/voxmith/base-voices, so a machine
+    that had run voxmith skipped joe's duration curve and guard floor (~9 CPU-s of the first
+    enrollment) that CI, with an empty cache, pays."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VOXMITH_BASE_VOICE_CACHE", str(tmp_path_factory.mktemp("session-base-voice-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_base_voice_cache(tmp_path_factory, monkeypatch):
     """piper-vc keeps its base voices' self-measurements on disk (base_cache.py): each test gets
