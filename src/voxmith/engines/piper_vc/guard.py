@@ -22,9 +22,10 @@ ladder, enrollment (`prefer_natural`) also speaks the check sentences at GENTLER
 weaker in every component than the ladder's, so no less intelligible: never heard again by
 Whisper) and keeps whichever scores best on similarity to the voice (GE2E cosine to its enrolled
 embedding) plus NATURALNESS_WEIGHT x naturalness (DistillMOS), both averaged over the sentences.
-What was weighed and kept is recorded apart from the back-offs (`guard.natural`). Choosing with the listener's figures in hindsight
-showed why (benchmarks/results/guard_grid.json, docs/piper_vc_tuning.md): at equal naturalness the
-best choice of strengths gains little similarity, while a gentler one gains much naturalness.
+What was weighed and kept is recorded apart from the back-offs (`guard.natural`). Choosing with
+the listener's figures in hindsight showed why (benchmarks/results/guard_grid.json,
+docs/piper_vc_tuning.md): at equal naturalness the best choice of strengths gains little
+similarity, while a gentler one gains much naturalness.
 
 A dataset fine-tune is checked the same way when it is put to use (engine.check_finetune): the same
 sentences, tolerance and floor, backed off along FINETUNE_LADDER, recorded under a `finetune.`
