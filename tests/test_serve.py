@@ -315,9 +315,11 @@ def test_a_stop_lets_the_request_in_progress_finish(tmp_path, stop):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
            "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
+    # started as a shell starts a background job: SIGINT ignored (the server must still stop on it)
     server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
                                "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

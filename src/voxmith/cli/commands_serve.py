@@ -41,6 +41,10 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
     # signal again into it: with Python's default one the process was killed outright (no exit
     # handlers: the web UI's upload folder of users' recordings stayed behind after `docker stop`).
     signal.signal(signal.SIGTERM, _raise_terminated)
+    # The same for SIGINT: a server started in the background by a shell (`voxmith serve &`, a
+    # script, CI) inherits SIGINT ignored, so after uvicorn's shutdown the re-raised signal did
+    # nothing and a `kill -INT` ended it with status 0, its requests' models torn down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.run()
     except Terminated:
