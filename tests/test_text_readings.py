@@ -31,6 +31,8 @@ from voxmith.text import normalize_text, word_error_rate
     ("only 1 kg", "only one kilogram"),
     ("a 2.5km walk", "a two point five kilometers walk"),
     ("at 100 km/h", "at one hundred kilometers per hour"),
+    ("sound travels at 343 m/s", "sound travels at three hundred and forty-three meters per second"),
+    ("about 1 m/s", "about one meter per second"),
     ("It is 20°C outside", "It is twenty degrees Celsius outside"),
     ("-5 °F tonight", "minus five degrees Fahrenheit tonight"),
     ("a 500 MB file", "a five hundred megabytes file"),

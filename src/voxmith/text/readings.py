@@ -22,6 +22,8 @@ FRACTION_DENOMINATORS = frozenset(range(2, 11)) | {12, 16}  # 9/11 or 24/7 are n
 # unit -> (singular, plural); matched only right after a number, with or without a space.
 UNITS = {
     "km/h": ("kilometer per hour", "kilometers per hour"), "mph": ("mile per hour", "miles per hour"),
+    "m/s": ("meter per second", "meters per second"), "km/s": ("kilometer per second", "kilometers per second"),
+    "ft/s": ("foot per second", "feet per second"),
     "kg": ("kilogram", "kilograms"), "mg": ("milligram", "milligrams"), "g": ("gram", "grams"),
     "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
     "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
