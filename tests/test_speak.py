@@ -199,6 +199,28 @@ def test_regeneration_logic_with_scripted_scores(monkeypatch, tone_engine, scrip
     assert best == expected_best
 
 
+def test_a_second_opinion_is_asked_once_per_chosen_take(monkeypatch, tone_engine):
+    from voxmith.studio.speech import Speaker
+
+    # take 0 stays the best (every retry scores lower) and keeps failing: `accept` (a book's short
+    # sentence heard with its neighbour, one Whisper pass) refuses it once, not after every retry
+    scripted = _scripted_takes(monkeypatch, {0: (0.9, 0.5, 1), 1: (0.5, 0.6, 1), 2: (0.4, 0.7, 1)})
+    engine = tone_engine()
+    original = engine.synthesize
+
+    def synthesize(text, conditioning, settings, *, seed, candidates=1, progress=None):
+        takes = original(text, conditioning, settings, seed=seed, candidates=candidates)
+        scripted.seeds.extend(t.seed for t in takes)
+        return takes
+
+    engine.synthesize = synthesize
+    request = SpeakRequest("Yes.", voice="x", ranking=RankingSettings(regenerate_limit=2, min_naturalness=0))
+    asked = []
+    speaker = Speaker(engine, {"rms": np.array(0.1)}, None, request)
+    takes, _, best = speaker.speak_sentence("Yes.", seed=0, accept=lambda take, scores: asked.append(take.seed))
+    assert [t.seed for t in takes] == [0, 1, 2] and best == 0 and asked == [0]
+
+
 def test_long_text_is_split_and_joined(enrolled):
     text = "First comes the opening line. Then a second one follows!\n\nA new paragraph ends it?"
     result = enrolled.speak(SpeakRequest(text, voice="demo", seed=3, rank=False))  # ranking: tests above

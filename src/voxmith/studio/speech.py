@@ -192,9 +192,12 @@ class Speaker:
         ranking = self.request.ranking
         best, _ = choose_take(scores, ranking)
         extra = 0
+        refused = set()  # takes `accept` already refused: a retry that does not win leaves the same best
         while needs_regeneration(scores[best], ranking) and extra < ranking.regenerate_limit:
-            if accept is not None and accept(takes[best], scores[best]):
-                break
+            if accept is not None and best not in refused:
+                if accept(takes[best], scores[best]):
+                    break
+                refused.add(best)
             retry_seed = seed + len(takes)
             take = self.engine.synthesize(normalized, self.conditioning, self.settings, seed=retry_seed, candidates=1)[0]
             takes.append(take)
