@@ -167,6 +167,24 @@ def _scripted_takes(monkeypatch, script):
     return scripted
 
 
+def _scripted_speaker(monkeypatch, tone_engine, script, request):
+    """A Speaker on the tone engine whose takes are scored by `script` (_scripted_takes), in the
+    order the engine makes them."""
+    from voxmith.studio.speech import Speaker
+
+    scripted = _scripted_takes(monkeypatch, script)
+    engine = tone_engine()
+    original = engine.synthesize
+
+    def synthesize(text, conditioning, settings, *, seed, candidates=1, progress=None):
+        takes = original(text, conditioning, settings, seed=seed, candidates=candidates)
+        scripted.seeds.extend(t.seed for t in takes)
+        return takes
+
+    engine.synthesize = synthesize
+    return Speaker(engine, {"rms": np.array(0.1)}, None, request)
+
+
 @pytest.mark.parametrize("script,limit,expected_takes,expected_best", [
     # best of 2 misses words -> regenerated until a clean take: the clean one wins
     ({0: (0.9, 0.5, 3), 1: (0.8, 0.4, 2), 2: (0.7, 0.0, 0)}, 2, 3, 2),
@@ -179,44 +197,21 @@ def _scripted_takes(monkeypatch, script):
 ])
 def test_regeneration_logic_with_scripted_scores(monkeypatch, tone_engine, script, limit, expected_takes,
                                                  expected_best):
-    from voxmith.studio.speech import Speaker
-
-    scripted = _scripted_takes(monkeypatch, script)
-    engine = tone_engine()
     request = SpeakRequest("Some words here.", voice="x", candidates=2,
                            ranking=RankingSettings(regenerate_limit=limit, min_naturalness=0))
-    original = engine.synthesize
-
-    def synthesize(text, conditioning, settings, *, seed, candidates=1, progress=None):
-        takes = original(text, conditioning, settings, seed=seed, candidates=candidates)
-        scripted.seeds.extend(t.seed for t in takes)
-        return takes
-
-    engine.synthesize = synthesize
-    speaker = Speaker(engine, {"rms": np.array(0.1)}, None, request)
+    speaker = _scripted_speaker(monkeypatch, tone_engine, script, request)
     takes, scores, best = speaker.speak_sentence("Some words here.", seed=0)
     assert [t.seed for t in takes] == list(range(expected_takes))
     assert best == expected_best
 
 
 def test_a_second_opinion_is_asked_once_per_chosen_take(monkeypatch, tone_engine):
-    from voxmith.studio.speech import Speaker
-
     # take 0 stays the best (every retry scores lower) and keeps failing: `accept` (a book's short
     # sentence heard with its neighbour, one Whisper pass) refuses it once, not after every retry
-    scripted = _scripted_takes(monkeypatch, {0: (0.9, 0.5, 1), 1: (0.5, 0.6, 1), 2: (0.4, 0.7, 1)})
-    engine = tone_engine()
-    original = engine.synthesize
-
-    def synthesize(text, conditioning, settings, *, seed, candidates=1, progress=None):
-        takes = original(text, conditioning, settings, seed=seed, candidates=candidates)
-        scripted.seeds.extend(t.seed for t in takes)
-        return takes
-
-    engine.synthesize = synthesize
     request = SpeakRequest("Yes.", voice="x", ranking=RankingSettings(regenerate_limit=2, min_naturalness=0))
+    speaker = _scripted_speaker(monkeypatch, tone_engine,
+                                {0: (0.9, 0.5, 1), 1: (0.5, 0.6, 1), 2: (0.4, 0.7, 1)}, request)
     asked = []
-    speaker = Speaker(engine, {"rms": np.array(0.1)}, None, request)
     takes, _, best = speaker.speak_sentence("Yes.", seed=0, accept=lambda take, scores: asked.append(take.seed))
     assert [t.seed for t in takes] == [0, 1, 2] and best == 0 and asked == [0]
 
