@@ -1,15 +1,24 @@
 """The book job registry of `voxmith serve` on its own (no server, no synthesis): a scripted `make`
-stands in for the book, so what is under test is how a job's status and events change together."""
+stands in for the book, so what is under test is how a job's status and events change together, and
+how its records in the workspace outlive the registry (a restart, a crash, a second server, damaged
+records, the bound on jobs kept)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from voxmith.errors import VoxmithError
+from voxmith.progress import Progress
+from voxmith.serve import book_jobs
 from voxmith.serve.book_jobs import BookCancelled, BookJobs
+from voxmith.serve.book_records import BookJobStore
 from voxmith.studio.book import BookRequest
 
 LAST_EVENTS = {"done": "book.done", "failed": "book.failed", "cancelled": "book.cancelled"}
@@ -68,3 +77,154 @@ def test_a_job_ends_together_with_its_last_event(tmp_path, outcome):
         assert checked.broken == [] and checked_second.broken == []
     finally:
         jobs.shutdown(5)
+
+
+# --- records kept across restarts (voxmith.serve.book_records) ----------------------------------
+
+def _request(tmp_path, name: str) -> BookRequest:
+    return BookRequest(source=tmp_path / f"{name}.txt", voice="v", engine="tone", settings={"f0_scale": 1.1},
+                       seed=5, audio_format="wav")
+
+
+def _ended(jobs, job):
+    _wait(lambda: job.ended)
+    return job
+
+
+def test_a_restarted_registry_lists_the_jobs_of_a_crashed_one_and_starts_none(tmp_path):
+    folder = tmp_path / "jobs"
+    go, entered = threading.Event(), threading.Event()
+
+    def make(job):
+        if job.request.voice == "broken":
+            raise VoxmithError("no such voice")
+        if Path(job.request.source).stem == "long":
+            entered.set()
+            job.progress(Progress("reading the book (sentences)", 1, 6, unit="sentence"))
+            go.wait(10)
+        return "a result"
+
+    first_store = BookJobStore(folder)
+    first = BookJobs(make, store=first_store)
+    try:
+        done = _ended(first, first.submit(_request(tmp_path, "short"), tmp_path / "short-book"))
+        failed = _ended(first, first.submit(dataclasses.replace(_request(tmp_path, "x"), voice="broken"),
+                                            tmp_path / "x-book"))
+        running = first.submit(_request(tmp_path, "long"), tmp_path / "long-book")
+        waiting = first.submit(_request(tmp_path, "next"), tmp_path / "next-book")
+        entered.wait(10)
+        running.save()  # as a running job's record is rewritten with its progress every few seconds
+        first_store.close()  # the server is gone (a crash: its jobs are not stopped, its lock is let go)
+
+        started = []
+        second = BookJobs(lambda job: started.append(job.id), store=BookJobStore(folder))
+        listed = {job.id: job for job in second.list()}
+        assert list(listed) == [done.id, failed.id, running.id, waiting.id]  # oldest first
+        assert [listed[j.id].status for j in (done, failed, running, waiting)] == \
+            ["done", "failed", "interrupted", "interrupted"]
+        assert listed[failed.id].error == "no such voice"
+        again = listed[running.id]
+        assert again.request == running.request and again.folder == running.folder and again.finished is not None
+        assert again.events[0]["done"] == 1 and again.events[0]["total"] == 6  # the progress it had
+        assert again.events[-1]["type"] == "book.interrupted" and again.events[-1]["seq"] > running.next_seq
+        time.sleep(0.2)
+        assert started == []  # nothing is started without a client asking
+
+        assert not second.resume(listed[done.id])  # only what did not finish resumes
+        assert second.resume(again)
+        _wait(lambda: again.ended)
+        assert again.status == "done" and started == [running.id]
+        assert [e["type"] for e in again.events][-4:] == ["book.interrupted", "book.queued", "book.started",
+                                                          "book.done"]
+        second.shutdown(5)
+        third = BookJobs(lambda job: None, store=BookJobStore(folder))
+        assert {job.id: job.status for job in third.list()}[running.id] == "done"
+        third.shutdown(5)
+    finally:
+        go.set()
+        first.shutdown(5)
+
+
+def test_a_job_stopped_with_its_server_is_interrupted_and_a_live_servers_jobs_stay_its_own(tmp_path):
+    folder = tmp_path / "jobs"
+    go = threading.Event()
+
+    def make(job):
+        while not go.wait(0.01):
+            job.progress(Progress("reading the book (sentences)", 0, 2, unit="sentence"))
+        return "a result"
+
+    one = BookJobs(make, store=BookJobStore(folder))
+    job = one.submit(_request(tmp_path, "long"), tmp_path / "long-book")
+    _wait(lambda: job.status == "running")
+    record_before = (folder / f"{job.id}.json").read_text()
+    # a second server on the same workspace leaves the running job to the first (and does not touch it)
+    two = BookJobs(make, store=BookJobStore(folder))
+    assert two.list() == [] and (folder / f"{job.id}.json").read_text() == record_before
+    two.shutdown(5)
+    one.shutdown(5)
+    assert job.status == "interrupted" and job.events[-1]["type"] == "book.interrupted"
+    three_store = BookJobStore(folder)
+    three = BookJobs(make, store=three_store)
+    try:
+        assert [(j.id, j.status) for j in three.list()] == [(job.id, "interrupted")]
+        # the servers' own lock files do not pile up
+        assert [p.name for p in (folder / ".owners").iterdir()] == [f"{three_store.owner}.lock"]
+    finally:
+        go.set()
+        three.shutdown(5)
+
+
+def test_damaged_records_are_skipped_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "jobs"
+    kept = BookJobs(lambda job: "a result", store=BookJobStore(folder))
+    good = _ended(kept, kept.submit(_request(tmp_path, "good"), tmp_path / "good-book"))
+    kept.shutdown(5)
+    record = json.loads((folder / f"{good.id}.json").read_text())
+    (folder / "cut.json").write_text((folder / f"{good.id}.json").read_text()[:50])
+    (folder / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / "newer.json").write_text(json.dumps({**record, "id": "newer", "schema": 99}))
+    (folder / "nostatus.json").write_text(json.dumps({**record, "id": "nostatus", "status": "exploded"}))
+    (folder / "norequest.json").write_text(json.dumps({**record, "id": "norequest", "request": {"voice": 3}}))
+    (folder / "renamed.json").write_text(json.dumps(record))  # holds another job's record
+    caplog.set_level(logging.WARNING, logger="voxmith.serve")
+    jobs = BookJobs(lambda job: "a result", store=BookJobStore(folder))
+    try:
+        assert [job.id for job in jobs.list()] == [good.id]
+        warned = " ".join(r.getMessage() for r in caplog.records)
+        for name in ("cut", "binary", "list", "newer", "nostatus", "norequest", "renamed"):
+            assert f"{name}.json" in warned, name
+        assert "newer voxmith" in warned
+    finally:
+        jobs.shutdown(5)
+
+
+def test_records_follow_the_bound_on_jobs_and_progress_is_written_only_now_and_then(tmp_path, monkeypatch):
+    monkeypatch.setattr(book_jobs, "JOBS_KEPT", 3)
+    monkeypatch.setattr(book_jobs, "PROGRESS_SAVE_S", 3600.0)
+    folder = tmp_path / "jobs"
+    store = BookJobStore(folder)
+    writes = []
+    save = store.save
+    monkeypatch.setattr(store, "save", lambda record: (writes.append(record.status), save(record)))
+
+    def make(job):
+        for done in range(200):
+            job.progress(Progress("reading the book (sentences)", done, 200, unit="sentence"))
+        return "a result"
+
+    jobs = BookJobs(make, store=store)
+    try:
+        made = [_ended(jobs, jobs.submit(_request(tmp_path, f"b{k}"), tmp_path / f"b{k}-book")) for k in range(5)]
+        assert writes == ["queued", "running", "done"] * 5  # 200 progress events each, no write for them
+        kept = [job.id for job in made[-3:]]
+        assert [job.id for job in jobs.list()] == kept
+        assert sorted(p.stem for p in folder.glob("*.json")) == sorted(kept)  # the forgotten ones' records too
+    finally:
+        jobs.shutdown(5)
+    restarted = BookJobs(make, store=BookJobStore(folder))
+    try:
+        assert [job.id for job in restarted.list()] == kept
+    finally:
+        restarted.shutdown(5)

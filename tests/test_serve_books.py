@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -244,3 +249,112 @@ def test_an_uploaded_book_is_kept_while_its_job_runs_and_after_only_if_the_book_
         manifest = json.loads((studio.workspace.results_dir / "demo" / "kept-book" / "manifest.json").read_text())
         time.sleep(0.2)  # the release runs in the event loop after the job ends
         assert [str(p.resolve()) for p in uploads.rglob("kept.txt")] == [manifest["source_path"]]
+
+
+SIX_SENTENCES = b" ".join(b"Line %d of the lighthouse log." % i for i in range(1, 7))
+
+
+def _wait_for_sentences(url: str, job_id: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while not any(e.get("done", 0) >= count for e in _progress(url, job_id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _resume_reads_only_the_rest(url: str, job: dict, folder) -> None:
+    """Resume an interrupted `job` (as a restarted server lists it): the same job reads only the
+    sentences its folder lacks, and finishes the book."""
+    done_before = sorted(p.stem for p in (folder / "sentences").glob("*.json"))
+    assert job["status"] == "interrupted" and job["sentences_done"] == len(done_before) >= 1
+    texts_before = {json.loads((folder / "sentences" / f"{s}.json").read_text())["text"] for s in done_before}
+    calls = len(PacedToneEngine.calls)
+    resumed = httpx.post(f"{url}{job['resume_url']}", timeout=30)
+    assert resumed.status_code == 202, resumed.text
+    assert resumed.json()["id"] == job["id"] and resumed.json()["status"] in ("queued", "running")
+    events = _events(url, job["id"], after=job["progress"]["seq"] if job["progress"] else -1)
+    assert events[-1]["type"] == "book.done", events
+    assert any(e.get("stage", "") == f"resuming: {len(done_before)} of 6 sentences already done" for e in events)
+    made = PacedToneEngine.calls[calls:]
+    assert len(made) == 6 - len(done_before) and not texts_before & set(made)  # nothing made twice
+    status = httpx.get(f"{url}/voxmith/books/{job['id']}").json()
+    assert status["status"] == "done" and status["result"]["sentences"] == 6 and "resume_url" not in status
+    again = httpx.post(f"{url}{job['resume_url']}", timeout=30)
+    assert again.status_code == 409 and "is done" in again.json()["error"]["message"]
+
+
+def test_a_restarted_server_lists_its_book_jobs_and_resumes_an_interrupted_one(studio, caplog):
+    with running(studio) as url:
+        finished = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                              files={"book": ("kept-job.txt", TWO_SENTENCES)}, timeout=30).json()
+        assert _events(url, finished["id"])[-1]["type"] == "book.done"
+        PacedToneEngine.delay_s = 0.3
+        try:
+            stopped = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                                 files={"book": ("restart.txt", SIX_SENTENCES)}, timeout=30).json()
+            waiting = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                                 files={"book": ("waited.txt", TWO_SENTENCES)}, timeout=30).json()
+            assert waiting["status"] == "queued"
+            _wait_for_sentences(url, stopped["id"], 1)
+        finally:  # leaving stops the server: the book stops at its next sentence
+            PacedToneEngine.delay_s = 0.0
+    jobs_dir = studio.workspace.book_jobs_dir
+    (jobs_dir / "damaged.json").write_text('{"kind": "voxmith.book-job", "schema": 1, "id": ')
+    caplog.set_level("WARNING", logger="voxmith.serve")
+    with running(studio) as url:
+        listed = {job["id"]: job for job in httpx.get(f"{url}/voxmith/books").json()["books"]}
+        assert "damaged.json" in caplog.text  # skipped, said, and the server is up
+        # a finished book shows as it was, its files still served
+        before = listed[finished["id"]]
+        assert before["status"] == "done" and before["result"]["sentences"] == 2 and before["created"] is not None
+        manifest = httpx.get(f"{url}/voxmith/books/{finished['id']}/files/manifest.json")
+        assert manifest.status_code == 200 and len(manifest.json()["sentences"]) == 2
+        # the one the stop interrupted, as the book's folder is now; its events end with that
+        job = httpx.get(f"{url}/voxmith/books/{stopped['id']}").json()
+        assert job == listed[stopped["id"]] and job["finished"] is not None
+        assert _events(url, job["id"])[-1]["type"] == "book.interrupted"
+        assert httpx.post(f"{url}/voxmith/books/nope/resume", timeout=30).status_code == 404
+        _resume_reads_only_the_rest(url, job, studio.workspace.results_dir / "demo" / "restart-book")
+        # the book that was waiting (an upload: kept for the job to resume) is interrupted too
+        assert listed[waiting["id"]]["status"] == "interrupted" and listed[waiting["id"]]["started"] is None
+        assert httpx.post(f"{url}/voxmith/books/{waiting['id']}/resume", timeout=30).status_code == 202
+        assert _events(url, waiting["id"])[-1]["type"] == "book.done"
+
+
+def test_a_book_job_of_a_killed_server_is_listed_interrupted_and_resumes(studio, tmp_path):
+    """A crash: the server is killed (SIGKILL) while it reads a book; a server started on the same
+    workspace lists the job as interrupted and resumes it."""
+    home = studio.workspace.home
+    port = _free_port()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
+           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
+                               "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.2)
+        job = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                         files={"book": ("crash.txt", SIX_SENTENCES)}, timeout=30).json()
+        _wait_for_sentences(url, job["id"], 2)
+        server.kill()
+        server.wait(30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    with running(studio) as url:
+        listed = {b["id"]: b for b in httpx.get(f"{url}/voxmith/books").json()["books"]}
+        _resume_reads_only_the_rest(url, listed[job["id"]], studio.workspace.results_dir / "demo" / "crash-book")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -13,6 +13,7 @@ from voxmith import __version__
 from voxmith.http_access import HostOriginGuard
 from voxmith.serve import book_api, openai_api, studio_api
 from voxmith.serve.book_jobs import BookJobs
+from voxmith.serve.book_records import BookJobStore
 from voxmith.serve.errors import install_error_handlers
 from voxmith.serve.guards import BodyLimit, TokenGuard, send_json_error
 from voxmith.serve.pool import SynthesisPool, default_workers
@@ -47,7 +48,9 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.pool = SynthesisPool(config.workers, config.waiting)
-        app.state.books = BookJobs(lambda job: book_api.make_book(studio, job), config.max_waiting_books)
+        # the jobs of servers that ran on this workspace before are listed again; none is started
+        app.state.books = BookJobs(lambda job: book_api.make_book(studio, job), config.max_waiting_books,
+                                   store=BookJobStore(studio.workspace.book_jobs_dir))
         try:
             yield
         finally:  # uvicorn has let in-flight requests finish (SIGTERM drains); now the workers

@@ -2,13 +2,16 @@
 
     POST   /voxmith/books                      start: an uploaded book (`book`) or a text file in the
                                                workspace (`path`, relative to it) -> 202 with the job id
-    GET    /voxmith/books                      the jobs this server knows (newest last)
-    GET    /voxmith/books/{id}                 status: queued/running/done/failed/cancelled, the
-                                               latest progress, the error, and when done the files
+    GET    /voxmith/books                      the jobs this server knows (newest last), those of
+                                               earlier servers on this workspace included
+    GET    /voxmith/books/{id}                 status: queued/running/done/failed/cancelled/interrupted,
+                                               the latest progress, the error, and when done the files
     GET    /voxmith/books/{id}/events          progress as server-sent events (`?after=SEQ` resumes)
     GET    /voxmith/books/{id}/files/{name}    a file of the finished book (book.m4b, chapters/..., manifest.json)
     DELETE /voxmith/books/{id}                 cancel (finished sentences are kept: starting the same
                                                book again resumes it)
+    POST   /voxmith/books/{id}/resume          read the rest of an interrupted (stopped with its
+                                               server), cancelled or failed job: 202, the same job
     POST   /voxmith/books/{id}/sentences/{sentence}/redo
                                                make one sentence of a finished book again (new seeds;
                                                its chapter and the joined book are rebuilt), as
@@ -17,6 +20,10 @@
 The book is made in its usual folder, results/VOICE/<book>-book/, so the CLI, the web UI and this
 API resume each other's books. Clients name a workspace file, never a path outside the workspace;
 uploads and workspace files are limited to `ServeConfig.max_book_bytes`.
+
+Jobs outlive the server (`book_jobs`, `book_records`): after a restart, or a crash, the list shows
+them again, a job that was waiting or being read as "interrupted", which `resume` continues. A
+restarted server starts nothing by itself.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
 from voxmith.errors import VoxmithError
-from voxmith.serve.book_jobs import BookJob
+from voxmith.serve.book_jobs import RESUMABLE, BookJob
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import result_id
-from voxmith.studio.book import BOOK_FORMATS, BookRequest
+from voxmith.studio.book import BOOK_FORMATS, BookRequest, finished_sentences
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.record import FinetuneChoice
 from voxmith.text.book import PauseSettings
@@ -101,6 +108,9 @@ def job_status(studio, job: BookJob) -> dict:
            "folder": result_id(studio, job.folder), "created": _when(job.created), "started": _when(job.started),
            "finished": _when(job.finished), "progress": progress, "error": error,
            "status_url": f"/voxmith/books/{job.id}", "events_url": f"/voxmith/books/{job.id}/events"}
+    if status in RESUMABLE:  # what resuming starts from: the book's folder as it is now
+        out["sentences_done"] = finished_sentences(job.folder)
+        out["resume_url"] = f"/voxmith/books/{job.id}/resume"
     if result is not None:
         record = result.record
         files = [result.book_path.name, "manifest.json", *(c.file for c in record.chapters)]
@@ -164,12 +174,13 @@ async def start_book(request: Request, voice: str = Form(...), book: Optional[Up
 def _release_upload(app, upload: Path):
     """What a job made from an upload calls when it ends: the upload is kept while the job runs, and
     after it only when the job started the book's folder (book.json: the manifest names the upload,
-    and the folder resumes from it); a job that made nothing leaves nothing behind. The bookkeeping
-    of uploads lives in the event loop's thread, so the release is handed to it."""
+    and the folder resumes from it) or was interrupted by the server stopping (its record names the
+    upload, to resume from); a job that made nothing leaves nothing behind. The bookkeeping of
+    uploads lives in the event loop's thread, so the release is handed to it."""
     loop = asyncio.get_running_loop()
 
     def on_end(job: BookJob) -> None:
-        started = (job.folder / "book.json").is_file()
+        started = job.status == "interrupted" or (job.folder / "book.json").is_file()
         try:
             loop.call_soon_threadsafe(app.state.uploads.release, upload, started)
         except RuntimeError:  # the loop has closed (the server stopped): nothing to keep count for
@@ -181,8 +192,9 @@ def _release_upload(app, upload: Path):
 def _job(request: Request, job_id: str) -> BookJob:
     job = request.app.state.books.get(job_id)
     if job is None:
-        raise ApiError(404, f"No book job '{job_id}' (jobs are forgotten when the server restarts; the book's "
-                            "files stay in the workspace).", "id")
+        raise ApiError(404, f"No book job '{job_id}' on this server (the oldest finished jobs are forgotten, "
+                            "and a job of another server running on this workspace is listed by that server; "
+                            "a book's files stay in the workspace).", "id")
     return job
 
 
@@ -204,6 +216,26 @@ async def cancel_book(job_id: str, request: Request):
     return job_status(request.app.state.studio, job)
 
 
+@router.post("/{job_id}/resume", status_code=202,
+             summary="Read the rest of an interrupted, cancelled or failed book job; returns the same job")
+async def resume_book(job_id: str, request: Request):
+    """The book's folder keeps every finished sentence: only the missing ones are read (the same
+    settings and seed, so the book is what an uninterrupted run would have made)."""
+    app = request.app
+    job = _job(request, job_id)
+    with job.lock:
+        status = job.status
+    if status not in RESUMABLE:
+        why = "is still being read" if status in ("queued", "running") else "is done (redo a sentence instead)"
+        raise ApiError(409, f"The book {why}; only an interrupted, cancelled or failed job resumes.", "id")
+    if not Path(job.request.source).is_file():
+        raise ApiError(409, f"The book's file '{Path(job.request.source).name}' is no longer there; start the book "
+                            "again (the same file and options: its finished sentences are kept).", "id")
+    if not app.state.books.resume(job):  # another request resumed it first
+        raise ApiError(409, "The book job has already been resumed.", "id")
+    return job_status(app.state.studio, job)
+
+
 @router.post("/{job_id}/sentences/{sentence_id}/redo", status_code=202,
              summary="Make one sentence of a finished book again (as `voxmith book --redo`); returns a new job")
 async def redo_sentence(job_id: str, sentence_id: str, request: Request):
@@ -211,10 +243,13 @@ async def redo_sentence(job_id: str, sentence_id: str, request: Request):
     job = _job(request, job_id)
     with job.lock:
         status, finished = job.status, job.result
-    if status != "done" or finished is None:
+    if status == "done" and finished is None:
+        raise ApiError(409, "The book's folder no longer holds the finished book (its manifest is gone or "
+                            "damaged); start the book again.", "id")
+    if status != "done":
         what = "is still being read" if status in ("queued", "running") else f"was not finished ({status})"
         raise ApiError(409, f"The book {what}; a sentence can be made again once the book is done"
-                            f"{'' if status in ('queued', 'running') else ' (start it again to finish it)'}.", "id")
+                            f"{'' if status in ('queued', 'running') else ' (resume it to finish it)'}.", "id")
     known = [s.id for s in finished.record.sentences]
     if sentence_id not in known:
         example = f" (its ids run from {known[0]} to {known[-1]}; the manifest lists them)" if known else ""

@@ -1,12 +1,19 @@
 """Books made in the background for the HTTP API: a job per `POST /voxmith/books`, its progress
-events, status and result, kept in memory by a `BookJobs` registry.
+events, status and result, kept by a `BookJobs` registry in memory and, as records, in the
+workspace (`book_records`), so that a restarted server lists its jobs again.
 
 A book takes minutes to hours, so it does not hold a synthesis worker of the pool (that would stall
 every speech request behind it): books have their own worker thread, one book at a time, with a
 bounded line of books waiting (more are refused, 503). A job is cancelled at its next progress event
 (`BookCancelled` raised from the progress callback); the book's folder keeps every finished sentence,
-so the same book started again resumes (`voxmith.studio.book`). Stopping the server cancels the
-jobs the same way. Jobs are not kept across restarts: the book's files are, in the workspace.
+so the same book started again resumes (`voxmith.studio.book`), and so does `resume` of the job.
+Stopping the server stops the jobs the same way, as "interrupted".
+
+Each job's record is written when it is submitted, whenever its status changes, and while it runs
+at most every PROGRESS_SAVE_S with its latest progress (not on every event: a sentence can report
+several). A server starting adopts the records of servers that are gone: their finished, failed and
+cancelled jobs show as they ended, and those that were waiting or running as "interrupted" (with
+the progress last written); none is started again until a client asks (`resume`).
 
 Job state is written by the worker thread and read by the event loop's, under the job's lock.
 """
@@ -25,14 +32,22 @@ from typing import Callable, List, Optional
 
 from voxmith.errors import VoxmithError
 from voxmith.progress import Progress
+from voxmith.serve.book_records import BookJobRecord, BookJobStore
 from voxmith.serve.pool import PoolClosed, PoolFull
-from voxmith.studio.book import BookRequest, BookResult
+from voxmith.studio.book import BookRequest, BookResult, load_book
 from voxmith.torch_threads import process_threads
 
 log = logging.getLogger("voxmith.serve")
 
 EVENTS_KEPT = 500  # per job: a client that reads events later gets the last ones (and the status)
-JOBS_KEPT = 100  # finished jobs remembered, oldest forgotten first
+JOBS_KEPT = 100  # jobs remembered (in memory and as records); the oldest ended ones are forgotten first
+PROGRESS_SAVE_S = 5.0  # a running job's record is rewritten with its progress at most this often
+# Event numbers of an adopted job continue this far above the last one its record holds: the server
+# that ran it may have sent a client later ones before it stopped (its record is written at most
+# every PROGRESS_SAVE_S, and a book reports a few events a second at most).
+SEQ_GAP_AFTER_RESTART = 1000
+ENDED = ("done", "failed", "cancelled", "interrupted")
+RESUMABLE = ("interrupted", "cancelled", "failed")  # `resume` reads what is left of these
 
 
 class BookCancelled(VoxmithError):
@@ -48,7 +63,7 @@ class BookJob:
     redo: Optional[str] = None  # a sentence id: the job makes that sentence of the finished book again
     # called once when the job has ended (from the worker thread, or the one that cancelled it queued)
     on_end: Optional[Callable[["BookJob"], None]] = None
-    status: str = "queued"  # queued, running, done, failed, cancelled
+    status: str = "queued"  # queued, running, done, failed, cancelled, interrupted (stopped with its server)
     created: float = dataclasses.field(default_factory=time.time)
     started: Optional[float] = None
     finished: Optional[float] = None
@@ -57,11 +72,49 @@ class BookJob:
     events: List[dict] = dataclasses.field(default_factory=list)  # the last EVENTS_KEPT, each with its "seq"
     next_seq: int = 0
     cancel_requested: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stop_status: str = "cancelled"  # what a stop (cancel_requested) ends it as: "interrupted" at shutdown
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    store: Optional[BookJobStore] = None  # where its record is kept (None: in memory only)
+    # Held while a record is taken and written, so that two threads' writes land in the order taken.
+    save_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    last_saved: float = 0.0  # time.monotonic() of the last write
 
     @property
     def ended(self) -> bool:
-        return self.status in ("done", "failed", "cancelled")
+        return self.status in ENDED
+
+    @classmethod
+    def from_record(cls, record: BookJobRecord, store: Optional[BookJobStore] = None) -> "BookJob":
+        """A job of an earlier server as its record left it; a finished book's result is read from its
+        folder (None when the folder no longer holds it)."""
+        job = cls(record.id, record.request, record.folder, upload=record.upload, redo=record.redo,
+                  status=record.status, created=record.created, started=record.started, finished=record.finished,
+                  error=record.error, next_seq=record.next_seq + SEQ_GAP_AFTER_RESTART, store=store)
+        if record.progress is not None:
+            job.events.append(record.progress)
+        if job.ended:  # a client reading its events gets its end, and the stream closes
+            job._append_event({"type": f"book.{job.status}", **({"error": job.error} if job.error else {})})
+        if job.status == "done":
+            try:
+                job.result = load_book(job.folder)
+            except (VoxmithError, OSError) as err:
+                log.warning("book job %s: its book's manifest cannot be read (%s)", job.id, err)
+        return job
+
+    def record(self) -> BookJobRecord:
+        with self.lock:
+            progress = next((e for e in reversed(self.events) if e["type"] == "book.progress"), None)
+            return BookJobRecord(self.id, self.status, self.request, self.folder, upload=self.upload, redo=self.redo,
+                                 created=self.created, started=self.started, finished=self.finished, error=self.error,
+                                 progress=progress, next_seq=self.next_seq)
+
+    def save(self) -> None:
+        """Write the job's record now (nothing without a store; a failure is logged by the store)."""
+        if self.store is None:
+            return
+        with self.save_lock:
+            self.store.save(self.record())
+            self.last_saved = time.monotonic()
 
     def add_event(self, event: dict) -> None:
         with self.lock:
@@ -98,17 +151,26 @@ class BookJob:
                                 "to resume).")
         self.add_event({"type": "book.progress", "stage": event.stage, "done": event.done, "total": event.total,
                         "detail": event.detail, "unit": event.unit})
+        if self.store is not None and time.monotonic() - self.last_saved >= PROGRESS_SAVE_S:
+            self.save()
 
 
 class BookJobs:
-    """The server's book jobs: `submit` queues one, a worker thread makes them one after another."""
+    """The server's book jobs: `submit` queues one, a worker thread makes them one after another.
+    With a `store`, the jobs of earlier servers are adopted (listed, none started) and every job's
+    record is kept there."""
 
-    def __init__(self, make: Callable[[BookJob], BookResult], max_waiting: int = 8):
-        self._make, self.max_waiting = make, max_waiting
+    def __init__(self, make: Callable[[BookJob], BookResult], max_waiting: int = 8,
+                 store: Optional[BookJobStore] = None):
+        self._make, self.max_waiting, self._store = make, max_waiting, store
         self._jobs: "OrderedDict[str, BookJob]" = OrderedDict()
         self._queue: "queue.Queue[Optional[BookJob]]" = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
+        if store is not None:
+            for record in store.adopt():
+                self._jobs[record.id] = BookJob.from_record(record, store)
+            self._forget_old()
         self._thread = threading.Thread(target=self._work, name="voxmith-books", daemon=True)
         self._thread.start()
 
@@ -123,12 +185,37 @@ class BookJobs:
             waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
             if waiting >= self.max_waiting:
                 raise PoolFull(60)
-            job = BookJob(secrets.token_urlsafe(12), request, folder, upload=upload, on_end=on_end, redo=redo)
+            job = BookJob(secrets.token_urlsafe(12), request, folder, upload=upload, on_end=on_end, redo=redo,
+                          store=self._store)
             self._jobs[job.id] = job
             self._forget_old()
         job.add_event({"type": "book.queued"})
+        job.save()
         self._queue.put(job)
         return job
+
+    def resume(self, job: BookJob) -> bool:
+        """Queue an interrupted, cancelled or failed job again, under its id: its book's folder keeps
+        every finished sentence, so only the rest is read (a redo job makes its sentence again).
+        False when the job is not one of those (waiting, running or done); raises PoolFull or
+        PoolClosed as `submit` does. Whether the book's file is still there is the caller's to check."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("The server is shutting down; no new books are taken.")
+            waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
+            if waiting >= self.max_waiting:
+                raise PoolFull(60)
+            with job.lock:
+                if job.status not in RESUMABLE:
+                    return False
+                job.cancel_requested.clear()
+                job.stop_status = "cancelled"
+                job.status, job.started, job.finished, job.error, job.result = "queued", None, None, None, None
+                job.on_end = None  # what it held (an upload) was let go when it ended
+                job._append_event({"type": "book.queued", "resumed": True})
+        job.save()
+        self._queue.put(job)
+        return True
 
     def get(self, job_id: str) -> Optional[BookJob]:
         with self._lock:
@@ -140,27 +227,37 @@ class BookJobs:
 
     def cancel(self, job: BookJob) -> None:
         """Stop the job: at once when it waits, at its next progress event when it runs."""
-        job.cancel_requested.set()
+        self._stop(job, "cancelled")
+
+    def _stop(self, job: BookJob, status: str) -> None:
+        """End the job as `status` (cancelled, or interrupted by the server stopping)."""
         with job.lock:
+            if not job.cancel_requested.is_set():  # a job already cancelled stays cancelled
+                job.stop_status = status
+            job.cancel_requested.set()
             if job.status == "queued":
-                job._append_event({"type": "book.cancelled"})
-                job.status, job.finished = "cancelled", time.time()
+                job._append_event({"type": f"book.{job.stop_status}"})
+                job.status, job.finished = job.stop_status, time.time()
                 ended_here = True
             else:
                 ended_here = False
         if ended_here:
+            job.save()
             job.call_on_end()
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
-        """Refuse new books, cancel every job (finished sentences are kept), wait for the worker."""
+        """Refuse new books, stop every job as "interrupted" (finished sentences are kept; a later
+        server lists the job, to resume), wait for the worker, let go of the records."""
         with self._lock:
             self._closed = True
             jobs = list(self._jobs.values())
         for job in jobs:
             if not job.ended:
-                self.cancel(job)
+                self._stop(job, "interrupted")
         self._queue.put(None)
         self._thread.join(timeout_s)
+        if self._store is not None:  # a book still running past the timeout stays "running" in its record:
+            self._store.close()      # the next server shows it interrupted
 
     def _refresh_results(self, folder: Path, result: BookResult) -> None:
         """After a redo, the other finished jobs of the same book show the book as it is now (their
@@ -175,6 +272,8 @@ class BookJobs:
         ended = [job_id for job_id, job in self._jobs.items() if job.ended]
         for job_id in ended[:max(0, len(self._jobs) - JOBS_KEPT)]:
             del self._jobs[job_id]
+            if self._store is not None:
+                self._store.remove(job_id)
 
     def _work(self) -> None:
         while True:
@@ -186,11 +285,13 @@ class BookJobs:
                     continue
                 job.status, job.started = "running", time.time()
             job.add_event({"type": "book.started"})
+            job.save()
             try:
                 with process_threads():  # not the count this thread copied while an enrollment ran
                     result = self._make(job)
             except BookCancelled:
-                status, event, error = "cancelled", {"type": "book.cancelled"}, None
+                status, error = job.stop_status, None
+                event = {"type": f"book.{status}"}
             except VoxmithError as err:
                 status, error = "failed", str(err)
                 event = {"type": "book.failed", "error": error}
@@ -204,6 +305,7 @@ class BookJobs:
                 if job.redo:
                     self._refresh_results(job.folder, result)
             job.end(status, event, error)
+            job.save()
             job.call_on_end()
 
 

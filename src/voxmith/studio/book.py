@@ -119,6 +119,15 @@ def load_book(folder: Path) -> Optional[BookResult]:
     return BookResult(folder, folder / record.output_file, record)
 
 
+def finished_sentences(folder: Path) -> int:
+    """How many sentences of the book in `folder` are made (what a resumed run skips)."""
+    sentences = folder / "sentences"
+    try:
+        return sum(1 for record in sentences.glob("*.json") if record.with_suffix(".npy").is_file())
+    except OSError:
+        return 0
+
+
 def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
     """The book's chapters: EPUB through ebooklib (its spine documents with words, in reading order),
     Markdown by headings, plain text by 'Chapter N' lines."""

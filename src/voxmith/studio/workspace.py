@@ -5,6 +5,7 @@
     <home>/training/  training runs
     <home>/results/   generated speech with JSON sidecars
     <home>/models/    downloaded model weights
+    <home>/jobs/books/ the HTTP API's book jobs, one JSON record each (made when first needed)
 
 The home is `--home DIR`, else $VOXMITH_HOME, else $XDG_DATA_HOME/voxmith (~/.local/share/voxmith).
 """
@@ -72,3 +73,8 @@ class Workspace:
     def uploads_dir(self) -> Path:
         """Recordings sent to the HTTP API for conversion, kept so their results can be reproduced."""
         return self.home / "uploads"
+
+    @property
+    def book_jobs_dir(self) -> Path:
+        """The HTTP API's book jobs, one record each, so that a restarted server lists them again."""
+        return self.home / "jobs" / "books"
