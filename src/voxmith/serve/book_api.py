@@ -198,13 +198,17 @@ def _job(request: Request, job_id: str) -> BookJob:
     return job
 
 
-@router.get("", summary="The book jobs this server knows")
+@router.get("", summary="The book jobs this server knows, those of earlier servers on this workspace included")
 async def list_books(request: Request):
     studio = request.app.state.studio
     return {"books": [job_status(studio, job) for job in request.app.state.books.list()]}
 
 
-@router.get("/{job_id}", summary="A book job's status, latest progress and, when done, its files")
+@router.get("/{job_id}", summary="A book job's status, latest progress and, when done, its files",
+            description="`status` is queued, running, done, failed, cancelled, or interrupted: stopped with its "
+                        "server (a restart or a crash; jobs are listed again after one). An interrupted, "
+                        "cancelled or failed job has `sentences_done` (what its book's folder holds now) and "
+                        "`resume_url`, to read the rest.")
 async def book_status(job_id: str, request: Request):
     return job_status(request.app.state.studio, _job(request, job_id))
 
