@@ -190,6 +190,8 @@ class BookJobStore:
         with exclusive_lock(self.folder / ".adopt.lock"):
             dead = self._dead_owners()
             for path in sorted(self.folder.glob("*.json")):
+                if path.name.startswith("."):  # a write a crash cut short (fsutil's hidden temporary file)
+                    continue
                 record = self._read(path, dead)
                 if record is not None:
                     record = record.after_restart()
