@@ -437,7 +437,7 @@ def test_voices_upload_list_and_show(studio, base_url, demo_files, tmp_path):
     assert {"demo", "uploaded"} <= set(names)
     shown = httpx.get(f"{base_url}/voxmith/voices/uploaded", params={"analyse": "true"}, timeout=120).json()
     assert len(shown["report"]["clips"]) == len(demo_files)
-    assert httpx.get(f"{base_url}/voxmith/voices/nobody").status_code == 400
+    assert httpx.get(f"{base_url}/voxmith/voices/nobody").status_code == 404
 
 
 def test_speak_results_and_reproduce(studio, base_url):

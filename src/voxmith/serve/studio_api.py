@@ -78,11 +78,22 @@ def describe_result(studio, entry_path: Path, record: Union[ResultRecord, Conver
 def resolve_result(studio, rid: str, suffixes=RESULT_SUFFIXES) -> Path:
     """A result id -> its file inside the results folder; anything else is 404."""
     root = studio.workspace.results_dir.resolve()
-    path = (root / rid).resolve()
-    if rid.startswith("/") or not path.is_relative_to(root) or path.suffix.lower() not in suffixes \
-            or not path.is_file():
-        raise ApiError(404, f"No result '{rid}'. List them with GET /voxmith/results.", "result")
+    missing = ApiError(404, f"No result '{rid}'. List them with GET /voxmith/results.", "result")
+    try:  # a NUL byte or an over-long name is no result either, not a server error
+        path = (root / rid).resolve()
+        if rid.startswith("/") or not path.is_relative_to(root) or path.suffix.lower() not in suffixes \
+                or not path.is_file():
+            raise missing
+    except (ValueError, OSError):
+        raise missing from None
     return path
+
+
+def sidecar_id(rid: str) -> str:
+    """The sidecar's id of a result id ('VOICE/FILE.wav' -> 'VOICE/FILE.json'); an id with no file
+    name ('', '.') stays as it is, for `resolve_result` to refuse."""
+    path = Path(rid)
+    return path.with_suffix(".json").as_posix() if path.name else rid
 
 
 @router.post("/speak", summary="Speak with every option of `voxmith speak`; returns the result and its sidecar")
@@ -104,7 +115,7 @@ async def speak(body: SpeakBody, request: Request):
 @router.post("/reproduce", summary="Make a result again from its sidecar (same seed: same audio)")
 async def reproduce(body: ReproduceBody, request: Request):
     studio, pool = request.app.state.studio, request.app.state.pool
-    sidecar_path = resolve_result(studio, str(Path(body.result).with_suffix(".json")), (".json",))
+    sidecar_path = resolve_result(studio, sidecar_id(body.result), (".json",))
     job = pool.submit(lambda _job: _reproduce(studio, sidecar_path))  # through the pool like any synthesis
     try:
         result = await job.next()
@@ -188,6 +199,11 @@ def _voice_summary(voice) -> dict:
 @router.get("/voices/{name}", summary="A voice; with analyse=true its full report (levels, SNR, consistency, advice)")
 async def show_voice(name: str, request: Request, analyse: bool = False):
     studio = request.app.state.studio
+    if not studio.voices.exists(name):  # (a malformed name is refused there: 400)
+        try:  # an unknown voice is 404, in the library's words (the voices there are, close names)
+            studio.voices.get(name, to_create=False)
+        except VoxmithError as err:
+            raise ApiError(404, str(err), "name") from None
     voice = studio.voices.get(name)
     summary = _voice_summary(voice)
     if analyse:
@@ -209,7 +225,9 @@ async def add_voice(name: str, request: Request, files: List[UploadFile] = File(
     try:
         paths = []
         for i, upload in enumerate(files):
-            base = Path((upload.filename or "").replace("\\", "/")).name or f"clip{i + 1}.wav"
+            # Without a name of its own an upload gets no extension: the library names it after the
+            # format it decodes as (a FLAC sent without a file name is stored as 'clip1.flac').
+            base = Path((upload.filename or "").replace("\\", "/")).name or f"clip{i + 1}"
             if base.startswith("."):
                 base = f"clip{i + 1}{Path(base).suffix}"
             target = folder / f"{i:03d}" / base
@@ -224,6 +242,8 @@ async def add_voice(name: str, request: Request, files: List[UploadFile] = File(
             message = str(err)
             for path in paths:  # name the uploads as the client knows them
                 message = message.replace(str(path), path.name)
+            # ...and the options as this endpoint takes them (the library names the CLI's flags)
+            message = message.replace("Use --append", "Send append=true").replace("or --force", "or replace=true")
             raise ApiError(400, message, "files") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)

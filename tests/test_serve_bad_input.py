@@ -1,0 +1,68 @@
+"""`voxmith serve` given what a careless or hostile client sends: odd result ids, unknown voices,
+uploads without names. Every answer is a 4xx in the API's error shape, never a 500. The instant
+tone engine (tests/tone_engine.py) stands in for synthesis: nothing here is about the audio."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.serve_engines import running_api
+from voxmith.serve import ServeConfig
+from voxmith.studio import Studio
+from voxmith.studio.speech import SpeakRequest
+
+
+@pytest.fixture
+def served(tmp_path, tone_engine, demo_files):
+    """(base URL, studio, id of one spoken result) of a server over a workspace with voice 'demo'."""
+    studio = Studio(tmp_path / "ws", device="cpu")
+    studio.voices.add("demo", demo_files)
+    made = studio.speak(SpeakRequest("Hello there.", voice="demo", engine="tone", seed=1, rank=False))
+    rid = made.path.relative_to(studio.workspace.results_dir).as_posix()
+    with running_api(studio, ServeConfig(workers=1)) as url:
+        yield url, studio, rid
+
+
+@pytest.mark.parametrize("rid", ["", ".", "demo/a\x00b.wav", "demo/" + "x" * 300 + ".wav"])
+def test_result_ids_that_name_no_file_are_404_not_500(served, rid):
+    url, _studio, made = served
+    reproduce = httpx.post(f"{url}/voxmith/reproduce", json={"result": rid}, timeout=30)
+    assert reproduce.status_code == 404, reproduce.text
+    assert "No result" in reproduce.json()["error"]["message"]
+    if rid.strip("."):  # ('' and '.' in a URL are the results list itself)
+        fetched = httpx.get(f"{url}/voxmith/results/{rid.replace(chr(0), '%00')}", timeout=30)
+        assert fetched.status_code == 404, fetched.text
+    # a real id still works, its sidecar named by the audio's id
+    assert httpx.post(f"{url}/voxmith/reproduce", json={"result": made}, timeout=30).status_code == 200
+
+
+def test_an_unknown_voice_is_404_naming_the_voices(served):
+    url, _studio, _rid = served
+    response = httpx.get(f"{url}/voxmith/voices/dmeo")
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "'dmeo'" in message and "'demo'" in message and "voxmith voices add" not in message
+    assert httpx.get(f"{url}/voxmith/voices/a%00b").status_code == 400  # malformed, not unknown
+
+
+def test_adding_a_voice_that_exists_names_this_endpoints_options(served, demo_files):
+    url, _studio, _rid = served
+    with open(demo_files[0], "rb") as clip:
+        response = httpx.post(f"{url}/voxmith/voices/demo", files={"files": ("take.flac", clip)})
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "append=true" in message and "replace=true" in message and "--force" not in message
+
+
+def test_an_upload_without_a_file_name_is_stored_as_the_format_it_is(served, demo_files):
+    url, studio, _rid = served
+    # A file part with an empty file name (curl -F 'files=@take.flac;filename='), written by hand:
+    # httpx sends a part without a name as a plain field.
+    body = (b'--b\r\nContent-Disposition: form-data; name="files"; filename=""\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + demo_files[0].read_bytes() + b"\r\n--b--\r\n")
+    response = httpx.post(f"{url}/voxmith/voices/nameless", content=body,
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 200, response.text
+    assert response.json()["clips"] == ["clip1.flac"]
+    assert [p.name for p in studio.voices.get("nameless").clip_paths] == ["clip1.flac"]
