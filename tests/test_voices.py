@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from pathlib import Path
@@ -61,6 +62,52 @@ def test_append_same_file_twice_gets_unique_name(studio, demo_files):
     studio.voices.add("carol", demo_files[:1])
     voice = studio.voices.add("carol", demo_files[:1], append=True)
     assert len(voice.clip_paths) == 2
+
+
+def _clips_meet_while_copying(monkeypatch):
+    """Two adds that copy clips at the same time meet there (a barrier), as two processes may; an
+    add kept out by a lock waits 2 s for the other, then goes on alone."""
+    import threading
+
+    from voxmith.studio import voices as voices_module
+
+    meeting, real = threading.Barrier(2), voices_module._store_clip
+
+    def store_clip(*args):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meeting.wait(timeout=2)
+        return real(*args)
+
+    monkeypatch.setattr(voices_module, "_store_clip", store_clip)
+
+
+def test_two_adds_at_once_keep_every_clip(studio, tmp_path, demo_files, monkeypatch):
+    """Two takes both called 'take.flac' appended at the same moment (two terminals, the web UI and
+    the CLI): both are kept under distinct names and voice.json lists both, never one over the other."""
+    from tests.concurrency import run_at_once
+
+    studio.voices.add("dana", demo_files[:1])
+    takes = []
+    for i, source in enumerate(demo_files[:2]):
+        (tmp_path / f"session{i}").mkdir()
+        takes.append(Path(shutil.copy(source, tmp_path / f"session{i}" / "take.flac")))
+    _clips_meet_while_copying(monkeypatch)
+    queue = list(takes)
+    assert run_at_once(lambda: studio.voices.add("dana", [queue.pop()], append=True)) == []
+    voice = studio.voices.get("dana")
+    assert len(voice.clip_paths) == 3
+    assert {_digest(t) for t in takes} <= {_digest(p) for p in voice.clip_paths}
+    assert set(voice.metadata["clips"]) == {p.name for p in voice.clip_paths}
+
+
+def test_two_creations_at_once_one_is_told_the_voice_exists(studio, demo_files, monkeypatch):
+    from tests.concurrency import run_at_once
+
+    _clips_meet_while_copying(monkeypatch)
+    errors = run_at_once(lambda: studio.voices.add("erin", demo_files[:1]))
+    assert len(errors) == 1 and isinstance(errors[0], VoiceError) and "already exists" in str(errors[0])
+    assert len(studio.voices.get("erin").clip_paths) == 1
+    assert studio.voices.names() == ["erin"]
 
 
 def test_bad_clip_changes_nothing(studio, tmp_path, demo_files):

@@ -5,7 +5,9 @@ and that works here too); `voice.json` keeps where each clip came from and voice
 The user's original files are only ever read. Adding is all-or-nothing: every clip is decoded and
 checked before anything is copied, and the new folder appears in one rename. Nothing is deleted:
 a replaced or removed voice moves to `<home>/trash/voices/NAME-<time>/NAME/`, where it can be moved
-back by hand (its cache, which is recomputed anyway, is dropped).
+back by hand (its cache, which is recomputed anyway, is dropped). Changes to one voice (adding,
+replacing, removing, its voice.json) take a lock of that voice's (`<home>/.cache/locks/voices/NAME.lock`),
+so two processes adding clips at once both keep theirs.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ from typing import Iterable, List, Optional
 from voxmith.audio import check_usable, load_audio, save_audio
 from voxmith.audio.io import AUDIO_EXTENSIONS, Audio, extension_for
 from voxmith.errors import AudioError, VoiceError
-from voxmith.fsutil import atomic_write_json, fingerprint_files, read_json
+from voxmith.fsutil import atomic_write_json, exclusive_lock, fingerprint_files, read_json
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache
 from voxmith.paths import sanitize_filename, validate_name
 from voxmith.paths import contained_path
 
 VOICE_FILE = "voice.json"
+
+
+def _voice_lock(voices_dir: Path, name: str):
+    """The lock held while voice `name` changes (not re-entrant: take it once per change); kept
+    out of voices/, where every folder is a voice and users drop files."""
+    return exclusive_lock(voices_dir.parent / CACHE_FOLDER / "locks" / "voices" / f"{name}.lock")
 TRASH_FOLDER = "trash"  # in the workspace home, beside voices/
 
 
@@ -67,9 +75,10 @@ class Voice:
         return read_json(self.path / VOICE_FILE, default={}) or {}
 
     def update_metadata(self, **changes) -> None:
-        meta = self.metadata
-        meta.update(changes)
-        atomic_write_json(self.path / VOICE_FILE, meta)
+        with _voice_lock(self.path.parent, self.name):  # a concurrent `voices add --append` keeps these
+            meta = self.metadata
+            meta.update(changes)
+            atomic_write_json(self.path / VOICE_FILE, meta)
 
     def load_clips(self, sample_rate_hz: Optional[int] = None) -> List[Audio]:
         """Decode every clip (mono), raising `VoiceError` if the voice has none or if any clip is
@@ -200,10 +209,7 @@ class VoiceLibrary:
             raise VoiceError("No clips given. Pass one or more audio files.")
         if force and append:
             raise VoiceError("Use either --force (replace the voice) or --append (add clips), not both.")
-        if target.exists() and not (force or append):
-            count = len(Voice(name, target).clip_paths)
-            raise VoiceError(f"Voice '{name}' already exists ({count} clips). Use --append to add "
-                             "these clips to it, or --force to replace it.")
+        self._refuse_existing(name, target, force or append)  # before decoding anything
 
         problems, formats = [], {}
         for i, path in enumerate(files):
@@ -219,6 +225,21 @@ class VoiceLibrary:
             raise VoiceError(f"Voice '{name}' was not changed because {len(problems)} of "
                              f"{len(files)} clip(s) cannot be used:\n  - " + "\n  - ".join(problems))
 
+        with _voice_lock(self.root, name):  # another process may have made or changed it meanwhile
+            self._refuse_existing(name, target, force or append)
+            self._store(name, target, files, formats, append)
+        return Voice(name, target)
+
+    @staticmethod
+    def _refuse_existing(name: str, target: Path, allowed: bool) -> None:
+        if target.exists() and not allowed:
+            count = len(Voice(name, target).clip_paths)
+            raise VoiceError(f"Voice '{name}' already exists ({count} clips). Use --append to add "
+                             "these clips to it, or --force to replace it.")
+
+    def _store(self, name: str, target: Path, files: List[Path], formats: dict, append: bool) -> None:
+        """Copy the checked clips in (under the voice's lock): into the voice, or as a new folder
+        that appears in one rename (the one it replaces moving to the trash)."""
         appending = append and target.exists()
         replacing = target.exists() and not appending
         existing = Voice(name, target)
@@ -247,7 +268,6 @@ class VoiceLibrary:
             if backup_slot is not None:
                 with contextlib.suppress(OSError):
                     backup_slot.rmdir()  # only if it stayed empty (a failure before the swap)
-        return Voice(name, target)
 
     def _reserve_backup(self, name: str) -> Path:
         """A new, empty folder in the trash for voice `name` (`NAME-<time>`, made unique)."""
@@ -272,14 +292,15 @@ class VoiceLibrary:
 
     def remove(self, name: str) -> Path:
         """Move voice `name` to the workspace's trash; returns where it is now."""
-        voice = self.get(name, to_create=False)
-        slot = self._reserve_backup(name)
-        try:
-            return self._move_to_backup(voice.path, slot)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                slot.rmdir()
-            raise
+        with _voice_lock(self.root, name):
+            voice = self.get(name, to_create=False)
+            slot = self._reserve_backup(name)
+            try:
+                return self._move_to_backup(voice.path, slot)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    slot.rmdir()
+                raise
 
 
 def _now() -> str:
