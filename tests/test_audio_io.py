@@ -107,6 +107,34 @@ def test_all_silence(tmp_path):
     _expect_error(path, "silent")
 
 
+def test_a_constant_offset_is_silence(tmp_path, demo_audio):
+    """Full-scale DC (a broken interface, a damaged export) was taken for 3 s of speech, flagged only
+    as clipping; a real clip with an offset is still fine."""
+    path = tmp_path / "dc.wav"
+    sf.write(path, np.full(22050 * 3, 0.5, dtype=np.float32), 22050, subtype="FLOAT")
+    _expect_error(path, "silent")
+    offset = tmp_path / "offset.wav"
+    sf.write(offset, demo_audio.samples + 0.2, demo_audio.sample_rate_hz, subtype="FLOAT")
+    check_usable(load_audio(offset))
+
+
+def test_a_sample_rate_too_low_for_speech_is_refused(tmp_path, demo_audio):
+    """A header claiming 1 Hz made a second of samples a 6-hour clip, accepted: resampling it for the
+    speaker encoder or Whisper would take gigabytes. 8 kHz (telephone) audio is still accepted."""
+    path = tmp_path / "one-hertz.wav"
+    sf.write(path, demo_audio.samples[:22050], 1)
+    _expect_error(path, "sample rate of 1 hz", "header")
+    telephone = tmp_path / "telephone.wav"
+    sf.write(telephone, load_audio(_demo_copy(tmp_path, demo_audio), sample_rate_hz=8000).samples, 8000)
+    check_usable(load_audio(telephone))
+
+
+def _demo_copy(tmp_path, demo_audio):
+    path = tmp_path / "demo.wav"
+    sf.write(path, demo_audio.samples, demo_audio.sample_rate_hz)
+    return path
+
+
 def test_too_short(tmp_path, demo_audio):
     path = tmp_path / "short.wav"
     clip = np.concatenate([np.zeros(22050), demo_audio.samples[30000:30000 + 22050 // 3], np.zeros(22050)])

@@ -1,4 +1,5 @@
-"""Is a decoded clip usable as voice material? Silence and too-short clips are rejected here."""
+"""Is a decoded clip usable as voice material? Silence, too-short clips and rates too low for
+speech (a damaged header) are rejected here."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from voxmith.errors import AudioError
 
 # Less sound than this cannot carry a voice (the speaker encoder's window alone is 1.6 s).
 MIN_CLIP_SECONDS = 1.0
+# Below this a file holds no intelligible speech (8 kHz telephone audio is accepted, with a flag):
+# such a rate is a damaged header, and resampling its frames to 16 kHz would take gigabytes.
+MIN_SAMPLE_RATE_HZ = 4000
 
 
 def check_usable(audio: Audio, min_seconds: float = MIN_CLIP_SECONDS) -> None:
-    """Raise `AudioError` if the clip is all silence or has less than `min_seconds` of sound."""
-    mono = to_mono(audio.samples)
+    """Raise `AudioError` if the clip is all silence (or a constant offset), has less than
+    `min_seconds` of sound, or a sample rate too low for speech."""
     name = audio.source or "audio"
+    if audio.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+        raise AudioError(f"'{name}' has a sample rate of {audio.sample_rate_hz} Hz, too low to hold speech "
+                         f"(at least {MIN_SAMPLE_RATE_HZ} Hz; 16 kHz or more is best): its header may be "
+                         "damaged. Export the recording again as WAV or FLAC.")
+    mono = to_mono(audio.samples)
+    mono = mono - float(np.mean(mono))  # a constant offset (DC) is no sound
     if float(np.max(np.abs(mono))) < SILENCE_FLOOR:
         raise AudioError(f"'{name}' is silent (no sound above -80 dBFS). Check the recording.")
     start, end = sound_bounds(mono, audio.sample_rate_hz)
