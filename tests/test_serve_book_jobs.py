@@ -188,13 +188,17 @@ def test_damaged_records_are_skipped_with_a_warning(tmp_path, caplog):
     (folder / "nostatus.json").write_text(json.dumps({**record, "id": "nostatus", "status": "exploded"}))
     (folder / "norequest.json").write_text(json.dumps({**record, "id": "norequest", "request": {"voice": 3}}))
     (folder / "renamed.json").write_text(json.dumps(record))  # holds another job's record
+    (folder / "outside.json").write_text(json.dumps({**record, "id": "outside", "folder": "/etc"}))
+    (folder / "oddprogress.json").write_text(json.dumps({**record, "id": "oddprogress", "progress": {"seq": "x"}}))
     (folder / f".{good.id}.json.x1y2.json").write_text("{")  # a write cut short by a crash: not a record
     caplog.set_level(logging.WARNING, logger="voxmith.serve")
-    jobs = BookJobs(lambda job: "a result", store=BookJobStore(folder))
+    jobs = BookJobs(lambda job: "a result", store=BookJobStore(folder, books_root=tmp_path))
     try:
-        assert [job.id for job in jobs.list()] == [good.id]
+        # a progress that is not one is dropped, the job kept
+        assert sorted(job.id for job in jobs.list()) == sorted([good.id, "oddprogress"])
+        assert [e["type"] for e in jobs.get("oddprogress").events] == ["book.done"]
         warned = " ".join(r.getMessage() for r in caplog.records)
-        for name in ("cut", "binary", "list", "newer", "nostatus", "norequest", "renamed"):
+        for name in ("cut", "binary", "list", "newer", "nostatus", "norequest", "renamed", "outside"):
             assert f"{name}.json" in warned, name
         assert "newer voxmith" in warned and ".x1y2" not in warned
     finally:

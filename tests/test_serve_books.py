@@ -251,7 +251,7 @@ def test_an_uploaded_book_is_kept_while_its_job_runs_and_after_only_if_the_book_
         assert [str(p.resolve()) for p in uploads.rglob("kept.txt")] == [manifest["source_path"]]
 
 
-SIX_SENTENCES = b" ".join(b"Line %d of the lighthouse log." % i for i in range(1, 7))
+TEN_SENTENCES = b" ".join(b"Line %d of the lighthouse log." % i for i in range(1, 11))
 
 
 def _wait_for_sentences(url: str, job_id: str, count: int) -> None:
@@ -264,7 +264,7 @@ def _wait_for_sentences(url: str, job_id: str, count: int) -> None:
 def _resume_reads_only_the_rest(url: str, job: dict, folder) -> None:
     """Resume an interrupted `job` (as a restarted server lists it): the same job reads only the
     sentences its folder lacks, and finishes the book."""
-    done_before = sorted(p.stem for p in (folder / "sentences").glob("*.json"))
+    done_before = sorted(p.stem for p in (folder / "sentences").glob("c*.json") if p.with_suffix(".npy").is_file())
     assert job["status"] == "interrupted" and job["sentences_done"] == len(done_before) >= 1
     texts_before = {json.loads((folder / "sentences" / f"{s}.json").read_text())["text"] for s in done_before}
     calls = len(PacedToneEngine.calls)
@@ -273,30 +273,31 @@ def _resume_reads_only_the_rest(url: str, job: dict, folder) -> None:
     assert resumed.json()["id"] == job["id"] and resumed.json()["status"] in ("queued", "running")
     events = _events(url, job["id"], after=job["progress"]["seq"] if job["progress"] else -1)
     assert events[-1]["type"] == "book.done", events
-    assert any(e.get("stage", "") == f"resuming: {len(done_before)} of 6 sentences already done" for e in events)
+    assert any(e.get("stage", "") == f"resuming: {len(done_before)} of 10 sentences already done" for e in events)
     made = PacedToneEngine.calls[calls:]
-    assert len(made) == 6 - len(done_before) and not texts_before & set(made)  # nothing made twice
+    assert len(made) == 10 - len(done_before) and not texts_before & set(made)  # nothing made twice
     status = httpx.get(f"{url}/voxmith/books/{job['id']}").json()
-    assert status["status"] == "done" and status["result"]["sentences"] == 6 and "resume_url" not in status
+    assert status["status"] == "done" and status["result"]["sentences"] == 10 and "resume_url" not in status
     again = httpx.post(f"{url}{job['resume_url']}", timeout=30)
     assert again.status_code == 409 and "is done" in again.json()["error"]["message"]
 
 
 def test_a_restarted_server_lists_its_book_jobs_and_resumes_an_interrupted_one(studio, caplog):
-    with running(studio) as url:
-        finished = httpx.post(f"{url}/voxmith/books", data=_fields(),
-                              files={"book": ("kept-job.txt", TWO_SENTENCES)}, timeout=30).json()
-        assert _events(url, finished["id"])[-1]["type"] == "book.done"
-        PacedToneEngine.delay_s = 0.3
-        try:
+    try:
+        with running(studio) as url:
+            finished = httpx.post(f"{url}/voxmith/books", data=_fields(),
+                                  files={"book": ("kept-job.txt", TWO_SENTENCES)}, timeout=30).json()
+            assert _events(url, finished["id"])[-1]["type"] == "book.done"
+            PacedToneEngine.delay_s = 0.4  # the book is far from done when the server stops
             stopped = httpx.post(f"{url}/voxmith/books", data=_fields(),
-                                 files={"book": ("restart.txt", SIX_SENTENCES)}, timeout=30).json()
+                                 files={"book": ("restart.txt", TEN_SENTENCES)}, timeout=30).json()
             waiting = httpx.post(f"{url}/voxmith/books", data=_fields(),
                                  files={"book": ("waited.txt", TWO_SENTENCES)}, timeout=30).json()
             assert waiting["status"] == "queued"
             _wait_for_sentences(url, stopped["id"], 1)
-        finally:  # leaving stops the server: the book stops at its next sentence
-            PacedToneEngine.delay_s = 0.0
+        # leaving stopped the server: the book stopped at its next sentence
+    finally:
+        PacedToneEngine.delay_s = 0.0
     jobs_dir = studio.workspace.book_jobs_dir
     (jobs_dir / "damaged.json").write_text('{"kind": "voxmith.book-job", "schema": 1, "id": ')
     caplog.set_level("WARNING", logger="voxmith.serve")
@@ -342,7 +343,7 @@ def test_a_book_job_of_a_killed_server_is_listed_interrupted_and_resumes(studio,
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
                 time.sleep(0.2)
         job = httpx.post(f"{url}/voxmith/books", data=_fields(),
-                         files={"book": ("crash.txt", SIX_SENTENCES)}, timeout=30).json()
+                         files={"book": ("crash.txt", TEN_SENTENCES)}, timeout=30).json()
         _wait_for_sentences(url, job["id"], 2)
         server.kill()
         server.wait(30)

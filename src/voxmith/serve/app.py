@@ -50,7 +50,8 @@ def build_app(studio, config: Optional[ServeConfig] = None, webui=None) -> FastA
         app.state.pool = SynthesisPool(config.workers, config.waiting)
         # the jobs of servers that ran on this workspace before are listed again; none is started
         app.state.books = BookJobs(lambda job: book_api.make_book(studio, job), config.max_waiting_books,
-                                   store=BookJobStore(studio.workspace.book_jobs_dir))
+                                   store=BookJobStore(studio.workspace.book_jobs_dir,
+                                                      books_root=studio.workspace.results_dir))
         try:
             yield
         finally:  # uvicorn has let in-flight requests finish (SIGTERM drains); now the workers

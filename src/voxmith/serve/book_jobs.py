@@ -97,8 +97,9 @@ class BookJob:
         if job.status == "done":
             try:
                 job.result = load_book(job.folder)
-            except (VoxmithError, OSError) as err:
-                log.warning("book job %s: its book's manifest cannot be read (%s)", job.id, err)
+            except Exception as err:  # damaged or gone: the job is listed without its files
+                log.warning("book job %s: its book's manifest cannot be read (%s: %s)", job.id,
+                            type(err).__name__, err)
         return job
 
     def record(self) -> BookJobRecord:

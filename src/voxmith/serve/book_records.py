@@ -124,6 +124,9 @@ class BookJobRecord:
             if data["status"] not in STATUSES or not JOB_ID.fullmatch(_text(data["id"])):
                 raise ValueError(f"status {data['status']!r}, id {data['id']!r}")
             progress = data.get("progress")
+            if not (isinstance(progress, dict) and progress.get("type") == "book.progress"
+                    and isinstance(progress.get("seq"), int)):
+                progress = None  # (the progress shown is a convenience: a damaged one is dropped)
             return cls(
                 id=data["id"], status=data["status"], request=request_from_json(data["request"]),
                 folder=Path(_text(data["folder"])),
@@ -132,7 +135,7 @@ class BookJobRecord:
                 created=float(data["created"]), started=_time(data.get("started")),
                 finished=_time(data.get("finished")),
                 error=None if data.get("error") is None else _text(data["error"]),
-                progress=progress if isinstance(progress, dict) else None,
+                progress=progress,
                 next_seq=int(data.get("next_seq", 0)), saved=float(data.get("saved", data["created"])))
         except (KeyError, TypeError, ValueError, VoxmithError) as err:
             raise RecordError(f"{where} is damaged ({type(err).__name__}: {err}).") from None
@@ -155,10 +158,13 @@ class BookJobStore:
 
     `adopt()` once at start; `save` and `remove` from any thread; `close()` when the server stops.
     Nothing here raises into a job or the server: a record that cannot be written is logged, and a
-    folder that cannot be made turns the store off (jobs are then kept in memory only)."""
+    folder that cannot be made turns the store off (jobs are then kept in memory only).
+    `books_root`: where every job's book folder is (the workspace's results/); a record naming a
+    folder elsewhere is skipped, so a damaged one never has the API serve files from outside it."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, books_root: Optional[Path] = None):
         self.folder = Path(folder)
+        self.books_root = None if books_root is None else Path(books_root).resolve()
         self.owner = secrets.token_hex(8)
         self._held = contextlib.ExitStack()
         self.enabled = True
@@ -186,7 +192,14 @@ class BookJobStore:
         this server's: each rewritten as `after_restart` shows it, with this server as its owner."""
         if not self.enabled:
             return []
-        adopted = []
+        adopted: List[BookJobRecord] = []
+        try:
+            self._adopt(adopted)
+        except (OSError, VoxmithError) as err:  # the folder unreadable, the lock held for too long
+            log.warning("the book jobs of earlier servers could not all be read from '%s' (%s)", self.folder, err)
+        return sorted(adopted, key=lambda r: r.created)
+
+    def _adopt(self, adopted: List[BookJobRecord]) -> None:
         with exclusive_lock(self.folder / ".adopt.lock"):
             dead = self._dead_owners()
             for path in sorted(self.folder.glob("*.json")):
@@ -199,7 +212,6 @@ class BookJobStore:
                     adopted.append(record)
             for owner in dead:  # their records are this server's now
                 self._owner_lock(owner).unlink(missing_ok=True)
-        return sorted(adopted, key=lambda r: r.created)
 
     def _dead_owners(self) -> set:
         dead = set()
@@ -232,6 +244,10 @@ class BookJobStore:
             return None
         if path.stem != record.id:
             log.warning("skipping the book job record '%s': it holds job '%s'", path, record.id)
+            return None
+        if self.books_root is not None and not record.folder.resolve().is_relative_to(self.books_root):
+            log.warning("skipping the book job record '%s': its book's folder '%s' is outside '%s'", path,
+                        record.folder, self.books_root)
             return None
         return record
 
