@@ -442,3 +442,11 @@ def test_a_ctrl_c_dropped_before_a_command_does_not_stop_it(run):
     _drop_a_ctrl_c()  # left by an earlier command in the same process (as in tests)
     result = run("voices", "list")
     assert result.exit_code == 0, result.output
+
+
+def test_models_list_of_an_unknown_engine_fails(run):
+    """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
+    tell a typo from a listing."""
+    result = run("models", "list", "nosuch")
+    assert result.exit_code == 1 and "Unknown engine 'nosuch'" in result.output and "piper-vc" in result.output
+    assert run("models", "list", "piper-vc").exit_code == 0

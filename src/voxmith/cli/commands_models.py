@@ -27,7 +27,10 @@ def list_models(obj, engine, models_dir):
     """Show each engine's model files (or ENGINE's): where each was found, or that it is missing."""
     from voxmith.download import size_text
 
-    for entry in obj.studio.model_files(engine, models_dir):
+    entries = obj.studio.model_files(engine, models_dir)
+    if engine is not None and entries[0].error:  # the one engine asked for: an error (exit 1), not a listing
+        raise click.ClickException(entries[0].error)
+    for entry in entries:
         if entry.error:
             click.echo(f"{entry.engine}: unavailable ({entry.error})")
             continue
