@@ -160,6 +160,38 @@ def test_ctrl_c_with_o_keeps_the_part_and_cli_exits_130(voice_studio, tmp_path):
     assert result.exit_code == 130 and not other.exists()
 
 
+def test_o_never_replaces_a_file_beside_it_without_force(voice_studio, tmp_path):
+    """`-o notes.wav` wrote its sidecar over the user's own notes.json, unasked."""
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"mine": true}')
+    request = SpeakRequest("Hello there.", voice="v", engine="stop-tone", seed=1, rank=False, output=tmp_path / "notes.wav")
+    with pytest.raises(VoxmithError, match="notes.json' already exists.*sidecar.*--force"):
+        voice_studio.speak(request)
+    assert mine.read_text() == '{"mine": true}' and not (tmp_path / "notes.wav").exists()
+    (tmp_path / "other.takes").mkdir()
+    with pytest.raises(VoxmithError, match="other.takes' already exists.*other takes"):
+        voice_studio.speak(SpeakRequest("Hello there.", voice="v", engine="stop-tone", rank=False,
+                                        output=tmp_path / "other.wav"))
+    forced = voice_studio.speak(SpeakRequest("Hello there.", voice="v", engine="stop-tone", seed=1, rank=False,
+                                             output=tmp_path / "notes.wav", overwrite=True))
+    assert json.loads(mine.read_text())["text"] == "Hello there." and forced.path.exists()
+
+
+def test_ctrl_c_deletes_only_the_takes_it_wrote(voice_studio, tmp_path):
+    """Ctrl-C deleted every file of the takes folder that the kept sentences did not name: with
+    `-o notes.wav --force`, whatever the user had in notes.takes/ too."""
+    folder = tmp_path / "notes.takes"
+    folder.mkdir()
+    (folder / "keep-me.txt").write_text("mine")
+    (folder / "s009-take1.wav").write_bytes(b"an older take")
+    with pytest.raises(SpeakInterrupted) as info:
+        voice_studio.speak(SpeakRequest("One two three. Please stop here.", voice="v", engine="stop-tone", seed=1,
+                                        candidates=2, rank=False, output=tmp_path / "notes.wav", overwrite=True))
+    assert info.value.result.path.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["keep-me.txt", "s001-take1.wav", "s001-take2.wav",
+                                                        "s009-take1.wav"]
+
+
 def test_a_ctrl_c_dropped_inside_c_code_still_stops_the_command(voice_studio, tmp_path, capsys):
     # Before: Ctrl-C during the first sentence (numba compiling through llvmlite) printed "Exception
     # ignored ... KeyboardInterrupt" and the command went on to the end as if nothing was pressed.

@@ -276,7 +276,7 @@ def speak_sentences(engine: Engine, conditioning, speaker_embedding: np.ndarray,
         # Ctrl-C on a request that cannot be resumed: the finished sentences become a (shorter)
         # result marked "interrupted"; the takes of the sentence being spoken are dropped.
         del sentence_records[done:], pieces[done:]
-        _drop_unlisted_takes(takes_dir, sentence_records, output.parent)
+        _drop_unlisted_takes(takes_dir, take_files, sentence_records, output.parent)
         interrupted = {"sentences_done": done, "sentences_total": len(sentences)}
     report(progress, "speaking sentences", len(sentence_records), len(sentences), unit="sentence")
 
@@ -328,12 +328,11 @@ class SpeakInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-def _drop_unlisted_takes(takes_dir: Path, sentence_records: List[dict], base: Path) -> None:
-    """Delete take files no finished sentence refers to (and the folder if it is left empty)."""
-    if not takes_dir.is_dir():
-        return
+def _drop_unlisted_takes(takes_dir: Path, written: List[Path], sentence_records: List[dict], base: Path) -> None:
+    """Delete the take files this run `written` that no finished sentence refers to (and the folder
+    if it is left empty). Only those: anything else in the folder is not this run's to delete."""
     kept = {base / take["file"] for record in sentence_records for take in record["takes"] if take.get("file")}
-    for path in takes_dir.iterdir():
+    for path in written:
         if path not in kept:
             path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):

@@ -165,6 +165,13 @@ class Studio:
             # own path that the next run refuses to replace.
             if output.exists() and not request.overwrite:
                 raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
+            # The sidecar and the takes folder are written beside it: a file of the user's there
+            # (notes.json beside notes.wav) is not replaced without --force either.
+            beside = [p for p in (output.with_suffix(".json"), output.with_name(output.stem + ".takes")) if p.exists()]
+            if beside and not request.overwrite:
+                raise VoxmithError(f"'{beside[0]}' already exists, and the result's "
+                                   f"{'sidecar' if beside[0].suffix == '.json' else 'other takes'} would be written "
+                                   "there. Choose another -o, or pass --force to replace it.")
             return output.resolve(), False
         folder = self.workspace.results_dir / folder_name
         folder.mkdir(parents=True, exist_ok=True)
