@@ -141,6 +141,18 @@ def test_text_file_in_other_encodings_is_read_with_a_note(tone_voice, tmp_path, 
         assert "is not UTF-8; read it as" in result.output
 
 
+def test_an_endless_or_huge_text_file_is_refused_without_reading_it_all(tone_voice, monkeypatch):
+    """`--text-file /dev/zero` (or a disk image given by mistake) was read whole into memory: the
+    process was killed for memory before any message. Reading stops past the limit."""
+    from voxmith.text import files
+
+    monkeypatch.setattr(files, "MAX_TEXT_FILE_BYTES", 1 << 20)
+    result = tone_voice("speak", "-e", "tone", "-v", "v", "--text-file", "/dev/zero")
+    assert result.exit_code == 1 and "'/dev/zero' is over 1 MB, too big for a text file" in result.output
+    piped = tone_voice("speak", "-e", "tone", "-v", "v", "--text-file", "-", input=b"word " * 300_000)
+    assert piped.exit_code == 1 and "'standard input' is over 1 MB" in piped.output
+
+
 def test_decode_text_prefers_utf8_and_never_fails():
     from voxmith.text.files import decode_text
 

@@ -15,10 +15,14 @@ from voxmith.errors import VoxmithError
 
 def _read_text_file(path: str) -> str:
     """The file's text, decoded as UTF-8 or, failing that, as Windows-1252/Latin-1 (with a note)."""
-    from voxmith.text.files import decode_text_file, describe_encoding
+    from voxmith.text.files import decode_text_file, describe_encoding, read_text_bytes
 
     try:
-        data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            data = read_text_bytes(sys.stdin.buffer, "standard input")
+        else:
+            with open(path, "rb") as stream:
+                data = read_text_bytes(stream, path)
     except FileNotFoundError:
         raise VoxmithError(f"--text-file '{path}' does not exist.") from None
     except OSError as err:

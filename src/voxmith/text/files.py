@@ -9,7 +9,7 @@ which decodes any bytes. The caller learns which was used, so it can say so.
 from __future__ import annotations
 
 import codecs
-from typing import Tuple
+from typing import BinaryIO, Optional, Tuple
 
 from voxmith.errors import VoxmithError
 
@@ -51,6 +51,22 @@ def decode_text_file(data: bytes, name: str) -> Tuple[str, str]:
         raise VoxmithError(f"'{name}' is not a text file: it looks like {kind}. Give a .txt or .md file "
                            "saved as text (UTF-8 is best).")
     return text, encoding
+
+
+# A text file bigger than this is not what was meant (War and Peace is 3 MB): a recording, a disk
+# image or /dev/zero given by mistake would otherwise be read whole into memory before being refused.
+MAX_TEXT_FILE_BYTES = 50 << 20
+
+
+def read_text_bytes(stream: BinaryIO, name: str, limit: Optional[int] = None) -> bytes:
+    """The bytes of a text file (or stdin), refusing one of over `limit` bytes (default
+    MAX_TEXT_FILE_BYTES) without reading on."""
+    limit = MAX_TEXT_FILE_BYTES if limit is None else limit
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise VoxmithError(f"'{name}' is over {limit >> 20} MB, too big for a text file: is it the file you "
+                           "meant? Split a longer text into several files.")
+    return data
 
 
 def describe_encoding(encoding: str) -> str:
