@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 from tests.serve_engines import running_api
+from voxmith.paths import sanitize_filename
 from voxmith.serve import ServeConfig
+from voxmith.serve.uploads import upload_name
 from voxmith.studio import Studio
 from voxmith.studio.speech import SpeakRequest
 
@@ -66,3 +68,37 @@ def test_an_upload_without_a_file_name_is_stored_as_the_format_it_is(served, dem
     assert response.status_code == 200, response.text
     assert response.json()["clips"] == ["clip1.flac"]
     assert [p.name for p in studio.voices.get("nameless").clip_paths] == ["clip1.flac"]
+
+
+def _multipart(fields: dict, file_field: str, file_name: bytes, data: bytes) -> tuple[bytes, dict]:
+    """A multipart body written by hand, so the file name can hold what clients may send (httpx
+    would refuse a NUL byte in it)."""
+    parts = [b'--b\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (k.encode(), v.encode())
+             for k, v in fields.items()]
+    parts.append(b'--b\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                 b"Content-Type: application/octet-stream\r\n\r\n" % (file_field.encode(), file_name) + data + b"\r\n")
+    return b"".join(parts) + b"--b--\r\n", {"Content-Type": "multipart/form-data; boundary=b"}
+
+
+@pytest.mark.parametrize("file_name,stored", [(b"a\x00b.flac", "ab.flac"), (b"x" * 300 + b".flac", "x" * 194 + ".flac")])
+def test_upload_names_no_file_system_takes_are_stored_shortened_not_500(served, demo_files, file_name, stored):
+    """A NUL byte or a 300-character name in an upload's file name answered 500 ('embedded null
+    byte', 'File name too long' with the server's paths) for voices and recordings alike."""
+    url, studio, _rid = served
+    data = demo_files[0].read_bytes()
+    body, headers = _multipart({}, "files", file_name, data)
+    added = httpx.post(f"{url}/voxmith/voices/odd", content=body, headers=headers, timeout=60)
+    assert added.status_code == 200, added.text
+    assert added.json()["clips"] == [sanitize_filename(stored)]
+    body, headers = _multipart({"voice": "demo", "engine": "tone"}, "recording", file_name, data)
+    converted = httpx.post(f"{url}/voxmith/convert", content=body, headers=headers, timeout=60)
+    assert converted.status_code == 400 and "cannot convert" in converted.json()["error"]["message"]
+
+
+def test_upload_name_keeps_what_it_can():
+    assert upload_name("../../etc/passwd.flac", "clip") == "passwd.flac"
+    assert upload_name("C:\\Users\\me\\Gespräch 1.mp3", "clip") == "Gespräch 1.mp3"
+    assert upload_name(".hidden.wav", "clip") == "hidden.wav"
+    assert upload_name("...", "clip1") == upload_name(None, "clip1") == "clip1"
+    long = upload_name("é" * 300 + ".wav", "clip")
+    assert long.endswith(".wav") and len(long.encode()) <= 200 and long.startswith("é")

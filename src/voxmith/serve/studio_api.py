@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from voxmith.errors import VoxmithError
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import finish_speech, result_id, start_speech
-from voxmith.serve.uploads import CHUNK_BYTES
+from voxmith.serve.uploads import CHUNK_BYTES, upload_name
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.conversion import ConvertRequest
 from voxmith.studio.record import ConversionRecord, FinetuneChoice, ResultRecord
@@ -227,9 +227,7 @@ async def add_voice(name: str, request: Request, files: List[UploadFile] = File(
         for i, upload in enumerate(files):
             # Without a name of its own an upload gets no extension: the library names it after the
             # format it decodes as (a FLAC sent without a file name is stored as 'clip1.flac').
-            base = Path((upload.filename or "").replace("\\", "/")).name or f"clip{i + 1}"
-            if base.startswith("."):
-                base = f"clip{i + 1}{Path(base).suffix}"
+            base = upload_name(upload.filename, f"clip{i + 1}")
             target = folder / f"{i:03d}" / base
             target.parent.mkdir()
             with open(target, "wb") as out:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional, Set
@@ -44,7 +45,7 @@ class ConvertUploads:
         until `release`. An empty upload is refused (ApiError 400), and one over `max_bytes` (413);
         `what` names it in those messages (and is the form field's name)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = Path((upload.filename or "").replace("\\", "/")).name.lstrip(".") or "recording.wav"
+        name = upload_name(upload.filename, "recording.wav")
         digest, size = hashlib.sha256(), 0
         handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".upload-")
         try:
@@ -87,6 +88,24 @@ class ConvertUploads:
                 pass
 
 
+# File names are at most 255 bytes on common file systems; a client's name is cut well below that.
+MAX_NAME_BYTES = 200
+
+
+def upload_name(filename: Optional[str], default: str) -> str:
+    """A file name to store a client's upload under: its base name (any folders dropped), without
+    control characters (a NUL byte cannot be in a path) or leading dots, the stem cut to
+    MAX_NAME_BYTES of UTF-8 keeping the extension; `default` when nothing is left."""
+    base = Path((filename or "").replace("\\", "/")).name
+    base = "".join(c for c in base if unicodedata.category(c) != "Cc").lstrip(".")
+    stem, dot, ext = base.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, dot, ext = base, "", ""
+    room = MAX_NAME_BYTES - len((dot + ext).encode())
+    stem = stem.encode()[:room].decode(errors="ignore").rstrip()
+    return f"{stem}{dot}{ext}" if stem else default
+
+
 def _key(path: Path) -> str:
     """What the bookkeeping knows a kept file by: the same for names that differ only in case."""
     return os.path.normcase(str(path)).casefold()
@@ -100,4 +119,4 @@ def _same_but_for_case(path: Path) -> Path:
         return path
 
 
-__all__ = ["ConvertUploads"]
+__all__ = ["ConvertUploads", "upload_name"]
