@@ -209,7 +209,8 @@ def test_read_only_voice_folder_really(tone_voice, tmp_path):
             folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("err_no,advice", [(30, "read-only"), (13, "permissions"), (28, "disk is full")])
+@pytest.mark.parametrize("err_no,advice", [(30, "read-only"), (13, "permissions"), (28, "disk is full"),
+                                           (36, "too long"), (20, "not a folder")])
 def test_file_system_refusals_are_messages(run, monkeypatch, demo_files, err_no, advice):
     from voxmith.studio.voices import VoiceLibrary
 
@@ -454,6 +455,16 @@ def test_a_ctrl_c_dropped_before_a_command_does_not_stop_it(run):
     _drop_a_ctrl_c()  # left by an earlier command in the same process (as in tests)
     result = run("voices", "list")
     assert result.exit_code == 0, result.output
+
+
+def test_an_output_path_through_a_file_or_too_long_is_a_message(tone_voice, tmp_path):
+    """`-o clip.flac/x.wav` and a 300-character name ended in 'Unexpected NotADirectoryError' /
+    'OSError: File name too long ... This is a bug in voxmith'."""
+    (tmp_path / "clip.flac").write_bytes(b"a file")
+    for out, advice in ((tmp_path / "clip.flac" / "x.wav", "is a file, not a folder"),
+                        (tmp_path / ("x" * 300 + ".wav"), "too long")):
+        result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "-o", str(out), "hello")
+        assert result.exit_code == 1 and advice in result.output and "Unexpected" not in result.output
 
 
 def test_models_list_of_an_unknown_engine_fails(run):

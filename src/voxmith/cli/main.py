@@ -92,6 +92,9 @@ _FILE_SYSTEM_ADVICE = {
     errno.EROFS: "the file system is read-only; choose a writable workspace with --home",
     errno.ENOSPC: "the disk is full; free some space and try again",
     errno.EDQUOT: "the disk quota is used up; free some space and try again",
+    # paths the user typed (-o, --home, files): a mistake to correct, not a bug
+    errno.ENAMETOOLONG: "a file or folder name in it is too long; choose a shorter one",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; choose another path",
 }
 
 

@@ -161,6 +161,10 @@ class Studio:
             output = Path(request.output).expanduser()
             if output.suffix.lower() not in WRITABLE_EXTENSIONS:
                 raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
+            # Missing folders are made; one that is a file would fail only after the work is done.
+            above = next(p for p in output.parents if p.exists())
+            if not above.is_dir():
+                raise VoxmithError(f"Cannot write '{output}': '{above}' is a file, not a folder. Choose another -o.")
             # Not reserved with a placeholder: a killed run would leave an empty file at the user's
             # own path that the next run refuses to replace.
             if output.exists() and not request.overwrite:
