@@ -102,3 +102,21 @@ def test_upload_name_keeps_what_it_can():
     assert upload_name("...", "clip1") == upload_name(None, "clip1") == "clip1"
     long = upload_name("é" * 300 + ".wav", "clip")
     assert long.endswith(".wav") and len(long.encode()) <= 200 and long.startswith("é")
+
+
+def test_an_address_that_is_not_this_machines_is_not_called_a_busy_port():
+    """`serve --listen 8.8.8.8:8000` (a typo, another machine's address) said another program may
+    hold the port; a taken port still says so."""
+    import socket
+
+    from voxmith.errors import VoxmithError
+    from voxmith.serve.server import check_port_free, parse_listen
+
+    with pytest.raises(VoxmithError) as info:
+        check_port_free(parse_listen("8.8.8.8:8000"))
+    assert "one of this machine's" in str(info.value) and "hold the port" not in str(info.value)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(VoxmithError, match="may hold the port"):
+            check_port_free(parse_listen(f"127.0.0.1:{taken.getsockname()[1]}"))

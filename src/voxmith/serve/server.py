@@ -3,6 +3,7 @@ stop (SIGTERM or Ctrl-C: no new connections, in-flight requests finish, then the
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Iterable, Optional
@@ -45,9 +46,15 @@ def check_port_free(address: ListenAddress) -> None:
         try:
             probe.bind((host, address.port))
         except OSError as err:
-            raise VoxmithError(f"Cannot listen on {host} port {address.port}: {err.strerror or err}. Another "
-                               "program (or another voxmith serve) may hold the port; choose another with "
-                               "--listen HOST:PORT.") from None
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                advice = ("Another program (or another voxmith serve) may hold the port; choose another with "
+                          "--listen HOST:PORT." if err.errno == errno.EADDRINUSE else
+                          "Ports below 1024 need administrator rights; choose a port from 1024 up.")
+            else:  # an unknown name, or an address of another machine: the port has nothing to do with it
+                advice = ("Check the address: it must be one of this machine's (127.0.0.1 for this machine "
+                          "only, 0.0.0.0 for every network interface).")
+            raise VoxmithError(f"Cannot listen on {host} port {address.port}: {err.strerror or err}. "
+                               f"{advice}") from None
 
 
 def make_server(studio, listen: Optional[str] = None, token: Optional[str] = None, workers: Optional[int] = None,
