@@ -419,6 +419,21 @@ def test_global_flags_may_come_after_the_command(tmp_path, demo_files):
     assert "checking clips" not in added.output  # quiet: no progress bar
     listed = CliRunner().invoke(cli, ["--home", home, "voices", "list", "--debug"])
     assert listed.exit_code == 0 and "alice" in listed.output
+    # ...and the options with a value: `--device cpu` after `speak` was read as the text "--device"
+    # and an unknown option 'cpu'.
+    for late in (["--home", home], [f"--home={home}"]):
+        listed = CliRunner().invoke(cli, ["voices", "list", *late])
+        assert listed.exit_code == 0 and "alice" in listed.output, listed.output
+    wrong = CliRunner().invoke(cli, ["--home", home, "info", "--device", "tpu"])
+    assert wrong.exit_code == 1 and "Unknown device 'tpu'" in wrong.output
+
+
+def test_hoisting_global_options_leaves_the_rest_in_order():
+    from voxmith.cli.main import hoist_global_options
+
+    assert hoist_global_options(["speak", "-v", "a", "hi", "--device", "cpu", "-q", "--", "--home"]) == \
+        ["--device", "cpu", "-q", "speak", "-v", "a", "hi", "--", "--home"]
+    assert hoist_global_options(["speak", "hi", "--device"]) == ["speak", "hi", "--device"]  # no value: click says so
 
 
 def _drop_a_ctrl_c():

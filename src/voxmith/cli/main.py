@@ -40,9 +40,28 @@ class StudioContext:
         return TqdmProgress(enabled=not self.quiet)
 
 
-# Global flags a user naturally puts at the end (`voxmith speak ... -q`): taken from anywhere before a
-# `--`, as if given before the command (no command has options of these names).
+# Global options a user naturally puts at the end (`voxmith speak ... -q`, `... --device cpu`): taken
+# from anywhere before a `--`, as if given before the command (no command has options of these names;
+# `--device cuda` after `speak` was read as the text "--device" and an unknown option 'cuda').
 GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
+GLOBAL_OPTIONS = ("--home", "--device")  # these take a value
+
+
+def hoist_global_options(args: list) -> list:
+    """`args` with the global flags and options (and their values) moved in front of the command."""
+    end = args.index("--") if "--" in args else len(args)
+    front, rest, i = [], [], 0
+    while i < end:
+        arg = args[i]
+        if arg in GLOBAL_FLAGS or arg.partition("=")[0] in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_OPTIONS and i + 1 < end:
+            front += [arg, args[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest + args[end:]
 
 
 class FriendlyGroup(click.Group):
@@ -50,10 +69,7 @@ class FriendlyGroup(click.Group):
 
     def parse_args(self, ctx, args):
         if ctx.parent is None:
-            end = args.index("--") if "--" in args else len(args)
-            flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
-            if flags:
-                args = flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+            args = hoist_global_options(list(args))
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
