@@ -482,6 +482,15 @@ def test_an_output_path_through_a_file_or_too_long_is_a_message(tone_voice, tmp_
         assert result.exit_code == 1 and advice in result.output and "Unexpected" not in result.output
 
 
+@pytest.mark.parametrize("command", ["speak", "book"])
+def test_a_checkpoint_without_a_run_is_refused_not_ignored(tone_voice, tmp_path, command):
+    """`speak --checkpoint best` without --run spoke with the voice's own setting, saying nothing."""
+    (tmp_path / "b.txt").write_text("One short line.")
+    text = [str(tmp_path / "b.txt")] if command == "book" else ["hello"]
+    result = tone_voice(command, "-e", "tone", "-v", "v", "--no-rank", "--checkpoint", "best", *text)
+    assert result.exit_code == 1 and "--checkpoint best goes with --run RUN" in result.output
+
+
 def test_models_list_of_an_unknown_engine_fails(run):
     """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
     tell a typo from a listing."""

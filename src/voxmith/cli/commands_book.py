@@ -48,6 +48,8 @@ def book(obj, book, voice, refs, engine, output_dir, audio_format, candidates, s
 
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
+    if checkpoint != "latest" and not run:  # it would be ignored: the voice's own setting would speak
+        raise VoxmithError(f"--checkpoint {checkpoint} goes with --run RUN (the run whose checkpoint to use).")
     request = BookRequest(
         source=book, voice=voice, refs=refs, engine=engine, settings=split_assignments(settings, "--set"), seed=seed,
         candidates=candidates, ranking=RankingSettings(max_wer=max_wer, regenerate_limit=retries), rank=not no_rank,

@@ -167,6 +167,8 @@ def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, 
         text = _read_text_file(text_file)
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
+    if checkpoint != "latest" and not run:  # it would be ignored: the voice's own setting would speak
+        raise VoxmithError(f"--checkpoint {checkpoint} goes with --run RUN (the run whose checkpoint to use).")
     finetune = FinetuneChoice.of_run(run, checkpoint) if run else \
         FinetuneChoice.stock() if stock else FinetuneChoice.voice_setting()
     engine_settings = split_assignments(settings, "--set")
