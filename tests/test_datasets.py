@@ -138,6 +138,15 @@ def test_edit_and_drop_persist(prepared):
         dataset.edit("999", text="x")
 
 
+def test_drop_and_restore_at_once_is_refused(tmp_path):
+    """`dataset edit NAME 1 --drop --restore` restored the segment, silently (the later flag won)."""
+    from voxmith.datasets.store import Dataset
+
+    (tmp_path / "ds").mkdir()
+    with pytest.raises(VoxmithError, match="not both"):
+        Dataset("ds", tmp_path / "ds").edit("1", drop=True, restore=True)
+
+
 def test_cli_prepare_show_edit(tmp_path, demo_files):
     home = str(tmp_path / "ws")
     runner = CliRunner()

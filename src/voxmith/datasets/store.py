@@ -73,6 +73,8 @@ class Dataset:
                            if record["segments"] else f"Dataset '{self.name}' has no segments.")
 
     def edit(self, segment: str, text: Optional[str] = None, drop: bool = False, restore: bool = False) -> dict:
+        if drop and restore:  # the later one used to win, silently
+            raise VoxmithError("Drop or restore the segment, not both (--drop contradicts --restore).")
         record = self.load()
         entry = self.find_segment(record, segment)
         if text is not None:
