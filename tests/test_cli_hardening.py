@@ -491,6 +491,22 @@ def test_a_checkpoint_without_a_run_is_refused_not_ignored(tone_voice, tmp_path,
     assert result.exit_code == 1 and "--checkpoint best goes with --run RUN" in result.output
 
 
+def test_book_o_into_a_folder_of_other_files_is_refused(tone_voice, tmp_path):
+    """`book -o DIR` with DIR a folder of the user's wrote its book.m4b and manifest.json over theirs."""
+    (tmp_path / "b.txt").write_text("One short line. And another one.")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "book.m4b").write_bytes(b"my own audiobook")
+    result = tone_voice("book", "-e", "tone", "-v", "v", "--no-rank", "-o", str(mine), str(tmp_path / "b.txt"))
+    assert result.exit_code == 1 and "not the folder of a book" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["book.m4b"] and (mine / "book.m4b").read_bytes() == b"my own audiobook"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for _ in range(2):  # an empty folder is used, and the book's folder is its own next time
+        made = tone_voice("book", "-e", "tone", "-v", "v", "--no-rank", "-o", str(fresh), str(tmp_path / "b.txt"))
+        assert made.exit_code == 0, made.output
+
+
 def test_models_list_of_an_unknown_engine_fails(run):
     """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
     tell a typo from a listing."""

@@ -402,6 +402,12 @@ class Studio:
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         source = Path(request.source).resolve()
         folder = self.book_folder(request)
+        # -o into a folder of the user's would write book.m4b, manifest.json... over files of theirs
+        # of those names; a book's own folder (its book.json, written first) resumes instead.
+        if request.output_dir and folder.is_dir() and not (folder / "book.json").exists() \
+                and any(not p.name.startswith(".") for p in folder.iterdir()):
+            raise VoxmithError(f"'{folder}' already holds files and is not the folder of a book; choose a new or "
+                               "empty folder with -o (a book's own folder is resumed).")
         folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(folder, "This book is being made by another voxmith process right now; wait for it "
                                  "(or stop it) and run the command again."):
