@@ -507,6 +507,13 @@ def test_book_o_into_a_folder_of_other_files_is_refused(tone_voice, tmp_path):
         assert made.exit_code == 0, made.output
 
 
+@pytest.mark.parametrize("epochs", ["0", "-5"])
+def test_train_init_refuses_epochs_below_one_instead_of_using_the_default(run, epochs):
+    """`train init --epochs 0` (or -5) wrote a run of the engine's default 150 epochs, saying nothing."""
+    result = run("train", "init", "r", "--dataset", "ds", "--epochs", epochs)
+    assert result.exit_code == 1 and f"epochs is {epochs}; train for at least 1 epoch" in result.output
+
+
 def test_models_list_of_an_unknown_engine_fails(run):
     """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
     tell a typo from a listing."""

@@ -108,10 +108,13 @@ class TrainingRuns:
         cls = engine_class(engine)
         if not cls.supports_training:
             raise VoxmithError(f"The {engine} engine cannot be fine-tuned.")
+        if epochs is not None and epochs < 1:  # 0 or less used to become the engine's default, silently
+            raise VoxmithError(f"epochs is {epochs}; train for at least 1 epoch (or leave it out for the "
+                               f"{engine} engine's default).")
         parsed = cls.parse_training_settings(settings)
         train, validation = self.lines(dataset)
-        config = defaults_for(len(train), epochs or _default_epochs(cls, len(train)), dataset=dataset,
-                              engine=engine)
+        config = defaults_for(len(train), _default_epochs(cls, len(train)) if epochs is None else epochs,
+                              dataset=dataset, engine=engine)
         if not validation:
             config.checkpoints.validate_every_steps = 0
         config.losses.weights = default_weights(cls.training_losses)  # written out, to be seen and edited
