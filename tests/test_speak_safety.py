@@ -192,6 +192,20 @@ def test_ctrl_c_deletes_only_the_takes_it_wrote(voice_studio, tmp_path):
                                                         "s009-take1.wav"]
 
 
+def test_an_empty_clip_dropped_in_by_hand_is_named_with_the_voices_advice(voice_studio):
+    """An empty or undecodable file dropped into a voice's folder stopped `speak` with the bare
+    decoder message for that one file (from the cache key's clip durations), not the voice's list
+    of unusable clips and what to do."""
+    folder = voice_studio.voices.get("v").path
+    (folder / "empty.flac").write_bytes(b"")
+    (folder / "junk.wav").write_text("not audio")
+    with pytest.raises(VoxmithError) as info:
+        voice_studio.speak(SpeakRequest("Hello there.", voice="v", engine="slow-tone", rank=False))
+    message = str(info.value)
+    assert "Voice 'v' has clips that cannot be used; remove or replace them" in message
+    assert "empty.flac" in message and "junk.wav" in message
+
+
 def test_a_ctrl_c_dropped_inside_c_code_still_stops_the_command(voice_studio, tmp_path, capsys):
     # Before: Ctrl-C during the first sentence (numba compiling through llvmlite) printed "Exception
     # ignored ... KeyboardInterrupt" and the command went on to the end as if nothing was pressed.

@@ -24,7 +24,7 @@ from voxmith.datasets import DatasetLibrary, PrepareSettings, prepare_dataset
 from voxmith.engines import (FINETUNE_REFUSED, Conditioning, Engine, Finetune, available_engines, create_engine,
                              engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.errors import VoxmithError
+from voxmith.errors import AudioError, VoxmithError
 from voxmith.fsutil import exclusive_lock, fingerprint_files, reserve_file
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
@@ -129,7 +129,12 @@ class Studio:
     def _conditioning_key(voice: Voice, engine: Engine) -> CacheKey:
         # Long voices are conditioned on a selection of their audio (conditioning_clips): its
         # rules are part of the key for them.
-        tag = selection_tag(clip_durations(voice.clip_paths))
+        try:
+            durations = clip_durations(voice.clip_paths)
+        except AudioError:  # a clip dropped into the folder by hand that no decoder reads
+            voice.load_clips()  # names every unusable clip and says what to do
+            raise
+        tag = selection_tag(durations)
         return CacheKey(engine.name, engine.cache_key() + tag, voice.fingerprint())
 
     def enrollment_notes(self, voice: Voice | str, engine_name: str = DEFAULT_ENGINE) -> Optional[dict]:
