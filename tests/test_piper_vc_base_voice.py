@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from voxmith.engines.piper_vc import base_choice, kokoro_model
-from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, get_base_voice
+from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, KOKORO_VOICES, get_base_voice
 from voxmith.engines.piper_vc.kokoro_voice import KokoroModel, kokoro_phonemes
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip, word_errors
 
@@ -125,9 +125,9 @@ def test_unknown_base_voice_is_refused():
         get_base_voice("kokoro:nobody")
 
 
-def test_the_natural_engine_enrolls_with_every_base_voice_and_the_default_with_joe(monkeypatch):
-    """`piper-vc-natural` is piper-vc whose enrollment may choose any base voice; `piper-vc` keeps
-    enrollment's default (joe alone). Scripted: enrollment itself is replaced by a recorder."""
+def test_the_natural_engine_enrolls_with_kokoro_styles_and_the_default_with_joes_alone(monkeypatch):
+    """`piper-vc-natural` is piper-vc whose enrollment may choose joe or a Kokoro style; `piper-vc`
+    keeps enrollment's default (joe and joe scaled). Scripted: enrollment itself is replaced by a recorder."""
     from voxmith.audio import Audio
     from voxmith.engines import available_engines, create_engine
     from voxmith.engines.piper_vc import engine as piper_engine
@@ -148,7 +148,7 @@ def test_the_natural_engine_enrolls_with_every_base_voice_and_the_default_with_j
     for engine in (natural, default):
         with pytest.raises(Stop):
             engine.prepare_conditioning([clip])
-    assert seen == [BASE_VOICES, None]
+    assert seen == [(JOE,) + KOKORO_VOICES, None]
     assert natural.cache_key() != default.cache_key()  # their conditionings never mix in a voice's cache
 
 
@@ -173,3 +173,48 @@ def test_piper_vc_loads_kokoro_only_when_a_kokoro_style_speaks(tmp_path):
     assert seen["loaded"] == []
     assert len(seen["files"]) == 4 and all(path.endswith("part.bin") for _, path in seen["files"])
     assert not cache.exists() or not any(cache.iterdir())  # nothing assembled
+
+
+def _median_f0(samples: np.ndarray) -> float:
+    from voxmith.engines.piper_vc import world
+    return base_choice.target_f0_hz([world.analyse(samples)])
+
+
+def _mean_spectrum(samples: np.ndarray, sample_rate_hz: int) -> tuple:
+    from scipy import signal
+    freqs, _, spec = signal.stft(samples, sample_rate_hz, nperseg=1024)
+    return freqs, np.log(np.mean(np.abs(spec) ** 2, axis=1) + 1e-12)
+
+
+def test_scaled_joe_moves_formants_and_pitch_together_at_joes_pace():
+    """joe@1.20 says the text as joe does (near his pace: Piper's durations do not grow in
+    proportion to length_scale, which each base voice's measured rate curve absorbs; the phone
+    timings scaled onto its own samples) with his pitch and his long-term spectrum 1.2x higher,
+    more like joe's spectrum stretched 1.2x than like joe's own."""
+    from voxmith.engines.piper_vc.base_voice import scaled_joe_name
+    joe, scaled = get_base_voice(JOE), get_base_voice(scaled_joe_name(1.2))
+    assert scaled.name in BASE_VOICES and scaled.sample_rate_hz == joe.sample_rate_hz
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    plain, high = joe.speak(text, seed=3), scaled.speak(text, seed=3)
+    assert abs(high.samples.size / plain.samples.size - 1.0) < 0.15
+    assert high.phonemes == plain.phonemes
+    assert high.alignment is not None and high.alignment[-1][2] <= high.samples.size + 256
+    ratio = _median_f0(high.samples) / _median_f0(plain.samples)
+    assert 1.1 < ratio < 1.4  # not exactly 1.2: slower, Piper also intones a little differently
+    freqs, joe_spec = _mean_spectrum(plain.samples, joe.sample_rate_hz)
+    _, high_spec = _mean_spectrum(high.samples, joe.sample_rate_hz)
+    band = (freqs > 300) & (freqs < 5000)
+    stretched = np.interp(freqs / 1.2, freqs, joe_spec)  # joe's spectrum with every frequency x 1.2
+
+    def distance(a, b):
+        return float(np.mean(np.abs((a - a[band].mean()) - (b - b[band].mean()))[band]))
+
+    assert distance(high_spec, stretched) < 0.8 * distance(high_spec, joe_spec)
+    assert get_base_voice(scaled_joe_name(1.2)) is scaled  # one per process, sharing joe's session
+
+
+def test_default_enrollment_chooses_among_joes_only():
+    from voxmith.engines.piper_vc import enrollment
+    from voxmith.engines.piper_vc.base_voice import JOE_VOICES, SCALED_PREFIX
+    assert enrollment.BASE_CANDIDATES == JOE_VOICES and JOE in JOE_VOICES
+    assert all(name == JOE or name.startswith(SCALED_PREFIX) for name in JOE_VOICES)

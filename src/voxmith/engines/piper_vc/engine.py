@@ -36,7 +36,7 @@ from voxmith.engines.base import (FINETUNE_REFUSED, Candidate, Conditioning, Dev
                                   Finetune, FinetuneSpec, ModelFile)
 from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phones, postnet,
                                      render, source_conversion, world)
-from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
+from voxmith.engines.piper_vc.base_voice import JOE, KOKORO_VOICES, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip, transcriber_identity
 from voxmith.engines.piper_vc.training import LOSSES, build_task
@@ -111,6 +111,7 @@ class PiperVCEngine(Engine):
     # (rate.py) instead of voiced-frame counts (which put every voice at the 1.2 clip).
     # 10: after the guard, enrollment keeps gentler strengths when they score better on
     # similarity + naturalness (guard.prefer_natural). (9 is piper-vc-natural's.)
+    # 11: the base voice is chosen among joe and joe scaled (base_voice.ScaledJoe) by pitch and voice.
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
@@ -118,11 +119,12 @@ class PiperVCEngine(Engine):
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
     # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
-    version = "10"
+    version = "11"
     # Whether enrollment weighs gentler strengths after the guard (guard.prefer_natural; its weight
     # was chosen on joe's conversions only).
     prefers_natural = True
-    description = ("Piper's joe voice converted to the target speaker: WORLD features mapped by a "
+    description = ("Piper's joe voice, scaled in formants and pitch to the nearest of a few vocal-tract "
+                   "lengths, converted to the target speaker: WORLD features mapped by a "
                    "frequency warp, spectral/pitch statistics, a ridge correction and a small residual "
                    "network learnt from the clips, applied to joe's own waveform (PSOLA pitch shift + "
                    "envelope filter); an intelligibility guard backs off what would cost words.")
@@ -587,7 +589,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
     name = "piper-vc-natural"
     version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     prefers_natural = False  # guard.NATURALNESS_WEIGHT is unmeasured on Kokoro bases
-    base_candidates = BASE_VOICES
+    base_candidates = (JOE,) + KOKORO_VOICES  # joe's scaled variants unmeasured with Kokoro's styles
     settings_class = PiperVCNaturalSettings
     description = ("piper-vc with a choice of base voice: Piper's joe or one of Kokoro-82M's styles, "
                    "whichever is nearest the target, then converted as piper-vc does; more natural "

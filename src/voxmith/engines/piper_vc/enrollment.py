@@ -21,7 +21,7 @@ import numpy as np
 
 from voxmith.engines.piper_vc import base_cache, base_choice, conversion, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
-from voxmith.engines.piper_vc.base_voice import JOE, get_base_voice
+from voxmith.engines.piper_vc.base_voice import JOE, JOE_VOICES, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
 from voxmith.engines.piper_vc.parallel import ParallelUtterance, parallel_utterance, prepare_clip
 from voxmith.torch_threads import on_torch_threads
@@ -42,10 +42,11 @@ WARP_TIE_SECS = 0.01
 # Threads scoring warps at once during enrollment's search (search_warp); the choice is the same.
 WARP_WORKERS = 2
 # The base voices enrollment chooses from (base_choice.py; base_voice.BASE_VOICES are all there
-# are: joe and Kokoro's stock styles). Joe only: with a Kokoro base the all-voice benchmark gains
-# naturalness and similarity but loses words on three voices and runs several times slower
-# (docs/piper_vc_tuning.md); `benchmarks/clone_quality.py --base-voices` tries others.
-BASE_CANDIDATES: Tuple[str, ...] = (JOE,)
+# are): joe and joe scaled (base_voice.ScaledJoe), all at joe's speed. Not Kokoro's styles: with a
+# Kokoro base the all-voice benchmark gains naturalness and similarity but loses words on three
+# voices and runs several times slower (docs/piper_vc_tuning.md); `piper-vc-natural` adds them and
+# `benchmarks/clone_quality.py --base-voices` tries others.
+BASE_CANDIDATES: Tuple[str, ...] = JOE_VOICES
 
 
 @dataclass
