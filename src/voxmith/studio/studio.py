@@ -158,30 +158,36 @@ class Studio:
 
     # --- speaking -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _explicit_output(request: SpeakRequest | ConvertRequest) -> Path:
+        """`request`'s -o path, checked (extension, folder, nothing of the user's replaced without
+        --force); checked again before any work starts, so that a refusal costs no enrollment."""
+        output = Path(request.output).expanduser()
+        if output.suffix.lower() not in WRITABLE_EXTENSIONS:
+            raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
+        # Missing folders are made; one that is a file would fail only after the work is done.
+        above = next(p for p in output.parents if p.exists())
+        if not above.is_dir():
+            raise VoxmithError(f"Cannot write '{output}': '{above}' is a file, not a folder. Choose another -o.")
+        # Not reserved with a placeholder: a killed run would leave an empty file at the user's
+        # own path that the next run refuses to replace.
+        if output.exists() and not request.overwrite:
+            raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
+        # The sidecar and the takes folder are written beside it: a file of the user's there
+        # (notes.json beside notes.wav) is not replaced without --force either.
+        beside = [p for p in (output.with_suffix(".json"), output.with_name(output.stem + ".takes")) if p.exists()]
+        if beside and not request.overwrite:
+            raise VoxmithError(f"'{beside[0]}' already exists, and the result's "
+                               f"{'sidecar' if beside[0].suffix == '.json' else 'other takes'} would be written "
+                               "there. Choose another -o, or pass --force to replace it.")
+        return output.resolve()
+
     def _output_path(self, request: SpeakRequest | ConvertRequest, folder_name: str,
                      slug_text: Optional[str] = None) -> tuple[Path, bool]:
         """Where the result goes, and whether the name was reserved here (an empty placeholder file
         created exclusively, so two requests made in the same second never pick the same name)."""
         if request.output is not None:
-            output = Path(request.output).expanduser()
-            if output.suffix.lower() not in WRITABLE_EXTENSIONS:
-                raise VoxmithError(f"Output '{output}' needs one of the extensions {', '.join(WRITABLE_EXTENSIONS)}.")
-            # Missing folders are made; one that is a file would fail only after the work is done.
-            above = next(p for p in output.parents if p.exists())
-            if not above.is_dir():
-                raise VoxmithError(f"Cannot write '{output}': '{above}' is a file, not a folder. Choose another -o.")
-            # Not reserved with a placeholder: a killed run would leave an empty file at the user's
-            # own path that the next run refuses to replace.
-            if output.exists() and not request.overwrite:
-                raise VoxmithError(f"'{output}' already exists. Choose another -o, or pass --force to replace it.")
-            # The sidecar and the takes folder are written beside it: a file of the user's there
-            # (notes.json beside notes.wav) is not replaced without --force either.
-            beside = [p for p in (output.with_suffix(".json"), output.with_name(output.stem + ".takes")) if p.exists()]
-            if beside and not request.overwrite:
-                raise VoxmithError(f"'{beside[0]}' already exists, and the result's "
-                                   f"{'sidecar' if beside[0].suffix == '.json' else 'other takes'} would be written "
-                                   "there. Choose another -o, or pass --force to replace it.")
-            return output.resolve(), False
+            return self._explicit_output(request), False
         folder = self.workspace.results_dir / folder_name
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(slug_text if slug_text is not None else request.text)}"
@@ -206,6 +212,10 @@ class Studio:
         voice = self.voices.get(request.voice) if request.voice else None
         request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
                                                                                           request.settings))
+        # Refused now, not after the minute a new voice's enrollment (or a fine-tune's check) takes.
+        engine.settings_class.from_dict(request.settings)
+        if request.output is not None:
+            self._explicit_output(request)
         finetune, finetune_record = self._finetune_for(request.finetune, voice, engine)
         engine = engine.with_finetune(finetune)  # the weights are part of this request only
         # The speaker embedding only serves ranking: not computed for --no-rank.
@@ -372,6 +382,8 @@ class Studio:
             raise VoxmithError(f"The {engine.name} engine cannot convert recordings; engines that can: "
                                f"{', '.join(able) or 'none installed'}.")
         engine.checked_convert_settings(request.settings)  # bad settings are refused before enrolling
+        if request.output is not None:  # and so is an -o that would be refused
+            self._explicit_output(request)
         voice = self.voices.get(request.voice) if request.voice else None
         conditioning, _, voice_record, folder = self._voice_or_refs(voice, request.refs, engine, progress,
                                                                     embed=False)
@@ -398,6 +410,14 @@ class Studio:
         chapters = read_chapters(Path(request.source), request.pauses)
         request = dataclasses.replace(request, settings=self.settings_with_voice_defaults(voice, engine.name,
                                                                                           request.settings))
+        engine.settings_class.from_dict(request.settings)  # bad settings: refused before enrolling too
+        folder = self.book_folder(request)
+        # -o into a folder of the user's would write book.m4b, manifest.json... over files of theirs
+        # of those names; a book's own folder (its book.json, written first) resumes instead.
+        if request.output_dir and folder.is_dir() and not (folder / "book.json").exists() \
+                and any(not p.name.startswith(".") for p in folder.iterdir()):
+            raise VoxmithError(f"'{folder}' already holds files and is not the folder of a book; choose a new or "
+                               "empty folder with -o (a book's own folder is resumed).")
         # The same weights `speak` would use for this voice (its `voices use` setting, checked on it).
         finetune, finetune_record = self._finetune_for(request.finetune, voice, engine)
         engine = engine.with_finetune(finetune)
@@ -406,13 +426,6 @@ class Studio:
             voice_record["finetune"] = finetune_record.to_json()
             report(progress, f"using fine-tuned weights: {finetune.description}", 0, None)
         source = Path(request.source).resolve()
-        folder = self.book_folder(request)
-        # -o into a folder of the user's would write book.m4b, manifest.json... over files of theirs
-        # of those names; a book's own folder (its book.json, written first) resumes instead.
-        if request.output_dir and folder.is_dir() and not (folder / "book.json").exists() \
-                and any(not p.name.startswith(".") for p in folder.iterdir()):
-            raise VoxmithError(f"'{folder}' already holds files and is not the folder of a book; choose a new or "
-                               "empty folder with -o (a book's own folder is resumed).")
         folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(folder, "This book is being made by another voxmith process right now; wait for it "
                                  "(or stop it) and run the command again."):
