@@ -120,3 +120,17 @@ def test_an_address_that_is_not_this_machines_is_not_called_a_busy_port():
         taken.listen()
         with pytest.raises(VoxmithError, match="may hold the port"):
             check_port_free(parse_listen(f"127.0.0.1:{taken.getsockname()[1]}"))
+
+
+def test_a_damaged_sidecar_is_left_out_of_the_results_list(served):
+    """One sidecar damaged by hand (not JSON, or not UTF-8) made GET /voxmith/results answer 500
+    for every result (and the web UI's history)."""
+    url, studio, rid = served
+    folder = studio.workspace.results_dir / "demo"
+    (folder / "zz-broken.json").write_text("{garbage")
+    (folder / "zz-binary.json").write_bytes(b"\xff\xfe\x00\x81")
+    for name in ("zz-broken.wav", "zz-binary.wav"):
+        (folder / name).write_bytes((folder / rid.split("/")[1]).read_bytes())
+    listed = httpx.get(f"{url}/voxmith/results", timeout=30)
+    assert listed.status_code == 200, listed.text
+    assert [r["id"] for r in listed.json()["results"]] == [rid]

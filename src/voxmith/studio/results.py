@@ -40,7 +40,10 @@ def list_results(results_dir: Path, limit: int = 200, conversions: bool = False)
     """Spoken results (and converted recordings if `conversions`), newest first, at most `limit`."""
     entries = []
     for sidecar_path in results_dir.glob("*/*.json"):
-        data = read_json(sidecar_path, default=None)
+        try:
+            data = read_json(sidecar_path, default=None)
+        except (ValueError, OSError):  # damaged (not JSON, not UTF-8) or unreadable: left out
+            continue
         if not isinstance(data, dict) or "output" not in data:
             continue  # not a result's sidecar (a book's manifest...)
         try:
