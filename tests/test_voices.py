@@ -110,6 +110,29 @@ def test_two_creations_at_once_one_is_told_the_voice_exists(studio, demo_files, 
     assert studio.voices.names() == ["erin"]
 
 
+def test_a_damaged_voice_json_is_named_and_never_overwritten(studio, demo_files):
+    """voice.json broken by hand made every command fail with 'Unexpected JSONDecodeError' (voices
+    list and the server's voice list too, for every voice); read as empty, the next change would
+    have written over the settings it holds."""
+    from click.testing import CliRunner
+
+    from voxmith.cli.main import cli
+
+    studio.voices.add("fine", demo_files[:1])
+    broken = studio.voices.add("broken", demo_files[:1])
+    (broken.path / "voice.json").write_text('{"engine_settings": {"piper-vc": {"f0_scale": 1.1}}')
+    with pytest.raises(VoiceError, match="voice.json' is damaged.*Fix it by hand"):
+        studio.voices.add("broken", demo_files[1:], append=True)
+    with pytest.raises(VoiceError, match="is damaged"):
+        studio.voice_engine_settings("broken", "piper-vc")
+    assert (broken.path / "voice.json").read_text() == '{"engine_settings": {"piper-vc": {"f0_scale": 1.1}}'
+    listed = CliRunner().invoke(cli, ["--home", str(studio.workspace.home), "voices", "list"])
+    assert listed.exit_code == 0 and "fine" in listed.output and "broken" in listed.output
+    (broken.path / "voice.json").write_text("[1, 2]")
+    with pytest.raises(VoiceError, match="holds a JSON list"):
+        broken.metadata
+
+
 def test_bad_clip_changes_nothing(studio, tmp_path, demo_files):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(44100, np.float32), 22050)

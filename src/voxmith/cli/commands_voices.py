@@ -71,7 +71,7 @@ def list_voices(obj):
         click.echo("No voices yet. Add one with 'voxmith voices add NAME CLIP...' or run 'voxmith demo'.")
         return
     for voice in items:
-        finetune = voice.metadata.get("finetune")
+        finetune = voice.listed_metadata().get("finetune")
         uses = f"  fine-tuned: run '{finetune['run']}' ({finetune['checkpoint']}, {finetune['engine']})" \
             if finetune else ""
         click.echo(f"{voice.name:<24} {len(voice.clip_paths):>3} clip(s){uses}")

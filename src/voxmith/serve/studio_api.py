@@ -191,7 +191,7 @@ async def voices(request: Request):
 
 
 def _voice_summary(voice) -> dict:
-    meta = voice.metadata
+    meta = voice.listed_metadata()
     return {"name": voice.name, "clips": [p.name for p in voice.clip_paths], "created": meta.get("created"),
             "finetune": meta.get("finetune")}
 

@@ -254,7 +254,7 @@ class TrainingRuns:
             last_loss=None if loss is None or math.isnan(loss) else loss,
             plots=[p for p in (run.folder / "loss.png", run.folder / "lr.png") if p.exists()],
             voices=[v.name for v in self.voices.list()
-                    if (v.metadata.get("finetune") or {}).get("run") == name],
+                    if (v.listed_metadata().get("finetune") or {}).get("run") == name],
             folder=run.folder)
 
     def summaries(self) -> List[RunSummary]:

@@ -72,7 +72,27 @@ class Voice:
 
     @property
     def metadata(self) -> dict:
-        return read_json(self.path / VOICE_FILE, default={}) or {}
+        """voice.json ({} when there is none). One damaged by hand is an error saying what to do, never
+        read as empty: the next change would write over the settings it holds."""
+        path = self.path / VOICE_FILE
+        try:
+            data = read_json(path, default={}) or {}
+        except (ValueError, OSError) as err:  # not JSON, not UTF-8, unreadable
+            data = err
+        if not isinstance(data, dict):
+            problem = data if isinstance(data, Exception) else f"it holds a JSON {type(data).__name__}, not an object"
+            raise VoiceError(f"Voice '{self.name}': '{path}' is damaged ({problem}). Fix it by hand, or move it "
+                             "away to start it afresh (the clips are the voice; voice.json keeps where they came "
+                             "from, the voice's engine settings and its fine-tune choice).")
+        return data
+
+    def listed_metadata(self) -> dict:
+        """`metadata` for listings of every voice: {} for a damaged voice.json (one voice's file must
+        not hide the others; using the voice says what is wrong)."""
+        try:
+            return self.metadata
+        except VoiceError:
+            return {}
 
     def update_metadata(self, **changes) -> None:
         with _voice_lock(self.path.parent, self.name):  # a concurrent `voices add --append` keeps these
