@@ -147,6 +147,20 @@ def test_drop_and_restore_at_once_is_refused(tmp_path):
         Dataset("ds", tmp_path / "ds").edit("1", drop=True, restore=True)
 
 
+def test_a_damaged_segments_json_is_named_and_the_other_datasets_still_listed(tmp_path):
+    """segments.json edited by hand into something that is not JSON made `dataset list`, `show`,
+    `edit` and `train init` fail with 'Unexpected JSONDecodeError ... a bug'."""
+    datasets = tmp_path / "ws" / "datasets"
+    for name, content in (("good", '{"segments": [], "sources": [], "settings": {}}'), ("bad", "{oops")):
+        (datasets / name).mkdir(parents=True)
+        (datasets / name / "segments.json").write_text(content)
+    listed = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "dataset", "list"])
+    assert listed.exit_code == 0 and "good" in listed.output and "bad" in listed.output and "damaged" in listed.output
+    shown = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "dataset", "show", "bad"])
+    assert shown.exit_code == 1 and "segments.json' is damaged" in shown.output and "--redo" in shown.output
+    assert "Unexpected" not in shown.output
+
+
 def test_cli_prepare_show_edit(tmp_path, demo_files):
     home = str(tmp_path / "ws")
     runner = CliRunner()

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from voxmith.errors import VoxmithError
+
 
 def format_summary(summary: dict) -> str:
     lines = [f"Dataset '{summary['name']}' in {summary['path']}",
@@ -84,8 +86,6 @@ def show(obj, name, as_json):
 @click.pass_obj
 def edit(obj, name, segment, text, drop, restore):
     """Fix a segment's transcript or drop it (SEGMENT: id like NAME_00012, or 12)."""
-    from voxmith.errors import VoxmithError
-
     if text is None and not drop and not restore:
         raise VoxmithError("Say what to change: --text \"...\", --drop or --restore.")
     entry = obj.studio.datasets.get(name).edit(segment, text=text, drop=drop, restore=restore)
@@ -101,7 +101,11 @@ def list_datasets(obj):
     if not names:
         click.echo("No datasets yet. Create one with 'voxmith dataset prepare NAME --from VOICE_OR_FILES'.")
     for name in names:
-        s = obj.studio.datasets.get(name).summary()
+        try:
+            s = obj.studio.datasets.get(name).summary()
+        except VoxmithError as err:  # one damaged dataset does not hide the others
+            click.echo(f"{name:<24} cannot be read: {err}")
+            continue
         click.echo(f"{name:<24} {s['usable']:>5} segments  {s['total_duration_s'] / 60:6.1f} min")
 
 

@@ -190,7 +190,7 @@ def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: Prepare
         raise VoxmithError("No recordings given: pass voices or audio files with --from.")
     fingerprint = fingerprint_files(paths)  # of what was given: a dataset made before resumes as it was
     paths = list(dict.fromkeys(p.resolve() for p in paths))  # a file named twice is one source
-    existing = dataset.load() if dataset.record_path.exists() else None
+    existing = dataset.load() if dataset.record_path.exists() and not redo else None  # (--redo: even a damaged one)
     resumable = (existing is not None and not redo and existing.get("fingerprint") == fingerprint
                  and existing.get("slicing") == settings.slicing_key())
     if existing is not None and not resumable and not redo:

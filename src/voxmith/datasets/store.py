@@ -41,9 +41,17 @@ class Dataset:
         return self.path / SEGMENTS_FILE
 
     def load(self) -> dict:
-        record = read_json(self.record_path)
+        try:
+            record = read_json(self.record_path)
+        except (ValueError, OSError) as err:  # edited by hand into something that is not JSON (or UTF-8)
+            record = err
         if record is None:
             raise VoxmithError(f"Dataset '{self.name}' has no {SEGMENTS_FILE}; prepare it again.")
+        if not isinstance(record, dict) or not isinstance(record.get("segments"), list):
+            problem = record if isinstance(record, Exception) else "it is not a dataset record"
+            raise VoxmithError(f"Dataset '{self.name}': '{self.record_path}' is damaged ({problem}). Fix it by "
+                               "hand, or make the dataset again with `voxmith dataset prepare ... --redo` (edited "
+                               "transcripts are lost).")
         return record
 
     def save(self, record: dict) -> None:
