@@ -514,6 +514,19 @@ def test_train_init_refuses_epochs_below_one_instead_of_using_the_default(run, e
     assert result.exit_code == 1 and f"epochs is {epochs}; train for at least 1 epoch" in result.output
 
 
+def test_train_list_shows_the_other_runs_when_one_config_is_broken(run):
+    """A config.yaml broken by hand made `train list` fail for every run."""
+    from voxmith.training import TrainingConfig, TrainingRun
+
+    TrainingRun.create(run.home / "training", "fine", TrainingConfig())
+    (run.home / "training" / "broken").mkdir()
+    (run.home / "training" / "broken" / "config.yaml").write_text("schedule: [\n  oops")
+    result = run("train", "list")
+    assert result.exit_code == 0, result.output
+    assert "broken: cannot be read:" in result.output and "Fix the file" in result.output
+    assert any(line.startswith("fine") for line in result.output.splitlines())
+
+
 def test_models_list_of_an_unknown_engine_fails(run):
     """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
     tell a typo from a listing."""

@@ -11,6 +11,7 @@ import click
 
 from voxmith.assignments import split_assignments
 from voxmith.engines.registry import DEFAULT_ENGINE
+from voxmith.errors import VoxmithError
 
 
 def format_run(summary, detailed: bool = False) -> str:
@@ -189,10 +190,15 @@ def _leave(status: int) -> None:
 @click.pass_obj
 def list_runs(obj):
     """List training runs and their progress."""
-    summaries = obj.studio.training.summaries()
-    if not summaries:
+    names = obj.studio.training.names()
+    if not names:
         click.echo("No training runs yet. Create one with 'voxmith train init NAME --dataset DATASET'.")
-    for summary in summaries:
+    for name in names:
+        try:
+            summary = obj.studio.training.summary(name)
+        except VoxmithError as err:  # a config.yaml broken by hand does not hide the other runs
+            click.echo(f"{name}: cannot be read: {err}")
+            continue
         click.echo(format_run(summary))
 
 
