@@ -35,6 +35,15 @@ def test_voice_keeps_engine_settings_and_requests_override_them(run, demo_files,
     gone = run("voices", "settings", "alice", "--engine", "tone", "--unset", "pitch-scale")  # - read as _
     assert gone.exit_code == 0 and "keeps no settings" in gone.output
     assert not json.loads((run.home / "voices" / "alice" / "voice.json").read_text()).get("engine_settings")
+    # A typo in --unset said the setting was forgotten while it stayed kept; --set and --unset of one name
+    # at once unset it, silently.
+    run("voices", "settings", "alice", "--engine", "tone", "--set", "pitch_scale=2")
+    typo = run("voices", "settings", "alice", "--engine", "tone", "--unset", "pitch_scal")
+    assert typo.exit_code == 1 and "pitch_scal: not a setting of tone" in typo.output
+    both = run("voices", "settings", "alice", "--engine", "tone", "--set", "pitch_scale=3", "--unset", "pitch_scale")
+    assert both.exit_code == 1 and "set and unset at once" in both.output
+    assert json.loads((run.home / "voices" / "alice" / "voice.json").read_text())["engine_settings"] == \
+        {"tone": {"pitch_scale": "2"}}
 
 
 def test_show_names_another_engines_enrollment(run, demo_files):

@@ -445,9 +445,17 @@ class Studio:
         """Add `values` to (and drop the `unset` names from) `voice`'s settings for `engine_name`, after
         checking them with the engine's settings class; returns the voice's settings now."""
         voice = self.voices.get(voice) if isinstance(voice, str) else voice
+        settings_class = engine_class(engine_name).settings_class
+        known = {f.name for f in dataclasses.fields(settings_class)}
+        unknown, both = sorted(set(unset) - known), sorted(set(unset) & set(values))
+        if unknown:  # a typo in --unset would leave the setting kept, saying it was done
+            raise VoxmithError(f"{', '.join(unknown)}: not a setting of {engine_name} (its settings: "
+                               f"{', '.join(sorted(known)) or 'none'}).")
+        if both:
+            raise VoxmithError(f"{', '.join(both)}: set and unset at once; pick one.")
         current = {k: v for k, v in {**self.voice_engine_settings(voice, engine_name), **values}.items()
                    if k not in unset}
-        engine_class(engine_name).settings_class.from_dict(current)  # refuses unknown names and bad values
+        settings_class.from_dict(current)  # refuses unknown names and bad values
         every = dict(voice.metadata.get("engine_settings") or {})
         every[engine_name] = current
         voice.update_metadata(engine_settings={k: v for k, v in every.items() if v})
