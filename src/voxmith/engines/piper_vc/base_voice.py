@@ -38,10 +38,11 @@ from voxmith.engines.piper_vc.kokoro_styles import MODEL_PARTS, STYLES
 SAMPLE_RATE_HZ = 22050
 JOE = "joe"
 SCALED_PREFIX = "joe@"
-# The factors joe may be scaled by (ScaledJoe): a vocal tract from about 8 % longer than his to
-# 30 % shorter (adult female voices), in steps the base choice can tell apart; no further, because
-# a resampled voice stops sounding like an adult (docs/piper_vc_tuning.md).
-JOE_SCALES = (0.92, 1.1, 1.2, 1.3)
+# The factors joe may be scaled by (ScaledJoe): vocal tracts 10-30 % shorter than his, in steps
+# the base choice can tell apart. None below 1: at 0.92 the lower voices gained no similarity and
+# lost naturalness; none above 1.3, where a resampled voice stops sounding like an adult
+# (benchmarks/results/base_scales.json, docs/piper_vc_tuning.md).
+JOE_SCALES = (1.1, 1.2, 1.3)
 KOKORO_PREFIX = "kokoro:"
 
 
