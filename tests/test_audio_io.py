@@ -124,6 +124,14 @@ def test_a_sample_rate_too_low_for_speech_is_refused(tmp_path, demo_audio):
     path = tmp_path / "one-hertz.wav"
     sf.write(path, demo_audio.samples[:22050], 1)
     _expect_error(path, "sample rate of 1 hz", "header")
+    # convert reads recordings in blocks: a 1 Hz frame would be resampled into millions of samples
+    from voxmith.audio.stream import read_blocks
+    from voxmith.studio.conversion import ConvertRequest
+
+    with pytest.raises(AudioError, match="sample rate of 1 Hz"):
+        ConvertRequest(path, voice="v").validate()
+    with pytest.raises(AudioError, match="sample rate of 1 Hz"):
+        next(read_blocks(path, 22050))
     telephone = tmp_path / "telephone.wav"
     sf.write(telephone, load_audio(_demo_copy(tmp_path, demo_audio), sample_rate_hz=8000).samples, 8000)
     check_usable(load_audio(telephone))

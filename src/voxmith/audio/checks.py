@@ -20,10 +20,7 @@ def check_usable(audio: Audio, min_seconds: float = MIN_CLIP_SECONDS) -> None:
     """Raise `AudioError` if the clip is all silence (or a constant offset), has less than
     `min_seconds` of sound, or a sample rate too low for speech."""
     name = audio.source or "audio"
-    if audio.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
-        raise AudioError(f"'{name}' has a sample rate of {audio.sample_rate_hz} Hz, too low to hold speech "
-                         f"(at least {MIN_SAMPLE_RATE_HZ} Hz; 16 kHz or more is best): its header may be "
-                         "damaged. Export the recording again as WAV or FLAC.")
+    check_sample_rate(audio.sample_rate_hz, name)
     mono = to_mono(audio.samples)
     mono = mono - float(np.mean(mono))  # a constant offset (DC) is no sound
     if float(np.max(np.abs(mono))) < SILENCE_FLOOR:
@@ -35,3 +32,11 @@ def check_usable(audio: Audio, min_seconds: float = MIN_CLIP_SECONDS) -> None:
             f"'{name}' is too short to use: {sound_s:.2f} s of sound, at least {min_seconds:.1f} s "
             "is needed. Use a longer clip of the speaker."
         )
+
+
+def check_sample_rate(rate_hz: int, name: str) -> None:
+    """Raise `AudioError` for a rate too low to hold speech (a damaged header, most likely)."""
+    if rate_hz < MIN_SAMPLE_RATE_HZ:
+        raise AudioError(f"'{name}' has a sample rate of {rate_hz} Hz, too low to hold speech "
+                         f"(at least {MIN_SAMPLE_RATE_HZ} Hz; 16 kHz or more is best): its header may be "
+                         "damaged. Export the recording again as WAV or FLAC.")

@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from voxmith.audio.checks import MIN_SAMPLE_RATE_HZ, check_sample_rate
 from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError,
                               container_duration_s, undecodable)
 from voxmith.fsutil import atomic_path
@@ -49,6 +50,8 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
         if not container.streams.audio:
             raise AudioError(f"Cannot read '{path}': it contains no audio stream.")
         stream = container.streams.audio[0]
+        # A 1 Hz header would make each decoded frame millions of samples, and the recording hours long.
+        check_sample_rate(stream.codec_context.sample_rate or MIN_SAMPLE_RATE_HZ, str(path))
         # Planar float, channels averaged here as `load_audio` does (FFmpeg's own downmix is -3 dB
         # per channel); the rate change is soxr's, at the quality `load_audio` uses.
         to_float = av.AudioResampler(format="fltp")
