@@ -138,6 +138,17 @@ def test_edit_and_drop_persist(prepared):
         dataset.edit("999", text="x")
 
 
+def test_a_recording_at_a_rate_too_low_for_speech_is_refused(tmp_path, demo_audio):
+    """A header claiming 1 Hz was read as a recording hours long and resampled for the VAD
+    (gigabytes for a second of 22 kHz samples)."""
+    from voxmith.studio import Studio
+
+    path = tmp_path / "one-hertz.wav"
+    sf.write(path, demo_audio.samples[:2000], 1)
+    with pytest.raises(VoxmithError, match="sample rate of 1 Hz"):
+        Studio(tmp_path / "ws", device="cpu").prepare_dataset("d", [path])
+
+
 def test_drop_and_restore_at_once_is_refused(tmp_path):
     """`dataset edit NAME 1 --drop --restore` restored the segment, silently (the later flag won)."""
     from voxmith.datasets.store import Dataset

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from voxmith.audio import Audio, load_audio, loudness_normalize, resample, save_audio
+from voxmith.audio.checks import check_sample_rate
 from voxmith.audio.analysis import CLIP_LEVEL
 from voxmith.audio.duplicates import same_recordings
 from voxmith.datasets.slicing import VAD_RATE_HZ, plan_segments
@@ -74,7 +75,9 @@ def _load_sources(paths: Sequence[Path], progress) -> List[Audio]:
     for i, path in enumerate(paths):
         report(progress, "reading recordings", i, len(paths), path.name, unit="recording")
         try:
-            sources.append(load_audio(path))
+            audio = load_audio(path)
+            check_sample_rate(audio.sample_rate_hz, str(path))  # 1 Hz: hours of 'audio', gigabytes at 16 kHz
+            sources.append(audio)
         except VoxmithError as err:
             problems.append(str(err))
     if problems:
