@@ -527,6 +527,17 @@ def test_train_list_shows_the_other_runs_when_one_config_is_broken(run):
     assert any(line.startswith("fine") for line in result.output.splitlines())
 
 
+def test_eval_refuses_a_rate_too_low_for_speech_before_loading_models(run, demo_files, demo_audio, tmp_path):
+    """`eval` of a file whose header claims 1 Hz died with 'Unexpected MemoryError: Unable to allocate
+    1.31 GiB' resampling it for the scoring models."""
+    import soundfile as sf
+
+    path = tmp_path / "one-hertz.wav"
+    sf.write(path, demo_audio.samples[:2000], 1)
+    result = run("eval", "--reference", str(demo_files[0]), str(path))
+    assert result.exit_code == 1 and "sample rate of 1 Hz" in result.output
+
+
 def test_models_list_of_an_unknown_engine_fails(run):
     """`models list nosuch` printed 'nosuch: unavailable (...)' and exited 0, so a script could not
     tell a typo from a listing."""

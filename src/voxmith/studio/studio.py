@@ -553,6 +553,7 @@ class Studio:
         refused at once rather than after a minute of loading Whisper and DistillMOS."""
         from voxmith.asr import get_transcriber
         from voxmith.audio import load_audio, to_mono
+        from voxmith.audio.checks import check_sample_rate
         from voxmith.quality import get_naturalness_model
         from voxmith.speaker import get_speaker_encoder
         from voxmith.studio.ranking import score_take
@@ -571,7 +572,9 @@ class Studio:
             raise VoxmithError("Compare with --voice NAME or --reference CLIP... (one of them).")
         for index, file in enumerate(files):
             report(progress, "reading files", index, len(files), Path(file).name, unit="file")
-            load_audio(file)  # decoding is cheap next to scoring; audio is read again below
+            # decoding is cheap next to scoring; audio is read again below. A 1 Hz header would be
+            # resampled into gigabytes for the scoring models.
+            check_sample_rate(load_audio(file).sample_rate_hz, str(file))
         report(progress, "reading files", len(files), len(files), unit="file")
         if voice:
             _, embedding, _ = voice_embeddings(self.voices.get(voice), "cpu", progress=progress)
