@@ -210,9 +210,10 @@ def test_records_follow_the_bound_on_jobs_and_progress_is_written_only_now_and_t
     monkeypatch.setattr(book_jobs, "PROGRESS_SAVE_S", 3600.0)
     folder = tmp_path / "jobs"
     store = BookJobStore(folder)
-    writes = []
+    writes, saved = [], []
     save = store.save
-    monkeypatch.setattr(store, "save", lambda record: (writes.append(record.status), save(record)))
+    # A job shows as ended before the worker has written its last record: wait for the writes.
+    monkeypatch.setattr(store, "save", lambda record: (writes.append(record.status), save(record), saved.append(1)))
 
     def make(job):
         for done in range(200):
@@ -222,6 +223,7 @@ def test_records_follow_the_bound_on_jobs_and_progress_is_written_only_now_and_t
     jobs = BookJobs(make, store=store)
     try:
         made = [_ended(jobs, jobs.submit(_request(tmp_path, f"b{k}"), tmp_path / f"b{k}-book")) for k in range(5)]
+        _wait(lambda: len(saved) == 15)
         assert writes == ["queued", "running", "done"] * 5  # 200 progress events each, no write for them
         kept = [job.id for job in made[-3:]]
         assert [job.id for job in jobs.list()] == kept
