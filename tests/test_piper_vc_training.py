@@ -328,10 +328,19 @@ def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_nat
     summary = guard.summary(chosen.to_conditioning())
     assert summary["strengths"]["network"] == 0.0 and summary["natural"] == chosen.natural
     assert summary["reduced"] == checked.steps
-    # Similarity alone (weight 0) keeps the guard's own strengths, and says so.
-    kept = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0)
+    # Similarity alone (weight 0, no collapse bound) keeps the guard's own strengths, and says so.
+    kept = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0, collapse=np.inf)
     assert kept.strengths == checked.strengths and kept.steps == checked.steps
     assert kept.natural.startswith("kept: the intelligible strengths scored best")
+    # Naturalness 1.5 below the most natural candidate's has collapsed: never kept for similarity, and
+    # the next best by the weighed score (not simply the most natural) is taken.
+    collapsed = guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0, collapse=0.6)
+    assert collapsed.strengths == candidates[0]
+    assert "naturalness collapsed, more than 0.6 below the most natural candidate's" in collapsed.natural
+    assert guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0,
+                                collapse=1.0).strengths == candidates[0]  # 2.0 is 1.5 below 3.5: still out
+    assert guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0,
+                                collapse=1.5).strengths == checked.strengths  # exactly at the bound: allowed
     nothing = guard.GuardResult(guard.Strengths(0.0, 0.0, 0.0, 0.5), 0, 0, 6)
     assert guard.prefer_natural(speak, nothing, score).natural == "kept: nothing gentler to weigh"
     assert "natural" not in guard.summary(checked.to_conditioning())  # enrolled before engine 10
@@ -389,7 +398,7 @@ def test_guard_tolerance_and_check_sentences():
 
 
 def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolled_demo):
-    from voxmith.engines.piper_vc import guard
+    from voxmith.engines.piper_vc import base_choice, guard
     from voxmith.engines.piper_vc.base_voice import get_base_voice
 
     _, cond = enrolled_demo
@@ -410,7 +419,7 @@ def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolle
     noisy = engine.synthesize(TEXT, dict(cond, **weaker.to_conditioning()), defaults, seed=3)[0].samples
     assert noisy.size != heard.size or not np.array_equal(noisy, heard)
     # Later checks reuse the base voice's take of each sentence: the same audio, Piper run once.
-    voice = get_base_voice()
+    voice = get_base_voice(base_choice.base_name(cond))  # the demo voice's (joe or joe scaled)
     said = []
     original = voice.speak
     voice.speak = lambda *a, **k: said.append(a) or original(*a, **k)
