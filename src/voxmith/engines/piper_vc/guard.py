@@ -21,7 +21,8 @@ strong envelope change cost naturalness on most voices for little similarity on 
 ladder, enrollment (`prefer_natural`) also speaks the check sentences at GENTLER strengths (each
 weaker in every component than the ladder's, so no less intelligible: never heard again by
 Whisper) and keeps whichever scores best on similarity to the voice (GE2E cosine to its enrolled
-embedding) plus NATURALNESS_WEIGHT x naturalness (DistillMOS), both averaged over the sentences.
+embedding) plus NATURALNESS_WEIGHT x naturalness (DistillMOS), both averaged over the sentences,
+among those whose naturalness has not collapsed (NATURALNESS_COLLAPSE below the most natural one).
 What was weighed and kept is recorded apart from the back-offs (`guard.natural`). Choosing with
 the listener's figures in hindsight showed why (benchmarks/results/guard_grid.json,
 docs/piper_vc_tuning.md): at equal naturalness the best choice of strengths gains little
@@ -89,6 +90,10 @@ FINETUNE_LADDER = tuple(step for step in LADDER if step[0] != "warp")
 # compares the ladder's strengths with gentler ones. Chosen from 0.03-0.15 on the shared voices'
 # development sentences (guard_grid.json; 0.08-0.10 chose alike), never on benchmark sentences.
 NATURALNESS_WEIGHT = 0.08
+# A candidate whose naturalness is this far below the most natural candidate's has collapsed and is
+# not kept, whatever similarity it buys: the drop at which the studio's ranking refuses a take
+# against the sentence's most natural one (studio.ranking.RankingConfig.naturalness_drop).
+NATURALNESS_COLLAPSE = 0.6
 
 
 def tolerance_words(words: int) -> int:
@@ -341,10 +346,12 @@ def gentler(strengths: Strengths) -> List[Strengths]:
 
 
 def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences: Sequence[str] = CHECK_SENTENCES,
-                   weight: float = NATURALNESS_WEIGHT, progress=None) -> GuardResult:
+                   weight: float = NATURALNESS_WEIGHT, collapse: float = NATURALNESS_COLLAPSE,
+                   progress=None) -> GuardResult:
     """`checked` with its strengths replaced by the best of them and their `gentler` ones, by mean
     similarity + `weight` x mean naturalness of `sentences` said by `speak` (sentence k at seed k),
-    and the choice recorded in `natural` (its errors stay the check's of the guard's strengths)."""
+    among those at most `collapse` less natural than the most natural, and the choice recorded in
+    `natural` (its errors stay the check's of the guard's strengths)."""
     candidates = [checked.strengths] + gentler(checked.strengths)
     if len(candidates) == 1:
         return replace(checked, natural="kept: nothing gentler to weigh")
@@ -356,7 +363,9 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
         measured.append(scores.mean(axis=0))
     if progress is not None:
         progress("weighing naturalness", len(candidates), len(candidates))
-    best = int(np.argmax([similarity + weight * naturalness for similarity, naturalness in measured]))
+    most_natural = max(naturalness for _, naturalness in measured)
+    allowed = [k for k, (_, naturalness) in enumerate(measured) if naturalness >= most_natural - collapse]
+    best = max(allowed, key=lambda k: measured[k][0] + weight * measured[k][1])
     if best == 0:
         similarity, naturalness = measured[0]
         return replace(checked, natural=(f"kept: the intelligible strengths scored best (naturalness {naturalness:.2f}, "
@@ -366,11 +375,13 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
     changed = ", ".join(f"{name} {getattr(checked.strengths, name):g} -> {getattr(chosen, name):g}"
                         for name in KEYS if getattr(chosen, name) != getattr(checked.strengths, name))
     (sim0, nat0), (sim1, nat1) = measured[0], measured[best]
+    why = (f"the intelligible strengths' naturalness collapsed, more than {collapse:g} below the most natural "
+           f"candidate's" if 0 not in allowed else f"weighed similarity + {weight:g} x naturalness")
     natural = (f"{changed}: more natural (naturalness {nat0:.2f} -> {nat1:.2f}, similarity {sim0:.3f} -> "
-               f"{sim1:.3f} on the check sentences, weighed similarity + {weight:g} x naturalness)")
+               f"{sim1:.3f} on the check sentences, {why})")
     return replace(checked, strengths=chosen, natural=natural)
 
 
 __all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
-           "GuardResult", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
+           "GuardResult", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
            "tolerance_words"]
