@@ -218,3 +218,12 @@ def test_default_enrollment_chooses_among_joes_only():
     from voxmith.engines.piper_vc.base_voice import JOE_VOICES, SCALED_PREFIX
     assert enrollment.BASE_CANDIDATES == JOE_VOICES and JOE in JOE_VOICES
     assert all(name == JOE or name.startswith(SCALED_PREFIX) for name in JOE_VOICES)
+
+
+def test_a_scaled_joe_choice_says_what_the_base_voice_is():
+    from voxmith.engines.piper_vc.base_voice import describe, scaled_joe_name
+    profiles = [profile(JOE, 156.0, [1, 0, 0]), profile(scaled_joe_name(1.3), 216.0, [0, 1, 0])]
+    choice = base_choice.choose(300.0, np.array([0.0, 1.0, 0.0]), profiles)
+    assert choice.name == "joe@1.30"
+    assert choice.reason.startswith("joe@1.30 (joe with formants and pitch x 1.3): median F0 216 Hz")
+    assert describe(JOE) == JOE

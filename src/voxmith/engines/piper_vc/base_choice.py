@@ -1,4 +1,4 @@
-"""Which base voice says the text for a target: joe or a Kokoro style (base_voice.BASE_VOICES).
+"""Which base voice says the text for a target: joe, joe scaled or a Kokoro style (base_voice.BASE_VOICES).
 
 Naturalness is lost in proportion to how far the base voice is moved (PSOLA pitch ratios and
 spectral warps both cost DistillMOS; docs/piper_vc_tuning.md), so the base should already be close
@@ -26,7 +26,7 @@ import numpy as np
 
 from voxmith.engines.piper_vc import world
 from voxmith.engines.piper_vc import base_cache
-from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, get_base_voice
+from voxmith.engines.piper_vc.base_voice import BASE_VOICES, JOE, describe, get_base_voice
 from voxmith.speaker import cosine_similarity, get_speaker_encoder
 
 # Said by every candidate to profile it; no benchmark, test, guard or calibration sentence.
@@ -97,7 +97,7 @@ def choose(target_f0: float, target_embedding: np.ndarray, profiles: Sequence[Ba
     near = [p for p in profiles if gap[p.name] <= nearest + np.log(slack)]
     best = max(near, key=lambda p: similarity[p.name])
     others = ", ".join(f"{p.name} {similarity[p.name]:.2f}" for p in near if p is not best)
-    reason = (f"median F0 {best.f0_hz:.0f} Hz against the target's {target_f0:.0f} Hz; "
+    reason = (f"{describe(best.name)}: median F0 {best.f0_hz:.0f} Hz against the target's {target_f0:.0f} Hz; "
               f"{len(near)} of {len(profiles)} base voices within {slack:g}x of the nearest pitch, "
               f"and of those it sounds most like the target (similarity {similarity[best.name]:.2f}"
               + (f"; {others}" if others else "") + ")")

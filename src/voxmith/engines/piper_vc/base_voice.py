@@ -50,6 +50,13 @@ def scaled_joe_name(scale: float) -> str:
     return f"{SCALED_PREFIX}{scale:.2f}"
 
 
+def describe(name: str) -> str:
+    """`name` with what it is, for people: 'joe@1.30 (joe with formants and pitch x 1.3)'."""
+    if name.startswith(SCALED_PREFIX):
+        return f"{name} (joe with formants and pitch x {float(name[len(SCALED_PREFIX):]):g})"
+    return name
+
+
 JOE_VOICES = (JOE,) + tuple(scaled_joe_name(s) for s in JOE_SCALES)
 KOKORO_VOICES = tuple(KOKORO_PREFIX + style for style in STYLES)
 BASE_VOICES = JOE_VOICES + KOKORO_VOICES
