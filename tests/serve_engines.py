@@ -1,14 +1,18 @@
 """For the HTTP API's tests: a paced test engine (the tone engine, but each call takes `delay_s`
 seconds, a stand-in for real synthesis time, and is counted, so tests can see streaming, queueing
 and cancellation happen; registered only by test fixtures, which unregister it again) and
-`running_api`, the API served on a free loopback port as `voxmith serve` serves it."""
+`running_api`, the API served on a free loopback port as `voxmith serve` serves it; `serve_process`,
+a real `voxmith serve` process with that engine, once it answers."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests.tone_engine import ToneEngine
 
@@ -73,3 +77,28 @@ def running_api(studio, config, webui=None):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def serve_process(home, port: int, *, output=subprocess.PIPE, preexec_fn=None) -> subprocess.Popen:
+    """`voxmith serve` of workspace `home` on loopback `port`, in its own process with the paced
+    engine (0.4 s a call), once /health answers; its stdout and stderr together go to `output`
+    (a pipe by default, `.stdout`, for the caller to read once it has stopped it)."""
+    import httpx
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
+           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
+                               "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
+                              stdout=output, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return server
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                said = server.stdout.read().decode() if server.stdout is not None else ""
+                raise AssertionError(f"the server did not start: {said}")
+            time.sleep(0.2)

@@ -8,12 +8,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +23,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from tests.serve_engines import PacedToneEngine, running_api
+from tests.serve_engines import PacedToneEngine, running_api, serve_process
 from voxmith.cli.main import cli
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
@@ -312,24 +309,10 @@ def test_a_stop_lets_the_request_in_progress_finish(tmp_path, stop):
     home = tmp_path / "ws"
     Studio(home, device="cpu").import_demo_voice()
     port = _free_port()
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
-           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
     # started as a shell starts a background job: SIGINT ignored (the server must still stop on it)
-    server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
-                               "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    server = serve_process(home, port, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, server.stdout.read().decode()
-                time.sleep(0.2)
         body = {"model": TONE, "voice": "demo", "input": "One. Two. Three. Four. Five.", "response_format": "wav"}
         # generous: a fresh server embeds the voice's clips first (slow on a busy machine)
         with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=180) as response:

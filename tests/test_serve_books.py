@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -20,7 +17,7 @@ import soundfile as sf
 
 import voxmith.asr
 import voxmith.quality
-from tests.serve_engines import PacedToneEngine, running_api
+from tests.serve_engines import PacedToneEngine, running_api, serve_process
 from voxmith.engines import register_engine
 from voxmith.engines.registry import unregister_engine
 from voxmith.errors import VoxmithError
@@ -326,22 +323,9 @@ def test_a_book_job_of_a_killed_server_is_listed_interrupted_and_resumes(studio,
     workspace lists the job as interrupted and resumes it."""
     home = studio.workspace.home
     port = _free_port()
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "VOXMITH_TEST_DELAY_S": "0.4",
-           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), os.environ.get("PYTHONPATH", "")])}
-    server = subprocess.Popen([sys.executable, "-m", "tests.serve_engines", "--home", str(home), "-q", "serve",
-                               "--listen", f"127.0.0.1:{port}", "--workers", "1"], cwd=root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = serve_process(home, port, output=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.2)
         job = httpx.post(f"{url}/voxmith/books", data=_fields(),
                          files={"book": ("crash.txt", TEN_SENTENCES)}, timeout=30).json()
         _wait_for_sentences(url, job["id"], 2)

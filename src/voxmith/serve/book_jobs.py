@@ -175,17 +175,21 @@ class BookJobs:
         self._thread = threading.Thread(target=self._work, name="voxmith-books", daemon=True)
         self._thread.start()
 
+    def _admit(self) -> None:
+        """Raise PoolClosed when shutting down, PoolFull when too many jobs wait (under self._lock)."""
+        if self._closed:
+            raise PoolClosed("The server is shutting down; no new books are taken.")
+        waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
+        if waiting >= self.max_waiting:
+            raise PoolFull(60)
+
     def submit(self, request: BookRequest, folder: Path, upload: Optional[Path] = None,
                on_end: Optional[Callable[[BookJob], None]] = None, redo: Optional[str] = None) -> BookJob:
         """Queue a book (or, with `redo`, one sentence of it made again); raises PoolFull when too many
         are waiting, PoolClosed when shutting down. `on_end(job)` is called once the job has ended,
         however it ended."""
         with self._lock:
-            if self._closed:
-                raise PoolClosed("The server is shutting down; no new books are taken.")
-            waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
-            if waiting >= self.max_waiting:
-                raise PoolFull(60)
+            self._admit()
             job = BookJob(secrets.token_urlsafe(12), request, folder, upload=upload, on_end=on_end, redo=redo,
                           store=self._store)
             self._jobs[job.id] = job
@@ -201,11 +205,7 @@ class BookJobs:
         False when the job is not one of those (waiting, running or done); raises PoolFull or
         PoolClosed as `submit` does. Whether the book's file is still there is the caller's to check."""
         with self._lock:
-            if self._closed:
-                raise PoolClosed("The server is shutting down; no new books are taken.")
-            waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
-            if waiting >= self.max_waiting:
-                raise PoolFull(60)
+            self._admit()
             with job.lock:
                 if job.status not in RESUMABLE:
                     return False
