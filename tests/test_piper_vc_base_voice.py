@@ -225,5 +225,5 @@ def test_a_scaled_joe_choice_says_what_the_base_voice_is():
     profiles = [profile(JOE, 156.0, [1, 0, 0]), profile(scaled_joe_name(1.3), 216.0, [0, 1, 0])]
     choice = base_choice.choose(300.0, np.array([0.0, 1.0, 0.0]), profiles)
     assert choice.name == "joe@1.30"
-    assert choice.reason.startswith("joe@1.30 (joe with formants and pitch x 1.3): median F0 216 Hz")
-    assert describe(JOE) == JOE
+    assert choice.reason.startswith("joe with formants and pitch x 1.3; median F0 216 Hz")
+    assert describe(JOE) == "" and describe("kokoro:jf_alpha") == ""

@@ -97,7 +97,8 @@ def choose(target_f0: float, target_embedding: np.ndarray, profiles: Sequence[Ba
     near = [p for p in profiles if gap[p.name] <= nearest + np.log(slack)]
     best = max(near, key=lambda p: similarity[p.name])
     others = ", ".join(f"{p.name} {similarity[p.name]:.2f}" for p in near if p is not best)
-    reason = (f"{describe(best.name)}: median F0 {best.f0_hz:.0f} Hz against the target's {target_f0:.0f} Hz; "
+    what = describe(best.name)
+    reason = ((f"{what}; " if what else "") + f"median F0 {best.f0_hz:.0f} Hz against the target's {target_f0:.0f} Hz; "
               f"{len(near)} of {len(profiles)} base voices within {slack:g}x of the nearest pitch, "
               f"and of those it sounds most like the target (similarity {similarity[best.name]:.2f}"
               + (f"; {others}" if others else "") + ")")

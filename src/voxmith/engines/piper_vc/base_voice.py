@@ -51,10 +51,11 @@ def scaled_joe_name(scale: float) -> str:
 
 
 def describe(name: str) -> str:
-    """`name` with what it is, for people: 'joe@1.30 (joe with formants and pitch x 1.3)'."""
+    """What base voice `name` is, for people, where the name does not say: 'joe with formants and
+    pitch x 1.3' for joe@1.30; '' for the others."""
     if name.startswith(SCALED_PREFIX):
-        return f"{name} (joe with formants and pitch x {float(name[len(SCALED_PREFIX):]):g})"
-    return name
+        return f"joe with formants and pitch x {float(name[len(SCALED_PREFIX):]):g}"
+    return ""
 
 
 JOE_VOICES = (JOE,) + tuple(scaled_joe_name(s) for s in JOE_SCALES)
