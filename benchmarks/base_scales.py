@@ -1,5 +1,6 @@
-"""Joe scaled as the base voice (base_voice.ScaledJoe): what each scale, and enrollment's own
-choice among them, gives a listener, per shared voice.
+"""What joe scaled as piper-vc's base voice gives a listener, per shared voice and base.
+
+Each scale (base_voice.ScaledJoe) fixed, and enrollment's own choice among them.
 
 For every voice and every base named in --bases (a name from base_voice.JOE_VOICES enrolls with
 that base alone; `auto` lets enrollment choose among enrollment.BASE_CANDIDATES; `cached:DIR` reads
@@ -46,7 +47,8 @@ def main() -> int:
     ap.add_argument("--voices", default="")
     ap.add_argument("--bases", default="auto")
     ap.add_argument("--cond-dir", default="", help="cache enrollments as DIR/VOICE.BASE.vVERSION.npz")
-    ap.add_argument("--out", default="")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "base_scales_run.json"),
+                    help="results (JSON, rewritten after every row); '' for none")
     ap.add_argument("--summary", nargs="*", help="print the table of these result files and stop")
     args = ap.parse_args()
     if args.summary is not None:

@@ -121,8 +121,11 @@ def test_kokoro_speaks_english_about_as_clearly_as_joe():
 
 
 def test_unknown_base_voice_is_refused():
-    with pytest.raises(ValueError, match="unknown base voice"):
-        get_base_voice("kokoro:nobody")
+    for name in ("kokoro:nobody", "joe@", "joe@x", "joe@9", "joe@nan", "jim"):
+        with pytest.raises(ValueError, match="unknown base voice"):
+            get_base_voice(name)
+    # a scale enrollment no longer offers still speaks (voices enrolled with it keep working)
+    assert get_base_voice("joe@0.92").scale == 0.92
 
 
 def test_the_natural_engine_enrolls_with_kokoro_styles_and_the_default_with_joes_alone(monkeypatch):

@@ -88,3 +88,24 @@ def test_kokoro_bases_are_never_sped_up_and_joe_may_be():
     fast_speaker = 0.8  # the target takes 0.8x the base voice's time
     assert rate.speaking_rate(fast_speaker, curve, rate.rate_range_for("joe")) == pytest.approx(rate.RATE_RANGE[0])
     assert rate.speaking_rate(fast_speaker, curve, rate.rate_range_for("kokoro:jm_kumo")) == pytest.approx(1.0)
+
+
+def test_a_fine_tune_speaks_a_scaled_joe_voice_at_its_pace_through_joes_curve(monkeypatch):
+    """A fine-tune speaks through joe: a voice enrolled with joe keeps its rate; one enrolled with
+    another base voice (joe scaled, whose durations grow differently) gets its measured duration
+    ratio turned into joe's length_scale through joe's own curve; without the ratio (enrolled before
+    it was kept), joe's own pace. Scripted curve: no Piper."""
+    import numpy as np
+
+    from voxmith.engines.piper_vc import engine as piper_engine
+    from voxmith.engines.piper_vc.rate import RATE_RANGE, RateCurve, speaking_rate
+
+    joe_curve = RateCurve((0.8, 1.0, 1.4), (0.8, 1.0, 1.25))
+    monkeypatch.setattr(piper_engine, "base_curve", lambda voice: joe_curve)
+    engine = piper_engine.PiperVCEngine()
+    scaled = {"base_voice": np.asarray("joe@1.20"), "rate": np.asarray(1.2),
+              piper_engine.DURATION_RATIO_KEY: np.asarray(1.1)}
+    assert engine._finetune_rate(scaled) == speaking_rate(1.1, joe_curve, RATE_RANGE) == 1.15
+    assert engine._finetune_rate({"base_voice": np.asarray("joe"), "rate": np.asarray(0.95),
+                                  piper_engine.DURATION_RATIO_KEY: np.asarray(1.1)}) == 0.95
+    assert engine._finetune_rate({k: v for k, v in scaled.items() if k != piper_engine.DURATION_RATIO_KEY}) == 1.0

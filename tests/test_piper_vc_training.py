@@ -533,3 +533,25 @@ def test_finetune_synthesis_follows_the_strengths_its_check_allowed(engine, trai
     assert take.details["guard"]["strengths"]["statistics"] == 0.5 and take.details["postnet_mix"] == 0.0
     # The enrollment's own reductions (unprefixed) are not the fine-tune's.
     assert np.array_equal(speak(variant, {**cond, **reduced.to_conditioning()}), speak(variant, cond))
+
+
+def test_a_candidate_without_finite_scores_is_not_chosen():
+    """DistillMOS or GE2E giving NaN for a candidate (a broken clip) neither crashes enrollment
+    nor makes that candidate win; with no finite score at all, the guard's strengths stay."""
+    from voxmith.engines.piper_vc import guard
+
+    checked = guard.GuardResult(guard.Strengths(network=1.0), base_errors=0, errors=0, words=6)
+    plain, gentlest = guard.gentler(checked.strengths)
+    made = []
+
+    def speak(text, seed, strengths):
+        made.append(strengths)
+        return np.full(3, len(made), np.float32)
+
+    def scored(table):
+        return lambda samples: table[made[int(samples[0]) - 1]]
+
+    table = {checked.strengths: (0.70, float("nan")), plain: (0.66, 3.0), gentlest: (0.60, 3.2)}
+    assert guard.prefer_natural(speak, checked, scored(table), sentences=("one two",)).strengths == plain
+    nothing = {s: (float("nan"), float("nan")) for s in table}
+    assert guard.prefer_natural(speak, checked, scored(nothing), sentences=("one two",)).strengths == checked.strengths

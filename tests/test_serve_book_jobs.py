@@ -99,8 +99,8 @@ def test_a_restarted_registry_lists_the_jobs_of_a_crashed_one_and_starts_none(tm
         if job.request.voice == "broken":
             raise VoxmithError("no such voice")
         if Path(job.request.source).stem == "long":
-            entered.set()
             job.progress(Progress("reading the book (sentences)", 1, 6, unit="sentence"))
+            entered.set()
             go.wait(10)
         return "a result"
 
@@ -189,6 +189,8 @@ def test_damaged_records_are_skipped_with_a_warning(tmp_path, caplog):
     (folder / "norequest.json").write_text(json.dumps({**record, "id": "norequest", "request": {"voice": 3}}))
     (folder / "renamed.json").write_text(json.dumps(record))  # holds another job's record
     (folder / "outside.json").write_text(json.dumps({**record, "id": "outside", "folder": "/etc"}))
+    (folder / "elsewhere.json").write_text(json.dumps(  # its folder checked, but it would write elsewhere
+        {**record, "id": "elsewhere", "request": {**record["request"], "output_dir": str(tmp_path / "other")}}))
     (folder / "oddprogress.json").write_text(json.dumps({**record, "id": "oddprogress", "progress": {"seq": "x"}}))
     (folder / f".{good.id}.json.x1y2.json").write_text("{")  # a write cut short by a crash: not a record
     caplog.set_level(logging.WARNING, logger="voxmith.serve")
@@ -198,7 +200,7 @@ def test_damaged_records_are_skipped_with_a_warning(tmp_path, caplog):
         assert sorted(job.id for job in jobs.list()) == sorted([good.id, "oddprogress"])
         assert [e["type"] for e in jobs.get("oddprogress").events] == ["book.done"]
         warned = " ".join(r.getMessage() for r in caplog.records)
-        for name in ("cut", "binary", "list", "newer", "nostatus", "norequest", "renamed", "outside"):
+        for name in ("cut", "binary", "list", "newer", "nostatus", "norequest", "renamed", "outside", "elsewhere"):
             assert f"{name}.json" in warned, name
         assert "newer voxmith" in warned and ".x1y2" not in warned
     finally:
@@ -213,7 +215,8 @@ def test_records_follow_the_bound_on_jobs_and_progress_is_written_only_now_and_t
     writes, saved = [], []
     save = store.save
     # A job shows as ended before the worker has written its last record: wait for the writes.
-    monkeypatch.setattr(store, "save", lambda record: (writes.append(record.status), save(record), saved.append(1)))
+    monkeypatch.setattr(store, "save",
+                        lambda record: (writes.append((record.id, record.status)), save(record), saved.append(1)))
 
     def make(job):
         for done in range(200):
@@ -224,7 +227,10 @@ def test_records_follow_the_bound_on_jobs_and_progress_is_written_only_now_and_t
     try:
         made = [_ended(jobs, jobs.submit(_request(tmp_path, f"b{k}"), tmp_path / f"b{k}-book")) for k in range(5)]
         _wait(lambda: len(saved) == 15)
-        assert writes == ["queued", "running", "done"] * 5  # 200 progress events each, no write for them
+        # per job (the next job may be queued before the last one's "done" is written):
+        # 200 progress events each, no write for them
+        assert [[status for job_id, status in writes if job_id == job.id] for job in made] == [
+            ["queued", "running", "done"]] * 5
         kept = [job.id for job in made[-3:]]
         assert [job.id for job in jobs.list()] == kept
         assert sorted(p.stem for p in folder.glob("*.json")) == sorted(kept)  # the forgotten ones' records too

@@ -249,6 +249,12 @@ class BookJobStore:
             log.warning("skipping the book job record '%s': its book's folder '%s' is outside '%s'", path,
                         record.folder, self.books_root)
             return None
+        output = record.request.output_dir
+        if output is not None and Path(output).resolve() != record.folder.resolve():
+            # a resume writes where the request says: only into the book's own (checked) folder
+            log.warning("skipping the book job record '%s': it would write the book to '%s', not its folder '%s'",
+                        path, output, record.folder)
+            return None
         return record
 
     def save(self, record: BookJobRecord) -> None:

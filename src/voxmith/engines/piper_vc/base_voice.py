@@ -286,7 +286,8 @@ class ScaledJoe:
         self.name = scaled_joe_name(scale)
         self.scale = float(scale)
         self.sample_rate_hz = joe.sample_rate_hz
-        self.identity = tuple(joe.identity) + (self.name,)
+        # What its self-measurements depend on (base_cache.py): joe's, and how he is scaled.
+        self.identity = tuple(joe.identity) + (self.name, "resample_poly-64-v1")
         self._joe = joe
         ratio = Fraction(1.0 / self.scale).limit_denominator(64)  # new length / old length
         self._up, self._down = ratio.numerator, ratio.denominator
@@ -303,6 +304,18 @@ class ScaledJoe:
         return PiperOutput(samples, said.phonemes, alignment)
 
 
+def _scale_of(name: str) -> Optional[float]:
+    """The scale of a scaled joe's name, any scale between 0.5 and 2 (a voice enrolled with a scale
+    enrollment no longer offers still speaks as it was enrolled); None for other names."""
+    if not name.startswith(SCALED_PREFIX):
+        return None
+    try:
+        scale = float(name[len(SCALED_PREFIX):])
+    except ValueError:
+        return None
+    return scale if 0.5 <= scale <= 2.0 else None
+
+
 _shared: dict = {}
 _shared_lock = threading.Lock()
 
@@ -310,7 +323,7 @@ _shared_lock = threading.Lock()
 def get_base_voice(name: str = JOE):
     """The base voice `name` (BASE_VOICES), one per process (joe's ONNX session takes ~1 s and
     60 MB to load, Kokoro's a few seconds and ~350 MB, shared by its styles)."""
-    if name not in BASE_VOICES:
+    if name not in BASE_VOICES and _scale_of(name) is None:
         raise ValueError(f"unknown base voice {name!r}; known: {', '.join(BASE_VOICES)}")
     with _shared_lock:
         if name not in _shared:
@@ -319,7 +332,7 @@ def get_base_voice(name: str = JOE):
             elif name.startswith(SCALED_PREFIX):
                 if JOE not in _shared:
                     _shared[JOE] = BaseVoice()
-                _shared[name] = ScaledJoe(_shared[JOE], float(name[len(SCALED_PREFIX):]))
+                _shared[name] = ScaledJoe(_shared[JOE], _scale_of(name))
             else:
                 _shared[name] = KokoroBase(name[len(KOKORO_PREFIX):])
         return _shared[name]

@@ -11,8 +11,9 @@ guard hears synthesis without Piper's noise and at the pitch shift's old floor (
 Fine-tuning (`training_task`, `with_finetune`; see training.py and postnet.py): a checkpoint holds
 the conversion it was trained on plus a residual network, so a fine-tuned variant takes the warp,
 spectral and pitch statistics, ridge and OT matrices from the checkpoint, and the network refines
-the converted features. Still taken from the voice's conditioning: the speaking rate (`rate`, when
-match_rate is on); the settings apply as usual (ridge_mix, cov_mix, jitter...). Synthesis changes no
+the converted features. Still taken from the voice's conditioning: the speaking rate (when
+match_rate is on: `rate` for a voice enrolled with joe, else its duration ratio through joe's own
+curve, `_finetune_rate`); the settings apply as usual (ridge_mix, cov_mix, jitter...). Synthesis changes no
 state and draws nothing from global RNGs, so the stock engine and its variants may speak from
 several threads at once.
 
@@ -34,10 +35,10 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (FINETUNE_REFUSED, Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings,
                                   Finetune, FinetuneSpec, ModelFile)
-from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phones, postnet,
+from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phones, postnet, rate as speaking,
                                      render, source_conversion, world)
 from voxmith.engines.piper_vc.base_voice import JOE, KOKORO_VOICES, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
-from voxmith.engines.piper_vc.enrollment import EnrollmentResult, enroll
+from voxmith.engines.piper_vc.enrollment import EnrollmentResult, base_curve, enroll
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip, transcriber_identity
 from voxmith.engines.piper_vc.training import LOSSES, build_task
 from voxmith.engines.weights import state_fingerprint
@@ -243,8 +244,15 @@ class PiperVCEngine(Engine):
         return out
 
     def _finetune_rate(self, conditioning: Conditioning) -> float:
-        """The voice's enrolled speaking rate as a fine-tune uses it: only one measured through joe."""
-        return float(conditioning.get("rate", 1.0)) if base_choice.base_name(conditioning) == JOE else 1.0
+        """The voice's speaking rate as a fine-tune (which speaks through joe) uses it: the enrolled
+        one when joe was the base; else the enrolled duration ratio through joe's own curve (base
+        voices' curves differ); 1 when neither is known (a conditioning from before engine 11)."""
+        if base_choice.base_name(conditioning) == JOE:
+            return float(conditioning.get("rate", 1.0))
+        if DURATION_RATIO_KEY not in conditioning:
+            return 1.0
+        return speaking.speaking_rate(float(conditioning[DURATION_RATIO_KEY]), base_curve(get_base_voice(JOE)),
+                                      speaking.rate_range_for(JOE))
 
     def prepare_conditioning(self, clips: Sequence[Audio],
                              progress: Optional[ProgressCallback] = None) -> Conditioning:
@@ -303,6 +311,8 @@ class PiperVCEngine(Engine):
             cond["warp_grid"] = result.warp_grid
             cond["warp_scores"] = result.warp_scores
             cond["rate"] = np.asarray(result.rate, dtype=np.float64)
+            if result.duration_ratio is not None:
+                cond[DURATION_RATIO_KEY] = np.asarray(result.duration_ratio, dtype=np.float64)
             if result.base is not None:
                 cond.update(result.base.to_conditioning())
             if model is not None:
@@ -458,7 +468,12 @@ class PiperVCEngine(Engine):
         # enrolled rate was measured through another base voice's duration curve when joe was not chosen.
         enrolled_base = base_choice.base_name(conditioning)
         voice = get_base_voice(enrolled_base if finetuned is None else JOE)
-        rate = float(conditioning.get("rate", 1.0)) if settings.match_rate and voice.name == enrolled_base else 1.0
+        if not settings.match_rate:
+            rate = 1.0
+        elif finetuned is not None:
+            rate = self._finetune_rate(conditioning)
+        else:
+            rate = float(conditioning.get("rate", 1.0))
         out: List[Candidate] = []
         for i in range(max(1, int(candidates))):
             cand_seed = int(seed) + i
@@ -527,6 +542,8 @@ def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scal
     return take
 
 
+# The target's duration over the base voice's, measured at enrollment (enrollment.EnrollmentResult).
+DURATION_RATIO_KEY = "rate.duration_ratio"
 # Where the fine-tune check's strengths and record live in a conditioning (see check_finetune).
 FINETUNE_PREFIX = "finetune."
 

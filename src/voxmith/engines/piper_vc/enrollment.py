@@ -58,6 +58,9 @@ class EnrollmentResult:
     # The base voice's length_scale that matches the target's speaking rate (rate.py), measured by
     # `enroll`; 1 from `fit_parallel` alone (dataset fine-tuning speaks at joe's own pace).
     rate: float = 1.0
+    # The target's trimmed duration over the base voice's on the clips' words (None: not measured),
+    # so a fine-tune, which speaks through joe, can find joe's rate for it (engine._finetune_rate).
+    duration_ratio: Optional[float] = None
     transcripts: List[str] = field(default_factory=list)
     # The analysed parallel data, kept so the engine can train its residual network on it
     # (adaptation.py) without analysing the clips again; not part of the conditioning.
@@ -218,6 +221,7 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     said = [u for u in utterances if u.joe is not None]
     ratio = speaking.duration_ratio([u.target.f0.size for u in said], [u.joe.f0.size for u in said])
     result.rate = speaking.speaking_rate(ratio, curve.result(), speaking.rate_range_for(getattr(voice, "name", JOE)))
+    result.duration_ratio = ratio
     result.base = choice
     return result
 

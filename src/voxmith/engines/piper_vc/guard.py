@@ -363,8 +363,11 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
         measured.append(scores.mean(axis=0))
     if progress is not None:
         progress("weighing naturalness", len(candidates), len(candidates))
-    most_natural = max(naturalness for _, naturalness in measured)
-    allowed = [k for k, (_, naturalness) in enumerate(measured) if naturalness >= most_natural - collapse]
+    # A candidate with no finite score (DistillMOS or GE2E gave NaN) is never chosen over one with;
+    # with none finite, the guard's strengths stay.
+    finite = [k for k, scores in enumerate(measured) if np.all(np.isfinite(scores))] or [0]
+    most_natural = max(measured[k][1] for k in finite)
+    allowed = [k for k in finite if measured[k][1] >= most_natural - collapse] or [0]
     best = max(allowed, key=lambda k: measured[k][0] + weight * measured[k][1])
     if best == 0:
         similarity, naturalness = measured[0]

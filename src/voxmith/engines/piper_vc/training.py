@@ -12,7 +12,7 @@ features is redone on each start (well under a second per line). Writes are atom
 interrupted preparation resumes with the lines already done.
 
 What the trained model does *not* learn: F0 (log-F0 mean and spread come from the base
-conversion of the training lines) and speaking rate (the voice's enrolled `rate`, see engine).
+conversion of the training lines) and speaking rate (the voice's, as joe says it: engine._finetune_rate).
 """
 
 from __future__ import annotations
