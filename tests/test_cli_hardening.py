@@ -153,6 +153,23 @@ def test_an_endless_or_huge_text_file_is_refused_without_reading_it_all(tone_voi
     assert piped.exit_code == 1 and "'standard input' is over 1 MB" in piped.output
 
 
+def test_a_huge_book_file_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    """A book's text is read with the same bound (it was read whole first: a disk image named
+    .txt by mistake would fill memory before any message)."""
+    from voxmith.studio.book import read_chapters
+    from voxmith.text import files
+    from voxmith.text.book import PauseSettings
+
+    monkeypatch.setattr(files, "MAX_TEXT_FILE_BYTES", 1 << 20)
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"Word. " * 200_000)
+    with pytest.raises(VoxmithError, match="'huge.txt' is over 1 MB, too big for a text file"):
+        read_chapters(huge, PauseSettings())
+    small = tmp_path / "small.txt"
+    small.write_text("Chapter 1\n\nOne sentence here.\n", encoding="utf-8")
+    assert read_chapters(small, PauseSettings())
+
+
 def test_decode_text_prefers_utf8_and_never_fails():
     from voxmith.text.files import decode_text
 

@@ -50,6 +50,12 @@ def test_settings_from_dict_coerces_and_validates():
         ToneSettings.from_dict({"repeats": "many"})
     with pytest.raises(VoxmithError, match="between"):
         ToneSettings.from_dict({"pitch_scale": 10})
+    # JSON values (the HTTP API, sidecars) are checked for their type too, not only strings
+    assert ToneSettings.from_dict({"pitch_scale": 2, "vibrato": False, "repeats": 3}).pitch_scale == 2.0
+    for bad in ({"vibrato": 0.5}, {"repeats": 2.5}, {"repeats": True}, {"pitch_scale": True},
+                {"pitch_scale": [1]}, {"vibrato": None}):
+        with pytest.raises(VoxmithError, match=f"Setting '{next(iter(bad))}' must be a"):
+            ToneSettings.from_dict(bad)
 
 
 def test_device_cpu_and_auto_here():

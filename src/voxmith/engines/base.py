@@ -22,6 +22,7 @@ Engines never touch the workspace, the CLI or the UI; they receive audio and ret
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -123,9 +124,21 @@ class EngineSettings:
 
 
 def coerce_setting(name: str, value: Any, default: Any) -> Any:
-    """Convert strings from the CLI/UI into the type of the default value."""
-    if default is None or not isinstance(value, str):
+    """Convert strings from the CLI/UI into the type of the default value; a value of another type
+    (JSON from the HTTP API, a sidecar) must already be of that type (an int where a float is
+    expected is taken as one; a bool is never a number, nor a number a bool)."""
+    if default is None:
         return value
+    if not isinstance(value, str):
+        expected = type(default)
+        is_bool = isinstance(value, (bool, np.bool_))
+        fits = (is_bool if expected is bool
+                else isinstance(value, numbers.Integral) and not is_bool if expected is int
+                else isinstance(value, numbers.Real) and not is_bool if expected is float
+                else True)
+        if not fits:
+            raise VoxmithError(f"Setting '{name}' must be a {expected.__name__}, got {value!r}.")
+        return expected(value) if expected in (bool, int, float) else value
     try:
         if isinstance(default, bool):
             lowered = value.strip().lower()

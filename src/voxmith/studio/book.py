@@ -133,12 +133,13 @@ def finished_sentences(folder: Path) -> int:
 def read_chapters(path: Path, pauses: PauseSettings) -> List[Chapter]:
     """The book's chapters: EPUB through ebooklib (its spine documents with words, in reading order),
     Markdown by headings, plain text by 'Chapter N' lines."""
-    from voxmith.text.files import decode_text_file
+    from voxmith.text.files import decode_text_file, read_text_bytes
 
     suffix = path.suffix.lower()
     if suffix == ".epub":
         return _epub_chapters(path, pauses)
-    text, _ = decode_text_file(path.read_bytes(), path.name)
+    with open(path, "rb") as stream:  # not read whole first: /dev/zero or a disk image by mistake
+        text, _ = decode_text_file(read_text_bytes(stream, path.name), path.name)
     return parse_book(text, suffix in (".md", ".markdown"), pauses)
 
 
