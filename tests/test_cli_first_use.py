@@ -142,11 +142,11 @@ def test_a_dataset_being_prepared_is_not_prepared_twice_at_once(run, demo_files,
     from voxmith.fsutil import exclusive_lock
 
     datasets = run.home / "datasets"
-    with exclusive_lock(datasets / ".alice-ds.prepare.lock") as held:  # as the first process holds it
+    with exclusive_lock(datasets / ".alice-ds.lock") as held:  # as the first process holds it
         assert held
         result = run("dataset", "prepare", "alice-ds", "--from", str(demo_files[0]))
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: Dataset 'alice-ds' is being prepared by another voxmith process")
+    assert result.output.startswith("Error: Dataset 'alice-ds' is being prepared or edited by another voxmith process")
     assert not (datasets / "alice-ds").exists()
 
 

@@ -136,6 +136,18 @@ def test_edit_and_drop_persist(prepared):
     assert first["file"] in read_list(dataset.path / "train.txt")
     with pytest.raises(VoxmithError, match="no segment '999'"):
         dataset.edit("999", text="x")
+    # An edit while another process prepares (or edits) the dataset would be overwritten by that
+    # run's next write of the record: refused, the record untouched.
+    from voxmith.fsutil import exclusive_lock
+
+    before = (dataset.path / "segments.json").read_bytes()
+    with exclusive_lock(dataset.path.parent / ".lj.lock") as held:  # as a `dataset prepare` holds it
+        assert held
+        with pytest.raises(VoxmithError, match="being prepared or edited by another voxmith process.*edit it when"):
+            dataset.edit("1", text="Lost words.")
+    assert (dataset.path / "segments.json").read_bytes() == before
+    dataset.edit("1", text="Kept words.")  # and once it has finished
+    assert dataset.load()["segments"][0]["transcript"] == "Kept words."
 
 
 def test_a_recording_at_a_rate_too_low_for_speech_is_refused(tmp_path, demo_audio):

@@ -186,8 +186,15 @@ def _transcribe(dataset: Dataset, record: dict, settings: PrepareSettings, redo:
 
 def prepare_dataset(dataset: Dataset, sources: Sequence[Path], settings: PrepareSettings, redo: bool = False,
                     progress: Optional[ProgressCallback] = None) -> dict:
-    """Build or resume `dataset` from `sources`; returns the dataset summary."""
+    """Build or resume `dataset` from `sources`; returns the dataset summary. Refused while another
+    process prepares or edits it (Dataset.changing)."""
     settings.validate()
+    with dataset.changing("wait for it to finish (or stop it), then run the command again (it resumes)"):
+        return _prepare(dataset, sources, settings, redo, progress)
+
+
+def _prepare(dataset: Dataset, sources: Sequence[Path], settings: PrepareSettings, redo: bool,
+             progress: Optional[ProgressCallback]) -> dict:
     paths = [Path(p) for p in sources]
     if not paths:
         raise VoxmithError("No recordings given: pass voices or audio files with --from.")

@@ -7,16 +7,17 @@ LJSpeech lists, so an interrupted job or an edit always leaves files that agree.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from shlex import quote
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
 from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import atomic_write_json, read_json
+from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json
 from voxmith.paths import validate_name
 from voxmith.paths import contained_path
 
@@ -39,6 +40,19 @@ class Dataset:
     @property
     def record_path(self) -> Path:
         return self.path / SEGMENTS_FILE
+
+    @contextmanager
+    def changing(self, then: str) -> Iterator[None]:
+        """Held while the dataset changes: by `prepare` for its whole run (two runs would slice and
+        transcribe into the same files; it keeps the record in memory and rewrites it after every
+        segment, so an edit meanwhile would be lost), by an edit for its write. Another process's
+        change in progress is refused, not waited for (`then`: what to do instead). The lock sits
+        beside the folder, so a refused or failed first run leaves no folder behind."""
+        with exclusive_lock(self.path.parent / f".{self.name}.lock", wait=False) as held:
+            if not held:
+                raise VoxmithError(f"Dataset '{self.name}' is being prepared or edited by another voxmith process "
+                                   f"right now; {then}.")
+            yield
 
     def load(self) -> dict:
         try:
@@ -83,6 +97,10 @@ class Dataset:
     def edit(self, segment: str, text: Optional[str] = None, drop: bool = False, restore: bool = False) -> dict:
         if drop and restore:  # the later one used to win, silently
             raise VoxmithError("Drop or restore the segment, not both (--drop contradicts --restore).")
+        with self.changing("edit it when that has finished"):
+            return self._edit(segment, text, drop, restore)
+
+    def _edit(self, segment: str, text: Optional[str], drop: bool, restore: bool) -> dict:
         record = self.load()
         entry = self.find_segment(record, segment)
         if text is not None:

@@ -25,7 +25,7 @@ from voxmith.engines import (FINETUNE_REFUSED, Conditioning, Engine, Finetune, a
                              engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import AudioError, VoxmithError
-from voxmith.fsutil import exclusive_lock, fingerprint_files, reserve_file
+from voxmith.fsutil import fingerprint_files, reserve_file
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
@@ -630,16 +630,10 @@ class Studio:
 
         path = self.datasets.path_for(name)
         recordings = self.resolve_recordings(sources)
-        # Two preparations of one dataset (two terminals, the web UI and the CLI) would slice and
-        # transcribe into the same files at once: the second is refused. The lock sits beside the
-        # folder, so a refused or failed first run leaves no folder behind.
-        lock = path.parent / f".{path.name}.prepare.lock"
-        with exclusive_lock(lock, wait=False) as held:
-            if not held:
-                raise VoxmithError(f"Dataset '{name}' is being prepared by another voxmith process right now; "
-                                   "wait for it to finish (or stop it), then run the command again (it resumes).")
-            return prepare_dataset(Dataset(name, path), recordings, settings or PrepareSettings(), redo=redo,
-                                   progress=progress)
+        # Two preparations of one dataset (two terminals, the web UI and the CLI), or an edit during
+        # one, are refused (Dataset.changing).
+        return prepare_dataset(Dataset(name, path), recordings, settings or PrepareSettings(), redo=redo,
+                               progress=progress)
 
 
 def _can_convert(engine_name: str) -> bool:
