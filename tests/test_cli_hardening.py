@@ -561,3 +561,31 @@ def test_models_list_of_an_unknown_engine_fails(run):
     result = run("models", "list", "nosuch")
     assert result.exit_code == 1 and "Unknown engine 'nosuch'" in result.output and "piper-vc" in result.output
     assert run("models", "list", "piper-vc").exit_code == 0
+
+
+def test_eval_warns_about_a_file_without_speech(run, monkeypatch, demo_audio):
+    """Before: `eval` of silence or noise printed a similarity and a MOS as if for a voice. The
+    studio counts each file's speech (WebRTC's VAD) and the table is followed by a warning."""
+    import numpy as np
+
+    from voxmith.audio import to_mono
+    from voxmith.audio.analysis import speech_seconds
+    from voxmith.studio import Studio
+
+    speech = to_mono(demo_audio.samples)
+    assert speech_seconds(speech, demo_audio.sample_rate_hz) > 3.0
+    quiet = np.zeros(3 * 16000, np.float32)
+    hiss = np.random.default_rng(0).normal(0, 0.01, 3 * 16000).astype(np.float32)
+    assert speech_seconds(quiet, 16000) < 0.3 and speech_seconds(hiss, 16000) < 0.3
+
+    def fake_evaluate(self, files, **kwargs):
+        return [{"file": "speech.wav", "duration_s": 2.0, "similarity": 0.7, "wer": None, "naturalness_mos": 3.5,
+                 "transcript": "hello"},
+                {"file": "quiet.wav", "duration_s": 3.0, "similarity": 0.4, "wer": None, "naturalness_mos": 1.1,
+                 "transcript": "", "warning": "only 0.0 s of speech found (silence or noise?): its scores say "
+                                              "little about a voice"}]
+
+    monkeypatch.setattr(Studio, "evaluate", fake_evaluate)
+    result = run("eval", "--reference", "ref.wav", "speech.wav", "quiet.wav")
+    assert result.exit_code == 0, result.output
+    assert "* quiet.wav: only 0.0 s of speech found" in result.output and "* speech.wav" not in result.output

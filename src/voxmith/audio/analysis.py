@@ -58,6 +58,11 @@ def speech_frames(mono: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     )
 
 
+def speech_seconds(mono: np.ndarray, sample_rate_hz: int) -> float:
+    """Seconds of `mono` that WebRTC's VAD calls speech."""
+    return float(np.count_nonzero(speech_frames(mono, sample_rate_hz))) * VAD_FRAME_MS / 1000.0
+
+
 def estimate_snr_db(mono: np.ndarray, sample_rate_hz: int, is_speech: np.ndarray) -> float:
     """Speech power over the noise floor, in dB.
 

@@ -218,6 +218,9 @@ def evaluate(obj, files, voice, references, text, as_json):
         wer = "-" if row["wer"] is None else f"{row['wer']:.0%}"
         click.echo(f"{fit_name(Path(row['file']).name, 40):<40} {row['duration_s']:>6.2f} "
                    f"{row['similarity']:>10.3f} {wer:>6} {row['naturalness_mos']:>5.2f}  {row['transcript']}")
+    for row in rows:
+        if row.get("warning"):
+            click.echo(f"* {Path(row['file']).name}: {row['warning']}")
 
 
 def fit_name(name: str, width: int) -> str:

@@ -51,6 +51,8 @@ DEMO_VOICE_NAME = "demo"
 # Fine-tune checks kept per voice and engine (the newest and those used last): a voice keeps the
 # outcome for the weights it uses and a few tried beside them, not one per checkpoint ever tried.
 FINETUNE_CHECKS_KEPT = 3
+# `eval` warns about a file with less speech than this (WebRTC's VAD): its scores mean little.
+MIN_SPEECH_TO_SCORE_S = 0.3
 
 
 def demo_voice_files() -> List[Path]:
@@ -553,6 +555,7 @@ class Studio:
         refused at once rather than after a minute of loading Whisper and DistillMOS."""
         from voxmith.asr import get_transcriber
         from voxmith.audio import load_audio, to_mono
+        from voxmith.audio.analysis import speech_seconds
         from voxmith.audio.checks import check_sample_rate
         from voxmith.quality import get_naturalness_model
         from voxmith.speaker import get_speaker_encoder
@@ -593,11 +596,16 @@ class Studio:
             scores = score_take(mono, audio.sample_rate_hz, expected, embedding, encoder, transcriber,
                                 naturalness_model=naturalness)
             transcript = scores.transcript or transcriber.transcribe(audio.samples, audio.sample_rate_hz).text
-            rows.append({"file": str(file), "duration_s": round(audio.duration_s, 3),
-                         "similarity": round(scores.similarity, 4),
-                         "wer": None if scores.wer is None else round(scores.wer, 4),
-                         "naturalness_mos": round(scores.naturalness, 3),
-                         "expected_text": expected, "transcript": transcript})
+            row = {"file": str(file), "duration_s": round(audio.duration_s, 3),
+                   "similarity": round(scores.similarity, 4),
+                   "wer": None if scores.wer is None else round(scores.wer, 4),
+                   "naturalness_mos": round(scores.naturalness, 3),
+                   "expected_text": expected, "transcript": transcript}
+            speech_s = speech_seconds(mono, audio.sample_rate_hz)
+            if speech_s < MIN_SPEECH_TO_SCORE_S:  # the models still give numbers for silence or noise
+                row["warning"] = (f"only {speech_s:.1f} s of speech found (silence or noise?): its scores say "
+                                  "little about a voice")
+            rows.append(row)
         report(progress, "scoring", len(files), len(files), unit="file")
         return rows
 
