@@ -58,6 +58,21 @@ def test_existing_voice_needs_force_or_append(studio, demo_files):
     assert [p.name for p in studio.voices.get("bob").clip_paths] == [demo_files[0].name]
 
 
+def test_a_killed_adds_staging_folder_is_cleared_by_the_next_add_of_that_voice(studio, demo_files):
+    """`voices add` copies clips into a hidden staging folder first; a kill (SIGKILL, power cut)
+    left it in voices/ for good. The next change of the same voice (under its lock) removes its
+    abandoned ones, never another voice's (a name that starts the same)."""
+    root = studio.voices.root
+    mine = root / ".staging-dan-ab12cd_3"
+    theirs = root / ".staging-dan-ny-x1y2z3w4"  # voice 'dan-ny', whose name starts like 'dan'
+    for folder in (mine, theirs):
+        folder.mkdir(parents=True)
+        (folder / "take.flac").write_bytes(b"half a copy")
+    studio.voices.add("dan", demo_files[:1])
+    assert not mine.exists() and theirs.exists()
+    assert [p.name for p in studio.voices.get("dan").clip_paths] == [demo_files[0].name]
+
+
 def test_append_same_file_twice_gets_unique_name(studio, demo_files):
     studio.voices.add("carol", demo_files[:1])
     voice = studio.voices.add("carol", demo_files[:1], append=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import glob
+import re
 import shutil
 from shlex import quote
 import tempfile
@@ -265,6 +267,7 @@ class VoiceLibrary:
         existing = Voice(name, target)
         taken = {p.name.lower() for p in existing.clip_paths} if appending else set()
         meta = existing.metadata if appending else {"name": name, "created": _now(), "clips": {}}
+        self._clear_abandoned_staging(name)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.root))
         backup_slot = self._reserve_backup(name) if replacing else None
         try:
@@ -288,6 +291,14 @@ class VoiceLibrary:
             if backup_slot is not None:
                 with contextlib.suppress(OSError):
                     backup_slot.rmdir()  # only if it stayed empty (a failure before the swap)
+
+    def _clear_abandoned_staging(self, name: str) -> None:
+        """Remove staging folders of voice `name` that a killed `voices add` left (under the voice's
+        lock, so none is in use): they hold copies of clips whose originals are where they were."""
+        pattern = re.compile(rf"\.staging-{re.escape(name)}-[a-z0-9_]{{8}}")
+        for folder in self.root.glob(f".staging-{glob.escape(name)}-*"):
+            if folder.is_dir() and pattern.fullmatch(folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _reserve_backup(self, name: str) -> Path:
         """A new, empty folder in the trash for voice `name` (`NAME-<time>`, made unique)."""
