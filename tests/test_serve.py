@@ -336,6 +336,24 @@ def test_a_stop_lets_the_request_in_progress_finish(tmp_path, stop):
 
 # --- safety ------------------------------------------------------------------------------------
 
+def test_error_messages_name_the_servers_folders_without_spelling_them_out(tmp_path, monkeypatch):
+    """A clip or sidecar problem's message names a file by its path; over HTTP the workspace and
+    the temporary folder are named, not spelt out (a client learns nothing of the machine's layout)."""
+    from types import SimpleNamespace
+
+    from voxmith.serve import errors
+
+    home = tmp_path / "home" / "u" / "voxmith"
+    monkeypatch.setattr(errors.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(studio=SimpleNamespace(
+        workspace=SimpleNamespace(home=home)))))
+    said = errors.without_paths(request, f"Voice 'a': '{home}/voices/a/x.wav' is damaged; "
+                                         f"'{tmp_path}/tmp/up-1/clip.wav' too")
+    assert said == "Voice 'a': '<workspace>/voices/a/x.wav' is damaged; '<temp>/up-1/clip.wav' too"
+    bare = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))  # no studio: the temp folder only
+    assert errors.without_paths(bare, "nothing to hide") == "nothing to hide"
+
+
 def test_token_is_required_when_set(studio):
     with running(studio, token="s3cret-token") as url:
         body = {"model": TONE, "voice": "demo", "input": "Hello.", "response_format": "wav"}

@@ -4,6 +4,8 @@ so clients written for OpenAI show voxmith's messages as they are."""
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, Request
@@ -57,10 +59,27 @@ def _validation_message(err: RequestValidationError) -> tuple[str, Optional[str]
     return "Invalid request: " + "; ".join(problems) + ".", param
 
 
+def without_paths(request: Request, message: str) -> str:
+    """`message` with the server's own folders named, not spelt out: a client (even one holding the
+    token) learns nothing of the machine's layout from an error. The workspace is '<workspace>', the
+    temporary folder (uploads) '<temp>'."""
+    studio = getattr(request.app.state, "studio", None)
+    home = getattr(getattr(studio, "workspace", None), "home", None)
+    folders = []
+    if home is not None:
+        folders += [(str(home), "<workspace>"), (str(Path(home).resolve()), "<workspace>")]
+    temp = tempfile.gettempdir()
+    folders += [(temp, "<temp>"), (str(Path(temp).resolve()), "<temp>")]
+    for folder, name in sorted(folders, key=lambda f: -len(f[0])):  # the longest (most precise) first
+        if len(folder) > 1:
+            message = message.replace(folder, name)
+    return message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, err: ApiError):
-        return error_response(err.status, err.message, err.param, err.code)
+    async def api_error(request: Request, err: ApiError):
+        return error_response(err.status, without_paths(request, err.message), err.param, err.code)
 
     @app.exception_handler(PoolFull)
     async def busy(_request: Request, err: PoolFull):
@@ -71,8 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, str(err), code="shutting_down", headers={"Retry-After": "30"})
 
     @app.exception_handler(VoxmithError)
-    async def studio_error(_request: Request, err: VoxmithError):
-        return error_response(400, str(err))
+    async def studio_error(request: Request, err: VoxmithError):
+        return error_response(400, without_paths(request, str(err)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, err: RequestValidationError):
@@ -87,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(err.status_code, message, headers=getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
-    async def bug(_request: Request, err: Exception):
+    async def bug(request: Request, err: Exception):
         log.exception("unexpected error")
-        return error_response(500, f"Unexpected {type(err).__name__}: {err}. This is a bug in voxmith; "
-                                   "the server log has the details.")
+        return error_response(500, without_paths(request, f"Unexpected {type(err).__name__}: {err}. This is a bug "
+                                                          "in voxmith; the server log has the details."))
