@@ -40,7 +40,7 @@ JOE = "joe"
 SCALED_PREFIX = "joe@"
 # The factors joe may be scaled by (ScaledJoe): vocal tracts 10-30 % shorter than his, in steps
 # the base choice can tell apart. None below 1: at 0.92 the lower voices gained no similarity and
-# lost naturalness; none above 1.3, where a resampled voice stops sounding like an adult
+# lost naturalness; none above 1.3: 1.4 bought nothing on the three high voices it was tried on
 # (benchmarks/results/base_scales.json, docs/piper_vc_tuning.md).
 JOE_SCALES = (1.1, 1.2, 1.3)
 KOKORO_PREFIX = "kokoro:"
