@@ -555,3 +555,13 @@ def test_a_candidate_without_finite_scores_is_not_chosen():
     assert guard.prefer_natural(speak, checked, scored(table), sentences=("one two",)).strengths == plain
     nothing = {s: (float("nan"), float("nan")) for s in table}
     assert guard.prefer_natural(speak, checked, scored(nothing), sentences=("one two",)).strengths == checked.strengths
+
+
+def test_enrollment_keeps_the_duration_ratio_its_rate_came_from(enrolled_demo):
+    """The ratio (target over base voice duration) is kept, so a fine-tune speaking through joe can
+    find joe's rate for a voice enrolled with another base (engine._finetune_rate)."""
+    from voxmith.engines.piper_vc.engine import DURATION_RATIO_KEY
+
+    result, cond = enrolled_demo
+    assert result.duration_ratio is not None and float(cond[DURATION_RATIO_KEY]) == result.duration_ratio
+    assert 0.5 < result.duration_ratio < 2.0
