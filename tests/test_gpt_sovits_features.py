@@ -36,11 +36,16 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return max_abs_diff(a, b) / float(b.abs().max())
 
 
+# float32 FFT rounding: the same call gave 0 alone and 1.9e-5 once in a full random-order run (after
+# other modules' work in the process); a wrong rule (loudness, padding, window) is off by far more.
+SPECTROGRAM_TOLERANCE = 5e-5
+
+
 def test_spectrogram_of_real_clip_matches_official(fx, clip):
     piece = _span(clip, fx["spec_span"])
     spec = spec_mod.reference_spectrogram(piece)
     assert spec.shape == fx["spec"].shape == (1, 1025, piece.shape[0] // 640)
-    assert _relative(spec, fx["spec"]) <= 1e-5
+    assert _relative(spec, fx["spec"]) <= SPECTROGRAM_TOLERANCE
     spec_np = spec_mod.reference_spectrogram(piece.numpy())          # numpy input, same result
     assert torch.equal(spec_np, spec)
 
@@ -48,7 +53,7 @@ def test_spectrogram_of_real_clip_matches_official(fx, clip):
 def test_loud_reference_rule_matches_official(fx, clip):
     loud = _span(clip, fx["spec_span"]) * 3.0
     assert float(loud.abs().max()) > 1
-    assert _relative(spec_mod.reference_spectrogram(loud), fx["spec_loud"]) <= 1e-5
+    assert _relative(spec_mod.reference_spectrogram(loud), fx["spec_loud"]) <= SPECTROGRAM_TOLERANCE
 
 
 def test_reference_loudness_rule_scripted():
