@@ -146,8 +146,8 @@ def test_edit_and_drop_persist(prepared):
         with pytest.raises(VoxmithError, match="being prepared or edited by another voxmith process.*edit it when"):
             dataset.edit("1", text="Lost words.")
     assert (dataset.path / "segments.json").read_bytes() == before
-    dataset.edit("1", text="Kept words.")  # and once it has finished
-    assert dataset.load()["segments"][0]["transcript"] == "Kept words."
+    dataset.edit("1", text="A corrected transcript, kept.")  # and once it has finished
+    assert dataset.load()["segments"][0]["transcript"] == "A corrected transcript, kept."
 
 
 def test_a_recording_at_a_rate_too_low_for_speech_is_refused(tmp_path, demo_audio):
