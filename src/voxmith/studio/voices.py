@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import re
 import shutil
 from shlex import quote
@@ -295,9 +294,9 @@ class VoiceLibrary:
     def _clear_abandoned_staging(self, name: str) -> None:
         """Remove staging folders of voice `name` that a killed `voices add` left (under the voice's
         lock, so none is in use): they hold copies of clips whose originals are where they were."""
-        pattern = re.compile(rf"\.staging-{re.escape(name)}-[a-z0-9_]{{8}}")
-        for folder in self.root.glob(f".staging-{glob.escape(name)}-*"):
-            if folder.is_dir() and pattern.fullmatch(folder.name):
+        pattern = re.compile(rf"\.staging-{re.escape(name)}-[a-z0-9_]{{8}}")  # tempfile.mkdtemp's suffix
+        for folder in self.root.iterdir():
+            if pattern.fullmatch(folder.name) and folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _reserve_backup(self, name: str) -> Path:

@@ -53,9 +53,8 @@ def scaled_joe_name(scale: float) -> str:
 def describe(name: str) -> str:
     """What base voice `name` is, for people, where the name does not say: 'joe with formants and
     pitch x 1.3' for joe@1.30; '' for the others."""
-    if name.startswith(SCALED_PREFIX):
-        return f"joe with formants and pitch x {float(name[len(SCALED_PREFIX):]):g}"
-    return ""
+    scale = _scale_of(name)
+    return "" if scale is None else f"joe with formants and pitch x {scale:g}"
 
 
 JOE_VOICES = (JOE,) + tuple(scaled_joe_name(s) for s in JOE_SCALES)
@@ -323,16 +322,16 @@ _shared_lock = threading.Lock()
 def get_base_voice(name: str = JOE):
     """The base voice `name` (BASE_VOICES), one per process (joe's ONNX session takes ~1 s and
     60 MB to load, Kokoro's a few seconds and ~350 MB, shared by its styles)."""
-    if name not in BASE_VOICES and _scale_of(name) is None:
+    scale = _scale_of(name)
+    if name not in BASE_VOICES and scale is None:
         raise ValueError(f"unknown base voice {name!r}; known: {', '.join(BASE_VOICES)}")
+    if scale is not None:
+        name = scaled_joe_name(scale)  # 'joe@1.2' and 'joe@1.20' are one voice
     with _shared_lock:
         if name not in _shared:
-            if name == JOE:
-                _shared[name] = BaseVoice()
-            elif name.startswith(SCALED_PREFIX):
-                if JOE not in _shared:
-                    _shared[JOE] = BaseVoice()
-                _shared[name] = ScaledJoe(_shared[JOE], _scale_of(name))
-            else:
+            if name.startswith(KOKORO_PREFIX):
                 _shared[name] = KokoroBase(name[len(KOKORO_PREFIX):])
+            else:
+                joe = _shared.get(JOE) or _shared.setdefault(JOE, BaseVoice())
+                _shared[name] = joe if scale is None else ScaledJoe(joe, scale)
         return _shared[name]
