@@ -96,6 +96,21 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return default
 
 
+def read_json_object(path: str | os.PathLike, default: Any = None) -> Any:
+    """A JSON object (dict) from `path`, or `default` when the file does not exist (or holds null).
+    A file edited by hand into something else raises ValueError saying what is wrong (not JSON, not
+    UTF-8, unreadable, or a JSON list/number...), for the caller to name the file and the way out."""
+    try:
+        data = read_json(path, default)
+    except (ValueError, OSError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(str(err)) from err
+    if data is None:
+        return default
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
 # Content digests of files already hashed in this process, keyed by (path, size, mtime): a long
 # voice is hashed once, not on every lookup.
 _digest_memo: Dict[tuple, bytes] = {}

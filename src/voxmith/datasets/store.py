@@ -17,7 +17,7 @@ import numpy as np
 
 from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json
+from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json_object
 from voxmith.paths import validate_name
 from voxmith.paths import contained_path
 
@@ -56,17 +56,19 @@ class Dataset:
 
     def load(self) -> dict:
         try:
-            record = read_json(self.record_path)
-        except (ValueError, OSError) as err:  # edited by hand into something that is not JSON (or UTF-8)
-            record = err
+            record = read_json_object(self.record_path)
+        except ValueError as problem:  # edited by hand into something that is not a JSON object
+            raise self._damaged(problem) from None
         if record is None:
             raise VoxmithError(f"Dataset '{self.name}' has no {SEGMENTS_FILE}; prepare it again.")
-        if not isinstance(record, dict) or not isinstance(record.get("segments"), list):
-            problem = record if isinstance(record, Exception) else "it is not a dataset record"
-            raise VoxmithError(f"Dataset '{self.name}': '{self.record_path}' is damaged ({problem}). Fix it by "
-                               "hand, or make the dataset again with `voxmith dataset prepare ... --redo` (edited "
-                               "transcripts are lost).")
+        if not isinstance(record.get("segments"), list):
+            raise self._damaged("it is not a dataset record")
         return record
+
+    def _damaged(self, problem) -> VoxmithError:
+        return VoxmithError(f"Dataset '{self.name}': '{self.record_path}' is damaged ({problem}). Fix it by hand, or "
+                            "make the dataset again with `voxmith dataset prepare ... --redo` (edited transcripts "
+                            "are lost).")
 
     def save(self, record: dict) -> None:
         """Write the record, then the train/validation lists derived from it."""

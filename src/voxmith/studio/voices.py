@@ -26,7 +26,7 @@ from typing import Iterable, List, Optional
 from voxmith.audio import check_usable, load_audio, save_audio
 from voxmith.audio.io import AUDIO_EXTENSIONS, Audio, extension_for
 from voxmith.errors import AudioError, VoiceError
-from voxmith.fsutil import atomic_write_json, exclusive_lock, fingerprint_files, read_json
+from voxmith.fsutil import atomic_write_json, exclusive_lock, fingerprint_files, read_json_object
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache
 from voxmith.paths import sanitize_filename, validate_name
@@ -77,15 +77,11 @@ class Voice:
         read as empty: the next change would write over the settings it holds."""
         path = self.path / VOICE_FILE
         try:
-            data = read_json(path, default={}) or {}
-        except (ValueError, OSError) as err:  # not JSON, not UTF-8, unreadable
-            data = err
-        if not isinstance(data, dict):
-            problem = data if isinstance(data, Exception) else f"it holds a JSON {type(data).__name__}, not an object"
+            return read_json_object(path, default={})
+        except ValueError as problem:
             raise VoiceError(f"Voice '{self.name}': '{path}' is damaged ({problem}). Fix it by hand, or move it "
                              "away to start it afresh (the clips are the voice; voice.json keeps where they came "
-                             "from, the voice's engine settings and its fine-tune choice).")
-        return data
+                             "from, the voice's engine settings and its fine-tune choice).") from None
 
     def listed_metadata(self) -> dict:
         """`metadata` for listings of every voice: {} for a damaged voice.json (one voice's file must
