@@ -88,6 +88,16 @@ class BookRequest:
         self.pauses.validate()
 
 
+class BookFolderTaken(VoxmithError):
+    """A book's folder was started with other settings (`changed`, their names) or another seed
+    (`seed`, the folder's): resuming it would mix two readings. The message names the CLI's way out;
+    a shell that has none (the web UI) says its own from these fields."""
+
+    def __init__(self, message: str, folder: Path, changed: Sequence[str] = (), seed: Optional[int] = None):
+        super().__init__(message)
+        self.folder, self.changed, self.seed = folder, list(changed), seed
+
+
 @dataclass
 class BookResult:
     folder: Path
@@ -243,12 +253,12 @@ class BookMaker:
                 changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
                 hint = _finetune_hint(state.get("settings", {}).get("finetune"), self.settings.get("finetune")) \
                     if "finetune" in changed else ""
-                raise VoxmithError(f"'{self.folder}' holds this book made with other settings ({', '.join(changed)}); "
-                                   f"{hint}start again in another output folder (`voxmith book -o`) or after "
-                                   "deleting that one.")
+                raise BookFolderTaken(f"'{self.folder}' holds this book made with other settings ({', '.join(changed)}); "
+                                      f"{hint}start again in another output folder (`voxmith book -o`) or after "
+                                      "deleting that one.", self.folder, changed=changed)
             if self.request.seed is not None and self.request.seed >= 0 and self.request.seed != state["seed"]:
-                raise VoxmithError(f"'{self.folder}' was started with seed {state['seed']}; use that seed or "
-                                   "another output folder.")
+                raise BookFolderTaken(f"'{self.folder}' was started with seed {state['seed']}; use that seed or "
+                                      "another output folder.", self.folder, seed=int(state["seed"]))
             return int(state["seed"])
         seed = self.request.seed if self.request.seed is not None and self.request.seed >= 0 \
             else secrets.randbelow(2 ** 31)

@@ -350,6 +350,8 @@ def _read_object(path: str | os.PathLike) -> dict:
     sidecar_path = Path(path).with_suffix(".json")
     if Path(path).suffix.lower() != ".json" and sidecar_path.is_file():
         path = sidecar_path  # the result's audio was named (`reproduce take.wav`): its sidecar is beside it
+    if not Path(path).exists():  # (read_json's None would read as "it holds a JSON NoneType")
+        raise VoxmithError(f"There is no result at '{path}': it was deleted or moved.")
     what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
     try:
         sidecar = read_json(path)

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from voxmith.errors import VoxmithError
 from voxmith.http_access import HostOriginGuard, ListenAddress, send_plain
 from voxmith.http_access import parse_listen as parse_host_port
+from voxmith.webui.forms import UPLOADS_KEPT_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -28,7 +29,7 @@ SESSION_COOKIE = "voxmith-session"
 MAX_LOGIN_BYTES = 64 * 1024
 UPLOAD_PATH_SUFFIX = "/gradio_api/upload"
 # Uploads are copied into the workspace at once; the temporary copies are swept this often/this old.
-TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S = 600, 3600
+TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S = 600, UPLOADS_KEPT_S
 
 
 def parse_listen(value: Optional[str]) -> ListenAddress:

@@ -9,10 +9,11 @@ import numpy as np
 from voxmith.engines import available_engines
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
-from voxmith.studio.book import BookRequest, load_book
+from voxmith.studio.book import BookFolderTaken, BookRequest, load_book
 from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.record import FinetuneChoice
 from voxmith.text.book import PauseSettings
+from voxmith.webui.forms import number, uploaded_path
 from voxmith.webui.progress import friendly, to_gradio
 
 VOICE_WEIGHTS, STOCK_WEIGHTS = "voice", "stock"  # the weights choices' values; a run's is "run:WHICH:NAME"
@@ -47,8 +48,33 @@ def finetune_choice(value) -> FinetuneChoice:
         return FinetuneChoice.voice_setting()
     if value == STOCK_WEIGHTS:
         return FinetuneChoice.stock()
-    _, which, name = str(value).split(":", 2)
+    kind, _, rest = str(value).partition(":")
+    which, _, name = rest.partition(":")
+    if kind != "run" or not which or not name:  # (only a hand-made request sends another value)
+        raise VoxmithError(f"Unknown weights choice '{value}': pick one of the Weights list.")
     return FinetuneChoice.of_run(name, which)
+
+
+def _taken_message(err: BookFolderTaken) -> str:
+    """A book folder started otherwise, said with the web UI's ways out (the CLI's is -o, a folder
+    of one's choice; here the folder is named after the uploaded file)."""
+    elsewhere = ("to read it anew, rename the file before uploading it (the folder is named after it) "
+                 "or delete that folder.")
+    if err.seed is not None:
+        return (f"The book's folder `{err.folder}` was started with seed {err.seed}: set the seed to "
+                f"{err.seed} or -1 to go on with it; {elsewhere}")
+    if "book" in err.changed:  # another text under the same file name
+        return (f"The book's folder `{err.folder}` holds another book of the same file name. To read this "
+                "one, rename the file before uploading it (the folder is named after it), or delete that folder.")
+    return (f"The book's folder `{err.folder}` holds this book read with other settings "
+            f"({', '.join(err.changed)}): set them back to go on with it; {elsewhere}")
+
+
+def _book(studio, request: BookRequest, **options):
+    try:
+        return studio.book(request, **options)
+    except BookFolderTaken as err:
+        raise VoxmithError(_taken_message(err)) from None
 
 
 def _playable(result, sentence_id: str):
@@ -92,10 +118,13 @@ def build(studio, voice_choices):
             raise VoxmithError("Upload a book first (.txt, .md or .epub).")
         if not voice_value:
             raise VoxmithError("Pick a voice first (create one in the Voices tab).")
-        return BookRequest(source=path, voice=voice_value, engine=engine_value,
+        defaults = PauseSettings()
+        pauses = PauseSettings(number(s_pause, "Sentence pause (s)", defaults.sentence_pause_s),
+                               number(p_pause, "Paragraph pause (s)", defaults.paragraph_pause_s),
+                               number(c_pause, "Chapter pause (s)", defaults.chapter_pause_s))
+        return BookRequest(source=uploaded_path(path), voice=voice_value, engine=engine_value,
                            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
-                           rank=bool(rank_value), ranking=RankingSettings(),
-                           pauses=PauseSettings(float(s_pause), float(p_pause), float(c_pause)),
+                           rank=bool(rank_value), ranking=RankingSettings(), pauses=pauses,
                            finetune=finetune_choice(weights_value))
 
     def shown(result):
@@ -110,13 +139,13 @@ def build(studio, voice_choices):
 
     @friendly
     def read(*values, progress=gr.Progress()):
-        return shown(studio.book(request(*values), progress=to_gradio(progress)))
+        return shown(_book(studio, request(*values), progress=to_gradio(progress)))
 
     @friendly
     def redo_one(sentence_id, *values, progress=gr.Progress()):
         if not sentence_id:
             raise VoxmithError("Click a sentence first.")
-        result = studio.book(request(*values), redo=sentence_id, progress=to_gradio(progress))
+        result = _book(studio, request(*values), redo=sentence_id, progress=to_gradio(progress))
         return (*shown(result), _playable(result, sentence_id))
 
     def select(event: gr.SelectData, *values):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import gradio as gr
 
 from voxmith.errors import VoxmithError
 from voxmith.studio.conversion import ConvertRequest
+from voxmith.webui.forms import settings_object, uploaded_path
 from voxmith.webui.progress import friendly, to_gradio
 
 ENGINE = "piper-vc"  # the engine that can convert today (Engine.supports_convert)
@@ -34,11 +33,8 @@ def build(studio, voice_choices):
             raise VoxmithError("Upload or record the speech to convert first.")
         if not voice_value:
             raise VoxmithError("Pick a voice first (create one in the Voices tab).")
-        try:
-            values = json.loads(settings_json or "{}")
-        except json.JSONDecodeError as err:
-            raise VoxmithError(f"The settings are not valid JSON: {err.msg} (line {err.lineno}).") from None
-        result = studio.convert(ConvertRequest(path, voice=voice_value, engine=ENGINE, settings=values),
+        values = settings_object(settings_json, "conversion settings")
+        result = studio.convert(ConvertRequest(str(uploaded_path(path)), voice=voice_value, engine=ENGINE, settings=values),
                                 progress=to_gradio(progress))
         record = result.record
         details = record.conversion  # the engine's own choices (piper-vc: warp and pitches)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from voxmith.datasets import PrepareSettings
 from voxmith.errors import VoxmithError
+from voxmith.webui.forms import number, uploaded_paths
 from voxmith.webui.progress import friendly, to_gradio
 
 SEGMENT_HEADERS = ["id", "duration s", "split", "transcript", "flags"]
@@ -56,9 +57,13 @@ def build(studio, voice_choices):
     @friendly
     def run_prepare(name_value, voices_value, uploaded, language_value, min_value, max_value,
                     progress=gr.Progress()):
-        sources = list(voices_value or []) + [f if isinstance(f, str) else f.name for f in (uploaded or [])]
-        settings = PrepareSettings(language=(language_value or "en").strip(), min_seconds=float(min_value),
-                                   max_seconds=float(max_value))
+        sources = list(voices_value or []) + [str(p) for p in uploaded_paths(uploaded)]
+        if not sources:  # (the library's refusal names the CLI's --from)
+            raise VoxmithError("Pick voices or upload recordings to make the dataset from.")
+        defaults = PrepareSettings()
+        settings = PrepareSettings(language=(language_value or "en").strip(),
+                                   min_seconds=number(min_value, "Min seconds", defaults.min_seconds),
+                                   max_seconds=number(max_value, "Max seconds", defaults.max_seconds))
         summary = studio.prepare_dataset((name_value or "").strip(), sources, settings,
                                          progress=to_gradio(progress))
         return (_summary_text(summary), gr.update(choices=studio.datasets.names(), value=summary["name"]),
@@ -77,8 +82,10 @@ def build(studio, voice_choices):
     chosen.change(friendly(lambda n: _segments(studio, n)), chosen, table)
 
     def pick(name_value, event: gr.SelectData):
+        if not name_value:  # the empty table's placeholder row, before any dataset exists
+            return None, "", ""
         record = studio.datasets.get(name_value).load()
-        if not name_value or event.index[0] >= len(record["segments"]):
+        if event.index[0] >= len(record["segments"]):
             return None, "", ""
         segment = record["segments"][event.index[0]]
         return str(Path(studio.datasets.get(name_value).path) / segment["file"]), segment["id"], \

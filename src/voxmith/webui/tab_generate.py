@@ -18,6 +18,7 @@ from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.results import list_results
 from voxmith.studio.speech import SpeakRequest
+from voxmith.webui.forms import number, settings_object
 from voxmith.webui.progress import friendly, to_gradio
 
 MAX_TAKES_SHOWN = 8
@@ -108,12 +109,9 @@ def build(studio, voice_choices):
                  progress=gr.Progress()):
         if not voice_value:
             raise VoxmithError("Pick a voice first (create one in the Voices tab).")
-        try:
-            settings_dict = json.loads(settings_json or "{}")
-        except json.JSONDecodeError as err:
-            raise VoxmithError(f"The advanced settings are not valid JSON: {err.msg} (line {err.lineno}).")
+        settings_dict = settings_object(settings_json, "advanced settings")
         request = SpeakRequest(text=text_value or "", voice=voice_value, engine=engine_value,
-                               settings=settings_dict, candidates=int(n),
+                               settings=settings_dict, candidates=int(number(n, "Candidates per sentence", 1)),
                                seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
                                rank=bool(rank_value))
         result = studio.speak(request, progress=to_gradio(progress))

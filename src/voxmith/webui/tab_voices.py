@@ -3,13 +3,12 @@ similarity heat map and a map of all voices."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from voxmith.errors import VoxmithError
 from voxmith.studio.voice_map import voice_map
 from voxmith.webui import plots
+from voxmith.webui.forms import uploaded_paths
 from voxmith.webui.progress import friendly, to_gradio
 
 CLIP_HEADERS = ["clip", "duration s", "rate", "ch", "LUFS", "peak dBFS", "SNR dB", "speech", "consistency", "flags"]
@@ -31,7 +30,12 @@ def save_voice(studio, name: str, paths, mode: str, confirmed: bool, progress=No
     """The Save button: create, extend or (only once confirmed) replace a voice. Returns the voice
     and the note to show, which says where replaced clips went."""
     name = (name or "").strip()
-    replacing = mode == "replace" and studio.voices.exists(name)
+    exists = studio.voices.exists(name)
+    if exists and mode not in ("add clips", "replace"):  # the library's refusal names the CLI's flags
+        count = len(studio.voices.get(name).clip_paths)
+        raise VoxmithError(f"Voice '{name}' already exists ({count} clip(s)). Choose 'add clips' to add these "
+                           "clips to it, or 'replace' to replace it.")
+    replacing = mode == "replace" and exists
     if replacing and not confirmed:
         old = studio.voices.get(name)
         by_hand = len(old.hand_added_clips)
@@ -71,7 +75,7 @@ def build(studio, voice_choices):
     def save(name_value, uploaded, mode_value, confirmed, progress=gr.Progress()):
         if not uploaded:
             raise VoxmithError("Upload one or more clips first.")
-        paths = [Path(f if isinstance(f, str) else f.name) for f in uploaded]
+        paths = uploaded_paths(uploaded)
         voice, note = save_voice(studio, name_value, paths, mode_value, confirmed, to_gradio(progress))
         return note, gr.update(choices=voice_choices(), value=voice.name), gr.update(value=False)
 

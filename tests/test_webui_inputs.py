@@ -1,0 +1,150 @@
+"""The web UI given what a clumsy or hostile user uploads and types, through the very functions
+its buttons call (taken from the built app, no browser): an upload the server has swept, a voice
+that exists, settings that are JSON but not an object, a number box emptied, a second book under
+the same file name, a deleted result. Each answer is a message in the page's words (gr.Error), never
+a TypeError, never a temporary path, and nothing of the user's is changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from voxmith.errors import VoxmithError  # noqa: E402
+from voxmith.studio import Studio  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, demo_files):
+    """(studio, callbacks by name) of one built app over a workspace with voice 'alice'."""
+    from voxmith.webui.app import build_app
+
+    studio = Studio(tmp_path_factory.mktemp("webui-inputs") / "ws", device="cpu")
+    studio.voices.add("alice", demo_files)
+    callbacks = {}
+    for function in build_app(studio).fns.values():
+        callbacks.setdefault(function.name, function.fn)
+    return studio, callbacks
+
+
+@pytest.fixture
+def uploads(tmp_path, monkeypatch):
+    """Gradio's upload folder for one test: `upload(name, data)` keeps a file as Gradio does,
+    <folder>/<hash>/<the user's name>."""
+    folder = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+
+    def upload(name: str, data: bytes | Path, slot: str = "0f3a") -> str:
+        target = folder / slot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, Path):
+            shutil.copyfile(data, target)
+        else:
+            target.write_bytes(data)
+        return str(target)
+    upload.folder = folder
+    return upload
+
+
+def refused(function, *args) -> str:
+    """The message the page shows for `function(*args)`, unescaped (Gradio renders it as HTML)."""
+    import html
+
+    with pytest.raises(gr.Error) as caught:
+        function(*args)
+    return html.unescape(str(caught.value.message))
+
+
+def book_inputs(path, seed=-1, pauses=(0.35, 0.8, 2.0), weights="voice"):
+    return (path, "alice", "tone", seed, False, weights, *pauses)
+
+
+def test_an_upload_the_server_swept_is_named_with_the_way_out(app, uploads, demo_files):
+    studio, callbacks = app
+    swept = uploads("take one.flac", demo_files[0])
+    Path(swept).unlink()  # Gradio's hourly sweep; the page still shows the file in its box
+    for message in (refused(callbacks["save"], "newvoice", [swept], "create", False),
+                    refused(callbacks["run_prepare"], "newset", None, [swept], "en", 2.0, 12.0),
+                    refused(callbacks["convert"], swept, "alice", "{}"),
+                    refused(callbacks["read"], *book_inputs(swept))):
+        assert "'take one.flac' is no longer on the server" in message and "upload it again" in message
+        assert str(uploads.folder) not in message
+    assert not studio.voices.exists("newvoice") and "newset" not in studio.datasets.names()
+
+
+def test_creating_a_voice_that_exists_names_the_tabs_choices_not_cli_flags(app, uploads, demo_files):
+    studio, callbacks = app
+    before = [p.read_bytes() for p in studio.voices.get("alice").clip_paths]
+    message = refused(callbacks["save"], "alice", [uploads("new.flac", demo_files[1])], "create", False)
+    assert "already exists" in message and "'add clips'" in message and "'replace'" in message
+    assert "--append" not in message and "--force" not in message
+    assert [p.read_bytes() for p in studio.voices.get("alice").clip_paths] == before
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "5", '"warp"', "null"])
+def test_settings_that_are_json_but_not_an_object_are_refused(app, uploads, demo_files, tone_engine, text):
+    _studio, callbacks = app
+    recording = uploads("speech.flac", demo_files[0])
+    for message in (refused(callbacks["convert"], recording, "alice", text),
+                    refused(callbacks["generate"], "Hello there.", "alice", "tone", 1, -1, text, False)):
+        assert "must be a JSON object" in message and "{} keeps the defaults" in message
+
+
+def test_an_emptied_number_box_is_named(app, uploads, tone_engine):
+    _studio, callbacks = app
+    book = uploads("story.txt", b"Hello there. How are you?")
+    message = refused(callbacks["read"], *book_inputs(book, pauses=(0.35, None, 2.0)))
+    assert message == "The 'Paragraph pause (s)' box is empty: enter a number (the default is 0.8)."
+    message = refused(callbacks["run_prepare"], "newset", ["alice"], None, "en", None, 12.0)
+    assert message == "The 'Min seconds' box is empty: enter a number (the default is 2)."
+    message = refused(callbacks["generate"], "Hello there.", "alice", "tone", None, -1, "{}", False)
+    assert "'Candidates per sentence' box is empty" in message
+
+
+def test_dataset_tab_before_anything_is_picked(app):
+    _studio, callbacks = app
+    message = refused(callbacks["run_prepare"], "newset", [], None, "en", 2.0, 12.0)
+    assert message == "Pick voices or upload recordings to make the dataset from."
+
+    class Click:  # a click on the empty table's placeholder row, no dataset chosen
+        index = [0, 0]
+    assert callbacks["pick"](None, Click()) == (None, "", "")
+
+
+def test_a_second_book_of_the_same_file_name_keeps_the_first(app, uploads, tone_engine):
+    _studio, callbacks = app
+    first = callbacks["read"](*book_inputs(uploads("tale.txt", b"Once upon a time. The end.", "aaaa")))
+    folder = Path(first[0]).parent
+    kept = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    message = refused(callbacks["read"], *book_inputs(uploads("tale.txt", b"Another tale. Other words.", "bbbb")))
+    assert "holds another book of the same file name" in message and "rename the file" in message
+    assert "voxmith book -o" not in message
+    message = refused(callbacks["read"], *book_inputs(uploads("tale.txt", b"Once upon a time. The end.", "aaaa"),
+                                                      pauses=(1.0, 0.8, 2.0)))
+    assert "read with other settings (pauses): set them back" in message and "voxmith book" not in message
+    started = json.loads((folder / "book.json").read_text())["seed"]
+    message = refused(callbacks["read"], *book_inputs(uploads("tale.txt", b"Once upon a time. The end.", "aaaa"),
+                                                      seed=started + 1))
+    assert f"was started with seed {started}: set the seed to {started} or -1" in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept
+
+
+def test_rerunning_a_result_deleted_since_it_was_clicked(app):
+    studio, callbacks = app
+    gone = studio.workspace.results_dir / "alice" / "20260101-000000-hello.json"
+    message = refused(callbacks["rerun_selected"], str(gone))
+    assert "deleted or moved" in message and "NoneType" not in message
+
+
+def test_a_weights_value_not_from_the_list_is_refused_in_words():
+    from voxmith.webui.tab_book import finetune_choice
+
+    assert finetune_choice("run:best:r1").run == "r1"
+    for value in ("run:latest", "bogus", "run::r1"):
+        with pytest.raises(VoxmithError, match="pick one of the Weights list"):
+            finetune_choice(value)
