@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
 import time
 from types import SimpleNamespace
 
@@ -404,6 +405,39 @@ def test_removing_a_voice_that_does_not_exist_names_the_voices_not_voices_add(ru
     # speak and show still say how to create a voice that is not there
     shown = run("voices", "show", "alcie")
     assert "Did you mean 'alice'?" in shown.output and "voxmith voices add alcie" in shown.output
+
+
+NFC, NFD = "Zo\u00eb", "Zoe\u0308"  # 'Zoë' as one character, and as 'e' + a combining diaeresis
+
+
+def test_a_voice_name_typed_in_either_unicode_form_is_one_voice(run, demo_files):
+    """'Zoë' typed on a Mac (NFD) and on Linux (NFC) made two voice folders that look the same in
+    every listing; each spelling now means the one voice, kept under one spelling."""
+    assert run("voices", "add", NFD, str(demo_files[0])).exit_code == 0
+    twin = run("voices", "add", NFC, str(demo_files[1]))
+    assert twin.exit_code == 1 and f"Voice '{NFC}' already exists (1 clips)" in twin.output, twin.output
+    assert run("voices", "add", NFC, str(demo_files[1]), "--append").exit_code == 0
+    assert [p.name for p in (run.home / "voices").iterdir()] == [NFC]
+    assert run("voices", "list").output.split()[:2] == [NFC, "2"]
+
+
+def test_a_voice_folder_spelt_the_other_way_is_found_and_never_renamed(run, demo_files):
+    """A folder made by hand (or by voxmith before names had one spelling) under the NFD spelling is
+    the voice of either spelling; a second folder spelling the same name is refused, not guessed."""
+    voices = run.home / "voices"
+    (voices / NFD).mkdir(parents=True)
+    shutil.copy(demo_files[0], voices / NFD)
+    appended = run("voices", "add", NFC, str(demo_files[1]), "--append")
+    assert appended.exit_code == 0, appended.output
+    assert [p.name for p in voices.iterdir()] == [NFD] and len(list((voices / NFD).iterdir())) == 3  # + voice.json
+    assert run("voices", "list").output.split()[:2] == [NFC, "2"]
+    (voices / NFC).mkdir()
+    shutil.copy(demo_files[0], voices / NFC)
+    refused = run("voices", "remove", "-y", NFC)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "'Zo\\xeb'" in refused.output and "'Zoe\\u0308'" in refused.output  # how each is stored
+    assert "rename one of them" in refused.output
+    assert sorted(p.name for p in voices.iterdir()) == sorted([NFC, NFD])
 
 
 

@@ -184,6 +184,19 @@ def test_a_damaged_segments_json_is_named_and_the_other_datasets_still_listed(tm
     assert "Unexpected" not in shown.output
 
 
+def test_a_dataset_folder_spelt_in_the_other_unicode_form_is_found_under_either(tmp_path):
+    """A dataset folder 'Zoë' made on a Mac (NFD: 'e' + a combining diaeresis) is listed as, and
+    found by, the one spelling (NFC) typed elsewhere; its folder keeps its name."""
+    folder = tmp_path / "ws" / "datasets" / "Zoe\u0308"
+    folder.mkdir(parents=True)
+    (folder / "segments.json").write_text('{"segments": [], "sources": [], "settings": {}}')
+    listed = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "dataset", "list"])
+    assert listed.exit_code == 0 and "Zo\u00eb" in listed.output and "Zoe\u0308" not in listed.output
+    shown = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "dataset", "show", "Zo\u00eb"])
+    assert shown.exit_code == 0, shown.output
+    assert [p.name for p in folder.parent.iterdir() if not p.name.startswith(".")] == ["Zoe\u0308"]
+
+
 def test_cli_prepare_show_edit(tmp_path, demo_files):
     home = str(tmp_path / "ws")
     runner = CliRunner()

@@ -4,6 +4,8 @@ tone engine (tests/tone_engine.py) stands in for synthesis: nothing here is abou
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 
@@ -46,6 +48,24 @@ def test_an_unknown_voice_is_404_naming_the_voices(served):
     message = response.json()["error"]["message"]
     assert "'dmeo'" in message and "'demo'" in message and "voxmith voices add" not in message
     assert httpx.get(f"{url}/voxmith/voices/a%00b").status_code == 400  # malformed, not unknown
+
+
+def test_a_voice_name_in_either_unicode_form_is_one_voice(served, demo_files):
+    """A client on a Mac sends 'Zoë' as 'e' + a combining diaeresis (NFD), another as one character
+    (NFC): one voice, listed under one spelling; an invisible character is refused by name."""
+    url, _studio, _rid = served
+    nfc, nfd = "Zo\u00eb", "Zoe\u0308"
+    with open(demo_files[0], "rb") as clip:
+        made = httpx.post(f"{url}/voxmith/voices/{quote(nfd)}", files={"files": ("take.flac", clip)})
+    assert made.status_code == 200 and made.json()["name"] == nfc, made.text
+    shown = httpx.get(f"{url}/voxmith/voices/{quote(nfc)}")
+    assert shown.status_code == 200 and shown.json()["clips"] == made.json()["clips"]
+    with open(demo_files[1], "rb") as clip:
+        again = httpx.post(f"{url}/voxmith/voices/{quote(nfc)}", files={"files": ("take.flac", clip)})
+    assert again.status_code == 400 and "already exists" in again.json()["error"]["message"]
+    assert sorted(httpx.get(f"{url}/v1/audio/voices").json()["voices"]) == sorted(["demo", nfc])
+    hidden = httpx.get(f"{url}/voxmith/voices/{quote('de' + chr(0x200B) + 'mo')}")
+    assert hidden.status_code == 400 and "U+200B (ZERO WIDTH SPACE)" in hidden.json()["error"]["message"]
 
 
 def test_adding_a_voice_that_exists_names_this_endpoints_options(served, demo_files):

@@ -42,6 +42,14 @@ def test_loss_decreases_and_files_are_written(tmp_path):
     assert again.step == 30 and again.resumed_from == 30 and len(run.read_metrics()) == 30
 
 
+def test_a_run_name_typed_in_either_unicode_form_is_one_run(tmp_path):
+    run = new_run(tmp_path, "Zoe\u0308", tiny_config(epochs=1))  # 'Zoë' as 'e' + a combining diaeresis
+    assert run.name == run.folder.name == "Zo\u00eb"
+    assert TrainingRun.open(tmp_path / "training", "Zo\u00eb").folder == run.folder
+    with pytest.raises(VoxmithError, match="already exists"):
+        new_run(tmp_path, "Zo\u00eb", tiny_config(epochs=1))
+
+
 def test_plots_are_drawn_at_the_first_and_last_save_and_when_asked(tmp_path, monkeypatch):
     """Every save writes a checkpoint; the plots (~0.3 CPU-s each time) only at a call's first and
     last save, at a `save` command, and otherwise once PLOT_INTERVAL_S has passed since the last."""

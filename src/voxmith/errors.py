@@ -24,3 +24,8 @@ class DeviceError(VoxmithError):
 
 class EngineError(VoxmithError):
     """An unknown engine or one whose requirements are not installed."""
+
+
+class NameClashError(VoxmithError):
+    """Two folders whose names differ only in Unicode form (NFC and NFD 'ë'): one name, so neither
+    is picked (`voxmith.paths.named_folder`)."""

@@ -2,30 +2,43 @@
 uploaded file names, and keeping a path inside the folder it belongs to.
 
 A name becomes a folder, so it must never escape its parent folder or confuse a file system.
+A name has one spelling: Unicode NFC ('ë' as one character, however it was typed: macOS file
+dialogs and some keyboards send 'e' + a combining diaeresis), so the CLI, the server, the web UI
+and the Python API all mean the same folder by it; and characters that make one name look like
+another (invisible ones, text-direction controls, odd spaces) are refused.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
 
-from voxmith.errors import VoxmithError
+from voxmith.errors import NameClashError, VoxmithError
 
 MAX_NAME_LENGTH = 64
 _RESERVED_WINDOWS = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                      *(f"lpt{i}" for i in range(1, 10))}
 
 
+def canonical_name(name: str) -> str:
+    """`name` in its one spelling (NFC): 'Zoe' + U+0308 and 'Zo' + U+00EB are both 'Zo\u00eb'."""
+    return unicodedata.normalize("NFC", name)
+
+
 def validate_name(name: str, kind: str = "voice") -> str:
-    """Return `name` if it is safe as a folder name, else raise with what to change."""
+    """`name` in its one spelling (`canonical_name`) if it is safe as a folder name, else raise
+    with what to change. Use what it returns: the name as given may be spelt differently."""
     if not isinstance(name, str) or not name.strip():
         raise VoxmithError(f"The {kind} name is empty. Choose a name like 'alice' or 'narrator-2'.")
     if name != name.strip():
         raise VoxmithError(f"The {kind} name '{name}' starts or ends with spaces; remove them.")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise VoxmithError(f"The {kind} name {name!r} contains control characters; use letters, "
-                           "digits, spaces, '-', '_' or '.'.")
+    name = canonical_name(name)
+    odd = next((ch for ch in name if _looks_like_something_else(ch)), None)
+    if odd is not None:
+        raise VoxmithError(f"The {kind} name {name!r} contains {_describe(odd)}; use letters, digits, "
+                           "spaces, '-', '_' or '.'.")
     if "/" in name or "\\" in name:
         raise VoxmithError(f"The {kind} name '{name}' contains a path separator ('/' or '\\'); "
                            "a name is one folder, not a path.")
@@ -41,6 +54,50 @@ def validate_name(name: str, kind: str = "voice") -> str:
     if name.split(".")[0].lower() in _RESERVED_WINDOWS:
         raise VoxmithError(f"The {kind} name '{name}' is reserved on Windows; choose another.")
     return name
+
+
+def _looks_like_something_else(ch: str) -> bool:
+    """Control and invisible formatting characters (zero-width spaces, text-direction overrides,
+    byte-order marks), unassigned or private code points, line breaks, and spaces other than the
+    ordinary one (a no-break space looks exactly like a space, but makes another name)."""
+    category = unicodedata.category(ch)
+    return category.startswith("C") or category in ("Zl", "Zp") or (category == "Zs" and ch != " ")
+
+
+def _describe(ch: str) -> str:
+    code = f"U+{ord(ch):04X}"
+    label = f"{code} ({unicodedata.name(ch)})" if unicodedata.name(ch, "") else code
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return f"the control character {label}"
+    if category == "Cf":
+        return f"the invisible control character {label}, which hides or reorders text"
+    if category == "Zs":
+        return f"{label}, a space that looks like an ordinary one but is not (type an ordinary space)"
+    if category in ("Zl", "Zp"):
+        return f"a line break, {label}"
+    return f"{label}, which is not a printable character (control characters and unassigned code points are refused)"
+
+
+def named_folder(base: Path, name: str, kind: str = "voice") -> Path:
+    """The folder in `base` for name `name` (validated): the one there under any spelling of the
+    name (made by hand, by macOS, or by voxmith before names had one spelling: it is used as it is,
+    never renamed), else `base/<canonical name>`. Two folders spelling one name differently are
+    refused, naming both, rather than one of them picked."""
+    name = validate_name(name, kind)
+    try:
+        with os.scandir(base) as entries:
+            spellings = sorted(e.name for e in entries if canonical_name(e.name) == name and e.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        spellings = []
+    if len(spellings) > 1:
+        shown = " and ".join(ascii(s) for s in spellings)
+        raise NameClashError(
+            f"There are {len(spellings)} {kind} folders named '{name}' in '{base}', with the same letters "
+            f"written in different Unicode forms ({shown}; the escapes show how each is stored). voxmith "
+            f"takes them for one {kind} and will not guess which you mean: rename one of them, or move "
+            "its files into the other, then try again.")
+    return contained_path(base, spellings[0] if spellings else name)
 
 
 def sanitize_filename(filename: str, default_stem: str = "clip") -> str:

@@ -18,8 +18,7 @@ import numpy as np
 from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json_object
-from voxmith.paths import validate_name
-from voxmith.paths import contained_path
+from voxmith.paths import canonical_name, named_folder
 
 SEGMENTS_FILE = "segments.json"
 # Segments with these flags are kept in segments.json (for review) but not put in the lists.
@@ -148,18 +147,23 @@ class DatasetLibrary:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, name: str) -> Path:
-        return contained_path(self.root, validate_name(name, "dataset"))
+        return named_folder(self.root, name, "dataset")
+
+    def at(self, name: str) -> Dataset:
+        """Dataset `name` in its one spelling, prepared or not (its folder may not exist yet)."""
+        path = self.path_for(name)  # (validates `name` first)
+        return Dataset(canonical_name(name), path)
 
     def names(self) -> List[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists())
+        return sorted(canonical_name(p.name) for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists())
 
     def get(self, name: str) -> Dataset:
-        path = self.path_for(name)
-        if not (path / SEGMENTS_FILE).exists():
+        dataset = self.at(name)
+        if not dataset.record_path.exists():
             known = ", ".join(self.names()) or "none yet"
-            raise VoxmithError(f"No dataset named '{name}'. Datasets: {known}. "
-                               f"Create it with `voxmith dataset prepare {quote(name)} --from VOICE_OR_FILES`.")
-        return Dataset(name, path)
+            raise VoxmithError(f"No dataset named '{dataset.name}'. Datasets: {known}. Create it with "
+                               f"`voxmith dataset prepare {quote(dataset.name)} --from VOICE_OR_FILES`.")
+        return dataset
 
     def remove(self, name: str) -> None:
         shutil.rmtree(self.get(name).path)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from voxmith.errors import VoxmithError
+from voxmith.paths import canonical_name
 from voxmith.serve.errors import ApiError
 from voxmith.serve.speech import finish_speech, result_id, start_speech
 from voxmith.serve.uploads import CHUNK_BYTES, upload_name
@@ -175,7 +176,8 @@ async def results(request: Request, limit: int = 50, voice: Optional[str] = None
     if kind == "conversion":
         entries = [e for e in entries if isinstance(e.record, ConversionRecord)][:limit]
     return {"results": [describe_result(studio, e.audio_path, e.record) for e in entries
-                        if voice is None or (e.record.voice is not None and e.record.voice.name == voice)]}
+                        if voice is None or (e.record.voice is not None
+                                             and canonical_name(e.record.voice.name) == canonical_name(voice))]}
 
 
 @router.get("/results/{rid:path}", summary="A result's audio or sidecar (or one of its takes)")

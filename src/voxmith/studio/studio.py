@@ -26,6 +26,7 @@ from voxmith.engines import (FINETUNE_REFUSED, Conditioning, Engine, Finetune, a
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import AudioError, VoxmithError
 from voxmith.fsutil import fingerprint_files, reserve_file
+from voxmith.paths import canonical_name
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
@@ -472,7 +473,8 @@ class Studio:
         """Where `request`'s book is made: its -o folder, or results/VOICE/<book>-book/."""
         if request.output_dir:
             return Path(request.output_dir).expanduser().resolve()
-        return self.workspace.results_dir / (request.voice or "_refs") / f"{slugify(Path(request.source).stem)}-book"
+        voice = canonical_name(request.voice) if request.voice else "_refs"  # one folder whichever way it is typed
+        return self.workspace.results_dir / voice / f"{slugify(Path(request.source).stem)}-book"
 
     def _finetune_for(self, choice: FinetuneChoice, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights a request's `choice` speaks with (None: stock) and what the record says
@@ -634,13 +636,11 @@ class Studio:
     def prepare_dataset(self, name: str, sources, settings: Optional[PrepareSettings] = None,
                         redo: bool = False, progress: Optional[ProgressCallback] = None) -> dict:
         """Slice, transcribe and write dataset `name`; resumes an interrupted run. Returns its summary."""
-        from voxmith.datasets.store import Dataset
-
-        path = self.datasets.path_for(name)
+        dataset = self.datasets.at(name)
         recordings = self.resolve_recordings(sources)
         # Two preparations of one dataset (two terminals, the web UI and the CLI), or an edit during
         # one, are refused (Dataset.changing).
-        return prepare_dataset(Dataset(name, path), recordings, settings or PrepareSettings(), redo=redo,
+        return prepare_dataset(dataset, recordings, settings or PrepareSettings(), redo=redo,
                                progress=progress)
 
 

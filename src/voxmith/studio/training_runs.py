@@ -19,7 +19,8 @@ from voxmith.datasets import DatasetLibrary
 from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, available_engines, create_engine,
                              engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.errors import VoxmithError
+from voxmith.errors import NameClashError, VoxmithError
+from voxmith.paths import canonical_name
 from voxmith.progress import ProgressCallback
 from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, TrainingRun, defaults_for,
                               train_loop, validate)
@@ -79,11 +80,13 @@ class TrainingRuns:
     # --- creating and checking ------------------------------------------------------------------
 
     def names(self) -> List[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "config.yaml").is_file())
+        return sorted(canonical_name(p.name) for p in self.root.iterdir() if (p / "config.yaml").is_file())
 
     def open(self, name: str) -> TrainingRun:
         try:
             return TrainingRun.open(self.root, name)
+        except NameClashError:  # two folders spelling `name` differently: said as it is
+            raise
         except VoxmithError:
             known = ", ".join(self.names()) or "none yet"
             raise VoxmithError(f"No training run named '{name}'. Runs: {known}. "
@@ -112,6 +115,7 @@ class TrainingRuns:
             raise VoxmithError(f"epochs is {epochs}; train for at least 1 epoch (or leave it out for the "
                                f"{engine} engine's default).")
         parsed = cls.parse_training_settings(settings)
+        dataset = self.datasets.get(dataset).name  # in its one spelling, as the config keeps it
         train, validation = self.lines(dataset)
         config = defaults_for(len(train), _default_epochs(cls, len(train)) if epochs is None else epochs,
                               dataset=dataset, engine=engine)
@@ -234,7 +238,7 @@ class TrainingRuns:
 
     def summary(self, name: str) -> RunSummary:
         run = self.open(name)
-        config = run.load_config()
+        name, config = run.name, run.load_config()
         rows = run.read_metrics()
         counted = run.counted_steps_per_epoch()  # what the trainer counted, else estimated from the lines
         try:
@@ -254,7 +258,7 @@ class TrainingRuns:
             last_loss=None if loss is None or math.isnan(loss) else loss,
             plots=[p for p in (run.folder / "loss.png", run.folder / "lr.png") if p.exists()],
             voices=[v.name for v in self.voices.list()
-                    if (v.listed_metadata().get("finetune") or {}).get("run") == name],
+                    if canonical_name((v.listed_metadata().get("finetune") or {}).get("run") or "") == name],
             folder=run.folder)
 
     def summaries(self) -> List[RunSummary]:
@@ -285,11 +289,12 @@ class TrainingRuns:
 
     def finetune(self, name: str, which: str | int = "latest") -> tuple[Finetune, str, CheckpointInfo]:
         """The fine-tuned weights of run `name` at checkpoint `which`, the run's engine, and the checkpoint."""
-        config = self.open(name).load_config()
+        run = self.open(name)
+        name, config = run.name, run.load_config()
         info = self.find_checkpoint(name, which)
         stat = info.path.stat()
         return Finetune(
-            key=f"{self.root / name}:{info.step}:{stat.st_mtime_ns}:{stat.st_size}",
+            key=f"{run.folder}:{info.step}:{stat.st_mtime_ns}:{stat.st_size}",
             description=f"run '{name}', step {info.step}" + (f" ({which})" if str(which) in CHECKPOINT_CHOICES else ""),
             load_state=lambda: _load_model_state(info.path),
             config=config.to_dict(),
@@ -307,6 +312,7 @@ class TrainingRuns:
             return None
         if str(which) not in CHECKPOINT_CHOICES:
             which = _parse_step(which)
+        run = self.open(run).name  # kept in its one spelling
         finetune, engine, info = self.finetune(run, which)
         choice: Dict[str, Any] = {"run": run, "checkpoint": which, "engine": engine}
         notes = self.check_finetune(target, finetune, engine, progress) if self.check_finetune else None

@@ -29,8 +29,7 @@ from voxmith.errors import AudioError, VoiceError
 from voxmith.fsutil import atomic_write_json, exclusive_lock, fingerprint_files, read_json_object
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache
-from voxmith.paths import sanitize_filename, validate_name
-from voxmith.paths import contained_path
+from voxmith.paths import canonical_name, named_folder, sanitize_filename
 
 VOICE_FILE = "voice.json"
 
@@ -179,29 +178,32 @@ class VoiceLibrary:
         self.root.mkdir(parents=True, exist_ok=True)
         self.trash_dir = trash_dir or voices_dir.parent / TRASH_FOLDER / "voices"
 
-    def _dir(self, name: str) -> Path:
-        return contained_path(self.root, validate_name(name, "voice"))
+    def _locate(self, name: str) -> tuple[str, Path]:
+        """Voice `name` in its one spelling, and its folder (which may be spelt another way)."""
+        path = named_folder(self.root, name, "voice")
+        return canonical_name(name), path
 
     def names(self) -> List[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return [voice.name for voice in self.list()]
 
     def list(self) -> List[Voice]:
-        return [Voice(n, self.root / n) for n in self.names()]
+        folders = (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted((Voice(canonical_name(p.name), p) for p in folders), key=lambda v: v.name)
 
     def exists(self, name: str) -> bool:
-        return self._dir(name).is_dir()
+        return self._locate(name)[1].is_dir()
 
     def get(self, name: str, *, to_create: bool = True) -> Voice:
         """Voice `name`; a missing one is an error naming the voices there are and the close ones
         (a typo), and, with `to_create`, how to make it (not for `remove`: it would only mislead)."""
-        path = self._dir(name)
+        name, path = self._locate(name)
         if not path.is_dir():
             raise self._missing(name, to_create)
         return Voice(name, path)
 
     def close_names(self, name: str) -> List[str]:
         """Voices whose names are close to `name` (a typo, another case): for "did you mean"."""
-        names = self.names()
+        names, name = self.names(), canonical_name(name)
         close = [n for n in names if n.lower() == name.lower()] + difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         return list(dict.fromkeys(close))[:3]
 
@@ -220,7 +222,7 @@ class VoiceLibrary:
             progress: Optional[ProgressCallback] = None) -> Voice:
         """Create voice `name` from copies of `files` (or add them with `append`, or replace the
         voice with `force`). Nothing changes unless every file is a usable clip."""
-        target = self._dir(name)
+        name, target = self._locate(name)
         files = _expand_folders(Path(f) for f in files)
         if not files:
             raise VoiceError("No clips given. Pass one or more audio files.")
@@ -276,7 +278,7 @@ class VoiceLibrary:
                 atomic_write_json(target / VOICE_FILE, meta)
             else:
                 if backup_slot is not None:  # where the old voice went: said by the CLI and the web UI
-                    meta["replaced"] = {"backup": str(backup_slot / name), "at": _now()}
+                    meta["replaced"] = {"backup": str(backup_slot / target.name), "at": _now()}
                 atomic_write_json(staging / VOICE_FILE, meta)
                 if backup_slot is not None:
                     self._move_to_backup(target, backup_slot)
@@ -318,6 +320,7 @@ class VoiceLibrary:
 
     def remove(self, name: str) -> Path:
         """Move voice `name` to the workspace's trash; returns where it is now."""
+        name = self._locate(name)[0]
         with _voice_lock(self.root, name):
             voice = self.get(name, to_create=False)
             slot = self._reserve_backup(name)

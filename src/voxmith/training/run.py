@@ -24,7 +24,7 @@ import yaml
 
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_text
-from voxmith.paths import contained_path, validate_name
+from voxmith.paths import canonical_name, named_folder
 from voxmith.training.checkpoints import CheckpointStore
 from voxmith.training.config import TrainingConfig, load_config, save_config
 from voxmith.training.losses import LossTerm
@@ -45,8 +45,8 @@ class TrainingRun:
                loss_terms: Sequence[LossTerm] = ()) -> "TrainingRun":
         """A new run folder holding `config` (`loss_terms`: the engine's losses, whose descriptions
         comment their weights); refuses a name that is already taken."""
-        validate_name(name, "training run")
-        folder = contained_path(Path(training_dir), name)
+        folder = named_folder(Path(training_dir), name, "training run")
+        name = canonical_name(name)
         if (folder / "config.yaml").exists():
             raise VoxmithError(f"A training run named '{name}' already exists; resume it or pick another name.")
         run = cls(folder)
@@ -56,15 +56,14 @@ class TrainingRun:
 
     @classmethod
     def open(cls, training_dir: str | Path, name: str) -> "TrainingRun":
-        validate_name(name, "training run")
-        folder = contained_path(Path(training_dir), name)
+        folder = named_folder(Path(training_dir), name, "training run")
         if not (folder / "config.yaml").is_file():
-            raise VoxmithError(f"No training run named '{name}' in '{training_dir}'.")
+            raise VoxmithError(f"No training run named '{canonical_name(name)}' in '{training_dir}'.")
         return cls(folder)
 
     @property
     def name(self) -> str:
-        return self.folder.name
+        return canonical_name(self.folder.name)  # (the folder may be spelt otherwise: see named_folder)
 
     @property
     def config_path(self) -> Path:
