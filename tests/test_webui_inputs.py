@@ -148,3 +148,18 @@ def test_a_weights_value_not_from_the_list_is_refused_in_words():
     for value in ("run:latest", "bogus", "run::r1"):
         with pytest.raises(VoxmithError, match="pick one of the Weights list"):
             finetune_choice(value)
+
+
+def test_a_bug_in_a_callback_names_the_users_file_not_the_servers_path(uploads, caplog):
+    from voxmith.webui.progress import friendly
+
+    kept = Path(uploads("my take.wav", b"RIFF"))
+
+    @friendly
+    def broken():
+        raise KeyError(f"no entry for {kept}")  # a bug, not a VoxmithError
+
+    message = refused(broken)
+    assert message.startswith("Unexpected KeyError:") and "my take.wav" in message and "This is a bug" in message
+    assert str(uploads.folder) not in message
+    assert any(r.exc_info for r in caplog.records if r.name == "voxmith.webui")  # the console has the traceback

@@ -31,7 +31,7 @@ def plural_unit(unit: str) -> str:
     return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
-def user_message(err: VoxmithError) -> str:
+def user_message(err: Exception) -> str:
     """The error as the page shows it: uploads named as the user named them, not by their temporary
     path, and escaped (Gradio renders error messages as HTML; file names are user input)."""
     message = str(err)
@@ -45,14 +45,25 @@ def user_message(err: VoxmithError) -> str:
 
 def friendly(handler):
     """Show user errors as messages in the page instead of a generic 'Error'; the server console
-    gets one line per error, not a traceback (these are the user's mistakes, not bugs)."""
+    gets one line per error, not a traceback (these are the user's mistakes, not bugs). Anything
+    else is a bug: its traceback goes to the console, and the page gets its type and message with
+    upload paths made the user's file names (Gradio, started with show_error, would show the bare
+    message, temporary paths and all)."""
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
+        name = getattr(handler, "__name__", "request")
         try:
             with process_threads():  # Gradio's worker threads copy the count when they start
                 return handler(*args, **kwargs)
         except VoxmithError as err:
             message = user_message(err)
-            logger.warning("%s: %s", getattr(handler, "__name__", "request"), html.unescape(message).splitlines()[0])
+            logger.warning("%s: %s", name, html.unescape(message).splitlines()[0])
             raise gr.Error(message, duration=None, print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as err:
+            logger.exception("%s failed", name)
+            raise gr.Error(f"Unexpected {type(err).__name__}: {user_message(err)}. This is a bug in voxmith, "
+                           "not something you did; the studio's console has the details.",
+                           duration=None, print_exception=False) from None
     return wrapper
