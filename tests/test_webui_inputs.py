@@ -14,6 +14,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
+from voxmith.datasets.store import SEGMENTS_FILE  # noqa: E402
 from voxmith.errors import VoxmithError  # noqa: E402
 from voxmith.studio import Studio  # noqa: E402
 
@@ -163,3 +164,26 @@ def test_a_bug_in_a_callback_names_the_users_file_not_the_servers_path(uploads, 
     assert message.startswith("Unexpected KeyError:") and "my take.wav" in message and "This is a bug" in message
     assert str(uploads.folder) not in message
     assert any(r.exc_info for r in caplog.records if r.name == "voxmith.webui")  # the console has the traceback
+
+
+def test_a_choice_gone_since_the_page_listed_it_is_said_with_the_tabs(app, uploads, demo_files):
+    """A voice, dataset or run deleted (by the CLI) while the page still lists it."""
+    _studio, callbacks = app
+    for message in (refused(callbacks["run_analysis"], "gone"),
+                    refused(callbacks["convert"], uploads("speech.flac", demo_files[0]), "gone", "{}"),
+                    refused(callbacks["apply"], "gone", "seg-1", "text"),
+                    refused(callbacks["start_run"], "gone", False)):
+        assert "No " in message and "'gone'" in message and "`voxmith" not in message
+        assert "Voices tab" in message or "Dataset tab" in message or "Training tab" in message
+
+
+def test_a_dataset_made_from_other_recordings_is_not_rebuilt_with_a_cli_flag(app):
+    studio, callbacks = app
+    made = studio.datasets.path_for("made-before")
+    made.mkdir(parents=True)
+    (made / SEGMENTS_FILE).write_text(json.dumps({"name": "made-before", "fingerprint": "other recordings",
+                                                  "slicing": {}, "segments": []}))
+    message = refused(callbacks["run_prepare"], "made-before", ["alice"], None, "en", 2.0, 12.0)
+    assert "already exists" in message and "--redo to rebuild" not in message
+    assert message.endswith("Choose another name (rebuilding it, which loses edited transcripts, is "
+                            "`voxmith dataset prepare NAME --redo` on the command line).")

@@ -31,10 +31,25 @@ def plural_unit(unit: str) -> str:
     return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
+# The library's hints name CLI commands; in the page, the tab that does the same (or the CLI, said
+# as such, when no tab does).
+PAGE_HINTS = (
+    (re.compile(r"Create it with `voxmith voices add [^`]*`\."), "Create it in the Voices tab."),
+    (re.compile(r"Create it with `voxmith dataset prepare [^`]*`\."), "Prepare it in the Dataset tab."),
+    (re.compile(r"Create one with `voxmith train init [^`]*`\."), "Create one in the Training tab."),
+    (re.compile(r"Pass --redo to rebuild it \(edited transcripts are lost\), or choose another name\."),
+     "Choose another name (rebuilding it, which loses edited transcripts, is `voxmith dataset prepare "
+     "NAME --redo` on the command line)."),
+)
+
+
 def user_message(err: Exception) -> str:
     """The error as the page shows it: uploads named as the user named them, not by their temporary
-    path, and escaped (Gradio renders error messages as HTML; file names are user input)."""
+    path, hints as the page's tabs, and escaped (Gradio renders error messages as HTML; file names
+    are user input)."""
     message = str(err)
+    for pattern, hint in PAGE_HINTS:
+        message = pattern.sub(hint, message)
     folder = os.environ.get("GRADIO_TEMP_DIR")
     if folder:
         for prefix in {folder.rstrip("/"), os.path.realpath(folder)}:
