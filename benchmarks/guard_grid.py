@@ -42,6 +42,7 @@ DEV_SENTENCES = [
     "Our train was delayed by twenty minutes because of snow on the tracks.",
 ]
 MAX_DEV_WER = 0.08
+NATURALNESS_COLLAPSE = 0.6  # guard.NATURALNESS_COLLAPSE (not imported: --analyse needs no voxmith)
 LAMBDAS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 1.0)
 # (network, ridge, warp, statistics)
 GRID = [
@@ -50,6 +51,12 @@ GRID = [
     (1, 1, 0.5, 1), (0, 0, 0.5, 1),
     (1, 1, 0.25, 1), (0, 0, 0.25, 1),
     (1, 1, 0, 1), (0, 0, 0, 1), (0, 0, 0, 0.5),
+]
+# Engine 11's grid (`--grid 11`): scaled-joe bases keep little warp, so more rows between the
+# guard's usual choice and the gentlest one, and statistics below a half.
+GRID_ENGINE11 = [
+    (1, 1, 1, 1), (0, 1, 1, 1), (0, 0, 1, 1), (0, 0, 0.5, 1), (0, 0, 0, 1), (0, 1, 0, 1), (0, 1, 0, 0.75),
+    (0, 0, 0, 0.75), (0, 0, 0.5, 0.75), (0, 1, 0, 0.5), (0, 0, 0, 0.5), (0, 0, 0, 0.25),
 ]
 
 
@@ -80,6 +87,63 @@ def analyse(path: Path) -> None:
             allowed = [r for r in by_voice[v] if wer(r) <= MAX_DEV_WER] or [min(by_voice[v], key=wer)]
             chosen.append(max(allowed, key=lambda r: r["secs"] + lam * r["mos"]))
         line(f"hindsight, lam {lam:g}", chosen)
+    if all("enroll_sim" in r for r in rows):  # a `--grid 11` table: what enrollment could choose itself
+        for lam in LAMBDAS:
+            chosen = []
+            for v in voices:
+                passing = [r for r in by_voice[v] if r["check"] <= r["floor"] + r["tolerance"]]
+                passing = passing or [min(by_voice[v], key=lambda r: r["check"])]
+                top = max(r["enroll_mos"] for r in passing)
+                passing = [r for r in passing if r["enroll_mos"] >= top - NATURALNESS_COLLAPSE]
+                chosen.append(max(passing, key=lambda r: r["enroll_sim"] + lam * r["enroll_mos"]))
+            line(f"best passing row, lam {lam:g}", chosen)
+
+
+def _engine11_rows(name, cond, chosen, enroll_s, speak, conditioning_at, engine, settings, held_out, encoder,
+                   mos_model, transcriber, spoken, out, earlier):
+    """`--grid 11`: each GRID_ENGINE11 row's check (seed set 0), the enrollment scores of the same
+    takes (GE2E similarity to the enrolled embedding, DistillMOS) and the listener's figures."""
+    from voxmith.engines.piper_vc import guard, world
+    from voxmith.engines.piper_vc.intelligibility import word_errors
+    from voxmith.speaker import cosine_similarity
+
+    said_once = {}
+
+    def remembered(text, seed, strengths):
+        key = (text, seed, strengths)
+        if key not in said_once:
+            said_once[key] = speak(text, seed, strengths)
+        return said_once[key]
+
+    target = np.asarray(cond["target_embedding"], np.float32)
+    print(f"{name}: enrolled in {enroll_s:.0f}s, base {cond.get('base_voice', 'joe')}, kept {chosen['strengths']}, "
+          f"floor {chosen['base_errors']} + tolerance {chosen['tolerance']}", flush=True)
+    rows = []
+    for network, ridge, warp, statistics in GRID_ENGINE11:
+        strengths = guard.Strengths(network=network, ridge=ridge, warp=warp, statistics=statistics)
+        check = guard.heard_errors(remembered, guard.CHECK_SENTENCES, strengths)[0]
+        heard = [remembered(text, k, strengths) for k, text in enumerate(guard.CHECK_SENTENCES)]
+        said = conditioning_at(strengths)
+        secs, mos, errors, words = [], [], 0, 0
+        for k, (sentence, text) in enumerate(zip(DEV_SENTENCES, spoken)):
+            take = engine.synthesize(text, said, settings, seed=k)[0]
+            secs.append(cosine_similarity(encoder.embed(take.samples, take.sample_rate_hz), held_out))
+            mos.append(mos_model.score(take.samples, take.sample_rate_hz))
+            errors += word_errors(sentence, transcriber.transcribe(take.samples, take.sample_rate_hz, language="en").text)
+            words += len(sentence.split())
+        row = {"voice": name, "strengths": [network, ridge, warp, statistics], "check": check,
+               "floor": chosen["base_errors"], "tolerance": chosen["tolerance"],
+               "enroll_sim": float(np.mean([cosine_similarity(encoder.embed(a, world.SAMPLE_RATE_HZ), target)
+                                            for a in heard])),
+               "enroll_mos": float(np.mean([mos_model.score(a, world.SAMPLE_RATE_HZ) for a in heard])),
+               "secs": float(np.mean(secs)), "mos": float(np.mean(mos)), "dev_errors": errors, "dev_words": words,
+               "base": str(cond.get("base_voice", "joe")), "guard_chose": chosen["strengths"], "enroll_s": enroll_s}
+        rows.append(row)
+        print(f"  {row['strengths']} check {check} enrollment {row['enroll_sim']:.3f} / {row['enroll_mos']:.2f} "
+              f"SECS {row['secs']:.3f} dev errors {errors}/{words} MOS {row['mos']:.2f}", flush=True)
+        Path(out).write_text(json.dumps({"dev_sentences": DEV_SENTENCES, "grid": GRID_ENGINE11,
+                                         "rows": earlier + rows}, indent=1))
+    return rows
 
 
 def main() -> int:
@@ -90,6 +154,9 @@ def main() -> int:
     ap.add_argument("--enrollment-scores", action="store_true",
                     help="instead of the check and the listener's figures, what enrollment itself could measure at "
                          "each row: the check sentences' similarity to the voice's enrolled embedding and MOS")
+    ap.add_argument("--grid", choices=("8", "11"), default="8",
+                    help="8: the engine-8 rows at two seed sets; 11: GRID_ENGINE11 at one seed set, with the "
+                         "check sentences' enrollment scores measured from the same takes (one pass)")
     args = ap.parse_args()
     if args.analyse:
         analyse(Path(args.analyse))
@@ -135,6 +202,10 @@ def main() -> int:
         def shifted(text, seed, strengths):
             return speak(text, seed + 1000, strengths)
 
+        if args.grid == "11":
+            rows += _engine11_rows(name, cond, chosen, enroll_s, speak, conditioning_at, engine, settings, held_out,
+                                   encoder, mos_model, transcriber, spoken, args.out, rows)
+            continue
         floors = [0, 0] if args.enrollment_scores else [
             guard.heard_errors(s, guard.CHECK_SENTENCES, None)[0] for s in (speak, shifted)]
         print(f"{name}: enrolled in {enroll_s:.0f}s, guard {chosen['strengths']} errors {chosen['errors']} "
