@@ -6,11 +6,14 @@ a TypeError, never a temporary path, and nothing of the user's is changed."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 gr = pytest.importorskip("gradio")
 
@@ -187,3 +190,14 @@ def test_a_dataset_made_from_other_recordings_is_not_rebuilt_with_a_cli_flag(app
     assert "already exists" in message and "--redo to rebuild" not in message
     assert message.endswith("Choose another name (rebuilding it, which loses edited transcripts, is "
                             "`voxmith dataset prepare NAME --redo` on the command line).")
+
+
+def test_a_recording_with_no_samples_is_refused_before_the_voice_is_enrolled(app, uploads):
+    """A header and no audio: what a microphone stopped at once leaves. (Before, the voice was
+    enrolled first, a minute on a new voice, and then the recording was found empty.)"""
+    _studio, callbacks = app
+    empty = io.BytesIO()
+    sf.write(empty, np.zeros(0, dtype=np.float32), 48000, format="WAV")
+    message = refused(callbacks["convert"], uploads("microphone.wav", empty.getvalue()), "gone", "{}")
+    assert message == ("The recording to convert, 'microphone.wav', contains no audio (zero length): "
+                       "record or export it again.")

@@ -59,9 +59,12 @@ class ConvertRequest:
         # A file no decoder reads is refused now, in `load_audio`'s words, not after the voice is enrolled.
         blocks = read_blocks(source, CHECK_RATE_HZ)
         try:
-            next(blocks, None)
+            first = next(blocks, None)
         finally:
             blocks.close()
+        if first is None or not first.size:  # a header and no samples (a recording stopped at once)
+            raise VoxmithError(f"The recording to convert, '{source}', contains no audio (zero length): "
+                               "record or export it again.")
 
 
 @dataclass
