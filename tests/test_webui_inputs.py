@@ -201,3 +201,12 @@ def test_a_recording_with_no_samples_is_refused_before_the_voice_is_enrolled(app
     message = refused(callbacks["convert"], uploads("microphone.wav", empty.getvalue()), "gone", "{}")
     assert message == ("The recording to convert, 'microphone.wav', contains no audio (zero length): "
                        "record or export it again.")
+
+
+def test_serve_webui_sweeps_uploads_as_the_webui_does(tmp_path, monkeypatch):
+    from voxmith.cli.commands_serve import webui_blocks
+    from voxmith.webui.server import TEMP_MAX_AGE_S, TEMP_SWEEP_EVERY_S
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # (webui_blocks sets it; put back after)
+    blocks = webui_blocks(Studio(tmp_path / "ws", device="cpu"))
+    assert blocks.delete_cache == (TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S)

@@ -32,7 +32,7 @@ def serve(obj, listen, token, workers, webui, allowed_hosts):
     address = parse_listen(listen)
     check_token(address, token)  # refuse before loading anything heavy
     check_port_free(address)
-    blocks = _webui_blocks(obj.studio) if webui else None
+    blocks = webui_blocks(obj.studio) if webui else None
     server, address = make_server(obj.studio, listen, token, workers, blocks, allowed_hosts,
                                   log_level="warning" if obj.quiet else "info")
     click.echo(describe(address, webui), err=True)
@@ -81,17 +81,18 @@ def leave_without_teardown(status: int) -> NoReturn:
     exit_now(status)
 
 
-def _webui_blocks(studio):
-    """The web UI's page, to be served by the API's server at /ui."""
+def webui_blocks(studio):
+    """The web UI's page, to be served by the API's server at /ui; its uploads are swept as
+    `voxmith webui` sweeps them (without, they stayed in the temporary folder until the server stopped)."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voxmith.webui.app import build_app
-    from voxmith.webui.server import private_upload_folder
+    from voxmith.webui.server import TEMP_MAX_AGE_S, TEMP_SWEEP_EVERY_S, private_upload_folder
 
     os.environ["GRADIO_TEMP_DIR"] = private_upload_folder()
-    blocks = build_app(studio)
+    blocks = build_app(studio, delete_cache=(TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S))
     blocks.queue(default_concurrency_limit=1)  # the web UI's long jobs run one at a time, as in `voxmith webui`
     return blocks
 
