@@ -138,6 +138,15 @@ def test_psola_floor_keeps_the_gaps_of_a_lowered_pitch():
     assert np.corrcoef(a, x)[0, 1] > 0.95 and np.corrcoef(b, x)[0, 1] > 0.95
 
 
+def test_the_optimal_transport_map_of_a_side_with_one_frame_is_the_mean_shift(recwarn):
+    rng = np.random.default_rng(0)
+    many = rng.normal(size=(200, 6))
+    for src, tgt in ((many[:1], many), (many, many[:1]), (many[:0], many)):
+        assert np.array_equal(conversion.ot_map(src, tgt), np.eye(6))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # numpy's cov of one row warns
+    assert np.all(np.isfinite(conversion.ot_map(many, many[::-1] * 2.0)))
+
+
 def test_requests_draw_pipers_noise_and_the_guard_hears_the_conversion_without_it():
     from voxmith.engines.piper_vc.engine import GUARD_RENDERING, PiperVCEngine, PiperVCNaturalEngine
 

@@ -111,7 +111,12 @@ def _sqrtm(c: np.ndarray, power: float = 0.5) -> np.ndarray:
 def ot_map(src: np.ndarray, tgt: np.ndarray, shrink: float = 0.1) -> np.ndarray:
     """Matrix A with (x - mean_src) @ A.T + mean_tgt carrying N(src) onto N(tgt) with the least
     mean squared displacement: A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2. Covariances are shrunk
-    toward their diagonals because a clip or two gives only a few thousand frames for 34 dims."""
+    toward their diagonals because a clip or two gives only a few thousand frames for 34 dims.
+    With fewer than two frames on a side (a clip of one held tone has no unvoiced frames to speak
+    of) no covariance can be estimated: the identity, so the full map is the mean shift alone."""
+    if min(src.shape[0], tgt.shape[0]) < 2:
+        return np.eye(src.shape[1])
+
     def cov(x: np.ndarray) -> np.ndarray:
         c = np.cov(x.T)
         return (1 - shrink) * c + shrink * np.diag(np.diag(c))
