@@ -51,3 +51,12 @@ def test_show_names_another_engines_enrollment(run, demo_files):
     shown = run("voices", "show", "alice", "--engine", "gpt-sovits")
     assert shown.exit_code == 0, shown.output
     assert "Not enrolled" in shown.output
+
+
+def test_an_enrollment_check_that_failed_with_everything_backed_off_says_so():
+    from voxmith.cli.commands_voices import format_enrollment
+
+    notes = {"errors": 10, "words": 53, "base_errors": 3, "tolerance": 5, "reduced": ["statistics 0.5 -> 0: ..."]}
+    assert "More than the 5 allowed above the base voice" in format_enrollment(notes)
+    assert "allowed above" not in format_enrollment({**notes, "errors": 8})  # within the tolerance
+    assert "allowed above" not in format_enrollment({k: v for k, v in notes.items() if k != "tolerance"})  # old record
