@@ -78,6 +78,10 @@ def test_an_upload_the_server_swept_is_named_with_the_way_out(app, uploads, demo
         assert "'take one.flac' is no longer on the server" in message and "upload it again" in message
         assert str(uploads.folder) not in message
     assert not studio.voices.exists("newvoice") and "newset" not in studio.datasets.names()
+    also = uploads("take two.flac", demo_files[1], "77aa")
+    Path(also).unlink()
+    message = refused(callbacks["save"], "newvoice", [swept, also], "create", False)
+    assert "'take one.flac', 'take two.flac' are no longer on the server" in message and "upload them again" in message
 
 
 def test_creating_a_voice_that_exists_names_the_tabs_choices_not_cli_flags(app, uploads, demo_files):

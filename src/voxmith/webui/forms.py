@@ -30,9 +30,10 @@ def uploaded_paths(values: Optional[Iterable[Any]]) -> List[Path]:
     gone = [p.name for p in paths if not p.is_file()]
     if gone:
         names = ", ".join(f"'{name}'" for name in gone)
-        raise VoxmithError(f"{names} {'is' if len(gone) == 1 else 'are'} no longer on the server (uploads are "
-                           f"kept for {UPLOADS_KEPT_S // 60} minutes, and not after a restart). "
-                           "Remove it from the upload box and upload it again.")
+        one = len(gone) == 1
+        raise VoxmithError(f"{names} {'is' if one else 'are'} no longer on the server (uploads are kept for "
+                           f"{UPLOADS_KEPT_S // 60} minutes, and not after a restart). Remove {'it' if one else 'them'} "
+                           f"from the upload box and upload {'it' if one else 'them'} again.")
     return paths
 
 
