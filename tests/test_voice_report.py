@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import pytest
 
 
 def test_demo_voice_report(studio):
@@ -38,3 +38,23 @@ def test_short_voice_gets_weak_advice(studio, demo_files, tmp_path):
     report = studio.analyse_voice("brief")
     assert "weak" in report.advice[0]
     assert report.clips[0].consistency is None  # one clip is trivially consistent
+
+
+def test_noise_clip_is_not_counted_as_speech(studio, demo_audio, demo_files, tmp_path):
+    """WebRTC's VAD calls loud broadband noise speech (a clip of white noise read as 100 % speech);
+    the report measures speech with Silero, so noise counts for nothing and is flagged."""
+    import numpy as np
+    import soundfile as sf
+
+    noise = tmp_path / "noise.wav"
+    sf.write(noise, (np.random.default_rng(0).standard_normal(5 * 22050) * 0.1).astype(np.float32), 22050)
+    studio.voices.add("mixed", [noise, demo_files[0]])
+    report = studio.analyse_voice("mixed")
+    by_file = {c.file: c for c in report.clips}
+    assert by_file["noise.wav"].stats.speech_s < 0.5
+    assert any("mostly non-speech" in f for f in by_file["noise.wav"].flags)
+    speech = by_file[demo_files[0].name]
+    assert not any("non-speech" in f for f in speech.flags)
+    assert 0.7 * demo_audio.duration_s < speech.stats.speech_s <= demo_audio.duration_s
+    # The voice's speech is the real clip's alone.
+    assert report.total_speech_s == pytest.approx(speech.stats.speech_s + by_file["noise.wav"].stats.speech_s)
