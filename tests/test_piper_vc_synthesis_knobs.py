@@ -147,6 +147,23 @@ def test_the_optimal_transport_map_of_a_side_with_one_frame_is_the_mean_shift(re
     assert np.all(np.isfinite(conversion.ot_map(many, many[::-1] * 2.0)))
 
 
+def test_a_target_without_unvoiced_or_voiced_frames_converts_to_finite_features(recwarn):
+    rng = np.random.default_rng(0)
+    frames = 300
+
+    def feats(f0):
+        return world.WorldFeatures(f0=f0, mcep=rng.normal(size=(frames, 8)), ap=np.zeros((frames, 5)))
+
+    joe = feats(np.where(rng.random(frames) < 0.6, 120.0, 0.0))
+    for target in (feats(np.full(frames, 220.0)), feats(np.zeros(frames))):  # one held tone; a whisper
+        params = conversion.fit([joe], [target], warp=0.0, cov_mix=0.5)
+        out = conversion.convert(joe, params)
+        assert np.all(np.isfinite(out.mcep)) and np.all(np.isfinite(out.f0))
+    # The whisper keeps joe's pitch; its unvoiced frames still move to the target's statistics.
+    assert np.allclose(out.f0[joe.voiced], joe.f0[joe.voiced])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_requests_draw_pipers_noise_and_the_guard_hears_the_conversion_without_it():
     from voxmith.engines.piper_vc.engine import GUARD_RENDERING, PiperVCEngine, PiperVCNaturalEngine
 

@@ -98,6 +98,17 @@ def frame_groups(feats: Sequence[WorldFeatures]) -> Tuple[np.ndarray, np.ndarray
     return np.concatenate(mceps), np.concatenate(voiced)
 
 
+def _paired_stats(src: np.ndarray, tgt: np.ndarray) -> Tuple[Stats, Stats]:
+    """Statistics of one frame group (voiced or unvoiced) on both sides. A side with under two
+    frames (a target that is one held tone has no unvoiced frames) gives no statistics: that
+    group maps onto itself (both sides the other's, or zero mean and unit spread)."""
+    if src.shape[0] >= 2 and tgt.shape[0] >= 2:
+        return Stats.of(src), Stats.of(tgt)
+    known = src if src.shape[0] >= 2 else tgt
+    same = Stats.of(known) if known.shape[0] >= 2 else Stats(np.zeros(src.shape[1]), np.ones(src.shape[1]))
+    return same, same
+
+
 def log_f0_stats(feats: Sequence[WorldFeatures]) -> Stats:
     lf0 = np.concatenate([np.log(f.f0[f.voiced]) for f in feats])
     return Stats(np.asarray(lf0.mean()), np.asarray(max(lf0.std(), 1e-3)))
@@ -167,11 +178,15 @@ def fit(src_feats: Sequence[WorldFeatures], tgt_feats: Sequence[WorldFeatures], 
     sc, sv = frame_groups(warped)
     tc, tv = frame_groups(tgt_feats)
     d = sc.shape[1] - 1
+    src_voiced, tgt_voiced = _paired_stats(sc[sv, 1:], tc[tv, 1:])
+    src_unvoiced, tgt_unvoiced = _paired_stats(sc[~sv, 1:], tc[~tv, 1:])
+    src_lf0 = log_f0_stats(src_feats)
+    # A target with no voiced frame at all (a whisper, noise) keeps the base voice's pitch.
+    tgt_lf0 = log_f0_stats(tgt_feats) if any(f.voiced.any() for f in tgt_feats) else src_lf0
     params = ConversionParams(
         warp=float(warp),
-        src_voiced=Stats.of(sc[sv, 1:]), src_unvoiced=Stats.of(sc[~sv, 1:]),
-        tgt_voiced=Stats.of(tc[tv, 1:]), tgt_unvoiced=Stats.of(tc[~tv, 1:]),
-        src_lf0=log_f0_stats(src_feats), tgt_lf0=log_f0_stats(tgt_feats),
+        src_voiced=src_voiced, src_unvoiced=src_unvoiced, tgt_voiced=tgt_voiced, tgt_unvoiced=tgt_unvoiced,
+        src_lf0=src_lf0, tgt_lf0=tgt_lf0,
         ridge=np.zeros((d + 1, d)), ridge_mix=0.0,
         ot_voiced=ot_map(sc[sv, 1:], tc[tv, 1:]), ot_unvoiced=ot_map(sc[~sv, 1:], tc[~tv, 1:]),
         cov_mix=float(cov_mix),
