@@ -4,6 +4,7 @@ Used e.g. to keep gpt-sovits' corrected reference transcript with the voice."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -56,7 +57,14 @@ def test_show_names_another_engines_enrollment(run, demo_files):
 def test_an_enrollment_check_that_failed_with_everything_backed_off_says_so():
     from voxmith.cli.commands_voices import format_enrollment
 
-    notes = {"errors": 10, "words": 53, "base_errors": 3, "tolerance": 5, "reduced": ["statistics 0.5 -> 0: ..."]}
+    from voxmith.engines.piper_vc import guard
+
+    failed = guard.GuardResult(guard.Strengths(0.0, 0.0, 0.0, 0.0), base_errors=3, errors=10, words=53,
+                               steps=["statistics 0.5 -> 0: ..."], tolerance=5)
+    notes = guard.summary(failed.to_conditioning())
+    assert notes["passed"] is False
     assert "More than the 5 allowed above the base voice" in format_enrollment(notes)
-    assert "allowed above" not in format_enrollment({**notes, "errors": 8})  # within the tolerance
-    assert "allowed above" not in format_enrollment({k: v for k, v in notes.items() if k != "tolerance"})  # old record
+    within = guard.summary(replace(failed, errors=8).to_conditioning())
+    assert within["passed"] is True and "allowed above" not in format_enrollment(within)
+    older = {k: v for k, v in notes.items() if k not in ("tolerance", "passed")}  # enrolled before it was stored
+    assert "allowed above" not in format_enrollment(older)

@@ -194,9 +194,8 @@ def format_enrollment(notes) -> str:
         lines.append(f"* Base voice: {notes['base_voice']['name']} ({notes['base_voice']['reason']}).")
     lines += [f"* Enrollment check: {notes['errors']} word errors in {notes['words']} words "
               f"({notes['base_errors']} for the unconverted base voice)."]
-    tolerance = notes.get("tolerance")
-    if tolerance is not None and notes["errors"] > notes["base_errors"] + tolerance:
-        lines.append(f"  ! More than the {tolerance} allowed above the base voice even with the conversion backed "
+    if notes.get("passed") is False:
+        lines.append(f"  ! More than the {notes['tolerance']} allowed above the base voice even with the conversion backed "
                      "off: it speaks as the base voice at the voice's pitch, and its clips may not be clean speech "
                      "of one person (see the clip flags above).")
     if notes["reduced"]:

@@ -152,6 +152,8 @@ def summary(conditioning: Dict[str, np.ndarray], prefix: str = "") -> Optional[d
                          if prefix + key in conditioning}}
     if prefix + "guard.tolerance" in conditioning:  # conditionings enrolled before it was stored lack it
         out["tolerance"] = int(conditioning[prefix + "guard.tolerance"])
+        out["passed"] = GuardResult(Strengths(), out["base_errors"], out["errors"], out["words"],
+                                    tolerance=out["tolerance"]).passed
     if prefix + "guard.natural" in conditioning:  # engine 10 on
         out["natural"] = str(conditioning[prefix + "guard.natural"])
     return out
