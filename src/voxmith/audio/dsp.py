@@ -18,7 +18,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average all channels. Accepts (frames,) or (frames, channels)."""
     if samples.ndim == 1:
         return samples
-    return samples.mean(axis=1).astype(np.float32)
+    return samples.mean(axis=1).astype(np.float32, copy=False)
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

@@ -5,7 +5,9 @@ through libsndfile, MP3 through PyAV (FFmpeg's libraries in the `av` wheel: libs
 prints to the terminal), and everything else (M4A/AAC, Opus, WMA, video containers...) through
 ffmpeg when it is installed, else through PyAV. Every failure becomes an `AudioError` naming the
 file and the problem; a file no decoder can read gets the one message of `undecodable`, whichever
-command read it. `save_audio` writes atomically;
+command read it. A file longer than `load_audio`'s `max_seconds` is refused from its header before
+any decoding (or, where only decoding tells the length, as soon as the decoded audio passes the
+bound): a small compressed file can hold hours of silence. `save_audio` writes atomically;
 MP3, Opus and AAC are encoded by `voxmith.audio.encode`.
 """
 
@@ -37,6 +39,67 @@ WRITABLE_EXTENSIONS = (".wav", ".flac", ".ogg") + ENCODED_EXTENSIONS
 # libsndfile's format names -> the extension voxmith reads that format under.
 FORMAT_EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "MP3": ".mp3", "MPEG": ".mp3",
                      "OGG": ".ogg", "AIFF": ".aiff"}
+
+# The longest audio `load_audio` decodes by default. It holds the whole file as float32 (and, for
+# stereo, a mono copy; a resampled one when asked): an hour of 48 kHz is 0.7 GB per channel. Three
+# hours (2 GB mono, 6 GB at the peak of a stereo downmix) still takes the long recordings datasets
+# are built from (an interview, an audiobook chapter) on an 8-16 GB machine, and refuses the
+# compressed "bombs" (a 10 MB FLAC of 20 hours of silence) that would take the web UI or the HTTP
+# server down.
+MAX_AUDIO_SECONDS = 3 * 3600.0
+# The bound is in seconds up to 48 kHz stereo; above that (a 192 kHz or 8-channel header) it shrinks
+# in proportion, so that no file gets more samples than three hours of 48 kHz stereo.
+MAX_SAMPLES_PER_SECOND = 48000 * 2
+LOWEST_COUNTED_RATE_HZ = 8000
+# libsndfile's length for a file whose header does not say (SF_COUNT_MAX: a FLAC written to a pipe).
+UNKNOWN_FRAMES = 2 ** 62
+NATIVE_BLOCK_FRAMES = 2 ** 20  # such a file is read in blocks of this many frames
+TOO_LONG_ADVICE = ("voxmith decodes a whole file into memory: split the recording into parts (e.g. `ffmpeg "
+                   "-i FILE -f segment -segment_time 3600 part%03d.flac`) and give the parts instead.")
+
+
+def _clock(seconds: float) -> str:
+    """'3 h 00 min', '31 min 10 s', '45 s'."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+class TooLongError(AudioError):
+    """A file longer than `load_audio` decodes: final, never a cue to try another decoder."""
+
+
+@dataclass(frozen=True)
+class LengthLimit:
+    """How long a file `load_audio` decodes may be, and what to tell the user of a longer one."""
+
+    max_seconds: float
+    advice: str = TOO_LONG_ADVICE
+
+    def allowed_frames(self, rate_hz: int, channels: int) -> int:
+        # A rate below speech rates (a 1 Hz header) is a damaged header that `check_sample_rate` names;
+        # what memory holds is its frames, counted as if at 8 kHz, not its hours.
+        samples_per_s = min(max(LOWEST_COUNTED_RATE_HZ, rate_hz) * max(1, channels), MAX_SAMPLES_PER_SECOND)
+        return int(self.max_seconds * samples_per_s / max(1, channels))
+
+    def check(self, path: Path, frames: Optional[float], rate_hz: int, channels: int) -> None:
+        """Refuse a file whose (declared or decoded) length passes the bound."""
+        if frames is not None and frames > self.allowed_frames(rate_hz, channels):
+            raise self.refusal(path, frames, rate_hz, channels)
+
+    def refusal(self, path: Path, frames: Optional[float], rate_hz: int, channels: int) -> TooLongError:
+        """`frames`: the file's length, None when decoding stopped at the bound (the rest unknown)."""
+        rate_hz = max(1, rate_hz)
+        allowed_s = min(self.allowed_frames(rate_hz, channels) / rate_hz, self.max_seconds)
+        at = f" at {rate_hz} Hz with {channels} channels" if allowed_s < self.max_seconds - 0.5 else ""
+        limit = f"the {_clock(allowed_s)} limit{at}"
+        length = f"{_clock(frames / rate_hz)} long, over {limit}" if frames is not None else f"longer than {limit}"
+        return TooLongError(f"Cannot read '{path}': it is {length}. {self.advice}")
 
 
 @dataclass(frozen=True)
@@ -135,9 +198,11 @@ def container_duration_s(path: str | os.PathLike) -> Optional[float]:
         return container.duration / 1_000_000 if container.duration is not None else None
 
 
-def _decode_with_pyav(path: Path, hint: Optional[str] = None) -> Optional[tuple[np.ndarray, int, str]]:
+def _decode_with_pyav(path: Path, limit: LengthLimit,
+                      hint: Optional[str] = None) -> Optional[tuple[np.ndarray, int, str]]:
     """Decode with PyAV's bundled FFmpeg libraries: samples, rate and the container's format name as
-    FFmpeg tells it by content ("MP3", "FLAC"...; None when PyAV is missing)."""
+    FFmpeg tells it by content ("MP3", "FLAC"...; None when PyAV is missing). Refuses a file longer
+    than `limit` by its header, or, when the header does not say, once the decoded audio passes it."""
     try:
         import av
     except ImportError:
@@ -147,10 +212,20 @@ def _decode_with_pyav(path: Path, hint: Optional[str] = None) -> Optional[tuple[
             if not container.streams.audio:
                 raise AudioError(f"Cannot read '{path}': it contains no audio stream.")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None)
-            frames = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
-            frames += [f.to_ndarray() for f in resampler.resample(None)]
             rate = stream.codec_context.sample_rate
+            channels = stream.codec_context.channels or 1
+            if stream.duration is not None and stream.time_base is not None:
+                limit.check(path, float(stream.duration * stream.time_base) * rate, rate, channels)
+            allowed = limit.allowed_frames(rate, channels)
+            resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None)
+            frames, decoded = [], 0
+            for frame in container.decode(stream):
+                for converted in resampler.resample(frame):
+                    frames.append(converted.to_ndarray())
+                    decoded += converted.samples
+                if decoded > allowed:  # the header did not say (or understated) how long it is
+                    raise limit.refusal(path, None, rate, channels)
+            frames += [f.to_ndarray() for f in resampler.resample(None)]
             container_format = container.format.name.split(",")[0].upper()
     except AudioError:
         raise
@@ -162,22 +237,48 @@ def _decode_with_pyav(path: Path, hint: Optional[str] = None) -> Optional[tuple[
     return np.concatenate(frames, axis=1).T.astype(np.float32), rate, container_format
 
 
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+def _check_container_length(path: Path, limit: LengthLimit) -> None:
+    """Refuse a file whose container header says it is longer than `limit` (nothing when PyAV is
+    missing, cannot open it or the header does not say: the decoders' own guards bound those)."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels or 1
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = container.duration / 1_000_000 if container.duration is not None else None
+    except Exception:  # no PyAV, no audio stream, a file only the ffmpeg program reads
+        return
+    if seconds is not None and rate:
+        limit.check(path, seconds * rate, rate, channels)
+
+
+def _decode_with_ffmpeg(path: Path, limit: LengthLimit) -> tuple[np.ndarray, int]:
     """Decode through ffmpeg into a temporary float WAV and read that back (PyAV without ffmpeg)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        decoded = _decode_with_pyav(path)
+        decoded = _decode_with_pyav(path, limit)
         if decoded is None:
             raise AudioError(_ffmpeg_missing_message(path))
         return decoded[0], decoded[1]
+    _check_container_length(path, limit)
     with tempfile.TemporaryDirectory(prefix="voxmith-ffmpeg-") as tmp:
         out = Path(tmp) / "decoded.wav"
-        cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn",
-               "-acodec", "pcm_f32le", str(out)]
+        # Where the header did not tell the length, ffmpeg stops a second past the bound in time
+        # (-t) and in bytes (-fs, for many channels or a high rate), so the temporary WAV stays bounded.
+        max_bytes = int((limit.max_seconds + 1) * MAX_SAMPLES_PER_SECOND * 4) + 65536
+        cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-t", f"{limit.max_seconds + 1:g}",
+               "-fs", str(max_bytes), "-acodec", "pcm_f32le", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             detail = (proc.stderr or "").strip().splitlines()
             raise undecodable(path, detail[-1] if detail else f"ffmpeg exited with code {proc.returncode}")
+        info = sf.info(str(out))
+        if info.frames > limit.allowed_frames(info.samplerate, info.channels):
+            raise limit.refusal(path, None, info.samplerate, info.channels)
         samples, rate = sf.read(out, dtype="float32", always_2d=True)
     return samples, rate
 
@@ -186,10 +287,34 @@ def _unopenable(path: Path, err: OSError) -> AudioError:
     return AudioError(f"Cannot read '{path}': {err.strerror or err}. Check the file's permissions.")
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
+def _read_native(path: Path, info, limit: LengthLimit) -> np.ndarray:
+    """Decode through libsndfile: a file whose header gives its length is refused before decoding
+    when that passes `limit` (libsndfile never reads past the length it gives); one that does not
+    say (a FLAC written to a pipe) is read in blocks, refused once the blocks pass it."""
+    rate, channels = info.samplerate, info.channels
+    known = 0 < info.frames < UNKNOWN_FRAMES
+    if known:
+        limit.check(path, info.frames, rate, channels)
+    allowed = limit.allowed_frames(rate, channels)
+    with sf.SoundFile(str(path)) as file:
+        if known:
+            return file.read(dtype="float32", always_2d=True)
+        blocks, decoded = [], 0
+        while True:
+            block = file.read(NATIVE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            blocks.append(block)
+            decoded += len(block)
+            if decoded > allowed:
+                raise limit.refusal(path, None, rate, channels)
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+
+
+def _read_file(path: Path, limit: LengthLimit) -> tuple[np.ndarray, int, dict]:
     suffix = path.suffix.lower()
     if suffix in FFMPEG_FORMATS:
-        samples, rate = _decode_with_ffmpeg(path)
+        samples, rate = _decode_with_ffmpeg(path, limit)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
     try:
         mpeg = _sniffs_as_mpeg(path)
@@ -202,7 +327,9 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
         # the same frames (samples within 3e-6 on the shared voices' MP3s). A file sniffed by its first
         # bytes that FFmpeg cannot decode may still be one libsndfile reads: it gets its turn below.
         try:  # the ffmpeg program is not tried for an MP3: installing it would not help
-            decoded = _decode_with_pyav(path, hint=CONVERT_HINT)
+            decoded = _decode_with_pyav(path, limit, hint=CONVERT_HINT)
+        except TooLongError:
+            raise
         except AudioError:
             if suffix == ".mp3":
                 raise
@@ -212,16 +339,23 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
             return decoded[0], decoded[1], {"format": decoded[2], "subtype": subtype}
     try:
         info = sf.info(str(path))
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return samples, rate, {"format": info.format, "subtype": info.subtype}
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         native_error = str(err)
+    else:
+        try:
+            samples = _read_native(path, info, limit)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+            native_error = str(err)
+        else:
+            return samples, info.samplerate, {"format": info.format, "subtype": info.subtype}
     # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, FFmpeg's libraries.
     if shutil.which("ffmpeg"):
-        samples, rate = _decode_with_ffmpeg(path)
+        samples, rate = _decode_with_ffmpeg(path, limit)
         return samples, rate, {"format": suffix.lstrip(".").upper(), "subtype": "ffmpeg"}
     try:  # perhaps a known format under an odd name ('memo.bin'): FFmpeg's libraries tell by content
-        decoded = _decode_with_pyav(path)
+        decoded = _decode_with_pyav(path, limit)
+    except TooLongError:
+        raise
     except AudioError as err:
         if suffix in SUPPORTED_NATIVE_FORMATS:
             raise err from None
@@ -238,10 +372,13 @@ def _read_file(path: Path) -> tuple[np.ndarray, int, dict]:
 
 
 def load_audio(path: str | os.PathLike, *, sample_rate_hz: Optional[int] = None,
-               mono: bool = True) -> Audio:
+               mono: bool = True, max_seconds: Optional[float] = None,
+               too_long_advice: str = TOO_LONG_ADVICE) -> Audio:
     """Read an audio file as float32, optionally downmixed to mono and resampled.
 
-    Raises `AudioError` for a missing, empty, zero-length, corrupt or unsupported file.
+    Raises `AudioError` for a missing, empty, zero-length, corrupt or unsupported file, and for one
+    longer than `max_seconds` (default `MAX_AUDIO_SECONDS`; less above 48 kHz stereo), whose message
+    ends with `too_long_advice`.
     """
     path = Path(path)
     if not path.exists():
@@ -255,14 +392,18 @@ def load_audio(path: str | os.PathLike, *, sample_rate_hz: Optional[int] = None,
             pass
     except OSError as err:
         raise _unopenable(path, err) from err
-    samples, rate, info = _read_file(path)
+    limit = LengthLimit(MAX_AUDIO_SECONDS if max_seconds is None else max_seconds, too_long_advice)
+    samples, rate, info = _read_file(path, limit)
     if samples.shape[0] == 0:
         raise AudioError(f"Cannot read '{path}': it contains no audio (zero length).")
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"Cannot read '{path}': it contains invalid samples (NaN or infinity).")
     source_info = {**info, "sample_rate_hz": int(rate), "channels": int(samples.shape[1]),
                    "frames": int(samples.shape[0])}
-    samples = to_mono(samples) if mono else (samples[:, 0] if samples.shape[1] == 1 else samples)
+    if samples.shape[1] == 1:  # a view, not two copies through an average of one channel
+        samples = samples[:, 0]
+    elif mono:
+        samples = to_mono(samples)
     if sample_rate_hz is not None and sample_rate_hz != rate:
         samples = resample(samples, rate, sample_rate_hz)
         rate = sample_rate_hz

@@ -55,13 +55,13 @@ def selection_tag(durations_s: Sequence[float]) -> str:
 def clip_durations(paths: Sequence[Path]) -> List[float]:
     """Each file's duration from its header (cheap); decoded only where the header cannot say (m4a,
     opus...)."""
-    from voxmith.audio import load_audio
     from voxmith.audio.io import header_duration_s
+    from voxmith.studio.voices import load_clip
 
     durations = []
     for path in paths:
         duration = header_duration_s(path)
-        durations.append(duration if duration is not None else load_audio(path).duration_s)
+        durations.append(duration if duration is not None else load_clip(path).duration_s)
     return durations
 
 

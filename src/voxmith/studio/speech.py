@@ -20,7 +20,7 @@ from typing import Callable, Dict, Generator, Iterator, List, Optional, Sequence
 import numpy as np
 
 from voxmith.version import __version__
-from voxmith.audio import check_usable, load_audio, save_audio
+from voxmith.audio import check_usable, save_audio
 from voxmith.audio.dsp import trim_silence
 from voxmith.engines import Candidate, Engine
 from voxmith.errors import VoxmithError
@@ -30,6 +30,7 @@ from voxmith.speaker import get_speaker_encoder, mean_embedding
 from voxmith.studio.ranking import RankingSettings, TakeScores, choose_take, needs_regeneration, score_take
 from voxmith.studio.record import SCHEMA_VERSION, FinetuneChoice, ResultRecord
 from voxmith.studio.unfinished import SentenceStore
+from voxmith.studio.voices import load_clip
 from voxmith.text import normalize_text, split_paragraphs
 
 SENTENCE_PAUSE_MS = 350
@@ -385,7 +386,7 @@ def load_reference_clips(paths: Sequence[str | Path]):
     clips, problems = [], []
     for path in paths:
         try:
-            audio = load_audio(path)
+            audio = load_clip(path)
             check_usable(audio)
             clips.append(audio)
         except VoxmithError as err:

@@ -40,6 +40,20 @@ def _voice_lock(voices_dir: Path, name: str):
     return exclusive_lock(voices_dir.parent / CACHE_FOLDER / "locks" / "voices" / f"{name}.lock")
 TRASH_FOLDER = "trash"  # in the workspace home, beside voices/
 
+# The longest file read as a voice clip. Conditioning uses at most 2 minutes of a voice, so a longer
+# file is a recording to build a dataset from, not a clip; 30 minutes leaves room for a whole take
+# while holding a clip to about 1 GB at the peak of decoding it (48 kHz), where the general bound of
+# `load_audio` (hours, for dataset recordings) would let one upload take the web UI or the server down.
+MAX_CLIP_SECONDS = 30 * 60.0
+CLIP_TOO_LONG_ADVICE = ("That is a long recording, not a voice clip (a voice needs a few minutes of the speaker; "
+                        "conditioning uses at most 2): cut a few minutes from it, or build a dataset from the "
+                        "recording with `voxmith dataset prepare NAME --from FILE`.")
+
+
+def load_clip(path: str | Path, **options) -> Audio:
+    """`load_audio` for a voice clip (`voices add`, a voice's folder, `--ref`): at most `MAX_CLIP_SECONDS`."""
+    return load_audio(path, max_seconds=MAX_CLIP_SECONDS, too_long_advice=CLIP_TOO_LONG_ADVICE, **options)
+
 
 @dataclass(frozen=True)
 class Voice:
@@ -111,7 +125,7 @@ class Voice:
         clips, problems = [], []
         for path in paths:
             try:
-                audio = load_audio(path, sample_rate_hz=sample_rate_hz)
+                audio = load_clip(path, sample_rate_hz=sample_rate_hz)
                 check_usable(audio)
                 clips.append(audio)
             except AudioError as err:
@@ -165,7 +179,7 @@ def _store_clip(path: Path, source_info: dict, folder: Path, taken: set[str]) ->
     extension = extension_for(path, source_info)
     stored = _unique_name(stem + (extension or ".flac"), taken)
     if extension is None:
-        audio = load_audio(path, mono=False)
+        audio = load_clip(path, mono=False)
         save_audio(folder / stored, audio.samples, audio.sample_rate_hz, subtype="PCM_24")
     else:
         shutil.copy2(path, folder / stored)
@@ -234,7 +248,7 @@ class VoiceLibrary:
         for i, path in enumerate(files):
             report(progress, "checking clips", i, len(files), path.name, unit="clip")
             try:
-                audio = load_audio(path)
+                audio = load_clip(path)
                 check_usable(audio)
                 formats[path] = audio.source_info
             except AudioError as err:

@@ -1,0 +1,130 @@
+"""A small compressed file can declare hours of audio: `load_audio` refuses one longer than its bound
+from the header, before decoding, and stops a file whose header does not say once decoding passes it.
+Voice clips have a tighter bound than dataset recordings."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxmith.audio import io as audio_io
+from voxmith.audio import load_audio
+from voxmith.errors import AudioError, VoxmithError
+from voxmith.studio import voices as voices_module
+from voxmith.studio.speech import load_reference_clips
+
+RATE_HZ = 8000
+
+
+def write_silence(path, seconds: int, rate_hz: int = RATE_HZ):
+    """A silent FLAC written a minute at a time (silence compresses to almost nothing)."""
+    with sf.SoundFile(path, "w", rate_hz, 1, format="FLAC", subtype="PCM_16") as file:
+        minute = np.zeros(rate_hz * 60, np.int16)
+        for _ in range(seconds // 60):
+            file.write(minute)
+        file.write(np.zeros(rate_hz * (seconds % 60), np.int16))
+    return path
+
+
+def forget_length(path):
+    """Zero the FLAC's declared length (STREAMINFO's 36-bit sample count), as a FLAC written to a pipe
+    has it: only decoding tells how long it is."""
+    data = bytearray(path.read_bytes())
+    offset = 4 + 4 + 10  # "fLaC", the block header, then block sizes and frame sizes
+    packed = int.from_bytes(data[offset:offset + 8], "big") & ~((1 << 36) - 1)
+    data[offset:offset + 8] = packed.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """31 minutes of silence, 45 kB: over the voice-clip bound, within the general one."""
+    path = write_silence(tmp_path_factory.mktemp("long") / "interview.flac", 31 * 60)
+    assert path.stat().st_size < 200_000
+    return path
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any decoding is a failure: a refusal must come from the header alone."""
+    def decoded(*args, **kwargs):
+        raise AssertionError("the file was decoded")
+
+    monkeypatch.setattr(sf, "read", decoded)
+    monkeypatch.setattr(sf.SoundFile, "read", decoded)
+
+
+def test_voice_clip_over_the_clip_bound_is_refused_from_its_header(studio, long_recording, no_decoding):
+    with pytest.raises(VoxmithError) as refused:
+        studio.voices.add("b", [long_recording])
+    message = str(refused.value)
+    assert "interview.flac" in message and "31 min long" in message
+    assert f"{voices_module.MAX_CLIP_SECONDS / 60:g} min limit" in message
+    assert "voxmith dataset prepare" in message
+    assert not studio.voices.exists("b")
+
+
+def test_reference_clip_over_the_clip_bound_is_refused(long_recording, no_decoding):
+    with pytest.raises(VoxmithError, match="31 min long.*voxmith dataset prepare"):
+        load_reference_clips([long_recording])
+
+
+def test_dataset_recordings_keep_the_generous_default(long_recording):
+    """A recording too long for a voice clip is still read whole for a dataset."""
+    audio = load_audio(long_recording)
+    assert audio.duration_s == pytest.approx(31 * 60)
+    assert audio_io.MAX_AUDIO_SECONDS >= 2 * 3600  # hour-long recordings are legitimate
+
+
+def test_default_bound_refuses_from_the_header(tmp_path, monkeypatch, no_decoding):
+    monkeypatch.setattr(audio_io, "MAX_AUDIO_SECONDS", 60.0)
+    path = write_silence(tmp_path / "bomb.flac", 125)
+    with pytest.raises(AudioError) as refused:
+        load_audio(path)
+    message = str(refused.value)
+    assert "bomb.flac" in message and "2 min 05 s long, over the 1 min limit" in message
+    assert "split the recording into parts" in message
+
+
+def test_bound_shrinks_for_high_rates_and_many_channels(tmp_path, no_decoding):
+    """Seconds count up to 48 kHz stereo: 8 channels at 96 kHz get an eighth of the time."""
+    path = tmp_path / "surround.flac"
+    sf.write(path, np.zeros((96000 * 20, 8), np.int16), 96000, subtype="PCM_16")
+    with pytest.raises(AudioError, match="20 s long, over the 15 s limit at 96000 Hz with 8 channels"):
+        load_audio(path, max_seconds=120)
+
+
+def test_length_unknown_until_decoded_stops_at_the_bound(tmp_path, monkeypatch):
+    path = forget_length(write_silence(tmp_path / "piped.flac", 30))
+    assert sf.info(str(path)).frames >= audio_io.UNKNOWN_FRAMES
+    monkeypatch.setattr(audio_io, "NATIVE_BLOCK_FRAMES", RATE_HZ)
+    frames_read = []
+    read = sf.SoundFile.read
+
+    def counted(self, frames=-1, *args, **kwargs):
+        block = read(self, frames, *args, **kwargs)
+        frames_read.append(len(block))
+        return block
+
+    monkeypatch.setattr(sf.SoundFile, "read", counted)
+    with pytest.raises(AudioError, match="piped.flac': it is longer than the 10 s limit"):
+        load_audio(path, max_seconds=10)
+    assert sum(frames_read) <= 11 * RATE_HZ  # decoding stopped a block past the bound
+    assert load_audio(path, max_seconds=40).duration_s == pytest.approx(30)  # within it, read whole
+
+
+def test_length_unknown_to_ffmpegs_libraries_stops_at_the_bound(tmp_path, monkeypatch):
+    """The FFmpeg decoders (PyAV, and the ffmpeg program where installed) stop past the bound too."""
+    path = forget_length(write_silence(tmp_path / "piped.flac", 30))
+    shutil.copy(path, tmp_path / "piped.webm")  # read by FFmpeg's decoders, not libsndfile
+    if shutil.which("ffmpeg"):
+        with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
+            load_audio(tmp_path / "piped.webm", max_seconds=10)
+    monkeypatch.setattr(audio_io.shutil, "which", lambda name: None)  # PyAV only
+    with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
+        load_audio(tmp_path / "piped.webm", max_seconds=10)
+    assert load_audio(tmp_path / "piped.webm", max_seconds=40).duration_s == pytest.approx(30)
