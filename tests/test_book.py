@@ -463,3 +463,34 @@ def test_another_format_or_chapter_pause_rejoins_the_finished_sentences(tmp_path
     # what the sentences sound like still counts: other sentence pauses are refused
     with pytest.raises(VoxmithError, match="other settings \\(pauses\\)"):
         studio.book(_request(tmp_path / "book", audio_format="mp3", pauses=PauseSettings(sentence_pause_s=0.5)))
+
+
+def test_a_book_started_under_a_voice_folder_spelt_the_other_way_resumes_there(tmp_path, tone_engine):
+    """A book begun before names had one Unicode spelling lives in results/<'Zoe' + U+0308>/ and its
+    book.json names the voice (and run) that way. It was started again from scratch in a new
+    results/<'Zo' + U+00EB>/ folder, and, found, was refused as "made with other settings"."""
+    nfc, nfd = "Zo\u00eb", "Zoe\u0308"
+    studio = Studio(tmp_path / "ws", device="cpu")
+    studio.import_demo_voice(nfc)
+    (studio.workspace.voices_dir / nfc).rename(studio.workspace.voices_dir / nfd)  # as an older voxmith made it
+    book = tmp_path / "tale.txt"
+    book.write_text("Chapter 1\n\nOnce upon a time. The end.\n", encoding="utf-8")
+    first = studio.book(BookRequest(source=book, voice=nfd, engine="tone", seed=3, rank=False, audio_format="wav"))
+    results = studio.workspace.results_dir
+    (results / nfc).rename(results / nfd)  # as an older voxmith named it
+    folder = results / nfd / first.folder.name
+    state = json.loads((folder / "book.json").read_text())
+    state["settings"]["voice"]["name"] = nfd  # as the older voxmith recorded it
+    state["settings"]["finetune"] = {"run": "Ren\u00e9e", "step": 10}
+    (folder / "book.json").write_text(json.dumps(state))
+    from voxmith.studio.book import _comparable
+    now = {**state["settings"], "voice": {**state["settings"]["voice"], "name": nfc},
+           "finetune": {"run": "Rene\u0301e", "step": 10, "checkpoint": "latest"}}
+    assert _comparable(state["settings"]) == _comparable(now)
+    del state["settings"]["finetune"]
+    (folder / "book.json").write_text(json.dumps(state))
+    events = []
+    again = studio.book(BookRequest(source=book, voice=nfc, engine="tone", seed=3, rank=False, audio_format="wav"),
+                        progress=events.append)
+    assert again.folder == folder and any(e.stage.startswith("resuming") for e in events)
+    assert [p.name for p in results.iterdir()] == [nfd]

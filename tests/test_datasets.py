@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from voxmith.audio import load_audio
 from voxmith.audio.dsp import frame_rms_db
 from voxmith.cli.main import cli
-from voxmith.datasets import PrepareSettings
+from voxmith.datasets import DatasetLibrary, PrepareSettings
 from voxmith.datasets.ljspeech import read_list, split_train_validation
 from voxmith.errors import VoxmithError
 
@@ -305,3 +305,19 @@ def test_missing_whisper_model_fails_before_slicing(tmp_path, demo_files):
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "model" in result.output.lower()
         assert not (home / "datasets" / "ds").exists()
+
+
+def test_a_segment_of_a_dataset_prepared_under_the_other_spelling_is_found_by_number(tmp_path):
+    """A dataset prepared before names had one Unicode spelling has ids spelt as its folder was
+    ('Zoe' + U+0308 + '_00001'); segment '1' of 'Zoë' looked for 'Zo' + U+00EB + '_00001' and was
+    "not found" though the error listed it."""
+    nfd = "Zoe\u0308"
+    folder = tmp_path / "datasets" / nfd
+    folder.mkdir(parents=True)
+    segment = {"id": f"{nfd}_00001", "file": f"audio/{nfd}_00001.wav", "transcript": "hi", "flags": [],
+               "dropped": False, "edited": False, "duration_s": 3.0}
+    (folder / "segments.json").write_text(json.dumps({"name": nfd, "segments": [segment], "sources": [],
+                                                      "settings": {}}))
+    dataset = DatasetLibrary(tmp_path / "datasets").get("Zo\u00eb")
+    assert dataset.find_segment(dataset.load(), "1")["id"] == f"{nfd}_00001"
+    assert dataset.find_segment(dataset.load(), "Zo\u00eb_00001")["id"] == f"{nfd}_00001"

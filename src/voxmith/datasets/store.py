@@ -87,9 +87,11 @@ class Dataset:
 
     def find_segment(self, record: dict, segment: str) -> dict:
         """A segment by id ('NAME_00012') or number ('12')."""
-        wanted = f"{self.name}_{int(segment):05d}" if segment.isdigit() else segment
+        # compared in one spelling: a dataset prepared before names had one has ids spelt as its
+        # folder was ('Zoe' + U+0308 + '_00001'), and the id may be pasted either way
+        wanted = canonical_name(f"{self.name}_{int(segment):05d}" if segment.isdigit() else segment)
         for entry in record["segments"]:
-            if entry["id"] == wanted:
+            if canonical_name(str(entry["id"])) == wanted:
                 return entry
         raise VoxmithError(f"Dataset '{self.name}' has no segment '{segment}' "
                            f"(segments are {record['segments'][0]['id']} to {record['segments'][-1]['id']})."

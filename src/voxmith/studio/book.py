@@ -37,6 +37,7 @@ from voxmith.audio.stream import StreamWriter
 from voxmith.engines import Engine
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
+from voxmith.paths import canonical_name
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.fragments import accepts_with_neighbour, fails_on_words_only, joins, judge_joined, short_joins
 from voxmith.studio.ranking import RankingSettings, TakeScores, needs_regeneration
@@ -498,10 +499,16 @@ def _comparable(settings: dict) -> dict:
     pauses = settings.get("pauses")
     if isinstance(pauses, dict):
         settings["pauses"] = {k: v for k, v in pauses.items() if k != "chapter_pause_s"}
+    voice = settings.get("voice")
+    if isinstance(voice, dict) and isinstance(voice.get("name"), str):
+        # a book.json written before names had one spelling may spell the voice otherwise: one voice
+        settings["voice"] = {**voice, "name": canonical_name(voice["name"])}
     weights = settings.get("finetune")
     if not weights:
         return settings
-    return {**settings, "finetune": {"run": weights.get("run"), "step": weights.get("step")}}
+    run = weights.get("run")
+    return {**settings, "finetune": {"run": canonical_name(run) if isinstance(run, str) else run,
+                                     "step": weights.get("step")}}
 
 
 def _finetune_hint(before: Optional[dict], now: Optional[dict]) -> str:

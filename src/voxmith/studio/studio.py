@@ -26,7 +26,7 @@ from voxmith.engines import (FINETUNE_REFUSED, Conditioning, Engine, Finetune, a
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import AudioError, VoxmithError
 from voxmith.fsutil import fingerprint_files, reserve_file
-from voxmith.paths import canonical_name
+from voxmith.paths import canonical_name, named_folder
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CacheKey, ConditioningCache
 from voxmith.studio.conditioning_clips import clip_durations, select_clips, selection_tag
@@ -191,7 +191,8 @@ class Studio:
         created exclusively, so two requests made in the same second never pick the same name)."""
         if request.output is not None:
             return self._explicit_output(request), False
-        folder = self.workspace.results_dir / folder_name
+        # the voice's results folder under whichever spelling it was made (see paths.named_folder)
+        folder = named_folder(self.workspace.results_dir, folder_name, "voice")
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(slug_text if slug_text is not None else request.text)}"
         n = 1
@@ -473,8 +474,10 @@ class Studio:
         """Where `request`'s book is made: its -o folder, or results/VOICE/<book>-book/."""
         if request.output_dir:
             return Path(request.output_dir).expanduser().resolve()
-        voice = canonical_name(request.voice) if request.voice else "_refs"  # one folder whichever way it is typed
-        return self.workspace.results_dir / voice / f"{slugify(Path(request.source).stem)}-book"
+        # one folder whichever way the name is typed, and the one a book was started in before names
+        # had one spelling (results/<e + U+0308>/) is found, not started again beside it
+        folder = named_folder(self.workspace.results_dir, request.voice or "_refs", "voice")
+        return folder / f"{slugify(Path(request.source).stem)}-book"
 
     def _finetune_for(self, choice: FinetuneChoice, voice: Optional[Voice], engine: Engine):
         """The fine-tuned weights a request's `choice` speaks with (None: stock) and what the record says
@@ -487,7 +490,9 @@ class Studio:
             choice = FinetuneChoice.coerce(setting)
         if choice.kind == "stock":
             return None, None
-        run, which = str(choice.run), choice.checkpoint
+        # in its one spelling (a voice.json written before names had one may spell it otherwise), so a
+        # book's settings and a resumable speech's key are the same whichever way it was recorded
+        run, which = canonical_name(str(choice.run)), choice.checkpoint
         try:
             finetune, run_engine, checkpoint = self.training.finetune(run, which)
         except VoxmithError as err:
