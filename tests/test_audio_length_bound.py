@@ -128,3 +128,20 @@ def test_length_unknown_to_ffmpegs_libraries_stops_at_the_bound(tmp_path, monkey
     with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
         load_audio(tmp_path / "piped.webm", max_seconds=10)
     assert load_audio(tmp_path / "piped.webm", max_seconds=40).duration_s == pytest.approx(30)
+
+
+def test_http_voice_upload_over_the_clip_bound_is_a_400_without_decoding(tmp_path, long_recording, no_decoding):
+    """The HTTP API's voice upload (as the web UI's Voices tab) goes through the voice library's bound."""
+    import httpx
+
+    from tests.serve_engines import running_api
+    from voxmith.serve import ServeConfig
+    from voxmith.studio import Studio
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    with running_api(studio, ServeConfig(workers=1)) as url, open(long_recording, "rb") as clip:
+        response = httpx.post(f"{url}/voxmith/voices/b", files={"files": ("interview.flac", clip)}, timeout=30)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "interview.flac" in message and "31 min long" in message and "voxmith dataset prepare" in message
+    assert not studio.voices.exists("b")
