@@ -623,3 +623,25 @@ def test_eval_warns_about_a_file_without_speech(run, monkeypatch, demo_audio):
     result = run("eval", "--reference", "ref.wav", "speech.wav", "quiet.wav")
     assert result.exit_code == 0, result.output
     assert "* quiet.wav: only 0.0 s of speech found" in result.output and "* speech.wav" not in result.output
+
+
+def test_a_folder_whose_name_is_now_refused_is_said_to_be_renamed(run):
+    """A voice folder 'Zoë<U+00A0>Smith' (made by hand, or before such names were refused) is listed
+    but could be neither used nor removed: its name was refused as a name, and the name with an
+    ordinary space was "not found. Did you mean 'Zoë Smith'?", offering the same-looking name."""
+    nbsp = "Zo\u00eb\u00a0Smith"
+    (run.home / "voices" / nbsp).mkdir(parents=True)
+    (run.home / "datasets" / nbsp).mkdir(parents=True)
+    assert "Zo\u00eb" in run("voices", "list").output
+    for args in (("voices", "remove", "-y", nbsp), ("voices", "show", nbsp), ("dataset", "show", nbsp)):
+        refused = run(*args)
+        assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+        assert "'Zo\\xeb\\xa0Smith'" in refused.output and "Rename the folder" in refused.output, refused.output
+        assert "U+00A0 (NO-BREAK SPACE)" in refused.output and "Zo\u00eb Smith'" in refused.output  # a name to use
+    typed = run("voices", "remove", "-y", "Zo\u00eb Smith")
+    assert typed.exit_code == 1 and "Did you mean" not in typed.output
+    assert "Rename the folder" in typed.output and "U+00A0" in typed.output, typed.output
+    assert (run.home / "voices" / nbsp).is_dir()
+    # a name typed with the character, no such folder: refused as before, no folder to rename
+    refused = run("voices", "show", "Bo\u00a0b")
+    assert "U+00A0" in refused.output and "Rename the folder" not in refused.output

@@ -14,6 +14,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import Optional
 
 from voxmith.errors import NameClashError, VoxmithError
 
@@ -83,8 +84,15 @@ def named_folder(base: Path, name: str, kind: str = "voice") -> Path:
     """The folder in `base` for name `name` (validated): the one there under any spelling of the
     name (made by hand, by macOS, or by voxmith before names had one spelling: it is used as it is,
     never renamed), else `base/<canonical name>`. Two folders spelling one name differently are
-    refused, naming both, rather than one of them picked."""
-    name = validate_name(name, kind)
+    refused, naming both, rather than one of them picked. A folder whose name is refused (made by
+    hand, or before such names were refused) is said to be renamed, naming the character."""
+    try:
+        name = validate_name(name, kind)
+    except VoxmithError:
+        refused = unusable_folder(base, name, kind)
+        if refused is not None:
+            raise VoxmithError(refused) from None
+        raise
     try:
         with os.scandir(base) as entries:
             spellings = sorted(e.name for e in entries if canonical_name(e.name) == name and e.is_dir())
@@ -98,6 +106,31 @@ def named_folder(base: Path, name: str, kind: str = "voice") -> Path:
             f"takes them for one {kind} and will not guess which you mean: rename one of them, or move "
             "its files into the other, then try again.")
     return contained_path(base, spellings[0] if spellings else name)
+
+
+def is_valid_name(name: str, kind: str = "voice") -> bool:
+    """Whether `validate_name` accepts `name` (a folder listed may have a name it refuses)."""
+    try:
+        validate_name(name, kind)
+    except VoxmithError:
+        return False
+    return True
+
+
+def unusable_folder(base: Path, name: str, kind: str = "voice") -> Optional[str]:
+    """When folder `name` exists in `base` but its name holds a character names may not (a
+    no-break space, an invisible one: see `_looks_like_something_else`), what to do about it: the
+    folder is listed, yet could be neither used nor removed by its name. Else None."""
+    if not isinstance(name, str):
+        return None
+    odd = next((ch for ch in canonical_name(name) if _looks_like_something_else(ch)), None)
+    if odd is None or "/" in name or "\\" in name or name.startswith(".") or not (base / name).is_dir():
+        return None
+    suggestion = "".join(" " if unicodedata.category(ch) == "Zs" else "" if _looks_like_something_else(ch) else ch
+                         for ch in name).strip()
+    instead = f" (for example to '{canonical_name(suggestion)}')" if is_valid_name(suggestion, kind) else ""
+    return (f"The {kind} folder {ascii(name)} in '{base}' has a name voxmith does not accept: it contains "
+            f"{_describe(odd)}. Rename the folder{instead}, then use the new name.")
 
 
 def sanitize_filename(filename: str, default_stem: str = "clip") -> str:

@@ -29,7 +29,7 @@ from voxmith.errors import AudioError, VoiceError
 from voxmith.fsutil import atomic_write_json, exclusive_lock, fingerprint_files, read_json_object
 from voxmith.progress import ProgressCallback, report
 from voxmith.studio.conditioning import CACHE_FOLDER, ConditioningCache
-from voxmith.paths import canonical_name, named_folder, sanitize_filename
+from voxmith.paths import canonical_name, is_valid_name, named_folder, sanitize_filename, unusable_folder
 
 VOICE_FILE = "voice.json"
 
@@ -217,7 +217,9 @@ class VoiceLibrary:
 
     def close_names(self, name: str) -> List[str]:
         """Voices whose names are close to `name` (a typo, another case): for "did you mean"."""
-        names, name = self.names(), canonical_name(name)
+        # a folder whose name validate_name refuses (a no-break space) is not offered: it looks like
+        # the name typed, and would be refused in turn (`unusable_folder` says to rename it)
+        names, name = [n for n in self.names() if is_valid_name(n, "voice")], canonical_name(name)
         close = [n for n in names if n.lower() == name.lower()] + difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         return list(dict.fromkeys(close))[:3]
 
@@ -227,6 +229,9 @@ class VoiceLibrary:
         message = f"No voice named '{name}'."
         if close:
             message += " Did you mean " + " or ".join(f"'{n}'" for n in close) + "?"
+        unusable = [n for n in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if not is_valid_name(n, "voice")]
+        for voice in (v for v in self.list() if v.name in unusable):  # what to do with a look-alike folder
+            message += " " + (unusable_folder(self.root, voice.path.name, "voice") or "")
         message += f" Voices: {', '.join(names)}." if names else " There are no voices yet."
         if to_create:
             message += f" Create it with `voxmith voices add {quote(name)} CLIP...`."
