@@ -115,7 +115,7 @@ class TrainingRuns:
             raise VoxmithError(f"epochs is {epochs}; train for at least 1 epoch (or leave it out for the "
                                f"{engine} engine's default).")
         parsed = cls.parse_training_settings(settings)
-        dataset = self.datasets.get(dataset).name  # in its one spelling, as the config keeps it
+        dataset = canonical_name(dataset)  # in its one spelling, as the config keeps it (lines() checks it exists)
         train, validation = self.lines(dataset)
         config = defaults_for(len(train), _default_epochs(cls, len(train)) if epochs is None else epochs,
                               dataset=dataset, engine=engine)
@@ -312,7 +312,7 @@ class TrainingRuns:
             return None
         if str(which) not in CHECKPOINT_CHOICES:
             which = _parse_step(which)
-        run = self.open(run).name  # kept in its one spelling
+        run = canonical_name(run)  # kept in its one spelling (finetune() finds a folder spelt either way)
         finetune, engine, info = self.finetune(run, which)
         choice: Dict[str, Any] = {"run": run, "checkpoint": which, "engine": engine}
         notes = self.check_finetune(target, finetune, engine, progress) if self.check_finetune else None
