@@ -321,3 +321,18 @@ def test_a_segment_of_a_dataset_prepared_under_the_other_spelling_is_found_by_nu
     dataset = DatasetLibrary(tmp_path / "datasets").get("Zo\u00eb")
     assert dataset.find_segment(dataset.load(), "1")["id"] == f"{nfd}_00001"
     assert dataset.find_segment(dataset.load(), "Zo\u00eb_00001")["id"] == f"{nfd}_00001"
+
+
+def test_a_name_spelt_by_two_folders_is_listed_once_and_does_not_stop_the_others(tmp_path):
+    """Dataset (and voice) folders 'Zoë' as NFC and as NFD were listed twice, and the clash raised
+    out of `speakers()`, which every piper-vc fine-tune walks, for the other datasets too."""
+    from voxmith.studio import Studio
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    for name in ("Zo\u00eb", "Zoe\u0308"):
+        (studio.workspace.datasets_dir / name).mkdir(parents=True)
+        (studio.workspace.datasets_dir / name / "segments.json").write_text(
+            json.dumps({"name": name, "segments": [], "sources": [], "settings": {}}))
+        (studio.workspace.voices_dir / name).mkdir(parents=True)
+    assert studio.datasets.names() == ["Zo\u00eb"] and studio.voices.names() == ["Zo\u00eb"]
+    assert studio.training.speakers() == ()

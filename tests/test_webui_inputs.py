@@ -214,3 +214,21 @@ def test_serve_webui_sweeps_uploads_as_the_webui_does(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # (webui_blocks sets it; put back after)
     blocks = webui_blocks(Studio(tmp_path / "ws", device="cpu"))
     assert blocks.delete_cache == (TEMP_SWEEP_EVERY_S, TEMP_MAX_AGE_S)
+
+
+def test_runs_that_cannot_be_read_are_rows_and_the_training_tab_still_builds(tmp_path):
+    """Two run folders spelling one name ('Zoë' as NFC and NFD), or a config.yaml broken by hand,
+    raised while the Runs table was made, so `voxmith webui` did not start; `train list` lists them."""
+    from voxmith.webui import tab_training
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    for name in ("Zo\u00eb", "Zoe\u0308", "broken"):
+        (studio.training.root / name).mkdir(parents=True)
+        (studio.training.root / name / "config.yaml").write_text("x: 1\n")
+    with gr.Blocks() as blocks:
+        tab_training.build(studio, lambda: [])
+    poll = next(f.fn for f in blocks.fns.values() if f.name == "poll")
+    text, _, _, table = poll("Zo\u00eb")
+    assert [row[0] for row in table] == ["Zo\u00eb", "broken"]  # the name spelt twice is one row
+    assert "cannot be read" in table[0][3] and "rename one of them" in table[0][3] and "x" in table[1][3]
+    assert "rename one of them" in text  # the picked run: why it cannot be shown

@@ -157,7 +157,8 @@ class DatasetLibrary:
         return Dataset(canonical_name(name), path)
 
     def names(self) -> List[str]:
-        return sorted(canonical_name(p.name) for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists())
+        # a name spelt by two folders (NFC and NFD) is one name, listed once (and refused when used)
+        return sorted({canonical_name(p.name) for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists()})
 
     def get(self, name: str) -> Dataset:
         dataset = self.at(name)

@@ -80,7 +80,8 @@ class TrainingRuns:
     # --- creating and checking ------------------------------------------------------------------
 
     def names(self) -> List[str]:
-        return sorted(canonical_name(p.name) for p in self.root.iterdir() if (p / "config.yaml").is_file())
+        # a name spelt by two folders (NFC and NFD) is one name, listed once (and refused when used)
+        return sorted({canonical_name(p.name) for p in self.root.iterdir() if (p / "config.yaml").is_file()})
 
     def open(self, name: str) -> TrainingRun:
         try:
@@ -214,10 +215,12 @@ class TrainingRuns:
         for voice in self.voices.list():
             found.setdefault(voice.name, []).extend(voice.clip_paths)
         for name in self.datasets.names():
-            data = self.datasets.get(name)
             try:
+                data = self.datasets.get(name)
                 segments = data.load()["segments"]
-            except VoxmithError:  # a dataset still being prepared (or damaged) has nothing to give yet
+            # a dataset still being prepared (or damaged, or two folders spelling its name) has nothing
+            # to give yet
+            except VoxmithError:
                 continue
             files = [data.path / s["file"] for s in segments if s.get("split") in ("train", "validation")
                      and not any(f.startswith(OTHER_SPEAKER_FLAG) for f in s.get("flags", []))]

@@ -198,7 +198,8 @@ class VoiceLibrary:
         return canonical_name(name), path
 
     def names(self) -> List[str]:
-        return [voice.name for voice in self.list()]
+        # a name spelt by two folders (NFC and NFD) is one name, listed once (and refused when used)
+        return list(dict.fromkeys(voice.name for voice in self.list()))
 
     def list(self) -> List[Voice]:
         folders = (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -16,9 +16,25 @@ RUN_HEADERS = ["run", "engine", "dataset", "progress", "last loss", "best valida
 POLL_SECONDS = 2.0
 
 
+def _read_summaries(training):
+    """Each run's summary, or (its name, why it cannot be read: a config.yaml broken by hand, two
+    folders spelling one name): one such run neither hides the others nor stops the web UI from
+    starting, as `voxmith train list` lists it."""
+    read = []
+    for name in training.names():
+        try:
+            read.append(training.summary(name))
+        except VoxmithError as err:
+            read.append((name, err))
+    return read
+
+
 def _runs_table(training, summaries=None):
     rows = []
-    for s in training.summaries() if summaries is None else summaries:
+    for s in _read_summaries(training) if summaries is None else summaries:
+        if isinstance(s, tuple):
+            rows.append([s[0], "-", "-", f"cannot be read: {s[1]}", "-", "-"])
+            continue
         best = f"{s.best.val_loss:.4g} (step {s.best.step})" if s.best else "-"
         rows.append([s.name, s.engine + (" + LoRA" if s.lora else ""), s.dataset, s.progress_text,
                      "-" if s.last_loss is None else f"{s.last_loss:.4g}", best])
@@ -134,9 +150,12 @@ def build(studio, voice_choices):
         return send
 
     def poll(run_value):
-        summaries = training.summaries()  # read once per tick for both the status and the table
-        current = next((s for s in summaries if s.name == run_value), None)
-        text, plot_path, choices = describe(run_value, current)
+        summaries = _read_summaries(training)  # read once per tick for both the status and the table
+        current = next((s for s in summaries if not isinstance(s, tuple) and s.name == run_value), None)
+        try:
+            text, plot_path, choices = describe(run_value, current)
+        except VoxmithError as err:  # the picked run cannot be read (now): said, and the table still polled
+            text, plot_path, choices = str(err), None, gr.update()
         return text, plot_path, choices, _runs_table(training, summaries)
 
     @friendly
