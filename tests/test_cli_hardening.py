@@ -645,3 +645,12 @@ def test_a_folder_whose_name_is_now_refused_is_said_to_be_renamed(run):
     # a name typed with the character, no such folder: refused as before, no folder to rename
     refused = run("voices", "show", "Bo\u00a0b")
     assert "U+00A0" in refused.output and "Rename the folder" not in refused.output
+
+
+def test_a_refused_run_name_is_said_as_refused_not_as_a_run_to_create(run):
+    """`train show "de<U+200B>mo"` said "No training run named ..." and suggested a `train init` of
+    that name, which is itself refused; the name's fault is said, as for voices and datasets."""
+    shown = run("train", "show", "de\u200bmo")
+    assert shown.exit_code == 1 and "U+200B (ZERO WIDTH SPACE)" in shown.output, shown.output
+    assert "No training run" not in shown.output and "train init" not in shown.output
+    assert "No training run named 'nothing'" in run("train", "show", "nothing").output

@@ -19,8 +19,8 @@ from voxmith.datasets import DatasetLibrary
 from voxmith.engines import (Finetune, FinetuneSpec, LoraSpec, TrainingLine, available_engines, create_engine,
                              engine_class, resolve_device)
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.errors import NameClashError, VoxmithError
-from voxmith.paths import canonical_name
+from voxmith.errors import VoxmithError
+from voxmith.paths import canonical_name, named_folder
 from voxmith.progress import ProgressCallback
 from voxmith.training import (CheckpointInfo, TrainingConfig, TrainingResult, TrainingRun, defaults_for,
                               train_loop, validate)
@@ -84,10 +84,12 @@ class TrainingRuns:
         return sorted({canonical_name(p.name) for p in self.root.iterdir() if (p / "config.yaml").is_file()})
 
     def open(self, name: str) -> TrainingRun:
+        # A refused name (an invisible character), a folder to rename or two folders spelling the name
+        # are said as they are, not as "no run" with a `train init` that would be refused in turn.
+        named_folder(self.root, name, "training run")
+        name = canonical_name(name)
         try:
             return TrainingRun.open(self.root, name)
-        except NameClashError:  # two folders spelling `name` differently: said as it is
-            raise
         except VoxmithError:
             known = ", ".join(self.names()) or "none yet"
             raise VoxmithError(f"No training run named '{name}'. Runs: {known}. "
