@@ -232,3 +232,38 @@ def test_runs_that_cannot_be_read_are_rows_and_the_training_tab_still_builds(tmp
     assert [row[0] for row in table] == ["Zo\u00eb", "broken"]  # the name spelt twice is one row
     assert "cannot be read" in table[0][3] and "rename one of them" in table[0][3] and "x" in table[1][3]
     assert "rename one of them" in text  # the picked run: why it cannot be shown
+
+
+def test_a_run_created_with_a_name_pasted_in_the_other_spelling_is_picked_in_the_list(tmp_path, monkeypatch):
+    """A run name pasted from Finder ('Zoe' + U+0308) was set as the Run dropdown's value while its
+    choices are the one spelling ('Zo' + U+00EB), so Gradio refused the value on every poll; and a
+    job started under one spelling was not found under the other."""
+    from tests.tiny_training import tiny_config
+    from voxmith.studio.training_jobs import TrainingJobs
+    from voxmith.training import TrainingRun
+    from voxmith.webui import tab_training
+
+    nfc, nfd = "Zo\u00eb", "Zoe\u0308"
+    studio = Studio(tmp_path / "ws", device="cpu")
+    monkeypatch.setattr(type(studio.training), "init",
+                        lambda self, name, *args, **kwargs: TrainingRun.create(self.root, name, tiny_config(epochs=1)))
+    with gr.Blocks() as blocks:
+        tab_training.build(studio, lambda: [])
+    create_run = next(f.fn for f in blocks.fns.values() if f.name == "create_run")
+    text, picked, _ = create_run(nfd, "any dataset", "tone", 1, False, "")
+    assert picked["value"] == nfc and picked["choices"] == [nfc] and nfc in text
+    gr.Dropdown(choices=picked["choices"]).preprocess(picked["value"])  # raised before
+
+    class Runs:  # only what TrainingJobs asks of the training runs
+        def trainer(self, name):
+            return None
+
+        def check(self, name):
+            return []
+
+        def train(self, name, **kwargs):
+            raise VoxmithError("not here")
+
+    jobs = TrainingJobs(Runs())
+    started = jobs.start(nfd)
+    assert jobs.get(nfc) is started and jobs.get(nfd) is started

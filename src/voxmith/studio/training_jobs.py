@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from voxmith.errors import VoxmithError
+from voxmith.paths import canonical_name
 from voxmith.progress import Progress
 
 
@@ -88,6 +89,7 @@ class TrainingJobs:
         self._jobs: Dict[str, TrainingJob] = {}
 
     def start(self, run: str, force_restart: bool = False) -> TrainingJob:
+        run = canonical_name(run)  # keyed by the one spelling: 'Zoë' pasted as NFD is the same job
         current = self._jobs.get(run)
         if current is not None and current.is_running():
             raise VoxmithError(f"Run '{run}' is already training.")
@@ -102,4 +104,4 @@ class TrainingJobs:
         return job
 
     def get(self, run: str) -> Optional[TrainingJob]:
-        return self._jobs.get(run)
+        return self._jobs.get(canonical_name(run))

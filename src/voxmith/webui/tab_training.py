@@ -116,9 +116,11 @@ def build(studio, voice_choices):
         created = training.init(name_value, dataset_value, engine_value,
                                 int(epochs_value) if epochs_value else None, changes, settings=settings)
         s = created.load_config().schedule
-        text = (f"Created **{name_value}**: {s.epochs} epochs, batch {s.batch_size} x {s.grad_accumulation}, "
+        # the run's one spelling: the name as typed (NFD, pasted from Finder) is not among the
+        # choices (NFC), and Gradio refused the value on every poll after
+        text = (f"Created **{created.name}**: {s.epochs} epochs, batch {s.batch_size} x {s.grad_accumulation}, "
                 f"lr {s.learning_rate:g}. Settings in `{created.config_path}`")
-        return text, gr.update(choices=training.names(), value=name_value), _runs_table(training)
+        return text, gr.update(choices=training.names(), value=created.name), _runs_table(training)
 
     def describe(run_value, summary=None):
         """Status line, loss plot and checkpoint choices of the selected run."""
