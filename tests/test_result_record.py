@@ -119,3 +119,23 @@ def test_a_request_carries_an_explicit_finetune_choice():
     assert SpeakRequest("Hi.", voice="v", finetune={}).finetune == FinetuneChoice.stock()  # the old forms
     assert SpeakRequest("Hi.", voice="v", finetune={"run": "r", "checkpoint": 3}).finetune == \
         FinetuneChoice.of_run("r", 3)
+
+
+def test_a_sidecar_deleted_while_it_is_read_is_said_to_be_gone(tmp_path, monkeypatch):
+    """Between "it exists" and reading it, a deleted sidecar read as None: "it holds a JSON
+    NoneType, not a result record" instead of "there is no result"."""
+    import voxmith.studio.record as record
+
+    sidecar = tmp_path / "take.json"
+    sidecar.write_text("{}")
+    original = record.read_json
+
+    def deleted_first(path, *args, **kwargs):  # another process (or the web UI) removes it just now
+        Path(path).unlink(missing_ok=True)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(record, "read_json", deleted_first)
+    with pytest.raises(VoxmithError, match="There is no result at .*deleted or moved"):
+        read_result(sidecar)
+    with pytest.raises(VoxmithError, match="There is no result at"):
+        read_result(tmp_path / "never.json")

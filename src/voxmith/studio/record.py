@@ -346,17 +346,21 @@ def read_result(path: str | os.PathLike) -> ResultRecord:
     return _result_from(_read_object(path), path)
 
 
+_MISSING = object()
+
+
 def _read_object(path: str | os.PathLike) -> dict:
     sidecar_path = Path(path).with_suffix(".json")
     if Path(path).suffix.lower() != ".json" and sidecar_path.is_file():
         path = sidecar_path  # the result's audio was named (`reproduce take.wav`): its sidecar is beside it
-    if not Path(path).exists():  # (read_json's None would read as "it holds a JSON NoneType")
-        raise VoxmithError(f"There is no result at '{path}': it was deleted or moved.")
     what = f"'{path}' is not a voxmith result sidecar (the .json file written beside each result)"
     try:
-        sidecar = read_json(path)
+        # a default no JSON can hold: a file missing (or deleted just now) is not "a JSON NoneType"
+        sidecar = read_json(path, default=_MISSING)
     except (ValueError, OSError) as err:  # not JSON, not text, or unreadable
         raise VoxmithError(f"{what}: it cannot be read as JSON ({type(err).__name__}).") from None
+    if sidecar is _MISSING:
+        raise VoxmithError(f"There is no result at '{path}': it was deleted or moved.")
     if not isinstance(sidecar, dict):
         raise VoxmithError(f"{what}: it holds a JSON {type(sidecar).__name__}, not a result record.")
     return sidecar
