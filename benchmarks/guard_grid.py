@@ -99,12 +99,27 @@ def analyse(path: Path) -> None:
             line(f"best passing row, lam {lam:g}", chosen)
 
 
+def listener_figures(engine, said, settings, spoken, held_out, encoder, mos_model, transcriber):
+    """What a user hears of DEV_SENTENCES at conditioning `said`: per-sentence SECS against the held-out
+    clip and DistillMOS, and Whisper's word errors with the word count."""
+    from voxmith.engines.piper_vc.intelligibility import word_errors
+    from voxmith.speaker import cosine_similarity
+
+    secs, mos, errors, words = [], [], 0, 0
+    for k, (sentence, text) in enumerate(zip(DEV_SENTENCES, spoken)):
+        take = engine.synthesize(text, said, settings, seed=k)[0]
+        secs.append(cosine_similarity(encoder.embed(take.samples, take.sample_rate_hz), held_out))
+        mos.append(mos_model.score(take.samples, take.sample_rate_hz))
+        errors += word_errors(sentence, transcriber.transcribe(take.samples, take.sample_rate_hz, language="en").text)
+        words += len(sentence.split())
+    return secs, mos, errors, words
+
+
 def _engine11_rows(name, cond, chosen, enroll_s, speak, conditioning_at, engine, settings, held_out, encoder,
                    mos_model, transcriber, spoken, out, earlier):
     """`--grid 11`: each GRID_ENGINE11 row's check (seed set 0), the enrollment scores of the same
     takes (GE2E similarity to the enrolled embedding, DistillMOS) and the listener's figures."""
     from voxmith.engines.piper_vc import guard, world
-    from voxmith.engines.piper_vc.intelligibility import word_errors
     from voxmith.speaker import cosine_similarity
 
     said_once = {}
@@ -123,14 +138,8 @@ def _engine11_rows(name, cond, chosen, enroll_s, speak, conditioning_at, engine,
         strengths = guard.Strengths(network=network, ridge=ridge, warp=warp, statistics=statistics)
         check = guard.heard_errors(remembered, guard.CHECK_SENTENCES, strengths)[0]
         heard = [remembered(text, k, strengths) for k, text in enumerate(guard.CHECK_SENTENCES)]
-        said = conditioning_at(strengths)
-        secs, mos, errors, words = [], [], 0, 0
-        for k, (sentence, text) in enumerate(zip(DEV_SENTENCES, spoken)):
-            take = engine.synthesize(text, said, settings, seed=k)[0]
-            secs.append(cosine_similarity(encoder.embed(take.samples, take.sample_rate_hz), held_out))
-            mos.append(mos_model.score(take.samples, take.sample_rate_hz))
-            errors += word_errors(sentence, transcriber.transcribe(take.samples, take.sample_rate_hz, language="en").text)
-            words += len(sentence.split())
+        secs, mos, errors, words = listener_figures(engine, conditioning_at(strengths), settings, spoken, held_out,
+                                                    encoder, mos_model, transcriber)
         row = {"voice": name, "strengths": [network, ridge, warp, statistics], "check": check,
                "floor": chosen["base_errors"], "tolerance": chosen["tolerance"],
                "enroll_sim": float(np.mean([cosine_similarity(encoder.embed(a, world.SAMPLE_RATE_HZ), target)
@@ -168,7 +177,6 @@ def main() -> int:
     from voxmith.asr import get_transcriber
     from voxmith.audio import load_audio, to_mono
     from voxmith.engines.piper_vc import PiperVCEngine, guard
-    from voxmith.engines.piper_vc.intelligibility import word_errors
     from voxmith.quality import get_naturalness_model
     from voxmith.speaker import cosine_similarity, get_speaker_encoder
     from voxmith.text import normalize_text
@@ -224,15 +232,8 @@ def main() -> int:
                 Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
                 continue
             check = [guard.heard_errors(s, guard.CHECK_SENTENCES, strengths)[0] for s in (speak, shifted)]
-            said = conditioning_at(strengths)
-            secs, mos, errors, words = [], [], 0, 0
-            for k, (sentence, text) in enumerate(zip(DEV_SENTENCES, spoken)):
-                cand = engine.synthesize(text, said, settings, seed=k)[0]
-                secs.append(cosine_similarity(encoder.embed(cand.samples, cand.sample_rate_hz), held_out))
-                mos.append(mos_model.score(cand.samples, cand.sample_rate_hz))
-                heard = transcriber.transcribe(cand.samples, cand.sample_rate_hz, language="en").text
-                errors += word_errors(sentence, heard)
-                words += len(sentence.split())
+            secs, mos, errors, words = listener_figures(engine, conditioning_at(strengths), settings, spoken,
+                                                        held_out, encoder, mos_model, transcriber)
             row = {"voice": name, "strengths": [network, ridge, warp, statistics], "check": check,
                    "floor": floors, "secs": float(np.mean(secs)), "dev_errors": errors, "dev_words": words,
                    "mos": float(np.mean(mos)), "guard_chose": chosen["strengths"], "guard_errors": chosen["errors"],
