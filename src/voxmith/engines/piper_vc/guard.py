@@ -5,7 +5,8 @@ CHECK_SENTENCES through the engine's own synthesis path (the voice's speaking ra
 jitter, one seed per sentence, as a studio request would), and Whisper transcribes them. None of
 them is a calibration sentence of the warp search (enrollment.py) or a training, test or
 benchmark line, so the check never grades what was fitted on it. The unconverted base voice says
-the same sentences at the same rate; its word errors are the floor (Whisper's own mistakes on
+the same sentences at the same pace (each sentence's jittered rate: the very take every check
+converts); its word errors are the floor (Whisper's own mistakes on
 joe), which does not depend on the target and is kept per process (`floor`). While the conversion makes more than `tolerance_words` errors above that floor, components
 are backed off, in this order, one step at a time: the residual network (adaptation.py), the
 ridge correction, the frequency warp (refitted at a fraction of the enrolled warp), and the
@@ -287,7 +288,7 @@ def _valid_floor(value: dict) -> bool:
 
 # Bump when how a floor is measured changes (the check sentences' synthesis or how errors are
 # counted), so that floors kept on disk by an earlier voxmith are measured again.
-FLOOR_VERSION = 1
+FLOOR_VERSION = 2  # 2: heard at each sentence's jittered pace (engine._base_speaker)
 
 
 def floor_identity(voice, length_scale: float, transcriber: Sequence[str], engine: str = "") -> Optional[tuple]:
