@@ -381,7 +381,7 @@ def test_without_distillmos_enrollment_keeps_the_guards_strengths(monkeypatch):
     assert engine.cache_key() == f"piper-vc-{engine.version}"
     monkeypatch.setattr(engine_module, "naturalness_installed", lambda: False)
     assert engine.cache_key() == f"piper-vc-{engine.version}{engine_module.NOT_WEIGHED_KEY}"
-    assert engine_module.PiperVCNaturalEngine().cache_key() == "piper-vc-natural-9"
+    assert engine_module.PiperVCNaturalEngine().cache_key() == f"piper-vc-natural-{engine_module.PiperVCNaturalEngine.version}"
     # piper-vc-natural's Kokoro bases were never weighed: it keeps the guard's strengths.
     assert engine_module.PiperVCEngine.prefers_natural and not engine_module.PiperVCNaturalEngine.prefers_natural
 
@@ -442,10 +442,13 @@ def test_guard_listens_to_synthesis_as_a_request_would_render_it(engine, enrolle
                                                                 settings, seed=1)[0].samples)
     assert np.array_equal(other, engine.synthesize(TEXT, dict(cond, **guard.Strengths(
         network=0.0, ridge=0.0, warp=0.5).to_conditioning()), settings, seed=3)[0].samples)
-    # The base voice speaks at the voice's own rate, as synthesis does.
+    # The base voice speaks at the voice's own rate with the seed's jitter, as the checks' takes do.
+    from voxmith.engines.piper_vc.engine import _jittered_length_scale
+
     base = speak(TEXT, 3, None)
-    plain = get_base_voice().speak(TEXT, seed=3).samples
-    assert abs(base.size / plain.size - float(cond["rate"])) < 0.1
+    paced = _jittered_length_scale(settings, float(cond["rate"]), 3)
+    assert abs(paced / float(cond["rate"]) - 1.0) <= defaults.length_jitter
+    assert np.array_equal(base, get_base_voice().speak(TEXT, seed=3, length_scale=paced).samples)  # `speak`'s: joe
 
 
 def test_no_adaptation_without_parallel_data(enrolled_demo):
