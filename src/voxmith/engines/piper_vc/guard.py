@@ -97,6 +97,11 @@ NATURALNESS_WEIGHT = 0.08
 NATURALNESS_COLLAPSE = 0.6
 
 
+def intelligible(errors: int, base_errors: int, tolerance: int) -> bool:
+    """The guard's verdict: at most `tolerance` word errors above the base voice's."""
+    return errors <= base_errors + tolerance
+
+
 def tolerance_words(words: int) -> int:
     """Word errors above the base voice's allowed on `words` words of check sentences."""
     return max(MIN_TOLERANCE_WORDS, int(round(TOLERANCE_SHARE * words)))
@@ -127,7 +132,7 @@ class GuardResult:
     @property
     def passed(self) -> bool:
         """Whether the final strengths are intelligible (False: even the last step was not)."""
-        return self.errors <= self.base_errors + self.tolerance
+        return intelligible(self.errors, self.base_errors, self.tolerance)
 
     def to_conditioning(self, prefix: str = "") -> Dict[str, np.ndarray]:
         """The strengths and the record, every key after `prefix` ("" for enrollment's guard)."""
@@ -153,8 +158,7 @@ def summary(conditioning: Dict[str, np.ndarray], prefix: str = "") -> Optional[d
                          if prefix + key in conditioning}}
     if prefix + "guard.tolerance" in conditioning:  # conditionings enrolled before it was stored lack it
         out["tolerance"] = int(conditioning[prefix + "guard.tolerance"])
-        out["passed"] = GuardResult(Strengths(), out["base_errors"], out["errors"], out["words"],
-                                    tolerance=out["tolerance"]).passed
+        out["passed"] = intelligible(out["errors"], out["base_errors"], out["tolerance"])
     if prefix + "guard.natural" in conditioning:  # engine 10 on
         out["natural"] = str(conditioning[prefix + "guard.natural"])
     return out
@@ -319,7 +323,7 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
         if progress is not None:
             progress("checking intelligibility", k, total)
         made, early = heard_errors(speak, sentences, current, transcribe, base + tolerance)
-        if made <= base + tolerance:
+        if intelligible(made, base, tolerance):
             break
         while ladder and getattr(current, ladder[0][0]) <= ladder[0][1]:
             ladder.pop(0)  # already that weak (e.g. no network to reduce)
@@ -389,5 +393,5 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
 
 
 __all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
-           "GuardResult", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
+           "GuardResult", "intelligible", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
            "tolerance_words"]
