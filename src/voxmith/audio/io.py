@@ -214,8 +214,9 @@ def _decode_with_pyav(path: Path, limit: LengthLimit,
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate
             channels = stream.codec_context.channels or 1
-            if stream.duration is not None and stream.time_base is not None:
-                limit.check(path, float(stream.duration * stream.time_base) * rate, rate, channels)
+            seconds = _stream_seconds(stream)
+            if seconds is not None:
+                limit.check(path, seconds * rate, rate, channels)
             allowed = limit.allowed_frames(rate, channels)
             resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None)
             frames, decoded = [], 0
@@ -237,6 +238,13 @@ def _decode_with_pyav(path: Path, limit: LengthLimit,
     return np.concatenate(frames, axis=1).T.astype(np.float32), rate, container_format
 
 
+def _stream_seconds(stream) -> Optional[float]:
+    """A PyAV audio stream's length as its header declares it (None when it does not)."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
 def _check_container_length(path: Path, limit: LengthLimit) -> None:
     """Refuse a file whose container header says it is longer than `limit` (nothing when PyAV is
     missing, cannot open it or the header does not say: the decoders' own guards bound those)."""
@@ -246,10 +254,9 @@ def _check_container_length(path: Path, limit: LengthLimit) -> None:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels or 1
-            if stream.duration is not None and stream.time_base is not None:
-                seconds = float(stream.duration * stream.time_base)
-            else:
-                seconds = container.duration / 1_000_000 if container.duration is not None else None
+            seconds = _stream_seconds(stream)
+            if seconds is None and container.duration is not None:
+                seconds = container.duration / 1_000_000
     except Exception:  # no PyAV, no audio stream, a file only the ffmpeg program reads
         return
     if seconds is not None and rate:
