@@ -11,7 +11,6 @@ import click
 
 from voxmith.assignments import split_assignments
 from voxmith.engines.registry import DEFAULT_ENGINE
-from voxmith.errors import VoxmithError
 
 
 def format_run(summary, detailed: bool = False) -> str:
@@ -190,13 +189,12 @@ def _leave(status: int) -> None:
 @click.pass_obj
 def list_runs(obj):
     """List training runs and their progress."""
-    names = obj.studio.training.names()
-    if not names:
+    summaries = obj.studio.training.summaries()  # a config.yaml broken by hand hides no other run
+    if not summaries:
         click.echo("No training runs yet. Create one with 'voxmith train init NAME --dataset DATASET'.")
-    for name in names:
-        try:
-            summary = obj.studio.training.summary(name)
-        except VoxmithError as err:  # a config.yaml broken by hand does not hide the other runs
+    for summary in summaries:
+        if isinstance(summary, tuple):
+            name, err = summary
             click.echo(f"{name}: cannot be read: {err}")
             continue
         click.echo(format_run(summary))

@@ -86,14 +86,13 @@ class TrainingRuns:
     def open(self, name: str) -> TrainingRun:
         # A refused name (an invisible character), a folder to rename or two folders spelling the name
         # are said as they are, not as "no run" with a `train init` that would be refused in turn.
-        named_folder(self.root, name, "training run")
-        name = canonical_name(name)
-        try:
-            return TrainingRun.open(self.root, name)
-        except VoxmithError:
+        folder = named_folder(self.root, name, "training run")
+        if not (folder / "config.yaml").is_file():
+            name = canonical_name(name)
             known = ", ".join(self.names()) or "none yet"
             raise VoxmithError(f"No training run named '{name}'. Runs: {known}. "
-                               f"Create one with `voxmith train init {quote(name)} --dataset NAME`.") from None
+                               f"Create one with `voxmith train init {quote(name)} --dataset NAME`.")
+        return TrainingRun(folder)
 
     def lines(self, dataset: str) -> tuple[tuple[TrainingLine, ...], tuple[TrainingLine, ...]]:
         """The dataset's (train, validation) lines, as its lists say."""
@@ -266,14 +265,26 @@ class TrainingRuns:
                     if canonical_name((v.listed_metadata().get("finetune") or {}).get("run") or "") == name],
             folder=run.folder)
 
-    def summaries(self) -> List[RunSummary]:
-        return [self.summary(name) for name in self.names()]
+    def summaries(self) -> List[RunSummary | tuple[str, VoxmithError]]:
+        """Each run's summary, or (its name, why it cannot be read: a config.yaml broken by hand, two
+        folders spelling one name), so that one such run hides none of the others."""
+        read: List[RunSummary | tuple[str, VoxmithError]] = []
+        for name in self.names():
+            try:
+                read.append(self.summary(name))
+            except VoxmithError as err:
+                read.append((name, err))
+        return read
 
     # --- using ----------------------------------------------------------------------------------
 
     def find_checkpoint(self, name: str, which: str | int = "latest") -> CheckpointInfo:
         """Checkpoint `which` of run `name`: "latest", "best" (lowest validation loss) or a step."""
-        store = self.open(name).checkpoints
+        return self._checkpoint(self.open(name), which)
+
+    @staticmethod
+    def _checkpoint(run: TrainingRun, which: str | int) -> CheckpointInfo:
+        name, store = run.name, run.checkpoints
         if str(which) == "latest":
             found = store.latest()
         elif str(which) == "best":
@@ -296,7 +307,7 @@ class TrainingRuns:
         """The fine-tuned weights of run `name` at checkpoint `which`, the run's engine, and the checkpoint."""
         run = self.open(name)
         name, config = run.name, run.load_config()
-        info = self.find_checkpoint(name, which)
+        info = self._checkpoint(run, which)
         stat = info.path.stat()
         return Finetune(
             key=f"{run.folder}:{info.step}:{stat.st_mtime_ns}:{stat.st_size}",

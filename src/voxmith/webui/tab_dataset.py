@@ -84,12 +84,12 @@ def build(studio, voice_choices):
     def pick(name_value, event: gr.SelectData):
         if not name_value:  # the empty table's placeholder row, before any dataset exists
             return None, "", ""
-        record = studio.datasets.get(name_value).load()
+        dataset = studio.datasets.get(name_value)
+        record = dataset.load()
         if event.index[0] >= len(record["segments"]):
             return None, "", ""
         segment = record["segments"][event.index[0]]
-        return str(Path(studio.datasets.get(name_value).path) / segment["file"]), segment["id"], \
-            segment.get("transcript") or ""
+        return str(Path(dataset.path) / segment["file"]), segment["id"], segment.get("transcript") or ""
 
     table.select(friendly(pick), chosen, [segment_audio, segment_id, transcript])
 

@@ -16,22 +16,9 @@ RUN_HEADERS = ["run", "engine", "dataset", "progress", "last loss", "best valida
 POLL_SECONDS = 2.0
 
 
-def _read_summaries(training):
-    """Each run's summary, or (its name, why it cannot be read: a config.yaml broken by hand, two
-    folders spelling one name): one such run neither hides the others nor stops the web UI from
-    starting, as `voxmith train list` lists it."""
-    read = []
-    for name in training.names():
-        try:
-            read.append(training.summary(name))
-        except VoxmithError as err:
-            read.append((name, err))
-    return read
-
-
 def _runs_table(training, summaries=None):
     rows = []
-    for s in _read_summaries(training) if summaries is None else summaries:
+    for s in training.summaries() if summaries is None else summaries:
         if isinstance(s, tuple):
             rows.append([s[0], "-", "-", f"cannot be read: {s[1]}", "-", "-"])
             continue
@@ -152,7 +139,7 @@ def build(studio, voice_choices):
         return send
 
     def poll(run_value):
-        summaries = _read_summaries(training)  # read once per tick for both the status and the table
+        summaries = training.summaries()  # read once per tick for both the status and the table
         current = next((s for s in summaries if not isinstance(s, tuple) and s.name == run_value), None)
         try:
             text, plot_path, choices = describe(run_value, current)
