@@ -122,7 +122,7 @@ def test_seed_minus_one_is_random_in_cli_and_api(tone_voice, tmp_path):
                                        rank=False)).sidecar["seed"] for _ in range(3)}
     assert all(s >= 0 for s in seeds) and len(seeds) > 1  # random each time
     huge = tone_voice("speak", "-e", "tone", "-v", "v", "--seed", str(2 ** 40), "hello")
-    assert huge.exit_code == 1 and "--seed must be below" in huge.output
+    assert huge.exit_code == 1 and "seed (--seed) must be below" in huge.output
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
@@ -152,6 +152,23 @@ def test_an_endless_or_huge_text_file_is_refused_without_reading_it_all(tone_voi
     assert result.exit_code == 1 and "'/dev/zero' is over 1 MB, too big for a text file" in result.output
     piped = tone_voice("speak", "-e", "tone", "-v", "v", "--text-file", "-", input=b"word " * 300_000)
     assert piped.exit_code == 1 and "'standard input' is over 1 MB" in piped.output
+
+
+def test_a_text_file_longer_than_a_web_request_is_spoken_with_a_note_about_books(tone_voice, tmp_path, monkeypatch):
+    """`speak --text-file` is not held to the web UI's and HTTP API's limit (it resumes sentence by
+    sentence); over it, a note says what that means and names `voxmith book`."""
+    from voxmith.studio import speech
+
+    monkeypatch.setattr(speech, "MAX_SPEAK_TEXT_CHARS", 20)
+    (tmp_path / "t.txt").write_text("A text a little longer than twenty characters.")
+    result = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "--text-file", str(tmp_path / "t.txt"),
+                        "-o", str(tmp_path / "t.wav"))
+    assert result.exit_code == 0, result.output
+    assert "Note: the text is 46 characters long, more than the web UI or the HTTP API takes in one request (20)" \
+        in result.output and "`voxmith book`" in result.output
+    assert (tmp_path / "t.wav").is_file()
+    short = tone_voice("speak", "-e", "tone", "-v", "v", "--no-rank", "Twenty or fewer.", "-o", str(tmp_path / "s.wav"))
+    assert short.exit_code == 0 and "Note:" not in short.output
 
 
 def test_a_huge_book_file_is_refused_without_reading_it_all(tmp_path, monkeypatch):

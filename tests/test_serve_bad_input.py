@@ -77,6 +77,25 @@ def test_adding_a_voice_that_exists_names_this_endpoints_options(served, demo_fi
     assert "append=true" in message and "replace=true" in message and "--force" not in message
 
 
+def test_a_text_longer_than_one_speak_request_takes_is_sent_to_books(served):
+    """The limit the web UI's Generate tab has too; the message says how long the text is and where
+    a longer one goes (before: pydantic's 'String should have at most 100000 characters')."""
+    from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS
+
+    url, _studio, _rid = served
+    text = "word " * (MAX_SPEAK_TEXT_CHARS // 5 + 1)
+    response = httpx.post(f"{url}/voxmith/speak", json={"text": text, "voice": "demo", "engine": "tone"}, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "text" and error["message"] == (
+        f"text is {len(text)} characters long; the limit is {MAX_SPEAK_TEXT_CHARS}. Read a longer text as a "
+        "book: POST /voxmith/books (chapter by chapter, resumable).")
+    # at the limit the text is taken (and goes on to the voice's refusal)
+    at_limit = httpx.post(f"{url}/voxmith/speak", json={"text": text[:MAX_SPEAK_TEXT_CHARS], "voice": "nobody",
+                                                        "engine": "tone"}, timeout=30)
+    assert at_limit.status_code in (400, 404) and "nobody" in at_limit.json()["error"]["message"]
+
+
 def test_an_upload_without_a_file_name_is_stored_as_the_format_it_is(served, demo_files):
     url, studio, _rid = served
     # A file part with an empty file name (curl -F 'files=@take.flac;filename='), written by hand:

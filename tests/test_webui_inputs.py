@@ -142,6 +142,61 @@ def test_a_second_book_of_the_same_file_name_keeps_the_first(app, uploads, tone_
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept
 
 
+def test_a_text_longer_than_one_request_takes_is_sent_to_the_book_tab(app, tone_engine):
+    """A pasted novel ran for hours in one request, with one progress bar, the page holding it all;
+    the HTTP API's speak refused it already. The limit is the API's, and the text at it is taken."""
+    from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS
+
+    _studio, callbacks = app
+    text = "word " * (MAX_SPEAK_TEXT_CHARS // 5 + 1)
+    message = refused(callbacks["generate"], text, "alice", "tone", 1, -1, "{}", False)
+    assert message.startswith(f"The text is {len(text):,} characters long; Generate takes up to "
+                              f"{MAX_SPEAK_TEXT_CHARS:,} at a time. Read a longer text in the Book tab")
+    assert "--" not in message and "voxmith" not in message
+    # at the limit the text goes on (to the voice's refusal here, before anything is spoken)
+    message = refused(callbacks["generate"], text[:MAX_SPEAK_TEXT_CHARS], "gone", "tone", 1, -1, "{}", False)
+    assert message.startswith("No voice named 'gone'")
+
+
+def test_options_the_page_shows_under_its_own_names_are_not_named_as_cli_flags(app, uploads, tone_engine):
+    studio, callbacks = app
+    generate = callbacks["generate"]
+    assert refused(generate, "Hello there.", "alice", "tone", 1, 2 ** 40, "{}", False) == \
+        "The seed must be below 4294967296 (or -1 for a random seed)."
+    assert refused(generate, "Hello there.", "alice", "tone", 20, -1, "{}", False) == \
+        "The number of candidates must be between 1 and 16."
+    message = refused(generate, "你好，世界。今天天气很好。", "alice", "tone", 1, -1, "{}", False)
+    assert "Use the gpt-sovits engine" in message and message.endswith(": pick it in the Engine list.")
+    assert "--engine" not in message and "over HTTP" not in message
+    book = uploads("story.txt", b"Hello there. How are you?")
+    assert refused(callbacks["read"], *book_inputs(book, pauses=(0.35, 45, 2.0))) == \
+        "The paragraph pause must be between 0 and 30 seconds, got 45."
+    prepare = callbacks["run_prepare"]
+    assert refused(prepare, "newset", ["alice"], None, "en", 0.2, 12.0) == \
+        "'Min seconds' must be at least 0.5 and below 'Max seconds'."
+    assert refused(prepare, "newset", ["alice"], None, "en", 2.0, 40.0) == \
+        "'Max seconds' above 30 is longer than Whisper's window; use 30 or less."
+    assert refused(prepare, "newset", ["alice"], None, "en", 29.0, 30.0).endswith(
+        "Add longer recordings or lower 'Min seconds'.")
+    edited = studio.datasets.path_for("hand-edited")
+    edited.mkdir(parents=True)
+    (edited / SEGMENTS_FILE).write_text(json.dumps({"name": "hand-edited", "fingerprint": "x", "slicing": {},
+                                                    "segments": [{"id": "seg-1", "file": "wavs/seg-1.wav",
+                                                                  "duration_s": 2.0, "transcript": "Hi."}]}))
+    assert refused(callbacks["apply"], "hand-edited", "seg-1", "  ") == \
+        "The new transcript is empty; use 'Drop segment' to remove a segment."
+
+
+def test_a_recording_too_long_for_a_voice_clip_is_sent_to_the_dataset_tab(app, uploads, tmp_path):
+    studio, callbacks = app
+    long_take = tmp_path / "interview.flac"
+    sf.write(long_take, np.zeros(31 * 60 * 8000, np.float32), 8000)  # 31 minutes of silence, 0.1 MB
+    message = refused(callbacks["save"], "interviewee", [uploads("interview.flac", long_take)], "create", False)
+    assert "31 min long, over the 30 min limit" in message
+    assert message.endswith("or build a dataset from the recording in the Dataset tab.")
+    assert not studio.voices.exists("interviewee")
+
+
 def test_rerunning_a_result_deleted_since_it_was_clicked(app):
     studio, callbacks = app
     gone = studio.workspace.results_dir / "alice" / "20260101-000000-hello.json"

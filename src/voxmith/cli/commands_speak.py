@@ -159,12 +159,16 @@ def speak(ctx, text, voice, refs, text_file, engine, output, force, candidates, 
     obj = ctx.obj
     from voxmith.studio.ranking import RankingSettings
     from voxmith.studio.record import FinetuneChoice
-    from voxmith.studio.speech import SpeakRequest
+    from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS, SpeakRequest
 
     if text_file is not None:
         if text:
             raise VoxmithError("Give the text either as an argument or with --text-file, not both.")
         text = _read_text_file(text_file)
+    if text and len(text) > MAX_SPEAK_TEXT_CHARS:  # not refused: --text-file resumes, and nothing waits on it
+        click.echo(f"Note: the text is {len(text):,} characters long, more than the web UI or the HTTP API takes "
+                   f"in one request ({MAX_SPEAK_TEXT_CHARS:,}). It becomes one file, held in memory until it is "
+                   "written; `voxmith book` reads a long text chapter by chapter into a file per chapter.", err=True)
     if run and stock:
         raise VoxmithError("--run and --stock contradict each other; pick one.")
     if checkpoint != "latest" and not run:  # it would be ignored: the voice's own setting would speak

@@ -30,7 +30,7 @@ from voxmith.studio.ranking import RankingSettings
 from voxmith.studio.conversion import ConvertRequest
 from voxmith.studio.record import ConversionRecord, FinetuneChoice, ResultRecord
 from voxmith.studio.results import list_results
-from voxmith.studio.speech import SpeakRequest
+from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS, SpeakRequest
 
 router = APIRouter(prefix="/voxmith", tags=["voxmith"])
 
@@ -45,7 +45,9 @@ class Finetune(BaseModel):
 class SpeakBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., min_length=1, max_length=100_000)
+    # (The bound is checked in `speak`, so the refusal says how long the text is and where a longer one goes.)
+    text: str = Field(..., min_length=1, description=f"Up to {MAX_SPEAK_TEXT_CHARS} characters; a longer text "
+                                                     "is a book (POST /voxmith/books).")
     voice: str
     engine: Optional[str] = None
     candidates: int = Field(1, ge=1, le=16)
@@ -100,6 +102,10 @@ def sidecar_id(rid: str) -> str:
 @router.post("/speak", summary="Speak with every option of `voxmith speak`; returns the result and its sidecar")
 async def speak(body: SpeakBody, request: Request):
     studio, pool = request.app.state.studio, request.app.state.pool
+    if len(body.text) > MAX_SPEAK_TEXT_CHARS:
+        raise ApiError(400, f"text is {len(body.text)} characters long; the limit is {MAX_SPEAK_TEXT_CHARS}. Read a "
+                            "longer text as a book: POST /voxmith/books (chapter by chapter, resumable).", "text",
+                       "string_above_max_length")
     finetune = FinetuneChoice.voice_setting() if body.finetune == "voice" else \
         FinetuneChoice.stock() if body.finetune == "stock" else \
         FinetuneChoice.of_run(body.finetune.run, body.finetune.checkpoint)

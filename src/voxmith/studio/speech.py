@@ -37,6 +37,12 @@ SENTENCE_PAUSE_MS = 350
 PARAGRAPH_PAUSE_MS = 700
 SEED_STRIDE = 1000  # sentence i uses seeds seed + i * SEED_STRIDE + take
 MAX_SEED = 2 ** 32  # seeds must fit the random generators of numpy and torch (plus the strides)
+# The longest text one speak request of the web UI (Generate) or the HTTP API (/voxmith/speak) takes,
+# in characters: about two hours of speech, made in one go, not resumable, with one progress bar while
+# a page or a connection waits. Longer text is a book (studio/book.py): read chapter by chapter, and
+# resumable. The CLI's `speak --text-file` is not held to it: it resumes sentence by sentence
+# (`SpeakRequest.resumable`) and nothing waits on it.
+MAX_SPEAK_TEXT_CHARS = 100_000
 
 
 @dataclass
@@ -74,7 +80,7 @@ class SpeakRequest:
             raise VoxmithError("The number of candidates (--candidates) must be between 1 and 16.")
         self.ranking.validate()
         if self.seed is not None and self.seed >= MAX_SEED:
-            raise VoxmithError(f"--seed must be below {MAX_SEED} (or -1 for a random seed).")
+            raise VoxmithError(f"The seed (--seed) must be below {MAX_SEED} (or -1 for a random seed).")
 
 
 @dataclass

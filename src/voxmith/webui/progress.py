@@ -31,8 +31,8 @@ def plural_unit(unit: str) -> str:
     return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
-# The library's hints name CLI commands; in the page, the tab that does the same (or the CLI, said
-# as such, when no tab does).
+# The library's hints name CLI commands and options; in the page, the tab, box or button that does
+# the same (or the CLI, said as such, when no tab does).
 PAGE_HINTS = (
     (re.compile(r"Create it with `voxmith voices add [^`]*`\."), "Create it in the Voices tab."),
     (re.compile(r"Create it with `voxmith dataset prepare [^`]*`\."), "Prepare it in the Dataset tab."),
@@ -40,6 +40,15 @@ PAGE_HINTS = (
     (re.compile(r"Pass --redo to rebuild it \(edited transcripts are lost\), or choose another name\."),
      "Choose another name (rebuilding it, which loses edited transcripts, is `voxmith dataset prepare "
      "NAME --redo` on the command line)."),
+    (re.compile(r"with `voxmith dataset prepare NAME --from FILE`\."), "in the Dataset tab."),
+    (re.compile(r": --engine (\S+), or engine/model '\1' over HTTP\."), ": pick it in the Engine list."),
+    # Options the page shows as boxes and buttons of its own names.
+    (re.compile(r"--min-seconds"), "'Min seconds'"),
+    (re.compile(r"--max-seconds"), "'Max seconds'"),
+    (re.compile(r"use --drop to remove"), "use 'Drop segment' to remove"),
+    # A CLI option in parentheses after the words that say what it is ("The number of candidates
+    # (--candidates)"): the words are the page's.
+    (re.compile(r" \(--[a-z][a-z0-9-]*\)"), ""),
 )
 
 

@@ -17,7 +17,7 @@ from voxmith.engines import available_engines, engine_class
 from voxmith.engines.registry import DEFAULT_ENGINE
 from voxmith.errors import VoxmithError
 from voxmith.studio.results import list_results
-from voxmith.studio.speech import SpeakRequest
+from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS, SpeakRequest
 from voxmith.webui.forms import number, settings_object
 from voxmith.webui.progress import friendly, to_gradio
 
@@ -52,6 +52,16 @@ def _takes_table(result):
     return rows
 
 
+def check_text_length(text: str) -> None:
+    """Refuse a text longer than one request takes, pointing at the Book tab, which reads a long
+    text chapter by chapter and resumes where it stopped."""
+    if len(text) > MAX_SPEAK_TEXT_CHARS:
+        raise VoxmithError(f"The text is {len(text):,} characters long; Generate takes up to "
+                           f"{MAX_SPEAK_TEXT_CHARS:,} at a time. Read a longer text in the Book tab: save it as a "
+                           ".txt or .md file and upload it there (it is read chapter by chapter, and an "
+                           "interrupted book resumes where it stopped).")
+
+
 def download_as(result_path: Optional[str], fmt: str) -> Optional[str]:
     """The result as a `fmt` file to download: the WAV itself, or an encoded copy (in-process, PyAV)
     in the web UI's private temporary folder (swept like its uploads), so the workspace keeps one
@@ -70,7 +80,8 @@ def build(studio, voice_choices):
         with gr.Row():
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Text", lines=5, elem_id="gen-text",
-                                  placeholder="Type what the voice should say. Long text is split into sentences.")
+                                  placeholder="Type what the voice should say. Long text is split into sentences "
+                                              f"(up to {MAX_SPEAK_TEXT_CHARS:,} characters; a book: the Book tab).")
                 with gr.Row():
                     voice = gr.Dropdown(choices=voice_choices(), label="Voice", elem_id="gen-voice", scale=3)
                     refresh = gr.Button("↻ voices", scale=1, size="sm", elem_id="gen-refresh")
@@ -107,6 +118,7 @@ def build(studio, voice_choices):
     @friendly
     def generate(text_value, voice_value, engine_value, n, seed_value, settings_json, rank_value,
                  progress=gr.Progress()):
+        check_text_length(text_value or "")
         if not voice_value:
             raise VoxmithError("Pick a voice first (create one in the Voices tab).")
         settings_dict = settings_object(settings_json, "advanced settings")
