@@ -8,6 +8,10 @@ converted ones (an oracle: no mapping can know them better):
 - `pitch+envelope`: and the clip's spectral envelope by the difference filter (the engine's rendering);
 - `global pitch+envelope`: the clip's envelope, the pitch moved by one median ratio;
 - `world`: WORLD resynthesis of the clip's F0, envelope and aperiodicity on the base voice's timing;
+- `world, base excitation + clip envelope` (`..., + clip loudness`): WORLD resynthesis of the base
+  voice's F0 (moved by one median ratio) and aperiodicity with the clip's envelope, keeping the base
+  voice's loudness (c0) or taking the clip's;
+- `world, clip excitation + base envelope`: the clip's F0 and aperiodicity, the base voice's envelope;
 against the base voice alone and the clip itself. Scored as clone_quality.py scores: GE2E cosine to the
 held-out last clip, DistillMOS. Development only: it measures where similarity can come from, it
 tunes nothing.
@@ -29,7 +33,9 @@ from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIP_SECONDS = 14.0
-VARIANTS = ("base voice", "pitch", "pitch+envelope", "global pitch+envelope", "world", "clip itself")
+VARIANTS = ("base voice", "pitch", "pitch+envelope", "global pitch+envelope", "world",
+            "world, base excitation + clip envelope", "world, base excitation + clip envelope + clip loudness",
+            "world, clip excitation + base envelope", "clip itself")
 
 
 def oracle_takes(base_take: np.ndarray, clip: np.ndarray) -> dict:
@@ -43,6 +49,8 @@ def oracle_takes(base_take: np.ndarray, clip: np.ndarray) -> dict:
     both = (f0 > 0) & (source.f0 > 0)
     aligned = world.WorldFeatures(np.where(both, f0, source.f0), target.mcep[path], target.ap[path])
     ratio = np.exp(np.median(np.log(target.f0[target.f0 > 0])) - np.median(np.log(source.f0[source.f0 > 0])))
+    envelope_at_base_loudness = aligned.mcep.copy()
+    envelope_at_base_loudness[:, 0] = source.mcep[:, 0]
     return {
         "base voice": base_take,
         "pitch": render.render(base_take, source, world.WorldFeatures(aligned.f0, source.mcep, source.ap)),
@@ -50,6 +58,9 @@ def oracle_takes(base_take: np.ndarray, clip: np.ndarray) -> dict:
         "global pitch+envelope": render.render(base_take, source, world.WorldFeatures(source.f0 * ratio,
                                                                                         aligned.mcep, source.ap)),
         "world": world.synthesise(world.WorldFeatures(f0, target.mcep[path], target.ap[path])),
+        VARIANTS[5]: world.synthesise(world.WorldFeatures(source.f0 * ratio, envelope_at_base_loudness, source.ap)),
+        VARIANTS[6]: world.synthesise(world.WorldFeatures(source.f0 * ratio, aligned.mcep, source.ap)),
+        VARIANTS[7]: world.synthesise(world.WorldFeatures(f0, source.mcep, target.ap[path])),
         "clip itself": clip,
     }
 
