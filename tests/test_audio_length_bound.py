@@ -145,3 +145,78 @@ def test_http_voice_upload_over_the_clip_bound_is_a_400_without_decoding(tmp_pat
     message = response.json()["error"]["message"]
     assert "interview.flac" in message and "31 min long" in message and "voxmith dataset prepare" in message
     assert not studio.voices.exists("b")
+
+
+# --- convert: streamed, so bounded in time, not memory --------------------------------------------
+
+@pytest.fixture(scope="module")
+def three_hour_talk(tmp_path_factory):
+    """3 h 05 min of silence, ~0.2 MB: over the default bound, which convert applies too."""
+    path = write_silence(tmp_path_factory.mktemp("talk") / "talk.flac", 185 * 60)
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Loading an engine is a failure: the refusal must come before any enrollment work."""
+    from voxmith.studio import Studio
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("an engine was loaded")
+
+    monkeypatch.setattr(Studio, "engine", loaded)
+
+
+def test_convert_refuses_a_recording_declared_over_the_bound_before_loading_the_engine(run, three_hour_talk,
+                                                                                        demo_files, no_engine):
+    # Before: the conversion began, and would have run for hours on 3 h of silence.
+    result = run("convert", "--ref", str(demo_files[0]), str(three_hour_talk))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Cannot read '{three_hour_talk}': it is 3 h 05 min long, over the 3 h 00 min limit." in result.output
+    assert "convert the parts one by one" in result.output
+
+
+def test_http_convert_of_a_recording_declared_over_the_bound_is_a_400_before_enrolling(tmp_path, three_hour_talk,
+                                                                                      demo_files, no_engine):
+    import httpx
+
+    from tests.serve_engines import running_api
+    from voxmith.serve import ServeConfig
+    from voxmith.studio import Studio
+
+    studio = Studio(tmp_path / "ws", device="cpu")
+    studio.voices.add("demo", demo_files)
+    with running_api(studio, ServeConfig(workers=1)) as url, open(three_hour_talk, "rb") as recording:
+        response = httpx.post(f"{url}/voxmith/convert", data={"voice": "demo"},
+                              files={"recording": ("long talk.flac", recording)}, timeout=60)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("Cannot read 'long talk.flac': it is 3 h 05 min long, over the 3 h 00 min limit.")
+    assert not list(studio.workspace.voices_dir.glob("demo/.cache/*/*.npz"))  # nothing was enrolled
+
+
+def test_convert_of_a_recording_of_undeclared_length_stops_at_the_bound(tmp_path, monkeypatch):
+    """Where the header does not say, the conversion stops (and writes nothing) once it passes the bound."""
+    from types import SimpleNamespace
+
+    from voxmith.studio.conversion import ConvertRequest, convert_recording
+
+    monkeypatch.setattr(audio_io, "MAX_AUDIO_SECONDS", 60.0)  # load_audio's bound, which convert shares
+    path = forget_length(write_silence(tmp_path / "piped.flac", 125))
+    request = ConvertRequest(path, refs=[path])
+    request.validate()  # nothing tells the length up front
+    converted = []
+
+    def convert(chunk):
+        converted.append(chunk.size)
+        return chunk
+
+    echo = SimpleNamespace(name="echo", version="1", sample_rate_hz=RATE_HZ,
+                           checked_convert_settings=lambda settings: SimpleNamespace(to_dict=dict),
+                           converter=lambda *args: SimpleNamespace(convert=convert, details={}))
+    output = tmp_path / "out.flac"
+    with pytest.raises(AudioError, match=r"piped.flac': it is longer than the 1 min limit\. Split it"):
+        convert_recording(echo, None, request, output, {}, "cpu")
+    assert sum(converted) <= 61 * RATE_HZ  # it stopped at the bound, not at the end
+    assert not output.exists()

@@ -336,3 +336,36 @@ def test_a_name_spelt_by_two_folders_is_listed_once_and_does_not_stop_the_others
         (studio.workspace.voices_dir / name).mkdir(parents=True)
     assert studio.datasets.names() == ["Zo\u00eb"] and studio.voices.names() == ["Zo\u00eb"]
     assert studio.training.speakers() == ()
+
+
+def test_sources_are_decoded_one_at_a_time(tmp_path, demo_files, long_recording, monkeypatch):
+    """`dataset prepare --from A --from B --from C` held every recording decoded at once (memory in
+    proportion to all of them together); each is now let go before the next is decoded."""
+    import gc
+    import weakref
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import voxmith.asr
+    import voxmith.datasets.prepare as prepare_module
+
+    heard = SimpleNamespace(text="Some words.", language="en",
+                            segments=[SimpleNamespace(avg_logprob=-0.2, no_speech_prob=0.01)])
+    monkeypatch.setattr(voxmith.asr, "get_transcriber",
+                        lambda *a, **k: SimpleNamespace(transcribe=lambda *a, **k: heard))
+    sources = [long_recording, *demo_files[:2]]
+    decoded, held = [], []  # weak references to the sources' samples; how many were alive at each decode
+    load = prepare_module.load_audio
+
+    def tracked(path, *args, **kwargs):
+        audio = load(path, *args, **kwargs)
+        if Path(path).resolve() in {p.resolve() for p in sources}:
+            gc.collect()
+            held.append(sum(ref() is not None for ref in decoded))
+            decoded.append(weakref.ref(audio.samples))
+        return audio
+
+    monkeypatch.setattr(prepare_module, "load_audio", tracked)
+    summary = _prepare(tmp_path, sources)
+    assert summary["sources"] == 3 and summary["segments"] > 3
+    assert len(held) >= 3 and held == [0] * len(held)

@@ -262,6 +262,24 @@ def test_a_recording_with_no_samples_is_refused_before_the_voice_is_enrolled(app
                        "record or export it again.")
 
 
+def test_a_recording_declared_over_the_length_bound_is_refused_before_the_voice_is_enrolled(app, uploads, tmp_path,
+                                                                                            monkeypatch):
+    """3 h 05 min of silence in 0.2 MB: before, the Convert tab began converting it (hours of work)."""
+    studio, callbacks = app
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("an engine was loaded")
+
+    monkeypatch.setattr(Studio, "engine", loaded)
+    talk = tmp_path / "talk.flac"
+    with sf.SoundFile(talk, "w", 8000, 1, format="FLAC", subtype="PCM_16") as file:
+        for _ in range(185):
+            file.write(np.zeros(8000 * 60, np.int16))
+    message = refused(callbacks["convert"], uploads("talk.flac", talk), "alice", "{}")
+    assert message.startswith("Cannot read 'talk.flac': it is 3 h 05 min long, over the 3 h 00 min limit.")
+    assert "convert the parts one by one" in message and str(uploads.folder) not in message
+
+
 def test_serve_webui_sweeps_uploads_as_the_webui_does(tmp_path, monkeypatch):
     from voxmith.cli.commands_serve import webui_blocks
     from voxmith.webui.server import TEMP_MAX_AGE_S, TEMP_SWEEP_EVERY_S

@@ -192,10 +192,16 @@ def container_duration_s(path: str | os.PathLike) -> Optional[float]:
     import av
 
     with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        return container.duration / 1_000_000 if container.duration is not None else None
+        return declared_seconds(container)
+
+
+def declared_seconds(container) -> Optional[float]:
+    """An open PyAV container's length as its header declares it: its audio stream's, else the
+    container's (None when neither says)."""
+    seconds = _stream_seconds(container.streams.audio[0])
+    if seconds is None and container.duration is not None:
+        seconds = container.duration / 1_000_000
+    return seconds
 
 
 def _decode_with_pyav(path: Path, limit: LengthLimit,
@@ -254,9 +260,7 @@ def _check_container_length(path: Path, limit: LengthLimit) -> None:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels or 1
-            seconds = _stream_seconds(stream)
-            if seconds is None and container.duration is not None:
-                seconds = container.duration / 1_000_000
+            seconds = declared_seconds(container)
     except Exception:  # no PyAV, no audio stream, a file only the ffmpeg program reads
         return
     if seconds is not None and rate:

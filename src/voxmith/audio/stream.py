@@ -1,9 +1,10 @@
 """Long recordings in bounded memory: decode in blocks, cut at pauses, write as it goes.
 
 `read_blocks` decodes any file PyAV (FFmpeg's libraries) can read, downmixed to mono and resampled
-to one rate with a streaming resampler (soxr), block by block; `chunks_at_pauses` regroups blocks
-into chunks cut in the quietest stretch within a length window, so each chunk can be processed on
-its own without an audible seam; `StreamWriter` appends chunks to a file that appears, complete,
+to one rate with a streaming resampler (soxr), block by block, up to `load_audio`'s length bound
+(memory stays bounded, but a small file can declare hours of audio, hours of work for its reader);
+`chunks_at_pauses` regroups blocks into chunks cut in the quietest stretch within a length window,
+so each chunk can be processed on its own without an audible seam; `StreamWriter` appends chunks to a file that appears, complete,
 only when closed (atomic, like `save_audio`).
 """
 
@@ -18,11 +19,14 @@ import soundfile as sf
 import soxr
 
 from voxmith.audio.checks import MIN_SAMPLE_RATE_HZ, check_sample_rate
-from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError,
-                              container_duration_s, undecodable)
+from voxmith.audio import io as audio_io
+from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, LengthLimit,
+                              container_duration_s, declared_seconds, undecodable)
 from voxmith.fsutil import atomic_path
 
 BLOCK_S = 2.0
+TOO_LONG_ADVICE = ("split the recording into parts (e.g. `ffmpeg -i FILE -f segment -segment_time 3600 "
+                   "part%03d.flac`) and give the parts one at a time.")
 
 
 def duration_s(path: str | os.PathLike) -> Optional[float]:
@@ -33,8 +37,14 @@ def duration_s(path: str | os.PathLike) -> Optional[float]:
         return None
 
 
-def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
-    """Mono float32 blocks of about `block_s` at `sample_rate_hz`; only a block or two in memory."""
+def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = BLOCK_S, *,
+                max_seconds: Optional[float] = None, too_long_advice: str = TOO_LONG_ADVICE) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of about `block_s` at `sample_rate_hz`; only a block or two in memory.
+
+    A file longer than `max_seconds` (default: `load_audio`'s, `MAX_AUDIO_SECONDS`) is refused from
+    its header before any block is decoded, or, where the header does not say, as soon as the blocks
+    pass the bound; the message ends with `too_long_advice`. Only a block is held, so the bound is
+    in seconds whatever the file's rate and channels (counted at `sample_rate_hz`, mono)."""
     import av
 
     path = Path(path)
@@ -52,6 +62,11 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
         stream = container.streams.audio[0]
         # A 1 Hz header would make each decoded frame millions of samples, and the recording hours long.
         check_sample_rate(stream.codec_context.sample_rate or MIN_SAMPLE_RATE_HZ, str(path))
+        limit = LengthLimit(audio_io.MAX_AUDIO_SECONDS if max_seconds is None else max_seconds, too_long_advice)
+        seconds = declared_seconds(container)
+        if seconds is not None:
+            limit.check(path, seconds * sample_rate_hz, sample_rate_hz, 1)
+        allowed, emitted = limit.allowed_frames(sample_rate_hz, 1), 0
         # Planar float, channels averaged here as `load_audio` does (FFmpeg's own downmix is -3 dB
         # per channel); the rate change is soxr's, at the quality `load_audio` uses.
         to_float = av.AudioResampler(format="fltp")
@@ -68,6 +83,9 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
                     out = resampler.resample_chunk(samples) if planar.sample_rate != sample_rate_hz else samples
                     pending.append(out)
                     size += out.size
+                    emitted += out.size
+                    if emitted > allowed:  # the header did not say (or understated) how long it is
+                        raise limit.refusal(path, None, sample_rate_hz, 1)
                     if size >= block:
                         yield np.concatenate(pending)
                         pending, size = [], 0

@@ -3,6 +3,8 @@
 1. Every source is decoded and checked, and the plan (where to cut) is computed; nothing is
    written until all sources are readable.
 2. Segment audio is written (22.05 kHz mono, loudness-normalised) and recorded in segments.json.
+   Both steps decode one source at a time and let it go before the next: memory follows the
+   longest recording, not all of them together.
 3. Segments are transcribed one by one; segments.json and the lists are rewritten after each, so
    Ctrl-C leaves a consistent dataset and a re-run continues where it stopped.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -70,30 +72,42 @@ class PrepareSettings:
                                                "target_lufs")}
 
 
-def _load_sources(paths: Sequence[Path], progress) -> List[Audio]:
-    sources, problems = [], []
-    for i, path in enumerate(paths):
-        report(progress, "reading recordings", i, len(paths), path.name, unit="recording")
+def _read_source(path: Path) -> Audio:
+    audio = load_audio(path)
+    check_sample_rate(audio.sample_rate_hz, str(path))  # 1 Hz: hours of 'audio', gigabytes at 16 kHz
+    return audio
+
+
+def _plan_source(path: Path, settings: PrepareSettings) -> Tuple[list, float]:
+    """One recording's cut plan and length (s); its audio is released on return."""
+    audio = _read_source(path)
+    plan = plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
+                         settings.min_seconds, settings.max_seconds, settings.pad_seconds)
+    return plan, audio.duration_s
+
+
+def _plan(paths: Sequence[Path], settings: PrepareSettings, progress) -> Tuple[List[list], List[float]]:
+    """Cut plans and lengths (s) of every source; refuses unreadable recordings, and recordings with
+    no usable speech, before writing anything. One recording is decoded at a time (an hour at 48 kHz
+    is 0.7 GB), and decoded again to write its segments: holding them all between the two steps
+    would take memory for all of them together."""
+    plans, lengths, problems = [], [], []
+    for index, path in enumerate(paths):
+        report(progress, "finding pauses", index, len(paths), path.name, unit="recording")
         try:
-            audio = load_audio(path)
-            check_sample_rate(audio.sample_rate_hz, str(path))  # 1 Hz: hours of 'audio', gigabytes at 16 kHz
-            sources.append(audio)
+            if problems:  # refused anyway: only which others cannot be read matters now
+                _read_source(path)
+                continue
+            plan, length = _plan_source(path, settings)
         except VoxmithError as err:
             problems.append(str(err))
+            continue
+        plans.append(plan)
+        lengths.append(length)
     if problems:
         raise VoxmithError("Nothing was prepared because some recordings cannot be read:\n  - "
                            + "\n  - ".join(problems))
-    return sources
-
-
-def _plan(sources: List[Audio], paths: Sequence[Path], settings: PrepareSettings, progress) -> List[list]:
-    """Cut plans for every source; refuses recordings with no usable speech before writing anything."""
-    plans = []
-    for index, (audio, path) in enumerate(zip(sources, paths)):
-        report(progress, "finding pauses", index, len(sources), path.name, unit="recording")
-        plans.append(plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
-                                   settings.min_seconds, settings.max_seconds, settings.pad_seconds))
-    report(progress, "finding pauses", len(sources), len(sources), unit="recording")
+    report(progress, "finding pauses", len(paths), len(paths), unit="recording")
     spans = [span for plan in plans for span in plan]
     if not spans:
         raise VoxmithError("No speech was found in the recordings (they are silent or contain only noise).")
@@ -102,38 +116,46 @@ def _plan(sources: List[Audio], paths: Sequence[Path], settings: PrepareSettings
         raise VoxmithError(f"The recordings are too short to make a dataset: {speech:.1f} s of speech in all, "
                            f"and every segment needs at least {settings.min_seconds:g} s. Add longer recordings "
                            "or lower --min-seconds.")
-    return plans
+    return plans, lengths
 
 
-def _write_segments(dataset: Dataset, sources: List[Audio], paths: Sequence[Path], plans: List[list],
-                    settings: PrepareSettings, progress) -> List[dict]:
-    """Write segment audio; return segment records (untranscribed)."""
+def _write_segments(dataset: Dataset, paths: Sequence[Path], plans: List[list], settings: PrepareSettings,
+                    progress) -> List[dict]:
+    """Write segment audio, one recording decoded at a time; return segment records (untranscribed)."""
     audio_dir = dataset.path / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     segments: List[dict] = []
     total = sum(len(plan) for plan in plans)
-    for audio, path, plan in zip(sources, paths, plans):
-        for span in plan:
-            report(progress, "writing segments", len(segments), total, path.name, unit="segment")
-            number = len(segments) + 1
-            segment_id = f"{dataset.name}_{number:05d}"
-            start, end = int(span.start_s * audio.sample_rate_hz), int(span.end_s * audio.sample_rate_hz)
-            piece = audio.samples[start:end]
-            flags = list(span.flags)
-            if piece.size and float(np.max(np.abs(piece))) >= CLIP_LEVEL:
-                flags.append("clipped")
-            out = resample(piece, audio.sample_rate_hz, settings.sample_rate_hz)
-            save_audio(audio_dir / f"{segment_id}.wav",
-                       loudness_normalize(out, settings.sample_rate_hz, settings.target_lufs),
-                       settings.sample_rate_hz)
-            segments.append({
-                "id": segment_id, "file": f"audio/{segment_id}.wav", "source": str(path),
-                "start_s": round(span.start_s, 3), "end_s": round(span.end_s, 3),
-                "duration_s": round(span.duration_s, 3), "transcript": None, "language": None,
-                "avg_logprob": None, "no_speech_prob": None, "flags": flags, "edited": False, "dropped": False,
-            })
+    for path, plan in zip(paths, plans):
+        if plan:
+            _write_source_segments(dataset, path, plan, settings, segments, total, progress)
     report(progress, "writing segments", total, total, unit="segment")
     return segments
+
+
+def _write_source_segments(dataset: Dataset, path: Path, plan: list, settings: PrepareSettings,
+                           segments: List[dict], total: int, progress) -> None:
+    """Write one recording's segments, appending their records to `segments`."""
+    audio = _read_source(path)
+    for span in plan:
+        report(progress, "writing segments", len(segments), total, path.name, unit="segment")
+        number = len(segments) + 1
+        segment_id = f"{dataset.name}_{number:05d}"
+        start, end = int(span.start_s * audio.sample_rate_hz), int(span.end_s * audio.sample_rate_hz)
+        piece = audio.samples[start:end]
+        flags = list(span.flags)
+        if piece.size and float(np.max(np.abs(piece))) >= CLIP_LEVEL:
+            flags.append("clipped")
+        out = resample(piece, audio.sample_rate_hz, settings.sample_rate_hz)
+        save_audio(dataset.path / "audio" / f"{segment_id}.wav",
+                   loudness_normalize(out, settings.sample_rate_hz, settings.target_lufs),
+                   settings.sample_rate_hz)
+        segments.append({
+            "id": segment_id, "file": f"audio/{segment_id}.wav", "source": str(path),
+            "start_s": round(span.start_s, 3), "end_s": round(span.end_s, 3),
+            "duration_s": round(span.duration_s, 3), "transcript": None, "language": None,
+            "avg_logprob": None, "no_speech_prob": None, "flags": flags, "edited": False, "dropped": False,
+        })
 
 
 def _flag_other_speakers(dataset: Dataset, segments: List[dict]) -> None:
@@ -219,17 +241,16 @@ def _prepare(dataset: Dataset, sources: Sequence[Path], settings: PrepareSetting
             report(progress, f"left out {Path(item['path']).name}: the same recording as "
                              f"{Path(item['same_as']).name}", 0, None)
         paths = [p for p in paths if p not in copies]
-        sources_audio = _load_sources(paths, progress)
-        plans = _plan(sources_audio, paths, settings, progress)
+        plans, lengths = _plan(paths, settings, progress)
         if redo and (dataset.path / "audio").exists():
             for old in (dataset.path / "audio").glob("*.wav"):
                 old.unlink()
-        segments = _write_segments(dataset, sources_audio, paths, plans, settings, progress)
+        segments = _write_segments(dataset, paths, plans, settings, progress)
         _flag_other_speakers(dataset, segments)
         record = {"name": dataset.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "fingerprint": fingerprint, "slicing": settings.slicing_key(), "settings": asdict(settings),
-                  "sources": [{"path": str(p.resolve()), "duration_s": round(a.duration_s, 3)}
-                              for p, a in zip(paths, sources_audio)],
+                  "sources": [{"path": str(p.resolve()), "duration_s": round(length, 3)}
+                              for p, length in zip(paths, lengths)],
                   "sample_rate_hz": settings.sample_rate_hz, "segments": segments,
                   **({"left_out": left_out} if left_out else {})}
         dataset.save(record)

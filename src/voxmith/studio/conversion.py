@@ -1,8 +1,10 @@
 """Converting a recording into a voice: any speaker's speech in, the same words in the voice out.
 
 The recording is decoded and cut at pauses chunk by chunk (`voxmith.audio.stream`), so memory stays
-bounded however long it is; the engine's `Converter` is fitted on the first `FIT_S` seconds (the
-source speaker's statistics) and then converts every chunk, which is written as soon as it is done.
+bounded however long it is; its length is bounded as `load_audio`'s is (3 h), since a small file can
+declare hours of audio and converting them would take hours. The engine's `Converter` is fitted on
+the first `FIT_S` seconds (the source speaker's statistics) and then converts every chunk, which is
+written as soon as it is done.
 The sidecar records the input file's fingerprint, the voice, engine, settings and what the engine
 chose for this recording, so `reproduce` can make the same file again (conversion is deterministic).
 """
@@ -32,6 +34,10 @@ AUDIO_SECONDS = "audio s"
 
 FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
 CHECK_RATE_HZ = 16000  # the recording's first block is decoded at this rate to check it can be read
+# For a recording over the bound: refused before the voice is enrolled when its header says how long
+# it is, else once the conversion passes the bound.
+TOO_LONG_ADVICE = ("Split it into parts (e.g. `ffmpeg -i FILE -f segment -segment_time 3600 part%03d.flac`) "
+                   "and convert the parts one by one.")
 
 
 @dataclass
@@ -56,8 +62,9 @@ class ConvertRequest:
         source = Path(self.source)
         if not source.is_file():
             raise VoxmithError(f"The recording to convert, '{source}', does not exist.")
-        # A file no decoder reads is refused now, in `load_audio`'s words, not after the voice is enrolled.
-        blocks = read_blocks(source, CHECK_RATE_HZ)
+        # A file no decoder reads, or one whose header declares hours over the bound, is refused now,
+        # in `load_audio`'s words, not after the voice is enrolled.
+        blocks = read_blocks(source, CHECK_RATE_HZ, too_long_advice=TOO_LONG_ADVICE)
         try:
             first = next(blocks, None)
         finally:
@@ -92,7 +99,8 @@ def convert_recording(engine: Engine, conditioning, request: ConvertRequest, out
     settings = engine.checked_convert_settings(request.settings)
     rate = engine.sample_rate_hz
     total_s = duration_s(source)
-    chunks = chunks_at_pauses(read_blocks(source, rate), rate, request.chunk_min_s, request.chunk_max_s)
+    chunks = chunks_at_pauses(read_blocks(source, rate, too_long_advice=TOO_LONG_ADVICE), rate,
+                              request.chunk_min_s, request.chunk_max_s)
     head, head_frames = [], 0
     for chunk in chunks:  # the start of the recording, kept to be converted after fitting
         head.append(chunk)
