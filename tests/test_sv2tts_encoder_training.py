@@ -120,8 +120,10 @@ def test_training_steps_match_official(fx, tmp_path):
             assert max_abs_diff(ours["grads"][name], grad) <= max(tolerance * float(grad.abs().max()), 1e-9), name
         for name, value in official["params"].items():
             # Adam turns the bias's rounding-noise gradient (~1e-10, against its eps 1e-8) into steps
-            # of ~1e-6 on both sides, whose float32 results differ in the last bits.
-            tolerance = 2e-6 if name == "similarity_bias" else 1e-7
+            # of lr x |g| / eps, ~1e-6 each, on both sides: two steps of unrelated noise may differ by a
+            # few of them (2.9e-6 seen once with the tests in another order), far below the 1e-4 a real
+            # gradient would move it.
+            tolerance = 1e-5 if name == "similarity_bias" else 1e-7
             assert max_abs_diff(ours["params"][name], value) < tolerance, name
     # The similarity scale moved 100x less than an unscaled gradient would have moved it.
     assert 0 < abs(float(seen[0]["grads"]["similarity_weight"])) < 1.0
