@@ -120,14 +120,19 @@ def test_reference_length_rule():
             hubert_mod.check_reference_length(n)
 
 
+# Log-energies of magnitude ~10: float32 FFT kernels differ by CPU (the fixtures were made on an Intel
+# Xeon with AVX-512; an AMD EPYC gives 1.3e-3 on the quietest bins), a wrong window or filter bank by > 0.1.
+FBANK_TOLERANCE = 3e-3
+
+
 def test_kaldi_fbank_matches_official(fx, clip):
     for (a, b), expected in zip(fx["sv_spans"], fx["fbank"]):
         ours = kaldi_fbank(clip[a:b].clone())
         assert ours.shape == expected.shape == (98, 80)
-        assert max_abs_diff(ours, expected) <= 5e-4               # log-energies of magnitude ~10
+        assert max_abs_diff(ours, expected) <= FBANK_TOLERANCE
     odd = kaldi_fbank(_span(clip, fx["fbank_odd_span"]))
     assert odd.shape == fx["fbank_odd"].shape
-    assert max_abs_diff(odd, fx["fbank_odd"]) <= 5e-4
+    assert max_abs_diff(odd, fx["fbank_odd"]) <= FBANK_TOLERANCE
     silent = kaldi_fbank(torch.zeros(800))
     assert torch.isfinite(silent).all()                        # log floor, no -inf
 

