@@ -2,7 +2,9 @@
 
 1. Every source is decoded and checked, and the plan (where to cut) is computed; nothing is
    written until all sources are readable.
-2. Segment audio is written (22.05 kHz mono, loudness-normalised) and recorded in segments.json.
+2. Segment audio is written (22.05 kHz mono, loudness-normalised) and recorded in segments.json,
+   all of it or nothing (`staging`): a recording that cannot be read again, or is not the file it
+   was when the run began, stops the run with the dataset as it was.
    Both steps decode one source at a time and let it go before the next: memory follows the
    longest recording, not all of them together.
 3. Segments are transcribed one by one; segments.json and the lists are rewritten after each, so
@@ -14,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from voxmith.audio.checks import check_sample_rate
 from voxmith.audio.analysis import CLIP_LEVEL
 from voxmith.audio.duplicates import same_recordings
 from voxmith.datasets.slicing import VAD_RATE_HZ, plan_segments
+from voxmith.datasets.staging import replacing_segments, settle_interrupted
 from voxmith.datasets.store import Dataset
 from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
@@ -72,43 +75,63 @@ class PrepareSettings:
                                                "target_lufs")}
 
 
+FileIdentity = Tuple[int, int]  # size (bytes) and modification time (ns): a file replaced or rewritten differs
+
+
+def _file_identity(path: Path) -> Optional[FileIdentity]:
+    """None when the file cannot be found or read any more."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One recording as the first decode saw it: where to cut it, and what the second decode (which
+    writes the segments) must find again."""
+    path: Path
+    cuts: list  # slicing spans, in order
+    duration_s: float
+    frames: int
+    sample_rate_hz: int
+
+
 def _read_source(path: Path) -> Audio:
     audio = load_audio(path)
     check_sample_rate(audio.sample_rate_hz, str(path))  # 1 Hz: hours of 'audio', gigabytes at 16 kHz
     return audio
 
 
-def _plan_source(path: Path, settings: PrepareSettings) -> Tuple[list, float]:
-    """One recording's cut plan and length (s); its audio is released on return."""
+def _plan_source(path: Path, settings: PrepareSettings) -> SourcePlan:
+    """One recording's cut plan; its audio is released on return."""
     audio = _read_source(path)
-    plan = plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
+    cuts = plan_segments(resample(audio.samples, audio.sample_rate_hz, VAD_RATE_HZ),
                          settings.min_seconds, settings.max_seconds, settings.pad_seconds)
-    return plan, audio.duration_s
+    return SourcePlan(path, cuts, audio.duration_s, len(audio.samples), audio.sample_rate_hz)
 
 
-def _plan(paths: Sequence[Path], settings: PrepareSettings, progress) -> Tuple[List[list], List[float]]:
-    """Cut plans and lengths (s) of every source; refuses unreadable recordings, and recordings with
-    no usable speech, before writing anything. One recording is decoded at a time (an hour at 48 kHz
-    is 0.7 GB), and decoded again to write its segments: holding them all between the two steps
-    would take memory for all of them together."""
-    plans, lengths, problems = [], [], []
+def _plan(paths: Sequence[Path], settings: PrepareSettings, progress) -> List[SourcePlan]:
+    """Cut plans of every source; refuses unreadable recordings, and recordings with no usable
+    speech, before writing anything. One recording is decoded at a time (an hour at 48 kHz is
+    0.7 GB), and decoded again to write its segments: holding them all between the two steps would
+    take memory for all of them together."""
+    plans, problems = [], []
     for index, path in enumerate(paths):
         report(progress, "finding pauses", index, len(paths), path.name, unit="recording")
         try:
             if problems:  # refused anyway: only which others cannot be read matters now
                 _read_source(path)
                 continue
-            plan, length = _plan_source(path, settings)
+            plans.append(_plan_source(path, settings))
         except VoxmithError as err:
             problems.append(str(err))
-            continue
-        plans.append(plan)
-        lengths.append(length)
     if problems:
         raise VoxmithError("Nothing was prepared because some recordings cannot be read:\n  - "
                            + "\n  - ".join(problems))
     report(progress, "finding pauses", len(paths), len(paths), unit="recording")
-    spans = [span for plan in plans for span in plan]
+    spans = [span for plan in plans for span in plan.cuts]
     if not spans:
         raise VoxmithError("No speech was found in the recordings (they are silent or contain only noise).")
     if all("too short" in span.flags for span in spans):
@@ -116,28 +139,50 @@ def _plan(paths: Sequence[Path], settings: PrepareSettings, progress) -> Tuple[L
         raise VoxmithError(f"The recordings are too short to make a dataset: {speech:.1f} s of speech in all, "
                            f"and every segment needs at least {settings.min_seconds:g} s. Add longer recordings "
                            "or lower --min-seconds.")
-    return plans, lengths
+    return plans
 
 
-def _write_segments(dataset: Dataset, paths: Sequence[Path], plans: List[list], settings: PrepareSettings,
-                    progress) -> List[dict]:
-    """Write segment audio, one recording decoded at a time; return segment records (untranscribed)."""
+def _write_segments(dataset: Dataset, plans: List[SourcePlan], identities: Dict[Path, FileIdentity],
+                    settings: PrepareSettings, progress) -> List[dict]:
+    """Write segment audio, one recording decoded at a time; return segment records (untranscribed).
+    `identities`: each source's size and time when the run began."""
     audio_dir = dataset.path / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     segments: List[dict] = []
-    total = sum(len(plan) for plan in plans)
-    for path, plan in zip(paths, plans):
-        if plan:
-            _write_source_segments(dataset, path, plan, settings, segments, total, progress)
+    total = sum(len(plan.cuts) for plan in plans)
+    for plan in plans:
+        if plan.cuts:
+            _write_source_segments(dataset, plan, identities[plan.path], settings, segments, total, progress)
     report(progress, "writing segments", total, total, unit="segment")
     return segments
 
 
-def _write_source_segments(dataset: Dataset, path: Path, plan: list, settings: PrepareSettings,
+def _decode_again(plan: SourcePlan, identity: FileIdentity) -> Audio:
+    """The recording `plan` was made from, decoded again; refused if it is gone or not the same file
+    (its cuts would land in other words, under the first file's fingerprint)."""
+    changed = VoxmithError(f"'{plan.path}' was moved or changed while the dataset was being prepared; nothing "
+                           "was kept (the dataset is as it was). Run the command again.")
+    if _file_identity(plan.path) != identity:
+        raise changed
+    try:
+        audio = _read_source(plan.path)
+    except VoxmithError as err:
+        raise VoxmithError(f"'{plan.path}' could not be read a second time, to write its segments ({err}); "
+                           "nothing was kept (the dataset is as it was). Check that it is still there (its drive "
+                           "still connected), then run the command again.") from None
+    if (len(audio.samples), audio.sample_rate_hz) != (plan.frames, plan.sample_rate_hz) \
+            or _file_identity(plan.path) != identity:  # (replaced while it was being decoded)
+        raise changed
+    return audio
+
+
+def _write_source_segments(dataset: Dataset, plan: SourcePlan, identity: FileIdentity, settings: PrepareSettings,
                            segments: List[dict], total: int, progress) -> None:
     """Write one recording's segments, appending their records to `segments`."""
-    audio = _read_source(path)
-    for span in plan:
+    path = plan.path
+    report(progress, "writing segments", len(segments), total, path.name, unit="segment")  # while it decodes
+    audio = _decode_again(plan, identity)
+    for span in plan.cuts:
         report(progress, "writing segments", len(segments), total, path.name, unit="segment")
         number = len(segments) + 1
         segment_id = f"{dataset.name}_{number:05d}"
@@ -220,8 +265,12 @@ def _prepare(dataset: Dataset, sources: Sequence[Path], settings: PrepareSetting
     paths = [Path(p) for p in sources]
     if not paths:
         raise VoxmithError("No recordings given: pass voices or audio files with --from.")
+    # Taken before the fingerprint is: a source that changes after it, until its segments are written,
+    # is refused rather than cut by a plan made for other audio and recorded under this fingerprint.
+    identities = {p.resolve(): _file_identity(p) for p in paths}
     fingerprint = fingerprint_files(paths)  # of what was given: a dataset made before resumes as it was
     paths = list(dict.fromkeys(p.resolve() for p in paths))  # a file named twice is one source
+    settle_interrupted(dataset)  # a run killed while swapping in its segments: the dataset as it was
     existing = dataset.load() if dataset.record_path.exists() and not redo else None  # (--redo: even a damaged one)
     resumable = (existing is not None and not redo and existing.get("fingerprint") == fingerprint
                  and existing.get("slicing") == settings.slicing_key())
@@ -241,19 +290,19 @@ def _prepare(dataset: Dataset, sources: Sequence[Path], settings: PrepareSetting
             report(progress, f"left out {Path(item['path']).name}: the same recording as "
                              f"{Path(item['same_as']).name}", 0, None)
         paths = [p for p in paths if p not in copies]
-        plans, lengths = _plan(paths, settings, progress)
-        if redo and (dataset.path / "audio").exists():
-            for old in (dataset.path / "audio").glob("*.wav"):
-                old.unlink()
-        segments = _write_segments(dataset, paths, plans, settings, progress)
-        _flag_other_speakers(dataset, segments)
-        record = {"name": dataset.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "fingerprint": fingerprint, "slicing": settings.slicing_key(), "settings": asdict(settings),
-                  "sources": [{"path": str(p.resolve()), "duration_s": round(length, 3)}
-                              for p, length in zip(paths, lengths)],
-                  "sample_rate_hz": settings.sample_rate_hz, "segments": segments,
-                  **({"left_out": left_out} if left_out else {})}
-        dataset.save(record)
+        plans = _plan(paths, settings, progress)
+        # Written beside the dataset and swapped in whole: --redo's old audio goes only once the new
+        # set exists, and a failure on the way leaves the dataset as it was.
+        with replacing_segments(dataset) as staged:
+            segments = _write_segments(staged, plans, identities, settings, progress)
+            _flag_other_speakers(staged, segments)
+            record = {"name": dataset.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                      "fingerprint": fingerprint, "slicing": settings.slicing_key(), "settings": asdict(settings),
+                      "sources": [{"path": str(plan.path), "duration_s": round(plan.duration_s, 3)}
+                                  for plan in plans],
+                      "sample_rate_hz": settings.sample_rate_hz, "segments": segments,
+                      **({"left_out": left_out} if left_out else {})}
+            staged.save(record)
     try:
         transcribed = _transcribe(dataset, record, settings, redo, progress)
     finally:

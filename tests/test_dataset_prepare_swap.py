@@ -1,0 +1,173 @@
+"""`dataset prepare` decodes every recording twice (to plan the cuts, then to write the segments),
+holding one at a time. What happens when a recording changes or disappears between the two, and
+that the new segments replace the old ones whole or not at all."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import voxmith.asr
+import voxmith.datasets.prepare as prepare_module
+import voxmith.datasets.staging as staging_module
+from voxmith.datasets import PrepareSettings
+from voxmith.errors import VoxmithError
+from voxmith.studio import Studio
+
+SETTINGS = PrepareSettings(min_seconds=1.0, max_seconds=6.0)
+
+
+@pytest.fixture
+def sources(tmp_path, demo_files, monkeypatch):
+    """Copies of the demo recordings (to move and replace), and a stand-in transcriber."""
+    heard = SimpleNamespace(text="Some words.", language="en",
+                            segments=[SimpleNamespace(avg_logprob=-0.2, no_speech_prob=0.01)])
+    monkeypatch.setattr(voxmith.asr, "get_transcriber",
+                        lambda *a, **k: SimpleNamespace(transcribe=lambda *a, **k: heard))
+    copies = []
+    for i, path in enumerate(demo_files):
+        copies.append(tmp_path / f"take{i}{path.suffix}")
+        shutil.copyfile(path, copies[-1])
+    return copies
+
+
+def _studio(tmp_path) -> Studio:
+    return Studio(tmp_path / "ws", device="cpu")
+
+
+def _folder(tmp_path) -> Path:
+    return tmp_path / "ws" / "datasets" / "ds"
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file in the dataset's folder and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _between_the_decodes(monkeypatch, change):
+    """Run `change()` after every recording is planned, before any segment is written."""
+    plan = prepare_module._plan
+
+    def plan_then_change(*args, **kwargs):
+        plans = plan(*args, **kwargs)
+        change()
+        return plans
+
+    monkeypatch.setattr(prepare_module, "_plan", plan_then_change)
+
+
+def test_a_recording_gone_before_its_segments_are_written_leaves_no_dataset(tmp_path, sources, monkeypatch):
+    # Before: the first recording's segments stayed in audio/ with no segments.json, and the error
+    # was a bare "Cannot read ...: file not found".
+    _between_the_decodes(monkeypatch, sources[-1].unlink)
+    with pytest.raises(VoxmithError, match=r"take1\.\w+' was moved or changed while the dataset was being "
+                                           r"prepared; nothing was kept .* Run the command again"):
+        _studio(tmp_path).prepare_dataset("ds", sources, SETTINGS)
+    assert not _folder(tmp_path).exists()
+
+
+def test_redo_with_a_recording_gone_keeps_the_old_dataset_whole(tmp_path, sources, monkeypatch):
+    # Before: --redo deleted the old audio first, so the old segments.json named files that were gone.
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    before = _snapshot(_folder(tmp_path))
+    assert any(name.startswith("audio") for name in before)
+    removed = sources[-1].read_bytes()
+    _between_the_decodes(monkeypatch, sources[-1].unlink)
+    with pytest.raises(VoxmithError, match="was moved or changed"):
+        studio.prepare_dataset("ds", sources, SETTINGS, redo=True)
+    assert _snapshot(_folder(tmp_path)) == before
+    assert sorted(p.name for p in _folder(tmp_path).iterdir()) == ["audio", "segments.json", "train.txt",
+                                                                  "validation.txt"]
+    monkeypatch.undo()
+    sources[-1].write_bytes(removed)
+    monkeypatch.setattr(voxmith.asr, "get_transcriber", lambda *a, **k: SimpleNamespace(
+        transcribe=lambda *a, **k: SimpleNamespace(text="Other words.", language="en", segments=[])))
+    again = studio.prepare_dataset("ds", sources, SETTINGS, redo=True)
+    record = studio.datasets.get("ds").load()
+    assert again["segments"] == len(record["segments"]) and again["untranscribed"] == 0
+    assert {s["transcript"] for s in record["segments"]} == {"Other words."}
+    assert sorted(p.name for p in (_folder(tmp_path) / "audio").iterdir()) == \
+        sorted(Path(s["file"]).name for s in record["segments"])
+    assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
+
+
+def test_a_recording_replaced_between_the_decodes_is_refused(tmp_path, sources, monkeypatch):
+    # Before: the first recording's cut plan was applied to the other audio, under its fingerprint.
+    _between_the_decodes(monkeypatch, lambda: shutil.copyfile(sources[0], sources[-1]))
+    with pytest.raises(VoxmithError, match=r"take1\.\w+' was moved or changed"):
+        _studio(tmp_path).prepare_dataset("ds", sources, SETTINGS)
+    assert not _folder(tmp_path).exists()
+
+
+def test_a_recording_unreadable_the_second_time_is_named_with_the_way_out(tmp_path, sources, monkeypatch):
+    load, decoded = prepare_module.load_audio, []
+
+    def second_decode_fails(path, *args, **kwargs):
+        decoded.append(Path(path).name)
+        if decoded.count(sources[-1].name) > 1:
+            raise VoxmithError(f"Cannot read '{path}': input/output error.")
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "load_audio", second_decode_fails)
+    with pytest.raises(VoxmithError, match=r"could not be read a second time.*input/output error.*nothing was "
+                                           r"kept.*still there"):
+        _studio(tmp_path).prepare_dataset("ds", sources, SETTINGS)
+    assert not _folder(tmp_path).exists()
+
+
+def test_a_failed_swap_puts_the_old_segments_back(tmp_path, sources, monkeypatch):
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    before = _snapshot(_folder(tmp_path))
+
+    def replace_refused(source, destination):  # as Windows does while another program has a file open
+        raise PermissionError(13, "Access is denied", str(destination))
+
+    monkeypatch.setattr(staging_module, "os", SimpleNamespace(replace=replace_refused))
+    with pytest.raises(VoxmithError, match="Could not put the new segments .* the dataset is as it was"):
+        studio.prepare_dataset("ds", sources, SETTINGS, redo=True)
+    assert _snapshot(_folder(tmp_path)) == before
+    assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_killed_in_the_swap_is_undone_by_the_next(tmp_path, sources, monkeypatch):
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    before = _snapshot(_folder(tmp_path))
+
+    def killed(source, destination):  # the new audio is in, the old one aside, the record not yet
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(staging_module, "os", SimpleNamespace(replace=killed))
+        patch.setattr(staging_module, "_settle", lambda *a: None)  # a killed process cleans nothing up
+        with pytest.raises(KeyboardInterrupt):
+            studio.prepare_dataset("ds", sources[:1], SETTINGS, redo=True)
+    assert _snapshot(_folder(tmp_path)) != before  # the other run's audio, beside the old segments.json
+    studio.prepare_dataset("ds", sources, SETTINGS)  # resumes the old dataset, as it was
+    assert _snapshot(_folder(tmp_path)) == before
+    assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
+
+
+def test_writing_a_recording_s_segments_names_it_while_it_decodes(tmp_path, sources, monkeypatch):
+    # Before: the bar named the previous recording while the next one was decoded.
+    events = []
+    load = prepare_module.load_audio
+
+    def logged(path, *args, **kwargs):
+        events.append(("decode", Path(path).name))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "load_audio", logged)
+    progress = lambda event: events.append((event.stage, event.detail))  # noqa: E731
+    _studio(tmp_path).prepare_dataset("ds", sources, SETTINGS, progress=progress)
+    writing = events.index(("writing segments", sources[0].name))
+    second_decodes = [i for i, event in enumerate(events)
+                      if i > writing and event[0] == "decode" and event[1] in {p.name for p in sources}]
+    assert [events[i][1] for i in second_decodes] == [p.name for p in sources]
+    for i in second_decodes:
+        assert events[i - 1] == ("writing segments", events[i][1])
