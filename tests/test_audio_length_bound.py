@@ -1,17 +1,21 @@
 """A small compressed file can declare hours of audio: `load_audio` refuses one longer than its bound
-from the header, before decoding, and stops a file whose header does not say once decoding passes it.
-Voice clips have a tighter bound than dataset recordings."""
+from the header where its length is exact, else from its packets counted without decoding them, and
+stops a file neither tells once decoding passes it. Voice clips have a tighter bound than dataset
+recordings."""
 
 from __future__ import annotations
 
+import io
 import shutil
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
 
 from voxmith.audio import io as audio_io
 from voxmith.audio import load_audio
+from voxmith.audio.stream import read_blocks
 from voxmith.errors import AudioError, VoxmithError
 from voxmith.studio import voices as voices_module
 from voxmith.studio.speech import load_reference_clips
@@ -37,6 +41,38 @@ def forget_length(path):
     packed = int.from_bytes(data[offset:offset + 8], "big") & ~((1 << 36) - 1)
     data[offset:offset + 8] = packed.to_bytes(8, "big")
     path.write_bytes(bytes(data))
+    return path
+
+
+def encoded(seconds: float, bit_rate: int, loud: bool, fmt: str = "mp3", codec: str = "libmp3lame") -> bytes:
+    """Mono 44.1 kHz noise (or silence) encoded by FFmpeg's libraries; an MP3 without a Xing/Info
+    header (one written to a pipe), whose length FFmpeg can only estimate."""
+    options = {"write_xing": "0", "id3v2_version": "0"} if fmt == "mp3" else {}
+    rate = 44100
+    samples = np.random.default_rng(0).standard_normal(int(seconds * rate)).astype(np.float32) * 0.3 * loud
+    out = io.BytesIO()
+    with av.open(out, "w", format=fmt, options=options) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.bit_rate, stream.layout = bit_rate, "mono"
+        for start in range(0, samples.size, 1152):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1152], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module", params=[("mp3", "libmp3lame"), ("adts", "aac")], ids=["mp3", "aac"])
+def joined_episodes(request, tmp_path_factory):
+    """22 s of audio that FFmpeg's header reading calls 3-17 min long: a 2 s quiet intro at a low
+    bitrate joined with `cat` to 20 s at a high one (podcast episodes stitched together). FFmpeg
+    estimates the length of an MP3 without a Xing header, or of raw ADTS AAC, from the first frames."""
+    fmt, codec = request.param
+    suffix = ".mp3" if fmt == "mp3" else ".aac"
+    path = tmp_path_factory.mktemp("joined") / f"episodes{suffix}"
+    path.write_bytes(encoded(2, 32000, False, fmt, codec) + encoded(20, 320000, True, fmt, codec))
+    with av.open(str(path)) as container:
+        assert container.duration / 1e6 > 180  # what the header reading estimates
     return path
 
 
@@ -117,10 +153,35 @@ def test_length_unknown_until_decoded_stops_at_the_bound(tmp_path, monkeypatch):
     assert load_audio(path, max_seconds=40).duration_s == pytest.approx(30)  # within it, read whole
 
 
-def test_length_unknown_to_ffmpegs_libraries_stops_at_the_bound(tmp_path, monkeypatch):
-    """The FFmpeg decoders (PyAV, and the ffmpeg program where installed) stop past the bound too."""
+def no_pyav_decoding(*args, **kwargs):
+    """Stands for PyAV's AudioResampler, which every decoding through PyAV here begins with."""
+    raise AssertionError("the file was decoded")
+
+
+def test_length_unknown_to_ffmpegs_libraries_is_counted_before_decoding(tmp_path, monkeypatch):
+    """FFmpeg's libraries count the packets of a file whose header does not say how long it is, and
+    refuse it before decoding; the ffmpeg program (where installed) is refused alike."""
     path = forget_length(write_silence(tmp_path / "piped.flac", 30))
     shutil.copy(path, tmp_path / "piped.webm")  # read by FFmpeg's decoders, not libsndfile
+    with av.open(str(tmp_path / "piped.webm")) as container:
+        assert audio_io.declared_seconds(container) is None
+    monkeypatch.setattr(av, "AudioResampler", no_pyav_decoding)
+    if shutil.which("ffmpeg"):
+        with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
+            load_audio(tmp_path / "piped.webm", max_seconds=10)
+    monkeypatch.setattr(audio_io.shutil, "which", lambda name: None)  # PyAV only
+    with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
+        load_audio(tmp_path / "piped.webm", max_seconds=10)
+    with pytest.raises(AudioError, match=r"piped.webm': it is longer than the 10 s limit\. Split the recording"):
+        next(read_blocks(tmp_path / "piped.webm", RATE_HZ, max_seconds=10))  # a sentence of its own
+
+
+def test_length_neither_declared_nor_counted_stops_at_the_bound_while_decoding(tmp_path, monkeypatch):
+    """Where the packets cannot be counted either, FFmpeg's decoders (PyAV, the ffmpeg program where
+    installed) stop past the bound."""
+    path = forget_length(write_silence(tmp_path / "piped.flac", 30))
+    shutil.copy(path, tmp_path / "piped.webm")
+    monkeypatch.setattr(audio_io, "counted_seconds", lambda *args, **kwargs: None)
     if shutil.which("ffmpeg"):
         with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
             load_audio(tmp_path / "piped.webm", max_seconds=10)
@@ -128,6 +189,35 @@ def test_length_unknown_to_ffmpegs_libraries_stops_at_the_bound(tmp_path, monkey
     with pytest.raises(AudioError, match="piped.webm': it is longer than the 10 s limit"):
         load_audio(tmp_path / "piped.webm", max_seconds=10)
     assert load_audio(tmp_path / "piped.webm", max_seconds=40).duration_s == pytest.approx(30)
+
+
+def test_an_estimated_length_over_the_bound_does_not_refuse_a_recording_within_it(joined_episodes):
+    """Before: 22 s refused as "3 min 22 s long, over the 1 min limit" (the header's estimate)."""
+    assert load_audio(joined_episodes, max_seconds=60).duration_s == pytest.approx(22, abs=0.2)
+    assert audio_io.header_duration_s(joined_episodes) == pytest.approx(22, abs=0.2)
+    with pytest.raises(AudioError, match="episodes.*': it is longer than the 15 s limit"):
+        load_audio(joined_episodes, max_seconds=15)  # its real length is still bounded, and counted
+
+
+def test_a_counted_length_over_the_bound_is_refused_before_decoding(joined_episodes, monkeypatch):
+    monkeypatch.setattr(av, "AudioResampler", no_pyav_decoding)
+    with pytest.raises(AudioError, match="episodes.*': it is longer than the 15 s limit"):
+        load_audio(joined_episodes, max_seconds=15)
+    with pytest.raises(AudioError, match="episodes.*': it is longer than the 15 s limit"):
+        next(read_blocks(joined_episodes, RATE_HZ, max_seconds=15))
+
+
+def test_libsndfiles_mp3_length_is_not_trusted(tmp_path):
+    """libsndfile reads an MP3's length from libmpg123, which estimates it as FFmpeg does: an MP3 it
+    decodes (one FFmpeg's libraries could not) is bounded while decoding, not refused from that."""
+    path = tmp_path / "episodes.mp3"
+    path.write_bytes(encoded(2, 32000, False) + encoded(20, 320000, True))
+    info = sf.info(str(path))
+    assert info.format in audio_io.MPEG_FORMATS and info.duration > 180
+    samples = audio_io._read_native(path, info, audio_io.LengthLimit(60))
+    assert len(samples) / info.samplerate == pytest.approx(22, abs=0.2)
+    with pytest.raises(AudioError, match="episodes.mp3': it is longer than the 15 s limit"):
+        audio_io._read_native(path, info, audio_io.LengthLimit(15))
 
 
 def test_http_voice_upload_over_the_clip_bound_is_a_400_without_decoding(tmp_path, long_recording, no_decoding):
@@ -196,13 +286,33 @@ def test_http_convert_of_a_recording_declared_over_the_bound_is_a_400_before_enr
     assert not list(studio.workspace.voices_dir.glob("demo/.cache/*/*.npz"))  # nothing was enrolled
 
 
-def test_convert_of_a_recording_of_undeclared_length_stops_at_the_bound(tmp_path, monkeypatch):
-    """Where the header does not say, the conversion stops (and writes nothing) once it passes the bound."""
+def test_convert_reads_a_recording_of_estimated_length_within_the_bound(joined_episodes, monkeypatch):
+    from voxmith.studio.conversion import ConvertRequest
+
+    monkeypatch.setattr(audio_io, "MAX_AUDIO_SECONDS", 60.0)  # load_audio's bound, which convert shares
+    ConvertRequest(joined_episodes, refs=[joined_episodes]).validate()
+    assert sum(block.size for block in read_blocks(joined_episodes, RATE_HZ)) / RATE_HZ == pytest.approx(22, abs=0.2)
+
+
+def test_convert_refuses_a_recording_of_undeclared_length_before_the_work(tmp_path, monkeypatch):
+    """Before: hours of conversion, thrown away once the streamed audio passed the bound."""
+    from voxmith.studio.conversion import ConvertRequest
+
+    monkeypatch.setattr(audio_io, "MAX_AUDIO_SECONDS", 60.0)
+    path = forget_length(write_silence(tmp_path / "piped.flac", 125))
+    with pytest.raises(AudioError, match=r"piped.flac': it is longer than the 1 min limit\. Split it"):
+        ConvertRequest(path, refs=[path]).validate()
+
+
+def test_convert_of_a_recording_of_uncountable_length_stops_at_the_bound(tmp_path, monkeypatch):
+    """Where neither the header nor the packets tell, the conversion stops (and writes nothing) once
+    it passes the bound."""
     from types import SimpleNamespace
 
     from voxmith.studio.conversion import ConvertRequest, convert_recording
 
     monkeypatch.setattr(audio_io, "MAX_AUDIO_SECONDS", 60.0)  # load_audio's bound, which convert shares
+    monkeypatch.setattr(audio_io, "counted_seconds", lambda *args, **kwargs: None)
     path = forget_length(write_silence(tmp_path / "piped.flac", 125))
     request = ConvertRequest(path, refs=[path])
     request.validate()  # nothing tells the length up front

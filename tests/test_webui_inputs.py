@@ -187,6 +187,39 @@ def test_options_the_page_shows_under_its_own_names_are_not_named_as_cli_flags(a
         "The new transcript is empty; use 'Drop segment' to remove a segment."
 
 
+def test_names_the_user_gave_keep_what_looks_like_an_option(app, uploads):
+    """Before: 'take (--final).wav' was named 'take.wav' in the page, a file the user does not have."""
+    _studio, callbacks = app
+    message = refused(callbacks["save"], "finals", [uploads("take (--final).wav", b"")], "create", False)
+    assert "Cannot read 'take (--final).wav': the file is empty (0 bytes)." in message
+    from voxmith.webui.progress import in_page_words
+    assert in_page_words("No voice named 'narrator (--v2)'.") == "No voice named 'narrator (--v2)'."
+
+
+def test_every_option_the_library_names_in_parentheses_is_one_the_page_drops():
+    """The options `(--name)` that studio messages name are listed for the page, which drops only
+    those: a new one shows up here."""
+    import re
+
+    import voxmith
+    from voxmith.webui.progress import OPTIONS_NAMED_IN_PARENTHESES
+
+    source = Path(voxmith.__file__).parent
+    named = {option for path in source.rglob("*.py") if "webui" not in path.parts
+             for option in re.findall(r"\(--([a-z][a-z0-9-]*)\)", path.read_text(encoding="utf-8"))}
+    assert named and named <= set(OPTIONS_NAMED_IN_PARENTHESES), named - set(OPTIONS_NAMED_IN_PARENTHESES)
+
+
+def test_generate_shows_its_warnings_in_the_pages_words(app, tone_engine):
+    """Before: the note said "Use the gpt-sovits engine: --engine gpt-sovits, or engine/model
+    'gpt-sovits' over HTTP." where the page's errors say to pick it in the Engine list."""
+    _studio, callbacks = app
+    text = "Hello there, this is a test. 你好世界 and more English words here to be the main language."
+    note = callbacks["generate"](text, "alice", "tone", 1, 7, "{}", False)[2]
+    assert "'你好世界'. Use the gpt-sovits engine: pick it in the Engine list." in note
+    assert "--engine" not in note and "over HTTP" not in note and "&#x27;" not in note
+
+
 def test_a_recording_too_long_for_a_voice_clip_is_sent_to_the_dataset_tab(app, uploads, tmp_path):
     studio, callbacks = app
     long_take = tmp_path / "interview.flac"

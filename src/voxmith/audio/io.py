@@ -6,13 +6,15 @@ prints to the terminal), and everything else (M4A/AAC, Opus, WMA, video containe
 ffmpeg when it is installed, else through PyAV. Every failure becomes an `AudioError` naming the
 file and the problem; a file no decoder can read gets the one message of `undecodable`, whichever
 command read it. A file longer than `load_audio`'s `max_seconds` is refused from its header before
-any decoding (or, where only decoding tells the length, as soon as the decoded audio passes the
-bound): a small compressed file can hold hours of silence. `save_audio` writes atomically;
+any decoding where that length is exact, else from its packets counted without decoding them (or,
+where nothing tells the length, as soon as the decoded audio passes the bound): a small compressed
+file can hold hours of silence. `save_audio` writes atomically;
 MP3, Opus and AAC are encoded by `voxmith.audio.encode`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -53,9 +55,22 @@ MAX_SAMPLES_PER_SECOND = 48000 * 2
 LOWEST_COUNTED_RATE_HZ = 8000
 # libsndfile's length for a file whose header does not say (SF_COUNT_MAX: a FLAC written to a pipe).
 UNKNOWN_FRAMES = 2 ** 62
-NATIVE_BLOCK_FRAMES = 2 ** 20  # such a file is read in blocks of this many frames
-TOO_LONG_ADVICE = ("voxmith decodes a whole file into memory: split the recording into parts (e.g. `ffmpeg "
-                   "-i FILE -f segment -segment_time 3600 part%03d.flac`) and give the parts instead.")
+# libsndfile's names for MPEG audio, whose length it takes from libmpg123: estimated from the first
+# frame's size without a Xing/Info header, and the first part's alone in parts joined with `cat`.
+MPEG_FORMATS = ("MP3", "MPEG")
+NATIVE_BLOCK_FRAMES = 2 ** 20  # a file of unknown length is read in blocks of this many frames
+# FFmpeg's demuxers whose header length is exact when it is there: WAV/W64 (the data size), AIFF,
+# FLAC (STREAMINFO), Ogg (the last page's granule), MP4/M4A (the track's sample tables), Matroska/WebM,
+# ASF/WMA and CAF. Elsewhere FFmpeg estimates a length the header lacks from the first frames' bitrate:
+# an MP3 without a Xing/Info header or joined with `cat` (it then ignores the first part's header), raw
+# ADTS AAC, AC-3, AMR: episodes joined with `cat`, a quiet intro at a low bitrate first, read many
+# times their length.
+EXACT_LENGTH_FORMATS = frozenset({"wav", "w64", "aiff", "flac", "ogg", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm",
+                                  "asf", "caf"})
+# How to cut a long recording into parts, for the advice of every refusal of one.
+SPLIT_EXAMPLE = "`ffmpeg -i FILE -f segment -segment_time 3600 part%03d.flac`"
+TOO_LONG_ADVICE = (f"voxmith decodes a whole file into memory: split the recording into parts (e.g. {SPLIT_EXAMPLE}) "
+                   "and give the parts instead.")
 
 
 def _clock(seconds: float) -> str:
@@ -87,10 +102,14 @@ class LengthLimit:
         samples_per_s = min(max(LOWEST_COUNTED_RATE_HZ, rate_hz) * max(1, channels), MAX_SAMPLES_PER_SECOND)
         return int(self.max_seconds * samples_per_s / max(1, channels))
 
+    def allowed_seconds(self, rate_hz: int, channels: int) -> float:
+        return self.allowed_frames(rate_hz, channels) / max(1, rate_hz)
+
     def check(self, path: Path, frames: Optional[float], rate_hz: int, channels: int) -> None:
-        """Refuse a file whose (declared or decoded) length passes the bound."""
+        """Refuse a file whose (declared, counted or decoded) length passes the bound; `frames` is
+        infinite where counting stopped at the bound."""
         if frames is not None and frames > self.allowed_frames(rate_hz, channels):
-            raise self.refusal(path, frames, rate_hz, channels)
+            raise self.refusal(path, frames if math.isfinite(frames) else None, rate_hz, channels)
 
     def refusal(self, path: Path, frames: Optional[float], rate_hz: int, channels: int) -> TooLongError:
         """`frames`: the file's length, None when decoding stopped at the bound (the rest unknown)."""
@@ -174,34 +193,93 @@ def _sniffs_as_mpeg(path: Path) -> bool:
 
 
 def header_duration_s(path: str | os.PathLike) -> Optional[float]:
-    """The file's length as its header says, without decoding it (None when it does not say, or is
-    unreadable). MP3 headers are read by FFmpeg's libraries: libsndfile's reader prints libmpg123's
-    notes about a damaged file ("Xing stream size off ...") to the terminal."""
+    """The file's length without decoding it: as libsndfile reads it from the header of a WAV, FLAC,
+    Ogg or AIFF, else as `container_duration_s` tells it (None when neither can, or it is unreadable).
+    MP3s are read by FFmpeg's libraries: libsndfile's length of one is libmpg123's estimate, and its
+    reader prints libmpg123's notes about a damaged file ("Xing stream size off ...") to the terminal."""
     path = Path(path)
     try:
         if not _sniffs_as_mpeg(path):
-            return float(sf.info(str(path)).duration)
+            info = sf.info(str(path))
+            if 0 < info.frames < UNKNOWN_FRAMES and info.format not in MPEG_FORMATS:
+                return float(info.duration)
         return container_duration_s(path)
     except Exception:  # a format libsndfile does not read, or a damaged file: the caller decodes it
         return None
 
 
 def container_duration_s(path: str | os.PathLike) -> Optional[float]:
-    """The length FFmpeg's libraries read from the container's header (None when it does not say);
-    raises what PyAV raises for a file it cannot open."""
+    """The audio's length as FFmpeg's libraries tell it without decoding it (`declared_seconds`, else
+    `counted_seconds`; None when neither can); raises what PyAV raises for a file it cannot open."""
     import av
 
     with av.open(str(path)) as container:
-        return declared_seconds(container)
+        seconds = declared_seconds(container)
+        return seconds if seconds is not None else counted_seconds(container)
 
 
 def declared_seconds(container) -> Optional[float]:
     """An open PyAV container's length as its header declares it: its audio stream's, else the
-    container's (None when neither says)."""
+    container's. None when neither says, and where the format's length may be FFmpeg's estimate
+    (outside `EXACT_LENGTH_FORMATS`)."""
+    if container.format.name not in EXACT_LENGTH_FORMATS:
+        return None
     seconds = _stream_seconds(container.streams.audio[0])
     if seconds is None and container.duration is not None:
         seconds = container.duration / 1_000_000
     return seconds
+
+
+def counted_seconds(container, stop_after_s: float = math.inf) -> Optional[float]:
+    """The length of an open PyAV container's audio stream, counted from its packets' durations
+    without decoding them (a packet that does not say is decoded), less the encoder's delay and
+    padding that decoding trims: it reads the whole file, at a small part of decoding's cost.
+    Infinity once the count passes `stop_after_s`; None where the file fails part-way (decoding then
+    meets the failure, and the decoders' own bound applies). Consumes the container: decode from
+    another."""
+    stream = container.streams.audio[0]
+    rate_hz = stream.codec_context.sample_rate or 0
+    seconds = 0.0
+    try:
+        for packet in container.demux(stream):
+            if packet.duration and packet.time_base is not None:
+                seconds += float(packet.duration * packet.time_base)
+            elif packet.size:
+                seconds += sum(frame.samples / frame.sample_rate for frame in packet.decode() if frame.sample_rate)
+            if rate_hz:
+                seconds -= _trimmed_samples(packet) / rate_hz
+            if seconds > stop_after_s:
+                return math.inf
+    except Exception:  # FFmpeg reports through many exception types
+        return None
+    return seconds
+
+
+def _trimmed_samples(packet) -> int:
+    """The samples the decoder drops from the packet: FFmpeg's skip-samples side data (a u32 at the
+    start, a u32 at the end, little-endian), the encoder delay and padding of an MP3's LAME header or
+    an M4A's. PyAV before 14 does not show side data: nothing is trimmed there."""
+    has_sidedata = getattr(packet, "has_sidedata", None)
+    if has_sidedata is None or not has_sidedata("skip_samples"):
+        return 0
+    data = bytes(packet.get_sidedata("skip_samples"))
+    return int.from_bytes(data[0:4], "little") + int.from_bytes(data[4:8], "little")
+
+
+def audio_seconds(path: Path, container, stop_after_s: float = math.inf) -> Optional[float]:
+    """The length of `container` (open on `path`, left unread) where its header's is exact, else
+    counted (`counted_seconds`) from a second opening of `path`: so a recording over a bound is
+    refused before any decoding, whatever its container (infinity: past `stop_after_s`)."""
+    seconds = declared_seconds(container)
+    if seconds is not None:
+        return seconds
+    import av
+
+    try:
+        with av.open(str(path)) as again:
+            return counted_seconds(again, stop_after_s)
+    except Exception:  # it opened a moment ago: the decoder meets whatever this is
+        return None
 
 
 def _decode_with_pyav(path: Path, limit: LengthLimit,
@@ -220,7 +298,7 @@ def _decode_with_pyav(path: Path, limit: LengthLimit,
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate
             channels = stream.codec_context.channels or 1
-            seconds = _stream_seconds(stream)
+            seconds = audio_seconds(path, container, limit.allowed_seconds(rate, channels))
             if seconds is not None:
                 limit.check(path, seconds * rate, rate, channels)
             allowed = limit.allowed_frames(rate, channels)
@@ -252,15 +330,15 @@ def _stream_seconds(stream) -> Optional[float]:
 
 
 def _check_container_length(path: Path, limit: LengthLimit) -> None:
-    """Refuse a file whose container header says it is longer than `limit` (nothing when PyAV is
-    missing, cannot open it or the header does not say: the decoders' own guards bound those)."""
+    """Refuse a file FFmpeg's libraries tell (`audio_seconds`) is longer than `limit` (nothing when
+    PyAV is missing, cannot open it or cannot tell: the decoders' own guards bound those)."""
     try:
         import av
 
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels or 1
-            seconds = declared_seconds(container)
+            seconds = audio_seconds(path, container, limit.allowed_seconds(rate, channels)) if rate else None
     except Exception:  # no PyAV, no audio stream, a file only the ffmpeg program reads
         return
     if seconds is not None and rate:
@@ -301,9 +379,10 @@ def _unopenable(path: Path, err: OSError) -> AudioError:
 def _read_native(path: Path, info, limit: LengthLimit) -> np.ndarray:
     """Decode through libsndfile: a file whose header gives its length is refused before decoding
     when that passes `limit` (libsndfile never reads past the length it gives); one that does not
-    say (a FLAC written to a pipe) is read in blocks, refused once the blocks pass it."""
+    say (a FLAC written to a pipe), or an MP3 (whose length libsndfile estimates), is read in
+    blocks, refused once the blocks pass it."""
     rate, channels = info.samplerate, info.channels
-    known = 0 < info.frames < UNKNOWN_FRAMES
+    known = 0 < info.frames < UNKNOWN_FRAMES and info.format not in MPEG_FORMATS
     if known:
         limit.check(path, info.frames, rate, channels)
     allowed = limit.allowed_frames(rate, channels)

@@ -20,17 +20,16 @@ import soxr
 
 from voxmith.audio.checks import MIN_SAMPLE_RATE_HZ, check_sample_rate
 from voxmith.audio import io as audio_io
-from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, WRITABLE_EXTENSIONS, AudioError, LengthLimit,
-                              container_duration_s, declared_seconds, undecodable)
+from voxmith.audio.io import (CONVERT_HINT, ENCODED_EXTENSIONS, SPLIT_EXAMPLE, WRITABLE_EXTENSIONS, AudioError,
+                              LengthLimit, container_duration_s, undecodable)
 from voxmith.fsutil import atomic_path
 
 BLOCK_S = 2.0
-TOO_LONG_ADVICE = ("split the recording into parts (e.g. `ffmpeg -i FILE -f segment -segment_time 3600 "
-                   "part%03d.flac`) and give the parts one at a time.")
+TOO_LONG_ADVICE = f"Split the recording into parts (e.g. {SPLIT_EXAMPLE}) and give the parts one at a time."
 
 
 def duration_s(path: str | os.PathLike) -> Optional[float]:
-    """The recording's length from its header (None when the container does not say)."""
+    """The recording's length without decoding it (`container_duration_s`; None when it cannot tell)."""
     try:
         return container_duration_s(path)
     except Exception:  # unreadable files are reported by read_blocks
@@ -41,9 +40,10 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
                 max_seconds: Optional[float] = None, too_long_advice: str = TOO_LONG_ADVICE) -> Iterator[np.ndarray]:
     """Mono float32 blocks of about `block_s` at `sample_rate_hz`; only a block or two in memory.
 
-    A file longer than `max_seconds` (default: `load_audio`'s, `MAX_AUDIO_SECONDS`) is refused from
-    its header before any block is decoded, or, where the header does not say, as soon as the blocks
-    pass the bound; the message ends with `too_long_advice`. Only a block is held, so the bound is
+    A file longer than `max_seconds` (default: `load_audio`'s, `MAX_AUDIO_SECONDS`) is refused before
+    any block is decoded, from its header where that is exact, else from its packets counted without
+    decoding (`audio_seconds`), or, where neither tells, as soon as the blocks pass the bound; the
+    message ends with `too_long_advice`. Only a block is held, so the bound is
     in seconds whatever the file's rate and channels (counted at `sample_rate_hz`, mono)."""
     import av
 
@@ -63,7 +63,7 @@ def read_blocks(path: str | os.PathLike, sample_rate_hz: int, block_s: float = B
         # A 1 Hz header would make each decoded frame millions of samples, and the recording hours long.
         check_sample_rate(stream.codec_context.sample_rate or MIN_SAMPLE_RATE_HZ, str(path))
         limit = LengthLimit(audio_io.MAX_AUDIO_SECONDS if max_seconds is None else max_seconds, too_long_advice)
-        seconds = declared_seconds(container)
+        seconds = audio_io.audio_seconds(path, container, limit.allowed_seconds(sample_rate_hz, 1))
         if seconds is not None:
             limit.check(path, seconds * sample_rate_hz, sample_rate_hz, 1)
         allowed, emitted = limit.allowed_frames(sample_rate_hz, 1), 0

@@ -20,6 +20,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from voxmith.version import __version__
+from voxmith.audio.io import SPLIT_EXAMPLE
 from voxmith.audio.stream import StreamWriter, chunks_at_pauses, duration_s, read_blocks
 from voxmith.engines import Engine
 from voxmith.errors import VoxmithError
@@ -34,10 +35,9 @@ AUDIO_SECONDS = "audio s"
 
 FIT_S = 30.0  # seconds of the recording's start the converter is fitted on
 CHECK_RATE_HZ = 16000  # the recording's first block is decoded at this rate to check it can be read
-# For a recording over the bound: refused before the voice is enrolled when its header says how long
-# it is, else once the conversion passes the bound.
-TOO_LONG_ADVICE = ("Split it into parts (e.g. `ffmpeg -i FILE -f segment -segment_time 3600 part%03d.flac`) "
-                   "and convert the parts one by one.")
+# For a recording over the bound: refused before the voice is enrolled (its length is read from its
+# header, or counted from its packets, by `read_blocks`), else once the conversion passes the bound.
+TOO_LONG_ADVICE = f"Split it into parts (e.g. {SPLIT_EXAMPLE}) and convert the parts one by one."
 
 
 @dataclass
@@ -62,8 +62,8 @@ class ConvertRequest:
         source = Path(self.source)
         if not source.is_file():
             raise VoxmithError(f"The recording to convert, '{source}', does not exist.")
-        # A file no decoder reads, or one whose header declares hours over the bound, is refused now,
-        # in `load_audio`'s words, not after the voice is enrolled.
+        # A file no decoder reads, or one over the bound (by its header, or its packets counted), is
+        # refused now, in `load_audio`'s words, not after the voice is enrolled.
         blocks = read_blocks(source, CHECK_RATE_HZ, too_long_advice=TOO_LONG_ADVICE)
         try:
             first = next(blocks, None)

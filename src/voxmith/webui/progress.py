@@ -31,6 +31,12 @@ def plural_unit(unit: str) -> str:
     return unit + "s" if len(unit) > 1 and not unit.endswith("s") else unit
 
 
+# The CLI options the library's messages name in parentheses after the words that say what they are
+# ("The number of candidates (--candidates)"); in the page the words are enough. Only these are taken
+# out: a file or voice the user named 'take (--final)' keeps its name.
+OPTIONS_NAMED_IN_PARENTHESES = ("candidates", "seed", "retries", "stock", "token", "sentence-pause",
+                                "paragraph-pause", "chapter-pause")
+
 # The library's hints name CLI commands and options; in the page, the tab, box or button that does
 # the same (or the CLI, said as such, when no tab does).
 PAGE_HINTS = (
@@ -46,17 +52,19 @@ PAGE_HINTS = (
     (re.compile(r"--min-seconds"), "'Min seconds'"),
     (re.compile(r"--max-seconds"), "'Max seconds'"),
     (re.compile(r"use --drop to remove"), "use 'Drop segment' to remove"),
-    # A CLI option in parentheses after the words that say what it is ("The number of candidates
-    # (--candidates)"): the words are the page's.
-    (re.compile(r" \(--[a-z][a-z0-9-]*\)"), ""),
+    (re.compile(r" \(--(?:" + "|".join(map(re.escape, OPTIONS_NAMED_IN_PARENTHESES)) + r")\)"), ""),
 )
 
 
 def user_message(err: Exception) -> str:
-    """The error as the page shows it: uploads named as the user named them, not by their temporary
-    path, hints as the page's tabs, and escaped (Gradio renders error messages as HTML; file names
-    are user input)."""
-    message = str(err)
+    """The error as the page shows it (`in_page_words`), escaped: Gradio renders error messages as
+    HTML, and file names are user input."""
+    return html.escape(in_page_words(str(err)))
+
+
+def in_page_words(message: str) -> str:
+    """A message of the library (an error, a warning) as the page says it: uploads named as the user
+    named them, not by their temporary path, and hints as the page's tabs. Not escaped."""
     for pattern, hint in PAGE_HINTS:
         message = pattern.sub(hint, message)
     folder = os.environ.get("GRADIO_TEMP_DIR")
@@ -64,7 +72,7 @@ def user_message(err: Exception) -> str:
         for prefix in {folder.rstrip("/"), os.path.realpath(folder)}:
             # Gradio keeps each upload as <temp folder>/<content hash>/<the user's file name>.
             message = re.sub(re.escape(prefix) + r"/[^/\s]+/", "", message)
-    return html.escape(message)
+    return message
 
 
 def friendly(handler):

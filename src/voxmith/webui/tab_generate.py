@@ -19,7 +19,7 @@ from voxmith.errors import VoxmithError
 from voxmith.studio.results import list_results
 from voxmith.studio.speech import MAX_SPEAK_TEXT_CHARS, SpeakRequest
 from voxmith.webui.forms import number, settings_object
-from voxmith.webui.progress import friendly, to_gradio
+from voxmith.webui.progress import friendly, in_page_words, to_gradio
 
 MAX_TAKES_SHOWN = 8
 DOWNLOAD_FORMATS = ("wav", "flac", "mp3", "opus", "aac")
@@ -133,7 +133,7 @@ def build(studio, voice_choices):
         players = [gr.update(value=str(f), visible=True, label=f.stem) for f in take_files]
         players += [gr.update(value=None, visible=False)] * (MAX_TAKES_SHOWN - len(players))
         note = (f"**{result.duration_s:.1f} s** of speech in {record.total_s:.1f} s, seed {record.seed}. "
-                f"Saved to `{result.path}`." + "".join(f"\n\n⚠ {w}" for w in result.warnings))
+                f"Saved to `{result.path}`." + "".join(f"\n\n⚠ {in_page_words(w)}" for w in result.warnings))
         return [str(result.path), str(result.path), note, _takes_table(result), _history_rows(studio), *players]
 
     go.click(generate, [text, voice, engine, candidates, seed, settings, rank],
