@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from machine import cpu_name  # benchmarks/machine.py: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dataset_prepare_memory.json"
@@ -100,16 +100,6 @@ def dataset_digest(folder: Path) -> dict:
             data = json.dumps(record, sort_keys=True).encode()
         digests[path.relative_to(folder).as_posix()] = hashlib.sha256(data).hexdigest()
     return digests
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -49,7 +49,6 @@ import argparse
 import importlib.machinery
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -58,6 +57,7 @@ import tempfile
 import time
 import types
 from pathlib import Path
+from machine import cpu_name  # benchmarks/machine.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -296,13 +296,6 @@ def summarise(values: list) -> dict:
     return {"median": statistics.median(values), "best": min(values), "all": values}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
@@ -332,7 +325,7 @@ def main() -> None:
                             "codes_per_request": 50 * args.max_sec, "reference_s": REFERENCE_SECONDS,
                             "text": TEXT, "reference_text": REFERENCE_TEXT, "version": "v2", "device": "cpu",
                             "niceness": os.nice(0)},
-               "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
+               "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "loadavg_start": Path("/proc/loadavg").read_text().strip()},
                "note": args.note, "runs": {"ours": [], "official": []}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,13 +35,13 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -138,13 +138,6 @@ def run_version(version: str, args) -> dict:
             "fp32_take_to_take_log_mel_l1": take_distance, "loadavg_during": loads}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--versions", default="v2,v2ProPlus")
@@ -161,7 +154,7 @@ def main() -> None:
              if cpu_info().has(f)]
     results = {"settings": {"seconds": args.seconds, "reps": args.reps, "threads": args.threads,
                             "noise_scale": 0.5, "reference_frames": 250},
-               "machine": {"cpu": cpu_model(), "cpu_flags": flags, "cpus": os.cpu_count(), "torch": torch.__version__,
+               "machine": {"cpu": cpu_name(), "cpu_flags": flags, "cpus": os.cpu_count(), "torch": torch.__version__,
                            "loadavg_start": Path("/proc/loadavg").read_text().strip()},
                "note": args.note, "table": {}}
     for version in args.versions.split(","):

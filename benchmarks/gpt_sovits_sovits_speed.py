@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import cpu_name  # benchmarks/machine.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -151,13 +151,6 @@ def summarise(runs: list[dict], key: str) -> dict:
     return {"median_s": statistics.median(values), "best_s": min(values), "all_s": values}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -179,7 +172,7 @@ def main() -> None:
 
     results = {"settings": {"seconds": args.seconds, "reps": args.reps, "threads": args.threads,
                             "reference_frames": 250, "noise_scale": 0.5, "device": "cpu"},
-               "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
+               "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "loadavg_start": Path("/proc/loadavg").read_text().strip()},
                "note": args.note, "table": {}, "same_work_checks": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # benchmarks/machine.py: the script's own folder is on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kokoro_speed.json"
 TIMING_SENTENCES = [
@@ -73,16 +73,6 @@ VARIANTS = {  # label: (runtime, precision or graph, threads)
 }
 DEFAULT_TIMING = [v for v in VARIANTS if "int8" not in v]  # int8: 3-5x slower, measured before
 QUALITY_VARIANTS = ["onnxruntime float2d t2", "openvino f32 t2", "openvino bf16 t2", "onnxruntime int8 t2"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def loadavg() -> float:
