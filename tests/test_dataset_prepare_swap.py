@@ -171,3 +171,49 @@ def test_writing_a_recording_s_segments_names_it_while_it_decodes(tmp_path, sour
     assert [events[i][1] for i in second_decodes] == [p.name for p in sources]
     for i in second_decodes:
         assert events[i - 1] == ("writing segments", events[i][1])
+
+
+def test_the_user_s_own_files_in_audio_outlive_a_prepare_and_a_redo(tmp_path, sources, monkeypatch):
+    # Before: the swap deleted the whole old audio/ folder, the user's files in it too (a first prepare
+    # included); the code before the swap deleted only audio/*.wav, and only with --redo.
+    audio = _folder(tmp_path) / "audio"
+    (audio / "raw").mkdir(parents=True)
+    (audio / "raw" / "original.flac").write_bytes(b"the user's recording")
+    (audio / "notes.txt").write_text("who said what")
+    kept = sources[0].read_bytes()
+    shutil.copyfile(sources[0], audio / "take0.wav")  # a source kept in the folder, and read from there
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", [audio / "take0.wav", sources[1]], SETTINGS)
+    studio.prepare_dataset("ds", sources, SETTINGS, redo=True)
+    assert (audio / "raw" / "original.flac").read_bytes() == b"the user's recording"
+    assert (audio / "notes.txt").read_text() == "who said what"
+    assert (audio / "take0.wav").read_bytes() == kept
+    record = studio.datasets.get("ds").load()
+    segments = sorted(Path(s["file"]).name for s in record["segments"])
+    assert sorted(p.name for p in audio.iterdir() if p.name.startswith("ds_")) == segments
+
+
+def test_a_run_killed_right_after_its_commit_gets_the_lists_of_its_own_segments(tmp_path, sources, monkeypatch):
+    # Before: the lists written with the new record stayed in the staging folder; the old train.txt,
+    # naming the old segments' transcripts, sat beside the new audio until another run.
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    dataset = studio.datasets.get("ds")
+    assert (dataset.path / "train.txt").read_text().strip()
+    replace = staging_module.os.replace
+
+    def killed_after_the_commit(source, destination):
+        if Path(source).name != "segments.json":
+            raise KeyboardInterrupt
+        replace(source, destination)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(staging_module, "os", SimpleNamespace(replace=killed_after_the_commit))
+        patch.setattr(staging_module, "_settle", lambda *a: None)  # a killed process cleans nothing up
+        with pytest.raises(KeyboardInterrupt):
+            studio.prepare_dataset("ds", sources, SETTINGS, redo=True)
+    staging_module.settle_interrupted(dataset)  # what the next run does first
+    record = dataset.load()
+    assert all(s["transcript"] is None for s in record["segments"])  # killed before transcribing
+    assert (dataset.path / "train.txt").read_text().strip() == ""
+    assert not [p for p in dataset.path.iterdir() if p.name.startswith(".")]

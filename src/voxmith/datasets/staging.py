@@ -3,13 +3,15 @@
 `dataset prepare` writes a new set of segments (their audio and segments.json) into a staging
 folder inside the dataset's folder, and only when all of it is written are they swapped in: the old
 `audio/` moves into the staging folder, the new one takes its place, and the new segments.json
-replaces the old one (that replacement is the commit). A failure, an interruption or a recording
-that changed before the commit leaves the dataset as it was: no new files beside the old ones, none
-of the old ones gone. The old audio is deleted with the staging folder, after the commit.
+replaces the old one (that replacement is the commit), followed at once by the train/validation
+lists written with it. A failure, an interruption or a recording that changed before the commit
+leaves the dataset as it was: no new files beside the old ones, none of the old ones gone. After the
+commit the old segments are deleted with the staging folder; anything else the old `audio/` held
+(files voxmith did not write there: a user's own recordings, notes, folders) moves into the new one.
 
 A run killed before the commit leaves its staging folder behind; the next run on the dataset
 (`settle_interrupted`) moves back what it had moved, then removes it. Not done here: the
-train/validation lists, which are derived from segments.json and rewritten by every run.
+train/validation lists' contents (Dataset.save derives them from the record).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from voxmith.datasets.store import SEGMENTS_FILE, Dataset
+from voxmith.datasets.store import SEGMENTS_FILE, TRAIN_LIST, VALIDATION_LIST, Dataset
 from voxmith.errors import VoxmithError
 
 AUDIO_FOLDER = "audio"
 STAGING_PREFIX = ".preparing-"
 _OLD_AUDIO = "replaced-audio"  # where the old audio/ waits, inside the staging folder, for the commit
 _STAGING_NAME = re.compile(rf"{re.escape(STAGING_PREFIX)}[a-z0-9_]{{8}}")  # tempfile.mkdtemp's suffix
+_SEGMENT_FILE = re.compile(r".+_\d{5}\.wav")  # what prepare writes into audio/ (ID_NNNNN.wav)
 
 
 @contextlib.contextmanager
@@ -66,17 +69,40 @@ def _swap_in(staging: Path, dataset: Dataset) -> None:
         raise VoxmithError(f"Could not put the new segments of dataset '{dataset.name}' in place ({err}); the "
                            f"dataset is as it was. If a file in '{audio}' is open in another program, close it, "
                            "then run the command again.") from None
+    _lists_in(staging, dataset.path)
+
+
+def _lists_in(staging: Path, dataset_folder: Path) -> None:
+    """The lists written with the committed record, in place of the old ones (which name the old
+    segments' transcripts beside the new audio)."""
+    for name in (TRAIN_LIST, VALIDATION_LIST):
+        if (staging / name).exists():
+            os.replace(staging / name, dataset_folder / name)
+
+
+def _keep_users_files(staging: Path, dataset_folder: Path) -> None:
+    """Move what the old audio/ held besides prepare's segment files into the new audio/."""
+    old = staging / _OLD_AUDIO
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if not (entry.is_file() and _SEGMENT_FILE.fullmatch(entry.name)):
+            entry.rename(dataset_folder / AUDIO_FOLDER / entry.name)
 
 
 def _settle(staging: Path, dataset_folder: Path) -> None:
     """Remove `staging`. A segments.json still in it means the swap did not commit: what it moved is
-    moved back first (the new audio out, the old audio in)."""
+    moved back first (the new audio out, the old audio in). After a commit, the lists and the user's
+    files in the old audio/ go where they belong first (a run killed right after its commit)."""
     if (staging / SEGMENTS_FILE).exists():
         audio = dataset_folder / AUDIO_FOLDER
         if audio.exists() and not (staging / AUDIO_FOLDER).exists():  # the new audio went in
             audio.rename(staging / AUDIO_FOLDER)
         if (staging / _OLD_AUDIO).exists():
             (staging / _OLD_AUDIO).rename(audio)
+    else:
+        _lists_in(staging, dataset_folder)
+        _keep_users_files(staging, dataset_folder)
     shutil.rmtree(staging)
 
 

@@ -21,6 +21,8 @@ from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json_object
 from voxmith.paths import canonical_name, named_folder
 
 SEGMENTS_FILE = "segments.json"
+# The lists save() derives from the record, for training.
+TRAIN_LIST, VALIDATION_LIST = "train.txt", "validation.txt"
 # Segments with these flags are kept in segments.json (for review) but not put in the lists.
 EXCLUDING_FLAGS = ("too short", "too long", "empty transcript")
 
@@ -81,8 +83,8 @@ class Dataset:
         record["split_note"] = note
         atomic_write_json(self.record_path, record)
         by_id = {s["id"]: s for s in usable}
-        write_list(self.path / "train.txt", [format_line(by_id[i]["file"], by_id[i]["transcript"]) for i in train])
-        write_list(self.path / "validation.txt",
+        write_list(self.path / TRAIN_LIST, [format_line(by_id[i]["file"], by_id[i]["transcript"]) for i in train])
+        write_list(self.path / VALIDATION_LIST,
                    [format_line(by_id[i]["file"], by_id[i]["transcript"]) for i in validation])
 
     def find_segment(self, record: dict, segment: str) -> dict:
