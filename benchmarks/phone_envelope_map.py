@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clone_quality import AUDIO_EXT, VOICES_DIR, word_errors  # noqa: E402
+from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
 from guard_grid import DEV_SENTENCES  # noqa: E402
+from similarity_levers import dev_figures, enrolled, print_summary  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "phone_envelope_map.json"
 DEFAULT_VARIANTS = '[{}, {"lam": 10, "order": 35, "smooth": 40, "scale": 1, "settings": {"postnet_mix": 0}}]'
@@ -143,7 +144,7 @@ def main() -> int:
     from voxmith.engines.piper_vc import engine as engine_module
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
-    from voxmith.speaker import cosine_similarity, get_speaker_encoder
+    from voxmith.speaker import get_speaker_encoder
     from voxmith.text import normalize_text
 
     lever = PhoneMapLever(engine_module, conversion, render)
@@ -158,13 +159,7 @@ def main() -> int:
         started = time.perf_counter()
         clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
         held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
-        cached = Path(args.cond_dir) / f"{name}.auto.v{engine.version}.npz"
-        if cached.is_file():
-            cond = dict(np.load(cached))
-        else:
-            cond = engine.prepare_conditioning(clips[:-1])
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, **cond)
+        cond = enrolled(engine, name, clips[:-1], args.cond_dir)
         voice = get_base_voice(base_choice.base_name(cond))
         differences, labels = enrollment_differences(clips[:-1], voice, transcriber)
         print(f"{name}: {voice.name}, {int((labels != SILENCE).sum())} speech frames, "
@@ -179,25 +174,14 @@ def main() -> int:
                     lever.active["scale"] = variant["scale"]
             settings = replace(defaults, **variant.get("settings", {}))
             takes = [engine.synthesize(text, cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
-            errors = words = 0
-            for sentence, take in zip(DEV_SENTENCES, takes):
-                wrong, count = word_errors(sentence, transcriber.transcribe(take, 22050, language="en").text)
-                errors, words = errors + wrong, words + count
             row = {"voice": name, "variant": json.dumps(variant),
-                   "secs": float(np.mean([cosine_similarity(encoder.embed(t, 22050), held_out) for t in takes])),
-                   "mos": float(np.mean([mos_model.score(t, 22050) for t in takes])), "wer": errors / max(words, 1)}
+                   **dev_figures(takes, held_out, encoder, transcriber, mos_model)}
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
             rows.append(row)
         Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES,
                                               "rows": rows}, indent=1))
     lever.active = {}
-    by_variant: dict = {}
-    for row in rows:
-        by_variant.setdefault(row["variant"], []).append(row)
-    for variant, sel in by_variant.items():
-        low = min(sel, key=lambda r: r["secs"])
-        print(f"{variant:70s} voices {len(sel):2d} SECS {np.mean([r['secs'] for r in sel]):.3f} (lowest {low['voice']} "
-              f"{low['secs']:.3f}) MOS {np.mean([r['mos'] for r in sel]):.2f} WER {100 * np.mean([r['wer'] for r in sel]):.1f} %")
+    print_summary(rows, "variant")
     return 0
 
 

@@ -127,6 +127,44 @@ def apply_eq(samples: np.ndarray, rate: int, log_gain: np.ndarray) -> np.ndarray
     return (y / max(np.abs(y).max(), 1e-9) * np.abs(samples).max()).astype(np.float32)
 
 
+def enrolled(engine, name: str, clips, cond_dir: str) -> dict:
+    """The voice's conditioning at today's defaults, enrolled on `clips` once and kept in `cond_dir`
+    (DIR/VOICE.auto.vVERSION.npz, the layout base_scales.py writes)."""
+    cached = Path(cond_dir) / f"{name}.auto.v{engine.version}.npz"
+    if cached.is_file():
+        return dict(np.load(cached))
+    cond = engine.prepare_conditioning(clips)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, **cond)
+    return cond
+
+
+def dev_figures(takes, held_out: np.ndarray, encoder, transcriber, mos_model) -> dict:
+    """What a listener gets from the takes of DEV_SENTENCES (22.05 kHz, in order): mean GE2E cosine to
+    the held-out clip's embedding, Whisper's word error rate over all of them, mean DistillMOS."""
+    from voxmith.speaker import cosine_similarity
+
+    secs = [cosine_similarity(encoder.embed(t, 22050), held_out) for t in takes]
+    errors = words = 0
+    for sentence, take in zip(DEV_SENTENCES, takes):
+        wrong, count = word_errors(sentence, transcriber.transcribe(take, 22050, language="en").text)
+        errors, words = errors + wrong, words + count
+    return {"secs": float(np.mean(secs)), "mos": float(np.mean([mos_model.score(t, 22050) for t in takes])),
+            "wer": errors / max(words, 1)}
+
+
+def print_summary(rows, key: str) -> None:
+    """One line per value of row[key]: voices, mean SECS / MOS / WER, the lowest SECS and MOS."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    for name, sel in groups.items():
+        low_secs, low_mos = min(sel, key=lambda r: r["secs"]), min(sel, key=lambda r: r["mos"])
+        print(f"{name:44s} voices {len(sel):2d} SECS {np.mean([r['secs'] for r in sel]):.3f} "
+              f"MOS {np.mean([r['mos'] for r in sel]):.2f} WER {100 * np.mean([r['wer'] for r in sel]):.1f} % "
+              f"(lowest SECS {low_secs['voice']} {low_secs['secs']:.3f}, MOS {low_mos['voice']} {low_mos['mos']:.2f})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voices", default="")
@@ -157,24 +195,12 @@ def main() -> int:
     rows = []
 
     def figures(takes) -> dict:
-        secs = [cosine_similarity(encoder.embed(t, 22050), held_out) for t in takes]
-        errors = words = 0
-        for sentence, take in zip(DEV_SENTENCES, takes):
-            wrong, count = word_errors(sentence, transcriber.transcribe(take, 22050, language="en").text)
-            errors, words = errors + wrong, words + count
-        return {"secs": float(np.mean(secs)), "mos": float(np.mean([mos_model.score(t, 22050) for t in takes])),
-                "wer": errors / max(words, 1)}
+        return dev_figures(takes, held_out, encoder, transcriber, mos_model)
 
     for name in names:
         clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
         held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
-        cached = Path(args.cond_dir) / f"{name}.auto.v{engine.version}.npz"
-        if cached.is_file():
-            cond = dict(np.load(cached))
-        else:
-            cond = engine.prepare_conditioning(clips[:-1])
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, **cond)
+        cond = enrolled(engine, name, clips[:-1], args.cond_dir)
         embedding = np.asarray(cond["target_embedding"], np.float32)
         t, start = time.perf_counter(), len(rows)
         if args.settings:
@@ -211,14 +237,7 @@ def main() -> int:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES,
                                                   "rows": rows}, indent=1))
-    by_lever: dict = {}
-    for row in rows:
-        by_lever.setdefault(row["lever"], []).append(row)
-    for lever_name, sel in by_lever.items():
-        low = min(sel, key=lambda r: r["mos"])
-        print(f"{lever_name:44s} voices {len(sel):2d} SECS {np.mean([r['secs'] for r in sel]):.3f} "
-              f"MOS {np.mean([r['mos'] for r in sel]):.2f} WER {100 * np.mean([r['wer'] for r in sel]):.1f} % "
-              f"(lowest MOS {low['voice']} {low['mos']:.2f})")
+    print_summary(rows, "lever")
     return 0
 
 
