@@ -155,24 +155,29 @@ def test_a_job_stopped_with_its_server_is_interrupted_and_a_live_servers_jobs_st
         return "a result"
 
     one = BookJobs(make, store=BookJobStore(folder))
-    job = one.submit(_request(tmp_path, "long"), tmp_path / "long-book")
-    _wait(lambda: job.status == "running")
-    record_before = (folder / f"{job.id}.json").read_text()
-    # a second server on the same workspace leaves the running job to the first (and does not touch it)
-    two = BookJobs(make, store=BookJobStore(folder))
-    assert two.list() == [] and (folder / f"{job.id}.json").read_text() == record_before
-    two.shutdown(5)
-    one.shutdown(5)
-    assert job.status == "interrupted" and job.events[-1]["type"] == "book.interrupted"
-    three_store = BookJobStore(folder)
-    three = BookJobs(make, store=three_store)
     try:
-        assert [(j.id, j.status) for j in three.list()] == [(job.id, "interrupted")]
-        # the servers' own lock files do not pile up
-        assert [p.name for p in (folder / ".owners").iterdir()] == [f"{three_store.owner}.lock"]
+        job = one.submit(_request(tmp_path, "long"), tmp_path / "long-book")
+        record = folder / f"{job.id}.json"
+        # the status is set, then written: wait for the record (read before it, it still said "queued")
+        _wait(lambda: job.status == "running" and json.loads(record.read_text())["status"] == "running")
+        record_before = record.read_text()
+        # a second server on the same workspace leaves the running job to the first (and does not touch it)
+        two = BookJobs(make, store=BookJobStore(folder))
+        assert two.list() == [] and record.read_text() == record_before
+        two.shutdown(5)
+        one.shutdown(5)
+        assert job.status == "interrupted" and job.events[-1]["type"] == "book.interrupted"
+        three_store = BookJobStore(folder)
+        three = BookJobs(make, store=three_store)
+        try:
+            assert [(j.id, j.status) for j in three.list()] == [(job.id, "interrupted")]
+            # the servers' own lock files do not pile up
+            assert [p.name for p in (folder / ".owners").iterdir()] == [f"{three_store.owner}.lock"]
+        finally:
+            three.shutdown(5)
     finally:
-        go.set()
-        three.shutdown(5)
+        go.set()  # even when an assertion fails: a job left spinning holds a torch_threads body open
+        one.shutdown(5)
 
 
 def test_damaged_records_are_skipped_with_a_warning(tmp_path, caplog):
