@@ -382,3 +382,23 @@ def test_undecodable_audio_gets_advice_that_would_help(tmp_path, demo_audio, mon
     bad_wav.write_bytes(b"RIFF" + bytes(200))
     with pytest.raises(AudioError, match=r"install ffmpeg \(voxmith then uses it\)"):
         load_audio(bad_wav)
+
+
+def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path):
+    # A recorder stopped before it wrote the data size leaves it 0. Before: "it contains no audio",
+    # with 2 s of speech in the file (libsndfile believes the header; FFmpeg reads on).
+    import struct
+
+    path = tmp_path / "crashed-take.wav"
+    tone = (0.1 * np.sin(np.arange(2 * 16000) / 5)).astype(np.float32)
+    sf.write(path, tone, 16000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    data = raw.index(b"data")
+    raw[data + 4:data + 8] = struct.pack("<I", 0)
+    raw[4:8] = struct.pack("<I", 0)
+    path.write_bytes(bytes(raw))
+    assert sf.info(str(path)).frames == 0
+    audio = load_audio(path)
+    assert audio.sample_rate_hz == 16000
+    assert audio.samples.size == tone.size
+    assert np.abs(audio.samples - tone).max() < 1e-3

@@ -401,6 +401,23 @@ def _read_native(path: Path, info, limit: LengthLimit) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
 
 
+# A header that says "no audio" on a file larger than this is a recording whose header was never
+# finished (a recorder stopped by a crash or a pulled cable leaves the data size at 0).
+UNFINISHED_HEADER_MIN_BYTES = 4096
+
+
+def _read_past_an_unfinished_header(path: Path, limit: LengthLimit) -> Optional[tuple[np.ndarray, int]]:
+    """The audio after a header that claims none, as FFmpeg reads it (to the end of the file); None
+    when FFmpeg finds none either."""
+    try:
+        samples, rate, _ = _decode_with_pyav(path, limit)
+    except TooLongError:
+        raise
+    except AudioError:
+        return None
+    return (samples, rate) if samples.shape[0] else None
+
+
 def _read_file(path: Path, limit: LengthLimit) -> tuple[np.ndarray, int, dict]:
     suffix = path.suffix.lower()
     if suffix in FFMPEG_FORMATS:
@@ -437,6 +454,10 @@ def _read_file(path: Path, limit: LengthLimit) -> tuple[np.ndarray, int, dict]:
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
             native_error = str(err)
         else:
+            if samples.shape[0] == 0 and path.stat().st_size > UNFINISHED_HEADER_MIN_BYTES:
+                rescued = _read_past_an_unfinished_header(path, limit)
+                if rescued is not None:
+                    return rescued[0], rescued[1], {"format": info.format, "subtype": "pyav"}
             return samples, info.samplerate, {"format": info.format, "subtype": info.subtype}
     # libsndfile refused it. ffmpeg can rescue odd-but-valid files; without it, FFmpeg's libraries.
     if shutil.which("ffmpeg"):
