@@ -200,11 +200,14 @@ def header_duration_s(path: str | os.PathLike) -> Optional[float]:
     path = Path(path)
     try:
         if not _sniffs_as_mpeg(path):
-            info = sf.info(str(path))
-            if 0 < info.frames < UNKNOWN_FRAMES and info.format not in MPEG_FORMATS:
+            try:
+                info = sf.info(str(path))
+            except Exception:  # a format libsndfile does not read (M4A, WebM): FFmpeg's libraries may
+                info = None
+            if info is not None and 0 < info.frames < UNKNOWN_FRAMES and info.format not in MPEG_FORMATS:
                 return float(info.duration)
         return container_duration_s(path)
-    except Exception:  # a format libsndfile does not read, or a damaged file: the caller decodes it
+    except Exception:  # a damaged file: the caller decodes it
         return None
 
 
