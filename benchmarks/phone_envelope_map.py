@@ -6,7 +6,9 @@ transcript (pieces of at most 12 s, transcribed by Whisper); its frames are DTW-
 minus base voice mel-cepstrum) over its frames, shrunk toward the all-phone mean with the weight of
 LAM frames, is that phone's envelope shift. At synthesis each frame of the base voice's take gets its
 phone's shift, smoothed in time, in place of the converted envelope (orders 1 .. ORDER-1; `blend`
-mixes it with the converted one; `scale` replaces the guard's statistics share in the rendering).
+mixes it with the converted one; `add` instead adds that share of each phone's deviation from the
+voice-wide shift to the converted envelope, keeping the whole conversion, and `loud` that share of
+each phone's loudness (c0) deviation as a gain after rendering; `scale` replaces the guard's statistics share in the rendering).
 Where the statistics map moves every frame by one voice-wide mean and variance, this moves each
 sound toward how the target says that sound.
 
@@ -70,6 +72,7 @@ class PhoneMapLever:
     def __init__(self, engine_module, conversion, render):
         self.active: dict = {}
         self._alignment = None
+        self._loudness = None  # the last take's per-frame phone loudness deviation (c0)
         self._render_module = render
         convert, render_fn, base_take = conversion.convert, render.render, engine_module._base_take
 
@@ -85,8 +88,13 @@ class PhoneMapLever:
         def rendered(samples, source, conv, spectral_scale=1.0, smoothing_ms=0.0, psola_floor=0.3):
             if self.active and "scale" in self.active:
                 spectral_scale = self.active["scale"]
-            return render_fn(samples, source, conv, spectral_scale=spectral_scale, smoothing_ms=smoothing_ms,
-                             psola_floor=psola_floor)
+            out = render_fn(samples, source, conv, spectral_scale=spectral_scale, smoothing_ms=smoothing_ms,
+                            psola_floor=psola_floor)
+            if self.active.get("loud") and self._loudness is not None:
+                gain = np.zeros((self._loudness.size, conv.mcep.shape[1]))
+                gain[:, 0] = self.active["loud"] * self._loudness
+                out = self._render_module.envelope_filter(out, gain)
+            return out
 
         engine_module._base_take, conversion.convert, render.render = take, converted, rendered
 
@@ -98,7 +106,11 @@ class PhoneMapLever:
         shift = np.stack([a["shifts"].get(label, a["overall"]) for label in labels])
         shift = self._render_module.smooth_in_time(shift, a["smooth"])
         order = a["order"]
+        self._loudness = shift[:, 0] - a["overall"][0]
         mcep = out.mcep.copy()
+        if a.get("add") or a.get("loud"):  # only each phone's deviation from the voice-wide shift, on top of the conversion
+            mcep[:, 1:order] += a["add"] * (shift[:, 1:order] - a["overall"][1:order])
+            return world.WorldFeatures(out.f0, mcep, out.ap)
         mcep[:, 1:order] = (1 - a["blend"]) * mcep[:, 1:order] + a["blend"] * (feats.mcep[:, 1:order] + shift[:, 1:order])
         return world.WorldFeatures(out.f0, mcep, out.ap)
 
@@ -169,7 +181,8 @@ def main() -> int:
             if variant.get("lam") is not None:
                 shifts, overall = phone_shifts(differences, labels, variant["lam"])
                 lever.active = {"shifts": shifts, "overall": overall, "order": variant.get("order", 35),
-                                "blend": variant.get("blend", 1.0), "smooth": variant.get("smooth", 30)}
+                                "blend": variant.get("blend", 1.0), "smooth": variant.get("smooth", 30),
+                                "add": variant.get("add", 0.0), "loud": variant.get("loud", 0.0)}
                 if "scale" in variant:
                     lever.active["scale"] = variant["scale"]
             settings = replace(defaults, **variant.get("settings", {}))

@@ -264,15 +264,15 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
     sentences = ("one two three four five six", "seven eight nine ten eleven twelve")
     # The warp is at fault: 3 words lost per sentence until it is at most half.
     listener = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
-    result = guard.guard(listener.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+    result = guard.guard(listener.speak, guard.Strengths(phones=0.0), sentences=sentences, tolerance=2,
                          transcribe=listener.transcribe)
-    assert result.strengths == guard.Strengths(network=0.0, ridge=0.0, warp=0.5, statistics=1.0)
+    assert result.strengths == guard.Strengths(network=0.0, ridge=0.0, warp=0.5, statistics=1.0, phones=0.0)
     assert [s.split()[0] for s in result.steps] == ["network", "network", "ridge", "warp"]
     # A check stops at the first sentence that puts it over the tolerance: the rest cannot pass it.
     assert "at least 3 word errors on the check sentences, 0 for the base voice (tolerance 2)" in result.steps[0]
     assert (result.base_errors, result.errors, result.words) == (0, 0, 12)
     # Sentence k is said at seed k, the base voice (strengths None) first, every sentence of it.
-    assert [(seed, s) for _, seed, s in listener.said[:3]] == [(0, None), (1, None), (0, guard.Strengths())]
+    assert [(seed, s) for _, seed, s in listener.said[:3]] == [(0, None), (1, None), (0, guard.Strengths(phones=0.0))]
     assert len(listener.said) == 2 + 4 * 1 + 2  # base, four failed checks cut short, the passing one
     assert listener.heard == len(listener.said)  # one Whisper pass per sentence
     # Heard joined (guard.JOIN_WINDOW_S), each check is one Whisper pass over all its sentences;
@@ -280,7 +280,7 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
     joined = ScriptedListener(lambda s: 3 if s.warp > 0.5 else 0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(guard, "JOIN_WINDOW_S", 28.0)
-        together = guard.guard(joined.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+        together = guard.guard(joined.speak, guard.Strengths(phones=0.0), sentences=sentences, tolerance=2,
                                transcribe=joined.transcribe)
     assert together.strengths == result.strengths and joined.heard == 1 + 4 + 1
     assert "6 word errors on the check sentences, 0 for the base voice (tolerance 2)" in together.steps[0]
@@ -290,24 +290,63 @@ def test_guard_backs_off_in_order_until_heard_and_records_why():
     lenient = guard.guard(listener.speak, guard.Strengths(), sentences=sentences, tolerance=6,
                           transcribe=listener.transcribe)
     assert lenient.strengths == guard.Strengths() and lenient.steps == []
+    # The phone deviations, the newest component, go first: a voice they make unintelligible keeps
+    # everything else.
+    phoned = ScriptedListener(lambda s: 3 if s.phones > 0 else 0)
+    first = guard.guard(phoned.speak, guard.Strengths(), sentences=sentences, tolerance=2,
+                        transcribe=phoned.transcribe)
+    assert first.strengths == guard.Strengths(phones=0.0) and [s.split()[0] for s in first.steps] == ["phones"]
     deaf = ScriptedListener(lambda s: 6)
     strict = guard.guard(deaf.speak, guard.Strengths(), sentences=sentences, transcribe=deaf.transcribe)
-    assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0) and len(strict.steps) == 7
+    assert strict.strengths == guard.Strengths(0.0, 0.0, 0.0, 0.0, 0.0) and len(strict.steps) == 8
+    assert [s.split()[0] for s in strict.steps][:2] == ["phones", "network"]
+
+
+def test_a_component_the_ladder_took_first_comes_back_where_the_kept_strengths_allow_it():
+    from voxmith.engines.piper_vc import guard
+
+    sentences = ("one two three four five six", "seven eight nine ten eleven twelve")
+    # The phone deviations cost words only on top of the full statistics.
+    listener = ScriptedListener(lambda s: 3 if s.phones > 0 and s.statistics > 0.5 else 0)
+    checked = guard.guard(listener.speak, guard.Strengths(network=0.0), sentences=sentences, tolerance=2,
+                          transcribe=listener.transcribe)
+    assert checked.strengths == guard.Strengths(network=0.0, phones=0.0)
+    weighed = guard.GuardResult(dataclasses.replace(checked.strengths, statistics=0.5), checked.base_errors, checked.errors,
+                                checked.words, list(checked.steps), checked.tolerance, natural="statistics 1 -> 0.5")
+    back = guard.restored(listener.speak, weighed, "phones", (1.0, 0.5), sentences=sentences,
+                          transcribe=listener.transcribe)
+    assert back.strengths == guard.Strengths(network=0.0, statistics=0.5, phones=1.0)
+    assert back.steps[:-1] == checked.steps and back.steps[-1].startswith("phones 0 -> 1: back at the kept strengths, 0 word")
+    assert back.natural == weighed.natural and back.passed
+    # Where they still cost words, nothing changes; nor where they are there already.
+    assert guard.restored(listener.speak, checked, "phones", (1.0,), sentences=sentences,
+                          transcribe=listener.transcribe) == checked
+    said = len(listener.said)
+    assert guard.restored(listener.speak, back, "phones", (1.0, 0.5), sentences=sentences) is back
+    assert len(listener.said) == said
+    # The strongest share that is intelligible is taken.
+    halfway = ScriptedListener(lambda s: 3 if s.phones > 0.5 and s.statistics > 0.5 else 0)
+    half = guard.restored(halfway.speak, checked, "phones", (1.0, 0.5), sentences=sentences,
+                          transcribe=halfway.transcribe)
+    assert half.strengths == guard.Strengths(network=0.0, phones=0.5) and half.steps[-1].startswith("phones 0 -> 0.5")
 
 
 def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_naturalness():
     from voxmith.engines.piper_vc import guard
 
     sentences = ("one two three", "four five six")
-    checked = guard.GuardResult(guard.Strengths(network=1.0, warp=0.5), base_errors=1, errors=3, words=6,
+    checked = guard.GuardResult(guard.Strengths(network=1.0, warp=0.5, phones=0.0), base_errors=1, errors=3, words=6,
                                 steps=["warp 1 -> 0.5: ..."], tolerance=2)
     # Every candidate is weaker in every component than the guard's strengths (so never heard again).
     candidates = guard.gentler(checked.strengths)
-    assert candidates == [guard.Strengths(network=0.0, warp=0.5),
-                          guard.Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=0.5)]
+    assert candidates == [guard.Strengths(network=0.0, warp=0.5, phones=0.0),
+                          guard.Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=0.5, phones=0.0)]
     assert all(getattr(c, name) <= getattr(checked.strengths, name) for c in candidates for name in guard.KEYS)
-    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.5)) == []
-    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.0)) == []
+    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.5, 0.0)) == []
+    assert guard.gentler(guard.Strengths(0.0, 0.0, 0.0, 0.0, 0.0)) == []
+    # The phone deviations keep the share the guard left them.
+    assert guard.gentler(guard.Strengths(network=0.0, warp=0.5)) == [
+        guard.Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=0.5, phones=1.0)]
     # score = (similarity, naturalness) of one clip; the clip says which strengths made it.
     table = {checked.strengths: (0.70, 2.0), candidates[0]: (0.66, 3.0), candidates[1]: (0.60, 3.5)}
     made = []
@@ -341,7 +380,7 @@ def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_nat
                                 collapse=1.0).strengths == candidates[0]  # 2.0 is 1.5 below 3.5: still out
     assert guard.prefer_natural(speak, checked, score, sentences=sentences, weight=0.0,
                                 collapse=1.5).strengths == checked.strengths  # exactly at the bound: allowed
-    nothing = guard.GuardResult(guard.Strengths(0.0, 0.0, 0.0, 0.5), 0, 0, 6)
+    nothing = guard.GuardResult(guard.Strengths(0.0, 0.0, 0.0, 0.5, 0.0), 0, 0, 6)
     assert guard.prefer_natural(speak, nothing, score).natural == "kept: nothing gentler to weigh"
     assert "natural" not in guard.summary(checked.to_conditioning())  # enrolled before engine 10
 
@@ -504,7 +543,7 @@ def test_finetune_check_passes_backs_off_the_network_or_refuses(engine, trained)
     notes = variant.conditioning_notes({**cond, **babbling})
     assert FINETUNE_REFUSED not in babbling
     assert [s.split()[0] for s in notes["reduced"]] == ["network", "network"]
-    assert notes["strengths"] == {"network": 0.0, "ridge": 1.0, "warp": 1.0, "statistics": 1.0}
+    assert notes["strengths"] == {"network": 0.0, "ridge": 1.0, "warp": 1.0, "statistics": 1.0, "phones": 0.0}
     # Hopeless: every step of the fine-tune ladder (never the warp: no data to refit it) and refused.
     hopeless, _ = scripted_check(variant, cond, lambda s: 3)
     notes = variant.conditioning_notes({**cond, **hopeless})

@@ -9,6 +9,7 @@ from voxmith.audio.dsp import (
     resample,
     peak_normalize,
     loudness_normalize,
+    trim_bounds,
     trim_silence,
 )
 from voxmith.audio.checks import check_usable, MIN_CLIP_SECONDS
@@ -23,6 +24,7 @@ __all__ = [
     "resample",
     "peak_normalize",
     "loudness_normalize",
+    "trim_bounds",
     "trim_silence",
     "check_usable",
     "MIN_CLIP_SECONDS",

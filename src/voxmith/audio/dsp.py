@@ -92,11 +92,18 @@ def sound_bounds(samples: np.ndarray, sample_rate_hz: int, threshold_db: float =
     return int(active[0] * frame), int(min(samples.shape[0], (active[-1] + 1) * frame))
 
 
+def trim_bounds(samples: np.ndarray, sample_rate_hz: int, threshold_db: float = -45.0,
+                pad_ms: float = 100.0) -> tuple[int, int]:
+    """(start, end) sample indices of `trim_silence`'s cut; (0, 0) when everything is silence."""
+    start, end = sound_bounds(samples, sample_rate_hz, threshold_db)
+    if end <= start:
+        return 0, 0
+    pad = int(sample_rate_hz * pad_ms / 1000)
+    return max(0, start - pad), min(samples.shape[0], end + pad)
+
+
 def trim_silence(samples: np.ndarray, sample_rate_hz: int, threshold_db: float = -45.0,
                  pad_ms: float = 100.0) -> np.ndarray:
     """Cut leading and trailing silence, keeping `pad_ms` of context on each side."""
-    start, end = sound_bounds(samples, sample_rate_hz, threshold_db)
-    if end <= start:
-        return samples[:0]
-    pad = int(sample_rate_hz * pad_ms / 1000)
-    return samples[max(0, start - pad): min(samples.shape[0], end + pad)]
+    start, end = trim_bounds(samples, sample_rate_hz, threshold_db, pad_ms)
+    return samples[start:end]

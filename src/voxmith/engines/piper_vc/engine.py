@@ -35,8 +35,8 @@ import numpy as np
 from voxmith.audio import Audio, peak_normalize, to_mono
 from voxmith.engines.base import (FINETUNE_REFUSED, Candidate, Conditioning, DeviceNeeds, Engine, EngineSettings,
                                   Finetune, FinetuneSpec, ModelFile)
-from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phones, postnet, rate as speaking,
-                                     render, source_conversion, world)
+from voxmith.engines.piper_vc import (adaptation, base_choice, conversion, guard, phone_shift, phones, postnet,
+                                     rate as speaking, render, source_conversion, world)
 from voxmith.engines.piper_vc.base_voice import JOE, KOKORO_VOICES, VOICE_FILE, get_base_voice, kokoro_parts, voice_files
 from voxmith.engines.piper_vc.enrollment import EnrollmentResult, base_curve, enroll
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip, transcriber_identity
@@ -91,6 +91,10 @@ class PiperVCSettings(EngineSettings):
     # the gaps between pitch pulses of a lowered voice instead of filling them with their tails
     # (more natural on the voices lowered from joe; little change where the pitch is raised).
     psola_floor: float = 1.0
+    # Strength of each phone's own envelope deviation learnt at enrollment (phone_shift.py), added to
+    # the converted envelope before the network (0: the voice-wide conversion only). Above 1
+    # because the measured deviations are shrunk, smoothed and blurred by the alignment.
+    phone_mix: float = 3.0
 
     def validate(self) -> None:
         checks = [
@@ -99,6 +103,7 @@ class PiperVCSettings(EngineSettings):
             ("f0_scale", 0.5, 2.0), ("ridge_mix", 0.0, 1.0), ("cov_mix", 0.0, 1.0),
             ("cov_nucleus", -1.0, 2.0), ("postnet_mix", 0.0, 2.0), ("spectral_mix", 0.0, 1.5),
             ("f0_range", 0.0, 1.5), ("envelope_smoothing_ms", 0.0, 200.0), ("psola_floor", 0.05, 1.0),
+            ("phone_mix", 0.0, 4.0),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -114,6 +119,7 @@ class PiperVCEngine(Engine):
     # similarity + naturalness (guard.prefer_natural). (9 is piper-vc-natural's.)
     # 11: the base voice is chosen among joe and joe scaled (base_voice.ScaledJoe) by pitch and voice.
     # 12: the guard's floor hears the base voice at each check sentence's jittered pace (_base_speaker).
+    # 13: each phone's own envelope deviation, learnt at enrollment, added to the conversion (phone_shift.py).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
@@ -121,7 +127,7 @@ class PiperVCEngine(Engine):
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
     # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
-    version = "12"
+    version = "13"
     # Whether enrollment weighs gentler strengths after the guard (guard.prefer_natural; its weight
     # was chosen on joe's conversions only).
     prefers_natural = True
@@ -234,7 +240,7 @@ class PiperVCEngine(Engine):
                             identity=self._floor_identity(voice, length_scale, transcribe))
         speak = self._guard_speaker(
             lambda strengths: {**conditioning, **strengths.to_conditioning(FINETUNE_PREFIX)}, rate, JOE)
-        checked = guard.guard(speak, guard.Strengths(), ladder_steps=guard.FINETUNE_LADDER, progress=tick,
+        checked = guard.guard(speak, guard.Strengths(phones=0.0), ladder_steps=guard.FINETUNE_LADDER, progress=tick,
                               transcribe=transcribe, base_errors=floor)
         out = checked.to_conditioning(FINETUNE_PREFIX)
         if not checked.passed:
@@ -318,10 +324,15 @@ class PiperVCEngine(Engine):
                 cond.update(result.base.to_conditioning())
             if model is not None:
                 cond.update(adaptation.to_conditioning(model))
+            if result.phones is not None:
+                cond.update(result.phones.to_conditioning())
             cond.update(strengths.to_conditioning())
             return cond
 
-        strengths = guard.Strengths(network=1.0 if model is not None else 0.0)
+        # No phone deviations (a base voice without phone timings, or an engine whose default leaves
+        # them out): nothing of them to check or weigh.
+        with_phones = result.phones is not None and self.settings_class().phone_mix > 0
+        strengths = guard.Strengths(network=1.0 if model is not None else 0.0, phones=1.0 if with_phones else 0.0)
         checked = None
         if config.check_intelligibility:
             prefetched.result()
@@ -330,9 +341,19 @@ class PiperVCEngine(Engine):
                                   base_errors=floor.result() if floor is not None else None)
             score = self._enrollment_score(result.target_embedding) if self.prefers_natural else None
             if score is not None:
-                checked = guard.prefer_natural(speaker, checked, score, progress=tick)
+                # Weighed as engine 12 weighed (its weight was chosen without the phone deviations):
+                # with them in, the check sentences' similarity hardly moved while their naturalness
+                # fell, so the weighing took half the statistics from voices whose held-out
+                # similarity it cost most (rainbow 0.708 -> 0.623; docs/piper_vc_tuning.md). The
+                # deviations keep the share the intelligibility ladder left them.
+                checked = guard.prefer_natural(_without_phones(speaker), checked, score, progress=tick)
             elif self.prefers_natural:
                 checked = replace(checked, natural=NOT_WEIGHED)
+            if checked.passed and checked.strengths != replace(strengths, phones=0.0):
+                # The ladder drops the phone deviations first, heard with everything else at full
+                # strength; at the gentler strengths kept in the end they may be intelligible.
+                checked = guard.restored(speaker, checked, "phones", (strengths.phones, strengths.phones / 2),
+                                         progress=tick)
             strengths = checked.strengths
         cond = conditioning_at(strengths)
         if checked is not None:
@@ -460,6 +481,11 @@ class PiperVCEngine(Engine):
         params.cov_mix = float(settings.cov_mix)
         if settings.cov_nucleus >= 0:
             params.cov_nucleus = float(settings.cov_nucleus)
+        # Learnt on the enrolled base voice's phones; a dataset fine-tune speaks through joe.
+        deviations = phone_shift.PhoneDeviations.from_conditioning(conditioning) if finetuned is None else None
+        phone_mix = 0.0
+        if deviations is not None:
+            phone_mix = float(settings.phone_mix) * float(conditioning.get(guard.KEYS["phones"], 1.0))
         refiner, refine_scale = finetuned, float(conditioning.get(prefix + guard.KEYS["network"], 1.0))
         if finetuned is not None and refine_scale <= 0:
             refiner = None
@@ -497,6 +523,7 @@ class PiperVCEngine(Engine):
                 "f0_range": float(settings.f0_range),
                 "envelope_smoothing_ms": float(settings.envelope_smoothing_ms),
                 "psola_floor": float(settings.psola_floor),
+                "phone_mix": phone_mix,
             }
             if checked is not None:
                 details["guard"] = checked
@@ -507,6 +534,8 @@ class PiperVCEngine(Engine):
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus,
                                            f0_range=details["f0_range"])
+            if phone_mix > 0:
+                converted = phone_shift.shifted(converted, deviations, spoken.alignment, phone_mix)
             if refiner is not None:
                 converted = postnet.refine(refiner, converted, params, scale=refine_scale)
             rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale,
@@ -571,6 +600,14 @@ def _reporter(progress: Optional[ProgressCallback], suffix: str = ""):
     return tick
 
 
+def _without_phones(speak: guard.Speaker) -> guard.Speaker:
+    """`speak` with the phone deviations' share at 0 (the base voice, strengths None, unchanged)."""
+    def speaking(text: str, seed: int, strengths: Optional[guard.Strengths]) -> np.ndarray:
+        return speak(text, seed, None if strengths is None else replace(strengths, phones=0.0))
+
+    return speaking
+
+
 def _remembering_last(speak: guard.Speaker) -> guard.Speaker:
     """`speak`, keeping the clips of the last strengths it said (the guard's passing check), which
     guard.prefer_natural scores again: the same samples, not made twice. Older strengths are dropped."""
@@ -598,6 +635,7 @@ class PiperVCNaturalSettings(PiperVCSettings):
     noise_scale: float = 0.0
     noise_w: float = 0.0
     psola_floor: float = 0.3
+    phone_mix: float = 0.0  # measured on joe's scaled bases only (piper-vc 13)
 
 
 class PiperVCNaturalEngine(PiperVCEngine):

@@ -7,7 +7,8 @@ parallel utterances; (3) DTW-align joe's
 frames to the target's (steps 1-3: parallel.py); (4) pick the frequency-warp factor that maximises GE2E similarity
 between converted calibration sentences and the target clips; (5) fit the statistics mapping
 and the ridge correction at that warp (conversion.fit); (6) measure the speaking rate from the
-parallel utterances' durations (rate.py).
+parallel utterances' durations (rate.py); (7) each phone's own envelope deviation from the
+aligned utterances (phone_shift.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from voxmith.engines.piper_vc import base_cache, base_choice, conversion, rate as speaking, render, world
+from voxmith.engines.piper_vc import base_cache, base_choice, conversion, phone_shift, rate as speaking, render, world
 from voxmith.speaker import cosine_similarity, get_speaker_encoder, mean_embedding
 from voxmith.engines.piper_vc.base_voice import JOE, JOE_VOICES, get_base_voice
 from voxmith.engines.piper_vc.intelligibility import transcribe_clip
@@ -73,6 +74,9 @@ class EnrollmentResult:
     # The base voice that said the calibration sentences and the clips' words, and why
     # (base_choice.py); None: joe, not chosen (dataset fine-tuning fits on joe).
     base: Optional[base_choice.BaseChoice] = None
+    # Each phone's envelope deviation (phone_shift.py), measured by `enroll`; None without Piper's
+    # phone timings (and from `fit_parallel` alone).
+    phones: Optional[phone_shift.PhoneDeviations] = None
 
     def refit(self, warp: float, ridge_mix: float = 1.0) -> conversion.ConversionParams:
         """The conversion fitted on the same data at another `warp` (ridge at `ridge_mix`)."""
@@ -223,6 +227,9 @@ def enroll(clips: Sequence[Tuple[np.ndarray, int]], *, ridge_mix: float = 0.5,
     result.rate = speaking.speaking_rate(ratio, curve.result(), speaking.rate_range_for(getattr(voice, "name", JOE)))
     result.duration_ratio = ratio
     result.base = choice
+    labelled = [u for u in said if u.labels is not None]
+    result.phones = phone_shift.fit([u.target.mcep[u.path] - u.joe.mcep for u in labelled],
+                                    [u.labels for u in labelled])
     return result
 
 

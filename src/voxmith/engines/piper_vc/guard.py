@@ -8,10 +8,11 @@ benchmark line, so the check never grades what was fitted on it. The unconverted
 the same sentences at the same pace (each sentence's jittered rate: the very take every check
 converts); its word errors are the floor (Whisper's own mistakes on
 joe), which does not depend on the target and is kept per process (`floor`). While the conversion makes more than `tolerance_words` errors above that floor, components
-are backed off, in this order, one step at a time: the residual network (adaptation.py), the
-ridge correction, the frequency warp (refitted at a fraction of the enrolled warp), and the
-spectral statistics themselves (the envelope filter moves only part of the way from joe to the
-target). Pitch mapping is kept: changing F0 never made a voice unintelligible here. With
+are backed off, in this order, one step at a time: each phone's own deviation (phone_shift.py; the
+newest component goes first, so a voice it makes unintelligible is treated as before it), the
+residual network (adaptation.py), the ridge correction, the frequency warp (refitted at a fraction
+of the enrolled warp), and the spectral statistics themselves (the envelope filter moves only part
+of the way from joe to the target). Pitch mapping is kept: changing F0 never made a voice unintelligible here. With
 everything backed off the output is joe at the target's pitch, so similarity degrades gracefully
 instead of words being lost. Each step taken is recorded in words, with the error counts that
 caused it, in the conditioning (`guard.*`), and from there in every take's details (the result
@@ -76,17 +77,19 @@ TOLERANCE_SHARE = 0.1
 MIN_TOLERANCE_WORDS = 2
 # Back-off ladder: (component, strengths tried after the enrolled one, strongest first).
 LADDER: Tuple[Tuple[str, Tuple[float, ...]], ...] = (
+    ("phones", (0.0,)),
     ("network", adaptation.SCALE_GRID[1:]),
     ("ridge", (0.0,)),
     ("warp", (0.5, 0.0)),
     ("statistics", (0.5, 0.0)),
 )
 KEYS = {"network": "postnet_scale", "ridge": "guard.ridge_scale", "warp": "guard.warp_scale",
-        "statistics": "guard.spectral_scale"}
+        "statistics": "guard.spectral_scale", "phones": "guard.phone_scale"}
 # The ladder for a dataset fine-tune (engine.check_finetune): its network, then the ridge and the
 # statistics of the conversion its checkpoint carries. The warp is kept: the checkpoint holds no
 # data to refit it on, and with the statistics at 0 the envelope (warp included) is joe's anyway.
-FINETUNE_LADDER = tuple(step for step in LADDER if step[0] != "warp")
+# A fine-tune has no phone deviations (they were learnt on the enrolled base voice's phones).
+FINETUNE_LADDER = tuple(step for step in LADDER if step[0] not in ("warp", "phones"))
 # Similarity (cosine) that one point of naturalness (DistillMOS, 1-5) is worth when prefer_natural
 # compares the ladder's strengths with gentler ones. Chosen from 0.03-0.15 on the shared voices'
 # development sentences (guard_grid.json; 0.08-0.10 chose alike), never on benchmark sentences.
@@ -113,6 +116,7 @@ class Strengths:
     ridge: float = 1.0  # times the setting ridge_mix
     warp: float = 1.0  # fraction of the enrolled warp (the statistics are refitted at it)
     statistics: float = 1.0  # share of the envelope change applied (render.render spectral_scale)
+    phones: float = 1.0  # each phone's own deviation (phone_shift.py), times the setting phone_mix
 
     def to_conditioning(self, prefix: str = "") -> Dict[str, np.ndarray]:
         """The conditioning keys synthesis reads the strengths from (KEYS, after `prefix`)."""
@@ -340,13 +344,40 @@ def guard(speak: Speaker, start: Strengths, sentences: Sequence[str] = CHECK_SEN
     return GuardResult(current, base, made, words, steps, tolerance)
 
 
+def restored(speak: Speaker, checked: GuardResult, component: str, values: Sequence[float],
+             sentences: Sequence[str] = CHECK_SENTENCES, transcribe: Transcribe = transcribe_clip,
+             progress=None) -> GuardResult:
+    """`checked` with `component` back at the first of `values` (strongest first) at which the check
+    sentences stay intelligible (heard as `guard` hears them, against its floor and tolerance), the
+    step recorded; as it was when none is, or when it is that strong already. For a component the
+    ladder took away first, while everything else was still at full strength: at the strengths
+    finally kept it may be intelligible again."""
+    trials = [v for v in values if v > getattr(checked.strengths, component)]
+    for k, value in enumerate(trials):
+        if progress is not None:
+            progress("checking intelligibility", k, len(trials))
+        trial = replace(checked.strengths, **{component: value})
+        made, _ = heard_errors(speak, sentences, trial, transcribe, checked.base_errors + checked.tolerance)
+        if intelligible(made, checked.base_errors, checked.tolerance):
+            step = (f"{component} {getattr(checked.strengths, component):g} -> {value:g}: back at the kept "
+                    f"strengths, {made} word errors on the check sentences, {checked.base_errors} for the base "
+                    f"voice (tolerance {checked.tolerance})")
+            checked = replace(checked, strengths=trial, errors=made, steps=checked.steps + [step])
+            break
+    if progress is not None and trials:
+        progress("checking intelligibility", len(trials), len(trials))
+    return checked
+
+
 def gentler(strengths: Strengths) -> List[Strengths]:
     """prefer_natural's candidates after `strengths`, each weaker in every component: without the
-    network, then the gentlest conversion (no network, ridge or warp; at most half the statistics)."""
+    network, then the gentlest conversion (no network, ridge or warp; at most half the statistics,
+    which scales the phone deviations with it; their own share as the guard left it)."""
     out: List[Strengths] = []
     if strengths.network > 0:
         out.append(replace(strengths, network=0.0))
-    gentlest = Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=min(0.5, strengths.statistics))
+    gentlest = Strengths(network=0.0, ridge=0.0, warp=0.0, statistics=min(0.5, strengths.statistics),
+                         phones=strengths.phones)
     if gentlest != strengths and gentlest not in out:
         out.append(gentlest)
     return out
@@ -393,5 +424,5 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
 
 
 __all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
-           "GuardResult", "intelligible", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "floor_identity", "guard", "heard_errors", "summary",
+           "GuardResult", "intelligible", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "restored", "floor_identity", "guard", "heard_errors", "summary",
            "tolerance_words"]

@@ -15,8 +15,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from voxmith.audio import peak_normalize, resample, trim_silence
-from voxmith.engines.piper_vc import conversion, postnet, world
+from voxmith.audio import peak_normalize, resample, trim_bounds, trim_silence
+from voxmith.engines.piper_vc import conversion, phone_shift, postnet, world
 from voxmith.engines.piper_vc.base_voice import get_base_voice
 
 # The analytic conversion the residual network is trained on top of: the synthesis defaults
@@ -68,13 +68,15 @@ class ParallelUtterance:
     text: str
     joe: Optional[world.WorldFeatures] = None  # None when the transcript is too short to say
     path: Optional[np.ndarray] = None  # path[i] = target frame aligned to joe frame i
+    # Piper's phone at each of joe's frames (phone_shift.frame_phones); None without timings.
+    labels: Optional[np.ndarray] = None
 
     def with_ap_bands(self) -> "ParallelUtterance":
         """This utterance with aperiodicity as postnet bands (what `align_utterance` expects;
         training.py caches utterances that way)."""
         band = lambda f: world.WorldFeatures(f.f0, f.mcep, postnet.ap_bands_db(f.ap))  # noqa: E731
         return ParallelUtterance(band(self.target), self.text, band(self.joe) if self.joe is not None else None,
-                                 self.path)
+                                 self.path, self.labels)
 
 
 def parallel_utterance(prepared: np.ndarray, text: str, voice=None,
@@ -85,8 +87,12 @@ def parallel_utterance(prepared: np.ndarray, text: str, voice=None,
     tf = world.analyse(prepared, accurate_f0=True) if target is None else target
     if len(text.split()) < 2:
         return ParallelUtterance(tf, text)  # nothing usable to say; still counts for statistics
-    joe = world.analyse(trim_silence(voice.speak(text, seed=0).samples, world.SAMPLE_RATE_HZ))
-    return ParallelUtterance(tf, text, joe, dtw_path(joe.mcep[:, 1:], tf.mcep[:, 1:]))
+    said = voice.speak(text, seed=0)
+    start, end = trim_bounds(said.samples, world.SAMPLE_RATE_HZ)  # trim_silence's cut
+    joe = world.analyse(said.samples[start:end])
+    labels = phone_shift.frame_phones(said.alignment, joe.f0.size, world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS,
+                                      offset=start)
+    return ParallelUtterance(tf, text, joe, dtw_path(joe.mcep[:, 1:], tf.mcep[:, 1:]), labels)
 
 
 def training_params(base: conversion.ConversionParams) -> conversion.ConversionParams:
