@@ -115,14 +115,15 @@ class PhoneMapLever:
         return world.WorldFeatures(out.f0, mcep, out.ap)
 
 
-def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, and each frame's phone."""
+def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, each frame's Piper token
+    (this script's own labels) and its phone as the engine labels it (phone_shift.frame_phones)."""
     from voxmith.audio import to_mono
-    from voxmith.engines.piper_vc import world
+    from voxmith.engines.piper_vc import phone_shift, world
     from voxmith.engines.piper_vc.parallel import dtw_path, prepare_clip
 
     rate = world.SAMPLE_RATE_HZ
-    differences, labels = [], []
+    differences, labels, phones = [], [], []
     for clip in clips:
         prepared = prepare_clip(to_mono(clip.samples), clip.sample_rate_hz)
         for start in range(0, prepared.size, PIECE_SECONDS * rate):
@@ -137,7 +138,8 @@ def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.nd
             path = dtw_path(base.mcep[:, 1:], target.mcep[:, 1:])
             differences.append(target.mcep[path] - base.mcep)
             labels.append(phone_labels(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
-    return np.concatenate(differences), np.concatenate(labels)
+            phones.append(phone_shift.frame_phones(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
+    return np.concatenate(differences), np.concatenate(labels), np.concatenate(phones)
 
 
 def main() -> int:
@@ -173,7 +175,9 @@ def main() -> int:
         held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
         cond = enrolled(engine, name, clips[:-1], args.cond_dir)
         voice = get_base_voice(base_choice.base_name(cond))
-        differences, labels = enrollment_differences(clips[:-1], voice, transcriber)
+        differences, labels, engine_phones = enrollment_differences(clips[:-1], voice, transcriber)
+        from voxmith.engines.piper_vc import phone_shift
+        deviations = phone_shift.fit([differences], [engine_phones])
         print(f"{name}: {voice.name}, {int((labels != SILENCE).sum())} speech frames, "
               f"{time.perf_counter() - started:.0f}s", flush=True)
         for variant in variants:
@@ -186,7 +190,9 @@ def main() -> int:
                 if "scale" in variant:
                     lever.active["scale"] = variant["scale"]
             settings = replace(defaults, **variant.get("settings", {}))
-            takes = [engine.synthesize(text, cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
+            # "engine": the engine's own deviations (phone_shift.py) at the enrolled strengths, no guard
+            voice_cond = {**cond, **deviations.to_conditioning()} if variant.get("engine") else cond
+            takes = [engine.synthesize(text, voice_cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
             row = {"voice": name, "variant": json.dumps(variant),
                    **dev_figures(takes, held_out, encoder, transcriber, mos_model)}
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)

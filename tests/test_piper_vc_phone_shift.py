@@ -16,7 +16,7 @@ from voxmith.engines.piper_vc.phone_shift import PAUSE, PhoneDeviations
 FRAME = int(round(world.SAMPLE_RATE_HZ * world.FRAME_PERIOD_MS / 1000.0))  # samples per frame
 
 
-def test_frames_take_the_phone_under_their_centre_and_pause_outside_every_phone():
+def test_frames_take_the_token_under_their_centre_and_pause_outside_every_token():
     alignment = [("a", 0, 3 * FRAME), ("_", 3 * FRAME, 4 * FRAME), ("b", 5 * FRAME, 7 * FRAME)]
     labels = phone_shift.frame_phones(alignment, 9, world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
     assert labels.tolist() == ["a", "a", "a", "_", PAUSE, "b", "b", PAUSE, PAUSE]
@@ -109,7 +109,7 @@ def demo_conditioning(demo_files):
 
 
 def test_enrollment_stores_each_phone_of_the_base_voice_and_synthesis_adds_it(demo_conditioning):
-    from voxmith.engines.piper_vc import PiperVCEngine
+    from voxmith.engines.piper_vc import PiperVCEngine, guard
 
     deviations = PhoneDeviations.from_conditioning(demo_conditioning)
     assert deviations is not None and len(deviations.tokens) > 20  # the clips' words cover most phones
@@ -121,10 +121,16 @@ def test_enrollment_stores_each_phone_of_the_base_voice_and_synthesis_adds_it(de
     with_them = engine.synthesize(text, demo_conditioning, settings, seed=3)[0]
     off = engine.synthesize(text, demo_conditioning, replace(settings, phone_mix=0.0), seed=3)[0]
     never = engine.synthesize(text, without, settings, seed=3)[0]
-    assert with_them.details["phone_mix"] == settings.phone_mix > 0
+    share = float(demo_conditioning[guard.KEYS["phones"]])  # what the guard let through for this voice
+    assert with_them.details["phone_mix"] == settings.phone_mix * share
     assert off.details["phone_mix"] == never.details["phone_mix"] == 0.0
     np.testing.assert_array_equal(off.samples, never.samples)  # phone_mix 0 is the conversion without them
-    assert not np.array_equal(with_them.samples, off.samples)
+    if share > 0 and float(demo_conditioning[guard.KEYS["statistics"]]) > 0:
+        assert not np.array_equal(with_them.samples, off.samples)
+    # Wherever the guard's share would put them, they change the take.
+    full = {**demo_conditioning, guard.KEYS["phones"]: np.asarray(1.0), guard.KEYS["statistics"]: np.asarray(1.0)}
+    assert not np.array_equal(engine.synthesize(text, full, settings, seed=3)[0].samples,
+                              engine.synthesize(text, full, replace(settings, phone_mix=0.0), seed=3)[0].samples)
 
 
 def test_naturalness_is_weighed_without_the_phone_deviations():

@@ -368,7 +368,7 @@ def test_voices_show_says_what_the_guard_did(enrolled):
     shown = CliRunner().invoke(cli, ["--home", home, "-q", "voices", "show", "demo", "--json"])
     assert shown.exit_code == 0, shown.output
     notes = json.loads(shown.output)["enrollment"]
-    assert notes["words"] > 0 and set(notes["strengths"]) == {"network", "ridge", "warp", "statistics"}
+    assert notes["words"] > 0 and set(notes["strengths"]) == {"network", "ridge", "warp", "statistics", "phones"}
     # Intelligible within the tolerance, or everything that could be backed off was.
     from voxmith.engines.piper_vc.guard import tolerance_words
 
@@ -376,7 +376,7 @@ def test_voices_show_says_what_the_guard_did(enrolled):
     assert notes["errors"] <= allowed or not any(notes["strengths"].values())
     assert len(notes["reduced"]) == sum(1 for step in notes["reduced"] if "base voice" in step)
     # what was weighed after the check (engine 10), shown on its own line
-    assert notes["natural"].startswith(("kept", "network", "ridge", "warp", "statistics"))
+    assert notes["natural"].startswith(("kept", "network", "ridge", "warp", "statistics", "phones"))
     take = enrolled.speak(SpeakRequest("Hello there.", voice="demo", seed=1)).sidecar["sentences"][0]["takes"][0]
     # The sidecar records it too, and the base voice that said the text (chosen at enrollment).
     assert take["details"]["guard"] == {k: v for k, v in notes.items() if k != "base_voice"}

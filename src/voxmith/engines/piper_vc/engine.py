@@ -347,9 +347,11 @@ class PiperVCEngine(Engine):
                 # similarity it cost most (rainbow 0.708 -> 0.623; docs/piper_vc_tuning.md). The
                 # deviations keep the share the intelligibility ladder left them.
                 checked = guard.prefer_natural(_without_phones(speaker), checked, score, progress=tick)
+                if with_phones:
+                    checked = replace(checked, natural=f"{checked.natural} (weighed without the phone deviations)")
             elif self.prefers_natural:
                 checked = replace(checked, natural=NOT_WEIGHED)
-            if checked.passed and checked.strengths != replace(strengths, phones=0.0):
+            if checked.passed and checked.strengths.statistics > 0 and checked.strengths != replace(strengths, phones=0.0):
                 # The ladder drops the phone deviations first, heard with everything else at full
                 # strength; at the gentler strengths kept in the end they may be intelligible.
                 checked = guard.restored(speaker, checked, "phones", (strengths.phones, strengths.phones / 2),
@@ -531,10 +533,12 @@ class PiperVCEngine(Engine):
             report(progress, "synthesising", i, candidates)
             spoken, feats, nucleus = _base_take(voice, text, cand_seed, details["noise_scale"],
                                                 details["length_scale"], details["noise_w"], takes)
+            if spoken.alignment is None:
+                details["phone_mix"] = 0.0  # no phone timings (no `onnx`): nothing to add them along
             converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
                                            f0_scale=details["f0_scale"], nucleus=nucleus,
                                            f0_range=details["f0_range"])
-            if phone_mix > 0:
+            if details["phone_mix"] > 0:
                 converted = phone_shift.shifted(converted, deviations, spoken.alignment, phone_mix)
             if refiner is not None:
                 converted = postnet.refine(refiner, converted, params, scale=refine_scale)
@@ -635,7 +639,13 @@ class PiperVCNaturalSettings(PiperVCSettings):
     noise_scale: float = 0.0
     noise_w: float = 0.0
     psola_floor: float = 0.3
-    phone_mix: float = 0.0  # measured on joe's scaled bases only (piper-vc 13)
+    phone_mix: float = 0.0  # measured on joe's scaled bases only (piper-vc 13): not used here
+
+    def validate(self) -> None:
+        super().validate()
+        if float(self.phone_mix) != 0.0:
+            raise VoxmithError("Setting 'phone_mix' is not used by piper-vc-natural (its enrollment does not "
+                               "check phone deviations); use the piper-vc engine for it.")
 
 
 class PiperVCNaturalEngine(PiperVCEngine):

@@ -348,10 +348,11 @@ def restored(speak: Speaker, checked: GuardResult, component: str, values: Seque
              sentences: Sequence[str] = CHECK_SENTENCES, transcribe: Transcribe = transcribe_clip,
              progress=None) -> GuardResult:
     """`checked` with `component` back at the first of `values` (strongest first) at which the check
-    sentences stay intelligible (heard as `guard` hears them, against its floor and tolerance), the
-    step recorded; as it was when none is, or when it is that strong already. For a component the
-    ladder took away first, while everything else was still at full strength: at the strengths
-    finally kept it may be intelligible again."""
+    sentences stay intelligible (heard as `guard` hears them, against its floor and tolerance), and
+    that recorded after the weighing's record (`natural`: it comes after it, and is no reduction);
+    as it was when none is, or when it is that strong already. For a component the ladder took away
+    first, while everything else was still at full strength: at the strengths finally kept it may
+    be intelligible again."""
     trials = [v for v in values if v > getattr(checked.strengths, component)]
     for k, value in enumerate(trials):
         if progress is not None:
@@ -359,10 +360,11 @@ def restored(speak: Speaker, checked: GuardResult, component: str, values: Seque
         trial = replace(checked.strengths, **{component: value})
         made, _ = heard_errors(speak, sentences, trial, transcribe, checked.base_errors + checked.tolerance)
         if intelligible(made, checked.base_errors, checked.tolerance):
-            step = (f"{component} {getattr(checked.strengths, component):g} -> {value:g}: back at the kept "
-                    f"strengths, {made} word errors on the check sentences, {checked.base_errors} for the base "
-                    f"voice (tolerance {checked.tolerance})")
-            checked = replace(checked, strengths=trial, errors=made, steps=checked.steps + [step])
+            record = (f"then {component} {getattr(checked.strengths, component):g} -> {value:g}: intelligible at "
+                      f"the kept strengths ({made} word errors on the check sentences, {checked.base_errors} for "
+                      f"the base voice, tolerance {checked.tolerance})")
+            checked = replace(checked, strengths=trial, errors=made,
+                              natural=f"{checked.natural}; {record}" if checked.natural else record)
             break
     if progress is not None and trials:
         progress("checking intelligibility", len(trials), len(trials))

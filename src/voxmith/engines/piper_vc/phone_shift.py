@@ -24,8 +24,11 @@ import numpy as np
 from voxmith.engines.piper_vc import render, world
 from voxmith.engines.piper_vc.phones import Alignment
 
-# Piper's pad token between phones (VITS spreads sound over it) and every frame outside a phone:
-# pooled as one class, the rest of the phone set are "speech".
+# Piper's pad token between phones (VITS spreads sound over it) and every frame outside a token:
+# pooled as one class with a row of its own; every other token (`^`, `$`, spaces and punctuation
+# too, which Piper also times) is "speech" with its own row. The labelling the defaults were
+# measured with; one that pools the silent tokens with the pauses and gives pads and stress marks to
+# their phones traded worse (docs/piper_vc_tuning.md).
 PAUSE = "_"
 # Each phone's mean is pulled toward the all-speech mean with the weight of this many frames (a
 # phone heard in a handful of frames says little of its own).
