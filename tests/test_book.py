@@ -494,3 +494,24 @@ def test_a_book_started_under_a_voice_folder_spelt_the_other_way_resumes_there(t
                         progress=events.append)
     assert again.folder == folder and any(e.stage.startswith("resuming") for e in events)
     assert [p.name for p in results.iterdir()] == [nfd]
+
+
+def test_a_book_recorded_before_an_engine_setting_existed_resumes_while_it_is_at_its_default(tmp_path, tone_engine):
+    """A setting added to an engine since a book was started (piper-vc's phone_mix, say) is missing
+    from its book.json: left at its default it changes nothing, so the book resumes; set to
+    something else, the book is refused as made with other settings."""
+    studio = Studio(tmp_path / "ws", device="cpu")
+    studio.import_demo_voice("demo")
+    book = tmp_path / "tale.txt"
+    book.write_text("Chapter 1\n\nOnce upon a time. The end.\n", encoding="utf-8")
+    first = studio.book(BookRequest(source=book, voice="demo", engine="tone", seed=3, rank=False, audio_format="wav"))
+    state = json.loads((first.folder / "book.json").read_text())
+    del state["settings"]["settings"]["repeats"]  # as a voxmith before the setting recorded it
+    (first.folder / "book.json").write_text(json.dumps(state))
+    events = []
+    again = studio.book(BookRequest(source=book, voice="demo", engine="tone", seed=3, rank=False, audio_format="wav"),
+                        progress=events.append)
+    assert again.folder == first.folder and any(e.stage.startswith("resuming") for e in events)
+    with pytest.raises(VoxmithError, match="other settings \\(settings\\)"):
+        studio.book(BookRequest(source=book, voice="demo", engine="tone", seed=3, rank=False, audio_format="wav",
+                                settings={"repeats": 2}))

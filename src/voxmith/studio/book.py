@@ -250,6 +250,7 @@ class BookMaker:
         state = read_json(self.folder / "book.json", default=None)
         if state is not None:
             before, now = _comparable(state.get("settings", {})), _comparable(json.loads(json.dumps(self.settings)))
+            now = _without_added_defaults(before, now, self.speaker.settings)
             if before != now:
                 changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
                 hint = _finetune_hint(state.get("settings", {}).get("finetune"), self.settings.get("finetune")) \
@@ -488,6 +489,20 @@ def _take_record(take, scores) -> dict:
     if take.scores:  # the engine's own (tortoise: CLVP, CVVP)
         record["engine_scores"] = dict(take.scores)
     return record
+
+
+def _without_added_defaults(before: dict, now: dict, engine_settings) -> dict:
+    """`now` without the engine settings that `before` (a book.json written by an earlier voxmith)
+    never recorded and that are at their defaults now: a setting added since, left as it was,
+    changes nothing the engine version does not already say (a new engine version is its own key)."""
+    recorded, current = before.get("settings"), now.get("settings")
+    if not isinstance(recorded, dict) or not isinstance(current, dict):
+        return now
+    defaults = {f.name: f.default for f in dataclasses.fields(engine_settings)
+                if f.default is not dataclasses.MISSING}
+    defaults = json.loads(json.dumps(defaults, default=str))
+    kept = {k: v for k, v in current.items() if k in recorded or k not in defaults or v != defaults[k]}
+    return {**now, "settings": kept}
 
 
 def _comparable(settings: dict) -> dict:
