@@ -8,9 +8,12 @@ LAM frames, is that phone's envelope shift. At synthesis each frame of the base 
 phone's shift, smoothed in time, in place of the converted envelope (orders 1 .. ORDER-1; `blend`
 mixes it with the converted one; `add` instead adds that share of each phone's deviation from the
 voice-wide shift to the converted envelope, keeping the whole conversion, and `loud` that share of
-each phone's loudness (c0) deviation as a gain after rendering; `scale` replaces the guard's statistics share in the rendering).
-Where the statistics map moves every frame by one voice-wide mean and variance, this moves each
-sound toward how the target says that sound.
+each phone's loudness (c0) deviation as a gain after rendering; `scale` replaces the guard's
+statistics share in the rendering). Where the statistics map moves every frame by one voice-wide
+mean and variance, this moves each sound toward how the target says that sound. The `add` mode is
+what engine 13 adopted (phone_shift.py); `"engine": true` instead puts the engine's own deviations
+(its labelling and fit) into the enrolled conditioning, at the enrolled strengths without the
+guard's check, and `"settings": {"phone_mix": X}` sets their strength.
 
 The engine's convert, render and _base_take are wrapped in this process only (nothing in src/
 changes). Each voice is enrolled once at today's defaults (all clips but the last; cached in
