@@ -43,17 +43,7 @@ from similarity_levers import dev_figures, enrolled, print_summary  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "phone_envelope_map.json"
 DEFAULT_VARIANTS = '[{}, {"lam": 10, "order": 35, "smooth": 40, "scale": 1, "settings": {"postnet_mix": 0}}]'
 PIECE_SECONDS = 12  # the DTW's cost matrix grows with the square of a piece's length
-SILENCE = "_"  # the label of frames outside every phone
-
-
-def phone_labels(alignment, n_frames: int, sample_rate_hz: int, frame_period_ms: float) -> np.ndarray:
-    """Piper's phone token at each WORLD frame's centre, SILENCE between and around them."""
-    centres = (np.arange(n_frames) * frame_period_ms / 1000.0 * sample_rate_hz).astype(np.int64)
-    starts = np.array([start for _, start, _ in alignment])
-    ends = np.array([end for _, _, end in alignment])
-    index = np.clip(np.searchsorted(ends, centres, side="right"), 0, len(alignment) - 1)
-    tokens = np.array([token for token, _, _ in alignment], dtype=object)[index]
-    return np.where((centres >= starts[index]) & (centres < ends[index]), tokens, SILENCE)
+SILENCE = "_"  # the label of frames outside every phone (phone_shift.PAUSE)
 
 
 def phone_shifts(differences: np.ndarray, labels: np.ndarray, lam: float) -> tuple[dict, np.ndarray]:
@@ -102,10 +92,11 @@ class PhoneMapLever:
         engine_module._base_take, conversion.convert, render.render = take, converted, rendered
 
     def _shifted(self, feats, out):
-        from voxmith.engines.piper_vc import world
+        from voxmith.engines.piper_vc import phone_shift, world
 
         a = self.active
-        labels = phone_labels(self._alignment, feats.mcep.shape[0], world.SAMPLE_RATE_HZ, world.FRAME_PERIOD_MS)
+        labels = phone_shift.frame_phones(self._alignment, feats.mcep.shape[0], world.SAMPLE_RATE_HZ,
+                                          world.FRAME_PERIOD_MS)
         shift = np.stack([a["shifts"].get(label, a["overall"]) for label in labels])
         shift = self._render_module.smooth_in_time(shift, a["smooth"])
         order = a["order"]
@@ -118,15 +109,15 @@ class PhoneMapLever:
         return world.WorldFeatures(out.f0, mcep, out.ap)
 
 
-def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, each frame's Piper token
-    (this script's own labels) and its phone as the engine labels it (phone_shift.frame_phones)."""
+def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, and each frame's phone as
+    the engine labels it (phone_shift.frame_phones)."""
     from voxmith.audio import to_mono
     from voxmith.engines.piper_vc import phone_shift, world
     from voxmith.engines.piper_vc.parallel import dtw_path, prepare_clip
 
     rate = world.SAMPLE_RATE_HZ
-    differences, labels, phones = [], [], []
+    differences, labels = [], []
     for clip in clips:
         prepared = prepare_clip(to_mono(clip.samples), clip.sample_rate_hz)
         for start in range(0, prepared.size, PIECE_SECONDS * rate):
@@ -140,9 +131,8 @@ def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.nd
             base, target = world.analyse(said.samples), world.analyse(piece, accurate_f0=True)
             path = dtw_path(base.mcep[:, 1:], target.mcep[:, 1:])
             differences.append(target.mcep[path] - base.mcep)
-            labels.append(phone_labels(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
-            phones.append(phone_shift.frame_phones(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
-    return np.concatenate(differences), np.concatenate(labels), np.concatenate(phones)
+            labels.append(phone_shift.frame_phones(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
+    return np.concatenate(differences), np.concatenate(labels)
 
 
 def main() -> int:
@@ -157,7 +147,7 @@ def main() -> int:
         return 0
     from voxmith.asr import get_transcriber
     from voxmith.audio import load_audio, to_mono
-    from voxmith.engines.piper_vc import PiperVCEngine, base_choice, conversion, render
+    from voxmith.engines.piper_vc import PiperVCEngine, base_choice, conversion, phone_shift, render
     from voxmith.engines.piper_vc import engine as engine_module
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
@@ -178,9 +168,8 @@ def main() -> int:
         held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
         cond = enrolled(engine, name, clips[:-1], args.cond_dir)
         voice = get_base_voice(base_choice.base_name(cond))
-        differences, labels, engine_phones = enrollment_differences(clips[:-1], voice, transcriber)
-        from voxmith.engines.piper_vc import phone_shift
-        deviations = phone_shift.fit([differences], [engine_phones])
+        differences, labels = enrollment_differences(clips[:-1], voice, transcriber)
+        deviations = phone_shift.fit([differences], [labels])
         print(f"{name}: {voice.name}, {int((labels != SILENCE).sum())} speech frames, "
               f"{time.perf_counter() - started:.0f}s", flush=True)
         for variant in variants:

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from voxmith.engines.piper_vc import render, world
-from voxmith.engines.piper_vc.phones import Alignment
+from voxmith.engines.piper_vc.phones import Alignment, token_under_frames
 
 # Piper's pad token between phones (VITS spreads sound over it) and every frame outside a token:
 # pooled as one class with a row of its own; every other token (`^`, `$`, spaces and punctuation
@@ -45,12 +45,8 @@ def frame_phones(alignment: Optional[Alignment], n_frames: int, sample_rate_hz: 
     a take whose first `offset` samples were cut before the analysis; None without timings."""
     if not alignment:
         return None
-    centres = offset + (np.arange(n_frames) * frame_period_ms / 1000.0 * sample_rate_hz).astype(np.int64)
-    starts = np.array([start for _, start, _ in alignment])
-    ends = np.array([end for _, _, end in alignment])
-    index = np.clip(np.searchsorted(ends, centres, side="right"), 0, len(alignment) - 1)
-    tokens = np.array([token for token, _, _ in alignment])[index]
-    return np.where((centres >= starts[index]) & (centres < ends[index]), tokens, PAUSE)
+    index, inside = token_under_frames(alignment, n_frames, sample_rate_hz, frame_period_ms, offset)
+    return np.where(inside, np.array([token for token, _, _ in alignment])[index], PAUSE)
 
 
 @dataclass
@@ -63,13 +59,9 @@ class PhoneDeviations:
 
     def per_frame(self, labels: np.ndarray) -> np.ndarray:
         """(len(labels), D): each frame's phone deviation; 0 for a phone enrollment never heard."""
-        rows = {token: k for k, token in enumerate(self.tokens)}
-        out = np.zeros((len(labels), self.deviation.shape[1]))
-        for k, label in enumerate(labels):
-            row = rows.get(str(label))
-            if row is not None:
-                out[k] = self.deviation[row]
-        return out
+        rows = {token: k + 1 for k, token in enumerate(self.tokens)}  # row 0: no deviation
+        table = np.vstack([np.zeros((1, self.deviation.shape[1])), self.deviation])
+        return table[np.array([rows.get(str(label), 0) for label in labels], dtype=np.int64)]
 
     def to_conditioning(self) -> Dict[str, np.ndarray]:
         return {KEYS["tokens"]: np.array(self.tokens, dtype=str),

@@ -68,17 +68,26 @@ def _token_class(tokens: Sequence[str]) -> np.ndarray:
     return value
 
 
+def token_under_frames(alignment: Alignment, n_frames: int, sample_rate_hz: int, frame_period_ms: float,
+                       offset: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(index, inside): for each analysis frame's centre, the alignment span it falls in or the next
+    one, and whether it is inside that span (False between and around spans); `offset`: samples cut
+    from the take's start before the analysis."""
+    centres = offset + (np.arange(n_frames) * frame_period_ms / 1000.0 * sample_rate_hz).astype(np.int64)
+    starts = np.array([s for _, s, _ in alignment])
+    ends = np.array([e for _, _, e in alignment])
+    idx = np.clip(np.searchsorted(ends, centres, side="right"), 0, len(alignment) - 1)
+    return idx, (centres >= starts[idx]) & (centres < ends[idx])
+
+
 def nucleus_weights(alignment: Optional[Alignment], n_frames: int, sample_rate_hz: int,
                     frame_period_ms: float) -> Optional[np.ndarray]:
     """(n_frames,) weight in [0, 1] per WORLD frame, or None without timings."""
     if not alignment:
         return None
     value = _token_class([t for t, _, _ in alignment])
-    centres = (np.arange(n_frames) * frame_period_ms / 1000.0 * sample_rate_hz).astype(np.int64)
-    starts = np.array([s for _, s, _ in alignment])
-    ends = np.array([e for _, _, e in alignment])
-    idx = np.clip(np.searchsorted(ends, centres, side="right"), 0, len(alignment) - 1)
-    w = np.where((centres >= starts[idx]) & (centres < ends[idx]), value[idx], 0.0)
+    idx, inside = token_under_frames(alignment, n_frames, sample_rate_hz, frame_period_ms)
+    w = np.where(inside, value[idx], 0.0)
     half = max(1, int(round(SMOOTH_MS / frame_period_ms / 2)))
     win = np.hanning(2 * half + 1)
     win /= win.sum()
