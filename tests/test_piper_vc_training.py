@@ -330,6 +330,11 @@ def test_a_component_the_ladder_took_first_comes_back_where_the_kept_strengths_a
     half = guard.restored(halfway.speak, checked, "phones", (1.0, 0.5), sentences=sentences,
                           transcribe=halfway.transcribe)
     assert half.strengths == guard.Strengths(network=0.0, phones=0.5) and half.natural.startswith("then phones 0 -> 0.5")
+    # The engine's shares go down to a quarter (where neither full nor half share passes).
+    quarter = ScriptedListener(lambda s: 3 if s.phones > 0.25 and s.statistics > 0.5 else 0)
+    least = guard.restored(quarter.speak, checked, "phones", guard.PHONE_RESTORE_SHARES, sentences=sentences,
+                           transcribe=quarter.transcribe)
+    assert guard.PHONE_RESTORE_SHARES[0] == 1.0 and least.strengths.phones == 0.25
 
 
 def test_gentler_strengths_are_kept_when_they_score_better_on_similarity_and_naturalness():

@@ -120,6 +120,7 @@ class PiperVCEngine(Engine):
     # 11: the base voice is chosen among joe and joe scaled (base_voice.ScaledJoe) by pitch and voice.
     # 12: the guard's floor hears the base voice at each check sentence's jittered pace (_base_speaker).
     # 13: each phone's own envelope deviation, learnt at enrollment, added to the conversion (phone_shift.py).
+    # 14: a phone deviation the check refuses at full and half share is tried at a quarter (guard.PHONE_RESTORE_SHARES).
     # 7: the guard listens to synthesis itself (rate, jitter) on semantically unpredictable
     # sentences, with a tolerance proportional to their words.
     # 6: rendered from joe's own waveform (render.py: PSOLA + envelope filter) instead of WORLD
@@ -127,7 +128,7 @@ class PiperVCEngine(Engine):
     # 5: residual network trained at enrollment (postnet.*); 4: cov_nucleus
     # Not bumped for Piper's noise and psola_floor 1 by default: enrollment (the guard included:
     # _guard_settings) computes what it did, and a take's sidecar records the settings it used.
-    version = "13"
+    version = "14"
     # Whether enrollment weighs gentler strengths after the guard (guard.prefer_natural; its weight
     # was chosen on joe's conversions only).
     prefers_natural = True
@@ -354,7 +355,8 @@ class PiperVCEngine(Engine):
             if checked.passed and checked.strengths.statistics > 0 and checked.strengths != replace(strengths, phones=0.0):
                 # The ladder drops the phone deviations first, heard with everything else at full
                 # strength; at the gentler strengths kept in the end they may be intelligible.
-                checked = guard.restored(speaker, checked, "phones", (strengths.phones, strengths.phones / 2),
+                checked = guard.restored(speaker, checked, "phones",
+                                         tuple(strengths.phones * share for share in guard.PHONE_RESTORE_SHARES),
                                          progress=tick)
             strengths = checked.strengths
         cond = conditioning_at(strengths)

@@ -90,6 +90,11 @@ KEYS = {"network": "postnet_scale", "ridge": "guard.ridge_scale", "warp": "guard
 # data to refit it on, and with the statistics at 0 the envelope (warp included) is joe's anyway.
 # A fine-tune has no phone deviations (they were learnt on the enrolled base voice's phones).
 FINETUNE_LADDER = tuple(step for step in LADDER if step[0] not in ("warp", "phones"))
+# The shares of the phone deviations (times the enrolled one) `restored` tries, strongest first,
+# after the weighing. The quarter share: on the two shared voices where neither full nor half share
+# passed the check (their statistics at full strength), a quarter passed and kept part of the
+# deviations' similarity (docs/piper_vc_tuning.md, engine 14).
+PHONE_RESTORE_SHARES = (1.0, 0.5, 0.25)
 # Similarity (cosine) that one point of naturalness (DistillMOS, 1-5) is worth when prefer_natural
 # compares the ladder's strengths with gentler ones. Chosen from 0.03-0.15 on the shared voices'
 # development sentences (guard_grid.json; 0.08-0.10 chose alike), never on benchmark sentences.
@@ -425,6 +430,6 @@ def prefer_natural(speak: Speaker, checked: GuardResult, score: Score, sentences
     return replace(checked, strengths=chosen, natural=natural)
 
 
-__all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "Speaker", "Strengths",
+__all__ = ["CHECK_SENTENCES", "JOIN_PAUSE_S", "JOIN_WINDOW_S", "TOLERANCE_SHARE", "MIN_TOLERANCE_WORDS", "LADDER", "FINETUNE_LADDER", "PHONE_RESTORE_SHARES", "Speaker", "Strengths",
            "GuardResult", "intelligible", "NATURALNESS_COLLAPSE", "NATURALNESS_WEIGHT", "Refits", "Score", "Transcribe", "floor", "gentler", "prefer_natural", "restored", "floor_identity", "guard", "heard_errors", "summary",
            "tolerance_words"]

@@ -1,0 +1,121 @@
+"""piper-vc's enrolled conditionings changed after enrollment, scored on the development sentences.
+
+Each voice's conditioning comes from --cond-dir as clone_quality.py caches it (DIR/VOICE.vVERSION.npz,
+enrolled on all clips but the last); nothing is enrolled here. Each variant (a JSON object) changes a
+copy of it, then guard_grid.DEV_SENTENCES (used by no code path, test or check) are spoken and
+scored: SECS against the held-out last clip, Whisper's word error rate, DistillMOS. Keys:
+
+- `rows`: keep the phone deviations (phone_shift.py) of "vowels" or "sonorants" (vowels, nasals,
+  liquids, glides) only; every other phone's row is 0.
+- `phone_scale_min`: the guard's phone-deviation share raised to at least this (no check heard).
+- `phone_scale_mult`: that share multiplied.
+- `mean_share`: the envelope statistics split, the voice-wide mean shift applied at this share (never
+  below the share the guard kept), the spread's change at `var_rel` times the kept share (default 1),
+  the phone deviations at `phone_rel` times their kept strength (default 1, so unchanged in effect).
+- `settings`: synthesis settings (PiperVCSettings fields).
+
+A variant `{}` is the conditioning as enrolled.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/enrolled_variants.py --cond-dir DIR \\
+        --variants '[{}, {"rows": "vowels"}, {"mean_share": 1.0, "var_rel": 0}]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
+from guard_grid import DEV_SENTENCES  # noqa: E402
+from similarity_levers import dev_figures, print_summary  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "enrolled_variants.json"
+# Piper's espeak IPA, one token per character (diphthongs are two tokens).
+VOWELS = frozenset("aeiouæɐɑɒɔəɚɛɜɝɪʊʌᵻyʏøœɨʉɯɤɵɘɞɶ")
+SONORANTS = VOWELS | frozenset("mnŋlɹwjɾɫ")
+
+
+def varied(cond: dict, variant: dict) -> dict:
+    """A copy of `cond` changed as `variant` says (see the module docstring)."""
+    from voxmith.engines.piper_vc import guard, phone_shift
+
+    out = dict(cond)
+    keep = {"vowels": VOWELS, "sonorants": SONORANTS}.get(variant.get("rows", ""))
+    if keep is not None:
+        tokens = [str(t) for t in np.asarray(out[phone_shift.KEYS["tokens"]]).reshape(-1)]
+        deviation = np.array(out[phone_shift.KEYS["deviation"]], np.float64)
+        deviation[[k for k, token in enumerate(tokens) if token not in keep]] = 0.0
+        out[phone_shift.KEYS["deviation"]] = deviation.astype(np.float32)
+    phones_key, statistics_key = guard.KEYS["phones"], guard.KEYS["statistics"]
+    if "phone_scale_mult" in variant:
+        out[phones_key] = np.asarray(float(out[phones_key]) * variant["phone_scale_mult"])
+    if "phone_scale_min" in variant:
+        out[phones_key] = np.asarray(max(float(out[phones_key]), variant["phone_scale_min"]))
+    if "mean_share" in variant:
+        # The render moves the envelope by share x (converted - base); the per-dimension map's change is
+        # (mean_t - mean_s) + (x - mean_s)(std_t / std_s - 1). At render share m, a spread change at
+        # share v needs std_t' = std_s (1 + (v / m)(std_t / std_s - 1)).
+        kept = float(out[statistics_key])
+        mean = max(kept, variant["mean_share"])
+        spread = kept * variant.get("var_rel", 1.0)
+        for group in ("voiced", "unvoiced"):
+            src, tgt = np.asarray(out[f"conv.src_{group}.std"]), np.asarray(out[f"conv.tgt_{group}.std"])
+            out[f"conv.tgt_{group}.std"] = src * (1 + (spread / mean) * (tgt / src - 1))
+        out[phones_key] = np.asarray(float(out[phones_key]) * kept / mean * variant.get("phone_rel", 1.0))
+        out[statistics_key] = np.asarray(mean)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--voices", default="")
+    ap.add_argument("--cond-dir", required=True)
+    ap.add_argument("--variants", default="[{}]")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    if not VOICES_DIR.is_dir():
+        print(f"{VOICES_DIR} not found; nothing to measure.")
+        return 0
+    from voxmith.asr import get_transcriber
+    from voxmith.audio import load_audio, to_mono
+    from voxmith.engines.piper_vc import PiperVCEngine
+    from voxmith.quality import get_naturalness_model
+    from voxmith.speaker import get_speaker_encoder
+    from voxmith.text import normalize_text
+
+    engine = PiperVCEngine(device="cpu")
+    encoder, mos_model, transcriber = get_speaker_encoder("cpu"), get_naturalness_model(), get_transcriber()
+    spoken = [normalize_text(s) for s in DEV_SENTENCES]
+    variants = json.loads(args.variants)
+    names = [v for v in args.voices.split(",") if v] or sorted(p.name for p in VOICES_DIR.iterdir() if p.is_dir())
+    rows = []
+    for name in names:
+        cached = Path(args.cond_dir) / f"{name}.v{engine.version}.npz"
+        if not cached.is_file():
+            print(f"{name}: no {cached}; enroll it with clone_quality.py --cond-dir first")
+            continue
+        clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
+        held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
+        cond = dict(np.load(cached))
+        for variant in variants:
+            settings = replace(engine.settings_class(), **variant.get("settings", {}))
+            voice_cond = varied(cond, variant)
+            takes = [engine.synthesize(text, voice_cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
+            row = {"voice": name, "variant": json.dumps(variant),
+                   **dev_figures(takes, held_out, encoder, transcriber, mos_model)}
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+            rows.append(row)
+        Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES,
+                                              "rows": rows}, indent=1))
+    print_summary(rows, "variant")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
