@@ -12,6 +12,11 @@ scored: SECS against the held-out last clip, Whisper's word error rate, DistillM
 - `mean_share`: the envelope statistics split, the voice-wide mean shift applied at this share (never
   below the share the guard kept), the spread's change at `var_rel` times the kept share (default 1),
   the phone deviations at `phone_rel` times their kept strength (default 1, so unchanged in effect).
+- `refit`: the phone deviations fitted again from the enrollment clips (phone_envelope_map's
+  pieces: the enrolled base voice saying each 12-s piece's transcript, DTW-aligned), `against`
+  "joe" (the clip minus the base voice's envelope, as enrollment fits them), "warped" (minus the base
+  voice's envelope at the enrolled warp) or "converted" (minus the enrolled conversion of it, at the
+  ridge the guard kept), with `shrink` frames of shrinkage (default phone_shift.SHRINK_FRAMES).
 - `settings`: synthesis settings (PiperVCSettings fields).
 
 A variant `{}` is the conditioning as enrolled.
@@ -33,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
 from guard_grid import DEV_SENTENCES  # noqa: E402
+from phone_envelope_map import parallel_pieces  # noqa: E402
 from similarity_levers import dev_figures, print_summary  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrolled_variants.json"
@@ -41,11 +47,33 @@ VOWELS = frozenset("aeiouæɐɑɒɔəɚɛɜɝɪʊʌᵻyʏøœɨʉɯɤɵɘɞɶ")
 SONORANTS = VOWELS | frozenset("mnŋlɹwjɾɫ")
 
 
-def varied(cond: dict, variant: dict) -> dict:
-    """A copy of `cond` changed as `variant` says (see the module docstring)."""
+def refitted(cond: dict, pieces: list, against: str, shrink: float):
+    """The phone deviations fitted on `pieces` (parallel_pieces) against the base voice's envelope
+    as `against` says (see the module docstring)."""
+    from voxmith.engines.piper_vc import conversion, guard, phone_shift, world
+    from voxmith.engines.piper_vc.engine import PiperVCSettings
+
+    params = conversion.ConversionParams.from_arrays(cond, prefix="conv.")
+    ridge_mix = 0.0
+    if params.ridge.any():  # the default ridge_mix times what the guard kept, as synthesis uses it
+        ridge_mix = float(PiperVCSettings().ridge_mix) * float(cond.get(guard.KEYS["ridge"], 1.0))
+    params.ridge_mix = ridge_mix
+    reference = {"joe": lambda base: base.mcep, "warped": lambda base: world.warp_mcep(base.mcep, params.warp),
+                 "converted": lambda base: conversion.convert(base, params).mcep}[against]
+    return phone_shift.fit([target - reference(base) for base, target, _ in pieces],
+                           [labels for _, _, labels in pieces], shrink_frames=shrink)
+
+
+def varied(cond: dict, variant: dict, pieces: list = ()) -> dict:
+    """A copy of `cond` changed as `variant` says (see the module docstring); `pieces`: the voice's
+    parallel_pieces, for `refit`."""
     from voxmith.engines.piper_vc import guard, phone_shift
 
     out = dict(cond)
+    if "refit" in variant:
+        refit = variant["refit"]
+        out.update(refitted(cond, list(pieces), refit.get("against", "joe"),
+                            float(refit.get("shrink", phone_shift.SHRINK_FRAMES))).to_conditioning())
     keep = {"vowels": VOWELS, "sonorants": SONORANTS}.get(variant.get("rows", ""))
     if keep is not None:
         tokens = [str(t) for t in np.asarray(out[phone_shift.KEYS["tokens"]]).reshape(-1)]
@@ -84,7 +112,8 @@ def main() -> int:
         return 0
     from voxmith.asr import get_transcriber
     from voxmith.audio import load_audio, to_mono
-    from voxmith.engines.piper_vc import PiperVCEngine
+    from voxmith.engines.piper_vc import PiperVCEngine, base_choice
+    from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
     from voxmith.speaker import get_speaker_encoder
     from voxmith.text import normalize_text
@@ -103,9 +132,12 @@ def main() -> int:
         clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
         held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
         cond = dict(np.load(cached))
+        pieces = []
+        if any("refit" in variant for variant in variants):
+            pieces = parallel_pieces(clips[:-1], get_base_voice(base_choice.base_name(cond)), transcriber)
         for variant in variants:
             settings = replace(engine.settings_class(), **variant.get("settings", {}))
-            voice_cond = varied(cond, variant)
+            voice_cond = varied(cond, variant, pieces)
             takes = [engine.synthesize(text, voice_cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
             row = {"voice": name, "variant": json.dumps(variant),
                    **dev_figures(takes, held_out, encoder, transcriber, mos_model)}

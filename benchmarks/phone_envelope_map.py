@@ -109,15 +109,16 @@ class PhoneMapLever:
         return world.WorldFeatures(out.f0, mcep, out.ap)
 
 
-def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, and each frame's phone as
-    the engine labels it (phone_shift.frame_phones)."""
+def parallel_pieces(clips, voice, transcriber) -> list:
+    """(the base voice's features, the clip's mel-cepstra on the DTW path, each base frame's phone as
+    the engine labels it: phone_shift.frame_phones) for each piece of at most PIECE_SECONDS of
+    `clips`, the base voice `voice` saying Whisper's transcript of the piece."""
     from voxmith.audio import to_mono
     from voxmith.engines.piper_vc import phone_shift, world
     from voxmith.engines.piper_vc.parallel import dtw_path, prepare_clip
 
     rate = world.SAMPLE_RATE_HZ
-    differences, labels = [], []
+    pieces = []
     for clip in clips:
         prepared = prepare_clip(to_mono(clip.samples), clip.sample_rate_hz)
         for start in range(0, prepared.size, PIECE_SECONDS * rate):
@@ -130,9 +131,17 @@ def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.nd
             said = voice.speak(text, seed=0)
             base, target = world.analyse(said.samples), world.analyse(piece, accurate_f0=True)
             path = dtw_path(base.mcep[:, 1:], target.mcep[:, 1:])
-            differences.append(target.mcep[path] - base.mcep)
-            labels.append(phone_shift.frame_phones(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS))
-    return np.concatenate(differences), np.concatenate(labels)
+            pieces.append((base, target.mcep[path],
+                           phone_shift.frame_phones(said.alignment, base.mcep.shape[0], rate, world.FRAME_PERIOD_MS)))
+    return pieces
+
+
+def enrollment_differences(clips, voice, transcriber) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, 35) clip minus base-voice mel-cepstra along the DTW path, and each frame's phone
+    (parallel_pieces)."""
+    pieces = parallel_pieces(clips, voice, transcriber)
+    return (np.concatenate([target - base.mcep for base, target, _ in pieces]),
+            np.concatenate([labels for _, _, labels in pieces]))
 
 
 def main() -> int:

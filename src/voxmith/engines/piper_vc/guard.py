@@ -91,8 +91,8 @@ KEYS = {"network": "postnet_scale", "ridge": "guard.ridge_scale", "warp": "guard
 # A fine-tune has no phone deviations (they were learnt on the enrolled base voice's phones).
 FINETUNE_LADDER = tuple(step for step in LADDER if step[0] not in ("warp", "phones"))
 # The shares of the phone deviations (times the enrolled one) `restored` tries, strongest first,
-# after the weighing. The quarter share: on the two shared voices where neither full nor half share
-# passed the check (their statistics at full strength), a quarter passed and kept part of the
+# after the weighing. The quarter share: of the two shared voices where neither full nor half share
+# passed the check (their statistics at full strength), one passed at a quarter and kept part of the
 # deviations' similarity (docs/piper_vc_tuning.md, engine 14).
 PHONE_RESTORE_SHARES = (1.0, 0.5, 0.25)
 # Similarity (cosine) that one point of naturalness (DistillMOS, 1-5) is worth when prefer_natural
