@@ -37,9 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
-from guard_grid import DEV_SENTENCES  # noqa: E402
 from phone_envelope_map import parallel_pieces  # noqa: E402
-from similarity_levers import dev_figures, print_summary  # noqa: E402
+from similarity_levers import print_summary, save_rows, spoken_row  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrolled_variants.json"
 # Piper's espeak IPA, one token per character (diphthongs are two tokens).
@@ -116,11 +115,9 @@ def main() -> int:
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
     from voxmith.speaker import get_speaker_encoder
-    from voxmith.text import normalize_text
 
     engine = PiperVCEngine(device="cpu")
     encoder, mos_model, transcriber = get_speaker_encoder("cpu"), get_naturalness_model(), get_transcriber()
-    spoken = [normalize_text(s) for s in DEV_SENTENCES]
     variants = json.loads(args.variants)
     names = [v for v in args.voices.split(",") if v] or sorted(p.name for p in VOICES_DIR.iterdir() if p.is_dir())
     rows = []
@@ -138,13 +135,9 @@ def main() -> int:
         for variant in variants:
             settings = replace(engine.settings_class(), **variant.get("settings", {}))
             voice_cond = varied(cond, variant, pieces)
-            takes = [engine.synthesize(text, voice_cond, settings, seed=k)[0].samples for k, text in enumerate(spoken)]
-            row = {"voice": name, "variant": json.dumps(variant),
-                   **dev_figures(takes, held_out, encoder, transcriber, mos_model)}
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-            rows.append(row)
-        Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES,
-                                              "rows": rows}, indent=1))
+            rows.append(spoken_row(engine, name, variant, voice_cond, settings, held_out,
+                                   (encoder, transcriber, mos_model)))
+        save_rows(args.out, engine, rows)
     print_summary(rows, "variant")
     return 0
 

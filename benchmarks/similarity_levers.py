@@ -153,6 +153,26 @@ def dev_figures(takes, held_out: np.ndarray, encoder, transcriber, mos_model) ->
             "wer": errors / max(words, 1)}
 
 
+def spoken_row(engine, name: str, variant: dict, cond: dict, settings, held_out: np.ndarray, models) -> dict:
+    """DEV_SENTENCES said by `engine` with `cond` at `settings` (sentence k at seed k) and scored
+    (dev_figures; `models`: encoder, transcriber, naturalness model), as a row {voice, variant (as
+    JSON), secs, mos, wer}, printed."""
+    from voxmith.text import normalize_text
+
+    takes = [engine.synthesize(normalize_text(text), cond, settings, seed=k)[0].samples
+             for k, text in enumerate(DEV_SENTENCES)]
+    row = {"voice": name, "variant": json.dumps(variant), **dev_figures(takes, held_out, *models)}
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    return row
+
+
+def save_rows(out: str, engine, rows) -> None:
+    """The rows so far, with the engine's version and the sentences, as JSON at `out`."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES, "rows": rows},
+                                    indent=1))
+
+
 def print_summary(rows, key: str) -> None:
     """One line per value of row[key]: voices, mean SECS / MOS / WER, the lowest SECS and MOS."""
     groups: dict = {}
@@ -234,9 +254,7 @@ def main() -> int:
                               if k != "gain_db"}), flush=True)
         print(f"  {name}: {time.perf_counter() - t:.0f}s", flush=True)
         if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({"engine_version": engine.version, "sentences": DEV_SENTENCES,
-                                                  "rows": rows}, indent=1))
+            save_rows(args.out, engine, rows)
     print_summary(rows, "lever")
     return 0
 
