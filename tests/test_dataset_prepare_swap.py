@@ -4,15 +4,23 @@ that the new segments replace the old ones whole or not at all."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import soundfile as sf
+from click.testing import CliRunner
 
 import voxmith.asr
 import voxmith.datasets.prepare as prepare_module
 import voxmith.datasets.staging as staging_module
+from voxmith.cli.main import cli
 from voxmith.datasets import PrepareSettings
 from voxmith.errors import VoxmithError
 from voxmith.studio import Studio
@@ -217,3 +225,71 @@ def test_a_run_killed_right_after_its_commit_gets_the_lists_of_its_own_segments(
     assert all(s["transcript"] is None for s in record["segments"])  # killed before transcribing
     assert (dataset.path / "train.txt").read_text().strip() == ""
     assert not [p for p in dataset.path.iterdir() if p.name.startswith(".")]
+
+
+def _killed_first_prepare(datasets: Path, name: str = "ds") -> Path:
+    """What a first `dataset prepare` killed before its commit leaves, as `replacing_segments` makes
+    it: the dataset's folder holding only a staging folder, with new audio and their segments.json."""
+    folder = datasets / name
+    folder.mkdir(parents=True)
+    staging = Path(tempfile.mkdtemp(prefix=".preparing-", dir=folder))
+    (staging / "audio").mkdir()
+    sf.write(staging / "audio" / f"{name}_00001.wav", np.zeros(22050, np.float32), 22050)
+    (staging / "segments.json").write_text('{"segments": [], "sources": [], "settings": {}}')
+    return folder
+
+
+def test_the_listing_clears_what_a_killed_first_prepare_left(tmp_path):
+    # Before: the folder (gigabytes of segments, for a real run) was never listed, and only another
+    # prepare under the same name cleared it. One that cannot be settled stays, and stops nothing.
+    datasets = tmp_path / "ws" / "datasets"
+    folder = _killed_first_prepare(datasets)
+    stuck = _killed_first_prepare(datasets, "stuck")  # its old audio/ cannot go back: a full one is there
+    (stuck / "audio").mkdir()
+    (stuck / "audio" / "mine.wav").write_bytes(b"the user's")
+    (next(stuck.glob(".preparing-*")) / "replaced-audio").mkdir()
+    stuck_before = _snapshot(stuck)
+    (datasets / "good").mkdir()
+    (datasets / "good" / "segments.json").write_text('{"segments": [], "sources": [], "settings": {}}')
+    listed = CliRunner().invoke(cli, ["--home", str(tmp_path / "ws"), "dataset", "list"])
+    assert listed.exit_code == 0 and listed.output.split()[0] == "good", listed.output
+    assert not folder.exists()
+    assert _snapshot(stuck) == stuck_before
+
+
+def test_a_killed_first_prepare_beside_the_user_s_own_file_leaves_the_file_and_its_folder(tmp_path):
+    studio = _studio(tmp_path)
+    folder = _killed_first_prepare(studio.workspace.datasets_dir)
+    (folder / "notes.txt").write_text("mine")
+    assert studio.datasets.names() == []
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_a_prepare_alive_in_another_process_keeps_its_staging_folder(tmp_path):
+    studio = _studio(tmp_path)
+    folder = _killed_first_prepare(studio.workspace.datasets_dir)
+    before = _snapshot(folder)
+    hold = ("import sys; from voxmith.fsutil import exclusive_lock\n"
+            "with exclusive_lock(sys.argv[1], wait=False) as held:\n"
+            "    print(held, flush=True); sys.stdin.read()")
+    src = str(Path(voxmith.__file__).resolve().parents[1])
+    # the lock `dataset prepare` holds for its whole run (Dataset.changing)
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder.parent / ".ds.lock")], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": src})
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert studio.datasets.names() == []
+        assert _snapshot(folder) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    studio.datasets.names()  # that run is over (killed): now its leftover goes
+    assert not folder.exists()
+
+
+def test_a_prepare_under_another_name_clears_what_a_killed_first_prepare_left(tmp_path, sources):
+    studio = _studio(tmp_path)
+    folder = _killed_first_prepare(studio.workspace.datasets_dir, "typo")
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    assert not folder.exists()

@@ -6,6 +6,7 @@
 """
 
 from voxmith.datasets.prepare import PrepareSettings, prepare_dataset
-from voxmith.datasets.store import Dataset, DatasetLibrary
+from voxmith.datasets.library import DatasetLibrary
+from voxmith.datasets.store import Dataset
 
 __all__ = ["PrepareSettings", "prepare_dataset", "Dataset", "DatasetLibrary"]

@@ -9,9 +9,12 @@ leaves the dataset as it was: no new files beside the old ones, none of the old 
 commit the old segments are deleted with the staging folder; anything else the old `audio/` held
 (files voxmith did not write there: a user's own recordings, notes, folders) moves into the new one.
 
-A run killed before the commit leaves its staging folder behind; the next run on the dataset
-(`settle_interrupted`) moves back what it had moved, then removes it. Not done here: the
-train/validation lists' contents (Dataset.save derives them from the record).
+A run killed before the commit leaves its staging folder behind; `settle_interrupted` moves back
+what it had moved, then removes it. The next run on the dataset does so first; and because a killed
+*first* run leaves a folder with no segments.json (no dataset, so never listed, and perhaps never
+prepared again under that name), listing the datasets settles those too when no run holds their
+lock (DatasetLibrary.clear_abandoned). Not done here: the train/validation lists' contents (Dataset.save
+derives them from the record).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 from voxmith.datasets.store import SEGMENTS_FILE, TRAIN_LIST, VALIDATION_LIST, Dataset
 from voxmith.errors import VoxmithError
@@ -111,11 +114,15 @@ def settle_interrupted(dataset: Dataset) -> None:
     is in use), before anything reads it."""
     if not dataset.path.is_dir():
         return
-    for folder in dataset.path.iterdir():
-        if _STAGING_NAME.fullmatch(folder.name) and folder.is_dir():
-            try:
-                _settle(folder, dataset.path)
-            except OSError as err:
-                raise VoxmithError(f"An earlier, interrupted run left '{folder}', which cannot be cleared ({err}). "
-                                   "If a file in it or in the dataset's audio folder is open in another program, "
-                                   "close it, then run the command again.") from None
+    for folder in staging_folders(dataset.path):
+        try:
+            _settle(folder, dataset.path)
+        except OSError as err:
+            raise VoxmithError(f"An earlier, interrupted run left '{folder}', which cannot be cleared ({err}). "
+                               "If a file in it or in the dataset's audio folder is open in another program, "
+                               "close it, then run the command again.") from None
+
+
+def staging_folders(dataset_folder: Path) -> List[Path]:
+    """The staging folders in `dataset_folder`: a run's in progress, or killed runs' left behind."""
+    return [folder for folder in dataset_folder.iterdir() if _STAGING_NAME.fullmatch(folder.name) and folder.is_dir()]

@@ -6,19 +6,17 @@ LJSpeech lists, so an interrupted job or an edit always leaves files that agree.
 
 from __future__ import annotations
 
-import shutil
 from contextlib import contextmanager
-from shlex import quote
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from voxmith.datasets.ljspeech import format_line, split_train_validation, write_list
 from voxmith.errors import VoxmithError
 from voxmith.fsutil import atomic_write_json, exclusive_lock, read_json_object
-from voxmith.paths import canonical_name, named_folder
+from voxmith.paths import canonical_name
 
 SEGMENTS_FILE = "segments.json"
 # The lists save() derives from the record, for training.
@@ -42,6 +40,10 @@ class Dataset:
     def record_path(self) -> Path:
         return self.path / SEGMENTS_FILE
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.parent / f".{self.name}.lock"
+
     @contextmanager
     def changing(self, then: str) -> Iterator[None]:
         """Held while the dataset changes: by `prepare` for its whole run (two runs would slice and
@@ -49,7 +51,7 @@ class Dataset:
         segment, so an edit meanwhile would be lost), by an edit for its write. Another process's
         change in progress is refused, not waited for (`then`: what to do instead). The lock sits
         beside the folder, so a refused or failed first run leaves no folder behind."""
-        with exclusive_lock(self.path.parent / f".{self.name}.lock", wait=False) as held:
+        with exclusive_lock(self.lock_path, wait=False) as held:
             if not held:
                 raise VoxmithError(f"Dataset '{self.name}' is being prepared or edited by another voxmith process "
                                    f"right now; {then}.")
@@ -143,32 +145,3 @@ class Dataset:
                 f"{Path(copy['path']).name} was left out: the same recording as {Path(copy['same_as']).name}."
                 for copy in record.get("left_out", [])] if n),
         }
-
-
-class DatasetLibrary:
-    def __init__(self, datasets_dir: Path):
-        self.root = datasets_dir
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def path_for(self, name: str) -> Path:
-        return named_folder(self.root, name, "dataset")
-
-    def at(self, name: str) -> Dataset:
-        """Dataset `name` in its one spelling, prepared or not (its folder may not exist yet)."""
-        path = self.path_for(name)  # (validates `name` first)
-        return Dataset(canonical_name(name), path)
-
-    def names(self) -> List[str]:
-        # a name spelt by two folders (NFC and NFD) is one name, listed once (and refused when used)
-        return sorted({canonical_name(p.name) for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists()})
-
-    def get(self, name: str) -> Dataset:
-        dataset = self.at(name)
-        if not dataset.record_path.exists():
-            known = ", ".join(self.names()) or "none yet"
-            raise VoxmithError(f"No dataset named '{dataset.name}'. Datasets: {known}. Create it with "
-                               f"`voxmith dataset prepare {quote(dataset.name)} --from VOICE_OR_FILES`.")
-        return dataset
-
-    def remove(self, name: str) -> None:
-        shutil.rmtree(self.get(name).path)
