@@ -19,7 +19,6 @@ from typing import List
 from voxmith.datasets.staging import settle_interrupted, staging_folders
 from voxmith.datasets.store import SEGMENTS_FILE, Dataset
 from voxmith.errors import VoxmithError
-from voxmith.fsutil import exclusive_lock
 from voxmith.paths import canonical_name, named_folder
 
 
@@ -54,11 +53,10 @@ class DatasetLibrary:
 
     def _clear_abandoned(self, folder: Path) -> None:
         # Raises VoxmithError for a name no prepare could have made, or one two folders spell (no
-        # dataset to settle), and where the leftover cannot be settled (a file in it open elsewhere).
+        # dataset to settle), where a live run holds the dataset's lock (its staging folder is in
+        # use), and where the leftover cannot be settled (a file in it open elsewhere).
         dataset = self.at(folder.name)
-        with exclusive_lock(dataset.lock_path, wait=False) as free:  # the lock `dataset prepare` holds
-            if not free:
-                return  # that run is alive: its staging folder is in use
+        with dataset.changing("its leftover is cleared at a later listing"):
             settle_interrupted(dataset)
             if not any(dataset.path.iterdir()):  # only if empty: whatever else the user put there stays
                 dataset.path.rmdir()

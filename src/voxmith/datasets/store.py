@@ -40,10 +40,6 @@ class Dataset:
     def record_path(self) -> Path:
         return self.path / SEGMENTS_FILE
 
-    @property
-    def lock_path(self) -> Path:
-        return self.path.parent / f".{self.name}.lock"
-
     @contextmanager
     def changing(self, then: str) -> Iterator[None]:
         """Held while the dataset changes: by `prepare` for its whole run (two runs would slice and
@@ -51,7 +47,7 @@ class Dataset:
         segment, so an edit meanwhile would be lost), by an edit for its write. Another process's
         change in progress is refused, not waited for (`then`: what to do instead). The lock sits
         beside the folder, so a refused or failed first run leaves no folder behind."""
-        with exclusive_lock(self.lock_path, wait=False) as held:
+        with exclusive_lock(self.path.parent / f".{self.name}.lock", wait=False) as held:
             if not held:
                 raise VoxmithError(f"Dataset '{self.name}' is being prepared or edited by another voxmith process "
                                    f"right now; {then}.")
