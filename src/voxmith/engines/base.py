@@ -97,6 +97,15 @@ class ModelFile:
 class EngineSettings:
     """Base class for an engine's settings dataclass. Subclasses add typed fields with defaults."""
 
+    # Settings added without a new engine version (enrollment unchanged), with the value that made
+    # the results recorded before them: a result's sidecar that lacks one is reproduced at it.
+    EARLIER_VALUES: ClassVar[Dict[str, Any]] = {}
+
+    @classmethod
+    def as_recorded(cls, recorded: Optional[dict]) -> dict:
+        """The settings a result's record holds, with EARLIER_VALUES for those it predates."""
+        return {**cls.EARLIER_VALUES, **dict(recorded or {})}
+
     @classmethod
     def from_dict(cls, values: Optional[dict]) -> "EngineSettings":
         """Build settings from user input, naming unknown keys and bad values clearly."""

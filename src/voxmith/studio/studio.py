@@ -534,7 +534,8 @@ class Studio:
         ranking = {k: v for k, v in record.ranking.items() if k in known}
         return SpeakRequest(
             text=record.text, voice=record.voice.name if record.voice else None,
-            refs=record.refs.files if record.refs else (), engine=record.engine_name, settings=record.settings,
+            refs=record.refs.files if record.refs else (), engine=record.engine_name,
+            settings=self.engine(record.engine_name).settings_class.as_recorded(record.settings),
             seed=record.seed, candidates=record.candidates, ranking=RankingSettings(**ranking), rank=record.ranked,
             output=output, overwrite=overwrite,
             # the exact checkpoint step that made it (or stock weights), whatever the voice uses now

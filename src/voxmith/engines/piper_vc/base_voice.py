@@ -172,7 +172,7 @@ def _with_seeded_noise(model_bytes: bytes) -> Tuple[bytes, List[str]]:
 
 
 class BaseVoice:
-    """Joe. Loaded once per process; `speak` is serialised by a lock because seeding is global."""
+    """Joe. Loaded once per process; `speak` may be called from several threads at once."""
 
     name = JOE
 
@@ -207,7 +207,8 @@ class BaseVoice:
               noise_w: float = 0.0) -> PiperOutput:
         """Synthesise one sentence. Piper may split text into several sentences; they are
         concatenated with a short pause."""
-        sentences = [p for p in self.voice.phonemize(text) if p]
+        with self._lock:  # espeak-ng's phonemizer keeps global state
+            sentences = [p for p in self.voice.phonemize(text) if p]
         if not sentences:
             raise ValueError(f"Piper produced no phonemes for {text!r}.")
         pieces: List[np.ndarray] = []
@@ -220,30 +221,31 @@ class BaseVoice:
         if noisy and not self._noise_inputs:
             raise ValueError("Piper's sampling noise needs the 'onnx' package to seed it; "
                              "install onnx or use noise_scale = noise_w = 0.")
-        with self._lock:
-            session = self.voice.session
-            for index, sentence in enumerate(sentences):
-                ids = self.voice.phonemes_to_ids(sentence)
-                args = {
-                    "input": np.asarray([ids], dtype=np.int64),
-                    "input_lengths": np.asarray([len(ids)], dtype=np.int64),
-                    "scales": np.asarray([noise_scale, length_scale, noise_w], dtype=np.float32),
-                }
-                frames = max(16, int(NOISE_FRAMES_PER_ID * len(ids) * max(length_scale, 1.0)))
-                for name in self._noise_inputs:  # multiplied by 0 when not noisy: any values do
-                    args[name] = (rng.standard_normal((1, NOISE_CHANNELS, frames), dtype=np.float32) if noisy
-                                  else np.zeros((1, 1, 1), np.float32))
-                result = session.run(None, args)
-                audio = result[0].squeeze().astype(np.float32)
-                if index:
-                    pieces.append(gap)
-                    offset += gap.size
-                if self._has_durations:
-                    tokens = phones.id_tokens(sentence, self.voice.config.phoneme_id_map)
-                    alignment += phones.spans(tokens, result[1], offset)
-                pieces.append(audio)
-                offset += audio.size
-                phonemes.extend(sentence)
+        # The noise comes from this call's own generator and onnxruntime sessions run concurrently,
+        # so takes of several threads (a candidate's draws) are made at once on several cores.
+        session = self.voice.session
+        for index, sentence in enumerate(sentences):
+            ids = self.voice.phonemes_to_ids(sentence)
+            args = {
+                "input": np.asarray([ids], dtype=np.int64),
+                "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+                "scales": np.asarray([noise_scale, length_scale, noise_w], dtype=np.float32),
+            }
+            frames = max(16, int(NOISE_FRAMES_PER_ID * len(ids) * max(length_scale, 1.0)))
+            for name in self._noise_inputs:  # multiplied by 0 when not noisy: any values do
+                args[name] = (rng.standard_normal((1, NOISE_CHANNELS, frames), dtype=np.float32) if noisy
+                              else np.zeros((1, 1, 1), np.float32))
+            result = session.run(None, args)
+            audio = result[0].squeeze().astype(np.float32)
+            if index:
+                pieces.append(gap)
+                offset += gap.size
+            if self._has_durations:
+                tokens = phones.id_tokens(sentence, self.voice.config.phoneme_id_map)
+                alignment += phones.spans(tokens, result[1], offset)
+            pieces.append(audio)
+            offset += audio.size
+            phonemes.extend(sentence)
         samples = np.concatenate(pieces)
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
         if peak > 1e-8:

@@ -5,8 +5,10 @@ Conditioning (an npz-able dict) holds the fitted `ConversionParams` under "conv.
 GE2E embedding, the warp-search record, and the weights of the residual network trained at
 enrollment on the voice's own clips under "postnet.*" (adaptation.py; `postnet_mix` scales it).
 Synthesis is deterministic: Piper's sampling noise (on by default) and every per-candidate
-variation are drawn from `numpy.random.default_rng(seed + i)` (base_voice.py). The intelligibility
-guard hears synthesis without Piper's noise and at the pitch shift's old floor (`_guard_settings`).
+variation are drawn from `numpy.random.default_rng(seed)` of the take's seed (base_voice.py).
+Candidate i is the draw, among `draws` made at seeds seed + i + j * DRAW_SEED_STRIDE, nearest the
+voice's enrolled GE2E embedding (`_nearest_draw`). The intelligibility guard hears one draw, without
+Piper's noise and at the pitch shift's old floor (`_guard_settings`).
 
 Fine-tuning (`training_task`, `with_finetune`; see training.py and postnet.py): a checkpoint holds
 the conversion it was trained on plus a residual network, so a fine-tuned variant takes the warp,
@@ -25,6 +27,7 @@ from the conditioning's `finetune.*` keys; weights that fail even fully backed o
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +49,12 @@ from voxmith.errors import VoxmithError
 from voxmith.progress import ProgressCallback, report
 from voxmith.quality import NaturalnessUnavailable, get_naturalness_model, naturalness_installed
 from voxmith.speaker import cosine_similarity, get_speaker_encoder
+
+
+# Draw j of a candidate is made at the candidate's seed + j * DRAW_SEED_STRIDE: far from the seeds
+# the studio gives other candidates, retries and sentences (speech.SEED_STRIDE apart).
+DRAW_SEED_STRIDE = 7_919_993
+MAX_DRAWS = 8
 
 
 @dataclass
@@ -95,8 +104,17 @@ class PiperVCSettings(EngineSettings):
     # the converted envelope before the network (0: the voice-wide conversion only). Above 1
     # because the measured deviations are shrunk, smoothed and blurred by the alignment.
     phone_mix: float = 3.0
+    # Takes drawn for each candidate (Piper's noise and the jitter at seeds seed + j * DRAW_SEED_STRIDE);
+    # the one whose GE2E embedding is nearest the voice's enrolled embedding is kept. Each draw is one
+    # more synthesis; 2 raised similarity on every shared voice (docs/piper_vc_tuning.md, engine 14's
+    # draws). 1: the first draw alone, as before.
+    draws: int = 2
+
+    EARLIER_VALUES = {"draws": 1}  # added to engine 14's synthesis
 
     def validate(self) -> None:
+        if int(self.draws) != self.draws or not 1 <= int(self.draws) <= MAX_DRAWS:
+            raise VoxmithError(f"Setting 'draws' must be a whole number from 1 to {MAX_DRAWS}, got {self.draws}.")
         checks = [
             ("noise_scale", 0.0, 1.5), ("noise_w", 0.0, 1.5), ("length_scale", 0.5, 2.0),
             ("length_jitter", 0.0, 0.3), ("warp_jitter", 0.0, 0.1), ("f0_jitter", 0.0, 0.3),
@@ -139,7 +157,7 @@ class PiperVCEngine(Engine):
                    "envelope filter); an intelligibility guard backs off what would cost words.")
     sample_rate_hz = world.SAMPLE_RATE_HZ
     device_needs = DeviceNeeds(runs_on_cpu=True, gpu_recommended=False,
-                               note="CPU only; about 0.2-0.25x real time on 2 idle cores.")
+                               note="CPU only; about 0.15x real time on 2 idle cores (two draws per take).")
     settings_class = PiperVCSettings
     languages = ("en",)  # Piper's joe voice is en_US
     supports_training = True
@@ -467,6 +485,26 @@ class PiperVCEngine(Engine):
         and phone weights) by their inputs, for callers that say the same text at the same seeds
         with several conditionings (the guard)."""
         settings = self.checked_request(text, settings)
+        plan = self._plan(conditioning, settings)
+        target = conditioning.get("target_embedding")
+        draws = int(settings.draws) if target is not None else 1
+        out: List[Candidate] = []
+        for i in range(max(1, int(candidates))):
+            cand_seed = int(seed) + i
+            report(progress, "synthesising", i, candidates)
+            if draws == 1:
+                samples, details = plan.take(text, cand_seed, takes)
+            else:
+                samples, details = _nearest_draw(plan, text, [cand_seed + j * DRAW_SEED_STRIDE for j in range(draws)],
+                                                 np.asarray(target), takes)
+            out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz, seed=cand_seed, details=details))
+        report(progress, "synthesising", len(out), candidates)
+        return out
+
+    def _plan(self, conditioning: Conditioning, settings: PiperVCSettings) -> "_SynthesisPlan":
+        """What every take of one request shares: the conversion, the strengths the guard allowed
+        (enrollment's for the stock conversion, the fine-tune check's for a fine-tune), the network,
+        the base voice and its pace."""
         finetuned = self._finetuned
         if finetuned is not None:
             params = finetuned.base.params()
@@ -507,76 +545,112 @@ class PiperVCEngine(Engine):
             rate = self._finetune_rate(conditioning)
         else:
             rate = float(conditioning.get("rate", 1.0))
-        out: List[Candidate] = []
-        for i in range(max(1, int(candidates))):
-            cand_seed = int(seed) + i
-            rng = np.random.default_rng(cand_seed)
-            u = rng.uniform(-1.0, 1.0, size=3)
-            details = {
-                "noise_scale": float(settings.noise_scale),
-                "noise_w": float(settings.noise_w),
-                "length_scale": float(settings.length_scale * rate * (1.0 + settings.length_jitter * u[0])),
-                "warp": float(params.warp + settings.warp_jitter * u[1]),
-                "warp_jitter": float(settings.warp_jitter * u[1]),
-                "f0_scale": float(settings.f0_scale * np.exp(settings.f0_jitter * u[2])),
-                "ridge_mix": float(params.ridge_mix),
-                "cov_mix": float(params.cov_mix),
-                "cov_nucleus": float(params.cov_nucleus),
-                "postnet_mix": float(refine_scale) if refiner is not None else 0.0,
-                "spectral_scale": spectral_scale,
-                "f0_range": float(settings.f0_range),
-                "envelope_smoothing_ms": float(settings.envelope_smoothing_ms),
-                "psola_floor": float(settings.psola_floor),
-                "phone_mix": phone_mix,
-            }
-            if checked is not None:
-                details["guard"] = checked
-            details["base_voice"] = voice.name
-            report(progress, "synthesising", i, candidates)
-            spoken, feats, nucleus = _base_take(voice, text, cand_seed, details["noise_scale"],
-                                                details["length_scale"], details["noise_w"], takes)
-            if spoken.alignment is None:
-                details["phone_mix"] = 0.0  # no phone timings (no `onnx`): nothing to add them along
-            converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
-                                           f0_scale=details["f0_scale"], nucleus=nucleus,
-                                           f0_range=details["f0_range"])
-            if details["phone_mix"] > 0:
-                converted = phone_shift.shifted(converted, deviations, spoken.alignment, phone_mix)
-            if refiner is not None:
-                converted = postnet.refine(refiner, converted, params, scale=refine_scale)
-            rendered = render.render(spoken.samples, feats, converted, spectral_scale=spectral_scale,
-                                     smoothing_ms=details["envelope_smoothing_ms"],
-                                     psola_floor=details["psola_floor"])
-            samples = peak_normalize(rendered, -1.0).astype(np.float32)
-            details["phonemes"] = "".join(spoken.phonemes)
-            out.append(Candidate(samples=samples, sample_rate_hz=self.sample_rate_hz,
-                                 seed=cand_seed, details=details))
-        report(progress, "synthesising", len(out), candidates)
-        return out
+        return _SynthesisPlan(settings, params, voice, rate, spectral_scale, checked, deviations, phone_mix,
+                              refiner, refine_scale)
+
+
+@dataclass(frozen=True)
+class _SynthesisPlan:
+    """One request's conversion, ready to render takes of any text at any seed (_plan builds it)."""
+
+    settings: PiperVCSettings
+    params: conversion.ConversionParams
+    voice: Any  # the base voice (base_voice.get_base_voice)
+    rate: float
+    spectral_scale: float
+    checked: Optional[dict]  # the guard's record (guard.summary)
+    deviations: Optional[phone_shift.PhoneDeviations]
+    phone_mix: float
+    refiner: Any  # the residual network (postnet) or None
+    refine_scale: float
+
+    def take(self, text: str, seed: int, takes: Optional[Dict[tuple, Any]] = None) -> Tuple[np.ndarray, dict]:
+        """(samples, details) of `text` at `seed`: the base voice's take at the seed's jittered pace,
+        converted at the seed's jittered warp and pitch, rendered on the base voice's waveform."""
+        settings, params = self.settings, self.params
+        u = np.random.default_rng(seed).uniform(-1.0, 1.0, size=3)
+        details = {
+            "noise_scale": float(settings.noise_scale),
+            "noise_w": float(settings.noise_w),
+            "length_scale": _jittered_length_scale(settings, self.rate, seed),
+            "warp": float(params.warp + settings.warp_jitter * u[1]),
+            "warp_jitter": float(settings.warp_jitter * u[1]),
+            "f0_scale": float(settings.f0_scale * np.exp(settings.f0_jitter * u[2])),
+            "ridge_mix": float(params.ridge_mix),
+            "cov_mix": float(params.cov_mix),
+            "cov_nucleus": float(params.cov_nucleus),
+            "postnet_mix": float(self.refine_scale) if self.refiner is not None else 0.0,
+            "spectral_scale": self.spectral_scale,
+            "f0_range": float(settings.f0_range),
+            "envelope_smoothing_ms": float(settings.envelope_smoothing_ms),
+            "psola_floor": float(settings.psola_floor),
+            "phone_mix": self.phone_mix,
+        }
+        if self.checked is not None:
+            details["guard"] = self.checked
+        details["base_voice"] = self.voice.name
+        spoken, feats, nucleus = _base_take(self.voice, text, seed, details["noise_scale"], details["length_scale"],
+                                            details["noise_w"], takes, aperiodicity=self.refiner is not None)
+        if spoken.alignment is None:
+            details["phone_mix"] = 0.0  # no phone timings (no `onnx`): nothing to add them along
+        converted = conversion.convert(feats, params, warp_jitter=details["warp_jitter"],
+                                       f0_scale=details["f0_scale"], nucleus=nucleus,
+                                       f0_range=details["f0_range"])
+        if details["phone_mix"] > 0:
+            converted = phone_shift.shifted(converted, self.deviations, spoken.alignment, details["phone_mix"])
+        if self.refiner is not None:
+            converted = postnet.refine(self.refiner, converted, params, scale=self.refine_scale)
+        rendered = render.render(spoken.samples, feats, converted, spectral_scale=self.spectral_scale,
+                                 smoothing_ms=details["envelope_smoothing_ms"], psola_floor=details["psola_floor"])
+        details["phonemes"] = "".join(spoken.phonemes)
+        return peak_normalize(rendered, -1.0).astype(np.float32), details
+
+
+def _nearest_draw(plan: _SynthesisPlan, text: str, seeds: Sequence[int], target: np.ndarray,
+                  takes: Optional[Dict[tuple, Any]] = None) -> Tuple[np.ndarray, dict]:
+    """The take of `text` whose GE2E embedding is nearest `target` among those at `seeds`, made on
+    as many threads as there are cores (most of a take is Piper's onnxruntime session and numpy,
+    which run outside the GIL), with every draw's seed and similarity in its details."""
+    encoder = get_speaker_encoder("cpu")
+
+    def scored(seed: int) -> Tuple[np.ndarray, dict, float]:
+        samples, details = plan.take(text, seed, takes)
+        return samples, details, cosine_similarity(encoder.embed(samples, world.SAMPLE_RATE_HZ), target)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(seeds), os.cpu_count() or 1))) as pool:
+        made = list(pool.map(scored, seeds))
+    best = int(np.argmax([m[2] for m in made]))
+    samples, details, _ = made[best]
+    details["draws"] = [{"seed": int(seed), "similarity": round(float(m[2]), 4)} for seed, m in zip(seeds, made)]
+    details["draw"] = best
+    return samples, details
 
 
 def _jittered_length_scale(settings: PiperVCSettings, rate: float, cand_seed: int) -> float:
     """The base voice's length_scale for candidate seed `cand_seed` (the first of the seed's
-    jitter draws, as _synthesize makes them)."""
+    jitter draws, as _SynthesisPlan.take makes them)."""
     u = np.random.default_rng(cand_seed).uniform(-1.0, 1.0, size=3)
     return float(settings.length_scale * rate * (1.0 + settings.length_jitter * u[0]))
 
 
 def _base_take(voice, text: str, cand_seed: int, noise_scale: float, length_scale: float, noise_w: float,
-               takes: Optional[Dict[tuple, Any]] = None) -> tuple:
+               takes: Optional[Dict[tuple, Any]] = None, aperiodicity: bool = True) -> tuple:
     """(the base voice's output, its WORLD analysis, phone nucleus weights) for one candidate,
-    from `takes` when it holds them (kept there when given)."""
+    from `takes` when it holds them (kept there when given). `aperiodicity`: whether the analysis
+    must hold it (only a residual network reads it)."""
     key = (voice.name, text, cand_seed, noise_scale, length_scale, noise_w)
     take = takes.get(key) if takes is not None else None
     if take is None:
         spoken = voice.speak(text, seed=cand_seed, noise_scale=noise_scale, length_scale=length_scale,
                              noise_w=noise_w)
-        feats = world.analyse(spoken.samples)
+        feats = world.analyse(spoken.samples, aperiodicity=aperiodicity)
         nucleus = phones.nucleus_weights(spoken.alignment, feats.f0.size, world.SAMPLE_RATE_HZ,
                                          world.FRAME_PERIOD_MS)
         take = (spoken, feats, nucleus)
-        if takes is not None:
-            takes[key] = take
+    elif aperiodicity and take[1].ap is None:
+        take = (take[0], world.with_aperiodicity(take[0].samples, take[1]), take[2])
+    if takes is not None:
+        takes[key] = take
     return take
 
 
@@ -588,7 +662,7 @@ FINETUNE_PREFIX = "finetune."
 
 # What the guard hears synthesis without (engine._guard_settings): Piper's sampling noise and
 # psola_floor 1, defaults added after the guard's tolerance was set.
-GUARD_RENDERING = {"noise_scale": 0.0, "noise_w": 0.0, "psola_floor": 0.3}
+GUARD_RENDERING = {"noise_scale": 0.0, "noise_w": 0.0, "psola_floor": 0.3, "draws": 1}
 NOT_WEIGHED = "not weighed: DistillMOS is not installed (see the Makefile), so the guard's strengths were kept"
 NOT_WEIGHED_KEY = "-without-naturalness"
 # What each enrollment stage counts, for the CLI's bar and the HTTP API's events.
@@ -642,6 +716,7 @@ class PiperVCNaturalSettings(PiperVCSettings):
     noise_w: float = 0.0
     psola_floor: float = 0.3
     phone_mix: float = 0.0  # measured on joe's scaled bases only (piper-vc 13): not used here
+    draws: int = 1  # unmeasured on Kokoro's bases, where each draw costs about 0.5x real time
 
     def validate(self) -> None:
         super().validate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -32,17 +33,19 @@ F0_CEIL_HZ = 600.0
 class WorldFeatures:
     f0: np.ndarray  # (T,) Hz, 0 where unvoiced
     mcep: np.ndarray  # (T, ORDER + 1)
-    ap: np.ndarray  # (T, FFT_SIZE // 2 + 1)
+    ap: Optional[np.ndarray]  # (T, FFT_SIZE // 2 + 1); None where it was not analysed (with_aperiodicity)
 
     @property
     def voiced(self) -> np.ndarray:
         return self.f0 > 0
 
 
-def analyse(samples: np.ndarray, *, accurate_f0: bool = False) -> WorldFeatures:
+def analyse(samples: np.ndarray, *, accurate_f0: bool = False, aperiodicity: bool = True) -> WorldFeatures:
     """WORLD analysis of float mono at SAMPLE_RATE_HZ. `accurate_f0` uses Harvest (about 20x
     slower, fewer voicing errors; worth it only for the target at enrollment), else
-    DIO + StoneMask, which is enough for Piper's clean output."""
+    DIO + StoneMask, which is enough for Piper's clean output. `aperiodicity` False leaves `ap`
+    None: D4C is over half the analysis, and rendering from the base voice's waveform needs it only
+    for a residual network (with_aperiodicity adds it later)."""
     x = np.ascontiguousarray(samples, dtype=np.float64)
     if accurate_f0:
         f0, t = pyworld.harvest(x, SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ,
@@ -52,8 +55,18 @@ def analyse(samples: np.ndarray, *, accurate_f0: bool = False) -> WorldFeatures:
                             frame_period=FRAME_PERIOD_MS)
         f0 = pyworld.stonemask(x, f0, t, SAMPLE_RATE_HZ)
     sp = pyworld.cheaptrick(x, f0, t, SAMPLE_RATE_HZ, fft_size=FFT_SIZE)
-    ap = pyworld.d4c(x, f0, t, SAMPLE_RATE_HZ, fft_size=FFT_SIZE)
+    ap = pyworld.d4c(x, f0, t, SAMPLE_RATE_HZ, fft_size=FFT_SIZE) if aperiodicity else None
     return WorldFeatures(f0=f0, mcep=sp_to_mcep(sp), ap=ap)
+
+
+def with_aperiodicity(samples: np.ndarray, features: WorldFeatures) -> WorldFeatures:
+    """`features` (analysed from `samples`) with their aperiodicity, analysed now if it was left out."""
+    if features.ap is not None:
+        return features
+    x = np.ascontiguousarray(samples, dtype=np.float64)
+    t = np.arange(features.f0.size) * (FRAME_PERIOD_MS / 1000.0)
+    ap = pyworld.d4c(x, np.ascontiguousarray(features.f0, dtype=np.float64), t, SAMPLE_RATE_HZ, fft_size=FFT_SIZE)
+    return WorldFeatures(f0=features.f0, mcep=features.mcep, ap=ap)
 
 
 def sp_to_mcep(sp: np.ndarray) -> np.ndarray:
