@@ -496,6 +496,37 @@ def test_a_book_started_under_a_voice_folder_spelt_the_other_way_resumes_there(t
     assert [p.name for p in results.iterdir()] == [nfd]
 
 
+def test_a_book_started_before_a_setting_changed_the_audio_goes_on_as_it_was_made(tmp_path, tone_engine,
+                                                                                 monkeypatch):
+    """A setting added without a new engine version whose default changes the audio (piper-vc's
+    draws) names, in EARLIER_VALUES, what results before it were made at: a book whose book.json
+    predates it resumes at that value, and only a request setting it otherwise is refused."""
+    studio = _studio(tmp_path / "ws")
+    as_made = {"pitch_scale": 2.0}  # what the engine did before the setting existed
+    reference = studio.book(_request(tmp_path / "reference", audio_format="wav", settings=as_made))
+    made = []
+    original = Speaker.speak_sentence
+
+    def interrupted_after_three(self, text, seed):
+        if len(made) == 3:
+            raise KeyboardInterrupt
+        made.append(text)
+        return original(self, text, seed)
+
+    monkeypatch.setattr(Speaker, "speak_sentence", interrupted_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        studio.book(_request(tmp_path / "book", audio_format="wav", settings=as_made))
+    monkeypatch.setattr(Speaker, "speak_sentence", original)
+    state = json.loads((tmp_path / "book" / "book.json").read_text())
+    del state["settings"]["settings"]["pitch_scale"]  # as a voxmith before the setting recorded it
+    (tmp_path / "book" / "book.json").write_text(json.dumps(state))
+    monkeypatch.setattr(tone_engine.settings_class, "EARLIER_VALUES", as_made)
+    with pytest.raises(VoxmithError, match="other settings \\(settings\\)"):
+        studio.book(_request(tmp_path / "book", audio_format="wav", settings={"pitch_scale": 1.0}))
+    result = studio.book(_request(tmp_path / "book", audio_format="wav"))
+    assert np.array_equal(sf.read(result.book_path)[0], sf.read(reference.book_path)[0])
+
+
 def test_a_book_recorded_before_an_engine_setting_existed_resumes_while_it_is_at_its_default(tmp_path, tone_engine):
     """A setting added to an engine since a book was started (piper-vc's phone_mix, say) is missing
     from its book.json: left at its default it changes nothing, so the book resumes; set to

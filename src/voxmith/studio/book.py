@@ -225,8 +225,9 @@ class BookMaker:
         self.rate = engine.sample_rate_hz
         # `chapters`: the book already read by the caller (Studio.book reads it before preparing the voice)
         self.chapters = chapters if chapters is not None else read_chapters(Path(request.source), request.pauses)
+        settings = _as_started(engine, request.settings, read_json(folder / "book.json", default=None))
         speak_request = SpeakRequest(text="book", voice=request.voice, refs=request.refs, engine=engine.name,
-                                     settings=request.settings, candidates=request.candidates,
+                                     settings=settings, candidates=request.candidates,
                                      ranking=request.ranking, rank=request.rank)
         self.speaker = Speaker(engine, conditioning, embedding, speak_request, progress)
         self.sentences_dir = folder / "sentences"
@@ -491,17 +492,31 @@ def _take_record(take, scores) -> dict:
     return record
 
 
+def _as_started(engine: Engine, settings: Dict[str, object], state: Optional[dict]) -> Dict[str, object]:
+    """The engine settings to go on with a book started (book.json: `state`) before the engine had
+    some of its settings: those it never recorded and the request does not set are taken at the
+    value its sentences were made at (the settings class's EARLIER_VALUES), so the book stays one."""
+    recorded = state.get("settings") if isinstance(state, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("settings"), dict):
+        return dict(settings)
+    if (recorded.get("engine") or {}).get("name") != engine.name:
+        return dict(settings)  # another engine's book: refused by the settings check
+    earlier = engine.settings_class.EARLIER_VALUES
+    return {**{k: v for k, v in earlier.items() if k not in recorded["settings"]}, **settings}
+
+
 def _without_added_defaults(before: dict, now: dict, engine_settings) -> dict:
     """`now` without the engine settings that `before` (a book.json written by an earlier voxmith)
-    never recorded and that are at their defaults now: a setting added since, left as it was,
-    changes nothing the engine version does not already say (a new engine version is its own key)."""
+    never recorded and that are at the value its sentences were made at: their EARLIER_VALUES entry,
+    else their default (a setting added since, left as it was, changes nothing the engine version
+    does not already say; a new engine version is its own key)."""
     recorded, current = before.get("settings"), now.get("settings")
     if not isinstance(recorded, dict) or not isinstance(current, dict):
         return now
     defaults = {f.name: f.default for f in dataclasses.fields(engine_settings)
                 if f.default is not dataclasses.MISSING}
-    defaults = json.loads(json.dumps(defaults, default=str))
-    kept = {k: v for k, v in current.items() if k in recorded or k not in defaults or v != defaults[k]}
+    as_made = json.loads(json.dumps({**defaults, **type(engine_settings).EARLIER_VALUES}, default=str))
+    kept = {k: v for k, v in current.items() if k in recorded or k not in as_made or v != as_made[k]}
     return {**now, "settings": kept}
 
 
