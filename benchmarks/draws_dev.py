@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clone_quality import AUDIO_EXT, VOICES_DIR, word_errors  # noqa: E402
+from clone_quality import VOICES_DIR, word_errors  # noqa: E402
 from guard_grid import DEV_SENTENCES  # noqa: E402
+from similarity_levers import cached_voices  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "draws_dev.json"
 
 
 def scored_takes(cond_dir: str, names: list, seeds: int, out: str) -> list:
     from voxmith.asr import get_transcriber
-    from voxmith.audio import load_audio, to_mono
     from voxmith.engines.piper_vc import PiperVCEngine
     from voxmith.engines.piper_vc.engine import DRAW_SEED_STRIDE
     from voxmith.quality import get_naturalness_model
@@ -41,14 +41,7 @@ def scored_takes(cond_dir: str, names: list, seeds: int, out: str) -> list:
     one = engine.settings_class.from_dict({"draws": 1})
     encoder, mos_model, transcriber = get_speaker_encoder("cpu"), get_naturalness_model(), get_transcriber()
     rows = []
-    for name in names:
-        cached = Path(cond_dir) / f"{name}.v{engine.version}.npz"
-        if not cached.is_file():
-            print(f"{name}: no {cached}; enroll it with clone_quality.py --cond-dir first")
-            continue
-        clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
-        held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
-        cond = dict(np.load(cached))
+    for name, _, held_out, cond in cached_voices(engine, names, cond_dir, encoder):
         for k, sentence in enumerate(DEV_SENTENCES):
             for j in range(seeds):
                 take = engine.synthesize(normalize_text(sentence), cond, one, seed=k + DRAW_SEED_STRIDE * j)[0]

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clone_quality import AUDIO_EXT, VOICES_DIR  # noqa: E402
+from clone_quality import VOICES_DIR  # noqa: E402
 from phone_envelope_map import parallel_pieces  # noqa: E402
-from similarity_levers import print_summary, save_rows, spoken_row  # noqa: E402
+from similarity_levers import cached_voices, print_summary, save_rows, spoken_row  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrolled_variants.json"
 # Piper's espeak IPA, one token per character (diphthongs are two tokens).
@@ -110,7 +110,6 @@ def main() -> int:
         print(f"{VOICES_DIR} not found; nothing to measure.")
         return 0
     from voxmith.asr import get_transcriber
-    from voxmith.audio import load_audio, to_mono
     from voxmith.engines.piper_vc import PiperVCEngine, base_choice
     from voxmith.engines.piper_vc.base_voice import get_base_voice
     from voxmith.quality import get_naturalness_model
@@ -121,14 +120,7 @@ def main() -> int:
     variants = json.loads(args.variants)
     names = [v for v in args.voices.split(",") if v] or sorted(p.name for p in VOICES_DIR.iterdir() if p.is_dir())
     rows = []
-    for name in names:
-        cached = Path(args.cond_dir) / f"{name}.v{engine.version}.npz"
-        if not cached.is_file():
-            print(f"{name}: no {cached}; enroll it with clone_quality.py --cond-dir first")
-            continue
-        clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
-        held_out = encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz)
-        cond = dict(np.load(cached))
+    for name, clips, held_out, cond in cached_voices(engine, names, args.cond_dir, encoder):
         pieces = []
         if any("refit" in variant for variant in variants):
             pieces = parallel_pieces(clips[:-1], get_base_voice(base_choice.base_name(cond)), transcriber)

@@ -139,6 +139,21 @@ def enrolled(engine, name: str, clips, cond_dir: str) -> dict:
     return cond
 
 
+def cached_voices(engine, names, cond_dir: str, encoder):
+    """(name, clips, held-out clip's GE2E embedding, conditioning) of each voice in `names` whose
+    enrollment clone_quality.py kept in `cond_dir` (DIR/VOICE.vVERSION.npz, on all clips but the
+    last); the others are named and skipped."""
+    from voxmith.audio import load_audio, to_mono
+
+    for name in names:
+        cached = Path(cond_dir) / f"{name}.v{engine.version}.npz"
+        if not cached.is_file():
+            print(f"{name}: no {cached}; enroll it with clone_quality.py --cond-dir first")
+            continue
+        clips = [load_audio(p) for p in sorted((VOICES_DIR / name).iterdir()) if p.suffix.lower() in AUDIO_EXT]
+        yield name, clips, encoder.embed(to_mono(clips[-1].samples), clips[-1].sample_rate_hz), dict(np.load(cached))
+
+
 def dev_figures(takes, held_out: np.ndarray, encoder, transcriber, mos_model) -> dict:
     """What a listener gets from the takes of DEV_SENTENCES (22.05 kHz, in order): mean GE2E cosine to
     the held-out clip's embedding, Whisper's word error rate over all of them, mean DistillMOS."""
