@@ -89,3 +89,21 @@ def test_aperiodicity_analysed_later_is_the_same():
     assert later.ap is None
     np.testing.assert_array_equal(world.with_aperiodicity(samples, later).ap, whole.ap)
     assert world.with_aperiodicity(samples, whole) is whole
+
+
+def test_joe_speaks_from_several_threads_as_from_one():
+    """Draws run Piper at once on several threads (only espeak-ng's phonemizer is serialised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    voice = get_base_voice()
+    lines = ["The kettle whistled in the empty kitchen.", "Nobody answered the second letter.",
+             "A gull circled over the harbour wall.", "Bring the blue folder when you come back."]
+
+    def said(k: int) -> np.ndarray:
+        return voice.speak(lines[k], seed=k, noise_scale=0.667, noise_w=0.8).samples
+
+    alone = [said(k) for k in range(len(lines))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(said, range(len(lines))))
+    for one, other in zip(alone, together):
+        np.testing.assert_array_equal(one, other)

@@ -65,6 +65,9 @@ VOICE_FILE = "en_US-joe-medium.onnx"
 # Kokoro's module loads its runtimes (onnxruntime, onnx, OpenVINO: seconds) and is needed only
 # when a Kokoro style first speaks: imported then (KokoroBase), not with every use of piper-vc.
 KOKORO_MODULE = "voxmith.engines.piper_vc.kokoro_voice"
+# espeak-ng (bundled by piper-tts) keeps global state, the voice it is set to among it: every
+# phonemizer call of this process, joe's and Kokoro's (kokoro_voice.py), goes through this lock.
+ESPEAK_LOCK = threading.Lock()
 
 
 def voice_files() -> Tuple[Path, Path]:
@@ -201,13 +204,12 @@ class BaseVoice:
                                                providers=["CPUExecutionProvider"])
         self.voice = PiperVoice(config=PiperConfig.from_dict(config_dict), session=session)
         self.sample_rate_hz = int(self.voice.config.sample_rate)
-        self._lock = threading.Lock()
 
     def speak(self, text: str, *, seed: int, noise_scale: float = 0.0, length_scale: float = 1.0,
               noise_w: float = 0.0) -> PiperOutput:
         """Synthesise one sentence. Piper may split text into several sentences; they are
         concatenated with a short pause."""
-        with self._lock:  # espeak-ng's phonemizer keeps global state
+        with ESPEAK_LOCK:
             sentences = [p for p in self.voice.phonemize(text) if p]
         if not sentences:
             raise ValueError(f"Piper produced no phonemes for {text!r}.")

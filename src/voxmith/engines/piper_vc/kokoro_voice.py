@@ -30,6 +30,7 @@ from piper.phonemize_espeak import EspeakPhonemizer
 
 from voxmith.audio import resample
 from voxmith.engines.piper_vc import kokoro_backend, kokoro_model
+from voxmith.engines.piper_vc.base_voice import ESPEAK_LOCK
 from voxmith.engines.piper_vc.kokoro_styles import STYLES
 
 SAMPLE_RATE_HZ = 24000
@@ -70,12 +71,14 @@ class KokoroModel:
             # onnxruntime's blocked kernels want 2-D convolutions; OpenVINO takes the plain graph.
             graph = kokoro_model.float_model_path(path, blocked=self.backend.runtime == "onnxruntime")
             self.session = kokoro_backend.open_session(self.backend, graph, threads)
-        self.phonemizer = EspeakPhonemizer()
+        with ESPEAK_LOCK:  # initialising sets espeak-ng's global data path
+            self.phonemizer = EspeakPhonemizer()
         self._lock = threading.Lock()
 
     def phonemes(self, text: str) -> List[str]:
         """Kokoro phoneme strings, one per sentence espeak finds in `text`."""
-        sentences = ["".join(s) for s in self.phonemizer.phonemize("en-us", text)]
+        with ESPEAK_LOCK:
+            sentences = ["".join(s) for s in self.phonemizer.phonemize("en-us", text)]
         out = [kokoro_phonemes(s, self.vocab)[:MAX_TOKENS] for s in sentences]
         return [s for s in out if s.strip()]
 
