@@ -77,6 +77,23 @@ def _request(folder: Path, **kwargs) -> BookRequest:
     return BookRequest(**values)
 
 
+def _interrupted(studio: Studio, request: BookRequest, sentences: int, monkeypatch) -> None:
+    """`request` stopped (KeyboardInterrupt) after `sentences` sentences, as a killed run leaves it."""
+    made = []
+    original = Speaker.speak_sentence
+
+    def interrupted(self, text, seed):
+        if len(made) == sentences:
+            raise KeyboardInterrupt
+        made.append(text)
+        return original(self, text, seed)
+
+    monkeypatch.setattr(Speaker, "speak_sentence", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        studio.book(request)
+    monkeypatch.setattr(Speaker, "speak_sentence", original)
+
+
 def test_book_chapters_m4b_and_manifest(tmp_path, tone_engine):
     studio = _studio(tmp_path / "ws")
     result = studio.book(_request(tmp_path / "book"))
@@ -125,19 +142,7 @@ def test_interrupted_book_resumes_to_the_same_audio_and_redo_rebuilds_one_chapte
     studio = _studio(tmp_path / "ws")
     reference = studio.book(_request(tmp_path / "reference", audio_format="wav"))
 
-    made = []
-    original = Speaker.speak_sentence
-
-    def interrupted_after_five(self, text, seed):
-        if len(made) == 5:
-            raise KeyboardInterrupt
-        made.append(text)
-        return original(self, text, seed)
-
-    monkeypatch.setattr(Speaker, "speak_sentence", interrupted_after_five)
-    with pytest.raises(KeyboardInterrupt):
-        studio.book(_request(tmp_path / "book", audio_format="wav"))
-    monkeypatch.setattr(Speaker, "speak_sentence", original)
+    _interrupted(studio, _request(tmp_path / "book", audio_format="wav"), 5, monkeypatch)
     events = []
     result = studio.book(_request(tmp_path / "book", audio_format="wav"), progress=events.append)
     total = len(reference.manifest["sentences"])
@@ -504,19 +509,7 @@ def test_a_book_started_before_a_setting_changed_the_audio_goes_on_as_it_was_mad
     studio = _studio(tmp_path / "ws")
     as_made = {"pitch_scale": 2.0}  # what the engine did before the setting existed
     reference = studio.book(_request(tmp_path / "reference", audio_format="wav", settings=as_made))
-    made = []
-    original = Speaker.speak_sentence
-
-    def interrupted_after_three(self, text, seed):
-        if len(made) == 3:
-            raise KeyboardInterrupt
-        made.append(text)
-        return original(self, text, seed)
-
-    monkeypatch.setattr(Speaker, "speak_sentence", interrupted_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        studio.book(_request(tmp_path / "book", audio_format="wav", settings=as_made))
-    monkeypatch.setattr(Speaker, "speak_sentence", original)
+    _interrupted(studio, _request(tmp_path / "book", audio_format="wav", settings=as_made), 3, monkeypatch)
     state = json.loads((tmp_path / "book" / "book.json").read_text())
     del state["settings"]["settings"]["pitch_scale"]  # as a voxmith before the setting recorded it
     (tmp_path / "book" / "book.json").write_text(json.dumps(state))
