@@ -142,12 +142,11 @@ def test_a_failed_swap_puts_the_old_segments_back(tmp_path, sources, monkeypatch
     assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
 
 
-def test_a_run_killed_in_the_swap_is_undone_by_the_next(tmp_path, sources, monkeypatch):
-    studio = _studio(tmp_path)
-    studio.prepare_dataset("ds", sources, SETTINGS)
-    before = _snapshot(_folder(tmp_path))
+def _redo_killed_in_the_swap(studio: Studio, sources, monkeypatch) -> None:
+    """A --redo of "ds" (prepared) killed in its swap: the new audio in, the old set aside, the
+    record not yet written, nothing cleaned up."""
 
-    def killed(source, destination):  # the new audio is in, the old one aside, the record not yet
+    def killed(source, destination):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
@@ -155,8 +154,27 @@ def test_a_run_killed_in_the_swap_is_undone_by_the_next(tmp_path, sources, monke
         patch.setattr(staging_module, "_settle", lambda *a: None)  # a killed process cleans nothing up
         with pytest.raises(KeyboardInterrupt):
             studio.prepare_dataset("ds", sources[:1], SETTINGS, redo=True)
+
+
+def test_a_run_killed_in_the_swap_is_undone_by_the_next(tmp_path, sources, monkeypatch):
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    before = _snapshot(_folder(tmp_path))
+    _redo_killed_in_the_swap(studio, sources, monkeypatch)
     assert _snapshot(_folder(tmp_path)) != before  # the other run's audio, beside the old segments.json
     studio.prepare_dataset("ds", sources, SETTINGS)  # resumes the old dataset, as it was
+    assert _snapshot(_folder(tmp_path)) == before
+    assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
+
+
+def test_the_listing_undoes_a_redo_killed_in_the_swap(tmp_path, sources, monkeypatch):
+    # Before: the other run's audio and the old one set aside stayed until that dataset was prepared again.
+    studio = _studio(tmp_path)
+    studio.prepare_dataset("ds", sources, SETTINGS)
+    before = _snapshot(_folder(tmp_path))
+    _redo_killed_in_the_swap(studio, sources, monkeypatch)
+    assert [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
+    assert studio.datasets.names() == ["ds"]
     assert _snapshot(_folder(tmp_path)) == before
     assert not [p for p in _folder(tmp_path).iterdir() if p.name.startswith(".")]
 

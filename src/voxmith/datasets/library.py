@@ -3,10 +3,11 @@ segments.json (`store.Dataset`).
 
 A first `dataset prepare` killed before its commit (SIGKILL, power loss) leaves a folder holding
 only its staging folder, possibly gigabytes of sliced audio, and no segments.json: not a dataset, so
-never listed, and settled only if the user prepares that same name again. Listing the datasets
-therefore settles such folders first (`clear_abandoned`), unless their run is alive (holds the
-dataset's lock), and removes the folder when nothing else is in it. Not done here: staging folders
-beside a segments.json (a killed --redo): the next prepare of that dataset settles those.
+never listed, and settled only if the user prepares that same name again. A killed `--redo` leaves
+one beside the dataset (and perhaps the dataset half swapped), settled only when that dataset is
+next prepared. Listing the datasets therefore settles every dataset folder's leftovers first
+(`clear_abandoned`), unless their run is alive (holds the dataset's lock), and removes a folder that
+was no dataset when nothing else is in it.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ class DatasetLibrary:
         return sorted({canonical_name(p.name) for p in self.root.iterdir() if (p / SEGMENTS_FILE).exists()})
 
     def clear_abandoned(self) -> None:
-        """Settle the staging folders of first prepares killed before their commit, and remove their
-        dataset folders if that empties them. Never raises: what cannot be settled now is left as it
-        is (a listing must not fail because of a leftover)."""
+        """Settle the staging folders of prepares killed before their commit (a first prepare's or a
+        --redo's), and remove the folder of a first one if that empties it. Never raises: what cannot
+        be settled now is left as it is (a listing must not fail because of a leftover)."""
         for folder in self.root.iterdir():
             try:
-                if folder.is_dir() and not (folder / SEGMENTS_FILE).exists() and staging_folders(folder):
+                if folder.is_dir() and staging_folders(folder):
                     self._clear_abandoned(folder)
             except (OSError, VoxmithError):
                 continue
