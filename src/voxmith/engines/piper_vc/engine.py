@@ -28,6 +28,7 @@ from the conditioning's `finetune.*` keys; weights that fail even fully backed o
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -606,19 +607,32 @@ class _SynthesisPlan:
         return peak_normalize(rendered, -1.0).astype(np.float32), details
 
 
+_draw_workers: Optional[ThreadPoolExecutor] = None
+_draw_workers_lock = threading.Lock()
+
+
+def _draw_pool() -> ThreadPoolExecutor:
+    """The process's threads for draws, one per core, made once: a pool per request left a server's
+    memory growing (every new thread gets its own allocator arenas and onnxruntime state)."""
+    global _draw_workers
+    with _draw_workers_lock:
+        if _draw_workers is None:
+            _draw_workers = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="piper-vc-draw")
+        return _draw_workers
+
+
 def _nearest_draw(plan: _SynthesisPlan, text: str, seeds: Sequence[int], target: np.ndarray,
                   takes: Optional[Dict[tuple, Any]] = None) -> Tuple[np.ndarray, dict]:
     """The take of `text` whose GE2E embedding is nearest `target` among those at `seeds`, made on
-    as many threads as there are cores (most of a take is Piper's onnxruntime session and numpy,
-    which run outside the GIL), with every draw's seed and similarity in its details."""
+    the draw threads (_draw_pool; most of a take is Piper's onnxruntime session and numpy, which run
+    outside the GIL), with every draw's seed and similarity in its details."""
     encoder = get_speaker_encoder("cpu")
 
     def scored(seed: int) -> Tuple[np.ndarray, dict, float]:
         samples, details = plan.take(text, seed, takes)
         return samples, details, cosine_similarity(encoder.embed(samples, world.SAMPLE_RATE_HZ), target)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(seeds), os.cpu_count() or 1))) as pool:
-        made = list(pool.map(scored, seeds))
+    made = list(_draw_pool().map(scored, seeds))
     best = int(np.argmax([m[2] for m in made]))
     samples, details, _ = made[best]
     details["draws"] = [{"seed": int(seed), "similarity": round(float(m[2]), 4)} for seed, m in zip(seeds, made)]
