@@ -10,11 +10,10 @@ commit the old segments are deleted with the staging folder; anything else the o
 (files voxmith did not write there: a user's own recordings, notes, folders) moves into the new one.
 
 A run killed before the commit leaves its staging folder behind; `settle_interrupted` moves back
-what it had moved, then removes it. The next run on the dataset does so first; and because a killed
-*first* run leaves a folder with no segments.json (no dataset, so never listed, and perhaps never
-prepared again under that name), listing the datasets settles those too when no run holds their
-lock (DatasetLibrary.clear_abandoned). Not done here: the train/validation lists' contents (Dataset.save
-derives them from the record).
+what it had moved, then removes it. The next run on the dataset does so first, and so does listing
+the datasets, for every dataset folder no run holds the lock of (DatasetLibrary.clear_abandoned: a
+killed first run leaves no segments.json, so no dataset that would be listed or perhaps ever prepared
+again). Not done here: the train/validation lists' contents (Dataset.save derives them from the record).
 """
 
 from __future__ import annotations

@@ -102,9 +102,15 @@ class EngineSettings:
     EARLIER_VALUES: ClassVar[Dict[str, Any]] = {}
 
     @classmethod
+    def predated(cls, recorded: dict) -> Dict[str, Any]:
+        """The EARLIER_VALUES of the settings `recorded` (a result's or a book's) never held."""
+        return {k: v for k, v in cls.EARLIER_VALUES.items() if k not in recorded}
+
+    @classmethod
     def as_recorded(cls, recorded: Optional[dict]) -> dict:
         """The settings a result's record holds, with EARLIER_VALUES for those it predates."""
-        return {**cls.EARLIER_VALUES, **dict(recorded or {})}
+        recorded = dict(recorded or {})
+        return {**cls.predated(recorded), **recorded}
 
     @classmethod
     def from_dict(cls, values: Optional[dict]) -> "EngineSettings":

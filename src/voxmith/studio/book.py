@@ -501,8 +501,7 @@ def _as_started(engine: Engine, settings: Dict[str, object], state: Optional[dic
         return dict(settings)
     if (recorded.get("engine") or {}).get("name") != engine.name:
         return dict(settings)  # another engine's book: refused by the settings check
-    earlier = engine.settings_class.EARLIER_VALUES
-    return {**{k: v for k, v in earlier.items() if k not in recorded["settings"]}, **settings}
+    return {**engine.settings_class.predated(recorded["settings"]), **settings}
 
 
 def _without_added_defaults(before: dict, now: dict, engine_settings) -> dict:

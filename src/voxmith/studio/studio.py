@@ -644,7 +644,7 @@ class Studio:
         """Slice, transcribe and write dataset `name`; resumes an interrupted run. Returns its summary."""
         dataset = self.datasets.at(name)
         recordings = self.resolve_recordings(sources)
-        # The space a killed first prepare of another name holds, freed before this one takes more.
+        # The space killed prepares left (of any dataset) is freed before this one takes more.
         self.datasets.clear_abandoned()
         # Two preparations of one dataset (two terminals, the web UI and the CLI), or an edit during
         # one, are refused (Dataset.changing).
