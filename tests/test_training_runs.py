@@ -273,7 +273,10 @@ def test_tensorboard_log_has_each_step_once_after_a_crash_and_resume(tmp_path):
     assert run.checkpoints.latest().step == 4
     train_loop(TinyTask(), run)  # redoes steps 5 and 6
 
-    files = sorted(run.tensorboard_dir.glob("events.out.tfevents.*"))
+    # In the order written: events.out.tfevents.SECONDS.HOST.PID.COUNTER, numbers compared as numbers
+    # (by name, a writer counted 10 sorts before one counted 9 in the same second).
+    files = sorted(run.tensorboard_dir.glob("events.out.tfevents.*"),
+                   key=lambda f: (int(f.name.split(".")[3]), int(f.name.rsplit(".", 1)[1])))
     assert len(files) == 2
     raw_steps = [EventAccumulator(str(f)).Reload().Scalars("loss/total") for f in files]
     assert [e.step for e in raw_steps[0]] == [1, 2, 3, 4, 5]  # the crashed start's step 5 is still on disk
